@@ -1,0 +1,54 @@
+// adam.wgsl: one dispatch updates every parameter of a network, held in flat
+// buffers (parameters, gradients, first and second moments; all [n]).
+// As torch.optim.Adam (no weight decay, no amsgrad), at step t:
+//   m = beta1 m + (1 - beta1) g
+//   v = beta2 v + (1 - beta2) g^2
+//   p = p - (lr / (1 - beta1^t)) m / (sqrt(v) / sqrt(1 - beta2^t) + eps)
+// t is read from the GPU step counter (counters[0] = steps done, so t =
+// counters[0] + 1): the trainer never writes it per step. lr, beta1, beta2
+// and eps are uniforms, written only when they change (no rebuild).
+//
+// Bindings, group 0:
+//   0  uniform  params {n, lr, beta1, beta2, eps}
+//   1  storage  param    read_write  [n]
+//   2  storage  grad     read        [n]
+//   3  storage  m        read_write  [n]
+//   4  storage  v        read_write  [n]
+//   5  storage  counters read        array<u32>
+// 256 invocations a group, one element each; 2-D grid past 65535 groups.
+
+struct Params {
+    n: u32,
+    lr: f32,
+    beta1: f32,
+    beta2: f32,
+    eps: f32,
+    _pad0: u32,
+    _pad1: u32,
+    _pad2: u32,
+}
+
+@group(0) @binding(0) var<uniform> p: Params;
+@group(0) @binding(1) var<storage, read_write> param: array<f32>;
+@group(0) @binding(2) var<storage, read> grad: array<f32>;
+@group(0) @binding(3) var<storage, read_write> m: array<f32>;
+@group(0) @binding(4) var<storage, read_write> v: array<f32>;
+@group(0) @binding(5) var<storage, read> counters: array<u32>;
+
+@compute @workgroup_size(256)
+fn adam_update(@builtin(global_invocation_id) gid: vec3<u32>) {
+    let i = gid.x + gid.y * 65535u * 256u;
+    if (i >= p.n) {
+        return;
+    }
+    let t = f32(counters[0] + 1u);
+    let g = grad[i];
+    let mi = p.beta1 * m[i] + (1.0 - p.beta1) * g;
+    let vi = p.beta2 * v[i] + (1.0 - p.beta2) * g * g;
+    m[i] = mi;
+    v[i] = vi;
+    let bias1 = 1.0 - pow(p.beta1, t);
+    let bias2 = 1.0 - pow(p.beta2, t);
+    let denom = sqrt(vi) / sqrt(bias2) + p.eps;
+    param[i] = param[i] - (p.lr / bias1) * mi / denom;
+}

@@ -1,0 +1,144 @@
+// batchnorm.wgsl: BatchNorm1d over x: [rows = batch, cols = features], fused
+// with the activation that follows it (RELU) and, in backward, with the bias
+// gradient of the dense layer before it.
+//
+// train forward, per feature c (B = rows):
+//   mean = sum_r x / B;  var = sum_r (x - mean)^2 / B      (biased)
+//   invstd = 1 / sqrt(var + eps)
+//   xhat = (x - mean) * invstd;  y = act(gamma * xhat + beta)
+//   running_mean = (1 - momentum) running_mean + momentum mean
+//   running_var  = (1 - momentum) running_var  + momentum var B / (B - 1)
+//   x is overwritten with xhat (kept for backward); invstd is saved.
+// eval forward: y = act(gamma (x - running_mean) / sqrt(running_var + eps) + beta)
+// backward, per feature, with g = dy * act'(y):
+//   dbeta = sum_r g;  dgamma = sum_r g xhat
+//   dx = gamma invstd / B * (B g - dbeta - xhat dgamma)   (written over dy)
+//   dbias = sum_r dx       (bias of the dense layer feeding the batch norm)
+//
+// Bindings, group 0:
+//   0  uniform  params {rows, cols, momentum, eps}
+//   1  storage  gamma        read        [cols]
+//   2  storage  beta         read        [cols]
+//   3  storage  x            read_write  [rows, cols]  train: x -> xhat; eval: x;
+//                                                      backward: xhat
+//   4  storage  y            read_write  [rows, cols]  act output (backward reads it)
+//   5  storage  running_mean read_write  [cols]
+//   6  storage  running_var  read_write  [cols]
+//   7  storage  invstd       read_write  [cols]  saved by train forward
+//   8  storage  dy           read_write  [rows, cols]  backward: dy -> dx
+//   9  storage  dgamma       read_write  [cols]
+//  10  storage  dbeta        read_write  [cols]
+//  11  storage  dbias        read_write  [cols]
+// Entry points: bn_forward_train (0-7), bn_forward_eval (0-6),
+// bn_backward (0, 1, 3, 4, 7-11). 64 invocations a group; one feature each
+// for train and backward (the invocation owns its column's sums), one element
+// each for eval.
+
+override RELU: bool = true;
+
+struct Params {
+    rows: u32,
+    cols: u32,
+    momentum: f32,
+    eps: f32,
+}
+
+@group(0) @binding(0) var<uniform> p: Params;
+@group(0) @binding(1) var<storage, read> gamma: array<f32>;
+@group(0) @binding(2) var<storage, read> beta: array<f32>;
+@group(0) @binding(3) var<storage, read_write> x: array<f32>;
+@group(0) @binding(4) var<storage, read_write> y: array<f32>;
+@group(0) @binding(5) var<storage, read_write> running_mean: array<f32>;
+@group(0) @binding(6) var<storage, read_write> running_var: array<f32>;
+@group(0) @binding(7) var<storage, read_write> invstd: array<f32>;
+@group(0) @binding(8) var<storage, read_write> dy: array<f32>;
+@group(0) @binding(9) var<storage, read_write> dgamma: array<f32>;
+@group(0) @binding(10) var<storage, read_write> dbeta: array<f32>;
+@group(0) @binding(11) var<storage, read_write> dbias: array<f32>;
+
+fn act(v: f32) -> f32 {
+    if (RELU) {
+        return max(v, 0.0);
+    }
+    return v;
+}
+
+fn act_grad_from_output(out: f32) -> f32 {
+    if (RELU) {
+        return select(0.0, 1.0, out > 0.0);
+    }
+    return 1.0;
+}
+
+@compute @workgroup_size(64)
+fn bn_forward_train(@builtin(global_invocation_id) gid: vec3<u32>) {
+    let c = gid.x;
+    if (c >= p.cols) {
+        return;
+    }
+    let n = f32(p.rows);
+    var sum = 0.0;
+    for (var r = 0u; r < p.rows; r++) {
+        sum += x[r * p.cols + c];
+    }
+    let mean = sum / n;
+    var sq = 0.0;
+    for (var r = 0u; r < p.rows; r++) {
+        let d = x[r * p.cols + c] - mean;
+        sq += d * d;
+    }
+    let variance = sq / n;
+    let inv = 1.0 / sqrt(variance + p.eps);
+    invstd[c] = inv;
+    let unbiased = variance * n / max(n - 1.0, 1.0);
+    running_mean[c] = (1.0 - p.momentum) * running_mean[c] + p.momentum * mean;
+    running_var[c] = (1.0 - p.momentum) * running_var[c] + p.momentum * unbiased;
+    let g = gamma[c];
+    let b = beta[c];
+    for (var r = 0u; r < p.rows; r++) {
+        let i = r * p.cols + c;
+        let xh = (x[i] - mean) * inv;
+        x[i] = xh;
+        y[i] = act(g * xh + b);
+    }
+}
+
+@compute @workgroup_size(64)
+fn bn_forward_eval(@builtin(global_invocation_id) gid: vec3<u32>) {
+    let i = gid.x + gid.y * 65535u * 64u;
+    if (i >= p.rows * p.cols) {
+        return;
+    }
+    let c = i % p.cols;
+    let xh = (x[i] - running_mean[c]) / sqrt(running_var[c] + p.eps);
+    y[i] = act(gamma[c] * xh + beta[c]);
+}
+
+@compute @workgroup_size(64)
+fn bn_backward(@builtin(global_invocation_id) gid: vec3<u32>) {
+    let c = gid.x;
+    if (c >= p.cols) {
+        return;
+    }
+    var sum_g = 0.0;
+    var sum_gx = 0.0;
+    for (var r = 0u; r < p.rows; r++) {
+        let i = r * p.cols + c;
+        let g = dy[i] * act_grad_from_output(y[i]);
+        sum_g += g;
+        sum_gx += g * x[i];
+    }
+    dbeta[c] = sum_g;
+    dgamma[c] = sum_gx;
+    let n = f32(p.rows);
+    let scale = gamma[c] * invstd[c] / n;
+    var sum_dx = 0.0;
+    for (var r = 0u; r < p.rows; r++) {
+        let i = r * p.cols + c;
+        let g = dy[i] * act_grad_from_output(y[i]);
+        let dx = scale * (n * g - sum_g - x[i] * sum_gx);
+        dy[i] = dx;
+        sum_dx += dx;
+    }
+    dbias[c] = sum_dx;
+}

@@ -1,0 +1,78 @@
+// bce.wgsl: binary cross-entropy on probabilities, as PyTorch's BCELoss, with
+// the batch split in two segments, each averaged on its own:
+//   rows [0, n_zero) have target 0, rows [n_zero, n) target 1;
+//   loss = mean_{target 0}(-max(log(1 - p), -100)) + mean_{target 1}(-max(log p, -100))
+// (one mean when one segment is empty). This is loss_d = BCE(D(G(z)), 0) +
+// BCE(D(x), 1) on the discriminator batch [fake; real], and loss_g =
+// BCE(D(G(z)), 1) with n_zero = 0.
+// Gradient, as PyTorch's BCELoss backward (zero where p saturates at 0 or 1):
+//   dp = w (p - t) / max(p (1 - p), 1e-12),  w = 1 / (rows in the segment)
+// The logs use p as stored in f32, as PyTorch does, so saturated outputs give
+// the clamped -100 exactly as it does.
+// Also written: the mean of p over each segment (D(G(z)) and D(x)).
+//
+// Bindings, group 0:
+//   0  uniform  params {n, n_zero, out, _pad}
+//   1  storage  prob    read        [n]
+//   2  storage  dprob   read_write  [n]
+//   3  storage  metrics read_write  metrics[out] = loss,
+//                                   metrics[out + 1] = mean p over target 1,
+//                                   metrics[out + 2] = mean p over target 0
+// One workgroup of 64 invocations; each strides over the rows, then the
+// partial sums are reduced in workgroup memory (one barrier).
+
+struct Params {
+    n: u32,
+    n_zero: u32,
+    out: u32,
+    _pad: u32,
+}
+
+@group(0) @binding(0) var<uniform> p: Params;
+@group(0) @binding(1) var<storage, read> prob: array<f32>;
+@group(0) @binding(2) var<storage, read_write> dprob: array<f32>;
+@group(0) @binding(3) var<storage, read_write> metrics: array<f32>;
+
+var<workgroup> partial: array<vec4<f32>, 64>;
+
+fn clamped_log(v: f32) -> f32 {
+    // log(0) is -inf in PyTorch and then clamped; WGSL leaves log(0) undefined.
+    if (v <= 0.0) {
+        return -100.0;
+    }
+    return max(log(v), -100.0);
+}
+
+@compute @workgroup_size(64)
+fn bce_forward_backward(@builtin(local_invocation_id) lid: vec3<u32>) {
+    let n_one = p.n - p.n_zero;
+    let w_zero = 1.0 / f32(max(p.n_zero, 1u));
+    let w_one = 1.0 / f32(max(n_one, 1u));
+    // (loss over target 0, loss over target 1, sum p target 1, sum p target 0)
+    var acc = vec4<f32>(0.0);
+    for (var i = lid.x; i < p.n; i += 64u) {
+        let q = prob[i];
+        let is_one = i >= p.n_zero;
+        let t = select(0.0, 1.0, is_one);
+        let w = select(w_zero, w_one, is_one);
+        dprob[i] = w * (q - t) / max(q * (1.0 - q), 1e-12);
+        if (is_one) {
+            acc.y -= clamped_log(q);
+            acc.z += q;
+        } else {
+            acc.x -= clamped_log(1.0 - q);
+            acc.w += q;
+        }
+    }
+    partial[lid.x] = acc;
+    workgroupBarrier();
+    if (lid.x == 0u) {
+        var total = vec4<f32>(0.0);
+        for (var j = 0u; j < 64u; j++) {
+            total += partial[j];
+        }
+        metrics[p.out] = total.x * w_zero + total.y * w_one;
+        metrics[p.out + 1u] = total.z * w_one;
+        metrics[p.out + 2u] = total.w * w_zero;
+    }
+}

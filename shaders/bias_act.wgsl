@@ -1,0 +1,95 @@
+// bias_act.wgsl: fused bias + activation for a dense layer's output.
+//   forward (in place):  x[r,c] = act(x[r,c] + bias[c])         x: [rows, cols]
+//   backward (in place): dz[r,c] = dy[r,c] * act'(y[r,c])        y = act output
+//                        dbias[c] = sum_r dz[r,c]                 dbias: [cols]
+// act' is written in terms of the output y, so the pre-activation need not
+// be kept: relu' = y > 0; leaky' = y > 0 ? 1 : 0.2; tanh' = 1 - y^2;
+// sigmoid' = y (1 - y).
+//
+// ACT: 0 identity, 1 ReLU, 2 LeakyReLU(0.2), 3 tanh, 4 sigmoid.
+// HAS_BIAS: false skips the bias add (forward) and dbias (backward).
+//
+// Bindings, group 0 (each entry point uses a prefix of this table):
+//   0  uniform  params {rows, cols}
+//   1  storage  bias  : array<f32>  read        [cols]
+//   2  storage  x     : array<f32>  read_write  forward: x; backward: dy -> dz
+//   3  storage  y     : array<f32>  read        backward only: act output
+//   4  storage  dbias : array<f32>  read_write  backward only [cols]
+//
+// bias_act_forward: 256 invocations a group, one element each.
+// bias_act_backward: 64 invocations a group, one column each (it owns the
+// column's sum, so no atomics and no barriers).
+
+override ACT: u32 = 0u;
+override HAS_BIAS: bool = true;
+
+struct Params {
+    rows: u32,
+    cols: u32,
+}
+
+@group(0) @binding(0) var<uniform> p: Params;
+@group(0) @binding(1) var<storage, read> bias: array<f32>;
+@group(0) @binding(2) var<storage, read_write> x: array<f32>;
+@group(0) @binding(3) var<storage, read> y: array<f32>;
+@group(0) @binding(4) var<storage, read_write> dbias: array<f32>;
+
+fn sigmoid(v: f32) -> f32 {
+    // Stable for either sign: exp never overflows to a NaN result.
+    if (v >= 0.0) {
+        return 1.0 / (1.0 + exp(-v));
+    }
+    let e = exp(v);
+    return e / (1.0 + e);
+}
+
+fn act(v: f32) -> f32 {
+    switch ACT {
+        case 1u: { return max(v, 0.0); }
+        case 2u: { return select(0.2 * v, v, v > 0.0); }
+        case 3u: { return tanh(v); }
+        case 4u: { return sigmoid(v); }
+        default: { return v; }
+    }
+}
+
+fn act_grad_from_output(out: f32) -> f32 {
+    switch ACT {
+        case 1u: { return select(0.0, 1.0, out > 0.0); }
+        case 2u: { return select(0.2, 1.0, out > 0.0); }
+        case 3u: { return 1.0 - out * out; }
+        case 4u: { return out * (1.0 - out); }
+        default: { return 1.0; }
+    }
+}
+
+@compute @workgroup_size(256)
+fn bias_act_forward(@builtin(global_invocation_id) gid: vec3<u32>) {
+    let i = gid.x + gid.y * 65535u * 256u;
+    if (i >= p.rows * p.cols) {
+        return;
+    }
+    var v = x[i];
+    if (HAS_BIAS) {
+        v += bias[i % p.cols];
+    }
+    x[i] = act(v);
+}
+
+@compute @workgroup_size(64)
+fn bias_act_backward(@builtin(global_invocation_id) gid: vec3<u32>) {
+    let col = gid.x;
+    if (col >= p.cols) {
+        return;
+    }
+    var sum = 0.0;
+    for (var r = 0u; r < p.rows; r++) {
+        let i = r * p.cols + col;
+        let dz = x[i] * act_grad_from_output(y[i]);
+        x[i] = dz;
+        sum += dz;
+    }
+    if (HAS_BIAS) {
+        dbias[col] = sum;
+    }
+}

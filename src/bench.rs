@@ -1,0 +1,361 @@
+//! `gan-wgpu bench`: every kernel family and variant at the model's real
+//! shapes, timed on the GPU, with a CPU sgemm column for the matmuls.
+//!
+//! Timing: each measurement records `reps` launches of one dispatch in a
+//! single compute pass, submits, waits, and divides the wall time; the figure
+//! is the median over `trials` such submits after one warm-up. Wall clock
+//! includes one submit round trip per trial (20-80 us on lavapipe), spread
+//! over `reps` launches.
+
+use crate::context::GpuContext;
+use crate::error::Result;
+use crate::kernels::{adam, batchnorm, bce, bias_act, gather, matmul, rng, Dispatch};
+use crate::tensor::GpuTensor;
+use std::fmt::Write as _;
+use std::time::Instant;
+
+pub struct BenchOptions {
+    pub quick: bool,
+    pub batch: usize,
+}
+
+#[derive(Clone, Debug)]
+pub struct Row {
+    pub family: String,
+    pub case: String,
+    pub variant: String,
+    pub median_us: f64,
+    pub spread_us: f64,
+    /// GFLOP/s for compute-bound kernels, GB/s for memory-bound ones.
+    pub rate: f64,
+    pub unit: &'static str,
+    pub cpu_gflops: Option<f64>,
+    pub chosen: bool,
+}
+
+/// Median and (max - min) of the per-launch time in microseconds.
+pub fn time_dispatch(
+    ctx: &GpuContext,
+    d: &Dispatch,
+    reps: usize,
+    trials: usize,
+) -> Result<(f64, f64)> {
+    let run = |n: usize| -> Result<f64> {
+        let mut enc = ctx.device.create_command_encoder(&Default::default());
+        {
+            let mut pass = enc.begin_compute_pass(&Default::default());
+            for _ in 0..n {
+                d.record(&mut pass);
+            }
+        }
+        let t = Instant::now();
+        ctx.queue.submit([enc.finish()]);
+        ctx.wait(&d.label)?;
+        Ok(t.elapsed().as_secs_f64() * 1e6 / n as f64)
+    };
+    run(1)?;
+    let mut times: Vec<f64> = (0..trials).map(|_| run(reps)).collect::<Result<_>>()?;
+    times.sort_by(|a, b| a.total_cmp(b));
+    Ok((times[times.len() / 2], times[times.len() - 1] - times[0]))
+}
+
+/// GFLOP/s of matrixmultiply's threaded sgemm for one (m, n, k) product.
+pub fn cpu_sgemm_gflops(form: matmul::Form, m: usize, n: usize, k: usize, trials: usize) -> f64 {
+    let a = vec![0.5f32; m * k];
+    let b = vec![0.25f32; n * k];
+    let mut c = vec![0f32; m * n];
+    // Row/column strides express the transposes without copying.
+    let (rsa, csa) = match form {
+        matmul::Form::TN => (1isize, m as isize),
+        _ => (k as isize, 1isize),
+    };
+    let (rsb, csb) = match form {
+        matmul::Form::NT => (1isize, k as isize),
+        _ => (n as isize, 1isize),
+    };
+    let mut best = f64::MAX;
+    for _ in 0..trials.max(2) {
+        let t = Instant::now();
+        unsafe {
+            matrixmultiply::sgemm(
+                m,
+                k,
+                n,
+                1.0,
+                a.as_ptr(),
+                rsa,
+                csa,
+                b.as_ptr(),
+                rsb,
+                csb,
+                0.0,
+                c.as_mut_ptr(),
+                n as isize,
+                1,
+            );
+        }
+        best = best.min(t.elapsed().as_secs_f64());
+    }
+    2.0 * (m * n * k) as f64 / best / 1e9
+}
+
+/// The matmul shapes of one training step at `batch`: (m, n, k, form, what).
+pub fn model_matmul_shapes(batch: usize) -> Vec<(usize, usize, usize, matmul::Form, String)> {
+    let layers = [
+        (100, 128),
+        (128, 256),
+        (256, 512),
+        (512, 1024),
+        (1024, 784),
+        (784, 512),
+        (512, 256),
+        (256, 1),
+    ];
+    let mut v = Vec::new();
+    for (inp, out) in layers {
+        v.push((
+            batch,
+            out,
+            inp,
+            matmul::Form::NT,
+            format!("fwd {inp}->{out}"),
+        ));
+    }
+    for (inp, out) in layers {
+        v.push((
+            batch,
+            inp,
+            out,
+            matmul::Form::NN,
+            format!("dX {inp}<-{out}"),
+        ));
+        v.push((out, inp, batch, matmul::Form::TN, format!("dW {out}x{inp}")));
+    }
+    v
+}
+
+pub fn run_kernel_bench(ctx: &GpuContext, opts: &BenchOptions) -> Result<Vec<Row>> {
+    let (reps, trials) = if opts.quick { (3, 3) } else { (10, 7) };
+    let chosen = matmul::Variant::for_adapter(ctx);
+    let mut rows = Vec::new();
+    let b = opts.batch;
+    for (m, n, k, form, what) in model_matmul_shapes(b) {
+        let (sa, sb) = form.operand_shapes(m, n, k);
+        let a = GpuTensor::zeros(ctx, &sa, "a");
+        let bt = GpuTensor::zeros(ctx, &sb, "b");
+        let c = GpuTensor::zeros(ctx, &[m, n], "c");
+        let cpu = cpu_sgemm_gflops(form, m, n, k, trials);
+        let flops = 2.0 * (m * n * k) as f64;
+        for variant in matmul::Variant::ALL {
+            // The naive kernel is the reference; skip it in quick runs.
+            if opts.quick && variant == matmul::Variant::Naive {
+                continue;
+            }
+            let mm = matmul::Matmul::new(ctx, form, variant, &a, &bt, &c)?;
+            let (med, spread) = time_dispatch(ctx, &mm.dispatch, reps, trials)?;
+            rows.push(Row {
+                family: "matmul".into(),
+                case: format!("{m}x{n}x{k} {} ({what})", form.name()),
+                variant: variant.name().into(),
+                median_us: med,
+                spread_us: spread,
+                rate: flops / med / 1e3,
+                unit: "GFLOP/s",
+                cpu_gflops: Some(cpu),
+                chosen: variant == chosen,
+            });
+        }
+    }
+    let mem_row = |family: &str, case: String, d: &Dispatch, bytes: f64| -> Result<Row> {
+        let (med, spread) = time_dispatch(ctx, d, reps, trials)?;
+        Ok(Row {
+            family: family.into(),
+            case,
+            variant: "-".into(),
+            median_us: med,
+            spread_us: spread,
+            rate: bytes / med / 1e3,
+            unit: "GB/s",
+            cpu_gflops: None,
+            chosen: true,
+        })
+    };
+    for (act, cols) in [
+        (bias_act::Act::Relu, 128),
+        (bias_act::Act::LeakyRelu, 512),
+        (bias_act::Act::Tanh, 784),
+    ] {
+        let x = GpuTensor::zeros(ctx, &[b, cols], "x");
+        let bias = GpuTensor::zeros(ctx, &[cols], "bias");
+        let f = bias_act::forward(ctx, act, &x, Some(&bias))?;
+        rows.push(mem_row(
+            "bias_act",
+            format!("forward {} {b}x{cols}", act.name()),
+            &f,
+            8.0 * (b * cols) as f64,
+        )?);
+        let dy = GpuTensor::zeros(ctx, &[b, cols], "dy");
+        let db = GpuTensor::zeros(ctx, &[cols], "db");
+        let bw = bias_act::backward(ctx, act, &x, &dy, Some(&db))?;
+        rows.push(mem_row(
+            "bias_act",
+            format!("backward {} {b}x{cols}", act.name()),
+            &bw,
+            12.0 * (b * cols) as f64,
+        )?);
+    }
+    for cols in [256, 512, 1024] {
+        let t = |n: &str, s: &[usize]| GpuTensor::zeros(ctx, s, n);
+        let (x, y, dy) = (t("x", &[b, cols]), t("y", &[b, cols]), t("dy", &[b, cols]));
+        let (g, be, rm, rv, inv) = (
+            t("g", &[cols]),
+            t("b", &[cols]),
+            t("rm", &[cols]),
+            t("rv", &[cols]),
+            t("inv", &[cols]),
+        );
+        let (dg, dbe, dbi) = (t("dg", &[cols]), t("db", &[cols]), t("dbias", &[cols]));
+        let bn = batchnorm::BnTensors {
+            gamma: &g,
+            beta: &be,
+            running_mean: &rm,
+            running_var: &rv,
+        };
+        let f = batchnorm::forward_train(ctx, &x, &y, &bn, &inv, true)?;
+        rows.push(mem_row(
+            "batchnorm",
+            format!("train forward {b}x{cols}"),
+            &f,
+            16.0 * (b * cols) as f64,
+        )?);
+        let grads = batchnorm::BnGrads {
+            dgamma: &dg,
+            dbeta: &dbe,
+            dbias: &dbi,
+        };
+        let bw = batchnorm::backward(ctx, &dy, &y, &x, &g, &inv, &grads, true)?;
+        rows.push(mem_row(
+            "batchnorm",
+            format!("backward {b}x{cols}"),
+            &bw,
+            28.0 * (b * cols) as f64,
+        )?);
+    }
+    {
+        let p = GpuTensor::zeros(ctx, &[2 * b, 1], "p");
+        let dp = GpuTensor::zeros(ctx, &[2 * b, 1], "dp");
+        let m = GpuTensor::zeros(ctx, &[8], "metrics");
+        let d = bce::forward_backward(ctx, &p, &dp, b, &m, 0)?;
+        rows.push(mem_row(
+            "bce",
+            format!("{} rows", 2 * b),
+            &d,
+            8.0 * (2 * b) as f64,
+        )?);
+    }
+    let counters = GpuTensor::zeros(ctx, &[4], "counters");
+    for (name, n) in [("generator", 1_510_000usize), ("discriminator", 533_505)] {
+        let t = |s: &str| GpuTensor::zeros(ctx, &[n], s);
+        let (p, g, m, v) = (t("p"), t("g"), t("m"), t("v"));
+        let a = adam::Adam::new(ctx, adam::AdamConfig::default(), &p, &g, &m, &v, &counters)?;
+        rows.push(mem_row(
+            "adam",
+            format!("{name} {n} params"),
+            &a.dispatch,
+            28.0 * n as f64,
+        )?);
+    }
+    {
+        let z = GpuTensor::zeros(ctx, &[b, 100], "z");
+        let d = rng::normal(
+            ctx,
+            &z,
+            rng::RngStream {
+                seed: 1,
+                stream: 0,
+                draw_base: 0,
+            },
+            &counters,
+        )?;
+        rows.push(mem_row(
+            "rng",
+            format!("normal {b}x100"),
+            &d,
+            4.0 * (b * 100) as f64,
+        )?);
+    }
+    {
+        let n_images = 60_000;
+        let pixels = GpuTensor::zeros(ctx, &[n_images * 784 / 4], "pixels");
+        let perm = GpuTensor::zeros(ctx, &[n_images], "perm");
+        let out = GpuTensor::zeros(ctx, &[2 * b, 784], "out");
+        let d = gather::gather_batch(ctx, &pixels, &perm, &out, b, b, &counters)?;
+        rows.push(mem_row(
+            "gather",
+            format!("{b}x784 from u8"),
+            &d,
+            5.0 * (b * 784) as f64,
+        )?);
+    }
+    Ok(rows)
+}
+
+pub fn format_rows(rows: &[Row]) -> String {
+    let mut s = String::new();
+    let _ = writeln!(
+        s,
+        "{:<10} {:<40} {:<8} {:>10} {:>9} {:>10} {:>9} {:>7}",
+        "family", "case", "variant", "median us", "spread", "rate", "cpu", "gpu/cpu"
+    );
+    for r in rows {
+        let (cpu, ratio) = match r.cpu_gflops {
+            Some(c) => (format!("{c:.1}"), format!("{:.1}%", 100.0 * r.rate / c)),
+            None => ("-".into(), "-".into()),
+        };
+        let mark = if r.chosen && r.family == "matmul" {
+            "*"
+        } else {
+            " "
+        };
+        let _ = writeln!(
+            s,
+            "{:<10} {:<40} {:<7}{mark} {:>10.1} {:>9.1} {:>6.2} {:<4} {:>8} {:>7}",
+            r.family,
+            r.case,
+            r.variant,
+            r.median_us,
+            r.spread_us,
+            r.rate,
+            if r.unit == "GB/s" { "GB/s" } else { "GF/s" },
+            cpu,
+            ratio
+        );
+    }
+    s
+}
+
+pub fn rows_to_json(rows: &[Row], adapter: &str) -> String {
+    let esc = |s: &str| s.replace('\\', "\\\\").replace('"', "\\\"");
+    let items: Vec<String> = rows
+        .iter()
+        .map(|r| {
+            format!(
+                "{{\"family\":\"{}\",\"case\":\"{}\",\"variant\":\"{}\",\"median_us\":{:.3},\"spread_us\":{:.3},\"rate\":{:.4},\"unit\":\"{}\",\"cpu_gflops\":{},\"chosen\":{}}}",
+                esc(&r.family),
+                esc(&r.case),
+                esc(&r.variant),
+                r.median_us,
+                r.spread_us,
+                r.rate,
+                r.unit,
+                r.cpu_gflops.map_or("null".to_string(), |c| format!("{c:.3}")),
+                r.chosen
+            )
+        })
+        .collect();
+    format!(
+        "{{\"adapter\":\"{}\",\"kernels\":[{}]}}\n",
+        esc(adapter),
+        items.join(",")
+    )
+}

@@ -1,0 +1,85 @@
+//! Errors that name what went wrong: the file, the tensor, the limit.
+
+use std::path::PathBuf;
+
+pub type Result<T, E = GanError> = std::result::Result<T, E>;
+
+#[derive(Debug, thiserror::Error)]
+pub enum GanError {
+    #[error(
+        "no GPU adapter found (backends tried: {backends}). Install a GPU driver with Vulkan support, \
+         or Mesa's CPU driver lavapipe: `apt-get install mesa-vulkan-drivers` (on Debian bookworm, \
+         `apt-get install -t bookworm-backports mesa-vulkan-drivers` gives the faster Mesa 25)"
+    )]
+    NoAdapter { backends: String },
+
+    #[error("--device {wanted}: {why}. Run `gan-wgpu devices` to list the adapters")]
+    DeviceChoice { wanted: String, why: String },
+
+    #[error(
+        "adapter '{adapter}' cannot serve this workload: limit {limit} is {has}, {needed} is needed{hint}"
+    )]
+    Limit {
+        adapter: String,
+        limit: &'static str,
+        needed: u64,
+        has: u64,
+        hint: String,
+    },
+
+    #[error("requesting a device from adapter '{adapter}' failed: {source}")]
+    RequestDevice {
+        adapter: String,
+        #[source]
+        source: wgpu::RequestDeviceError,
+    },
+
+    #[error("GPU error during {during}: {message}")]
+    Device { during: String, message: String },
+
+    #[error("tensor '{tensor}': {why}")]
+    Shape { tensor: String, why: String },
+
+    #[error("{path}: {why}")]
+    Data { path: PathBuf, why: String },
+
+    #[error("{path}: {source}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+
+    #[error("checkpoint {path}: {why}")]
+    Checkpoint { path: PathBuf, why: String },
+
+    #[error("{flag}: {why}")]
+    Flag { flag: &'static str, why: String },
+
+    #[error("training diverged: {0}")]
+    Diverged(String),
+
+    #[error("interrupted")]
+    Interrupted,
+}
+
+impl GanError {
+    pub fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
+        GanError::Io {
+            path: path.into(),
+            source,
+        }
+    }
+    pub fn data(path: impl Into<PathBuf>, why: impl Into<String>) -> Self {
+        GanError::Data {
+            path: path.into(),
+            why: why.into(),
+        }
+    }
+    pub fn shape(tensor: impl Into<String>, why: impl Into<String>) -> Self {
+        GanError::Shape {
+            tensor: tensor.into(),
+            why: why.into(),
+        }
+    }
+}

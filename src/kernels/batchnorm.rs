@@ -1,0 +1,327 @@
+//! BatchNorm1d with fused ReLU (shaders/batchnorm.wgsl): launchers and CPU reference.
+
+use super::{grid_1d, groups_for, kernel, uniform, Dispatch, Slot};
+use crate::context::GpuContext;
+use crate::error::Result;
+use crate::tensor::GpuTensor;
+
+pub const SOURCE: &str = include_str!("../../shaders/batchnorm.wgsl");
+pub const EPS: f32 = 1e-5;
+pub const MOMENTUM: f32 = 0.1;
+
+#[repr(C)]
+#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
+struct Params {
+    rows: u32,
+    cols: u32,
+    momentum: f32,
+    eps: f32,
+}
+
+/// The per-feature tensors of one batch-norm layer.
+pub struct BnTensors<'a> {
+    pub gamma: &'a GpuTensor,
+    pub beta: &'a GpuTensor,
+    pub running_mean: &'a GpuTensor,
+    pub running_var: &'a GpuTensor,
+}
+
+fn check_features(cols: usize, ts: &[&GpuTensor]) -> Result<()> {
+    for t in ts {
+        t.expect_shape(&[cols])?;
+    }
+    Ok(())
+}
+
+fn relu_constant(relu: bool) -> [(&'static str, f64); 1] {
+    [("RELU", relu as u8 as f64)]
+}
+
+/// Training forward: x [rows, cols] becomes xhat, y = act(gamma xhat + beta),
+/// running statistics updated, invstd [cols] saved.
+pub fn forward_train(
+    ctx: &GpuContext,
+    x: &GpuTensor,
+    y: &GpuTensor,
+    bn: &BnTensors,
+    invstd: &GpuTensor,
+    relu: bool,
+) -> Result<Dispatch> {
+    let [rows, cols] = x.dims2()?;
+    y.expect_shape(&[rows, cols])?;
+    check_features(
+        cols,
+        &[bn.gamma, bn.beta, bn.running_mean, bn.running_var, invstd],
+    )?;
+    use Slot::*;
+    let kern = kernel(
+        ctx,
+        "batchnorm.wgsl",
+        SOURCE,
+        "bn_forward_train",
+        &[
+            Uniform, Read, Read, ReadWrite, ReadWrite, ReadWrite, ReadWrite, ReadWrite,
+        ],
+        &relu_constant(relu),
+    );
+    let p = uniform(
+        ctx,
+        &x.label,
+        &Params {
+            rows: rows as u32,
+            cols: cols as u32,
+            momentum: MOMENTUM,
+            eps: EPS,
+        },
+    );
+    Ok(Dispatch::new(
+        ctx,
+        &kern,
+        &format!("batchnorm train forward {}", x.label),
+        vec![
+            p.as_entire_binding(),
+            bn.gamma.binding(),
+            bn.beta.binding(),
+            x.binding(),
+            y.binding(),
+            bn.running_mean.binding(),
+            bn.running_var.binding(),
+            invstd.binding(),
+        ],
+        [groups_for(cols, 64), 1, 1],
+    ))
+}
+
+/// Evaluation forward from running statistics; x is left unchanged.
+pub fn forward_eval(
+    ctx: &GpuContext,
+    x: &GpuTensor,
+    y: &GpuTensor,
+    bn: &BnTensors,
+    relu: bool,
+) -> Result<Dispatch> {
+    let [rows, cols] = x.dims2()?;
+    y.expect_shape(&[rows, cols])?;
+    check_features(cols, &[bn.gamma, bn.beta, bn.running_mean, bn.running_var])?;
+    use Slot::*;
+    let kern = kernel(
+        ctx,
+        "batchnorm.wgsl",
+        SOURCE,
+        "bn_forward_eval",
+        &[
+            Uniform, Read, Read, ReadWrite, ReadWrite, ReadWrite, ReadWrite,
+        ],
+        &relu_constant(relu),
+    );
+    let p = uniform(
+        ctx,
+        &x.label,
+        &Params {
+            rows: rows as u32,
+            cols: cols as u32,
+            momentum: MOMENTUM,
+            eps: EPS,
+        },
+    );
+    Ok(Dispatch::new(
+        ctx,
+        &kern,
+        &format!("batchnorm eval forward {}", x.label),
+        vec![
+            p.as_entire_binding(),
+            bn.gamma.binding(),
+            bn.beta.binding(),
+            x.binding(),
+            y.binding(),
+            bn.running_mean.binding(),
+            bn.running_var.binding(),
+        ],
+        grid_1d(rows * cols, 64),
+    ))
+}
+
+/// Gradients of one batch-norm layer.
+pub struct BnGrads<'a> {
+    pub dgamma: &'a GpuTensor,
+    pub dbeta: &'a GpuTensor,
+    /// Bias gradient of the dense layer feeding this batch norm.
+    pub dbias: &'a GpuTensor,
+}
+
+/// Backward: dy [rows, cols] (gradient w.r.t. the activation output y)
+/// becomes dx; dgamma, dbeta and the preceding bias gradient are written.
+pub fn backward(
+    ctx: &GpuContext,
+    dy: &GpuTensor,
+    y: &GpuTensor,
+    xhat: &GpuTensor,
+    gamma: &GpuTensor,
+    invstd: &GpuTensor,
+    grads: &BnGrads,
+    relu: bool,
+) -> Result<Dispatch> {
+    let [rows, cols] = dy.dims2()?;
+    y.expect_shape(&[rows, cols])?;
+    xhat.expect_shape(&[rows, cols])?;
+    check_features(
+        cols,
+        &[gamma, invstd, grads.dgamma, grads.dbeta, grads.dbias],
+    )?;
+    use Slot::*;
+    let kern = kernel(
+        ctx,
+        "batchnorm.wgsl",
+        SOURCE,
+        "bn_backward",
+        &[
+            Uniform, Read, Unused, ReadWrite, ReadWrite, Unused, Unused, ReadWrite, ReadWrite,
+            ReadWrite, ReadWrite, ReadWrite,
+        ],
+        &relu_constant(relu),
+    );
+    let p = uniform(
+        ctx,
+        &dy.label,
+        &Params {
+            rows: rows as u32,
+            cols: cols as u32,
+            momentum: MOMENTUM,
+            eps: EPS,
+        },
+    );
+    Ok(Dispatch::new(
+        ctx,
+        &kern,
+        &format!("batchnorm backward {}", dy.label),
+        vec![
+            p.as_entire_binding(),
+            gamma.binding(),
+            xhat.binding(),
+            y.binding(),
+            invstd.binding(),
+            dy.binding(),
+            grads.dgamma.binding(),
+            grads.dbeta.binding(),
+            grads.dbias.binding(),
+        ],
+        [groups_for(cols, 64), 1, 1],
+    ))
+}
+
+/// CPU reference state and results of a training forward.
+pub struct CpuBnForward {
+    pub xhat: Vec<f32>,
+    pub y: Vec<f32>,
+    pub invstd: Vec<f32>,
+}
+
+fn relu_if(relu: bool, v: f32) -> f32 {
+    if relu {
+        v.max(0.0)
+    } else {
+        v
+    }
+}
+
+/// CPU reference of the training forward; updates running_mean/var in place.
+#[allow(clippy::too_many_arguments)]
+pub fn cpu_forward_train(
+    x: &[f32],
+    rows: usize,
+    cols: usize,
+    gamma: &[f32],
+    beta: &[f32],
+    running_mean: &mut [f32],
+    running_var: &mut [f32],
+    relu: bool,
+) -> CpuBnForward {
+    let mut out = CpuBnForward {
+        xhat: vec![0.0; rows * cols],
+        y: vec![0.0; rows * cols],
+        invstd: vec![0.0; cols],
+    };
+    let n = rows as f64;
+    for c in 0..cols {
+        let mean = (0..rows).map(|r| x[r * cols + c] as f64).sum::<f64>() / n;
+        let var = (0..rows)
+            .map(|r| (x[r * cols + c] as f64 - mean).powi(2))
+            .sum::<f64>()
+            / n;
+        let inv = 1.0 / (var + EPS as f64).sqrt();
+        out.invstd[c] = inv as f32;
+        let unbiased = var * n / (n - 1.0).max(1.0);
+        let m = MOMENTUM as f64;
+        running_mean[c] = ((1.0 - m) * running_mean[c] as f64 + m * mean) as f32;
+        running_var[c] = ((1.0 - m) * running_var[c] as f64 + m * unbiased) as f32;
+        for r in 0..rows {
+            let i = r * cols + c;
+            let xh = ((x[i] as f64 - mean) * inv) as f32;
+            out.xhat[i] = xh;
+            out.y[i] = relu_if(relu, gamma[c] * xh + beta[c]);
+        }
+    }
+    out
+}
+
+/// CPU reference of the evaluation forward.
+#[allow(clippy::too_many_arguments)]
+pub fn cpu_forward_eval(
+    x: &[f32],
+    rows: usize,
+    cols: usize,
+    gamma: &[f32],
+    beta: &[f32],
+    running_mean: &[f32],
+    running_var: &[f32],
+    relu: bool,
+) -> Vec<f32> {
+    let mut y = vec![0.0; rows * cols];
+    for r in 0..rows {
+        for c in 0..cols {
+            let i = r * cols + c;
+            let xh = (x[i] - running_mean[c]) / (running_var[c] + EPS).sqrt();
+            y[i] = relu_if(relu, gamma[c] * xh + beta[c]);
+        }
+    }
+    y
+}
+
+/// CPU reference of the backward: (dx, dgamma, dbeta, dbias).
+#[allow(clippy::too_many_arguments)]
+pub fn cpu_backward(
+    dy: &[f32],
+    y: &[f32],
+    xhat: &[f32],
+    gamma: &[f32],
+    invstd: &[f32],
+    rows: usize,
+    cols: usize,
+    relu: bool,
+) -> (Vec<f32>, Vec<f32>, Vec<f32>, Vec<f32>) {
+    let mut dx = vec![0.0; rows * cols];
+    let (mut dgamma, mut dbeta, mut dbias) = (vec![0.0; cols], vec![0.0; cols], vec![0.0; cols]);
+    let n = rows as f64;
+    for c in 0..cols {
+        let g = |i: usize| -> f64 {
+            let d = if relu && y[i] <= 0.0 { 0.0 } else { 1.0 };
+            dy[i] as f64 * d
+        };
+        let sum_g: f64 = (0..rows).map(|r| g(r * cols + c)).sum();
+        let sum_gx: f64 = (0..rows)
+            .map(|r| g(r * cols + c) * xhat[r * cols + c] as f64)
+            .sum();
+        dbeta[c] = sum_g as f32;
+        dgamma[c] = sum_gx as f32;
+        let scale = gamma[c] as f64 * invstd[c] as f64 / n;
+        let mut sum_dx = 0.0;
+        for r in 0..rows {
+            let i = r * cols + c;
+            let v = scale * (n * g(i) - sum_g - xhat[i] as f64 * sum_gx);
+            dx[i] = v as f32;
+            sum_dx += v;
+        }
+        dbias[c] = sum_dx as f32;
+    }
+    (dx, dgamma, dbeta, dbias)
+}

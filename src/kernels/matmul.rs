@@ -1,0 +1,267 @@
+//! Matmul launcher and CPU reference for shaders/matmul.wgsl.
+
+use super::{groups_for, kernel, uniform, Dispatch, Slot};
+use crate::context::GpuContext;
+use crate::error::{GanError, Result};
+use crate::tensor::GpuTensor;
+
+pub const SOURCE: &str = include_str!("../../shaders/matmul.wgsl");
+
+/// Which operands are transposed (see the header of matmul.wgsl).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Form {
+    /// C[M,N] = A[M,K] * B[K,N]
+    NN,
+    /// C[M,N] = A[M,K] * B[N,K]^T
+    NT,
+    /// C[M,N] = A[K,M]^T * B[K,N]
+    TN,
+}
+
+impl Form {
+    pub const ALL: [Form; 3] = [Form::NN, Form::NT, Form::TN];
+    fn code(self) -> u32 {
+        match self {
+            Form::NN => 0,
+            Form::NT => 1,
+            Form::TN => 2,
+        }
+    }
+    pub fn name(self) -> &'static str {
+        match self {
+            Form::NN => "A*B",
+            Form::NT => "A*B^T",
+            Form::TN => "A^T*B",
+        }
+    }
+    /// Shapes of A and B for an (m, n, k) product in this form.
+    pub fn operand_shapes(self, m: usize, n: usize, k: usize) -> ([usize; 2], [usize; 2]) {
+        match self {
+            Form::NN => ([m, k], [k, n]),
+            Form::NT => ([m, k], [n, k]),
+            Form::TN => ([k, m], [k, n]),
+        }
+    }
+}
+
+/// Kernel variant; `Naive` stays as the GPU reference.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Variant {
+    Naive,
+    Tiled,
+    Reg,
+}
+
+impl Variant {
+    pub const ALL: [Variant; 3] = [Variant::Naive, Variant::Tiled, Variant::Reg];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Variant::Naive => "naive",
+            Variant::Tiled => "tiled",
+            Variant::Reg => "reg4x4",
+        }
+    }
+
+    fn entry(self) -> &'static str {
+        match self {
+            Variant::Naive => "matmul_naive",
+            Variant::Tiled => "matmul_tiled",
+            Variant::Reg => "matmul_reg",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Variant> {
+        Variant::ALL
+            .into_iter()
+            .find(|v| v.name() == s || (s == "reg" && *v == Variant::Reg))
+    }
+
+    /// The variant the trainer uses on this adapter. From the measurements in
+    /// README.md (`gan-wgpu bench`): on CPU adapters (lavapipe) the barrier-free
+    /// register-blocked kernel is 3-10x faster than the tiled one; on GPUs the
+    /// workgroup-memory tiled kernel wins. GAN_WGPU_MATMUL=naive|tiled|reg4x4
+    /// overrides.
+    pub fn for_adapter(ctx: &GpuContext) -> Variant {
+        if let Some(v) = std::env::var("GAN_WGPU_MATMUL")
+            .ok()
+            .as_deref()
+            .and_then(Variant::parse)
+        {
+            return v;
+        }
+        if ctx.is_cpu_adapter() {
+            Variant::Reg
+        } else {
+            Variant::Tiled
+        }
+    }
+}
+
+#[repr(C)]
+#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
+struct Params {
+    m: u32,
+    n: u32,
+    k: u32,
+    _pad: u32,
+}
+
+/// One matmul with fixed operands, built once and recorded every step.
+#[derive(Debug)]
+pub struct Matmul {
+    pub dispatch: Dispatch,
+    pub form: Form,
+    pub variant: Variant,
+    pub m: usize,
+    pub n: usize,
+    pub k: usize,
+}
+
+impl Matmul {
+    /// c = op(a) * op(b); the shapes of a, b and c must agree for `form`.
+    pub fn new(
+        ctx: &GpuContext,
+        form: Form,
+        variant: Variant,
+        a: &GpuTensor,
+        b: &GpuTensor,
+        c: &GpuTensor,
+    ) -> Result<Self> {
+        let [ar, ac] = a.dims2()?;
+        let [br, bc] = b.dims2()?;
+        let [m, n] = c.dims2()?;
+        let k = match form {
+            Form::NN | Form::NT => ac,
+            Form::TN => ar,
+        };
+        let (want_a, want_b) = form.operand_shapes(m, n, k);
+        if [ar, ac] != want_a || [br, bc] != want_b {
+            return Err(GanError::shape(
+                &c.label,
+                format!(
+                    "{} = {} {}: A '{}' is {:?} and B '{}' is {:?}, expected {:?} and {:?} for C {:?}",
+                    c.label,
+                    form.name(),
+                    variant.name(),
+                    a.label,
+                    a.shape,
+                    b.label,
+                    b.shape,
+                    want_a,
+                    want_b,
+                    c.shape
+                ),
+            ));
+        }
+        let aligned = match form {
+            Form::NT => k % 4 == 0,
+            Form::NN => n % 4 == 0,
+            Form::TN => m % 4 == 0 && n % 4 == 0,
+        };
+        let constants = [
+            ("FORM", form.code() as f64),
+            ("ALIGNED", if aligned { 1.0 } else { 0.0 }),
+        ];
+        // Only the register-blocked kernel reads ALIGNED; keep one pipeline
+        // per form for the others.
+        let constants: &[(&str, f64)] = if variant == Variant::Reg {
+            &constants
+        } else {
+            &constants[..1]
+        };
+        let slots = [
+            Slot::Uniform,
+            Slot::Read,
+            Slot::Read,
+            Slot::ReadWrite,
+            Slot::Read,
+            Slot::Read,
+        ];
+        let kern = kernel(
+            ctx,
+            "matmul.wgsl",
+            SOURCE,
+            variant.entry(),
+            &slots,
+            constants,
+        );
+        let params = uniform(
+            ctx,
+            &c.label,
+            &Params {
+                m: m as u32,
+                n: n as u32,
+                k: k as u32,
+                _pad: 0,
+            },
+        );
+        let groups = match variant {
+            Variant::Naive => [groups_for(n, 8), groups_for(m, 8), 1],
+            Variant::Tiled => [groups_for(n, 64), groups_for(m, 64), 1],
+            Variant::Reg => [groups_for(n, 32), groups_for(m, 32), 1],
+        };
+        let label = format!(
+            "matmul {} {} {}x{}x{} -> {}",
+            form.name(),
+            variant.name(),
+            m,
+            n,
+            k,
+            c.label
+        );
+        let dispatch = Dispatch::new(
+            ctx,
+            &kern,
+            &label,
+            vec![
+                params.as_entire_binding(),
+                a.binding(),
+                b.binding(),
+                c.binding(),
+                a.binding(),
+                b.binding(),
+            ],
+            groups,
+        );
+        Ok(Matmul {
+            dispatch,
+            form,
+            variant,
+            m,
+            n,
+            k,
+        })
+    }
+
+    pub fn record(&self, pass: &mut wgpu::ComputePass<'_>) {
+        self.dispatch.record(pass);
+    }
+
+    pub fn flops(&self) -> f64 {
+        2.0 * self.m as f64 * self.n as f64 * self.k as f64
+    }
+}
+
+/// CPU reference: plain loops, f64 accumulation.
+pub fn cpu_matmul(form: Form, a: &[f32], b: &[f32], m: usize, n: usize, k: usize) -> Vec<f32> {
+    let mut c = vec![0f32; m * n];
+    for row in 0..m {
+        for col in 0..n {
+            let mut acc = 0f64;
+            for kk in 0..k {
+                let av = match form {
+                    Form::TN => a[kk * m + row],
+                    _ => a[row * k + kk],
+                };
+                let bv = match form {
+                    Form::NT => b[col * k + kk],
+                    _ => b[kk * n + col],
+                };
+                acc += av as f64 * bv as f64;
+            }
+            c[row * n + col] = acc as f32;
+        }
+    }
+    c
+}

@@ -1,0 +1,128 @@
+//! The CPU backward references against central finite differences of the CPU
+//! forwards. The GPU backward kernels are checked against these references in
+//! kernels_gpu.rs, so together the GPU gradients are tied to the true derivatives.
+
+mod common;
+use common::{rng, uniform_vec};
+use gan_wgpu::kernels::{batchnorm, bce, bias_act, matmul};
+
+const H: f64 = 1e-2;
+
+/// Central difference of `f` at x[i].
+fn central(x: &[f32], i: usize, f: &dyn Fn(&[f32]) -> f64) -> f64 {
+    let mut xp = x.to_vec();
+    let mut xm = x.to_vec();
+    xp[i] += H as f32;
+    xm[i] -= H as f32;
+    (f(&xp) - f(&xm)) / (2.0 * H)
+}
+
+fn check(what: &str, x: &[f32], analytic: &[f32], f: &dyn Fn(&[f32]) -> f64) {
+    for i in 0..x.len() {
+        let num = central(x, i, f);
+        let ana = analytic[i] as f64;
+        assert!(
+            (num - ana).abs() <= 2e-3 + 2e-3 * ana.abs(),
+            "{what}: element {i}: analytic {ana}, finite difference {num}"
+        );
+    }
+}
+
+fn weighted(w: &[f32], y: &[f32]) -> f64 {
+    w.iter().zip(y).map(|(&a, &b)| a as f64 * b as f64).sum()
+}
+
+#[test]
+fn bias_act_backward_matches_finite_differences() {
+    let (rows, cols) = (5, 4);
+    for act in bias_act::Act::ALL {
+        let mut r = rng(1);
+        // Keep pre-activations away from the ReLU kinks at 0.
+        let x: Vec<f32> = uniform_vec(&mut r, rows * cols, 0.2, 1.5)
+            .into_iter()
+            .enumerate()
+            .map(|(i, v)| if i % 2 == 0 { v } else { -v })
+            .collect();
+        let bias = vec![0.0f32; cols];
+        let w = uniform_vec(&mut r, rows * cols, -1.0, 1.0);
+        let y = bias_act::cpu_forward(act, &x, Some(&bias), rows, cols);
+        let (dz, dbias) = bias_act::cpu_backward(act, &y, &w, rows, cols);
+        let loss_x =
+            |xv: &[f32]| weighted(&w, &bias_act::cpu_forward(act, xv, Some(&bias), rows, cols));
+        check(&format!("{} dx", act.name()), &x, &dz, &loss_x);
+        // The bias moves every x of its column; its kinks sit elsewhere, so use a small bias probe.
+        let loss_b =
+            |bv: &[f32]| weighted(&w, &bias_act::cpu_forward(act, &x, Some(bv), rows, cols));
+        if act != bias_act::Act::Relu && act != bias_act::Act::LeakyRelu {
+            check(&format!("{} dbias", act.name()), &bias, &dbias, &loss_b);
+        }
+    }
+}
+
+#[test]
+fn batchnorm_backward_matches_finite_differences() {
+    let (rows, cols) = (6, 3);
+    for relu in [false, true] {
+        let mut r = rng(2);
+        let x = uniform_vec(&mut r, rows * cols, -2.0, 2.0);
+        let gamma = uniform_vec(&mut r, cols, 0.5, 1.5);
+        let beta = uniform_vec(&mut r, cols, 0.3, 0.6);
+        let w = uniform_vec(&mut r, rows * cols, -1.0, 1.0);
+        let fwd = |xv: &[f32], g: &[f32], b: &[f32]| {
+            let (mut rm, mut rv) = (vec![0.0; cols], vec![1.0; cols]);
+            batchnorm::cpu_forward_train(xv, rows, cols, g, b, &mut rm, &mut rv, relu)
+        };
+        let out = fwd(&x, &gamma, &beta);
+        let (dx, dgamma, dbeta, dbias) =
+            batchnorm::cpu_backward(&w, &out.y, &out.xhat, &gamma, &out.invstd, rows, cols, relu);
+        let what = format!("batchnorm relu={relu}");
+        check(&format!("{what} dx"), &x, &dx, &|xv| {
+            weighted(&w, &fwd(xv, &gamma, &beta).y)
+        });
+        check(&format!("{what} dgamma"), &gamma, &dgamma, &|g| {
+            weighted(&w, &fwd(&x, g, &beta).y)
+        });
+        check(&format!("{what} dbeta"), &beta, &dbeta, &|b| {
+            weighted(&w, &fwd(&x, &gamma, b).y)
+        });
+        // A bias before the batch norm shifts a whole column: its gradient is
+        // the column sum of dx (zero up to rounding).
+        let shift = |bias: &[f32]| {
+            let xs: Vec<f32> = x
+                .iter()
+                .enumerate()
+                .map(|(i, &v)| v + bias[i % cols])
+                .collect();
+            weighted(&w, &fwd(&xs, &gamma, &beta).y)
+        };
+        check(&format!("{what} dbias"), &vec![0.0; cols], &dbias, &shift);
+    }
+}
+
+#[test]
+fn bce_gradient_matches_finite_differences() {
+    let mut r = rng(3);
+    let p = uniform_vec(&mut r, 9, 0.1, 0.9);
+    for n_zero in [0, 4, 9] {
+        let (_, dprob, _, _) = bce::cpu_forward_backward(&p, n_zero);
+        check(&format!("bce n_zero={n_zero}"), &p, &dprob, &|pv| {
+            bce::cpu_forward_backward(pv, n_zero).0 as f64
+        });
+    }
+}
+
+#[test]
+fn dense_layer_gradients_match_finite_differences() {
+    // y = x W^T; with upstream w: dX = w W (NN form), dW = w^T x (TN form).
+    let (batch, inp, out) = (4, 5, 3);
+    let mut r = rng(4);
+    let x = uniform_vec(&mut r, batch * inp, -1.0, 1.0);
+    let wt = uniform_vec(&mut r, out * inp, -1.0, 1.0);
+    let up = uniform_vec(&mut r, batch * out, -1.0, 1.0);
+    let fwd =
+        |xv: &[f32], wv: &[f32]| matmul::cpu_matmul(matmul::Form::NT, xv, wv, batch, out, inp);
+    let dx = matmul::cpu_matmul(matmul::Form::NN, &up, &wt, batch, inp, out);
+    let dw = matmul::cpu_matmul(matmul::Form::TN, &up, &x, out, inp, batch);
+    check("dense dX", &x, &dx, &|xv| weighted(&up, &fwd(xv, &wt)));
+    check("dense dW", &wt, &dw, &|wv| weighted(&up, &fwd(&x, wv)));
+}
