@@ -2,10 +2,16 @@
 //! shaders. See README.md.
 
 pub mod bench;
+pub mod checkpoint;
 pub mod context;
+pub mod data;
 pub mod error;
+pub mod images;
 pub mod kernels;
+pub mod model;
+pub mod network;
 pub mod tensor;
+pub mod train;
 
 pub use context::{DeviceChoice, GpuContext, Requirements};
 pub use error::{GanError, Result};

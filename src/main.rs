@@ -1,8 +1,15 @@
 //! gan-wgpu command line.
 
 use clap::{Parser, Subcommand};
-use gan_wgpu::{context, DeviceChoice, GanError, GpuContext, Requirements};
+use gan_wgpu::kernels::adam::AdamConfig;
+use gan_wgpu::train::{self, GanConfig, TrainConfig};
+use gan_wgpu::{
+    checkpoint, context, data, images, model, DeviceChoice, GanError, GpuContext, Requirements,
+};
+use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 
 #[derive(Parser)]
 #[command(
@@ -17,6 +24,18 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Train the GAN (defaults reproduce the tutorial on the bundled MNIST).
+    Train(TrainArgs),
+    /// Generate images from a generator checkpoint (batch norm in eval mode).
+    Sample(SampleArgs),
+    /// Save a 5x5 grid of training images.
+    ShowData {
+        /// Folder in the seed's layout (DIR/train/train-images-idx3-ubyte[.gz]); default: bundled MNIST.
+        #[arg(long)]
+        data: Option<PathBuf>,
+        #[arg(long, default_value = "data_grid.png")]
+        out: PathBuf,
+    },
     /// List every GPU adapter with the limits and features that matter here.
     Devices,
     /// Time every kernel and variant at the model's real shapes.
@@ -26,7 +45,7 @@ enum Command {
         quick: bool,
         /// Write the figures as JSON to this file too.
         #[arg(long)]
-        json: Option<std::path::PathBuf>,
+        json: Option<PathBuf>,
         /// auto, discrete, integrated, cpu or an index from `gan-wgpu devices`.
         #[arg(long)]
         device: Option<String>,
@@ -35,7 +54,80 @@ enum Command {
     },
 }
 
-fn run(cli: Cli) -> gan_wgpu::Result<()> {
+#[derive(clap::Args)]
+struct TrainArgs {
+    #[arg(long, default_value_t = 200)]
+    epochs: usize,
+    #[arg(long, default_value_t = 128)]
+    batch_size: usize,
+    #[arg(long, default_value_t = 100)]
+    latent_size: usize,
+    #[arg(long, default_value_t = 2e-4)]
+    lr: f32,
+    #[arg(long, default_value_t = 0.5)]
+    beta1: f32,
+    #[arg(long, default_value_t = 0.999)]
+    beta2: f32,
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    /// auto, discrete, integrated, cpu or an index from `gan-wgpu devices` (or GAN_WGPU_DEVICE).
+    #[arg(long)]
+    device: Option<String>,
+    /// Folder in the seed's layout; default: the bundled MNIST.
+    #[arg(long)]
+    data: Option<PathBuf>,
+    /// Output folder.
+    #[arg(long, default_value = "result")]
+    out: PathBuf,
+    /// Continue the run whose output folder (or state file) this is.
+    #[arg(long)]
+    resume: Option<PathBuf>,
+    /// Print (and record) the losses every N steps.
+    #[arg(long, default_value_t = 10)]
+    log_every: u64,
+    /// Train on the first N images only.
+    #[arg(long)]
+    limit: Option<usize>,
+    /// Stop after N steps of this run, saving a resumable state.
+    #[arg(long, hide = true)]
+    stop_after_steps: Option<u64>,
+}
+
+#[derive(clap::Args)]
+struct SampleArgs {
+    /// A generator_{epoch}.safetensors file.
+    #[arg(long)]
+    checkpoint: PathBuf,
+    #[arg(long, default_value_t = 25)]
+    count: usize,
+    /// Seed of the latent codes (ignored with --latent).
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    /// float32 .npy of shape (count, latent size) with the latent codes.
+    #[arg(long)]
+    latent: Option<PathBuf>,
+    /// PNG grid of the samples.
+    #[arg(long)]
+    out: Option<PathBuf>,
+    /// IDX uint8 file of every sample (pixel = round((g + 1) * 127.5)).
+    #[arg(long)]
+    idx: Option<PathBuf>,
+    #[arg(long)]
+    device: Option<String>,
+}
+
+fn positive(flag: &'static str, v: f64) -> gan_wgpu::Result<()> {
+    if v > 0.0 && v.is_finite() {
+        Ok(())
+    } else {
+        Err(GanError::Flag {
+            flag,
+            why: format!("must be greater than zero, got {v}"),
+        })
+    }
+}
+
+fn run(cli: Cli, interrupt: Arc<AtomicBool>) -> gan_wgpu::Result<()> {
     match cli.command {
         Command::Devices => {
             print!("{}", context::describe_adapters()?);
@@ -47,6 +139,7 @@ fn run(cli: Cli) -> gan_wgpu::Result<()> {
             device,
             batch_size,
         } => {
+            positive("--batch-size", batch_size as f64)?;
             let choice = DeviceChoice::from_flag_or_env(device.as_deref())?;
             let ctx = GpuContext::new(&choice, &Requirements::default())?;
             println!("adapter: {}", ctx.describe());
@@ -65,13 +158,203 @@ fn run(cli: Cli) -> gan_wgpu::Result<()> {
             }
             Ok(())
         }
+        Command::ShowData { data: dir, out } => {
+            let set = data::load(dir.as_deref())?;
+            let n = set.count.min(25);
+            let imgs: Vec<Vec<u8>> = (0..n).map(|i| set.image(i).to_vec()).collect();
+            images::save_grid(&out, &imgs, set.height, set.width)?;
+            println!(
+                "{n} training images from {} -> {}",
+                set.source,
+                out.display()
+            );
+            Ok(())
+        }
+        Command::Train(a) => {
+            positive("--epochs", a.epochs as f64)?;
+            positive("--batch-size", a.batch_size as f64)?;
+            if a.batch_size < 2 {
+                return Err(GanError::Flag {
+                    flag: "--batch-size",
+                    why: "batch norm needs at least 2 samples a batch".into(),
+                });
+            }
+            positive("--latent-size", a.latent_size as f64)?;
+            positive("--lr", a.lr as f64)?;
+            positive("--log-every", a.log_every as f64)?;
+            for (flag, b) in [("--beta1", a.beta1), ("--beta2", a.beta2)] {
+                if !(0.0..1.0).contains(&b) {
+                    return Err(GanError::Flag {
+                        flag,
+                        why: format!("must be in [0, 1), got {b}"),
+                    });
+                }
+            }
+            if a.limit == Some(0) {
+                return Err(GanError::Flag {
+                    flag: "--limit",
+                    why: "must be greater than zero".into(),
+                });
+            }
+            let set = data::load(a.data.as_deref())?;
+            let dataset_bytes = (set.pixels.len() as u64).div_ceil(4) * 4;
+            let need = Requirements {
+                // The whole dataset is one storage binding.
+                max_storage_buffer_binding_size: dataset_bytes,
+                max_buffer_size: dataset_bytes,
+                ..Requirements::default()
+            };
+            let choice = DeviceChoice::from_flag_or_env(a.device.as_deref())?;
+            let ctx = GpuContext::new(&choice, &need)?;
+            let cfg = TrainConfig {
+                epochs: a.epochs,
+                gan: GanConfig {
+                    batch: a.batch_size,
+                    latent: a.latent_size,
+                    seed: a.seed,
+                    adam: AdamConfig {
+                        lr: a.lr,
+                        beta1: a.beta1,
+                        beta2: a.beta2,
+                        eps: 1e-8,
+                    },
+                },
+                log_every: a.log_every,
+                out: a.out,
+                resume: a.resume,
+                limit: a.limit,
+                stop_after_steps: a.stop_after_steps,
+                quiet: false,
+            };
+            let summary = train::train(&ctx, &cfg, &set, &interrupt)?;
+            if summary.interrupted && interrupt.load(Ordering::Relaxed) {
+                return Err(GanError::Interrupted);
+            }
+            println!(
+                "done: {} epochs, {} steps; outputs in {}",
+                summary.progress.epoch,
+                summary.progress.steps_done,
+                cfg.out.display()
+            );
+            Ok(())
+        }
+        Command::Sample(a) => sample(a),
     }
+}
+
+fn sample(a: SampleArgs) -> gan_wgpu::Result<()> {
+    positive("--count", a.count as f64)?;
+    if a.out.is_none() && a.idx.is_none() {
+        return Err(GanError::Flag {
+            flag: "--out",
+            why: "give --out FILE.png and/or --idx FILE".into(),
+        });
+    }
+    // The checkpoint says its own sizes: latent from model.0.weight [128, latent],
+    // image size from model.11.weight [dim, 1024] and the metadata.
+    let file = checkpoint::Loaded::open(&a.checkpoint)?;
+    let bad = |why: String| GanError::Checkpoint {
+        path: a.checkpoint.clone(),
+        why,
+    };
+    let meta = file.metadata()?;
+    if meta.get("network").is_some_and(|n| n != "generator") {
+        return Err(bad(format!(
+            "this is a {} checkpoint, a generator checkpoint is expected",
+            meta["network"]
+        )));
+    }
+    let latent = match file.shape_of("model.0.weight").as_deref() {
+        Some([_, l]) => *l,
+        _ => {
+            return Err(bad(
+                "tensor 'model.0.weight' is missing or not 2-D: not a generator checkpoint".into(),
+            ))
+        }
+    };
+    let dim = match file.shape_of("model.11.weight").as_deref() {
+        Some([d, _]) => *d,
+        _ => {
+            return Err(bad(
+                "tensor 'model.11.weight' is missing or not 2-D: not a generator checkpoint".into(),
+            ))
+        }
+    };
+    let spec = model::generator_spec(latent, dim);
+    let ck = checkpoint::load_network(&a.checkpoint, &spec)?;
+    let side = (dim as f64).sqrt() as usize;
+    let parse = |k: &str| meta.get(k).and_then(|v| v.parse::<usize>().ok());
+    let (h, w) = match (parse("image_height"), parse("image_width")) {
+        (Some(h), Some(w)) if h * w == dim => (h, w),
+        _ if side * side == dim => (side, side),
+        _ => (1, dim),
+    };
+    let (count, z) = match &a.latent {
+        Some(p) => {
+            let (rows, cols, z) = checkpoint::read_npy_f32_2d(p)?;
+            if cols != latent {
+                return Err(GanError::data(
+                    p,
+                    format!("latent codes are {cols} wide, the generator takes {latent}"),
+                ));
+            }
+            (rows, z)
+        }
+        None => (
+            a.count,
+            gan_wgpu::kernels::rng::cpu_normal(
+                a.count * latent,
+                gan_wgpu::kernels::rng::RngStream {
+                    seed: a.seed,
+                    stream: 2,
+                    draw_base: 0,
+                },
+                0,
+            ),
+        ),
+    };
+    let ctx = GpuContext::new(
+        &DeviceChoice::from_flag_or_env(a.device.as_deref())?,
+        &Requirements::default(),
+    )?;
+    let counters = gan_wgpu::GpuTensor::zeros(&ctx, &[4], "counters");
+    let g =
+        gan_wgpu::network::GpuNet::new(&ctx, spec, &ck.params, &counters, AdamConfig::default())?;
+    g.write_bn(&ctx, &ck.bn)?;
+    let sampler = train::Sampler::new(&ctx, &g, count)?;
+    let out = sampler.run(&ctx, &z)?;
+    let imgs = train::images_from_outputs(&out, dim);
+    if let Some(p) = &a.out {
+        images::save_grid(p, &imgs, h, w)?;
+        println!("{count} samples -> {}", p.display());
+    }
+    if let Some(p) = &a.idx {
+        let pixels: Vec<u8> = imgs.concat();
+        checkpoint::atomic_write(p, &data::idx_bytes(count, h, w, &pixels))?;
+        println!(
+            "{count} samples (IDX uint8 {count}x{h}x{w}) -> {}",
+            p.display()
+        );
+    }
+    Ok(())
 }
 
 fn main() -> ExitCode {
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("warn")).init();
     let cli = Cli::parse();
-    match run(cli) {
+    let interrupt = Arc::new(AtomicBool::new(false));
+    {
+        let flag = interrupt.clone();
+        // Ctrl-C or SIGTERM: finish the step, save a resumable state, exit 130.
+        let _ = ctrlc::set_handler(move || {
+            if flag.swap(true, Ordering::SeqCst) {
+                eprintln!("second interrupt: exiting now");
+                std::process::exit(130);
+            }
+            eprintln!("interrupt: finishing the current step and saving a resumable state...");
+        });
+    }
+    match run(cli, interrupt) {
         Ok(()) => ExitCode::SUCCESS,
         Err(GanError::Interrupted) => ExitCode::from(130),
         Err(e) => {

@@ -1,0 +1,357 @@
+//! Files: PyTorch-loadable safetensors checkpoints, the training-state file
+//! that `--resume` reads, .npy latent codes; all written atomically
+//! (temporary file, fsync, rename) so a crash never leaves a half file.
+
+use crate::error::{GanError, Result};
+use crate::model::{BnStats, NetSpec};
+use safetensors::{Dtype, SafeTensors};
+use std::borrow::Cow;
+use std::collections::HashMap;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+/// Writes `bytes` to `path` atomically: a temporary file beside it, fsync,
+/// rename over `path`, fsync of the folder. On error the temporary file is
+/// removed and `path` is untouched.
+pub fn atomic_write(path: &Path, bytes: &[u8]) -> Result<()> {
+    let dir = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let tmp = dir.join(format!(".{name}.{}.tmp", std::process::id()));
+    let result = (|| -> std::io::Result<()> {
+        let mut f = std::fs::File::create(&tmp)?;
+        f.write_all(bytes)?;
+        f.sync_all()?;
+        drop(f);
+        std::fs::rename(&tmp, path)?;
+        if let Ok(d) = std::fs::File::open(dir) {
+            let _ = d.sync_all();
+        }
+        Ok(())
+    })();
+    if let Err(e) = result {
+        let _ = std::fs::remove_file(&tmp);
+        return Err(GanError::io(path, e));
+    }
+    Ok(())
+}
+
+/// An owned tensor for serialisation.
+pub struct OwnedTensor {
+    pub dtype: Dtype,
+    pub shape: Vec<usize>,
+    pub data: Vec<u8>,
+}
+
+impl OwnedTensor {
+    pub fn f32(shape: Vec<usize>, v: &[f32]) -> Self {
+        OwnedTensor {
+            dtype: Dtype::F32,
+            shape,
+            data: bytemuck::cast_slice(v).to_vec(),
+        }
+    }
+}
+
+impl safetensors::View for &OwnedTensor {
+    fn dtype(&self) -> Dtype {
+        self.dtype
+    }
+    fn shape(&self) -> &[usize] {
+        &self.shape
+    }
+    fn data(&self) -> Cow<'_, [u8]> {
+        Cow::Borrowed(&self.data)
+    }
+    fn data_len(&self) -> usize {
+        self.data.len()
+    }
+}
+
+pub fn save_safetensors(
+    path: &Path,
+    tensors: &[(String, OwnedTensor)],
+    meta: HashMap<String, String>,
+) -> Result<()> {
+    let bytes = safetensors::serialize(tensors.iter().map(|(n, t)| (n.as_str(), t)), Some(meta))
+        .map_err(|e| GanError::Checkpoint {
+            path: path.into(),
+            why: e.to_string(),
+        })?;
+    atomic_write(path, &bytes)
+}
+
+/// A safetensors file read into memory and parsed.
+pub struct Loaded {
+    pub path: PathBuf,
+    bytes: Vec<u8>,
+}
+
+impl Loaded {
+    pub fn open(path: &Path) -> Result<Self> {
+        let bytes = std::fs::read(path).map_err(|e| GanError::io(path, e))?;
+        let l = Loaded {
+            path: path.into(),
+            bytes,
+        };
+        l.parsed()?;
+        Ok(l)
+    }
+
+    fn parsed(&self) -> Result<SafeTensors<'_>> {
+        SafeTensors::deserialize(&self.bytes).map_err(|e| GanError::Checkpoint {
+            path: self.path.clone(),
+            why: format!("not a readable safetensors file ({e})"),
+        })
+    }
+
+    pub fn metadata(&self) -> Result<HashMap<String, String>> {
+        let (_, meta) =
+            SafeTensors::read_metadata(&self.bytes).map_err(|e| GanError::Checkpoint {
+                path: self.path.clone(),
+                why: e.to_string(),
+            })?;
+        Ok(meta.metadata().clone().unwrap_or_default())
+    }
+
+    pub fn shape_of(&self, name: &str) -> Option<Vec<usize>> {
+        self.parsed()
+            .ok()?
+            .tensor(name)
+            .ok()
+            .map(|t| t.shape().to_vec())
+    }
+
+    fn err(&self, why: String) -> GanError {
+        GanError::Checkpoint {
+            path: self.path.clone(),
+            why,
+        }
+    }
+
+    /// Tensor `name` as f32 values of exactly `shape`.
+    pub fn f32(&self, name: &str, shape: &[usize]) -> Result<Vec<f32>> {
+        let st = self.parsed()?;
+        let t = st
+            .tensor(name)
+            .map_err(|_| self.err(format!("tensor '{name}' is missing")))?;
+        if t.dtype() != Dtype::F32 {
+            return Err(self.err(format!(
+                "tensor '{name}' has dtype {:?}, expected F32",
+                t.dtype()
+            )));
+        }
+        if t.shape() != shape {
+            return Err(self.err(format!(
+                "tensor '{name}' has shape {:?}, expected {shape:?}",
+                t.shape()
+            )));
+        }
+        Ok(t.data()
+            .chunks_exact(4)
+            .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+            .collect())
+    }
+
+    pub fn i64_scalar(&self, name: &str) -> Result<i64> {
+        let st = self.parsed()?;
+        let t = st
+            .tensor(name)
+            .map_err(|_| self.err(format!("tensor '{name}' is missing")))?;
+        if t.dtype() != Dtype::I64 || t.data().len() != 8 {
+            return Err(self.err(format!(
+                "tensor '{name}' should be an I64 scalar, is {:?} {:?}",
+                t.dtype(),
+                t.shape()
+            )));
+        }
+        Ok(i64::from_le_bytes(t.data().try_into().expect("8 bytes")))
+    }
+}
+
+/// A network checkpoint: its spec, flat parameters (spec.layout() order) and
+/// batch-norm statistics.
+pub struct NetCheckpoint {
+    pub params: Vec<f32>,
+    pub bn: Vec<Option<BnStats>>,
+    pub meta: HashMap<String, String>,
+}
+
+/// Saves a network as PyTorch's state_dict names it, loadable with
+/// `model.load_state_dict(safetensors.torch.load_file(path))`.
+pub fn save_network(
+    path: &Path,
+    spec: &NetSpec,
+    params: &[f32],
+    bn: &[Option<BnStats>],
+    mut meta: HashMap<String, String>,
+) -> Result<()> {
+    let layout = spec.layout();
+    let mut tensors = Vec::new();
+    for (name, shape, off) in &layout.entries {
+        let n: usize = shape.iter().product();
+        tensors.push((
+            name.clone(),
+            OwnedTensor::f32(shape.clone(), &params[*off..off + n]),
+        ));
+    }
+    for (l, stats) in spec.layers.iter().zip(bn) {
+        if let (Some(b), Some(s)) = (&l.bn, stats) {
+            tensors.push((
+                format!("{b}.running_mean"),
+                OwnedTensor::f32(vec![l.out], &s.running_mean),
+            ));
+            tensors.push((
+                format!("{b}.running_var"),
+                OwnedTensor::f32(vec![l.out], &s.running_var),
+            ));
+            tensors.push((
+                format!("{b}.num_batches_tracked"),
+                OwnedTensor {
+                    dtype: Dtype::I64,
+                    shape: vec![],
+                    data: s.num_batches_tracked.to_le_bytes().to_vec(),
+                },
+            ));
+        }
+    }
+    meta.insert("network".into(), spec.name.into());
+    meta.insert("format".into(), "pt".into());
+    save_safetensors(path, &tensors, meta)
+}
+
+/// Loads a network checkpoint written for `spec`; every tensor is checked
+/// for presence, dtype and shape, and the file must be of `spec.name`.
+pub fn load_network(path: &Path, spec: &NetSpec) -> Result<NetCheckpoint> {
+    let file = Loaded::open(path)?;
+    let meta = file.metadata()?;
+    if let Some(kind) = meta.get("network") {
+        if kind != spec.name {
+            return Err(GanError::Checkpoint {
+                path: path.into(),
+                why: format!(
+                    "this is a {kind} checkpoint, a {} checkpoint is expected",
+                    spec.name
+                ),
+            });
+        }
+    }
+    let layout = spec.layout();
+    let mut params = vec![0f32; layout.len];
+    for (name, shape, off) in &layout.entries {
+        let v = file.f32(name, shape)?;
+        params[*off..off + v.len()].copy_from_slice(&v);
+    }
+    let mut bn = Vec::new();
+    for l in &spec.layers {
+        bn.push(match &l.bn {
+            Some(b) => Some(BnStats {
+                running_mean: file.f32(&format!("{b}.running_mean"), &[l.out])?,
+                running_var: file.f32(&format!("{b}.running_var"), &[l.out])?,
+                num_batches_tracked: file.i64_scalar(&format!("{b}.num_batches_tracked"))?,
+            }),
+            None => None,
+        });
+    }
+    Ok(NetCheckpoint { params, bn, meta })
+}
+
+/// Writes a float32 .npy file of shape `shape`.
+pub fn npy_bytes(shape: &[usize], data: &[f32]) -> Vec<u8> {
+    let dims: Vec<String> = shape.iter().map(|d| d.to_string()).collect();
+    let shape_txt = if dims.len() == 1 {
+        format!("({},)", dims[0])
+    } else {
+        format!("({})", dims.join(", "))
+    };
+    let mut header = format!("{{'descr': '<f4', 'fortran_order': False, 'shape': {shape_txt}, }}");
+    // Pad so that the data starts at a multiple of 64 bytes; end with '\n'.
+    let total = 10 + header.len() + 1;
+    header.push_str(&" ".repeat((64 - total % 64) % 64));
+    header.push('\n');
+    let mut out = b"\x93NUMPY\x01\x00".to_vec();
+    out.extend_from_slice(&(header.len() as u16).to_le_bytes());
+    out.extend_from_slice(header.as_bytes());
+    out.extend_from_slice(bytemuck::cast_slice(data));
+    out
+}
+
+/// Reads a float32, C-order, 2-D .npy file: (rows, cols, data).
+pub fn read_npy_f32_2d(path: &Path) -> Result<(usize, usize, Vec<f32>)> {
+    let bytes = std::fs::read(path).map_err(|e| GanError::io(path, e))?;
+    let err = |why: &str| GanError::data(path, why.to_string());
+    if bytes.len() < 10 || &bytes[..6] != b"\x93NUMPY" {
+        return Err(err("not a .npy file (no \\x93NUMPY magic)"));
+    }
+    let (hlen, hstart) = match bytes[6] {
+        1 => (u16::from_le_bytes([bytes[8], bytes[9]]) as usize, 10),
+        2 | 3 if bytes.len() >= 12 => (
+            u32::from_le_bytes([bytes[8], bytes[9], bytes[10], bytes[11]]) as usize,
+            12,
+        ),
+        v => return Err(err(&format!("unsupported .npy version {v}"))),
+    };
+    let header = bytes
+        .get(hstart..hstart + hlen)
+        .ok_or_else(|| err("truncated .npy header"))?;
+    let header = String::from_utf8_lossy(header);
+    let field = |key: &str| -> Option<String> {
+        let i = header.find(&format!("'{key}'"))?;
+        let rest = header[i + key.len() + 2..]
+            .trim_start()
+            .strip_prefix(':')?
+            .trim_start();
+        let end = if rest.starts_with('(') {
+            rest.find(')')? + 1
+        } else {
+            rest.find(',').unwrap_or(rest.len())
+        };
+        Some(rest[..end].trim().to_string())
+    };
+    let descr = field("descr").ok_or_else(|| err("no 'descr' in the .npy header"))?;
+    if descr.trim_matches('\'') != "<f4" {
+        return Err(err(&format!("dtype {descr}, expected float32 ('<f4')")));
+    }
+    if field("fortran_order").as_deref() != Some("False") {
+        return Err(err("Fortran-ordered arrays are not supported"));
+    }
+    let shape = field("shape").ok_or_else(|| err("no 'shape' in the .npy header"))?;
+    let dims: Vec<usize> = shape
+        .trim_matches(|c| c == '(' || c == ')')
+        .split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(|s| {
+            s.parse::<usize>()
+                .map_err(|_| err(&format!("bad shape {shape}")))
+        })
+        .collect::<Result<_>>()?;
+    let [rows, cols] = dims[..] else {
+        return Err(err(&format!(
+            "shape {shape}: a 2-D array (count, latent size) is expected"
+        )));
+    };
+    let data = &bytes[hstart + hlen..];
+    let want = rows
+        .checked_mul(cols)
+        .and_then(|n| n.checked_mul(4))
+        .ok_or_else(|| err("shape overflows"))?;
+    if data.len() != want {
+        return Err(err(&format!(
+            "shape {shape} needs {want} bytes of data, the file has {}",
+            data.len()
+        )));
+    }
+    Ok((
+        rows,
+        cols,
+        data.chunks_exact(4)
+            .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+            .collect(),
+    ))
+}

@@ -1,0 +1,275 @@
+//! IDX image sets (MNIST's format), raw or gzipped, read with every header
+//! checked before anything is allocated from it.
+//!
+//! IDX: magic 0x00 0x00 <type> <ndims>, then ndims big-endian u32 sizes, then
+//! the data. Images are type 0x08 (u8) with 3 dims (count, rows, cols); labels
+//! type 0x08 with 1 dim (count).
+
+use crate::error::{GanError, Result};
+use flate2::read::GzDecoder;
+use std::io::Read;
+use std::path::{Path, PathBuf};
+
+/// Largest image set accepted (bytes of pixels): 4 GiB. A header asking for
+/// more is treated as corrupt rather than allocated.
+pub const MAX_DATA_BYTES: u64 = 4 << 30;
+/// Largest image side accepted.
+pub const MAX_SIDE: u32 = 4096;
+
+/// The embedded default: MNIST's training set.
+static MNIST_TRAIN_IMAGES: &[u8] =
+    include_bytes!("../assets/mnist/train/train-images-idx3-ubyte.gz");
+static MNIST_TRAIN_LABELS: &[u8] =
+    include_bytes!("../assets/mnist/train/train-labels-idx1-ubyte.gz");
+
+#[derive(Clone, Debug)]
+pub struct ImageSet {
+    pub count: usize,
+    pub height: usize,
+    pub width: usize,
+    /// count * height * width bytes, image after image, row-major.
+    pub pixels: Vec<u8>,
+    pub labels: Option<Vec<u8>>,
+    /// Where the images came from, for messages.
+    pub source: String,
+}
+
+impl ImageSet {
+    pub fn dim(&self) -> usize {
+        self.height * self.width
+    }
+    pub fn image(&self, i: usize) -> &[u8] {
+        &self.pixels[i * self.dim()..(i + 1) * self.dim()]
+    }
+}
+
+fn is_gzip(bytes: &[u8]) -> bool {
+    bytes.len() >= 2 && bytes[0] == 0x1f && bytes[1] == 0x8b
+}
+
+/// Parses an IDX file held in memory (raw or gzipped); returns (dims, data).
+pub fn parse_idx(bytes: &[u8], path: &Path, want_dims: usize) -> Result<(Vec<u32>, Vec<u8>)> {
+    let err = |why: String| GanError::data(path, why);
+    if bytes.is_empty() {
+        return Err(err("empty file".into()));
+    }
+    let named_gz = path.extension().is_some_and(|e| e == "gz");
+    let gz = is_gzip(bytes);
+    if named_gz && !gz {
+        return Err(err("named .gz but is not a gzip file".into()));
+    }
+    let mut reader: Box<dyn Read + '_> = if gz {
+        Box::new(GzDecoder::new(bytes))
+    } else {
+        Box::new(bytes)
+    };
+    let io_err = |e: std::io::Error| {
+        if gz {
+            GanError::data(path, format!("corrupt gzip data: {e}"))
+        } else {
+            GanError::data(path, e.to_string())
+        }
+    };
+    let mut head = [0u8; 4];
+    read_full(&mut reader, &mut head)
+        .map_err(io_err)?
+        .then_some(())
+        .ok_or_else(|| err("truncated: shorter than the 4-byte IDX magic".into()))?;
+    if head[0] != 0 || head[1] != 0 {
+        return Err(err(format!(
+            "wrong magic number {:02x}{:02x}{:02x}{:02x}: not an IDX file",
+            head[0], head[1], head[2], head[3]
+        )));
+    }
+    if head[2] != 0x08 {
+        return Err(err(format!(
+            "IDX data type 0x{:02x}, only unsigned bytes (0x08) are supported",
+            head[2]
+        )));
+    }
+    let ndims = head[3] as usize;
+    if ndims != want_dims {
+        return Err(err(format!(
+            "IDX file has {ndims} dimensions, expected {want_dims} ({})",
+            if want_dims == 3 {
+                "images: count, rows, cols"
+            } else {
+                "labels: count"
+            }
+        )));
+    }
+    let mut dims = Vec::with_capacity(ndims);
+    for i in 0..ndims {
+        let mut d = [0u8; 4];
+        if !read_full(&mut reader, &mut d).map_err(io_err)? {
+            return Err(err(format!(
+                "truncated in the header (dimension {i} of {ndims})"
+            )));
+        }
+        dims.push(u32::from_be_bytes(d));
+    }
+    let total: u64 = dims.iter().map(|&d| d as u64).product();
+    if ndims == 3 && (dims[1] == 0 || dims[2] == 0 || dims[1] > MAX_SIDE || dims[2] > MAX_SIDE) {
+        return Err(err(format!(
+            "absurd image size {}x{} in the header (at most {MAX_SIDE} a side)",
+            dims[1], dims[2]
+        )));
+    }
+    if total > MAX_DATA_BYTES {
+        return Err(err(format!("header declares {total} bytes of data ({dims:?}), more than the {MAX_DATA_BYTES} accepted")));
+    }
+    if !gz {
+        // Raw files: the size is known, so check before allocating.
+        let have = bytes.len() as u64 - 4 - 4 * ndims as u64;
+        if have < total {
+            return Err(err(format!(
+                "truncated: header {dims:?} needs {total} bytes of data, the file has {have}"
+            )));
+        }
+    }
+    let mut data = Vec::new();
+    // Never read more than the header promised (a gzip bomb stops here).
+    (&mut reader)
+        .take(total)
+        .read_to_end(&mut data)
+        .map_err(io_err)?;
+    if (data.len() as u64) < total {
+        return Err(err(format!(
+            "truncated: header {dims:?} needs {total} bytes of data, the file has {}",
+            data.len()
+        )));
+    }
+    Ok((dims, data))
+}
+
+/// Reads until `buf` is full; false if the input ended first.
+fn read_full(r: &mut dyn Read, buf: &mut [u8]) -> std::io::Result<bool> {
+    let mut filled = 0;
+    while filled < buf.len() {
+        match r.read(&mut buf[filled..]) {
+            Ok(0) => return Ok(false),
+            Ok(n) => filled += n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(true)
+}
+
+fn read_file(path: &Path) -> Result<Vec<u8>> {
+    std::fs::read(path).map_err(|e| GanError::io(path, e))
+}
+
+/// Reads an IDX image file (and its labels, if given) into an ImageSet.
+pub fn read_images(images: &Path, labels: Option<&Path>) -> Result<ImageSet> {
+    let bytes = read_file(images)?;
+    let label_bytes = labels.map(read_file).transpose()?;
+    images_from_bytes(&bytes, images, label_bytes.as_deref().zip(labels))
+}
+
+pub fn images_from_bytes(
+    bytes: &[u8],
+    path: &Path,
+    labels: Option<(&[u8], &Path)>,
+) -> Result<ImageSet> {
+    let (dims, pixels) = parse_idx(bytes, path, 3)?;
+    let labels = match labels {
+        None => None,
+        Some((lb, lpath)) => {
+            let (ldims, l) = parse_idx(lb, lpath, 1)?;
+            if ldims[0] != dims[0] {
+                return Err(GanError::data(
+                    lpath,
+                    format!(
+                        "{} labels for {} images in {}",
+                        ldims[0],
+                        dims[0],
+                        path.display()
+                    ),
+                ));
+            }
+            Some(l)
+        }
+    };
+    Ok(ImageSet {
+        count: dims[0] as usize,
+        height: dims[1] as usize,
+        width: dims[2] as usize,
+        pixels,
+        labels,
+        source: path.display().to_string(),
+    })
+}
+
+/// `name` or `name.gz` in `dir`, whichever exists.
+fn find(dir: &Path, name: &str) -> Option<PathBuf> {
+    [dir.join(name), dir.join(format!("{name}.gz"))]
+        .into_iter()
+        .find(|p| p.is_file())
+}
+
+/// The training set from a folder in the seed's layout:
+/// DIR/train/train-images-idx3-ubyte[.gz] and train-labels-idx1-ubyte[.gz]
+/// (the files directly in DIR are accepted too). When DIR/test holds test
+/// images, their size must match the training images.
+pub fn load_train_dir(dir: &Path) -> Result<ImageSet> {
+    if !dir.is_dir() {
+        return Err(GanError::data(dir, "data folder not found"));
+    }
+    let train_dir = if dir.join("train").is_dir() {
+        dir.join("train")
+    } else {
+        dir.to_path_buf()
+    };
+    let images = find(&train_dir, "train-images-idx3-ubyte").ok_or_else(|| {
+        GanError::data(
+            train_dir.join("train-images-idx3-ubyte"),
+            "missing (looked for it and for .gz)",
+        )
+    })?;
+    let labels = find(&train_dir, "train-labels-idx1-ubyte");
+    let set = read_images(&images, labels.as_deref())?;
+    if let Some(test_images) = find(&dir.join("test"), "t10k-images-idx3-ubyte") {
+        let test = read_images(&test_images, None)?;
+        if (test.height, test.width) != (set.height, set.width) {
+            return Err(GanError::data(
+                &test_images,
+                format!(
+                    "test images are {}x{}, training images {}x{}",
+                    test.height, test.width, set.height, set.width
+                ),
+            ));
+        }
+    }
+    Ok(set)
+}
+
+/// The embedded MNIST training set.
+pub fn embedded_mnist() -> Result<ImageSet> {
+    images_from_bytes(
+        MNIST_TRAIN_IMAGES,
+        Path::new("<embedded>/train-images-idx3-ubyte.gz"),
+        Some((
+            MNIST_TRAIN_LABELS,
+            Path::new("<embedded>/train-labels-idx1-ubyte.gz"),
+        )),
+    )
+}
+
+/// `--data DIR` when given, else the embedded MNIST.
+pub fn load(dir: Option<&Path>) -> Result<ImageSet> {
+    match dir {
+        Some(d) => load_train_dir(d),
+        None => embedded_mnist(),
+    }
+}
+
+/// Writes an IDX u8 image file (raw).
+pub fn idx_bytes(count: usize, height: usize, width: usize, pixels: &[u8]) -> Vec<u8> {
+    let mut out = vec![0, 0, 0x08, 3];
+    for d in [count, height, width] {
+        out.extend_from_slice(&(d as u32).to_be_bytes());
+    }
+    out.extend_from_slice(pixels);
+    out
+}

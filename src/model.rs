@@ -1,0 +1,371 @@
+//! The reference GAN's two networks as data: dense layers (with optional
+//! batch norm) and their activations, named as PyTorch's nn.Sequential
+//! `model` names them, so checkpoints load with `load_state_dict`.
+//!
+//! Generator (latent -> image): model.0 Linear(latent,128) ReLU, model.2
+//! Linear(128,256) model.3 BatchNorm1d ReLU, model.5 Linear(256,512) model.6
+//! BN ReLU, model.8 Linear(512,1024) model.9 BN ReLU, model.11
+//! Linear(1024,dim) Tanh. Discriminator (image -> probability): model.0
+//! Linear(dim,512) LeakyReLU(0.2), model.2 Linear(512,256) LeakyReLU(0.2),
+//! model.4 Linear(256,1) Sigmoid.
+//!
+//! Also here: PyTorch's default initialisation and a CPU reference of a
+//! whole training step built from the kernels' CPU references.
+
+use crate::kernels::adam::{cpu_adam_update, AdamConfig};
+use crate::kernels::bias_act::{self, Act};
+use crate::kernels::{batchnorm, bce, matmul};
+use crate::tensor::FlatLayout;
+use rand::Rng;
+
+#[derive(Clone, Debug)]
+pub struct DenseSpec {
+    /// state_dict prefix of the Linear, e.g. "model.2".
+    pub name: String,
+    pub inp: usize,
+    pub out: usize,
+    /// state_dict prefix of the BatchNorm1d that follows, if any.
+    pub bn: Option<String>,
+    pub act: Act,
+}
+
+#[derive(Clone, Debug)]
+pub struct NetSpec {
+    pub name: &'static str,
+    pub layers: Vec<DenseSpec>,
+}
+
+fn dense(i: usize, inp: usize, out: usize, bn: bool, act: Act) -> DenseSpec {
+    DenseSpec {
+        name: format!("model.{i}"),
+        inp,
+        out,
+        bn: bn.then(|| format!("model.{}", i + 1)),
+        act,
+    }
+}
+
+pub fn generator_spec(latent: usize, image_dim: usize) -> NetSpec {
+    NetSpec {
+        name: "generator",
+        layers: vec![
+            dense(0, latent, 128, false, Act::Relu),
+            dense(2, 128, 256, true, Act::Relu),
+            dense(5, 256, 512, true, Act::Relu),
+            dense(8, 512, 1024, true, Act::Relu),
+            dense(11, 1024, image_dim, false, Act::Tanh),
+        ],
+    }
+}
+
+pub fn discriminator_spec(image_dim: usize) -> NetSpec {
+    NetSpec {
+        name: "discriminator",
+        layers: vec![
+            dense(0, image_dim, 512, false, Act::LeakyRelu),
+            dense(2, 512, 256, false, Act::LeakyRelu),
+            dense(4, 256, 1, false, Act::Sigmoid),
+        ],
+    }
+}
+
+impl NetSpec {
+    /// Trainable tensors in state_dict order: weight [out, in], bias [out],
+    /// then the batch norm's weight (gamma) and bias (beta).
+    pub fn param_entries(&self) -> Vec<(String, Vec<usize>)> {
+        let mut v = Vec::new();
+        for l in &self.layers {
+            v.push((format!("{}.weight", l.name), vec![l.out, l.inp]));
+            v.push((format!("{}.bias", l.name), vec![l.out]));
+            if let Some(bn) = &l.bn {
+                v.push((format!("{bn}.weight"), vec![l.out]));
+                v.push((format!("{bn}.bias"), vec![l.out]));
+            }
+        }
+        v
+    }
+
+    pub fn layout(&self) -> FlatLayout {
+        FlatLayout::new(&self.param_entries())
+    }
+
+    pub fn input_dim(&self) -> usize {
+        self.layers[0].inp
+    }
+
+    pub fn output_dim(&self) -> usize {
+        self.layers[self.layers.len() - 1].out
+    }
+
+    /// Number of trainable values.
+    pub fn param_count(&self) -> usize {
+        self.param_entries()
+            .iter()
+            .map(|(_, s)| s.iter().product::<usize>())
+            .sum()
+    }
+
+    /// PyTorch defaults: Linear weight and bias uniform in +-1/sqrt(fan_in)
+    /// (kaiming_uniform with a = sqrt(5) gives the same bound); batch-norm
+    /// gamma 1, beta 0. Returns the flat parameter vector.
+    pub fn init_params(&self, rng: &mut impl Rng) -> Vec<f32> {
+        let layout = self.layout();
+        let mut flat = vec![0f32; layout.len];
+        for (name, shape, off) in &layout.entries {
+            let n: usize = shape.iter().product();
+            let dst = &mut flat[*off..off + n];
+            let is_bn = self.layers.iter().any(|l| {
+                l.bn.as_deref()
+                    .is_some_and(|b| name.starts_with(&format!("{b}.")))
+            });
+            if is_bn {
+                let v = if name.ends_with(".weight") { 1.0 } else { 0.0 };
+                dst.iter_mut().for_each(|x| *x = v);
+            } else {
+                let layer = self
+                    .layers
+                    .iter()
+                    .find(|l| name.starts_with(&format!("{}.", l.name)))
+                    .expect("layer of entry");
+                let bound = 1.0 / (layer.inp as f32).sqrt();
+                dst.iter_mut()
+                    .for_each(|x| *x = rng.random_range(-bound..bound));
+            }
+        }
+        flat
+    }
+}
+
+/// Running statistics of the batch norms, per layer (None where a layer has none).
+#[derive(Clone, Debug, PartialEq)]
+pub struct BnStats {
+    pub running_mean: Vec<f32>,
+    pub running_var: Vec<f32>,
+    pub num_batches_tracked: i64,
+}
+
+impl BnStats {
+    pub fn new(features: usize) -> Self {
+        BnStats {
+            running_mean: vec![0.0; features],
+            running_var: vec![1.0; features],
+            num_batches_tracked: 0,
+        }
+    }
+}
+
+/// A network on the CPU: the reference the GPU trainer is tested against.
+#[derive(Clone, Debug)]
+pub struct CpuNet {
+    pub spec: NetSpec,
+    pub layout: FlatLayout,
+    pub params: Vec<f32>,
+    pub m: Vec<f32>,
+    pub v: Vec<f32>,
+    pub bn: Vec<Option<BnStats>>,
+}
+
+/// What the backward pass needs from the forward, per layer.
+pub struct LayerCache {
+    pub input: Vec<f32>,
+    /// Batch-norm layers: xhat.
+    pub xhat: Vec<f32>,
+    pub invstd: Vec<f32>,
+    pub out: Vec<f32>,
+}
+
+impl CpuNet {
+    pub fn new(spec: NetSpec, params: Vec<f32>) -> Self {
+        let layout = spec.layout();
+        let n = layout.len;
+        let bn = spec
+            .layers
+            .iter()
+            .map(|l| l.bn.as_ref().map(|_| BnStats::new(l.out)))
+            .collect();
+        CpuNet {
+            spec,
+            layout,
+            params,
+            m: vec![0.0; n],
+            v: vec![0.0; n],
+            bn,
+        }
+    }
+
+    pub fn tensor(&self, name: &str) -> &[f32] {
+        let (_, shape, off) = self
+            .layout
+            .find(name)
+            .unwrap_or_else(|| panic!("no tensor {name}"));
+        &self.params[*off..off + shape.iter().product::<usize>()]
+    }
+
+    /// Forward over `rows` inputs; `train` uses batch statistics and updates
+    /// the running ones.
+    pub fn forward(&mut self, input: &[f32], rows: usize, train: bool) -> Vec<LayerCache> {
+        let mut caches = Vec::new();
+        let mut x = input.to_vec();
+        for (li, l) in self.spec.layers.clone().iter().enumerate() {
+            let w = self.tensor(&format!("{}.weight", l.name)).to_vec();
+            let b = self.tensor(&format!("{}.bias", l.name)).to_vec();
+            let z = matmul::cpu_matmul(matmul::Form::NT, &x, &w, rows, l.out, l.inp);
+            let mut cache = LayerCache {
+                input: x.clone(),
+                xhat: vec![],
+                invstd: vec![],
+                out: vec![],
+            };
+            if let Some(bn) = &l.bn {
+                let pre = bias_act::cpu_forward(Act::Identity, &z, Some(&b), rows, l.out);
+                let gamma = self.tensor(&format!("{bn}.weight")).to_vec();
+                let beta = self.tensor(&format!("{bn}.bias")).to_vec();
+                let stats = self.bn[li].as_mut().expect("bn stats");
+                if train {
+                    let f = batchnorm::cpu_forward_train(
+                        &pre,
+                        rows,
+                        l.out,
+                        &gamma,
+                        &beta,
+                        &mut stats.running_mean,
+                        &mut stats.running_var,
+                        l.act == Act::Relu,
+                    );
+                    stats.num_batches_tracked += 1;
+                    cache.xhat = f.xhat;
+                    cache.invstd = f.invstd;
+                    cache.out = f.y;
+                } else {
+                    cache.out = batchnorm::cpu_forward_eval(
+                        &pre,
+                        rows,
+                        l.out,
+                        &gamma,
+                        &beta,
+                        &stats.running_mean,
+                        &stats.running_var,
+                        l.act == Act::Relu,
+                    );
+                }
+            } else {
+                cache.out = bias_act::cpu_forward(l.act, &z, Some(&b), rows, l.out);
+            }
+            x = cache.out.clone();
+            caches.push(cache);
+        }
+        caches
+    }
+
+    /// Backward from d_out (gradient w.r.t. the last output). Returns the flat
+    /// parameter gradient and the gradient w.r.t. the input.
+    pub fn backward(
+        &self,
+        caches: &[LayerCache],
+        d_out: &[f32],
+        rows: usize,
+    ) -> (Vec<f32>, Vec<f32>) {
+        let mut grads = vec![0f32; self.layout.len];
+        let mut dy = d_out.to_vec();
+        let put = |grads: &mut Vec<f32>, name: &str, vals: &[f32]| {
+            let (_, _, off) = self.layout.find(name).expect("grad entry");
+            grads[*off..off + vals.len()].copy_from_slice(vals);
+        };
+        for (li, l) in self.spec.layers.iter().enumerate().rev() {
+            let c = &caches[li];
+            let dz = if let Some(bn) = &l.bn {
+                let gamma = self.tensor(&format!("{bn}.weight"));
+                let (dx, dgamma, dbeta, dbias) = batchnorm::cpu_backward(
+                    &dy,
+                    &c.out,
+                    &c.xhat,
+                    gamma,
+                    &c.invstd,
+                    rows,
+                    l.out,
+                    l.act == Act::Relu,
+                );
+                put(&mut grads, &format!("{bn}.weight"), &dgamma);
+                put(&mut grads, &format!("{bn}.bias"), &dbeta);
+                put(&mut grads, &format!("{}.bias", l.name), &dbias);
+                dx
+            } else {
+                let (dz, dbias) = bias_act::cpu_backward(l.act, &c.out, &dy, rows, l.out);
+                put(&mut grads, &format!("{}.bias", l.name), &dbias);
+                dz
+            };
+            let dw = matmul::cpu_matmul(matmul::Form::TN, &dz, &c.input, l.out, l.inp, rows);
+            put(&mut grads, &format!("{}.weight", l.name), &dw);
+            let w = self.tensor(&format!("{}.weight", l.name));
+            dy = matmul::cpu_matmul(matmul::Form::NN, &dz, w, rows, l.inp, l.out);
+        }
+        (grads, dy)
+    }
+
+    pub fn adam_step(&mut self, config: AdamConfig, t: u32, grads: &[f32]) {
+        cpu_adam_update(config, t, &mut self.params, grads, &mut self.m, &mut self.v);
+    }
+}
+
+/// What a CPU reference step produced, gradients included.
+#[derive(Clone, Debug)]
+pub struct CpuStep {
+    pub metrics: StepMetrics,
+    /// D's parameter gradient of the D step, flat.
+    pub d_grads: Vec<f32>,
+    /// G's parameter gradient of the G step, flat.
+    pub g_grads: Vec<f32>,
+}
+
+/// Losses and discriminator outputs of one step.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct StepMetrics {
+    pub loss_d: f32,
+    pub loss_g: f32,
+    /// Mean D(x) over the real batch.
+    pub d_real: f32,
+    /// Mean D(G(z)) over the fake batch, before the D update.
+    pub d_fake: f32,
+}
+
+/// One training step on the CPU, as the GPU trainer records it: G forward
+/// once (train mode); D step on [fake; real]; G step with the same fake batch
+/// and the updated D. `t` is the 1-based step number for Adam.
+pub fn cpu_train_step(
+    g: &mut CpuNet,
+    d: &mut CpuNet,
+    real: &[f32],
+    z: &[f32],
+    batch: usize,
+    config: AdamConfig,
+    t: u32,
+) -> CpuStep {
+    let dim = d.spec.input_dim();
+    let g_caches = g.forward(z, batch, true);
+    let fake = g_caches.last().expect("generator output").out.clone();
+    let mut d_in = fake.clone();
+    d_in.extend_from_slice(real);
+    let d_caches = d.forward(&d_in, 2 * batch, true);
+    let prob = &d_caches.last().expect("d output").out;
+    let (loss_d, dprob, d_real, d_fake) = bce::cpu_forward_backward(prob, batch);
+    let (d_grads, _) = d.backward(&d_caches, &dprob, 2 * batch);
+    d.adam_step(config, t, &d_grads);
+
+    let d_caches = d.forward(&fake, batch, true);
+    let prob = &d_caches.last().expect("d output").out;
+    let (loss_g, dprob, _, _) = bce::cpu_forward_backward(prob, 0);
+    let (_, d_fake_img) = d.backward(&d_caches, &dprob, batch);
+    debug_assert_eq!(d_fake_img.len(), batch * dim);
+    let (g_grads, _) = g.backward(&g_caches, &d_fake_img, batch);
+    g.adam_step(config, t, &g_grads);
+    CpuStep {
+        metrics: StepMetrics {
+            loss_d,
+            loss_g,
+            d_real,
+            d_fake,
+        },
+        d_grads,
+        g_grads,
+    }
+}

@@ -1,0 +1,354 @@
+//! A network on the GPU: flat parameter, gradient and Adam moment buffers
+//! (one Adam dispatch updates it all), per-layer batch-norm state, and the
+//! builders that turn a NetSpec into forward and backward dispatch lists over
+//! preallocated activation buffers. Everything is built once.
+
+use crate::context::GpuContext;
+use crate::error::{GanError, Result};
+use crate::kernels::adam::{Adam, AdamConfig};
+use crate::kernels::batchnorm::{self, BnGrads, BnTensors};
+use crate::kernels::bias_act::{self, Act};
+use crate::kernels::matmul::{Form, Matmul, Variant};
+use crate::kernels::Dispatch;
+use crate::model::{BnStats, NetSpec};
+use crate::tensor::{FlatLayout, GpuTensor};
+
+pub struct GpuBn {
+    pub running_mean: GpuTensor,
+    pub running_var: GpuTensor,
+    /// 1/sqrt(var + eps) of the last training forward, for backward.
+    pub invstd: GpuTensor,
+}
+
+pub struct GpuNet {
+    pub spec: NetSpec,
+    pub layout: FlatLayout,
+    pub params: GpuTensor,
+    pub grads: GpuTensor,
+    pub m: GpuTensor,
+    pub v: GpuTensor,
+    pub bn: Vec<Option<GpuBn>>,
+    pub adam: Adam,
+}
+
+impl GpuNet {
+    /// Uploads `params` (flat, in `spec.layout()` order) and zeroes the rest.
+    pub fn new(
+        ctx: &GpuContext,
+        spec: NetSpec,
+        params: &[f32],
+        counters: &GpuTensor,
+        config: AdamConfig,
+    ) -> Result<Self> {
+        let layout = spec.layout();
+        let n = layout.len;
+        let name = spec.name;
+        let params = GpuTensor::from_f32(ctx, &[n], &format!("{name}.params"), params)?;
+        let grads = GpuTensor::zeros(ctx, &[n], &format!("{name}.grads"));
+        let m = GpuTensor::zeros(ctx, &[n], &format!("{name}.adam_m"));
+        let v = GpuTensor::zeros(ctx, &[n], &format!("{name}.adam_v"));
+        let bn = spec
+            .layers
+            .iter()
+            .map(|l| {
+                l.bn.as_ref()
+                    .map(|b| -> Result<GpuBn> {
+                        Ok(GpuBn {
+                            running_mean: GpuTensor::from_f32(
+                                ctx,
+                                &[l.out],
+                                &format!("{name}.{b}.running_mean"),
+                                &vec![0.0; l.out],
+                            )?,
+                            running_var: GpuTensor::from_f32(
+                                ctx,
+                                &[l.out],
+                                &format!("{name}.{b}.running_var"),
+                                &vec![1.0; l.out],
+                            )?,
+                            invstd: GpuTensor::zeros(ctx, &[l.out], &format!("{name}.{b}.invstd")),
+                        })
+                    })
+                    .transpose()
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let adam = Adam::new(ctx, config, &params, &grads, &m, &v, counters)?;
+        Ok(GpuNet {
+            spec,
+            layout,
+            params,
+            grads,
+            m,
+            v,
+            bn,
+            adam,
+        })
+    }
+
+    fn view_of(&self, flat: &GpuTensor, name: &str) -> Result<GpuTensor> {
+        let (_, shape, off) = self.layout.find(name).ok_or_else(|| {
+            GanError::shape(name, format!("no such tensor in the {}", self.spec.name))
+        })?;
+        flat.view(*off, shape, &format!("{}.{name}", flat.label))
+    }
+
+    pub fn param(&self, name: &str) -> Result<GpuTensor> {
+        self.view_of(&self.params, name)
+    }
+
+    pub fn grad(&self, name: &str) -> Result<GpuTensor> {
+        self.view_of(&self.grads, name)
+    }
+
+    pub fn read_bn(&self, ctx: &GpuContext, batches_tracked: i64) -> Result<Vec<Option<BnStats>>> {
+        self.bn
+            .iter()
+            .map(|b| {
+                b.as_ref()
+                    .map(|b| -> Result<BnStats> {
+                        Ok(BnStats {
+                            running_mean: b.running_mean.read_f32(ctx)?,
+                            running_var: b.running_var.read_f32(ctx)?,
+                            num_batches_tracked: batches_tracked,
+                        })
+                    })
+                    .transpose()
+            })
+            .collect()
+    }
+
+    pub fn write_bn(&self, ctx: &GpuContext, stats: &[Option<BnStats>]) -> Result<()> {
+        for (gpu, cpu) in self.bn.iter().zip(stats) {
+            if let (Some(g), Some(c)) = (gpu, cpu) {
+                g.running_mean.write_f32(ctx, &c.running_mean)?;
+                g.running_var.write_f32(ctx, &c.running_var)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Bytes held on the GPU: (parameters, gradients, Adam moments, batch-norm state).
+    pub fn memory(&self) -> (u64, u64, u64, u64) {
+        let bn: u64 = self
+            .bn
+            .iter()
+            .flatten()
+            .map(|b| b.running_mean.bytes() * 3)
+            .sum();
+        (
+            self.params.bytes(),
+            self.grads.bytes(),
+            self.m.bytes() + self.v.bytes(),
+            bn,
+        )
+    }
+}
+
+/// Activation buffers of one layer, [rows, out].
+#[derive(Clone)]
+pub struct LayerActs {
+    /// Batch-norm layers: the dense output, overwritten with xhat in training.
+    pub pre: Option<GpuTensor>,
+    pub out: GpuTensor,
+}
+
+#[derive(Clone)]
+pub struct Activations {
+    pub rows: usize,
+    pub layers: Vec<LayerActs>,
+}
+
+impl Activations {
+    /// `out_override` replaces the last layer's output buffer (the generator
+    /// writes its images straight into the discriminator's input).
+    pub fn alloc(
+        ctx: &GpuContext,
+        spec: &NetSpec,
+        rows: usize,
+        label: &str,
+        out_override: Option<GpuTensor>,
+    ) -> Result<Self> {
+        let last = spec.layers.len() - 1;
+        let mut layers = Vec::new();
+        for (i, l) in spec.layers.iter().enumerate() {
+            let pre = l
+                .bn
+                .as_ref()
+                .map(|_| GpuTensor::zeros(ctx, &[rows, l.out], &format!("{label}.{}.pre", l.name)));
+            let out = match (&out_override, i == last) {
+                (Some(o), true) => {
+                    o.expect_shape(&[rows, l.out])?;
+                    o.clone()
+                }
+                _ => GpuTensor::zeros(ctx, &[rows, l.out], &format!("{label}.{}.out", l.name)),
+            };
+            layers.push(LayerActs { pre, out });
+        }
+        Ok(Activations { rows, layers })
+    }
+
+    /// The first `rows` rows of every buffer.
+    pub fn first_rows(&self, rows: usize) -> Result<Self> {
+        let cut = |t: &GpuTensor| -> Result<GpuTensor> {
+            let cols = t.shape[1];
+            t.view(0, &[rows, cols], &format!("{}[:{rows}]", t.label))
+        };
+        Ok(Activations {
+            rows,
+            layers: self
+                .layers
+                .iter()
+                .map(|l| -> Result<LayerActs> {
+                    Ok(LayerActs {
+                        pre: l.pre.as_ref().map(cut).transpose()?,
+                        out: cut(&l.out)?,
+                    })
+                })
+                .collect::<Result<_>>()?,
+        })
+    }
+
+    pub fn bytes(&self) -> u64 {
+        self.layers
+            .iter()
+            .map(|l| l.out.bytes() + l.pre.as_ref().map_or(0, |p| p.bytes()))
+            .sum()
+    }
+}
+
+/// Forward dispatches: input [rows, in] through every layer into `acts`.
+pub fn forward(
+    ctx: &GpuContext,
+    net: &GpuNet,
+    input: &GpuTensor,
+    acts: &Activations,
+    train: bool,
+    variant: Variant,
+) -> Result<Vec<Dispatch>> {
+    let mut out = Vec::new();
+    let mut x = input.clone();
+    for (i, l) in net.spec.layers.iter().enumerate() {
+        let a = &acts.layers[i];
+        let w = net.param(&format!("{}.weight", l.name))?;
+        let b = net.param(&format!("{}.bias", l.name))?;
+        let target = a.pre.as_ref().unwrap_or(&a.out);
+        out.push(Matmul::new(ctx, Form::NT, variant, &x, &w, target)?.dispatch);
+        match (&l.bn, &net.bn[i]) {
+            (Some(bn_name), Some(state)) => {
+                let relu = l.act == Act::Relu;
+                if !matches!(l.act, Act::Relu | Act::Identity) {
+                    return Err(GanError::shape(
+                        &l.name,
+                        "batch norm is fused with ReLU or nothing",
+                    ));
+                }
+                out.push(bias_act::forward(ctx, Act::Identity, target, Some(&b))?);
+                let gamma = net.param(&format!("{bn_name}.weight"))?;
+                let beta = net.param(&format!("{bn_name}.bias"))?;
+                let t = BnTensors {
+                    gamma: &gamma,
+                    beta: &beta,
+                    running_mean: &state.running_mean,
+                    running_var: &state.running_var,
+                };
+                out.push(if train {
+                    batchnorm::forward_train(ctx, target, &a.out, &t, &state.invstd, relu)?
+                } else {
+                    batchnorm::forward_eval(ctx, target, &a.out, &t, relu)?
+                });
+            }
+            _ => out.push(bias_act::forward(ctx, l.act, &a.out, Some(&b))?),
+        }
+        x = a.out.clone();
+    }
+    Ok(out)
+}
+
+/// Backward dispatches. `d_out` holds the gradient w.r.t. the last output;
+/// `d_acts` are gradient buffers shaped like `acts` (the last layer's is not
+/// used). With `param_grads` the gradients land in `net.grads`; `d_input`
+/// receives the gradient w.r.t. the input when given.
+#[allow(clippy::too_many_arguments)]
+pub fn backward(
+    ctx: &GpuContext,
+    net: &GpuNet,
+    input: &GpuTensor,
+    acts: &Activations,
+    d_acts: &Activations,
+    d_out: &GpuTensor,
+    param_grads: bool,
+    d_input: Option<&GpuTensor>,
+    variant: Variant,
+) -> Result<Vec<Dispatch>> {
+    let mut out = Vec::new();
+    let last = net.spec.layers.len() - 1;
+    for (i, l) in net.spec.layers.iter().enumerate().rev() {
+        let a = &acts.layers[i];
+        let dy = if i == last {
+            d_out.clone()
+        } else {
+            d_acts.layers[i].out.clone()
+        };
+        match (&l.bn, &net.bn[i]) {
+            (Some(bn_name), Some(state)) => {
+                if !param_grads {
+                    return Err(GanError::shape(
+                        &l.name,
+                        "batch-norm backward always writes parameter gradients",
+                    ));
+                }
+                let (dgamma, dbeta, dbias) = (
+                    net.grad(&format!("{bn_name}.weight"))?,
+                    net.grad(&format!("{bn_name}.bias"))?,
+                    net.grad(&format!("{}.bias", l.name))?,
+                );
+                let gamma = net.param(&format!("{bn_name}.weight"))?;
+                let pre = a
+                    .pre
+                    .as_ref()
+                    .ok_or_else(|| GanError::shape(&l.name, "no saved pre-activation"))?;
+                let grads = BnGrads {
+                    dgamma: &dgamma,
+                    dbeta: &dbeta,
+                    dbias: &dbias,
+                };
+                out.push(batchnorm::backward(
+                    ctx,
+                    &dy,
+                    &a.out,
+                    pre,
+                    &gamma,
+                    &state.invstd,
+                    &grads,
+                    l.act == Act::Relu,
+                )?);
+            }
+            _ => {
+                let dbias = if param_grads {
+                    Some(net.grad(&format!("{}.bias", l.name))?)
+                } else {
+                    None
+                };
+                out.push(bias_act::backward(ctx, l.act, &a.out, &dy, dbias.as_ref())?);
+            }
+        }
+        let layer_input = if i == 0 {
+            input.clone()
+        } else {
+            acts.layers[i - 1].out.clone()
+        };
+        if param_grads {
+            let dw = net.grad(&format!("{}.weight", l.name))?;
+            out.push(Matmul::new(ctx, Form::TN, variant, &dy, &layer_input, &dw)?.dispatch);
+        }
+        let w = net.param(&format!("{}.weight", l.name))?;
+        if i > 0 {
+            out.push(
+                Matmul::new(ctx, Form::NN, variant, &dy, &w, &d_acts.layers[i - 1].out)?.dispatch,
+            );
+        } else if let Some(d_in) = d_input {
+            out.push(Matmul::new(ctx, Form::NN, variant, &dy, &w, d_in)?.dispatch);
+        }
+    }
+    Ok(out)
+}

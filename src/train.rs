@@ -1,0 +1,1021 @@
+//! The GAN on the GPU and its training loop.
+//!
+//! One training step, recorded into one compute pass of one submission:
+//!   z ~ N(0,1) [B, latent] (Philox, draw = step counter);
+//!   real batch gathered into rows B..2B of the discriminator input;
+//!   G forward (training mode) writes G(z) into rows 0..B;
+//!   D forward on [G(z); x] (2B rows; D has no batch norm, so one pass over
+//!   both halves equals two), BCE with targets [0; 1] gives loss_d, D
+//!   backward, Adam on D;
+//!   D forward on G(z) with the updated D, BCE with target 1 gives loss_g,
+//!   backward through D (input gradient only) and G, Adam on G;
+//!   step counters advance.
+//! G's forward runs once per step (its batch-norm running statistics move
+//! once per step, as in PyTorch's DCGAN loop that reuses `fake`).
+//! The host reads back only the 8-float metrics buffer every --log-every
+//! steps, through a ring of staging buffers mapped a step or more later.
+
+use crate::checkpoint::{self, Loaded, OwnedTensor};
+use crate::context::GpuContext;
+use crate::data::ImageSet;
+use crate::error::{GanError, Result};
+use crate::images::{self, LossRow};
+use crate::kernels::adam::AdamConfig;
+use crate::kernels::matmul::Variant;
+use crate::kernels::{bce, gather, rng, Dispatch};
+use crate::model::{self, BnStats, NetSpec, StepMetrics};
+use crate::network::{self, Activations, GpuNet};
+use crate::tensor::GpuTensor;
+use rand::SeedableRng;
+use std::collections::{HashMap, VecDeque};
+use std::io::IsTerminal;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
+use std::sync::Arc;
+use std::time::Instant;
+
+/// Seed of the 25 fixed latent codes of the per-epoch grids.
+pub const FIXED_LATENT_SEED: u64 = 1234;
+pub const GRID_SAMPLES: usize = 25;
+const STATE_FORMAT: &str = "gan-wgpu-state-1";
+/// Metrics buffer: [loss_d, D(x), D(G(z)), loss_g, D(G(z)) after the D step, unused x3].
+const METRICS_LEN: usize = 8;
+
+/// The hyper-parameters that shape the GPU graph.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct GanConfig {
+    pub batch: usize,
+    pub latent: usize,
+    pub seed: u64,
+    pub adam: AdamConfig,
+}
+
+/// The GAN resident on the GPU, with its whole training step prebuilt.
+pub struct Gan {
+    pub cfg: GanConfig,
+    pub dim: usize,
+    pub g: GpuNet,
+    pub d: GpuNet,
+    /// [steps done, batch within the epoch, 0, 0]
+    pub counters: GpuTensor,
+    pub metrics: GpuTensor,
+    pub z: GpuTensor,
+    /// [2B, dim]: rows 0..B = G(z), rows B..2B = the real batch.
+    pub d_input: GpuTensor,
+    pub pixels: GpuTensor,
+    pub perm: GpuTensor,
+    pub n_images: usize,
+    pub variant: Variant,
+    activation_bytes: u64,
+    step: Vec<Dispatch>,
+}
+
+impl Gan {
+    pub fn new(
+        ctx: &GpuContext,
+        cfg: GanConfig,
+        data: &ImageSet,
+        g_params: &[f32],
+        d_params: &[f32],
+    ) -> Result<Self> {
+        let (b, dim) = (cfg.batch, data.dim());
+        let variant = Variant::for_adapter(ctx);
+        let counters = GpuTensor::zeros(ctx, &[4], "counters");
+        let metrics = GpuTensor::zeros(ctx, &[METRICS_LEN], "metrics");
+        let g = GpuNet::new(
+            ctx,
+            model::generator_spec(cfg.latent, dim),
+            g_params,
+            &counters,
+            cfg.adam,
+        )?;
+        let d = GpuNet::new(
+            ctx,
+            model::discriminator_spec(dim),
+            d_params,
+            &counters,
+            cfg.adam,
+        )?;
+        let pixels = GpuTensor::from_u32(
+            ctx,
+            &[data.pixels.len().div_ceil(4)],
+            "dataset pixels (u8 x4)",
+            &gather::pack_pixels(&data.pixels),
+        )?;
+        let perm = GpuTensor::zeros(ctx, &[data.count], "epoch permutation");
+        let z = GpuTensor::zeros(ctx, &[b, cfg.latent], "z");
+        let d_input = GpuTensor::zeros(ctx, &[2 * b, dim], "d_input [fake; real]");
+        let fake = d_input.view(0, &[b, dim], "fake")?;
+        let g_acts = Activations::alloc(ctx, &g.spec, b, "g", Some(fake.clone()))?;
+        let g_grads = Activations::alloc(ctx, &g.spec, b, "g_grad", None)?;
+        let d_acts = Activations::alloc(ctx, &d.spec, 2 * b, "d", None)?;
+        let d_grads = Activations::alloc(ctx, &d.spec, 2 * b, "d_grad", None)?;
+        let d_prob_grad = GpuTensor::zeros(ctx, &[2 * b, 1], "d_prob_grad");
+        let d_fake_grad = GpuTensor::zeros(ctx, &[b, dim], "d_fake_grad");
+        let d_acts_b = d_acts.first_rows(b)?;
+        let d_grads_b = d_grads.first_rows(b)?;
+        let d_prob_grad_b = d_prob_grad.view(0, &[b, 1], "d_prob_grad[:B]")?;
+
+        let mut step = Vec::new();
+        step.push(rng::normal(
+            ctx,
+            &z,
+            rng::RngStream {
+                seed: cfg.seed,
+                stream: 0,
+                draw_base: 0,
+            },
+            &counters,
+        )?);
+        step.push(gather::gather_batch(
+            ctx, &pixels, &perm, &d_input, b, b, &counters,
+        )?);
+        step.extend(network::forward(ctx, &g, &z, &g_acts, true, variant)?);
+        // Discriminator step on [fake; real].
+        step.extend(network::forward(ctx, &d, &d_input, &d_acts, true, variant)?);
+        let d_prob = &d_acts.layers.last().expect("d output").out;
+        step.push(bce::forward_backward(
+            ctx,
+            d_prob,
+            &d_prob_grad,
+            b,
+            &metrics,
+            0,
+        )?);
+        step.extend(network::backward(
+            ctx,
+            &d,
+            &d_input,
+            &d_acts,
+            &d_grads,
+            &d_prob_grad,
+            true,
+            None,
+            variant,
+        )?);
+        step.push(d.adam.dispatch.clone());
+        // Generator step through the updated discriminator.
+        step.extend(network::forward(ctx, &d, &fake, &d_acts_b, true, variant)?);
+        let d_prob_b = &d_acts_b.layers.last().expect("d output").out;
+        step.push(bce::forward_backward(
+            ctx,
+            d_prob_b,
+            &d_prob_grad_b,
+            0,
+            &metrics,
+            3,
+        )?);
+        step.extend(network::backward(
+            ctx,
+            &d,
+            &fake,
+            &d_acts_b,
+            &d_grads_b,
+            &d_prob_grad_b,
+            false,
+            Some(&d_fake_grad),
+            variant,
+        )?);
+        step.extend(network::backward(
+            ctx,
+            &g,
+            &z,
+            &g_acts,
+            &g_grads,
+            &d_fake_grad,
+            true,
+            None,
+            variant,
+        )?);
+        step.push(g.adam.dispatch.clone());
+        step.push(gather::advance_counters(ctx, &counters)?);
+
+        let activation_bytes = z.bytes() + d_input.bytes() + g_acts.bytes() - fake.bytes()
+            + g_grads.bytes()
+            + d_acts.bytes()
+            + d_grads.bytes()
+            + d_prob_grad.bytes()
+            + d_fake_grad.bytes();
+        Ok(Gan {
+            cfg,
+            dim,
+            g,
+            d,
+            counters,
+            metrics,
+            z,
+            d_input,
+            pixels,
+            perm,
+            n_images: data.count,
+            variant,
+            activation_bytes,
+            step,
+        })
+    }
+
+    pub fn dispatch_count(&self) -> usize {
+        self.step.len()
+    }
+
+    /// Records one training step into `enc` (one compute pass).
+    pub fn record_step(&self, enc: &mut wgpu::CommandEncoder) {
+        let mut pass = enc.begin_compute_pass(&wgpu::ComputePassDescriptor {
+            label: Some("train step"),
+            timestamp_writes: None,
+        });
+        for d in &self.step {
+            d.record(&mut pass);
+        }
+    }
+
+    pub fn steps_per_epoch(&self) -> usize {
+        self.n_images / self.cfg.batch
+    }
+
+    /// The shuffled order of epoch `epoch`: a function of the seed and the
+    /// epoch only, so a resumed run sees the same batches.
+    pub fn permutation(seed: u64, epoch: usize, n: usize) -> Vec<u32> {
+        let mut perm: Vec<u32> = (0..n as u32).collect();
+        let mut r = rand_chacha::ChaCha8Rng::seed_from_u64(
+            seed ^ (epoch as u64 + 1).wrapping_mul(0x9E37_79B9_7F4A_7C15),
+        );
+        rand::seq::SliceRandom::shuffle(&mut perm[..], &mut r);
+        perm
+    }
+
+    /// Uploads epoch `epoch`'s permutation and sets the batch and step counters.
+    pub fn start_epoch(
+        &self,
+        ctx: &GpuContext,
+        epoch: usize,
+        batch_in_epoch: usize,
+        steps_done: u64,
+    ) -> Result<()> {
+        self.perm
+            .write_u32(ctx, &Self::permutation(self.cfg.seed, epoch, self.n_images))?;
+        self.counters
+            .write_u32(ctx, &[steps_done as u32, batch_in_epoch as u32, 0, 0])
+    }
+
+    /// Reads the metrics of the last step (blocking; tests and tools).
+    pub fn read_metrics(&self, ctx: &GpuContext) -> Result<StepMetrics> {
+        Ok(metrics_from(&self.metrics.read_f32(ctx)?))
+    }
+
+    /// Bytes on the GPU: (parameters, gradients, moments, activations, dataset).
+    pub fn memory(&self) -> [(&'static str, u64); 5] {
+        let (gp, gg, gm, gbn) = self.g.memory();
+        let (dp, dg, dm, _) = self.d.memory();
+        [
+            ("parameters", gp + dp + gbn),
+            ("gradients", gg + dg),
+            ("Adam moments", gm + dm),
+            ("activations", self.activation_bytes),
+            ("dataset", self.pixels.bytes() + self.perm.bytes()),
+        ]
+    }
+}
+
+pub fn metrics_from(m: &[f32]) -> StepMetrics {
+    StepMetrics {
+        loss_d: m[0],
+        d_real: m[1],
+        d_fake: m[2],
+        loss_g: m[3],
+    }
+}
+
+/// The generator in evaluation mode (running statistics) on `n` latent codes.
+pub struct Sampler {
+    pub n: usize,
+    z: GpuTensor,
+    acts: Activations,
+    dispatches: Vec<Dispatch>,
+}
+
+impl Sampler {
+    pub fn new(ctx: &GpuContext, g: &GpuNet, n: usize) -> Result<Self> {
+        let z = GpuTensor::zeros(ctx, &[n, g.spec.input_dim()], "sample z");
+        let acts = Activations::alloc(ctx, &g.spec, n, "sample", None)?;
+        let dispatches = network::forward(ctx, g, &z, &acts, false, Variant::for_adapter(ctx))?;
+        Ok(Sampler {
+            n,
+            z,
+            acts,
+            dispatches,
+        })
+    }
+
+    /// Generator outputs in [-1, 1], [n, dim] flattened.
+    pub fn run(&self, ctx: &GpuContext, latent: &[f32]) -> Result<Vec<f32>> {
+        self.z.write_f32(ctx, latent)?;
+        let refs: Vec<&Dispatch> = self.dispatches.iter().collect();
+        crate::kernels::run(ctx, &refs)?;
+        self.acts.layers.last().expect("output").out.read_f32(ctx)
+    }
+}
+
+/// The 25 latent codes of the per-epoch grids.
+pub fn fixed_latent(latent: usize) -> Vec<f32> {
+    rng::cpu_normal(
+        GRID_SAMPLES * latent,
+        rng::RngStream {
+            seed: FIXED_LATENT_SEED,
+            stream: 1,
+            draw_base: 0,
+        },
+        0,
+    )
+}
+
+pub fn images_from_outputs(out: &[f32], dim: usize) -> Vec<Vec<u8>> {
+    out.chunks(dim)
+        .map(|c| c.iter().map(|&g| images::to_pixel(g)).collect())
+        .collect()
+}
+
+#[derive(Clone, Debug)]
+pub struct TrainConfig {
+    pub epochs: usize,
+    pub gan: GanConfig,
+    pub log_every: u64,
+    pub out: PathBuf,
+    pub resume: Option<PathBuf>,
+    /// Train on the first N images only (quick runs and tests).
+    pub limit: Option<usize>,
+    /// Stop (as if interrupted) after this many steps in this run; tests.
+    pub stop_after_steps: Option<u64>,
+    pub quiet: bool,
+}
+
+/// Where a run stands; saved in the state file.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Progress {
+    /// 0-based epoch in progress (== epochs completed when batch_in_epoch is 0).
+    pub epoch: usize,
+    pub batch_in_epoch: usize,
+    pub steps_done: u64,
+}
+
+pub struct RunSummary {
+    pub progress: Progress,
+    pub losses: Vec<LossRow>,
+    pub interrupted: bool,
+}
+
+fn state_path(out: &Path, epoch: usize, batch: usize) -> PathBuf {
+    out.join("checkpoints")
+        .join(format!("state_{epoch:04}_{batch:05}.safetensors"))
+}
+
+/// Newest training-state file in DIR/checkpoints (or DIR itself).
+pub fn find_latest_state(dir: &Path) -> Result<PathBuf> {
+    if dir.is_file() {
+        return Ok(dir.to_path_buf());
+    }
+    let ck = if dir.join("checkpoints").is_dir() {
+        dir.join("checkpoints")
+    } else {
+        dir.to_path_buf()
+    };
+    let mut states: Vec<PathBuf> = std::fs::read_dir(&ck)
+        .map_err(|e| GanError::io(&ck, e))?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| {
+            p.file_name().is_some_and(|n| {
+                n.to_string_lossy().starts_with("state_")
+                    && n.to_string_lossy().ends_with(".safetensors")
+            })
+        })
+        .collect();
+    states.sort();
+    states.pop().ok_or_else(|| GanError::Checkpoint {
+        path: ck,
+        why: "no training state (state_*.safetensors) to resume from".into(),
+    })
+}
+
+struct SavedState {
+    g_params: Vec<f32>,
+    d_params: Vec<f32>,
+    g_m: Vec<f32>,
+    g_v: Vec<f32>,
+    d_m: Vec<f32>,
+    d_v: Vec<f32>,
+    g_bn: Vec<Option<BnStats>>,
+    progress: Progress,
+}
+
+fn save_state(ctx: &GpuContext, gan: &Gan, cfg: &TrainConfig, p: &Progress) -> Result<PathBuf> {
+    let mut tensors = Vec::new();
+    for (prefix, net) in [("g", &gan.g), ("d", &gan.d)] {
+        for (name, t) in [("params", &net.params), ("m", &net.m), ("v", &net.v)] {
+            tensors.push((
+                format!("{prefix}.{name}"),
+                OwnedTensor::f32(vec![t.numel()], &t.read_f32(ctx)?),
+            ));
+        }
+    }
+    for (i, bn) in gan.g.bn.iter().enumerate() {
+        if let Some(b) = bn {
+            tensors.push((
+                format!("g.bn{i}.running_mean"),
+                OwnedTensor::f32(vec![b.running_mean.numel()], &b.running_mean.read_f32(ctx)?),
+            ));
+            tensors.push((
+                format!("g.bn{i}.running_var"),
+                OwnedTensor::f32(vec![b.running_var.numel()], &b.running_var.read_f32(ctx)?),
+            ));
+        }
+    }
+    let g = &cfg.gan;
+    let meta: HashMap<String, String> = [
+        ("format", STATE_FORMAT.to_string()),
+        ("epoch", p.epoch.to_string()),
+        ("batch_in_epoch", p.batch_in_epoch.to_string()),
+        ("steps_done", p.steps_done.to_string()),
+        ("seed", g.seed.to_string()),
+        ("batch_size", g.batch.to_string()),
+        ("latent_size", g.latent.to_string()),
+        ("image_dim", gan.dim.to_string()),
+        ("n_images", gan.n_images.to_string()),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v))
+    .collect();
+    let path = state_path(&cfg.out, p.epoch, p.batch_in_epoch);
+    checkpoint::save_safetensors(&path, &tensors, meta)?;
+    // Keep the two newest states; older ones only cost disk.
+    if let Ok(rd) = std::fs::read_dir(cfg.out.join("checkpoints")) {
+        let mut old: Vec<PathBuf> = rd
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|q| {
+                q.file_name().is_some_and(|n| {
+                    n.to_string_lossy().starts_with("state_")
+                        && n.to_string_lossy().ends_with(".safetensors")
+                })
+            })
+            .collect();
+        old.sort();
+        let keep = old.len().saturating_sub(2);
+        for q in &old[..keep] {
+            let _ = std::fs::remove_file(q);
+        }
+    }
+    Ok(path)
+}
+
+fn load_state(path: &Path, cfg: &TrainConfig, dim: usize, n_images: usize) -> Result<SavedState> {
+    let f = Loaded::open(path)?;
+    let meta = f.metadata()?;
+    let bad = |why: String| GanError::Checkpoint {
+        path: path.into(),
+        why,
+    };
+    if meta.get("format").map(String::as_str) != Some(STATE_FORMAT) {
+        return Err(bad(format!(
+            "not a gan-wgpu training state (format {:?})",
+            meta.get("format")
+        )));
+    }
+    let num = |k: &str| -> Result<u64> {
+        meta.get(k)
+            .and_then(|v| v.parse().ok())
+            .ok_or_else(|| bad(format!("metadata '{k}' missing or not a number")))
+    };
+    for (k, want) in [
+        ("batch_size", cfg.gan.batch as u64),
+        ("latent_size", cfg.gan.latent as u64),
+        ("image_dim", dim as u64),
+        ("n_images", n_images as u64),
+        ("seed", cfg.gan.seed),
+    ] {
+        let have = num(k)?;
+        if have != want {
+            return Err(bad(format!("the run was started with {k} {have}; this run has {want} (pass the same flags to resume)")));
+        }
+    }
+    let gl = model::generator_spec(cfg.gan.latent, dim).layout().len;
+    let dl = model::discriminator_spec(dim).layout().len;
+    let g_spec = model::generator_spec(cfg.gan.latent, dim);
+    let mut g_bn = Vec::new();
+    for (i, l) in g_spec.layers.iter().enumerate() {
+        g_bn.push(match l.bn {
+            Some(_) => Some(BnStats {
+                running_mean: f.f32(&format!("g.bn{i}.running_mean"), &[l.out])?,
+                running_var: f.f32(&format!("g.bn{i}.running_var"), &[l.out])?,
+                num_batches_tracked: num("steps_done")? as i64,
+            }),
+            None => None,
+        });
+    }
+    Ok(SavedState {
+        g_params: f.f32("g.params", &[gl])?,
+        d_params: f.f32("d.params", &[dl])?,
+        g_m: f.f32("g.m", &[gl])?,
+        g_v: f.f32("g.v", &[gl])?,
+        d_m: f.f32("d.m", &[dl])?,
+        d_v: f.f32("d.v", &[dl])?,
+        g_bn,
+        progress: Progress {
+            epoch: num("epoch")? as usize,
+            batch_in_epoch: num("batch_in_epoch")? as usize,
+            steps_done: num("steps_done")?,
+        },
+    })
+}
+
+fn read_losses_csv(path: &Path, up_to_step: u64) -> Vec<LossRow> {
+    let Ok(text) = std::fs::read_to_string(path) else {
+        return Vec::new();
+    };
+    text.lines()
+        .skip(1)
+        .filter_map(|l| {
+            let f: Vec<&str> = l.split(',').collect();
+            if f.len() != 7 {
+                return None;
+            }
+            Some(LossRow {
+                epoch: f[0].parse().ok()?,
+                step: f[1].parse().ok()?,
+                loss_d: f[2].parse().ok()?,
+                loss_g: f[3].parse().ok()?,
+                d_real: f[4].parse().ok()?,
+                d_fake: f[5].parse().ok()?,
+                seconds: f[6].parse().ok()?,
+            })
+        })
+        .filter(|r| r.step <= up_to_step)
+        .collect()
+}
+
+fn losses_csv(rows: &[LossRow]) -> String {
+    let mut s = String::from("epoch,step,loss_d,loss_g,d_x,d_g_z,seconds\n");
+    for r in rows {
+        // Shortest round-trip form: a resumed run reads these back bit-exact.
+        s.push_str(&format!(
+            "{},{},{},{},{},{},{:.6}\n",
+            r.epoch, r.step, r.loss_d, r.loss_g, r.d_real, r.d_fake, r.seconds
+        ));
+    }
+    s
+}
+
+/// Staging buffers for the metrics, mapped asynchronously a step or more
+/// after the copy so the host never stalls the GPU.
+struct Readback {
+    bufs: Vec<wgpu::Buffer>,
+    states: Vec<Arc<AtomicU8>>,
+    queue: VecDeque<(usize, usize, usize, u64)>, // (slot, epoch, batch, step)
+    next: usize,
+}
+
+const PENDING: u8 = 0;
+const READY: u8 = 1;
+const FAILED: u8 = 2;
+const IDLE: u8 = 3;
+
+impl Readback {
+    fn new(ctx: &GpuContext, slots: usize) -> Self {
+        let bufs = (0..slots)
+            .map(|i| {
+                ctx.device.create_buffer(&wgpu::BufferDescriptor {
+                    label: Some(&format!("metrics staging {i}")),
+                    size: (METRICS_LEN * 4) as u64,
+                    usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
+                    mapped_at_creation: false,
+                })
+            })
+            .collect();
+        Readback {
+            bufs,
+            states: (0..slots).map(|_| Arc::new(AtomicU8::new(IDLE))).collect(),
+            queue: VecDeque::new(),
+            next: 0,
+        }
+    }
+
+    fn slot_free(&self) -> bool {
+        self.states[self.next].load(Ordering::Acquire) == IDLE
+    }
+
+    /// Records the copy of the metrics into the next slot.
+    fn record_copy(&self, enc: &mut wgpu::CommandEncoder, metrics: &GpuTensor) {
+        enc.copy_buffer_to_buffer(
+            &metrics.buffer,
+            metrics.offset,
+            &self.bufs[self.next],
+            0,
+            (METRICS_LEN * 4) as u64,
+        );
+    }
+
+    /// After the submit: start mapping the slot just copied into.
+    fn start_map(&mut self, epoch: usize, batch: usize, step: u64) {
+        let slot = self.next;
+        let state = self.states[slot].clone();
+        state.store(PENDING, Ordering::Release);
+        self.bufs[slot]
+            .slice(..)
+            .map_async(wgpu::MapMode::Read, move |r| {
+                state.store(if r.is_ok() { READY } else { FAILED }, Ordering::Release);
+            });
+        self.queue.push_back((slot, epoch, batch, step));
+        self.next = (self.next + 1) % self.bufs.len();
+    }
+
+    /// Pops every finished readback, in order: (epoch, batch, step, metrics).
+    fn drain(&mut self, ctx: &GpuContext) -> Result<Vec<(usize, usize, u64, StepMetrics)>> {
+        let _ = ctx.device.poll(wgpu::PollType::Poll);
+        let mut out = Vec::new();
+        while let Some(&(slot, epoch, batch, step)) = self.queue.front() {
+            match self.states[slot].load(Ordering::Acquire) {
+                READY => {
+                    let view = self.bufs[slot].slice(..).get_mapped_range().map_err(|e| {
+                        GanError::Device {
+                            during: "reading losses".into(),
+                            message: e.to_string(),
+                        }
+                    })?;
+                    let vals: Vec<f32> = bytemuck::cast_slice(&view[..]).to_vec();
+                    drop(view);
+                    self.bufs[slot].unmap();
+                    self.states[slot].store(IDLE, Ordering::Release);
+                    self.queue.pop_front();
+                    out.push((epoch, batch, step, metrics_from(&vals)));
+                }
+                FAILED => {
+                    ctx.check_health("reading losses")?;
+                    return Err(GanError::Device {
+                        during: "reading losses".into(),
+                        message: "mapping the staging buffer failed".into(),
+                    });
+                }
+                _ => break,
+            }
+        }
+        Ok(out)
+    }
+}
+
+/// Runs (or resumes) training. Returns when all epochs are done, or early
+/// with `interrupted` set when `interrupt` was raised (state saved).
+pub fn train(
+    ctx: &GpuContext,
+    cfg: &TrainConfig,
+    data: &ImageSet,
+    interrupt: &AtomicBool,
+) -> Result<RunSummary> {
+    let g = cfg.gan;
+    let data = match cfg.limit {
+        Some(n) if n < data.count => ImageSet {
+            count: n,
+            pixels: data.pixels[..n * data.dim()].to_vec(),
+            labels: None,
+            ..data.clone()
+        },
+        _ => data.clone(),
+    };
+    if data.count < g.batch {
+        return Err(GanError::data(
+            &data.source,
+            format!("{} images, fewer than one batch of {}", data.count, g.batch),
+        ));
+    }
+    for sub in ["", "images", "checkpoints"] {
+        let d = cfg.out.join(sub);
+        std::fs::create_dir_all(&d).map_err(|e| GanError::io(&d, e))?;
+    }
+    // Fail now, not after an epoch, if --out cannot be written.
+    let probe = cfg.out.join(".write-test");
+    checkpoint::atomic_write(&probe, b"ok")?;
+    let _ = std::fs::remove_file(&probe);
+
+    let dim = data.dim();
+    let g_spec = model::generator_spec(g.latent, dim);
+    let d_spec = model::discriminator_spec(dim);
+    let (state, progress) = match &cfg.resume {
+        Some(dir) => {
+            let path = find_latest_state(dir)?;
+            let s = load_state(&path, cfg, dim, data.count)?;
+            if !cfg.quiet {
+                println!(
+                    "resuming from {} (epoch {}, step {} of the epoch, {} steps done)",
+                    path.display(),
+                    s.progress.epoch,
+                    s.progress.batch_in_epoch,
+                    s.progress.steps_done
+                );
+            }
+            let p = s.progress;
+            (Some(s), p)
+        }
+        None => (
+            None,
+            Progress {
+                epoch: 0,
+                batch_in_epoch: 0,
+                steps_done: 0,
+            },
+        ),
+    };
+    let mut init_rng = rand_chacha::ChaCha8Rng::seed_from_u64(g.seed);
+    let (g_params, d_params) = match &state {
+        Some(s) => (s.g_params.clone(), s.d_params.clone()),
+        None => (
+            g_spec.init_params(&mut init_rng),
+            d_spec.init_params(&mut init_rng),
+        ),
+    };
+    let t0 = Instant::now();
+    let gan = Gan::new(ctx, g, &data, &g_params, &d_params)?;
+    if let Some(s) = &state {
+        gan.g.m.write_f32(ctx, &s.g_m)?;
+        gan.g.v.write_f32(ctx, &s.g_v)?;
+        gan.d.m.write_f32(ctx, &s.d_m)?;
+        gan.d.v.write_f32(ctx, &s.d_v)?;
+        gan.g.write_bn(ctx, &s.g_bn)?;
+    }
+    let sampler = Sampler::new(ctx, &gan.g, GRID_SAMPLES)?;
+    let fixed = fixed_latent(g.latent);
+    checkpoint::atomic_write(
+        &cfg.out.join("fixed_latent.npy"),
+        &checkpoint::npy_bytes(&[GRID_SAMPLES, g.latent], &fixed),
+    )?;
+    ctx.check_health("building the training graph")?;
+    if !cfg.quiet {
+        println!("adapter: {}", ctx.describe());
+        println!(
+            "data: {} images {}x{} from {}; {} steps an epoch at batch {}; matmul variant {}",
+            data.count,
+            data.height,
+            data.width,
+            data.source,
+            gan.steps_per_epoch(),
+            g.batch,
+            gan.variant.name()
+        );
+        let mem = gan.memory();
+        let total: u64 = mem.iter().map(|m| m.1).sum();
+        let parts: Vec<String> = mem
+            .iter()
+            .map(|(n, b)| format!("{n} {:.2}", *b as f64 / 1048576.0))
+            .collect();
+        println!(
+            "GPU memory (MiB): {}; total {:.2}",
+            parts.join(", "),
+            total as f64 / 1048576.0
+        );
+        println!(
+            "{} dispatches a step, graph built in {:.2} s",
+            gan.dispatch_count(),
+            t0.elapsed().as_secs_f64()
+        );
+    }
+
+    let csv_path = cfg.out.join("losses.csv");
+    let mut losses = if cfg.resume.is_some() {
+        read_losses_csv(&csv_path, progress.steps_done)
+    } else {
+        Vec::new()
+    };
+    let mut readback = Readback::new(ctx, 4);
+    let mut in_flight: VecDeque<wgpu::SubmissionIndex> = VecDeque::new();
+    let mut p = progress;
+    let steps_per_epoch = gan.steps_per_epoch();
+    let mut steps_this_run = 0u64;
+    let mut last_log = (Instant::now(), p.steps_done);
+
+    let log_line = |epoch: usize, batch: usize, m: &StepMetrics, secs: f64| {
+        format!(
+            "Epoch:[{:>3}/{:>3}], step:[{:>4}/{:>4}], loss_d:{:.6} , loss_g:{:.6} , time:{:.6}s, lr:{:.6}",
+            epoch, cfg.epochs, batch + 1, steps_per_epoch, m.loss_d, m.loss_g, secs, g.adam.lr
+        )
+    };
+
+    while p.epoch < cfg.epochs {
+        let epoch_start = Instant::now();
+        gan.start_epoch(ctx, p.epoch, p.batch_in_epoch, p.steps_done)?;
+        let bar = (!cfg.quiet && std::io::stderr().is_terminal()).then(|| {
+            let b = indicatif::ProgressBar::new(steps_per_epoch as u64);
+            b.set_style(
+                indicatif::ProgressStyle::with_template(
+                    "epoch {msg} [{bar:30}] {pos}/{len} steps, {per_sec}, eta {eta}",
+                )
+                .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+            );
+            b.set_message(format!("{}/{}", p.epoch + 1, cfg.epochs));
+            b.set_position(p.batch_in_epoch as u64);
+            b
+        });
+        let handle = |rows: Vec<(usize, usize, u64, StepMetrics)>,
+                      losses: &mut Vec<LossRow>,
+                      last_log: &mut (Instant, u64)|
+         -> Result<()> {
+            for (epoch, batch, step, m) in rows {
+                if !(m.loss_d.is_finite() && m.loss_g.is_finite()) {
+                    return Err(GanError::Diverged(format!(
+                        "non-finite loss at epoch {epoch}, step {} of the epoch (global step {step}): loss_d {}, loss_g {}; the last good checkpoint is kept",
+                        batch + 1, m.loss_d, m.loss_g
+                    )));
+                }
+                let secs = last_log.0.elapsed().as_secs_f64() / (step - last_log.1).max(1) as f64;
+                *last_log = (Instant::now(), step);
+                losses.push(LossRow {
+                    epoch,
+                    step,
+                    loss_d: m.loss_d,
+                    loss_g: m.loss_g,
+                    d_real: m.d_real,
+                    d_fake: m.d_fake,
+                    seconds: secs,
+                });
+                if !cfg.quiet {
+                    let line = log_line(epoch, batch, &m, secs);
+                    match &bar {
+                        Some(b) => b.println(line),
+                        None => println!("{line}"),
+                    }
+                }
+            }
+            Ok(())
+        };
+        while p.batch_in_epoch < steps_per_epoch {
+            let log_now = (p.batch_in_epoch as u64 + 1) % cfg.log_every == 0;
+            if log_now && !readback.slot_free() {
+                // The ring is full: wait for the oldest readback.
+                ctx.wait("waiting for a loss readback")?;
+                let rows = readback.drain(ctx)?;
+                handle(rows, &mut losses, &mut last_log)?;
+            }
+            let mut enc = ctx
+                .device
+                .create_command_encoder(&wgpu::CommandEncoderDescriptor {
+                    label: Some("train step"),
+                });
+            gan.record_step(&mut enc);
+            if log_now {
+                readback.record_copy(&mut enc, &gan.metrics);
+            }
+            in_flight.push_back(ctx.queue.submit([enc.finish()]));
+            p.steps_done += 1;
+            if log_now {
+                readback.start_map(p.epoch, p.batch_in_epoch, p.steps_done);
+            }
+            p.batch_in_epoch += 1;
+            steps_this_run += 1;
+            // Keep at most two steps queued: memory stays flat and the
+            // timings stay honest.
+            if in_flight.len() > 2 {
+                let idx = in_flight.pop_front().expect("in flight");
+                ctx.device
+                    .poll(wgpu::PollType::Wait {
+                        submission_index: Some(idx),
+                        timeout: None,
+                    })
+                    .map_err(|e| GanError::Device {
+                        during: "training step".into(),
+                        message: e.to_string(),
+                    })?;
+            }
+            ctx.check_health("training step")?;
+            let rows = readback.drain(ctx)?;
+            handle(rows, &mut losses, &mut last_log)?;
+            if let Some(b) = &bar {
+                b.set_position(p.batch_in_epoch as u64);
+            }
+            let stop = interrupt.load(Ordering::Relaxed)
+                || cfg.stop_after_steps.is_some_and(|n| steps_this_run >= n);
+            if stop && p.batch_in_epoch < steps_per_epoch {
+                ctx.wait("finishing the step")?;
+                let rows = readback.drain(ctx)?;
+                handle(rows, &mut losses, &mut last_log)?;
+                checkpoint::atomic_write(&csv_path, losses_csv(&losses).as_bytes())?;
+                let path = save_state(ctx, &gan, cfg, &p)?;
+                if let Some(b) = &bar {
+                    b.abandon();
+                }
+                if !cfg.quiet {
+                    println!(
+                        "stopped at epoch {}, step {} of the epoch; state saved to {}",
+                        p.epoch,
+                        p.batch_in_epoch,
+                        path.display()
+                    );
+                }
+                return Ok(RunSummary {
+                    progress: p,
+                    losses,
+                    interrupted: true,
+                });
+            }
+        }
+        ctx.wait("end of epoch")?;
+        let rows = readback.drain(ctx)?;
+        handle(rows, &mut losses, &mut last_log)?;
+        if let Some(b) = &bar {
+            b.finish_and_clear();
+        }
+        let epoch_secs = epoch_start.elapsed().as_secs_f64();
+        p.epoch += 1;
+        p.batch_in_epoch = 0;
+        write_epoch_outputs(
+            ctx,
+            cfg,
+            &gan,
+            &sampler,
+            &fixed,
+            &losses,
+            p.epoch,
+            p.steps_done,
+        )?;
+        save_state(ctx, &gan, cfg, &p)?;
+        if !cfg.quiet {
+            println!("time of epoch {} is {:.2}s", p.epoch, epoch_secs);
+        }
+        if interrupt.load(Ordering::Relaxed)
+            || cfg.stop_after_steps.is_some_and(|n| steps_this_run >= n)
+        {
+            return Ok(RunSummary {
+                progress: p,
+                losses,
+                interrupted: p.epoch < cfg.epochs,
+            });
+        }
+    }
+    Ok(RunSummary {
+        progress: p,
+        losses,
+        interrupted: false,
+    })
+}
+
+/// After epoch `epoch` (1-based): grid, checkpoints, losses.csv/png, GIF.
+#[allow(clippy::too_many_arguments)]
+fn write_epoch_outputs(
+    ctx: &GpuContext,
+    cfg: &TrainConfig,
+    gan: &Gan,
+    sampler: &Sampler,
+    fixed: &[f32],
+    losses: &[LossRow],
+    epoch: usize,
+    steps_done: u64,
+) -> Result<()> {
+    let out = &cfg.out;
+    let side = (gan.dim as f64).sqrt() as usize;
+    let (h, w) = if side * side == gan.dim {
+        (side, side)
+    } else {
+        (1, gan.dim)
+    };
+    let samples = sampler.run(ctx, fixed)?;
+    images::save_grid(
+        &out.join("images").join(format!("test_{epoch}.png")),
+        &images_from_outputs(&samples, gan.dim),
+        h,
+        w,
+    )?;
+    let meta = |net: &NetSpec| -> HashMap<String, String> {
+        [
+            ("epoch", epoch.to_string()),
+            ("steps_done", steps_done.to_string()),
+            ("image_height", h.to_string()),
+            ("image_width", w.to_string()),
+            ("latent_size", cfg.gan.latent.to_string()),
+            ("layers", net.layers.len().to_string()),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v))
+        .collect()
+    };
+    let g_bn = gan.g.read_bn(ctx, steps_done as i64)?;
+    checkpoint::save_network(
+        &out.join("checkpoints")
+            .join(format!("generator_{epoch}.safetensors")),
+        &gan.g.spec,
+        &gan.g.params.read_f32(ctx)?,
+        &g_bn,
+        meta(&gan.g.spec),
+    )?;
+    checkpoint::save_network(
+        &out.join("checkpoints")
+            .join(format!("discriminator_{epoch}.safetensors")),
+        &gan.d.spec,
+        &gan.d.params.read_f32(ctx)?,
+        &vec![None; gan.d.spec.layers.len()],
+        meta(&gan.d.spec),
+    )?;
+    checkpoint::atomic_write(&out.join("losses.csv"), losses_csv(losses).as_bytes())?;
+    images::save_loss_plot(&out.join("losses.png"), losses)?;
+    // progress.gif: epoch 1, every 5th epoch, and the latest.
+    let frames: Vec<PathBuf> = (1..=epoch)
+        .filter(|e| *e == 1 || e % 5 == 0 || *e == epoch)
+        .map(|e| out.join("images").join(format!("test_{e}.png")))
+        .filter(|p| p.is_file())
+        .collect();
+    let refs: Vec<&Path> = frames.iter().map(PathBuf::as_path).collect();
+    images::save_gif(&out.join("progress.gif"), &refs)
+}
