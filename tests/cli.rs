@@ -78,3 +78,265 @@ fn bad_device_index_names_the_flag_and_the_count() {
         "{stderr}"
     );
 }
+
+fn stderr_of(args: &[&str]) -> (Option<i32>, String) {
+    let out = gan().args(args).output().unwrap();
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// One line on stderr, exit code 1, no panic, and every needle present.
+fn assert_clean_error(args: &[&str], needles: &[&str]) {
+    let (code, stderr) = stderr_of(args);
+    assert_eq!(code, Some(1), "{args:?}: {stderr}");
+    assert!(
+        !stderr.contains("panicked") && !stderr.contains("RUST_BACKTRACE"),
+        "{args:?}: {stderr}"
+    );
+    assert_eq!(
+        stderr.trim().lines().count(),
+        1,
+        "{args:?}: one line expected: {stderr}"
+    );
+    for n in needles {
+        assert!(stderr.contains(n), "{args:?}: missing '{n}' in: {stderr}");
+    }
+}
+
+#[test]
+fn train_flags_are_checked_and_named() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().to_str().unwrap();
+    assert_clean_error(
+        &["train", "--batch-size", "0", "--out", out],
+        &["--batch-size", "greater than zero"],
+    );
+    assert_clean_error(
+        &["train", "--batch-size", "1", "--out", out],
+        &["--batch-size", "at least 2"],
+    );
+    assert_clean_error(&["train", "--epochs", "0", "--out", out], &["--epochs"]);
+    assert_clean_error(&["train", "--lr", "0", "--out", out], &["--lr"]);
+    assert_clean_error(&["train", "--lr=-0.1", "--out", out], &["--lr"]);
+    assert_clean_error(&["train", "--beta1", "1.5", "--out", out], &["--beta1"]);
+    // clap's own messages for non-numbers name the flag (exit code 2).
+    let (code, stderr) = stderr_of(&["train", "--epochs", "many"]);
+    assert_eq!(code, Some(2));
+    assert!(
+        stderr.contains("--epochs") && stderr.contains("many"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn data_folder_errors_name_the_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("out");
+    let out = out.to_str().unwrap();
+    let missing = dir.path().join("nope");
+    assert_clean_error(
+        &["train", "--data", missing.to_str().unwrap(), "--out", out],
+        &["nope", "data folder not found"],
+    );
+    let data = dir.path().join("data");
+    std::fs::create_dir_all(data.join("train")).unwrap();
+    assert_clean_error(
+        &["train", "--data", data.to_str().unwrap(), "--out", out],
+        &["train-images-idx3-ubyte", "missing"],
+    );
+    let img = data.join("train/train-images-idx3-ubyte");
+    std::fs::write(&img, b"\x00\x00\x08\x03\x00\x00\x00\x02\x00\x00\x00\x1c").unwrap();
+    assert_clean_error(
+        &["train", "--data", data.to_str().unwrap(), "--out", out],
+        &["train-images-idx3-ubyte", "truncated"],
+    );
+    std::fs::write(&img, gan_wgpu::data::idx_bytes(3, 2, 2, &[0; 12])).unwrap();
+    assert_clean_error(
+        &["train", "--data", data.to_str().unwrap(), "--out", out],
+        &["3 images, fewer than one batch of 128"],
+    );
+}
+
+#[test]
+fn show_data_writes_a_grid() {
+    let dir = tempfile::tempdir().unwrap();
+    let png = dir.path().join("grid.png");
+    let out = gan()
+        .args(["show-data", "--out", png.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let img = image::open(&png).unwrap();
+    // 5x5 cells of 28x28 scaled 4x with 4-pixel gaps.
+    assert_eq!((img.width(), img.height()), (5 * 116 + 4, 5 * 116 + 4));
+}
+
+#[test]
+fn train_then_sample_from_the_checkpoint() {
+    if std::env::var("GAN_WGPU_REQUIRE_GPU").as_deref() != Ok("1")
+        && gan()
+            .arg("devices")
+            .output()
+            .map(|o| !o.status.success())
+            .unwrap_or(true)
+    {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let run = dir.path().join("run");
+    let out = gan()
+        .args([
+            "train",
+            "--epochs",
+            "1",
+            "--limit",
+            "256",
+            "--batch-size",
+            "64",
+            "--log-every",
+            "2",
+            "--out",
+            run.to_str().unwrap(),
+        ])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}{}",
+        stdout,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // The seed's log format, and the memory report.
+    assert!(
+        stdout.contains("Epoch:[  0/  1], step:[   2/   4], loss_d:"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("time of epoch 1 is"), "{stdout}");
+    assert!(stdout.contains("GPU memory (MiB): parameters"), "{stdout}");
+    let ck = run.join("checkpoints/generator_1.safetensors");
+    let idx = dir.path().join("samples.idx");
+    let png = dir.path().join("samples.png");
+    let out = gan()
+        .args([
+            "sample",
+            "--checkpoint",
+            ck.to_str().unwrap(),
+            "--count",
+            "7",
+            "--idx",
+            idx.to_str().unwrap(),
+            "--out",
+            png.to_str().unwrap(),
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let set = gan_wgpu::data::read_images(&idx, None).unwrap();
+    assert_eq!((set.count, set.height, set.width), (7, 28, 28));
+    // Same seed, same samples; --latent with the same codes as a file too.
+    let idx2 = dir.path().join("again.idx");
+    gan()
+        .args([
+            "sample",
+            "--checkpoint",
+            ck.to_str().unwrap(),
+            "--count",
+            "7",
+            "--idx",
+            idx2.to_str().unwrap(),
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(std::fs::read(&idx).unwrap(), std::fs::read(&idx2).unwrap());
+    let latent = run.join("fixed_latent.npy");
+    let idx3 = dir.path().join("fixed.idx");
+    let out = gan()
+        .args([
+            "sample",
+            "--checkpoint",
+            ck.to_str().unwrap(),
+            "--latent",
+            latent.to_str().unwrap(),
+            "--idx",
+            idx3.to_str().unwrap(),
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(gan_wgpu::data::read_images(&idx3, None).unwrap().count, 25);
+
+    // Wrong inputs: one clear line each.
+    let d = run.join("checkpoints/discriminator_1.safetensors");
+    assert_clean_error(
+        &[
+            "sample",
+            "--checkpoint",
+            d.to_str().unwrap(),
+            "--out",
+            png.to_str().unwrap(),
+        ],
+        &[
+            "discriminator checkpoint",
+            "generator checkpoint is expected",
+        ],
+    );
+    let junk = dir.path().join("junk.safetensors");
+    std::fs::write(&junk, b"this is not a checkpoint at all").unwrap();
+    assert_clean_error(
+        &[
+            "sample",
+            "--checkpoint",
+            junk.to_str().unwrap(),
+            "--out",
+            png.to_str().unwrap(),
+        ],
+        &["junk.safetensors", "not a readable safetensors file"],
+    );
+    let wide = dir.path().join("wide.npy");
+    std::fs::write(
+        &wide,
+        gan_wgpu::checkpoint::npy_bytes(&[2, 99], &[0.0; 198]),
+    )
+    .unwrap();
+    assert_clean_error(
+        &[
+            "sample",
+            "--checkpoint",
+            ck.to_str().unwrap(),
+            "--latent",
+            wide.to_str().unwrap(),
+            "--out",
+            png.to_str().unwrap(),
+        ],
+        &["wide.npy", "99 wide", "takes 100"],
+    );
+    let notnpy = dir.path().join("z.npy");
+    std::fs::write(&notnpy, b"1,2,3").unwrap();
+    assert_clean_error(
+        &[
+            "sample",
+            "--checkpoint",
+            ck.to_str().unwrap(),
+            "--latent",
+            notnpy.to_str().unwrap(),
+            "--out",
+            png.to_str().unwrap(),
+        ],
+        &["z.npy", "not a .npy file"],
+    );
+}
