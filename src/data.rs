@@ -139,6 +139,24 @@ pub fn parse_idx(bytes: &[u8], path: &Path, want_dims: usize) -> Result<(Vec<u32
             data.len()
         )));
     }
+    // The stream must end here: for gzip this also checks the CRC trailer,
+    // so a cut-off .gz file is caught even when all the data decoded.
+    let mut extra = [0u8; 1];
+    let more = reader.read(&mut extra).map_err(|e| {
+        if gz {
+            GanError::data(
+                path,
+                format!("truncated or corrupt gzip stream after the data: {e}"),
+            )
+        } else {
+            GanError::data(path, e.to_string())
+        }
+    })?;
+    if more > 0 {
+        return Err(err(format!(
+            "more data than the header {dims:?} declares ({total} bytes)"
+        )));
+    }
     Ok((dims, data))
 }
 

@@ -196,6 +196,7 @@ fn run(cli: Cli, interrupt: Arc<AtomicBool>) -> gan_wgpu::Result<()> {
                     why: "must be greater than zero".into(),
                 });
             }
+            train::prepare_out_dir(&a.out)?;
             let set = data::load(a.data.as_deref())?;
             let dataset_bytes = (set.pixels.len() as u64).div_ceil(4) * 4;
             let need = Requirements {

@@ -660,6 +660,19 @@ impl Readback {
     }
 }
 
+/// Creates the output folders and checks that they can be written, so an
+/// unwritable --out fails before any training, not after an epoch.
+pub fn prepare_out_dir(out: &Path) -> Result<()> {
+    for sub in ["", "images", "checkpoints"] {
+        let d = out.join(sub);
+        std::fs::create_dir_all(&d).map_err(|e| GanError::io(&d, e))?;
+    }
+    let probe = out.join(".write-test");
+    checkpoint::atomic_write(&probe, b"ok")?;
+    let _ = std::fs::remove_file(&probe);
+    Ok(())
+}
+
 /// Runs (or resumes) training. Returns when all epochs are done, or early
 /// with `interrupted` set when `interrupt` was raised (state saved).
 pub fn train(
@@ -684,14 +697,7 @@ pub fn train(
             format!("{} images, fewer than one batch of {}", data.count, g.batch),
         ));
     }
-    for sub in ["", "images", "checkpoints"] {
-        let d = cfg.out.join(sub);
-        std::fs::create_dir_all(&d).map_err(|e| GanError::io(&d, e))?;
-    }
-    // Fail now, not after an epoch, if --out cannot be written.
-    let probe = cfg.out.join(".write-test");
-    checkpoint::atomic_write(&probe, b"ok")?;
-    let _ = std::fs::remove_file(&probe);
+    prepare_out_dir(&cfg.out)?;
 
     let dim = data.dim();
     let g_spec = model::generator_spec(g.latent, dim);
@@ -815,10 +821,20 @@ pub fn train(
                       last_log: &mut (Instant, u64)|
          -> Result<()> {
             for (epoch, batch, step, m) in rows {
-                if !(m.loss_d.is_finite() && m.loss_g.is_finite()) {
+                // The D-output means propagate a NaN that the clamped logs of
+                // the loss could hide, so all four are checked.
+                if ![m.loss_d, m.loss_g, m.d_real, m.d_fake]
+                    .iter()
+                    .all(|v| v.is_finite())
+                {
                     return Err(GanError::Diverged(format!(
-                        "non-finite loss at epoch {epoch}, step {} of the epoch (global step {step}): loss_d {}, loss_g {}; the last good checkpoint is kept",
-                        batch + 1, m.loss_d, m.loss_g
+                        "non-finite loss at epoch {epoch}, step {} of the epoch (global step {step}): loss_d {}, loss_g {}, D(x) {}, D(G(z)) {}; {}",
+                        batch + 1,
+                        m.loss_d,
+                        m.loss_g,
+                        m.d_real,
+                        m.d_fake,
+                        if epoch == 0 { "no checkpoint had been written yet".to_string() } else { format!("the last good checkpoint is epoch {epoch}'s, kept as it was") }
                     )));
                 }
                 let secs = last_log.0.elapsed().as_secs_f64() / (step - last_log.1).max(1) as f64;
