@@ -1,1 +1,106 @@
-fn main() {}
+//! `cargo bench`: criterion timings of the matmul variants at the model's
+//! largest shapes, the other kernel families, and the full training step, on
+//! the adapter GAN_WGPU_DEVICE (or auto) picks. `gan-wgpu bench` prints the
+//! same families with GFLOP/s and the CPU sgemm column.
+
+use criterion::{criterion_group, criterion_main, Criterion};
+use gan_wgpu::kernels::{self, adam, matmul, Dispatch};
+use gan_wgpu::model;
+use gan_wgpu::train::{Gan, GanConfig};
+use gan_wgpu::{DeviceChoice, GpuContext, GpuTensor, Requirements};
+use rand::{Rng, SeedableRng};
+
+fn context() -> GpuContext {
+    let choice = DeviceChoice::from_flag_or_env(None).expect("GAN_WGPU_DEVICE");
+    match GpuContext::new(&choice, &Requirements::default()) {
+        Ok(c) => c,
+        Err(e) => panic!("cargo bench needs an adapter: {e}"),
+    }
+}
+
+fn submit(ctx: &GpuContext, d: &Dispatch) {
+    kernels::run(ctx, &[d]).expect("dispatch");
+}
+
+fn benches(c: &mut Criterion) {
+    let ctx = context();
+    eprintln!("adapter: {}", ctx.describe());
+    let mut group = c.benchmark_group("matmul");
+    group.sample_size(10);
+    for (m, n, k, form) in [
+        (128, 784, 1024, matmul::Form::NT),
+        (128, 1024, 784, matmul::Form::NN),
+        (784, 1024, 128, matmul::Form::TN),
+    ] {
+        let (sa, sb) = form.operand_shapes(m, n, k);
+        let (a, b, out) = (
+            GpuTensor::zeros(&ctx, &sa, "a"),
+            GpuTensor::zeros(&ctx, &sb, "b"),
+            GpuTensor::zeros(&ctx, &[m, n], "c"),
+        );
+        for variant in [matmul::Variant::Tiled, matmul::Variant::Reg] {
+            let mm = matmul::Matmul::new(&ctx, form, variant, &a, &b, &out).expect("matmul");
+            group.bench_function(
+                format!("{m}x{n}x{k} {} {}", form.name(), variant.name()),
+                |bch| bch.iter(|| submit(&ctx, &mm.dispatch)),
+            );
+        }
+    }
+    group.finish();
+
+    let mut group = c.benchmark_group("elementwise");
+    group.sample_size(20);
+    let counters = GpuTensor::zeros(&ctx, &[4], "counters");
+    let n = model::generator_spec(100, 784).layout().len;
+    let t = |s: &str| GpuTensor::zeros(&ctx, &[n], s);
+    let (p, g, m, v) = (t("p"), t("g"), t("m"), t("v"));
+    let a = adam::Adam::new(&ctx, adam::AdamConfig::default(), &p, &g, &m, &v, &counters)
+        .expect("adam");
+    group.bench_function("adam generator", |bch| {
+        bch.iter(|| submit(&ctx, &a.dispatch))
+    });
+    let x = GpuTensor::zeros(&ctx, &[128, 784], "x");
+    let bias = GpuTensor::zeros(&ctx, &[784], "bias");
+    let f = kernels::bias_act::forward(&ctx, kernels::bias_act::Act::Tanh, &x, Some(&bias))
+        .expect("bias_act");
+    group.bench_function("bias+tanh 128x784", |bch| bch.iter(|| submit(&ctx, &f)));
+    group.finish();
+
+    let mut group = c.benchmark_group("train step");
+    group.sample_size(10);
+    let mut r = rand::rngs::StdRng::seed_from_u64(1);
+    let data = gan_wgpu::data::ImageSet {
+        count: 1024,
+        height: 28,
+        width: 28,
+        pixels: (0..1024 * 784).map(|_| r.random::<u8>()).collect(),
+        labels: None,
+        source: "random".into(),
+    };
+    let cfg = GanConfig {
+        batch: 128,
+        latent: 100,
+        seed: 1,
+        adam: adam::AdamConfig::default(),
+    };
+    let gp = model::generator_spec(100, 784).init_params(&mut r);
+    let dp = model::discriminator_spec(784).init_params(&mut r);
+    let gan = Gan::new(&ctx, cfg, &data, &gp, &dp).expect("gan");
+    gan.start_epoch(&ctx, 0, 0, 0).expect("epoch");
+    group.bench_function("batch 128", |bch| {
+        bch.iter(|| {
+            // Stay inside the epoch's 8 batches.
+            gan.counters
+                .write_u32(&ctx, &[0, 0, 0, 0])
+                .expect("counters");
+            let mut enc = ctx.device.create_command_encoder(&Default::default());
+            gan.record_step(&mut enc);
+            ctx.queue.submit([enc.finish()]);
+            ctx.wait("step").expect("step");
+        })
+    });
+    group.finish();
+}
+
+criterion_group!(kernel_benches, benches);
+criterion_main!(kernel_benches);

@@ -11,6 +11,7 @@ use crate::context::GpuContext;
 use crate::error::Result;
 use crate::kernels::{adam, batchnorm, bce, bias_act, gather, matmul, rng, Dispatch};
 use crate::tensor::GpuTensor;
+use rand::SeedableRng;
 use std::fmt::Write as _;
 use std::time::Instant;
 
@@ -358,4 +359,231 @@ pub fn rows_to_json(rows: &[Row], adapter: &str) -> String {
         esc(adapter),
         items.join(",")
     )
+}
+
+/// Figures of the whole training step.
+pub struct StepBench {
+    pub batch: usize,
+    pub steps: usize,
+    pub steps_per_s: f64,
+    /// Launch (context creation) to the end of the first step, seconds.
+    pub first_step_s: f64,
+    /// (phase, median GPU microseconds) from timestamp queries, if the adapter has them.
+    pub phases: Vec<(String, f64)>,
+    pub host_encode_us: f64,
+    pub readback_latency_us: f64,
+    /// Sum of the step's matmul times measured one by one, microseconds.
+    pub matmul_sum_us: f64,
+    /// (buffers, buffer bytes) after the warm-up and after the timed run.
+    pub memory_after_warmup: (isize, isize),
+    pub memory_after_run: (isize, isize),
+    pub dispatches: usize,
+}
+
+/// Times the full training step on random data shaped like MNIST. `launch`
+/// is when the program started (for the time to the first step).
+pub fn run_step_bench(
+    ctx: &GpuContext,
+    batch: usize,
+    steps: usize,
+    launch: Instant,
+) -> Result<StepBench> {
+    use crate::train::{Gan, GanConfig, StepRunner};
+    let n = (batch * 8).max(1024);
+    let mut r = rand::rngs::StdRng::seed_from_u64(1);
+    let data = crate::data::ImageSet {
+        count: n,
+        height: 28,
+        width: 28,
+        pixels: (0..n * 784)
+            .map(|_| rand::Rng::random::<u8>(&mut r))
+            .collect(),
+        labels: None,
+        source: "random".into(),
+    };
+    let cfg = GanConfig {
+        batch,
+        latent: 100,
+        seed: 1,
+        adam: crate::kernels::adam::AdamConfig::default(),
+    };
+    let g_spec = crate::model::generator_spec(100, 784);
+    let d_spec = crate::model::discriminator_spec(784);
+    let gan = Gan::new(
+        ctx,
+        cfg,
+        &data,
+        &g_spec.init_params(&mut r),
+        &d_spec.init_params(&mut r),
+    )?;
+    gan.start_epoch(ctx, 0, 0, 0)?;
+    let mut runner = StepRunner::new(ctx);
+    runner.step(ctx, &gan, None)?;
+    runner.finish(ctx)?;
+    let first_step_s = launch.elapsed().as_secs_f64();
+    // Warm-up, then the timed run with the trainer's loop: losses copied out
+    // every 10 steps and read a step or more late.
+    let mut run = |count: usize| -> Result<f64> {
+        let t = Instant::now();
+        for s in 0..count {
+            let tag = ((s + 1) % 10 == 0).then_some((0, s, s as u64));
+            runner.step(ctx, &gan, tag)?;
+        }
+        runner.finish(ctx)?;
+        Ok(t.elapsed().as_secs_f64())
+    };
+    run(5)?;
+    let memory_after_warmup = {
+        let (b, bytes, _) = ctx.gpu_memory();
+        (b, bytes)
+    };
+    let secs = run(steps)?;
+    let memory_after_run = {
+        let (b, bytes, _) = ctx.gpu_memory();
+        (b, bytes)
+    };
+    ctx.check_health("bench")?;
+
+    // Per-phase GPU time from timestamps.
+    let mut phases = Vec::new();
+    if ctx.features.contains(wgpu::Features::TIMESTAMP_QUERY) {
+        let count = (gan.phases.len() * 2) as u32;
+        let qs = ctx.device.create_query_set(&wgpu::QuerySetDescriptor {
+            label: Some("phases"),
+            ty: wgpu::QueryType::Timestamp,
+            count,
+        });
+        let resolve = ctx.device.create_buffer(&wgpu::BufferDescriptor {
+            label: Some("timestamps"),
+            size: count as u64 * 8,
+            usage: wgpu::BufferUsages::QUERY_RESOLVE | wgpu::BufferUsages::COPY_SRC,
+            mapped_at_creation: false,
+        });
+        let ticks_tensor = GpuTensor::zeros(ctx, &[count as usize * 2], "timestamps (u32 pairs)");
+        let period_ns = ctx.queue.get_timestamp_period() as f64;
+        let mut samples: Vec<Vec<f64>> = vec![Vec::new(); gan.phases.len()];
+        for _ in 0..5 {
+            let mut enc = ctx.device.create_command_encoder(&Default::default());
+            gan.record_step_timed(&mut enc, &qs);
+            enc.resolve_query_set(&qs, 0..count, &resolve, 0);
+            enc.copy_buffer_to_buffer(&resolve, 0, &ticks_tensor.buffer, 0, count as u64 * 8);
+            ctx.queue.submit([enc.finish()]);
+            let raw = ticks_tensor.read_u32(ctx)?;
+            let t = |i: usize| raw[2 * i] as u64 | (raw[2 * i + 1] as u64) << 32;
+            for (p, s) in samples.iter_mut().enumerate() {
+                s.push(t(2 * p + 1).saturating_sub(t(2 * p)) as f64 * period_ns / 1e3);
+            }
+        }
+        for ((name, _), mut s) in gan.phases.iter().zip(samples) {
+            s.sort_by(|a, b| a.total_cmp(b));
+            phases.push((name.to_string(), s[s.len() / 2]));
+        }
+    }
+
+    // Host time to encode one step (no submit).
+    let reps = 200;
+    let t = Instant::now();
+    for _ in 0..reps {
+        let mut enc = ctx.device.create_command_encoder(&Default::default());
+        gan.record_step(&mut enc);
+        std::hint::black_box(enc.finish());
+    }
+    let host_encode_us = t.elapsed().as_secs_f64() * 1e6 / reps as f64;
+
+    // Latency of one loss readback on an idle device: copy, map, wait.
+    let mut lat = Vec::new();
+    for _ in 0..20 {
+        let t = Instant::now();
+        std::hint::black_box(gan.metrics.read_f32(ctx)?);
+        lat.push(t.elapsed().as_secs_f64() * 1e6);
+    }
+    lat.sort_by(|a, b| a.total_cmp(b));
+
+    // Each matmul of the step timed alone, summed.
+    let mut matmul_sum_us = 0.0;
+    for d in gan
+        .dispatches()
+        .iter()
+        .filter(|d| d.label.starts_with("matmul"))
+    {
+        matmul_sum_us += time_dispatch(ctx, d, 2, 3)?.0;
+    }
+    Ok(StepBench {
+        batch,
+        steps,
+        steps_per_s: steps as f64 / secs,
+        first_step_s,
+        phases,
+        host_encode_us,
+        readback_latency_us: lat[lat.len() / 2],
+        matmul_sum_us,
+        memory_after_warmup,
+        memory_after_run,
+        dispatches: gan.dispatch_count(),
+    })
+}
+
+pub fn format_step(s: &StepBench) -> String {
+    let mut out = String::new();
+    let step_ms = 1e3 / s.steps_per_s;
+    let _ = writeln!(
+        out,
+        "training step, batch {} ({} dispatches, one submission):",
+        s.batch, s.dispatches
+    );
+    let _ = writeln!(
+        out,
+        "  {:.2} steps/s, {:.0} images/s ({:.1} ms a step, {} steps, losses read every 10 steps)",
+        s.steps_per_s,
+        s.steps_per_s * s.batch as f64,
+        step_ms,
+        s.steps
+    );
+    let _ = writeln!(
+        out,
+        "  first step done {:.2} s after launch (context, data upload, pipelines)",
+        s.first_step_s
+    );
+    let _ = writeln!(
+        out,
+        "  matmuls timed alone sum to {:.1} ms: step / matmul sum = {:.2}",
+        s.matmul_sum_us / 1e3,
+        step_ms * 1e3 / s.matmul_sum_us
+    );
+    let _ = writeln!(
+        out,
+        "  host time to encode one step: {:.1} us",
+        s.host_encode_us
+    );
+    let _ = writeln!(
+        out,
+        "  loss readback latency (copy + map + wait, idle device): {:.1} us",
+        s.readback_latency_us
+    );
+    let _ = writeln!(
+        out,
+        "  GPU buffers after warm-up: {} ({:.2} MiB); after {} more steps: {} ({:.2} MiB)",
+        s.memory_after_warmup.0,
+        s.memory_after_warmup.1 as f64 / 1048576.0,
+        s.steps,
+        s.memory_after_run.0,
+        s.memory_after_run.1 as f64 / 1048576.0
+    );
+    if !s.phases.is_empty() {
+        let total: f64 = s.phases.iter().map(|p| p.1).sum();
+        let _ = writeln!(
+            out,
+            "  phases (GPU timestamps, median of 5, one pass each):"
+        );
+        for (name, us) in &s.phases {
+            let _ = writeln!(
+                out,
+                "    {:<20} {:>10.1} us {:>5.1}%",
+                name,
+                us,
+                100.0 * us / total
+            );
+        }
+    }
+    out
 }

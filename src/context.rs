@@ -341,11 +341,22 @@ impl GpuContext {
         modules
             .entry(name)
             .or_insert_with(|| {
-                self.device
-                    .create_shader_module(wgpu::ShaderModuleDescriptor {
-                        label: Some(name),
-                        source: wgpu::ShaderSource::Wgsl(source.into()),
-                    })
+                let desc = wgpu::ShaderModuleDescriptor {
+                    label: Some(name),
+                    source: wgpu::ShaderSource::Wgsl(source.into()),
+                };
+                if std::env::var("GAN_WGPU_UNCHECKED").as_deref() == Ok("1") {
+                    // SAFETY: every kernel masks or clamps its own indices
+                    // (tested against the CPU references on odd shapes).
+                    unsafe {
+                        self.device.create_shader_module_trusted(
+                            desc,
+                            wgpu::ShaderRuntimeChecks::unchecked(),
+                        )
+                    }
+                } else {
+                    self.device.create_shader_module(desc)
+                }
             })
             .clone()
     }
@@ -357,6 +368,17 @@ impl GpuContext {
     ) -> crate::kernels::Kernel {
         let mut pipelines = self.pipelines.lock().unwrap_or_else(|p| p.into_inner());
         pipelines.entry(key).or_insert_with(build).clone()
+    }
+
+    /// Live GPU buffers and their bytes, as wgpu counts them (wgpu's
+    /// `counters` feature): (buffers, buffer bytes, memory allocations).
+    pub fn gpu_memory(&self) -> (isize, isize, isize) {
+        let c = self.device.get_internal_counters();
+        (
+            c.hal.buffers.read(),
+            c.hal.buffer_memory.read(),
+            c.hal.memory_allocations.read(),
+        )
     }
 
     /// One line naming the adapter, for logs and benchmark headers.

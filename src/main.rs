@@ -127,7 +127,7 @@ fn positive(flag: &'static str, v: f64) -> gan_wgpu::Result<()> {
     }
 }
 
-fn run(cli: Cli, interrupt: Arc<AtomicBool>) -> gan_wgpu::Result<()> {
+fn run(cli: Cli, interrupt: Arc<AtomicBool>, launch: std::time::Instant) -> gan_wgpu::Result<()> {
     match cli.command {
         Command::Devices => {
             print!("{}", context::describe_adapters()?);
@@ -143,7 +143,14 @@ fn run(cli: Cli, interrupt: Arc<AtomicBool>) -> gan_wgpu::Result<()> {
             let choice = DeviceChoice::from_flag_or_env(device.as_deref())?;
             let ctx = GpuContext::new(&choice, &Requirements::default())?;
             println!("adapter: {}", ctx.describe());
-            println!("timing: wall clock around a synchronised submit, median over trials ('*' = variant the trainer uses)");
+            let step = gan_wgpu::bench::run_step_bench(
+                &ctx,
+                batch_size,
+                if quick { 20 } else { 100 },
+                launch,
+            )?;
+            print!("{}", gan_wgpu::bench::format_step(&step));
+            println!("kernels: wall clock around a synchronised submit, median over trials ('*' = variant the trainer uses)");
             let rows = gan_wgpu::bench::run_kernel_bench(
                 &ctx,
                 &gan_wgpu::bench::BenchOptions {
@@ -342,6 +349,7 @@ fn sample(a: SampleArgs) -> gan_wgpu::Result<()> {
 
 fn main() -> ExitCode {
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("warn")).init();
+    let launch = std::time::Instant::now();
     let cli = Cli::parse();
     let interrupt = Arc::new(AtomicBool::new(false));
     {
@@ -355,7 +363,7 @@ fn main() -> ExitCode {
             eprintln!("interrupt: finishing the current step and saving a resumable state...");
         });
     }
-    match run(cli, interrupt) {
+    match run(cli, interrupt, launch) {
         Ok(()) => ExitCode::SUCCESS,
         Err(GanError::Interrupted) => ExitCode::from(130),
         Err(e) => {

@@ -68,6 +68,8 @@ pub struct Gan {
     pub variant: Variant,
     activation_bytes: u64,
     step: Vec<Dispatch>,
+    /// Named, contiguous ranges of `step`, for the benchmark's breakdown.
+    pub phases: Vec<(&'static str, std::ops::Range<usize>)>,
 }
 
 impl Gan {
@@ -117,78 +119,121 @@ impl Gan {
         let d_prob_grad_b = d_prob_grad.view(0, &[b, 1], "d_prob_grad[:B]")?;
 
         let mut step = Vec::new();
-        step.push(rng::normal(
-            ctx,
-            &z,
-            rng::RngStream {
-                seed: cfg.seed,
-                stream: 0,
-                draw_base: 0,
-            },
-            &counters,
-        )?);
-        step.push(gather::gather_batch(
-            ctx, &pixels, &perm, &d_input, b, b, &counters,
-        )?);
-        step.extend(network::forward(ctx, &g, &z, &g_acts, true, variant)?);
+        let mut phases = Vec::new();
+        let mut phase = |name: &'static str, step: &mut Vec<Dispatch>, ds: Vec<Dispatch>| {
+            let start = step.len();
+            step.extend(ds);
+            phases.push((name, start..step.len()));
+        };
+        let data_phase = vec![
+            rng::normal(
+                ctx,
+                &z,
+                rng::RngStream {
+                    seed: cfg.seed,
+                    stream: 0,
+                    draw_base: 0,
+                },
+                &counters,
+            )?,
+            gather::gather_batch(ctx, &pixels, &perm, &d_input, b, b, &counters)?,
+        ];
+        phase("latent + batch", &mut step, data_phase);
+        phase(
+            "G forward",
+            &mut step,
+            network::forward(ctx, &g, &z, &g_acts, true, variant)?,
+        );
         // Discriminator step on [fake; real].
-        step.extend(network::forward(ctx, &d, &d_input, &d_acts, true, variant)?);
+        phase(
+            "D forward (2B)",
+            &mut step,
+            network::forward(ctx, &d, &d_input, &d_acts, true, variant)?,
+        );
         let d_prob = &d_acts.layers.last().expect("d output").out;
-        step.push(bce::forward_backward(
-            ctx,
-            d_prob,
-            &d_prob_grad,
-            b,
-            &metrics,
-            0,
-        )?);
-        step.extend(network::backward(
-            ctx,
-            &d,
-            &d_input,
-            &d_acts,
-            &d_grads,
-            &d_prob_grad,
-            true,
-            None,
-            variant,
-        )?);
-        step.push(d.adam.dispatch.clone());
+        phase(
+            "loss D",
+            &mut step,
+            vec![bce::forward_backward(
+                ctx,
+                d_prob,
+                &d_prob_grad,
+                b,
+                &metrics,
+                0,
+            )?],
+        );
+        phase(
+            "D backward",
+            &mut step,
+            network::backward(
+                ctx,
+                &d,
+                &d_input,
+                &d_acts,
+                &d_grads,
+                &d_prob_grad,
+                true,
+                None,
+                variant,
+            )?,
+        );
+        phase("Adam D", &mut step, vec![d.adam.dispatch.clone()]);
         // Generator step through the updated discriminator.
-        step.extend(network::forward(ctx, &d, &fake, &d_acts_b, true, variant)?);
+        phase(
+            "D forward (B)",
+            &mut step,
+            network::forward(ctx, &d, &fake, &d_acts_b, true, variant)?,
+        );
         let d_prob_b = &d_acts_b.layers.last().expect("d output").out;
-        step.push(bce::forward_backward(
-            ctx,
-            d_prob_b,
-            &d_prob_grad_b,
-            0,
-            &metrics,
-            3,
-        )?);
-        step.extend(network::backward(
-            ctx,
-            &d,
-            &fake,
-            &d_acts_b,
-            &d_grads_b,
-            &d_prob_grad_b,
-            false,
-            Some(&d_fake_grad),
-            variant,
-        )?);
-        step.extend(network::backward(
-            ctx,
-            &g,
-            &z,
-            &g_acts,
-            &g_grads,
-            &d_fake_grad,
-            true,
-            None,
-            variant,
-        )?);
-        step.push(g.adam.dispatch.clone());
-        step.push(gather::advance_counters(ctx, &counters)?);
+        phase(
+            "loss G",
+            &mut step,
+            vec![bce::forward_backward(
+                ctx,
+                d_prob_b,
+                &d_prob_grad_b,
+                0,
+                &metrics,
+                3,
+            )?],
+        );
+        phase(
+            "D backward to G(z)",
+            &mut step,
+            network::backward(
+                ctx,
+                &d,
+                &fake,
+                &d_acts_b,
+                &d_grads_b,
+                &d_prob_grad_b,
+                false,
+                Some(&d_fake_grad),
+                variant,
+            )?,
+        );
+        phase(
+            "G backward",
+            &mut step,
+            network::backward(
+                ctx,
+                &g,
+                &z,
+                &g_acts,
+                &g_grads,
+                &d_fake_grad,
+                true,
+                None,
+                variant,
+            )?,
+        );
+        phase("Adam G", &mut step, vec![g.adam.dispatch.clone()]);
+        phase(
+            "counters",
+            &mut step,
+            vec![gather::advance_counters(ctx, &counters)?],
+        );
 
         let activation_bytes = z.bytes() + d_input.bytes() + g_acts.bytes() - fake.bytes()
             + g_grads.bytes()
@@ -211,6 +256,7 @@ impl Gan {
             variant,
             activation_bytes,
             step,
+            phases,
         })
     }
 
@@ -224,9 +270,30 @@ impl Gan {
             label: Some("train step"),
             timestamp_writes: None,
         });
-        for d in &self.step {
-            d.record(&mut pass);
+        crate::kernels::record_all(&mut pass, &self.step);
+    }
+
+    /// Records one step with one compute pass per phase, each writing GPU
+    /// timestamps at its start and end into `queries` (2 per phase).
+    pub fn record_step_timed(&self, enc: &mut wgpu::CommandEncoder, queries: &wgpu::QuerySet) {
+        for (i, (name, range)) in self.phases.iter().enumerate() {
+            let mut pass = enc.begin_compute_pass(&wgpu::ComputePassDescriptor {
+                label: Some(name),
+                timestamp_writes: Some(wgpu::ComputePassTimestampWrites {
+                    query_set: queries,
+                    beginning_of_pass_write_index: Some(2 * i as u32),
+                    end_of_pass_write_index: Some(2 * i as u32 + 1),
+                }),
+            });
+            for d in &self.step[range.clone()] {
+                d.record(&mut pass);
+            }
         }
+    }
+
+    /// The dispatches of one step, in order.
+    pub fn dispatches(&self) -> &[Dispatch] {
+        &self.step
     }
 
     pub fn steps_per_epoch(&self) -> usize {
@@ -627,7 +694,7 @@ impl Readback {
     }
 
     /// Pops every finished readback, in order: (epoch, batch, step, metrics).
-    fn drain(&mut self, ctx: &GpuContext) -> Result<Vec<(usize, usize, u64, StepMetrics)>> {
+    fn drain(&mut self, ctx: &GpuContext) -> Result<Vec<StepReading>> {
         let _ = ctx.device.poll(wgpu::PollType::Poll);
         let mut out = Vec::new();
         while let Some(&(slot, epoch, batch, step)) = self.queue.front() {
@@ -657,6 +724,78 @@ impl Readback {
             }
         }
         Ok(out)
+    }
+}
+
+/// Submits training steps the way the trainer does: one submission a step,
+/// at most two steps queued (memory stays flat, timings stay honest), and the
+/// metrics of tagged steps copied into a ring of staging buffers and read a
+/// step or more later, so the host never stalls the GPU to read a loss.
+pub struct StepRunner {
+    readback: Readback,
+    in_flight: VecDeque<wgpu::SubmissionIndex>,
+}
+
+/// (epoch, batch within the epoch, global step, metrics) of a read-back step.
+pub type StepReading = (usize, usize, u64, StepMetrics);
+
+impl StepRunner {
+    pub fn new(ctx: &GpuContext) -> Self {
+        StepRunner {
+            readback: Readback::new(ctx, 4),
+            in_flight: VecDeque::new(),
+        }
+    }
+
+    /// Submits one step; with `tag` = (epoch, batch, step) its metrics are
+    /// copied out. Returns the readings that have arrived since the last call.
+    pub fn step(
+        &mut self,
+        ctx: &GpuContext,
+        gan: &Gan,
+        tag: Option<(usize, usize, u64)>,
+    ) -> Result<Vec<StepReading>> {
+        let mut rows = Vec::new();
+        if tag.is_some() && !self.readback.slot_free() {
+            // The ring is full: wait for the oldest readback.
+            ctx.wait("waiting for a loss readback")?;
+            rows.extend(self.readback.drain(ctx)?);
+        }
+        let mut enc = ctx
+            .device
+            .create_command_encoder(&wgpu::CommandEncoderDescriptor {
+                label: Some("train step"),
+            });
+        gan.record_step(&mut enc);
+        if tag.is_some() {
+            self.readback.record_copy(&mut enc, &gan.metrics);
+        }
+        self.in_flight.push_back(ctx.queue.submit([enc.finish()]));
+        if let Some((epoch, batch, step)) = tag {
+            self.readback.start_map(epoch, batch, step);
+        }
+        if self.in_flight.len() > 2 {
+            let idx = self.in_flight.pop_front().expect("in flight");
+            ctx.device
+                .poll(wgpu::PollType::Wait {
+                    submission_index: Some(idx),
+                    timeout: None,
+                })
+                .map_err(|e| GanError::Device {
+                    during: "training step".into(),
+                    message: e.to_string(),
+                })?;
+        }
+        ctx.check_health("training step")?;
+        rows.extend(self.readback.drain(ctx)?);
+        Ok(rows)
+    }
+
+    /// Waits for every submitted step and returns the remaining readings.
+    pub fn finish(&mut self, ctx: &GpuContext) -> Result<Vec<StepReading>> {
+        ctx.wait("finishing the steps")?;
+        self.in_flight.clear();
+        self.readback.drain(ctx)
     }
 }
 
@@ -787,8 +926,7 @@ pub fn train(
     } else {
         Vec::new()
     };
-    let mut readback = Readback::new(ctx, 4);
-    let mut in_flight: VecDeque<wgpu::SubmissionIndex> = VecDeque::new();
+    let mut runner = StepRunner::new(ctx);
     let mut p = progress;
     let steps_per_epoch = gan.steps_per_epoch();
     let mut steps_this_run = 0u64;
@@ -860,44 +998,11 @@ pub fn train(
         };
         while p.batch_in_epoch < steps_per_epoch {
             let log_now = (p.batch_in_epoch as u64 + 1) % cfg.log_every == 0;
-            if log_now && !readback.slot_free() {
-                // The ring is full: wait for the oldest readback.
-                ctx.wait("waiting for a loss readback")?;
-                let rows = readback.drain(ctx)?;
-                handle(rows, &mut losses, &mut last_log)?;
-            }
-            let mut enc = ctx
-                .device
-                .create_command_encoder(&wgpu::CommandEncoderDescriptor {
-                    label: Some("train step"),
-                });
-            gan.record_step(&mut enc);
-            if log_now {
-                readback.record_copy(&mut enc, &gan.metrics);
-            }
-            in_flight.push_back(ctx.queue.submit([enc.finish()]));
+            let tag = log_now.then_some((p.epoch, p.batch_in_epoch, p.steps_done + 1));
+            let rows = runner.step(ctx, &gan, tag)?;
             p.steps_done += 1;
-            if log_now {
-                readback.start_map(p.epoch, p.batch_in_epoch, p.steps_done);
-            }
             p.batch_in_epoch += 1;
             steps_this_run += 1;
-            // Keep at most two steps queued: memory stays flat and the
-            // timings stay honest.
-            if in_flight.len() > 2 {
-                let idx = in_flight.pop_front().expect("in flight");
-                ctx.device
-                    .poll(wgpu::PollType::Wait {
-                        submission_index: Some(idx),
-                        timeout: None,
-                    })
-                    .map_err(|e| GanError::Device {
-                        during: "training step".into(),
-                        message: e.to_string(),
-                    })?;
-            }
-            ctx.check_health("training step")?;
-            let rows = readback.drain(ctx)?;
             handle(rows, &mut losses, &mut last_log)?;
             if let Some(b) = &bar {
                 b.set_position(p.batch_in_epoch as u64);
@@ -905,8 +1010,7 @@ pub fn train(
             let stop = interrupt.load(Ordering::Relaxed)
                 || cfg.stop_after_steps.is_some_and(|n| steps_this_run >= n);
             if stop && p.batch_in_epoch < steps_per_epoch {
-                ctx.wait("finishing the step")?;
-                let rows = readback.drain(ctx)?;
+                let rows = runner.finish(ctx)?;
                 handle(rows, &mut losses, &mut last_log)?;
                 checkpoint::atomic_write(&csv_path, losses_csv(&losses).as_bytes())?;
                 let path = save_state(ctx, &gan, cfg, &p)?;
@@ -928,8 +1032,7 @@ pub fn train(
                 });
             }
         }
-        ctx.wait("end of epoch")?;
-        let rows = readback.drain(ctx)?;
+        let rows = runner.finish(ctx)?;
         handle(rows, &mut losses, &mut last_log)?;
         if let Some(b) = &bar {
             b.finish_and_clear();

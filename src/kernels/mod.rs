@@ -181,6 +181,24 @@ impl Dispatch {
     }
 }
 
+/// Records `dispatches` in order into `pass`, setting a pipeline only when
+/// it changes from the previous dispatch's (the step has runs of the same
+/// kernel; this trims host encode time).
+pub fn record_all(pass: &mut wgpu::ComputePass<'_>, dispatches: &[Dispatch]) {
+    let mut current: Option<&wgpu::ComputePipeline> = None;
+    for d in dispatches {
+        if d.groups.contains(&0) {
+            continue;
+        }
+        if current != Some(&d.pipeline) {
+            pass.set_pipeline(&d.pipeline);
+            current = Some(&d.pipeline);
+        }
+        pass.set_bind_group(0, &d.bind_group, &[]);
+        pass.dispatch_workgroups(d.groups[0], d.groups[1], d.groups[2]);
+    }
+}
+
 /// Records `dispatches` in one compute pass, submits and waits. For tests,
 /// benchmarks and one-off work; training records into its own encoder.
 pub fn run(ctx: &GpuContext, dispatches: &[&Dispatch]) -> Result<()> {
