@@ -10,6 +10,7 @@
 use crate::context::GpuContext;
 use crate::error::Result;
 use crate::kernels::{adam, batchnorm, bce, bias_act, gather, matmul, rng, Dispatch};
+use crate::model;
 use crate::tensor::GpuTensor;
 use rand::SeedableRng;
 use std::fmt::Write as _;
@@ -102,18 +103,20 @@ pub fn cpu_sgemm_gflops(form: matmul::Form, m: usize, n: usize, k: usize, trials
 
 /// The matmul shapes of one training step at `batch`: (m, n, k, form, what).
 pub fn model_matmul_shapes(batch: usize) -> Vec<(usize, usize, usize, matmul::Form, String)> {
-    let layers = [
-        (100, 128),
-        (128, 256),
-        (256, 512),
-        (512, 1024),
-        (1024, 784),
-        (784, 512),
-        (512, 256),
-        (256, 1),
-    ];
+    let layers: Vec<(usize, usize)> = [
+        model::generator_spec(100, 784),
+        model::discriminator_spec(784),
+    ]
+    .iter()
+    .flat_map(|net| {
+        net.layers
+            .iter()
+            .map(|l| (l.inp, l.out))
+            .collect::<Vec<_>>()
+    })
+    .collect();
     let mut v = Vec::new();
-    for (inp, out) in layers {
+    for &(inp, out) in &layers {
         v.push((
             batch,
             out,

@@ -79,6 +79,18 @@ fn bad_device_index_names_the_flag_and_the_count() {
     );
 }
 
+/// Runs gan-wgpu, asserts success, returns stdout.
+fn run_ok(args: &[&str]) -> String {
+    let out = gan().args(args).output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "{args:?}: {stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    stdout
+}
+
 fn stderr_of(args: &[&str]) -> (Option<i32>, String) {
     let out = gan().args(args).output().unwrap();
     (
@@ -190,29 +202,20 @@ fn train_then_sample_from_the_checkpoint() {
     }
     let dir = tempfile::tempdir().unwrap();
     let run = dir.path().join("run");
-    let out = gan()
-        .args([
-            "train",
-            "--epochs",
-            "1",
-            "--limit",
-            "256",
-            "--batch-size",
-            "64",
-            "--log-every",
-            "2",
-            "--out",
-            run.to_str().unwrap(),
-        ])
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{}{}",
-        stdout,
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let run_s = run.to_str().unwrap();
+    let stdout = run_ok(&[
+        "train",
+        "--epochs",
+        "1",
+        "--limit",
+        "256",
+        "--batch-size",
+        "64",
+        "--log-every",
+        "2",
+        "--out",
+        run_s,
+    ]);
     // The seed's log format, and the memory report.
     assert!(
         stdout.contains("Epoch:[  0/  1], step:[   2/   4], loss_d:"),
@@ -221,64 +224,56 @@ fn train_then_sample_from_the_checkpoint() {
     assert!(stdout.contains("time of epoch 1 is"), "{stdout}");
     assert!(stdout.contains("GPU memory (MiB): parameters"), "{stdout}");
     let ck = run.join("checkpoints/generator_1.safetensors");
-    let idx = dir.path().join("samples.idx");
-    let png = dir.path().join("samples.png");
-    let out = gan()
-        .args([
-            "sample",
-            "--checkpoint",
-            ck.to_str().unwrap(),
-            "--count",
-            "7",
-            "--idx",
-            idx.to_str().unwrap(),
-            "--out",
-            png.to_str().unwrap(),
-        ])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    let ck_s = ck.to_str().unwrap();
+    let path = |name: &str| dir.path().join(name).to_str().unwrap().to_string();
+    let (idx, idx2, idx3, png) = (
+        path("samples.idx"),
+        path("again.idx"),
+        path("fixed.idx"),
+        path("samples.png"),
     );
-    let set = gan_wgpu::data::read_images(&idx, None).unwrap();
+    run_ok(&[
+        "sample",
+        "--checkpoint",
+        ck_s,
+        "--count",
+        "7",
+        "--idx",
+        &idx,
+        "--out",
+        &png,
+    ]);
+    let set = gan_wgpu::data::read_images(std::path::Path::new(&idx), None).unwrap();
     assert_eq!((set.count, set.height, set.width), (7, 28, 28));
-    // Same seed, same samples; --latent with the same codes as a file too.
-    let idx2 = dir.path().join("again.idx");
-    gan()
-        .args([
-            "sample",
-            "--checkpoint",
-            ck.to_str().unwrap(),
-            "--count",
-            "7",
-            "--idx",
-            idx2.to_str().unwrap(),
-        ])
-        .output()
-        .unwrap();
+    // Same seed, same samples.
+    run_ok(&[
+        "sample",
+        "--checkpoint",
+        ck_s,
+        "--count",
+        "7",
+        "--idx",
+        &idx2,
+    ]);
     assert_eq!(std::fs::read(&idx).unwrap(), std::fs::read(&idx2).unwrap());
+    // --latent with the run's own fixed codes.
     let latent = run.join("fixed_latent.npy");
-    let idx3 = dir.path().join("fixed.idx");
-    let out = gan()
-        .args([
-            "sample",
-            "--checkpoint",
-            ck.to_str().unwrap(),
-            "--latent",
-            latent.to_str().unwrap(),
-            "--idx",
-            idx3.to_str().unwrap(),
-        ])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    run_ok(&[
+        "sample",
+        "--checkpoint",
+        ck_s,
+        "--latent",
+        latent.to_str().unwrap(),
+        "--idx",
+        &idx3,
+    ]);
+    assert_eq!(
+        gan_wgpu::data::read_images(std::path::Path::new(&idx3), None)
+            .unwrap()
+            .count,
+        25
     );
-    assert_eq!(gan_wgpu::data::read_images(&idx3, None).unwrap().count, 25);
+    let png = std::path::PathBuf::from(png);
 
     // Wrong inputs: one clear line each.
     let d = run.join("checkpoints/discriminator_1.safetensors");

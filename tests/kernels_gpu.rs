@@ -18,18 +18,6 @@ const ODD_SHAPES: &[(usize, usize, usize)] = &[
     (784, 1, 65),
 ];
 
-/// Dense layers of the model, (in, out), as trained at batch 128.
-const LAYERS: &[(usize, usize)] = &[
-    (100, 128),
-    (128, 256),
-    (256, 512),
-    (512, 1024),
-    (1024, 784),
-    (784, 512),
-    (512, 256),
-    (256, 1),
-];
-
 fn matmul_case(form: matmul::Form, m: usize, n: usize, k: usize, seed: u64) {
     let Some(ctx) = ctx() else { return };
     let mut r = rng(seed);
@@ -68,11 +56,12 @@ fn matmul_all_variants_odd_shapes() {
 
 #[test]
 fn matmul_all_variants_model_shapes() {
-    let batch = 128;
-    for (i, &(inp, out)) in LAYERS.iter().enumerate() {
-        matmul_case(matmul::Form::NT, batch, out, inp, 100 + i as u64); // Y = X W^T
-        matmul_case(matmul::Form::NN, batch, inp, out, 200 + i as u64); // dX = dY W
-        matmul_case(matmul::Form::TN, out, inp, batch, 300 + i as u64); // dW = dY^T X
+    // Every product of a training step at batch 128: Y = X W^T, dX = dY W, dW = dY^T X.
+    for (i, (m, n, k, form, _)) in gan_wgpu::bench::model_matmul_shapes(128)
+        .into_iter()
+        .enumerate()
+    {
+        matmul_case(form, m, n, k, 100 + i as u64);
     }
 }
 
