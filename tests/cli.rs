@@ -169,6 +169,32 @@ fn data_folder_errors_name_the_file() {
         &["train", "--data", data.to_str().unwrap(), "--out", out],
         &["3 images, fewer than one batch of 128"],
     );
+    let train_args = ["train", "--data", data.to_str().unwrap(), "--out", out];
+    // Test images of another size than the training images.
+    std::fs::create_dir_all(data.join("test")).unwrap();
+    std::fs::write(
+        data.join("test/t10k-images-idx3-ubyte"),
+        gan_wgpu::data::idx_bytes(2, 3, 3, &[0; 18]),
+    )
+    .unwrap();
+    assert_clean_error(
+        &train_args,
+        &[
+            "t10k-images-idx3-ubyte",
+            "test images are 3x3, training images 2x2",
+        ],
+    );
+    // Image and label counts that differ.
+    std::fs::remove_dir_all(data.join("test")).unwrap();
+    std::fs::write(
+        data.join("train/train-labels-idx1-ubyte"),
+        [0u8, 0, 8, 1, 0, 0, 0, 2, 1, 2],
+    )
+    .unwrap();
+    assert_clean_error(
+        &train_args,
+        &["train-labels-idx1-ubyte", "2 labels for 3 images"],
+    );
 }
 
 #[test]
