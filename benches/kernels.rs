@@ -27,23 +27,17 @@ fn benches(c: &mut Criterion) {
     eprintln!("adapter: {}", ctx.describe());
     let mut group = c.benchmark_group("matmul");
     group.sample_size(10);
-    for (m, n, k, form) in [
-        (128, 784, 1024, matmul::Form::NT),
-        (128, 1024, 784, matmul::Form::NN),
-        (784, 1024, 128, matmul::Form::TN),
-    ] {
+    for (m, n, k, form) in
+        [(128, 784, 1024, matmul::Form::NT), (128, 1024, 784, matmul::Form::NN), (784, 1024, 128, matmul::Form::TN)]
+    {
         let (sa, sb) = form.operand_shapes(m, n, k);
-        let (a, b, out) = (
-            GpuTensor::zeros(&ctx, &sa, "a"),
-            GpuTensor::zeros(&ctx, &sb, "b"),
-            GpuTensor::zeros(&ctx, &[m, n], "c"),
-        );
+        let (a, b, out) =
+            (GpuTensor::zeros(&ctx, &sa, "a"), GpuTensor::zeros(&ctx, &sb, "b"), GpuTensor::zeros(&ctx, &[m, n], "c"));
         for variant in [matmul::Variant::Tiled, matmul::Variant::Reg] {
             let mm = matmul::Matmul::new(&ctx, form, variant, &a, &b, &out).expect("matmul");
-            group.bench_function(
-                format!("{m}x{n}x{k} {} {}", form.name(), variant.name()),
-                |bch| bch.iter(|| submit(&ctx, &mm.dispatch)),
-            );
+            group.bench_function(format!("{m}x{n}x{k} {} {}", form.name(), variant.name()), |bch| {
+                bch.iter(|| submit(&ctx, &mm.dispatch))
+            });
         }
     }
     group.finish();
@@ -54,15 +48,11 @@ fn benches(c: &mut Criterion) {
     let n = model::generator_spec(100, 784).layout().len;
     let t = |s: &str| GpuTensor::zeros(&ctx, &[n], s);
     let (p, g, m, v) = (t("p"), t("g"), t("m"), t("v"));
-    let a = adam::Adam::new(&ctx, adam::AdamConfig::default(), &p, &g, &m, &v, &counters)
-        .expect("adam");
-    group.bench_function("adam generator", |bch| {
-        bch.iter(|| submit(&ctx, &a.dispatch))
-    });
+    let a = adam::Adam::new(&ctx, adam::AdamConfig::default(), &p, &g, &m, &v, &counters).expect("adam");
+    group.bench_function("adam generator", |bch| bch.iter(|| submit(&ctx, &a.dispatch)));
     let x = GpuTensor::zeros(&ctx, &[128, 784], "x");
     let bias = GpuTensor::zeros(&ctx, &[784], "bias");
-    let f = kernels::bias_act::forward(&ctx, kernels::bias_act::Act::Tanh, &x, Some(&bias))
-        .expect("bias_act");
+    let f = kernels::bias_act::forward(&ctx, kernels::bias_act::Act::Tanh, &x, Some(&bias)).expect("bias_act");
     group.bench_function("bias+tanh 128x784", |bch| bch.iter(|| submit(&ctx, &f)));
     group.finish();
 
@@ -77,12 +67,7 @@ fn benches(c: &mut Criterion) {
         labels: None,
         source: "random".into(),
     };
-    let cfg = GanConfig {
-        batch: 128,
-        latent: 100,
-        seed: 1,
-        adam: adam::AdamConfig::default(),
-    };
+    let cfg = GanConfig { batch: 128, latent: 100, seed: 1, adam: adam::AdamConfig::default() };
     let gp = model::generator_spec(100, 784).init_params(&mut r);
     let dp = model::discriminator_spec(784).init_params(&mut r);
     let gan = Gan::new(&ctx, cfg, &data, &gp, &dp).expect("gan");
@@ -90,9 +75,7 @@ fn benches(c: &mut Criterion) {
     group.bench_function("batch 128", |bch| {
         bch.iter(|| {
             // Stay inside the epoch's 8 batches.
-            gan.counters
-                .write_u32(&ctx, &[0, 0, 0, 0])
-                .expect("counters");
+            gan.counters.write_u32(&ctx, &[0, 0, 0, 0]).expect("counters");
             let mut enc = ctx.device.create_command_encoder(&Default::default());
             gan.record_step(&mut enc);
             ctx.queue.submit([enc.finish()]);

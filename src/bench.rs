@@ -36,12 +36,7 @@ pub struct Row {
 }
 
 /// Median and (max - min) of the per-launch time in microseconds.
-pub fn time_dispatch(
-    ctx: &GpuContext,
-    d: &Dispatch,
-    reps: usize,
-    trials: usize,
-) -> Result<(f64, f64)> {
+pub fn time_dispatch(ctx: &GpuContext, d: &Dispatch, reps: usize, trials: usize) -> Result<(f64, f64)> {
     let run = |n: usize| -> Result<f64> {
         let mut enc = ctx.device.create_command_encoder(&Default::default());
         {
@@ -103,36 +98,16 @@ pub fn cpu_sgemm_gflops(form: matmul::Form, m: usize, n: usize, k: usize, trials
 
 /// The matmul shapes of one training step at `batch`: (m, n, k, form, what).
 pub fn model_matmul_shapes(batch: usize) -> Vec<(usize, usize, usize, matmul::Form, String)> {
-    let layers: Vec<(usize, usize)> = [
-        model::generator_spec(100, 784),
-        model::discriminator_spec(784),
-    ]
-    .iter()
-    .flat_map(|net| {
-        net.layers
-            .iter()
-            .map(|l| (l.inp, l.out))
-            .collect::<Vec<_>>()
-    })
-    .collect();
+    let layers: Vec<(usize, usize)> = [model::generator_spec(100, 784), model::discriminator_spec(784)]
+        .iter()
+        .flat_map(|net| net.layers.iter().map(|l| (l.inp, l.out)).collect::<Vec<_>>())
+        .collect();
     let mut v = Vec::new();
     for &(inp, out) in &layers {
-        v.push((
-            batch,
-            out,
-            inp,
-            matmul::Form::NT,
-            format!("fwd {inp}->{out}"),
-        ));
+        v.push((batch, out, inp, matmul::Form::NT, format!("fwd {inp}->{out}")));
     }
     for (inp, out) in layers {
-        v.push((
-            batch,
-            inp,
-            out,
-            matmul::Form::NN,
-            format!("dX {inp}<-{out}"),
-        ));
+        v.push((batch, inp, out, matmul::Form::NN, format!("dX {inp}<-{out}")));
         v.push((out, inp, batch, matmul::Form::TN, format!("dW {out}x{inp}")));
     }
     v
@@ -184,109 +159,47 @@ pub fn run_kernel_bench(ctx: &GpuContext, opts: &BenchOptions) -> Result<Vec<Row
             chosen: true,
         })
     };
-    for (act, cols) in [
-        (bias_act::Act::Relu, 128),
-        (bias_act::Act::LeakyRelu, 512),
-        (bias_act::Act::Tanh, 784),
-    ] {
+    for (act, cols) in [(bias_act::Act::Relu, 128), (bias_act::Act::LeakyRelu, 512), (bias_act::Act::Tanh, 784)] {
         let x = GpuTensor::zeros(ctx, &[b, cols], "x");
         let bias = GpuTensor::zeros(ctx, &[cols], "bias");
         let f = bias_act::forward(ctx, act, &x, Some(&bias))?;
-        rows.push(mem_row(
-            "bias_act",
-            format!("forward {} {b}x{cols}", act.name()),
-            &f,
-            8.0 * (b * cols) as f64,
-        )?);
+        rows.push(mem_row("bias_act", format!("forward {} {b}x{cols}", act.name()), &f, 8.0 * (b * cols) as f64)?);
         let dy = GpuTensor::zeros(ctx, &[b, cols], "dy");
         let db = GpuTensor::zeros(ctx, &[cols], "db");
         let bw = bias_act::backward(ctx, act, &x, &dy, Some(&db))?;
-        rows.push(mem_row(
-            "bias_act",
-            format!("backward {} {b}x{cols}", act.name()),
-            &bw,
-            12.0 * (b * cols) as f64,
-        )?);
+        rows.push(mem_row("bias_act", format!("backward {} {b}x{cols}", act.name()), &bw, 12.0 * (b * cols) as f64)?);
     }
     for cols in [256, 512, 1024] {
         let t = |n: &str, s: &[usize]| GpuTensor::zeros(ctx, s, n);
         let (x, y, dy) = (t("x", &[b, cols]), t("y", &[b, cols]), t("dy", &[b, cols]));
-        let (g, be, rm, rv, inv) = (
-            t("g", &[cols]),
-            t("b", &[cols]),
-            t("rm", &[cols]),
-            t("rv", &[cols]),
-            t("inv", &[cols]),
-        );
+        let (g, be, rm, rv, inv) =
+            (t("g", &[cols]), t("b", &[cols]), t("rm", &[cols]), t("rv", &[cols]), t("inv", &[cols]));
         let (dg, dbe, dbi) = (t("dg", &[cols]), t("db", &[cols]), t("dbias", &[cols]));
-        let bn = batchnorm::BnTensors {
-            gamma: &g,
-            beta: &be,
-            running_mean: &rm,
-            running_var: &rv,
-        };
+        let bn = batchnorm::BnTensors { gamma: &g, beta: &be, running_mean: &rm, running_var: &rv };
         let f = batchnorm::forward_train(ctx, &x, &y, &bn, &inv, true)?;
-        rows.push(mem_row(
-            "batchnorm",
-            format!("train forward {b}x{cols}"),
-            &f,
-            16.0 * (b * cols) as f64,
-        )?);
-        let grads = batchnorm::BnGrads {
-            dgamma: &dg,
-            dbeta: &dbe,
-            dbias: &dbi,
-        };
+        rows.push(mem_row("batchnorm", format!("train forward {b}x{cols}"), &f, 16.0 * (b * cols) as f64)?);
+        let grads = batchnorm::BnGrads { dgamma: &dg, dbeta: &dbe, dbias: &dbi };
         let bw = batchnorm::backward(ctx, &dy, &y, &x, &g, &inv, &grads, true)?;
-        rows.push(mem_row(
-            "batchnorm",
-            format!("backward {b}x{cols}"),
-            &bw,
-            28.0 * (b * cols) as f64,
-        )?);
+        rows.push(mem_row("batchnorm", format!("backward {b}x{cols}"), &bw, 28.0 * (b * cols) as f64)?);
     }
     {
         let p = GpuTensor::zeros(ctx, &[2 * b, 1], "p");
         let dp = GpuTensor::zeros(ctx, &[2 * b, 1], "dp");
         let m = GpuTensor::zeros(ctx, &[8], "metrics");
         let d = bce::forward_backward(ctx, &p, &dp, b, &m, 0)?;
-        rows.push(mem_row(
-            "bce",
-            format!("{} rows", 2 * b),
-            &d,
-            8.0 * (2 * b) as f64,
-        )?);
+        rows.push(mem_row("bce", format!("{} rows", 2 * b), &d, 8.0 * (2 * b) as f64)?);
     }
     let counters = GpuTensor::zeros(ctx, &[4], "counters");
     for (name, n) in [("generator", 1_510_000usize), ("discriminator", 533_505)] {
         let t = |s: &str| GpuTensor::zeros(ctx, &[n], s);
         let (p, g, m, v) = (t("p"), t("g"), t("m"), t("v"));
         let a = adam::Adam::new(ctx, adam::AdamConfig::default(), &p, &g, &m, &v, &counters)?;
-        rows.push(mem_row(
-            "adam",
-            format!("{name} {n} params"),
-            &a.dispatch,
-            28.0 * n as f64,
-        )?);
+        rows.push(mem_row("adam", format!("{name} {n} params"), &a.dispatch, 28.0 * n as f64)?);
     }
     {
         let z = GpuTensor::zeros(ctx, &[b, 100], "z");
-        let d = rng::normal(
-            ctx,
-            &z,
-            rng::RngStream {
-                seed: 1,
-                stream: 0,
-                draw_base: 0,
-            },
-            &counters,
-        )?;
-        rows.push(mem_row(
-            "rng",
-            format!("normal {b}x100"),
-            &d,
-            4.0 * (b * 100) as f64,
-        )?);
+        let d = rng::normal(ctx, &z, rng::RngStream { seed: 1, stream: 0, draw_base: 0 }, &counters)?;
+        rows.push(mem_row("rng", format!("normal {b}x100"), &d, 4.0 * (b * 100) as f64)?);
     }
     {
         let n_images = 60_000;
@@ -294,12 +207,7 @@ pub fn run_kernel_bench(ctx: &GpuContext, opts: &BenchOptions) -> Result<Vec<Row
         let perm = GpuTensor::zeros(ctx, &[n_images], "perm");
         let out = GpuTensor::zeros(ctx, &[2 * b, 784], "out");
         let d = gather::gather_batch(ctx, &pixels, &perm, &out, b, b, &counters)?;
-        rows.push(mem_row(
-            "gather",
-            format!("{b}x784 from u8"),
-            &d,
-            5.0 * (b * 784) as f64,
-        )?);
+        rows.push(mem_row("gather", format!("{b}x784 from u8"), &d, 5.0 * (b * 784) as f64)?);
     }
     Ok(rows)
 }
@@ -316,11 +224,7 @@ pub fn format_rows(rows: &[Row]) -> String {
             Some(c) => (format!("{c:.1}"), format!("{:.1}%", 100.0 * r.rate / c)),
             None => ("-".into(), "-".into()),
         };
-        let mark = if r.chosen && r.family == "matmul" {
-            "*"
-        } else {
-            " "
-        };
+        let mark = if r.chosen && r.family == "matmul" { "*" } else { " " };
         let _ = writeln!(
             s,
             "{:<10} {:<40} {:<7}{mark} {:>10.1} {:>9.1} {:>6.2} {:<4} {:>8} {:>7}",
@@ -357,11 +261,7 @@ pub fn rows_to_json(rows: &[Row], adapter: &str) -> String {
             )
         })
         .collect();
-    format!(
-        "{{\"adapter\":\"{}\",\"kernels\":[{}]}}\n",
-        esc(adapter),
-        items.join(",")
-    )
+    format!("{{\"adapter\":\"{}\",\"kernels\":[{}]}}\n", esc(adapter), items.join(","))
 }
 
 /// Figures of the whole training step.
@@ -385,12 +285,7 @@ pub struct StepBench {
 
 /// Times the full training step on random data shaped like MNIST. `launch`
 /// is when the program started (for the time to the first step).
-pub fn run_step_bench(
-    ctx: &GpuContext,
-    batch: usize,
-    steps: usize,
-    launch: Instant,
-) -> Result<StepBench> {
+pub fn run_step_bench(ctx: &GpuContext, batch: usize, steps: usize, launch: Instant) -> Result<StepBench> {
     use crate::train::{Gan, GanConfig, StepRunner};
     let n = (batch * 8).max(1024);
     let mut r = rand::rngs::StdRng::seed_from_u64(1);
@@ -398,27 +293,14 @@ pub fn run_step_bench(
         count: n,
         height: 28,
         width: 28,
-        pixels: (0..n * 784)
-            .map(|_| rand::Rng::random::<u8>(&mut r))
-            .collect(),
+        pixels: (0..n * 784).map(|_| rand::Rng::random::<u8>(&mut r)).collect(),
         labels: None,
         source: "random".into(),
     };
-    let cfg = GanConfig {
-        batch,
-        latent: 100,
-        seed: 1,
-        adam: crate::kernels::adam::AdamConfig::default(),
-    };
+    let cfg = GanConfig { batch, latent: 100, seed: 1, adam: crate::kernels::adam::AdamConfig::default() };
     let g_spec = crate::model::generator_spec(100, 784);
     let d_spec = crate::model::discriminator_spec(784);
-    let gan = Gan::new(
-        ctx,
-        cfg,
-        &data,
-        &g_spec.init_params(&mut r),
-        &d_spec.init_params(&mut r),
-    )?;
+    let gan = Gan::new(ctx, cfg, &data, &g_spec.init_params(&mut r), &d_spec.init_params(&mut r))?;
     gan.start_epoch(ctx, 0, 0, 0)?;
     let mut runner = StepRunner::new(ctx);
     runner.step(ctx, &gan, None)?;
@@ -504,11 +386,7 @@ pub fn run_step_bench(
 
     // Each matmul of the step timed alone, summed.
     let mut matmul_sum_us = 0.0;
-    for d in gan
-        .dispatches()
-        .iter()
-        .filter(|d| d.label.starts_with("matmul"))
-    {
+    for d in gan.dispatches().iter().filter(|d| d.label.starts_with("matmul")) {
         matmul_sum_us += time_dispatch(ctx, d, 2, 3)?.0;
     }
     Ok(StepBench {
@@ -529,11 +407,7 @@ pub fn run_step_bench(
 pub fn format_step(s: &StepBench) -> String {
     let mut out = String::new();
     let step_ms = 1e3 / s.steps_per_s;
-    let _ = writeln!(
-        out,
-        "training step, batch {} ({} dispatches, one submission):",
-        s.batch, s.dispatches
-    );
+    let _ = writeln!(out, "training step, batch {} ({} dispatches, one submission):", s.batch, s.dispatches);
     let _ = writeln!(
         out,
         "  {:.2} steps/s, {:.0} images/s ({:.1} ms a step, {} steps, losses read every 10 steps)",
@@ -542,27 +416,15 @@ pub fn format_step(s: &StepBench) -> String {
         step_ms,
         s.steps
     );
-    let _ = writeln!(
-        out,
-        "  first step done {:.2} s after launch (context, data upload, pipelines)",
-        s.first_step_s
-    );
+    let _ = writeln!(out, "  first step done {:.2} s after launch (context, data upload, pipelines)", s.first_step_s);
     let _ = writeln!(
         out,
         "  matmuls timed alone sum to {:.1} ms: step / matmul sum = {:.2}",
         s.matmul_sum_us / 1e3,
         step_ms * 1e3 / s.matmul_sum_us
     );
-    let _ = writeln!(
-        out,
-        "  host time to encode one step: {:.1} us",
-        s.host_encode_us
-    );
-    let _ = writeln!(
-        out,
-        "  loss readback latency (copy + map + wait, idle device): {:.1} us",
-        s.readback_latency_us
-    );
+    let _ = writeln!(out, "  host time to encode one step: {:.1} us", s.host_encode_us);
+    let _ = writeln!(out, "  loss readback latency (copy + map + wait, idle device): {:.1} us", s.readback_latency_us);
     let _ = writeln!(
         out,
         "  GPU buffers after warm-up: {} ({:.2} MiB); after {} more steps: {} ({:.2} MiB)",
@@ -574,18 +436,9 @@ pub fn format_step(s: &StepBench) -> String {
     );
     if !s.phases.is_empty() {
         let total: f64 = s.phases.iter().map(|p| p.1).sum();
-        let _ = writeln!(
-            out,
-            "  phases (GPU timestamps, median of 5, one pass each):"
-        );
+        let _ = writeln!(out, "  phases (GPU timestamps, median of 5, one pass each):");
         for (name, us) in &s.phases {
-            let _ = writeln!(
-                out,
-                "    {:<20} {:>10.1} us {:>5.1}%",
-                name,
-                us,
-                100.0 * us / total
-            );
+            let _ = writeln!(out, "    {:<20} {:>10.1} us {:>5.1}%", name, us, 100.0 * us / total);
         }
     }
     out

@@ -14,14 +14,8 @@ use std::path::{Path, PathBuf};
 /// rename over `path`, fsync of the folder. On error the temporary file is
 /// removed and `path` is untouched.
 pub fn atomic_write(path: &Path, bytes: &[u8]) -> Result<()> {
-    let dir = path
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    let name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
+    let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
     let tmp = dir.join(format!(".{name}.{}.tmp", std::process::id()));
     let result = (|| -> std::io::Result<()> {
         let mut f = std::fs::File::create(&tmp)?;
@@ -50,11 +44,7 @@ pub struct OwnedTensor {
 
 impl OwnedTensor {
     pub fn f32(shape: Vec<usize>, v: &[f32]) -> Self {
-        OwnedTensor {
-            dtype: Dtype::F32,
-            shape,
-            data: bytemuck::cast_slice(v).to_vec(),
-        }
+        OwnedTensor { dtype: Dtype::F32, shape, data: bytemuck::cast_slice(v).to_vec() }
     }
 }
 
@@ -73,16 +63,9 @@ impl safetensors::View for &OwnedTensor {
     }
 }
 
-pub fn save_safetensors(
-    path: &Path,
-    tensors: &[(String, OwnedTensor)],
-    meta: HashMap<String, String>,
-) -> Result<()> {
+pub fn save_safetensors(path: &Path, tensors: &[(String, OwnedTensor)], meta: HashMap<String, String>) -> Result<()> {
     let bytes = safetensors::serialize(tensors.iter().map(|(n, t)| (n.as_str(), t)), Some(meta))
-        .map_err(|e| GanError::Checkpoint {
-            path: path.into(),
-            why: e.to_string(),
-        })?;
+        .map_err(|e| GanError::Checkpoint { path: path.into(), why: e.to_string() })?;
     atomic_write(path, &bytes)
 }
 
@@ -95,10 +78,7 @@ pub struct Loaded {
 impl Loaded {
     pub fn open(path: &Path) -> Result<Self> {
         let bytes = std::fs::read(path).map_err(|e| GanError::io(path, e))?;
-        let l = Loaded {
-            path: path.into(),
-            bytes,
-        };
+        let l = Loaded { path: path.into(), bytes };
         l.parsed()?;
         Ok(l)
     }
@@ -111,58 +91,35 @@ impl Loaded {
     }
 
     pub fn metadata(&self) -> Result<HashMap<String, String>> {
-        let (_, meta) =
-            SafeTensors::read_metadata(&self.bytes).map_err(|e| GanError::Checkpoint {
-                path: self.path.clone(),
-                why: e.to_string(),
-            })?;
+        let (_, meta) = SafeTensors::read_metadata(&self.bytes)
+            .map_err(|e| GanError::Checkpoint { path: self.path.clone(), why: e.to_string() })?;
         Ok(meta.metadata().clone().unwrap_or_default())
     }
 
     pub fn shape_of(&self, name: &str) -> Option<Vec<usize>> {
-        self.parsed()
-            .ok()?
-            .tensor(name)
-            .ok()
-            .map(|t| t.shape().to_vec())
+        self.parsed().ok()?.tensor(name).ok().map(|t| t.shape().to_vec())
     }
 
     fn err(&self, why: String) -> GanError {
-        GanError::Checkpoint {
-            path: self.path.clone(),
-            why,
-        }
+        GanError::Checkpoint { path: self.path.clone(), why }
     }
 
     /// Tensor `name` as f32 values of exactly `shape`.
     pub fn f32(&self, name: &str, shape: &[usize]) -> Result<Vec<f32>> {
         let st = self.parsed()?;
-        let t = st
-            .tensor(name)
-            .map_err(|_| self.err(format!("tensor '{name}' is missing")))?;
+        let t = st.tensor(name).map_err(|_| self.err(format!("tensor '{name}' is missing")))?;
         if t.dtype() != Dtype::F32 {
-            return Err(self.err(format!(
-                "tensor '{name}' has dtype {:?}, expected F32",
-                t.dtype()
-            )));
+            return Err(self.err(format!("tensor '{name}' has dtype {:?}, expected F32", t.dtype())));
         }
         if t.shape() != shape {
-            return Err(self.err(format!(
-                "tensor '{name}' has shape {:?}, expected {shape:?}",
-                t.shape()
-            )));
+            return Err(self.err(format!("tensor '{name}' has shape {:?}, expected {shape:?}", t.shape())));
         }
-        Ok(t.data()
-            .chunks_exact(4)
-            .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
-            .collect())
+        Ok(t.data().chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect())
     }
 
     pub fn i64_scalar(&self, name: &str) -> Result<i64> {
         let st = self.parsed()?;
-        let t = st
-            .tensor(name)
-            .map_err(|_| self.err(format!("tensor '{name}' is missing")))?;
+        let t = st.tensor(name).map_err(|_| self.err(format!("tensor '{name}' is missing")))?;
         if t.dtype() != Dtype::I64 || t.data().len() != 8 {
             return Err(self.err(format!(
                 "tensor '{name}' should be an I64 scalar, is {:?} {:?}",
@@ -195,28 +152,15 @@ pub fn save_network(
     let mut tensors = Vec::new();
     for (name, shape, off) in &layout.entries {
         let n: usize = shape.iter().product();
-        tensors.push((
-            name.clone(),
-            OwnedTensor::f32(shape.clone(), &params[*off..off + n]),
-        ));
+        tensors.push((name.clone(), OwnedTensor::f32(shape.clone(), &params[*off..off + n])));
     }
     for (l, stats) in spec.layers.iter().zip(bn) {
         if let (Some(b), Some(s)) = (&l.bn, stats) {
-            tensors.push((
-                format!("{b}.running_mean"),
-                OwnedTensor::f32(vec![l.out], &s.running_mean),
-            ));
-            tensors.push((
-                format!("{b}.running_var"),
-                OwnedTensor::f32(vec![l.out], &s.running_var),
-            ));
+            tensors.push((format!("{b}.running_mean"), OwnedTensor::f32(vec![l.out], &s.running_mean)));
+            tensors.push((format!("{b}.running_var"), OwnedTensor::f32(vec![l.out], &s.running_var)));
             tensors.push((
                 format!("{b}.num_batches_tracked"),
-                OwnedTensor {
-                    dtype: Dtype::I64,
-                    shape: vec![],
-                    data: s.num_batches_tracked.to_le_bytes().to_vec(),
-                },
+                OwnedTensor { dtype: Dtype::I64, shape: vec![], data: s.num_batches_tracked.to_le_bytes().to_vec() },
             ));
         }
     }
@@ -234,10 +178,7 @@ pub fn load_network(path: &Path, spec: &NetSpec) -> Result<NetCheckpoint> {
         if kind != spec.name {
             return Err(GanError::Checkpoint {
                 path: path.into(),
-                why: format!(
-                    "this is a {kind} checkpoint, a {} checkpoint is expected",
-                    spec.name
-                ),
+                why: format!("this is a {kind} checkpoint, a {} checkpoint is expected", spec.name),
             });
         }
     }
@@ -264,11 +205,7 @@ pub fn load_network(path: &Path, spec: &NetSpec) -> Result<NetCheckpoint> {
 /// Writes a float32 .npy file of shape `shape`.
 pub fn npy_bytes(shape: &[usize], data: &[f32]) -> Vec<u8> {
     let dims: Vec<String> = shape.iter().map(|d| d.to_string()).collect();
-    let shape_txt = if dims.len() == 1 {
-        format!("({},)", dims[0])
-    } else {
-        format!("({})", dims.join(", "))
-    };
+    let shape_txt = if dims.len() == 1 { format!("({},)", dims[0]) } else { format!("({})", dims.join(", ")) };
     let mut header = format!("{{'descr': '<f4', 'fortran_order': False, 'shape': {shape_txt}, }}");
     // Pad so that the data starts at a multiple of 64 bytes; end with '\n'.
     let total = 10 + header.len() + 1;
@@ -290,27 +227,15 @@ pub fn read_npy_f32_2d(path: &Path) -> Result<(usize, usize, Vec<f32>)> {
     }
     let (hlen, hstart) = match bytes[6] {
         1 => (u16::from_le_bytes([bytes[8], bytes[9]]) as usize, 10),
-        2 | 3 if bytes.len() >= 12 => (
-            u32::from_le_bytes([bytes[8], bytes[9], bytes[10], bytes[11]]) as usize,
-            12,
-        ),
+        2 | 3 if bytes.len() >= 12 => (u32::from_le_bytes([bytes[8], bytes[9], bytes[10], bytes[11]]) as usize, 12),
         v => return Err(err(&format!("unsupported .npy version {v}"))),
     };
-    let header = bytes
-        .get(hstart..hstart + hlen)
-        .ok_or_else(|| err("truncated .npy header"))?;
+    let header = bytes.get(hstart..hstart + hlen).ok_or_else(|| err("truncated .npy header"))?;
     let header = String::from_utf8_lossy(header);
     let field = |key: &str| -> Option<String> {
         let i = header.find(&format!("'{key}'"))?;
-        let rest = header[i + key.len() + 2..]
-            .trim_start()
-            .strip_prefix(':')?
-            .trim_start();
-        let end = if rest.starts_with('(') {
-            rest.find(')')? + 1
-        } else {
-            rest.find(',').unwrap_or(rest.len())
-        };
+        let rest = header[i + key.len() + 2..].trim_start().strip_prefix(':')?.trim_start();
+        let end = if rest.starts_with('(') { rest.find(')')? + 1 } else { rest.find(',').unwrap_or(rest.len()) };
         Some(rest[..end].trim().to_string())
     };
     let descr = field("descr").ok_or_else(|| err("no 'descr' in the .npy header"))?;
@@ -326,32 +251,15 @@ pub fn read_npy_f32_2d(path: &Path) -> Result<(usize, usize, Vec<f32>)> {
         .split(',')
         .map(str::trim)
         .filter(|s| !s.is_empty())
-        .map(|s| {
-            s.parse::<usize>()
-                .map_err(|_| err(&format!("bad shape {shape}")))
-        })
+        .map(|s| s.parse::<usize>().map_err(|_| err(&format!("bad shape {shape}"))))
         .collect::<Result<_>>()?;
     let [rows, cols] = dims[..] else {
-        return Err(err(&format!(
-            "shape {shape}: a 2-D array (count, latent size) is expected"
-        )));
+        return Err(err(&format!("shape {shape}: a 2-D array (count, latent size) is expected")));
     };
     let data = &bytes[hstart + hlen..];
-    let want = rows
-        .checked_mul(cols)
-        .and_then(|n| n.checked_mul(4))
-        .ok_or_else(|| err("shape overflows"))?;
+    let want = rows.checked_mul(cols).and_then(|n| n.checked_mul(4)).ok_or_else(|| err("shape overflows"))?;
     if data.len() != want {
-        return Err(err(&format!(
-            "shape {shape} needs {want} bytes of data, the file has {}",
-            data.len()
-        )));
+        return Err(err(&format!("shape {shape} needs {want} bytes of data, the file has {}", data.len())));
     }
-    Ok((
-        rows,
-        cols,
-        data.chunks_exact(4)
-            .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
-            .collect(),
-    ))
+    Ok((rows, cols, data.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect()))
 }

@@ -28,13 +28,10 @@ impl std::str::FromStr for DeviceChoice {
             "discrete" | "gpu" => Ok(DeviceChoice::Discrete),
             "integrated" => Ok(DeviceChoice::Integrated),
             "cpu" => Ok(DeviceChoice::Cpu),
-            other => other
-                .parse::<usize>()
-                .map(DeviceChoice::Index)
-                .map_err(|_| GanError::DeviceChoice {
-                    wanted: s.to_string(),
-                    why: "expected auto, discrete, integrated, cpu or an adapter index".into(),
-                }),
+            other => other.parse::<usize>().map(DeviceChoice::Index).map_err(|_| GanError::DeviceChoice {
+                wanted: s.to_string(),
+                why: "expected auto, discrete, integrated, cpu or an adapter index".into(),
+            }),
         }
     }
 }
@@ -114,26 +111,15 @@ fn type_rank(t: wgpu::DeviceType) -> u8 {
 /// Picks one adapter from `adapters` for `choice`; returns its index.
 pub fn choose_adapter(infos: &[wgpu::AdapterInfo], choice: &DeviceChoice) -> Result<usize> {
     let wanted = |t: wgpu::DeviceType, name: &str| -> Result<usize> {
-        infos
-            .iter()
-            .position(|i| i.device_type == t)
-            .ok_or_else(|| GanError::DeviceChoice {
-                wanted: name.into(),
-                why: format!("no {name} adapter among the {} found", infos.len()),
-            })
+        infos.iter().position(|i| i.device_type == t).ok_or_else(|| GanError::DeviceChoice {
+            wanted: name.into(),
+            why: format!("no {name} adapter among the {} found", infos.len()),
+        })
     };
     match choice {
         DeviceChoice::Auto => (0..infos.len())
-            .min_by_key(|&i| {
-                (
-                    type_rank(infos[i].device_type),
-                    backend_rank(infos[i].backend),
-                    i,
-                )
-            })
-            .ok_or_else(|| GanError::NoAdapter {
-                backends: format!("{:?}", backends_from_env()),
-            }),
+            .min_by_key(|&i| (type_rank(infos[i].device_type), backend_rank(infos[i].backend), i))
+            .ok_or_else(|| GanError::NoAdapter { backends: format!("{:?}", backends_from_env()) }),
         DeviceChoice::Discrete => wanted(wgpu::DeviceType::DiscreteGpu, "discrete"),
         DeviceChoice::Integrated => wanted(wgpu::DeviceType::IntegratedGpu, "integrated"),
         DeviceChoice::Cpu => wanted(wgpu::DeviceType::Cpu, "cpu"),
@@ -187,13 +173,7 @@ pub fn check_limits(adapter_name: &str, has: &wgpu::Limits, need: &Requirements)
             } else {
                 String::new()
             };
-            return Err(GanError::Limit {
-                adapter: adapter_name.to_string(),
-                limit,
-                needed,
-                has,
-                hint,
-            });
+            return Err(GanError::Limit { adapter: adapter_name.to_string(), limit, needed, has, hint });
         }
     }
     Ok(())
@@ -224,9 +204,7 @@ impl GpuContext {
     pub fn new(choice: &DeviceChoice, need: &Requirements) -> Result<Self> {
         let (instance, mut adapters) = enumerate_adapters();
         if adapters.is_empty() {
-            return Err(GanError::NoAdapter {
-                backends: format!("{:?}", backends_from_env()),
-            });
+            return Err(GanError::NoAdapter { backends: format!("{:?}", backends_from_env()) });
         }
         let infos: Vec<_> = adapters.iter().map(|a| a.get_info()).collect();
         let index = choose_adapter(&infos, choice)?;
@@ -240,16 +218,14 @@ impl GpuContext {
             .max_storage_buffer_binding_size
             .max(required_limits.max_storage_buffer_binding_size)
             .min(has.max_storage_buffer_binding_size);
-        required_limits.max_buffer_size = need
-            .max_buffer_size
-            .max(required_limits.max_buffer_size)
-            .min(has.max_buffer_size);
+        required_limits.max_buffer_size =
+            need.max_buffer_size.max(required_limits.max_buffer_size).min(has.max_buffer_size);
         required_limits.max_storage_buffers_per_shader_stage = need
             .max_storage_buffers_per_shader_stage
             .max(required_limits.max_storage_buffers_per_shader_stage)
             .min(has.max_storage_buffers_per_shader_stage);
-        let features = adapter.features()
-            & (wgpu::Features::TIMESTAMP_QUERY | wgpu::Features::TIMESTAMP_QUERY_INSIDE_ENCODERS);
+        let features =
+            adapter.features() & (wgpu::Features::TIMESTAMP_QUERY | wgpu::Features::TIMESTAMP_QUERY_INSIDE_ENCODERS);
         let (device, queue) = pollster::block_on(adapter.request_device(&wgpu::DeviceDescriptor {
             label: Some("gan-wgpu"),
             required_features: features,
@@ -258,10 +234,7 @@ impl GpuContext {
             memory_hints: wgpu::MemoryHints::Performance,
             trace: wgpu::Trace::Off,
         }))
-        .map_err(|source| GanError::RequestDevice {
-            adapter: info.name.clone(),
-            source,
-        })?;
+        .map_err(|source| GanError::RequestDevice { adapter: info.name.clone(), source })?;
 
         let health = Arc::new(Mutex::new(DeviceHealth::default()));
         {
@@ -300,23 +273,17 @@ impl GpuContext {
 
     /// Returns an error naming `during` if the device reported an error or was lost.
     pub fn check_health(&self, during: &str) -> Result<()> {
-        let mut h = self.health.lock().map_err(|_| GanError::Device {
-            during: during.into(),
-            message: "error state poisoned".into(),
-        })?;
+        let mut h = self
+            .health
+            .lock()
+            .map_err(|_| GanError::Device { during: during.into(), message: "error state poisoned".into() })?;
         if let Some(lost) = &h.lost {
-            return Err(GanError::Device {
-                during: during.into(),
-                message: format!("device lost ({lost})"),
-            });
+            return Err(GanError::Device { during: during.into(), message: format!("device lost ({lost})") });
         }
         if !h.errors.is_empty() {
             let message = h.errors.join("; ");
             h.errors.clear();
-            return Err(GanError::Device {
-                during: during.into(),
-                message,
-            });
+            return Err(GanError::Device { during: during.into(), message });
         }
         Ok(())
     }
@@ -325,35 +292,21 @@ impl GpuContext {
     pub fn wait(&self, during: &str) -> Result<()> {
         self.device
             .poll(wgpu::PollType::wait_indefinitely())
-            .map_err(|e| GanError::Device {
-                during: during.into(),
-                message: e.to_string(),
-            })?;
+            .map_err(|e| GanError::Device { during: during.into(), message: e.to_string() })?;
         self.check_health(during)
     }
 
-    pub(crate) fn shader_module(
-        &self,
-        name: &'static str,
-        source: &'static str,
-    ) -> wgpu::ShaderModule {
+    pub(crate) fn shader_module(&self, name: &'static str, source: &'static str) -> wgpu::ShaderModule {
         let mut modules = self.modules.lock().unwrap_or_else(|p| p.into_inner());
         modules
             .entry(name)
             .or_insert_with(|| {
-                let desc = wgpu::ShaderModuleDescriptor {
-                    label: Some(name),
-                    source: wgpu::ShaderSource::Wgsl(source.into()),
-                };
+                let desc =
+                    wgpu::ShaderModuleDescriptor { label: Some(name), source: wgpu::ShaderSource::Wgsl(source.into()) };
                 if std::env::var("GAN_WGPU_UNCHECKED").as_deref() == Ok("1") {
                     // SAFETY: every kernel masks or clamps its own indices
                     // (tested against the CPU references on odd shapes).
-                    unsafe {
-                        self.device.create_shader_module_trusted(
-                            desc,
-                            wgpu::ShaderRuntimeChecks::unchecked(),
-                        )
-                    }
+                    unsafe { self.device.create_shader_module_trusted(desc, wgpu::ShaderRuntimeChecks::unchecked()) }
                 } else {
                     self.device.create_shader_module(desc)
                 }
@@ -374,22 +327,14 @@ impl GpuContext {
     /// `counters` feature): (buffers, buffer bytes, memory allocations).
     pub fn gpu_memory(&self) -> (isize, isize, isize) {
         let c = self.device.get_internal_counters();
-        (
-            c.hal.buffers.read(),
-            c.hal.buffer_memory.read(),
-            c.hal.memory_allocations.read(),
-        )
+        (c.hal.buffers.read(), c.hal.buffer_memory.read(), c.hal.memory_allocations.read())
     }
 
     /// One line naming the adapter, for logs and benchmark headers.
     pub fn describe(&self) -> String {
         format!(
             "{} ({:?}, {:?}, driver {} {})",
-            self.info.name,
-            self.info.device_type,
-            self.info.backend,
-            self.info.driver,
-            self.info.driver_info
+            self.info.name, self.info.device_type, self.info.backend, self.info.driver, self.info.driver_info
         )
     }
 }
@@ -398,9 +343,7 @@ impl GpuContext {
 pub fn describe_adapters() -> Result<String> {
     let (_instance, adapters) = enumerate_adapters();
     if adapters.is_empty() {
-        return Err(GanError::NoAdapter {
-            backends: format!("{:?}", backends_from_env()),
-        });
+        return Err(GanError::NoAdapter { backends: format!("{:?}", backends_from_env()) });
     }
     let infos: Vec<_> = adapters.iter().map(|a| a.get_info()).collect();
     let auto = choose_adapter(&infos, &DeviceChoice::Auto).ok();

@@ -17,10 +17,8 @@ pub const MAX_DATA_BYTES: u64 = 4 << 30;
 pub const MAX_SIDE: u32 = 4096;
 
 /// The embedded default: MNIST's training set.
-static MNIST_TRAIN_IMAGES: &[u8] =
-    include_bytes!("../assets/mnist/train/train-images-idx3-ubyte.gz");
-static MNIST_TRAIN_LABELS: &[u8] =
-    include_bytes!("../assets/mnist/train/train-labels-idx1-ubyte.gz");
+static MNIST_TRAIN_IMAGES: &[u8] = include_bytes!("../assets/mnist/train/train-images-idx3-ubyte.gz");
+static MNIST_TRAIN_LABELS: &[u8] = include_bytes!("../assets/mnist/train/train-labels-idx1-ubyte.gz");
 
 #[derive(Clone, Debug)]
 pub struct ImageSet {
@@ -58,11 +56,7 @@ pub fn parse_idx(bytes: &[u8], path: &Path, want_dims: usize) -> Result<(Vec<u32
     if named_gz && !gz {
         return Err(err("named .gz but is not a gzip file".into()));
     }
-    let mut reader: Box<dyn Read + '_> = if gz {
-        Box::new(GzDecoder::new(bytes))
-    } else {
-        Box::new(bytes)
-    };
+    let mut reader: Box<dyn Read + '_> = if gz { Box::new(GzDecoder::new(bytes)) } else { Box::new(bytes) };
     let io_err = |e: std::io::Error| {
         if gz {
             GanError::data(path, format!("corrupt gzip data: {e}"))
@@ -82,29 +76,20 @@ pub fn parse_idx(bytes: &[u8], path: &Path, want_dims: usize) -> Result<(Vec<u32
         )));
     }
     if head[2] != 0x08 {
-        return Err(err(format!(
-            "IDX data type 0x{:02x}, only unsigned bytes (0x08) are supported",
-            head[2]
-        )));
+        return Err(err(format!("IDX data type 0x{:02x}, only unsigned bytes (0x08) are supported", head[2])));
     }
     let ndims = head[3] as usize;
     if ndims != want_dims {
         return Err(err(format!(
             "IDX file has {ndims} dimensions, expected {want_dims} ({})",
-            if want_dims == 3 {
-                "images: count, rows, cols"
-            } else {
-                "labels: count"
-            }
+            if want_dims == 3 { "images: count, rows, cols" } else { "labels: count" }
         )));
     }
     let mut dims = Vec::with_capacity(ndims);
     for i in 0..ndims {
         let mut d = [0u8; 4];
         if !read_full(&mut reader, &mut d).map_err(io_err)? {
-            return Err(err(format!(
-                "truncated in the header (dimension {i} of {ndims})"
-            )));
+            return Err(err(format!("truncated in the header (dimension {i} of {ndims})")));
         }
         dims.push(u32::from_be_bytes(d));
     }
@@ -116,23 +101,20 @@ pub fn parse_idx(bytes: &[u8], path: &Path, want_dims: usize) -> Result<(Vec<u32
         )));
     }
     if total > MAX_DATA_BYTES {
-        return Err(err(format!("header declares {total} bytes of data ({dims:?}), more than the {MAX_DATA_BYTES} accepted")));
+        return Err(err(format!(
+            "header declares {total} bytes of data ({dims:?}), more than the {MAX_DATA_BYTES} accepted"
+        )));
     }
     if !gz {
         // Raw files: the size is known, so check before allocating.
         let have = bytes.len() as u64 - 4 - 4 * ndims as u64;
         if have < total {
-            return Err(err(format!(
-                "truncated: header {dims:?} needs {total} bytes of data, the file has {have}"
-            )));
+            return Err(err(format!("truncated: header {dims:?} needs {total} bytes of data, the file has {have}")));
         }
     }
     let mut data = Vec::new();
     // Never read more than the header promised (a gzip bomb stops here).
-    (&mut reader)
-        .take(total)
-        .read_to_end(&mut data)
-        .map_err(io_err)?;
+    (&mut reader).take(total).read_to_end(&mut data).map_err(io_err)?;
     if (data.len() as u64) < total {
         return Err(err(format!(
             "truncated: header {dims:?} needs {total} bytes of data, the file has {}",
@@ -144,18 +126,13 @@ pub fn parse_idx(bytes: &[u8], path: &Path, want_dims: usize) -> Result<(Vec<u32
     let mut extra = [0u8; 1];
     let more = reader.read(&mut extra).map_err(|e| {
         if gz {
-            GanError::data(
-                path,
-                format!("truncated or corrupt gzip stream after the data: {e}"),
-            )
+            GanError::data(path, format!("truncated or corrupt gzip stream after the data: {e}"))
         } else {
             GanError::data(path, e.to_string())
         }
     })?;
     if more > 0 {
-        return Err(err(format!(
-            "more data than the header {dims:?} declares ({total} bytes)"
-        )));
+        return Err(err(format!("more data than the header {dims:?} declares ({total} bytes)")));
     }
     Ok((dims, data))
 }
@@ -185,11 +162,7 @@ pub fn read_images(images: &Path, labels: Option<&Path>) -> Result<ImageSet> {
     images_from_bytes(&bytes, images, label_bytes.as_deref().zip(labels))
 }
 
-pub fn images_from_bytes(
-    bytes: &[u8],
-    path: &Path,
-    labels: Option<(&[u8], &Path)>,
-) -> Result<ImageSet> {
+pub fn images_from_bytes(bytes: &[u8], path: &Path, labels: Option<(&[u8], &Path)>) -> Result<ImageSet> {
     let (dims, pixels) = parse_idx(bytes, path, 3)?;
     let labels = match labels {
         None => None,
@@ -198,12 +171,7 @@ pub fn images_from_bytes(
             if ldims[0] != dims[0] {
                 return Err(GanError::data(
                     lpath,
-                    format!(
-                        "{} labels for {} images in {}",
-                        ldims[0],
-                        dims[0],
-                        path.display()
-                    ),
+                    format!("{} labels for {} images in {}", ldims[0], dims[0], path.display()),
                 ));
             }
             Some(l)
@@ -221,9 +189,7 @@ pub fn images_from_bytes(
 
 /// `name` or `name.gz` in `dir`, whichever exists.
 fn find(dir: &Path, name: &str) -> Option<PathBuf> {
-    [dir.join(name), dir.join(format!("{name}.gz"))]
-        .into_iter()
-        .find(|p| p.is_file())
+    [dir.join(name), dir.join(format!("{name}.gz"))].into_iter().find(|p| p.is_file())
 }
 
 /// The training set from a folder in the seed's layout:
@@ -234,16 +200,9 @@ pub fn load_train_dir(dir: &Path) -> Result<ImageSet> {
     if !dir.is_dir() {
         return Err(GanError::data(dir, "data folder not found"));
     }
-    let train_dir = if dir.join("train").is_dir() {
-        dir.join("train")
-    } else {
-        dir.to_path_buf()
-    };
+    let train_dir = if dir.join("train").is_dir() { dir.join("train") } else { dir.to_path_buf() };
     let images = find(&train_dir, "train-images-idx3-ubyte").ok_or_else(|| {
-        GanError::data(
-            train_dir.join("train-images-idx3-ubyte"),
-            "missing (looked for it and for .gz)",
-        )
+        GanError::data(train_dir.join("train-images-idx3-ubyte"), "missing (looked for it and for .gz)")
     })?;
     let labels = find(&train_dir, "train-labels-idx1-ubyte");
     let set = read_images(&images, labels.as_deref())?;
@@ -252,10 +211,7 @@ pub fn load_train_dir(dir: &Path) -> Result<ImageSet> {
         if (test.height, test.width) != (set.height, set.width) {
             return Err(GanError::data(
                 &test_images,
-                format!(
-                    "test images are {}x{}, training images {}x{}",
-                    test.height, test.width, set.height, set.width
-                ),
+                format!("test images are {}x{}, training images {}x{}", test.height, test.width, set.height, set.width),
             ));
         }
     }
@@ -267,10 +223,7 @@ pub fn embedded_mnist() -> Result<ImageSet> {
     images_from_bytes(
         MNIST_TRAIN_IMAGES,
         Path::new("<embedded>/train-images-idx3-ubyte.gz"),
-        Some((
-            MNIST_TRAIN_LABELS,
-            Path::new("<embedded>/train-labels-idx1-ubyte.gz"),
-        )),
+        Some((MNIST_TRAIN_LABELS, Path::new("<embedded>/train-labels-idx1-ubyte.gz"))),
     )
 }
 

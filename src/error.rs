@@ -16,16 +16,8 @@ pub enum GanError {
     #[error("--device {wanted}: {why}. Run `gan-wgpu devices` to list the adapters")]
     DeviceChoice { wanted: String, why: String },
 
-    #[error(
-        "adapter '{adapter}' cannot serve this workload: limit {limit} is {has}, {needed} is needed{hint}"
-    )]
-    Limit {
-        adapter: String,
-        limit: &'static str,
-        needed: u64,
-        has: u64,
-        hint: String,
-    },
+    #[error("adapter '{adapter}' cannot serve this workload: limit {limit} is {has}, {needed} is needed{hint}")]
+    Limit { adapter: String, limit: &'static str, needed: u64, has: u64, hint: String },
 
     #[error("requesting a device from adapter '{adapter}' failed: {source}")]
     RequestDevice {
@@ -65,21 +57,12 @@ pub enum GanError {
 
 impl GanError {
     pub fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
-        GanError::Io {
-            path: path.into(),
-            source,
-        }
+        GanError::Io { path: path.into(), source }
     }
     pub fn data(path: impl Into<PathBuf>, why: impl Into<String>) -> Self {
-        GanError::Data {
-            path: path.into(),
-            why: why.into(),
-        }
+        GanError::Data { path: path.into(), why: why.into() }
     }
     pub fn shape(tensor: impl Into<String>, why: impl Into<String>) -> Self {
-        GanError::Shape {
-            tensor: tensor.into(),
-            why: why.into(),
-        }
+        GanError::Shape { tensor: tensor.into(), why: why.into() }
     }
 }

@@ -15,22 +15,12 @@ pub fn to_pixel(g: f32) -> u8 {
 
 /// A cols x rows grid of grey images (each h x w, u8), scaled by `scale`,
 /// separated by `pad` pixels of mid grey.
-pub fn grid(
-    images: &[Vec<u8>],
-    h: usize,
-    w: usize,
-    cols: usize,
-    scale: usize,
-    pad: usize,
-) -> image::GrayImage {
+pub fn grid(images: &[Vec<u8>], h: usize, w: usize, cols: usize, scale: usize, pad: usize) -> image::GrayImage {
     let rows = images.len().div_ceil(cols.max(1)).max(1);
     let cell_w = w * scale + pad;
     let cell_h = h * scale + pad;
-    let mut img = image::GrayImage::from_pixel(
-        (cols * cell_w + pad) as u32,
-        (rows * cell_h + pad) as u32,
-        image::Luma([128]),
-    );
+    let mut img =
+        image::GrayImage::from_pixel((cols * cell_w + pad) as u32, (rows * cell_h + pad) as u32, image::Luma([128]));
     for (i, im) in images.iter().enumerate() {
         let (gx, gy) = (pad + (i % cols) * cell_w, pad + (i / cols) * cell_h);
         for y in 0..h * scale {
@@ -46,12 +36,7 @@ pub fn grid(
 pub fn png_bytes_gray(img: &image::GrayImage) -> Result<Vec<u8>> {
     let mut out = Vec::new();
     image::codecs::png::PngEncoder::new(&mut out)
-        .write_image(
-            img.as_raw(),
-            img.width(),
-            img.height(),
-            image::ExtendedColorType::L8,
-        )
+        .write_image(img.as_raw(), img.width(), img.height(), image::ExtendedColorType::L8)
         .map_err(|e| GanError::data("<png>", e.to_string()))?;
     Ok(out)
 }
@@ -88,16 +73,10 @@ pub fn save_loss_plot(path: &Path, rows: &[LossRow]) -> Result<()> {
         let root = BitMapBackend::with_buffer(&mut buf, (w, h)).into_drawing_area();
         root.fill(&WHITE).map_err(|e| draw_err(e.to_string()))?;
         let max_step = rows.iter().map(|r| r.step).max().unwrap_or(1).max(1) as f64;
-        let finite = rows
-            .iter()
-            .flat_map(|r| [r.loss_d, r.loss_g])
-            .filter(|v| v.is_finite());
+        let finite = rows.iter().flat_map(|r| [r.loss_d, r.loss_g]).filter(|v| v.is_finite());
         let max_loss = finite.fold(0f32, f32::max).max(0.1) as f64 * 1.05;
         let mut chart = ChartBuilder::on(&root)
-            .caption(
-                "Generator and Discriminator Loss During Training",
-                ("sans-serif", 24),
-            )
+            .caption("Generator and Discriminator Loss During Training", ("sans-serif", 24))
             .margin(15)
             .x_label_area_size(45)
             .y_label_area_size(55)
@@ -110,19 +89,13 @@ pub fn save_loss_plot(path: &Path, rows: &[LossRow]) -> Result<()> {
             .label_style(("sans-serif", 14))
             .draw()
             .map_err(|e| draw_err(e.to_string()))?;
-        let g_series = rows
-            .iter()
-            .filter(|r| r.loss_g.is_finite())
-            .map(|r| (r.step as f64, r.loss_g as f64));
+        let g_series = rows.iter().filter(|r| r.loss_g.is_finite()).map(|r| (r.step as f64, r.loss_g as f64));
         chart
             .draw_series(LineSeries::new(g_series, &BLUE))
             .map_err(|e| draw_err(e.to_string()))?
             .label("G")
             .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], BLUE));
-        let d_series = rows
-            .iter()
-            .filter(|r| r.loss_d.is_finite())
-            .map(|r| (r.step as f64, r.loss_d as f64));
+        let d_series = rows.iter().filter(|r| r.loss_d.is_finite()).map(|r| (r.step as f64, r.loss_d as f64));
         chart
             .draw_series(LineSeries::new(d_series, &RED))
             .map_err(|e| draw_err(e.to_string()))?
@@ -149,16 +122,11 @@ pub fn save_gif(path: &Path, frames: &[&Path]) -> Result<()> {
     let mut out = Vec::new();
     {
         let mut enc = image::codecs::gif::GifEncoder::new_with_speed(&mut out, 10);
-        enc.set_repeat(image::codecs::gif::Repeat::Infinite)
-            .map_err(|e| GanError::data(path, e.to_string()))?;
+        enc.set_repeat(image::codecs::gif::Repeat::Infinite).map_err(|e| GanError::data(path, e.to_string()))?;
         for f in frames {
-            let img: RgbaImage = image::open(f)
-                .map_err(|e| GanError::data(f, e.to_string()))?
-                .to_rgba8();
-            let frame =
-                image::Frame::from_parts(img, 0, 0, image::Delay::from_numer_denom_ms(1000, 1));
-            enc.encode_frame(frame)
-                .map_err(|e| GanError::data(path, e.to_string()))?;
+            let img: RgbaImage = image::open(f).map_err(|e| GanError::data(f, e.to_string()))?.to_rgba8();
+            let frame = image::Frame::from_parts(img, 0, 0, image::Delay::from_numer_denom_ms(1000, 1));
+            enc.encode_frame(frame).map_err(|e| GanError::data(path, e.to_string()))?;
         }
     }
     atomic_write(path, &out)

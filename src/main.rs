@@ -3,20 +3,14 @@
 use clap::{Parser, Subcommand};
 use gan_wgpu::kernels::adam::AdamConfig;
 use gan_wgpu::train::{self, GanConfig, TrainConfig};
-use gan_wgpu::{
-    checkpoint, context, data, images, model, DeviceChoice, GanError, GpuContext, Requirements,
-};
+use gan_wgpu::{checkpoint, context, data, images, model, DeviceChoice, GanError, GpuContext, Requirements};
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 #[derive(Parser)]
-#[command(
-    name = "gan-wgpu",
-    version,
-    about = "Train a GAN on MNIST entirely on the GPU (WebGPU compute shaders)"
-)]
+#[command(name = "gan-wgpu", version, about = "Train a GAN on MNIST entirely on the GPU (WebGPU compute shaders)")]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -120,10 +114,7 @@ fn positive(flag: &'static str, v: f64) -> gan_wgpu::Result<()> {
     if v > 0.0 && v.is_finite() {
         Ok(())
     } else {
-        Err(GanError::Flag {
-            flag,
-            why: format!("must be greater than zero, got {v}"),
-        })
+        Err(GanError::Flag { flag, why: format!("must be greater than zero, got {v}") })
     }
 }
 
@@ -133,31 +124,18 @@ fn run(cli: Cli, interrupt: Arc<AtomicBool>, launch: std::time::Instant) -> gan_
             print!("{}", context::describe_adapters()?);
             Ok(())
         }
-        Command::Bench {
-            quick,
-            json,
-            device,
-            batch_size,
-        } => {
+        Command::Bench { quick, json, device, batch_size } => {
             positive("--batch-size", batch_size as f64)?;
             let choice = DeviceChoice::from_flag_or_env(device.as_deref())?;
             let ctx = GpuContext::new(&choice, &Requirements::default())?;
             println!("adapter: {}", ctx.describe());
-            let step = gan_wgpu::bench::run_step_bench(
-                &ctx,
-                batch_size,
-                if quick { 20 } else { 100 },
-                launch,
-            )?;
+            let step = gan_wgpu::bench::run_step_bench(&ctx, batch_size, if quick { 20 } else { 100 }, launch)?;
             print!("{}", gan_wgpu::bench::format_step(&step));
-            println!("kernels: wall clock around a synchronised submit, median over trials ('*' = variant the trainer uses)");
-            let rows = gan_wgpu::bench::run_kernel_bench(
-                &ctx,
-                &gan_wgpu::bench::BenchOptions {
-                    quick,
-                    batch: batch_size,
-                },
-            )?;
+            println!(
+                "kernels: wall clock around a synchronised submit, median over trials ('*' = variant the trainer uses)"
+            );
+            let rows =
+                gan_wgpu::bench::run_kernel_bench(&ctx, &gan_wgpu::bench::BenchOptions { quick, batch: batch_size })?;
             print!("{}", gan_wgpu::bench::format_rows(&rows));
             if let Some(path) = json {
                 std::fs::write(&path, gan_wgpu::bench::rows_to_json(&rows, &ctx.describe()))
@@ -170,11 +148,7 @@ fn run(cli: Cli, interrupt: Arc<AtomicBool>, launch: std::time::Instant) -> gan_
             let n = set.count.min(25);
             let imgs: Vec<Vec<u8>> = (0..n).map(|i| set.image(i).to_vec()).collect();
             images::save_grid(&out, &imgs, set.height, set.width)?;
-            println!(
-                "{n} training images from {} -> {}",
-                set.source,
-                out.display()
-            );
+            println!("{n} training images from {} -> {}", set.source, out.display());
             Ok(())
         }
         Command::Train(a) => {
@@ -191,17 +165,11 @@ fn run(cli: Cli, interrupt: Arc<AtomicBool>, launch: std::time::Instant) -> gan_
             positive("--log-every", a.log_every as f64)?;
             for (flag, b) in [("--beta1", a.beta1), ("--beta2", a.beta2)] {
                 if !(0.0..1.0).contains(&b) {
-                    return Err(GanError::Flag {
-                        flag,
-                        why: format!("must be in [0, 1), got {b}"),
-                    });
+                    return Err(GanError::Flag { flag, why: format!("must be in [0, 1), got {b}") });
                 }
             }
             if a.limit == Some(0) {
-                return Err(GanError::Flag {
-                    flag: "--limit",
-                    why: "must be greater than zero".into(),
-                });
+                return Err(GanError::Flag { flag: "--limit", why: "must be greater than zero".into() });
             }
             train::prepare_out_dir(&a.out)?;
             let set = data::load(a.data.as_deref())?;
@@ -220,12 +188,7 @@ fn run(cli: Cli, interrupt: Arc<AtomicBool>, launch: std::time::Instant) -> gan_
                     batch: a.batch_size,
                     latent: a.latent_size,
                     seed: a.seed,
-                    adam: AdamConfig {
-                        lr: a.lr,
-                        beta1: a.beta1,
-                        beta2: a.beta2,
-                        eps: 1e-8,
-                    },
+                    adam: AdamConfig { lr: a.lr, beta1: a.beta1, beta2: a.beta2, eps: 1e-8 },
                 },
                 log_every: a.log_every,
                 out: a.out,
@@ -253,40 +216,23 @@ fn run(cli: Cli, interrupt: Arc<AtomicBool>, launch: std::time::Instant) -> gan_
 fn sample(a: SampleArgs) -> gan_wgpu::Result<()> {
     positive("--count", a.count as f64)?;
     if a.out.is_none() && a.idx.is_none() {
-        return Err(GanError::Flag {
-            flag: "--out",
-            why: "give --out FILE.png and/or --idx FILE".into(),
-        });
+        return Err(GanError::Flag { flag: "--out", why: "give --out FILE.png and/or --idx FILE".into() });
     }
     // The checkpoint says its own sizes: latent from model.0.weight [128, latent],
     // image size from model.11.weight [dim, 1024] and the metadata.
     let file = checkpoint::Loaded::open(&a.checkpoint)?;
-    let bad = |why: String| GanError::Checkpoint {
-        path: a.checkpoint.clone(),
-        why,
-    };
+    let bad = |why: String| GanError::Checkpoint { path: a.checkpoint.clone(), why };
     let meta = file.metadata()?;
     if meta.get("network").is_some_and(|n| n != "generator") {
-        return Err(bad(format!(
-            "this is a {} checkpoint, a generator checkpoint is expected",
-            meta["network"]
-        )));
+        return Err(bad(format!("this is a {} checkpoint, a generator checkpoint is expected", meta["network"])));
     }
     let latent = match file.shape_of("model.0.weight").as_deref() {
         Some([_, l]) => *l,
-        _ => {
-            return Err(bad(
-                "tensor 'model.0.weight' is missing or not 2-D: not a generator checkpoint".into(),
-            ))
-        }
+        _ => return Err(bad("tensor 'model.0.weight' is missing or not 2-D: not a generator checkpoint".into())),
     };
     let dim = match file.shape_of("model.11.weight").as_deref() {
         Some([d, _]) => *d,
-        _ => {
-            return Err(bad(
-                "tensor 'model.11.weight' is missing or not 2-D: not a generator checkpoint".into(),
-            ))
-        }
+        _ => return Err(bad("tensor 'model.11.weight' is missing or not 2-D: not a generator checkpoint".into())),
     };
     let spec = model::generator_spec(latent, dim);
     let ck = checkpoint::load_network(&a.checkpoint, &spec)?;
@@ -301,10 +247,7 @@ fn sample(a: SampleArgs) -> gan_wgpu::Result<()> {
         Some(p) => {
             let (rows, cols, z) = checkpoint::read_npy_f32_2d(p)?;
             if cols != latent {
-                return Err(GanError::data(
-                    p,
-                    format!("latent codes are {cols} wide, the generator takes {latent}"),
-                ));
+                return Err(GanError::data(p, format!("latent codes are {cols} wide, the generator takes {latent}")));
             }
             (rows, z)
         }
@@ -312,22 +255,14 @@ fn sample(a: SampleArgs) -> gan_wgpu::Result<()> {
             a.count,
             gan_wgpu::kernels::rng::cpu_normal(
                 a.count * latent,
-                gan_wgpu::kernels::rng::RngStream {
-                    seed: a.seed,
-                    stream: 2,
-                    draw_base: 0,
-                },
+                gan_wgpu::kernels::rng::RngStream { seed: a.seed, stream: 2, draw_base: 0 },
                 0,
             ),
         ),
     };
-    let ctx = GpuContext::new(
-        &DeviceChoice::from_flag_or_env(a.device.as_deref())?,
-        &Requirements::default(),
-    )?;
+    let ctx = GpuContext::new(&DeviceChoice::from_flag_or_env(a.device.as_deref())?, &Requirements::default())?;
     let counters = gan_wgpu::GpuTensor::zeros(&ctx, &[4], "counters");
-    let g =
-        gan_wgpu::network::GpuNet::new(&ctx, spec, &ck.params, &counters, AdamConfig::default())?;
+    let g = gan_wgpu::network::GpuNet::new(&ctx, spec, &ck.params, &counters, AdamConfig::default())?;
     g.write_bn(&ctx, &ck.bn)?;
     let sampler = train::Sampler::new(&ctx, &g, count)?;
     let out = sampler.run(&ctx, &z)?;
@@ -339,10 +274,7 @@ fn sample(a: SampleArgs) -> gan_wgpu::Result<()> {
     if let Some(p) = &a.idx {
         let pixels: Vec<u8> = imgs.concat();
         checkpoint::atomic_write(p, &data::idx_bytes(count, h, w, &pixels))?;
-        println!(
-            "{count} samples (IDX uint8 {count}x{h}x{w}) -> {}",
-            p.display()
-        );
+        println!("{count} samples (IDX uint8 {count}x{h}x{w}) -> {}", p.display());
     }
     Ok(())
 }

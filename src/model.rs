@@ -36,13 +36,7 @@ pub struct NetSpec {
 }
 
 fn dense(i: usize, inp: usize, out: usize, bn: bool, act: Act) -> DenseSpec {
-    DenseSpec {
-        name: format!("model.{i}"),
-        inp,
-        out,
-        bn: bn.then(|| format!("model.{}", i + 1)),
-        act,
-    }
+    DenseSpec { name: format!("model.{i}"), inp, out, bn: bn.then(|| format!("model.{}", i + 1)), act }
 }
 
 pub fn generator_spec(latent: usize, image_dim: usize) -> NetSpec {
@@ -99,10 +93,7 @@ impl NetSpec {
 
     /// Number of trainable values.
     pub fn param_count(&self) -> usize {
-        self.param_entries()
-            .iter()
-            .map(|(_, s)| s.iter().product::<usize>())
-            .sum()
+        self.param_entries().iter().map(|(_, s)| s.iter().product::<usize>()).sum()
     }
 
     /// PyTorch defaults: Linear weight and bias uniform in +-1/sqrt(fan_in)
@@ -114,22 +105,15 @@ impl NetSpec {
         for (name, shape, off) in &layout.entries {
             let n: usize = shape.iter().product();
             let dst = &mut flat[*off..off + n];
-            let is_bn = self.layers.iter().any(|l| {
-                l.bn.as_deref()
-                    .is_some_and(|b| name.starts_with(&format!("{b}.")))
-            });
+            let is_bn = self.layers.iter().any(|l| l.bn.as_deref().is_some_and(|b| name.starts_with(&format!("{b}."))));
             if is_bn {
                 let v = if name.ends_with(".weight") { 1.0 } else { 0.0 };
                 dst.iter_mut().for_each(|x| *x = v);
             } else {
-                let layer = self
-                    .layers
-                    .iter()
-                    .find(|l| name.starts_with(&format!("{}.", l.name)))
-                    .expect("layer of entry");
+                let layer =
+                    self.layers.iter().find(|l| name.starts_with(&format!("{}.", l.name))).expect("layer of entry");
                 let bound = 1.0 / (layer.inp as f32).sqrt();
-                dst.iter_mut()
-                    .for_each(|x| *x = rng.random_range(-bound..bound));
+                dst.iter_mut().for_each(|x| *x = rng.random_range(-bound..bound));
             }
         }
         flat
@@ -146,11 +130,7 @@ pub struct BnStats {
 
 impl BnStats {
     pub fn new(features: usize) -> Self {
-        BnStats {
-            running_mean: vec![0.0; features],
-            running_var: vec![1.0; features],
-            num_batches_tracked: 0,
-        }
+        BnStats { running_mean: vec![0.0; features], running_var: vec![1.0; features], num_batches_tracked: 0 }
     }
 }
 
@@ -178,26 +158,12 @@ impl CpuNet {
     pub fn new(spec: NetSpec, params: Vec<f32>) -> Self {
         let layout = spec.layout();
         let n = layout.len;
-        let bn = spec
-            .layers
-            .iter()
-            .map(|l| l.bn.as_ref().map(|_| BnStats::new(l.out)))
-            .collect();
-        CpuNet {
-            spec,
-            layout,
-            params,
-            m: vec![0.0; n],
-            v: vec![0.0; n],
-            bn,
-        }
+        let bn = spec.layers.iter().map(|l| l.bn.as_ref().map(|_| BnStats::new(l.out))).collect();
+        CpuNet { spec, layout, params, m: vec![0.0; n], v: vec![0.0; n], bn }
     }
 
     pub fn tensor(&self, name: &str) -> &[f32] {
-        let (_, shape, off) = self
-            .layout
-            .find(name)
-            .unwrap_or_else(|| panic!("no tensor {name}"));
+        let (_, shape, off) = self.layout.find(name).unwrap_or_else(|| panic!("no tensor {name}"));
         &self.params[*off..off + shape.iter().product::<usize>()]
     }
 
@@ -210,12 +176,7 @@ impl CpuNet {
             let w = self.tensor(&format!("{}.weight", l.name)).to_vec();
             let b = self.tensor(&format!("{}.bias", l.name)).to_vec();
             let z = matmul::cpu_matmul(matmul::Form::NT, &x, &w, rows, l.out, l.inp);
-            let mut cache = LayerCache {
-                input: x.clone(),
-                xhat: vec![],
-                invstd: vec![],
-                out: vec![],
-            };
+            let mut cache = LayerCache { input: x.clone(), xhat: vec![], invstd: vec![], out: vec![] };
             if let Some(bn) = &l.bn {
                 let pre = bias_act::cpu_forward(Act::Identity, &z, Some(&b), rows, l.out);
                 let gamma = self.tensor(&format!("{bn}.weight")).to_vec();
@@ -259,12 +220,7 @@ impl CpuNet {
 
     /// Backward from d_out (gradient w.r.t. the last output). Returns the flat
     /// parameter gradient and the gradient w.r.t. the input.
-    pub fn backward(
-        &self,
-        caches: &[LayerCache],
-        d_out: &[f32],
-        rows: usize,
-    ) -> (Vec<f32>, Vec<f32>) {
+    pub fn backward(&self, caches: &[LayerCache], d_out: &[f32], rows: usize) -> (Vec<f32>, Vec<f32>) {
         let mut grads = vec![0f32; self.layout.len];
         let mut dy = d_out.to_vec();
         let put = |grads: &mut Vec<f32>, name: &str, vals: &[f32]| {
@@ -275,16 +231,8 @@ impl CpuNet {
             let c = &caches[li];
             let dz = if let Some(bn) = &l.bn {
                 let gamma = self.tensor(&format!("{bn}.weight"));
-                let (dx, dgamma, dbeta, dbias) = batchnorm::cpu_backward(
-                    &dy,
-                    &c.out,
-                    &c.xhat,
-                    gamma,
-                    &c.invstd,
-                    rows,
-                    l.out,
-                    l.act == Act::Relu,
-                );
+                let (dx, dgamma, dbeta, dbias) =
+                    batchnorm::cpu_backward(&dy, &c.out, &c.xhat, gamma, &c.invstd, rows, l.out, l.act == Act::Relu);
                 put(&mut grads, &format!("{bn}.weight"), &dgamma);
                 put(&mut grads, &format!("{bn}.bias"), &dbeta);
                 put(&mut grads, &format!("{}.bias", l.name), &dbias);
@@ -358,14 +306,5 @@ pub fn cpu_train_step(
     debug_assert_eq!(d_fake_img.len(), batch * dim);
     let (g_grads, _) = g.backward(&g_caches, &d_fake_img, batch);
     g.adam_step(config, t, &g_grads);
-    CpuStep {
-        metrics: StepMetrics {
-            loss_d,
-            loss_g,
-            d_real,
-            d_fake,
-        },
-        d_grads,
-        g_grads,
-    }
+    CpuStep { metrics: StepMetrics { loss_d, loss_g, d_real, d_fake }, d_grads, g_grads }
 }

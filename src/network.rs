@@ -73,22 +73,14 @@ impl GpuNet {
             })
             .collect::<Result<Vec<_>>>()?;
         let adam = Adam::new(ctx, config, &params, &grads, &m, &v, counters)?;
-        Ok(GpuNet {
-            spec,
-            layout,
-            params,
-            grads,
-            m,
-            v,
-            bn,
-            adam,
-        })
+        Ok(GpuNet { spec, layout, params, grads, m, v, bn, adam })
     }
 
     fn view_of(&self, flat: &GpuTensor, name: &str) -> Result<GpuTensor> {
-        let (_, shape, off) = self.layout.find(name).ok_or_else(|| {
-            GanError::shape(name, format!("no such tensor in the {}", self.spec.name))
-        })?;
+        let (_, shape, off) = self
+            .layout
+            .find(name)
+            .ok_or_else(|| GanError::shape(name, format!("no such tensor in the {}", self.spec.name)))?;
         flat.view(*off, shape, &format!("{}.{name}", flat.label))
     }
 
@@ -129,18 +121,8 @@ impl GpuNet {
 
     /// Bytes held on the GPU: (parameters, gradients, Adam moments, batch-norm state).
     pub fn memory(&self) -> (u64, u64, u64, u64) {
-        let bn: u64 = self
-            .bn
-            .iter()
-            .flatten()
-            .map(|b| b.running_mean.bytes() * 3)
-            .sum();
-        (
-            self.params.bytes(),
-            self.grads.bytes(),
-            self.m.bytes() + self.v.bytes(),
-            bn,
-        )
+        let bn: u64 = self.bn.iter().flatten().map(|b| b.running_mean.bytes() * 3).sum();
+        (self.params.bytes(), self.grads.bytes(), self.m.bytes() + self.v.bytes(), bn)
     }
 }
 
@@ -171,10 +153,7 @@ impl Activations {
         let last = spec.layers.len() - 1;
         let mut layers = Vec::new();
         for (i, l) in spec.layers.iter().enumerate() {
-            let pre = l
-                .bn
-                .as_ref()
-                .map(|_| GpuTensor::zeros(ctx, &[rows, l.out], &format!("{label}.{}.pre", l.name)));
+            let pre = l.bn.as_ref().map(|_| GpuTensor::zeros(ctx, &[rows, l.out], &format!("{label}.{}.pre", l.name)));
             let out = match (&out_override, i == last) {
                 (Some(o), true) => {
                     o.expect_shape(&[rows, l.out])?;
@@ -199,20 +178,14 @@ impl Activations {
                 .layers
                 .iter()
                 .map(|l| -> Result<LayerActs> {
-                    Ok(LayerActs {
-                        pre: l.pre.as_ref().map(cut).transpose()?,
-                        out: cut(&l.out)?,
-                    })
+                    Ok(LayerActs { pre: l.pre.as_ref().map(cut).transpose()?, out: cut(&l.out)? })
                 })
                 .collect::<Result<_>>()?,
         })
     }
 
     pub fn bytes(&self) -> u64 {
-        self.layers
-            .iter()
-            .map(|l| l.out.bytes() + l.pre.as_ref().map_or(0, |p| p.bytes()))
-            .sum()
+        self.layers.iter().map(|l| l.out.bytes() + l.pre.as_ref().map_or(0, |p| p.bytes())).sum()
     }
 }
 
@@ -237,10 +210,7 @@ pub fn forward(
             (Some(bn_name), Some(state)) => {
                 let relu = l.act == Act::Relu;
                 if !matches!(l.act, Act::Relu | Act::Identity) {
-                    return Err(GanError::shape(
-                        &l.name,
-                        "batch norm is fused with ReLU or nothing",
-                    ));
+                    return Err(GanError::shape(&l.name, "batch norm is fused with ReLU or nothing"));
                 }
                 out.push(bias_act::forward(ctx, Act::Identity, target, Some(&b))?);
                 let gamma = net.param(&format!("{bn_name}.weight"))?;
@@ -284,18 +254,11 @@ pub fn backward(
     let last = net.spec.layers.len() - 1;
     for (i, l) in net.spec.layers.iter().enumerate().rev() {
         let a = &acts.layers[i];
-        let dy = if i == last {
-            d_out.clone()
-        } else {
-            d_acts.layers[i].out.clone()
-        };
+        let dy = if i == last { d_out.clone() } else { d_acts.layers[i].out.clone() };
         match (&l.bn, &net.bn[i]) {
             (Some(bn_name), Some(state)) => {
                 if !param_grads {
-                    return Err(GanError::shape(
-                        &l.name,
-                        "batch-norm backward always writes parameter gradients",
-                    ));
+                    return Err(GanError::shape(&l.name, "batch-norm backward always writes parameter gradients"));
                 }
                 let (dgamma, dbeta, dbias) = (
                     net.grad(&format!("{bn_name}.weight"))?,
@@ -303,15 +266,8 @@ pub fn backward(
                     net.grad(&format!("{}.bias", l.name))?,
                 );
                 let gamma = net.param(&format!("{bn_name}.weight"))?;
-                let pre = a
-                    .pre
-                    .as_ref()
-                    .ok_or_else(|| GanError::shape(&l.name, "no saved pre-activation"))?;
-                let grads = BnGrads {
-                    dgamma: &dgamma,
-                    dbeta: &dbeta,
-                    dbias: &dbias,
-                };
+                let pre = a.pre.as_ref().ok_or_else(|| GanError::shape(&l.name, "no saved pre-activation"))?;
+                let grads = BnGrads { dgamma: &dgamma, dbeta: &dbeta, dbias: &dbias };
                 out.push(batchnorm::backward(
                     ctx,
                     &dy,
@@ -324,28 +280,18 @@ pub fn backward(
                 )?);
             }
             _ => {
-                let dbias = if param_grads {
-                    Some(net.grad(&format!("{}.bias", l.name))?)
-                } else {
-                    None
-                };
+                let dbias = if param_grads { Some(net.grad(&format!("{}.bias", l.name))?) } else { None };
                 out.push(bias_act::backward(ctx, l.act, &a.out, &dy, dbias.as_ref())?);
             }
         }
-        let layer_input = if i == 0 {
-            input.clone()
-        } else {
-            acts.layers[i - 1].out.clone()
-        };
+        let layer_input = if i == 0 { input.clone() } else { acts.layers[i - 1].out.clone() };
         if param_grads {
             let dw = net.grad(&format!("{}.weight", l.name))?;
             out.push(Matmul::new(ctx, Form::TN, variant, &dy, &layer_input, &dw)?.dispatch);
         }
         let w = net.param(&format!("{}.weight", l.name))?;
         if i > 0 {
-            out.push(
-                Matmul::new(ctx, Form::NN, variant, &dy, &w, &d_acts.layers[i - 1].out)?.dispatch,
-            );
+            out.push(Matmul::new(ctx, Form::NN, variant, &dy, &w, &d_acts.layers[i - 1].out)?.dispatch);
         } else if let Some(d_in) = d_input {
             out.push(Matmul::new(ctx, Form::NN, variant, &dy, &w, d_in)?.dispatch);
         }

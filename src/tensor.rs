@@ -33,17 +33,10 @@ impl GpuTensor {
         let buffer = ctx.device.create_buffer(&wgpu::BufferDescriptor {
             label: Some(label),
             size,
-            usage: wgpu::BufferUsages::STORAGE
-                | wgpu::BufferUsages::COPY_SRC
-                | wgpu::BufferUsages::COPY_DST,
+            usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC | wgpu::BufferUsages::COPY_DST,
             mapped_at_creation: false,
         });
-        GpuTensor {
-            buffer,
-            offset: 0,
-            shape: shape.to_vec(),
-            label: label.to_string(),
-        }
+        GpuTensor { buffer, offset: 0, shape: shape.to_vec(), label: label.to_string() }
     }
 
     pub fn from_f32(ctx: &GpuContext, shape: &[usize], label: &str, data: &[f32]) -> Result<Self> {
@@ -62,20 +55,14 @@ impl GpuTensor {
     pub fn dims2(&self) -> Result<[usize; 2]> {
         match self.shape[..] {
             [r, c] => Ok([r, c]),
-            _ => Err(GanError::shape(
-                &self.label,
-                format!("expected a 2-D tensor, got {:?}", self.shape),
-            )),
+            _ => Err(GanError::shape(&self.label, format!("expected a 2-D tensor, got {:?}", self.shape))),
         }
     }
 
     /// Errors unless the tensor has exactly `shape`.
     pub fn expect_shape(&self, shape: &[usize]) -> Result<()> {
         if self.shape != shape {
-            return Err(GanError::shape(
-                &self.label,
-                format!("expected shape {shape:?}, got {:?}", self.shape),
-            ));
+            return Err(GanError::shape(&self.label, format!("expected shape {shape:?}, got {:?}", self.shape)));
         }
         Ok(())
     }
@@ -108,21 +95,13 @@ impl GpuTensor {
                 format!("view offset {offset} bytes is not a multiple of {VIEW_ALIGN}"),
             ));
         }
-        Ok(GpuTensor {
-            buffer: self.buffer.clone(),
-            offset,
-            shape: shape.to_vec(),
-            label: label.to_string(),
-        })
+        Ok(GpuTensor { buffer: self.buffer.clone(), offset, shape: shape.to_vec(), label: label.to_string() })
     }
 
     /// The same elements seen with another shape of equal size.
     pub fn reshaped(&self, shape: &[usize]) -> Result<Self> {
         if shape.iter().product::<usize>() != self.numel() {
-            return Err(GanError::shape(
-                &self.label,
-                format!("cannot reshape {:?} to {shape:?}", self.shape),
-            ));
+            return Err(GanError::shape(&self.label, format!("cannot reshape {:?} to {shape:?}", self.shape)));
         }
         let mut t = self.clone();
         t.shape = shape.to_vec();
@@ -145,11 +124,7 @@ impl GpuTensor {
         if len != self.numel() {
             return Err(GanError::shape(
                 &self.label,
-                format!(
-                    "{len} values given for shape {:?} ({} elements)",
-                    self.shape,
-                    self.numel()
-                ),
+                format!("{len} values given for shape {:?} ({} elements)", self.shape, self.numel()),
             ));
         }
         Ok(())
@@ -157,15 +132,13 @@ impl GpuTensor {
 
     pub fn write_f32(&self, ctx: &GpuContext, data: &[f32]) -> Result<()> {
         self.check_len(data.len())?;
-        ctx.queue
-            .write_buffer(&self.buffer, self.offset, bytemuck::cast_slice(data));
+        ctx.queue.write_buffer(&self.buffer, self.offset, bytemuck::cast_slice(data));
         Ok(())
     }
 
     pub fn write_u32(&self, ctx: &GpuContext, data: &[u32]) -> Result<()> {
         self.check_len(data.len())?;
-        ctx.queue
-            .write_buffer(&self.buffer, self.offset, bytemuck::cast_slice(data));
+        ctx.queue.write_buffer(&self.buffer, self.offset, bytemuck::cast_slice(data));
         Ok(())
     }
 
@@ -197,14 +170,10 @@ impl GpuTensor {
         rx.recv()
             .map_err(|e| e.to_string())
             .and_then(|r| r.map_err(|e| e.to_string()))
-            .map_err(|message| GanError::Device {
-                during: format!("mapping '{}' for reading", self.label),
-                message,
-            })?;
-        let view = slice.get_mapped_range().map_err(|e| GanError::Device {
-            during: format!("reading '{}'", self.label),
-            message: e.to_string(),
-        })?;
+            .map_err(|message| GanError::Device { during: format!("mapping '{}' for reading", self.label), message })?;
+        let view = slice
+            .get_mapped_range()
+            .map_err(|e| GanError::Device { during: format!("reading '{}'", self.label), message: e.to_string() })?;
         let out: Vec<u32> = bytemuck::cast_slice(&view[..]).to_vec();
         drop(view);
         staging.unmap();
@@ -212,11 +181,7 @@ impl GpuTensor {
     }
 
     pub fn read_f32(&self, ctx: &GpuContext) -> Result<Vec<f32>> {
-        Ok(self
-            .read_u32(ctx)?
-            .into_iter()
-            .map(f32::from_bits)
-            .collect())
+        Ok(self.read_u32(ctx)?.into_iter().map(f32::from_bits).collect())
     }
 }
 

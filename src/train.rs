@@ -73,31 +73,13 @@ pub struct Gan {
 }
 
 impl Gan {
-    pub fn new(
-        ctx: &GpuContext,
-        cfg: GanConfig,
-        data: &ImageSet,
-        g_params: &[f32],
-        d_params: &[f32],
-    ) -> Result<Self> {
+    pub fn new(ctx: &GpuContext, cfg: GanConfig, data: &ImageSet, g_params: &[f32], d_params: &[f32]) -> Result<Self> {
         let (b, dim) = (cfg.batch, data.dim());
         let variant = Variant::for_adapter(ctx);
         let counters = GpuTensor::zeros(ctx, &[4], "counters");
         let metrics = GpuTensor::zeros(ctx, &[METRICS_LEN], "metrics");
-        let g = GpuNet::new(
-            ctx,
-            model::generator_spec(cfg.latent, dim),
-            g_params,
-            &counters,
-            cfg.adam,
-        )?;
-        let d = GpuNet::new(
-            ctx,
-            model::discriminator_spec(dim),
-            d_params,
-            &counters,
-            cfg.adam,
-        )?;
+        let g = GpuNet::new(ctx, model::generator_spec(cfg.latent, dim), g_params, &counters, cfg.adam)?;
+        let d = GpuNet::new(ctx, model::discriminator_spec(dim), d_params, &counters, cfg.adam)?;
         let pixels = GpuTensor::from_u32(
             ctx,
             &[data.pixels.len().div_ceil(4)],
@@ -126,78 +108,25 @@ impl Gan {
             phases.push((name, start..step.len()));
         };
         let data_phase = vec![
-            rng::normal(
-                ctx,
-                &z,
-                rng::RngStream {
-                    seed: cfg.seed,
-                    stream: 0,
-                    draw_base: 0,
-                },
-                &counters,
-            )?,
+            rng::normal(ctx, &z, rng::RngStream { seed: cfg.seed, stream: 0, draw_base: 0 }, &counters)?,
             gather::gather_batch(ctx, &pixels, &perm, &d_input, b, b, &counters)?,
         ];
         phase("latent + batch", &mut step, data_phase);
-        phase(
-            "G forward",
-            &mut step,
-            network::forward(ctx, &g, &z, &g_acts, true, variant)?,
-        );
+        phase("G forward", &mut step, network::forward(ctx, &g, &z, &g_acts, true, variant)?);
         // Discriminator step on [fake; real].
-        phase(
-            "D forward (2B)",
-            &mut step,
-            network::forward(ctx, &d, &d_input, &d_acts, true, variant)?,
-        );
+        phase("D forward (2B)", &mut step, network::forward(ctx, &d, &d_input, &d_acts, true, variant)?);
         let d_prob = &d_acts.layers.last().expect("d output").out;
-        phase(
-            "loss D",
-            &mut step,
-            vec![bce::forward_backward(
-                ctx,
-                d_prob,
-                &d_prob_grad,
-                b,
-                &metrics,
-                0,
-            )?],
-        );
+        phase("loss D", &mut step, vec![bce::forward_backward(ctx, d_prob, &d_prob_grad, b, &metrics, 0)?]);
         phase(
             "D backward",
             &mut step,
-            network::backward(
-                ctx,
-                &d,
-                &d_input,
-                &d_acts,
-                &d_grads,
-                &d_prob_grad,
-                true,
-                None,
-                variant,
-            )?,
+            network::backward(ctx, &d, &d_input, &d_acts, &d_grads, &d_prob_grad, true, None, variant)?,
         );
         phase("Adam D", &mut step, vec![d.adam.dispatch.clone()]);
         // Generator step through the updated discriminator.
-        phase(
-            "D forward (B)",
-            &mut step,
-            network::forward(ctx, &d, &fake, &d_acts_b, true, variant)?,
-        );
+        phase("D forward (B)", &mut step, network::forward(ctx, &d, &fake, &d_acts_b, true, variant)?);
         let d_prob_b = &d_acts_b.layers.last().expect("d output").out;
-        phase(
-            "loss G",
-            &mut step,
-            vec![bce::forward_backward(
-                ctx,
-                d_prob_b,
-                &d_prob_grad_b,
-                0,
-                &metrics,
-                3,
-            )?],
-        );
+        phase("loss G", &mut step, vec![bce::forward_backward(ctx, d_prob_b, &d_prob_grad_b, 0, &metrics, 3)?]);
         phase(
             "D backward to G(z)",
             &mut step,
@@ -216,24 +145,10 @@ impl Gan {
         phase(
             "G backward",
             &mut step,
-            network::backward(
-                ctx,
-                &g,
-                &z,
-                &g_acts,
-                &g_grads,
-                &d_fake_grad,
-                true,
-                None,
-                variant,
-            )?,
+            network::backward(ctx, &g, &z, &g_acts, &g_grads, &d_fake_grad, true, None, variant)?,
         );
         phase("Adam G", &mut step, vec![g.adam.dispatch.clone()]);
-        phase(
-            "counters",
-            &mut step,
-            vec![gather::advance_counters(ctx, &counters)?],
-        );
+        phase("counters", &mut step, vec![gather::advance_counters(ctx, &counters)?]);
 
         let activation_bytes = z.bytes() + d_input.bytes() + g_acts.bytes() - fake.bytes()
             + g_grads.bytes()
@@ -266,10 +181,8 @@ impl Gan {
 
     /// Records one training step into `enc` (one compute pass).
     pub fn record_step(&self, enc: &mut wgpu::CommandEncoder) {
-        let mut pass = enc.begin_compute_pass(&wgpu::ComputePassDescriptor {
-            label: Some("train step"),
-            timestamp_writes: None,
-        });
+        let mut pass =
+            enc.begin_compute_pass(&wgpu::ComputePassDescriptor { label: Some("train step"), timestamp_writes: None });
         crate::kernels::record_all(&mut pass, &self.step);
     }
 
@@ -304,25 +217,16 @@ impl Gan {
     /// epoch only, so a resumed run sees the same batches.
     pub fn permutation(seed: u64, epoch: usize, n: usize) -> Vec<u32> {
         let mut perm: Vec<u32> = (0..n as u32).collect();
-        let mut r = rand_chacha::ChaCha8Rng::seed_from_u64(
-            seed ^ (epoch as u64 + 1).wrapping_mul(0x9E37_79B9_7F4A_7C15),
-        );
+        let mut r =
+            rand_chacha::ChaCha8Rng::seed_from_u64(seed ^ (epoch as u64 + 1).wrapping_mul(0x9E37_79B9_7F4A_7C15));
         rand::seq::SliceRandom::shuffle(&mut perm[..], &mut r);
         perm
     }
 
     /// Uploads epoch `epoch`'s permutation and sets the batch and step counters.
-    pub fn start_epoch(
-        &self,
-        ctx: &GpuContext,
-        epoch: usize,
-        batch_in_epoch: usize,
-        steps_done: u64,
-    ) -> Result<()> {
-        self.perm
-            .write_u32(ctx, &Self::permutation(self.cfg.seed, epoch, self.n_images))?;
-        self.counters
-            .write_u32(ctx, &[steps_done as u32, batch_in_epoch as u32, 0, 0])
+    pub fn start_epoch(&self, ctx: &GpuContext, epoch: usize, batch_in_epoch: usize, steps_done: u64) -> Result<()> {
+        self.perm.write_u32(ctx, &Self::permutation(self.cfg.seed, epoch, self.n_images))?;
+        self.counters.write_u32(ctx, &[steps_done as u32, batch_in_epoch as u32, 0, 0])
     }
 
     /// Reads the metrics of the last step (blocking; tests and tools).
@@ -345,12 +249,7 @@ impl Gan {
 }
 
 pub fn metrics_from(m: &[f32]) -> StepMetrics {
-    StepMetrics {
-        loss_d: m[0],
-        d_real: m[1],
-        d_fake: m[2],
-        loss_g: m[3],
-    }
+    StepMetrics { loss_d: m[0], d_real: m[1], d_fake: m[2], loss_g: m[3] }
 }
 
 /// The generator in evaluation mode (running statistics) on `n` latent codes.
@@ -366,12 +265,7 @@ impl Sampler {
         let z = GpuTensor::zeros(ctx, &[n, g.spec.input_dim()], "sample z");
         let acts = Activations::alloc(ctx, &g.spec, n, "sample", None)?;
         let dispatches = network::forward(ctx, g, &z, &acts, false, Variant::for_adapter(ctx))?;
-        Ok(Sampler {
-            n,
-            z,
-            acts,
-            dispatches,
-        })
+        Ok(Sampler { n, z, acts, dispatches })
     }
 
     /// Generator outputs in [-1, 1], [n, dim] flattened.
@@ -385,21 +279,11 @@ impl Sampler {
 
 /// The 25 latent codes of the per-epoch grids.
 pub fn fixed_latent(latent: usize) -> Vec<f32> {
-    rng::cpu_normal(
-        GRID_SAMPLES * latent,
-        rng::RngStream {
-            seed: FIXED_LATENT_SEED,
-            stream: 1,
-            draw_base: 0,
-        },
-        0,
-    )
+    rng::cpu_normal(GRID_SAMPLES * latent, rng::RngStream { seed: FIXED_LATENT_SEED, stream: 1, draw_base: 0 }, 0)
 }
 
 pub fn images_from_outputs(out: &[f32], dim: usize) -> Vec<Vec<u8>> {
-    out.chunks(dim)
-        .map(|c| c.iter().map(|&g| images::to_pixel(g)).collect())
-        .collect()
+    out.chunks(dim).map(|c| c.iter().map(|&g| images::to_pixel(g)).collect()).collect()
 }
 
 #[derive(Clone, Debug)]
@@ -432,8 +316,7 @@ pub struct RunSummary {
 }
 
 fn state_path(out: &Path, epoch: usize, batch: usize) -> PathBuf {
-    out.join("checkpoints")
-        .join(format!("state_{epoch:04}_{batch:05}.safetensors"))
+    out.join("checkpoints").join(format!("state_{epoch:04}_{batch:05}.safetensors"))
 }
 
 /// Newest training-state file in DIR/checkpoints (or DIR itself).
@@ -441,18 +324,13 @@ pub fn find_latest_state(dir: &Path) -> Result<PathBuf> {
     if dir.is_file() {
         return Ok(dir.to_path_buf());
     }
-    let ck = if dir.join("checkpoints").is_dir() {
-        dir.join("checkpoints")
-    } else {
-        dir.to_path_buf()
-    };
+    let ck = if dir.join("checkpoints").is_dir() { dir.join("checkpoints") } else { dir.to_path_buf() };
     let mut states: Vec<PathBuf> = std::fs::read_dir(&ck)
         .map_err(|e| GanError::io(&ck, e))?
         .filter_map(|e| e.ok().map(|e| e.path()))
         .filter(|p| {
             p.file_name().is_some_and(|n| {
-                n.to_string_lossy().starts_with("state_")
-                    && n.to_string_lossy().ends_with(".safetensors")
+                n.to_string_lossy().starts_with("state_") && n.to_string_lossy().ends_with(".safetensors")
             })
         })
         .collect();
@@ -478,10 +356,7 @@ fn save_state(ctx: &GpuContext, gan: &Gan, cfg: &TrainConfig, p: &Progress) -> R
     let mut tensors = Vec::new();
     for (prefix, net) in [("g", &gan.g), ("d", &gan.d)] {
         for (name, t) in [("params", &net.params), ("m", &net.m), ("v", &net.v)] {
-            tensors.push((
-                format!("{prefix}.{name}"),
-                OwnedTensor::f32(vec![t.numel()], &t.read_f32(ctx)?),
-            ));
+            tensors.push((format!("{prefix}.{name}"), OwnedTensor::f32(vec![t.numel()], &t.read_f32(ctx)?)));
         }
     }
     for (i, bn) in gan.g.bn.iter().enumerate() {
@@ -519,8 +394,7 @@ fn save_state(ctx: &GpuContext, gan: &Gan, cfg: &TrainConfig, p: &Progress) -> R
             .filter_map(|e| e.ok().map(|e| e.path()))
             .filter(|q| {
                 q.file_name().is_some_and(|n| {
-                    n.to_string_lossy().starts_with("state_")
-                        && n.to_string_lossy().ends_with(".safetensors")
+                    n.to_string_lossy().starts_with("state_") && n.to_string_lossy().ends_with(".safetensors")
                 })
             })
             .collect();
@@ -536,20 +410,12 @@ fn save_state(ctx: &GpuContext, gan: &Gan, cfg: &TrainConfig, p: &Progress) -> R
 fn load_state(path: &Path, cfg: &TrainConfig, dim: usize, n_images: usize) -> Result<SavedState> {
     let f = Loaded::open(path)?;
     let meta = f.metadata()?;
-    let bad = |why: String| GanError::Checkpoint {
-        path: path.into(),
-        why,
-    };
+    let bad = |why: String| GanError::Checkpoint { path: path.into(), why };
     if meta.get("format").map(String::as_str) != Some(STATE_FORMAT) {
-        return Err(bad(format!(
-            "not a gan-wgpu training state (format {:?})",
-            meta.get("format")
-        )));
+        return Err(bad(format!("not a gan-wgpu training state (format {:?})", meta.get("format"))));
     }
     let num = |k: &str| -> Result<u64> {
-        meta.get(k)
-            .and_then(|v| v.parse().ok())
-            .ok_or_else(|| bad(format!("metadata '{k}' missing or not a number")))
+        meta.get(k).and_then(|v| v.parse().ok()).ok_or_else(|| bad(format!("metadata '{k}' missing or not a number")))
     };
     for (k, want) in [
         ("batch_size", cfg.gan.batch as u64),
@@ -560,7 +426,9 @@ fn load_state(path: &Path, cfg: &TrainConfig, dim: usize, n_images: usize) -> Re
     ] {
         let have = num(k)?;
         if have != want {
-            return Err(bad(format!("the run was started with {k} {have}; this run has {want} (pass the same flags to resume)")));
+            return Err(bad(format!(
+                "the run was started with {k} {have}; this run has {want} (pass the same flags to resume)"
+            )));
         }
     }
     let gl = model::generator_spec(cfg.gan.latent, dim).layout().len;
@@ -670,13 +538,7 @@ impl Readback {
 
     /// Records the copy of the metrics into the next slot.
     fn record_copy(&self, enc: &mut wgpu::CommandEncoder, metrics: &GpuTensor) {
-        enc.copy_buffer_to_buffer(
-            &metrics.buffer,
-            metrics.offset,
-            &self.bufs[self.next],
-            0,
-            (METRICS_LEN * 4) as u64,
-        );
+        enc.copy_buffer_to_buffer(&metrics.buffer, metrics.offset, &self.bufs[self.next], 0, (METRICS_LEN * 4) as u64);
     }
 
     /// After the submit: start mapping the slot just copied into.
@@ -684,11 +546,9 @@ impl Readback {
         let slot = self.next;
         let state = self.states[slot].clone();
         state.store(PENDING, Ordering::Release);
-        self.bufs[slot]
-            .slice(..)
-            .map_async(wgpu::MapMode::Read, move |r| {
-                state.store(if r.is_ok() { READY } else { FAILED }, Ordering::Release);
-            });
+        self.bufs[slot].slice(..).map_async(wgpu::MapMode::Read, move |r| {
+            state.store(if r.is_ok() { READY } else { FAILED }, Ordering::Release);
+        });
         self.queue.push_back((slot, epoch, batch, step));
         self.next = (self.next + 1) % self.bufs.len();
     }
@@ -700,12 +560,10 @@ impl Readback {
         while let Some(&(slot, epoch, batch, step)) = self.queue.front() {
             match self.states[slot].load(Ordering::Acquire) {
                 READY => {
-                    let view = self.bufs[slot].slice(..).get_mapped_range().map_err(|e| {
-                        GanError::Device {
-                            during: "reading losses".into(),
-                            message: e.to_string(),
-                        }
-                    })?;
+                    let view = self.bufs[slot]
+                        .slice(..)
+                        .get_mapped_range()
+                        .map_err(|e| GanError::Device { during: "reading losses".into(), message: e.to_string() })?;
                     let vals: Vec<f32> = bytemuck::cast_slice(&view[..]).to_vec();
                     drop(view);
                     self.bufs[slot].unmap();
@@ -741,31 +599,19 @@ pub type StepReading = (usize, usize, u64, StepMetrics);
 
 impl StepRunner {
     pub fn new(ctx: &GpuContext) -> Self {
-        StepRunner {
-            readback: Readback::new(ctx, 4),
-            in_flight: VecDeque::new(),
-        }
+        StepRunner { readback: Readback::new(ctx, 4), in_flight: VecDeque::new() }
     }
 
     /// Submits one step; with `tag` = (epoch, batch, step) its metrics are
     /// copied out. Returns the readings that have arrived since the last call.
-    pub fn step(
-        &mut self,
-        ctx: &GpuContext,
-        gan: &Gan,
-        tag: Option<(usize, usize, u64)>,
-    ) -> Result<Vec<StepReading>> {
+    pub fn step(&mut self, ctx: &GpuContext, gan: &Gan, tag: Option<(usize, usize, u64)>) -> Result<Vec<StepReading>> {
         let mut rows = Vec::new();
         if tag.is_some() && !self.readback.slot_free() {
             // The ring is full: wait for the oldest readback.
             ctx.wait("waiting for a loss readback")?;
             rows.extend(self.readback.drain(ctx)?);
         }
-        let mut enc = ctx
-            .device
-            .create_command_encoder(&wgpu::CommandEncoderDescriptor {
-                label: Some("train step"),
-            });
+        let mut enc = ctx.device.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("train step") });
         gan.record_step(&mut enc);
         if tag.is_some() {
             self.readback.record_copy(&mut enc, &gan.metrics);
@@ -777,14 +623,8 @@ impl StepRunner {
         if self.in_flight.len() > 2 {
             let idx = self.in_flight.pop_front().expect("in flight");
             ctx.device
-                .poll(wgpu::PollType::Wait {
-                    submission_index: Some(idx),
-                    timeout: None,
-                })
-                .map_err(|e| GanError::Device {
-                    during: "training step".into(),
-                    message: e.to_string(),
-                })?;
+                .poll(wgpu::PollType::Wait { submission_index: Some(idx), timeout: None })
+                .map_err(|e| GanError::Device { during: "training step".into(), message: e.to_string() })?;
         }
         ctx.check_health("training step")?;
         rows.extend(self.readback.drain(ctx)?);
@@ -814,20 +654,12 @@ pub fn prepare_out_dir(out: &Path) -> Result<()> {
 
 /// Runs (or resumes) training. Returns when all epochs are done, or early
 /// with `interrupted` set when `interrupt` was raised (state saved).
-pub fn train(
-    ctx: &GpuContext,
-    cfg: &TrainConfig,
-    data: &ImageSet,
-    interrupt: &AtomicBool,
-) -> Result<RunSummary> {
+pub fn train(ctx: &GpuContext, cfg: &TrainConfig, data: &ImageSet, interrupt: &AtomicBool) -> Result<RunSummary> {
     let g = cfg.gan;
     let data = match cfg.limit {
-        Some(n) if n < data.count => ImageSet {
-            count: n,
-            pixels: data.pixels[..n * data.dim()].to_vec(),
-            labels: None,
-            ..data.clone()
-        },
+        Some(n) if n < data.count => {
+            ImageSet { count: n, pixels: data.pixels[..n * data.dim()].to_vec(), labels: None, ..data.clone() }
+        }
         _ => data.clone(),
     };
     if data.count < g.batch {
@@ -857,22 +689,12 @@ pub fn train(
             let p = s.progress;
             (Some(s), p)
         }
-        None => (
-            None,
-            Progress {
-                epoch: 0,
-                batch_in_epoch: 0,
-                steps_done: 0,
-            },
-        ),
+        None => (None, Progress { epoch: 0, batch_in_epoch: 0, steps_done: 0 }),
     };
     let mut init_rng = rand_chacha::ChaCha8Rng::seed_from_u64(g.seed);
     let (g_params, d_params) = match &state {
         Some(s) => (s.g_params.clone(), s.d_params.clone()),
-        None => (
-            g_spec.init_params(&mut init_rng),
-            d_spec.init_params(&mut init_rng),
-        ),
+        None => (g_spec.init_params(&mut init_rng), d_spec.init_params(&mut init_rng)),
     };
     let t0 = Instant::now();
     let gan = Gan::new(ctx, g, &data, &g_params, &d_params)?;
@@ -904,28 +726,13 @@ pub fn train(
         );
         let mem = gan.memory();
         let total: u64 = mem.iter().map(|m| m.1).sum();
-        let parts: Vec<String> = mem
-            .iter()
-            .map(|(n, b)| format!("{n} {:.2}", *b as f64 / 1048576.0))
-            .collect();
-        println!(
-            "GPU memory (MiB): {}; total {:.2}",
-            parts.join(", "),
-            total as f64 / 1048576.0
-        );
-        println!(
-            "{} dispatches a step, graph built in {:.2} s",
-            gan.dispatch_count(),
-            t0.elapsed().as_secs_f64()
-        );
+        let parts: Vec<String> = mem.iter().map(|(n, b)| format!("{n} {:.2}", *b as f64 / 1048576.0)).collect();
+        println!("GPU memory (MiB): {}; total {:.2}", parts.join(", "), total as f64 / 1048576.0);
+        println!("{} dispatches a step, graph built in {:.2} s", gan.dispatch_count(), t0.elapsed().as_secs_f64());
     }
 
     let csv_path = cfg.out.join("losses.csv");
-    let mut losses = if cfg.resume.is_some() {
-        read_losses_csv(&csv_path, progress.steps_done)
-    } else {
-        Vec::new()
-    };
+    let mut losses = if cfg.resume.is_some() { read_losses_csv(&csv_path, progress.steps_done) } else { Vec::new() };
     let mut runner = StepRunner::new(ctx);
     let mut p = progress;
     let steps_per_epoch = gan.steps_per_epoch();
@@ -935,7 +742,14 @@ pub fn train(
     let log_line = |epoch: usize, batch: usize, m: &StepMetrics, secs: f64| {
         format!(
             "Epoch:[{:>3}/{:>3}], step:[{:>4}/{:>4}], loss_d:{:.6} , loss_g:{:.6} , time:{:.6}s, lr:{:.6}",
-            epoch, cfg.epochs, batch + 1, steps_per_epoch, m.loss_d, m.loss_g, secs, g.adam.lr
+            epoch,
+            cfg.epochs,
+            batch + 1,
+            steps_per_epoch,
+            m.loss_d,
+            m.loss_g,
+            secs,
+            g.adam.lr
         )
     };
 
@@ -961,10 +775,7 @@ pub fn train(
             for (epoch, batch, step, m) in rows {
                 // The D-output means propagate a NaN that the clamped logs of
                 // the loss could hide, so all four are checked.
-                if ![m.loss_d, m.loss_g, m.d_real, m.d_fake]
-                    .iter()
-                    .all(|v| v.is_finite())
-                {
+                if ![m.loss_d, m.loss_g, m.d_real, m.d_fake].iter().all(|v| v.is_finite()) {
                     return Err(GanError::Diverged(format!(
                         "non-finite loss at epoch {epoch}, step {} of the epoch (global step {step}): loss_d {}, loss_g {}, D(x) {}, D(G(z)) {}; {}",
                         batch + 1,
@@ -1007,8 +818,7 @@ pub fn train(
             if let Some(b) = &bar {
                 b.set_position(p.batch_in_epoch as u64);
             }
-            let stop = interrupt.load(Ordering::Relaxed)
-                || cfg.stop_after_steps.is_some_and(|n| steps_this_run >= n);
+            let stop = interrupt.load(Ordering::Relaxed) || cfg.stop_after_steps.is_some_and(|n| steps_this_run >= n);
             if stop && p.batch_in_epoch < steps_per_epoch {
                 let rows = runner.finish(ctx)?;
                 handle(rows, &mut losses, &mut last_log)?;
@@ -1025,11 +835,7 @@ pub fn train(
                         path.display()
                     );
                 }
-                return Ok(RunSummary {
-                    progress: p,
-                    losses,
-                    interrupted: true,
-                });
+                return Ok(RunSummary { progress: p, losses, interrupted: true });
             }
         }
         let rows = runner.finish(ctx)?;
@@ -1040,35 +846,16 @@ pub fn train(
         let epoch_secs = epoch_start.elapsed().as_secs_f64();
         p.epoch += 1;
         p.batch_in_epoch = 0;
-        write_epoch_outputs(
-            ctx,
-            cfg,
-            &gan,
-            &sampler,
-            &fixed,
-            &losses,
-            p.epoch,
-            p.steps_done,
-        )?;
+        write_epoch_outputs(ctx, cfg, &gan, &sampler, &fixed, &losses, p.epoch, p.steps_done)?;
         save_state(ctx, &gan, cfg, &p)?;
         if !cfg.quiet {
             println!("time of epoch {} is {:.2}s", p.epoch, epoch_secs);
         }
-        if interrupt.load(Ordering::Relaxed)
-            || cfg.stop_after_steps.is_some_and(|n| steps_this_run >= n)
-        {
-            return Ok(RunSummary {
-                progress: p,
-                losses,
-                interrupted: p.epoch < cfg.epochs,
-            });
+        if interrupt.load(Ordering::Relaxed) || cfg.stop_after_steps.is_some_and(|n| steps_this_run >= n) {
+            return Ok(RunSummary { progress: p, losses, interrupted: p.epoch < cfg.epochs });
         }
     }
-    Ok(RunSummary {
-        progress: p,
-        losses,
-        interrupted: false,
-    })
+    Ok(RunSummary { progress: p, losses, interrupted: false })
 }
 
 /// After epoch `epoch` (1-based): grid, checkpoints, losses.csv/png, GIF.
@@ -1085,11 +872,7 @@ fn write_epoch_outputs(
 ) -> Result<()> {
     let out = &cfg.out;
     let side = (gan.dim as f64).sqrt() as usize;
-    let (h, w) = if side * side == gan.dim {
-        (side, side)
-    } else {
-        (1, gan.dim)
-    };
+    let (h, w) = if side * side == gan.dim { (side, side) } else { (1, gan.dim) };
     let samples = sampler.run(ctx, fixed)?;
     images::save_grid(
         &out.join("images").join(format!("test_{epoch}.png")),
@@ -1112,16 +895,14 @@ fn write_epoch_outputs(
     };
     let g_bn = gan.g.read_bn(ctx, steps_done as i64)?;
     checkpoint::save_network(
-        &out.join("checkpoints")
-            .join(format!("generator_{epoch}.safetensors")),
+        &out.join("checkpoints").join(format!("generator_{epoch}.safetensors")),
         &gan.g.spec,
         &gan.g.params.read_f32(ctx)?,
         &g_bn,
         meta(&gan.g.spec),
     )?;
     checkpoint::save_network(
-        &out.join("checkpoints")
-            .join(format!("discriminator_{epoch}.safetensors")),
+        &out.join("checkpoints").join(format!("discriminator_{epoch}.safetensors")),
         &gan.d.spec,
         &gan.d.params.read_f32(ctx)?,
         &vec![None; gan.d.spec.layers.len()],

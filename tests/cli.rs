@@ -9,21 +9,14 @@ fn gan() -> Command {
 #[test]
 fn no_adapter_error_says_how_to_get_one() {
     // No Metal adapter exists on Linux: this is the no-adapter path for real.
-    let out = gan()
-        .arg("devices")
-        .env("WGPU_BACKEND", "metal")
-        .output()
-        .unwrap();
+    let out = gan().arg("devices").env("WGPU_BACKEND", "metal").output().unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
     if cfg!(target_os = "macos") {
         return;
     }
     assert_eq!(out.status.code(), Some(1), "stderr: {stderr}");
     assert!(stderr.contains("no GPU adapter found"), "{stderr}");
-    assert!(
-        stderr.contains("apt-get install -t bookworm-backports mesa-vulkan-drivers"),
-        "{stderr}"
-    );
+    assert!(stderr.contains("apt-get install -t bookworm-backports mesa-vulkan-drivers"), "{stderr}");
     assert!(!stderr.contains("panicked"), "{stderr}");
     assert_eq!(stderr.trim().lines().count(), 1, "one line: {stderr}");
 }
@@ -35,11 +28,7 @@ fn devices_lists_adapters_with_limits() {
     if !out.status.success() && std::env::var("GAN_WGPU_REQUIRE_GPU").as_deref() != Ok("1") {
         return;
     }
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     for needle in [
         "[0]",
         "type ",
@@ -58,60 +47,34 @@ fn devices_lists_adapters_with_limits() {
 
 #[test]
 fn bad_device_index_names_the_flag_and_the_count() {
-    let out = gan()
-        .args(["bench", "--quick", "--device", "99"])
-        .output()
-        .unwrap();
+    let out = gan().args(["bench", "--quick", "--device", "99"]).output().unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{stderr}");
-    assert!(
-        stderr.contains("--device 99") && stderr.contains("gan-wgpu devices"),
-        "{stderr}"
-    );
-    let out = gan()
-        .args(["bench", "--device", "fastest"])
-        .output()
-        .unwrap();
+    assert!(stderr.contains("--device 99") && stderr.contains("gan-wgpu devices"), "{stderr}");
+    let out = gan().args(["bench", "--device", "fastest"]).output().unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        stderr.contains("--device fastest") && stderr.contains("expected auto, discrete"),
-        "{stderr}"
-    );
+    assert!(stderr.contains("--device fastest") && stderr.contains("expected auto, discrete"), "{stderr}");
 }
 
 /// Runs gan-wgpu, asserts success, returns stdout.
 fn run_ok(args: &[&str]) -> String {
     let out = gan().args(args).output().unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
-    assert!(
-        out.status.success(),
-        "{args:?}: {stdout}{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert!(out.status.success(), "{args:?}: {stdout}{}", String::from_utf8_lossy(&out.stderr));
     stdout
 }
 
 fn stderr_of(args: &[&str]) -> (Option<i32>, String) {
     let out = gan().args(args).output().unwrap();
-    (
-        out.status.code(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
+    (out.status.code(), String::from_utf8_lossy(&out.stderr).into_owned())
 }
 
 /// One line on stderr, exit code 1, no panic, and every needle present.
 fn assert_clean_error(args: &[&str], needles: &[&str]) {
     let (code, stderr) = stderr_of(args);
     assert_eq!(code, Some(1), "{args:?}: {stderr}");
-    assert!(
-        !stderr.contains("panicked") && !stderr.contains("RUST_BACKTRACE"),
-        "{args:?}: {stderr}"
-    );
-    assert_eq!(
-        stderr.trim().lines().count(),
-        1,
-        "{args:?}: one line expected: {stderr}"
-    );
+    assert!(!stderr.contains("panicked") && !stderr.contains("RUST_BACKTRACE"), "{args:?}: {stderr}");
+    assert_eq!(stderr.trim().lines().count(), 1, "{args:?}: one line expected: {stderr}");
     for n in needles {
         assert!(stderr.contains(n), "{args:?}: missing '{n}' in: {stderr}");
     }
@@ -121,14 +84,8 @@ fn assert_clean_error(args: &[&str], needles: &[&str]) {
 fn train_flags_are_checked_and_named() {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().to_str().unwrap();
-    assert_clean_error(
-        &["train", "--batch-size", "0", "--out", out],
-        &["--batch-size", "greater than zero"],
-    );
-    assert_clean_error(
-        &["train", "--batch-size", "1", "--out", out],
-        &["--batch-size", "at least 2"],
-    );
+    assert_clean_error(&["train", "--batch-size", "0", "--out", out], &["--batch-size", "greater than zero"]);
+    assert_clean_error(&["train", "--batch-size", "1", "--out", out], &["--batch-size", "at least 2"]);
     assert_clean_error(&["train", "--epochs", "0", "--out", out], &["--epochs"]);
     assert_clean_error(&["train", "--lr", "0", "--out", out], &["--lr"]);
     assert_clean_error(&["train", "--lr=-0.1", "--out", out], &["--lr"]);
@@ -136,10 +93,7 @@ fn train_flags_are_checked_and_named() {
     // clap's own messages for non-numbers name the flag (exit code 2).
     let (code, stderr) = stderr_of(&["train", "--epochs", "many"]);
     assert_eq!(code, Some(2));
-    assert!(
-        stderr.contains("--epochs") && stderr.contains("many"),
-        "{stderr}"
-    );
+    assert!(stderr.contains("--epochs") && stderr.contains("many"), "{stderr}");
 }
 
 #[test]
@@ -172,44 +126,20 @@ fn data_folder_errors_name_the_file() {
     let train_args = ["train", "--data", data.to_str().unwrap(), "--out", out];
     // Test images of another size than the training images.
     std::fs::create_dir_all(data.join("test")).unwrap();
-    std::fs::write(
-        data.join("test/t10k-images-idx3-ubyte"),
-        gan_wgpu::data::idx_bytes(2, 3, 3, &[0; 18]),
-    )
-    .unwrap();
-    assert_clean_error(
-        &train_args,
-        &[
-            "t10k-images-idx3-ubyte",
-            "test images are 3x3, training images 2x2",
-        ],
-    );
+    std::fs::write(data.join("test/t10k-images-idx3-ubyte"), gan_wgpu::data::idx_bytes(2, 3, 3, &[0; 18])).unwrap();
+    assert_clean_error(&train_args, &["t10k-images-idx3-ubyte", "test images are 3x3, training images 2x2"]);
     // Image and label counts that differ.
     std::fs::remove_dir_all(data.join("test")).unwrap();
-    std::fs::write(
-        data.join("train/train-labels-idx1-ubyte"),
-        [0u8, 0, 8, 1, 0, 0, 0, 2, 1, 2],
-    )
-    .unwrap();
-    assert_clean_error(
-        &train_args,
-        &["train-labels-idx1-ubyte", "2 labels for 3 images"],
-    );
+    std::fs::write(data.join("train/train-labels-idx1-ubyte"), [0u8, 0, 8, 1, 0, 0, 0, 2, 1, 2]).unwrap();
+    assert_clean_error(&train_args, &["train-labels-idx1-ubyte", "2 labels for 3 images"]);
 }
 
 #[test]
 fn show_data_writes_a_grid() {
     let dir = tempfile::tempdir().unwrap();
     let png = dir.path().join("grid.png");
-    let out = gan()
-        .args(["show-data", "--out", png.to_str().unwrap()])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let out = gan().args(["show-data", "--out", png.to_str().unwrap()]).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let img = image::open(&png).unwrap();
     // 5x5 cells of 28x28 scaled 4x with 4-pixel gaps.
     assert_eq!((img.width(), img.height()), (5 * 116 + 4, 5 * 116 + 4));
@@ -218,146 +148,51 @@ fn show_data_writes_a_grid() {
 #[test]
 fn train_then_sample_from_the_checkpoint() {
     if std::env::var("GAN_WGPU_REQUIRE_GPU").as_deref() != Ok("1")
-        && gan()
-            .arg("devices")
-            .output()
-            .map(|o| !o.status.success())
-            .unwrap_or(true)
+        && gan().arg("devices").output().map(|o| !o.status.success()).unwrap_or(true)
     {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
     let run = dir.path().join("run");
     let run_s = run.to_str().unwrap();
-    let stdout = run_ok(&[
-        "train",
-        "--epochs",
-        "1",
-        "--limit",
-        "256",
-        "--batch-size",
-        "64",
-        "--log-every",
-        "2",
-        "--out",
-        run_s,
-    ]);
+    let stdout =
+        run_ok(&["train", "--epochs", "1", "--limit", "256", "--batch-size", "64", "--log-every", "2", "--out", run_s]);
     // The seed's log format, and the memory report.
-    assert!(
-        stdout.contains("Epoch:[  0/  1], step:[   2/   4], loss_d:"),
-        "{stdout}"
-    );
+    assert!(stdout.contains("Epoch:[  0/  1], step:[   2/   4], loss_d:"), "{stdout}");
     assert!(stdout.contains("time of epoch 1 is"), "{stdout}");
     assert!(stdout.contains("GPU memory (MiB): parameters"), "{stdout}");
     let ck = run.join("checkpoints/generator_1.safetensors");
     let ck_s = ck.to_str().unwrap();
     let path = |name: &str| dir.path().join(name).to_str().unwrap().to_string();
-    let (idx, idx2, idx3, png) = (
-        path("samples.idx"),
-        path("again.idx"),
-        path("fixed.idx"),
-        path("samples.png"),
-    );
-    run_ok(&[
-        "sample",
-        "--checkpoint",
-        ck_s,
-        "--count",
-        "7",
-        "--idx",
-        &idx,
-        "--out",
-        &png,
-    ]);
+    let (idx, idx2, idx3, png) = (path("samples.idx"), path("again.idx"), path("fixed.idx"), path("samples.png"));
+    run_ok(&["sample", "--checkpoint", ck_s, "--count", "7", "--idx", &idx, "--out", &png]);
     let set = gan_wgpu::data::read_images(std::path::Path::new(&idx), None).unwrap();
     assert_eq!((set.count, set.height, set.width), (7, 28, 28));
     // Same seed, same samples.
-    run_ok(&[
-        "sample",
-        "--checkpoint",
-        ck_s,
-        "--count",
-        "7",
-        "--idx",
-        &idx2,
-    ]);
+    run_ok(&["sample", "--checkpoint", ck_s, "--count", "7", "--idx", &idx2]);
     assert_eq!(std::fs::read(&idx).unwrap(), std::fs::read(&idx2).unwrap());
     // --latent with the run's own fixed codes.
     let latent = run.join("fixed_latent.npy");
-    run_ok(&[
-        "sample",
-        "--checkpoint",
-        ck_s,
-        "--latent",
-        latent.to_str().unwrap(),
-        "--idx",
-        &idx3,
-    ]);
-    assert_eq!(
-        gan_wgpu::data::read_images(std::path::Path::new(&idx3), None)
-            .unwrap()
-            .count,
-        25
-    );
+    run_ok(&["sample", "--checkpoint", ck_s, "--latent", latent.to_str().unwrap(), "--idx", &idx3]);
+    assert_eq!(gan_wgpu::data::read_images(std::path::Path::new(&idx3), None).unwrap().count, 25);
     let png = std::path::PathBuf::from(png);
 
     // Wrong inputs: one clear line each.
+    let png_s = png.to_str().unwrap();
+    let sample_err = |checkpoint: &std::path::Path, extra: &[&str], needles: &[&str]| {
+        let mut args = vec!["sample", "--checkpoint", checkpoint.to_str().unwrap(), "--out", png_s];
+        args.extend_from_slice(extra);
+        assert_clean_error(&args, needles);
+    };
     let d = run.join("checkpoints/discriminator_1.safetensors");
-    assert_clean_error(
-        &[
-            "sample",
-            "--checkpoint",
-            d.to_str().unwrap(),
-            "--out",
-            png.to_str().unwrap(),
-        ],
-        &[
-            "discriminator checkpoint",
-            "generator checkpoint is expected",
-        ],
-    );
+    sample_err(&d, &[], &["discriminator checkpoint", "generator checkpoint is expected"]);
     let junk = dir.path().join("junk.safetensors");
     std::fs::write(&junk, b"this is not a checkpoint at all").unwrap();
-    assert_clean_error(
-        &[
-            "sample",
-            "--checkpoint",
-            junk.to_str().unwrap(),
-            "--out",
-            png.to_str().unwrap(),
-        ],
-        &["junk.safetensors", "not a readable safetensors file"],
-    );
+    sample_err(&junk, &[], &["junk.safetensors", "not a readable safetensors file"]);
     let wide = dir.path().join("wide.npy");
-    std::fs::write(
-        &wide,
-        gan_wgpu::checkpoint::npy_bytes(&[2, 99], &[0.0; 198]),
-    )
-    .unwrap();
-    assert_clean_error(
-        &[
-            "sample",
-            "--checkpoint",
-            ck.to_str().unwrap(),
-            "--latent",
-            wide.to_str().unwrap(),
-            "--out",
-            png.to_str().unwrap(),
-        ],
-        &["wide.npy", "99 wide", "takes 100"],
-    );
+    std::fs::write(&wide, gan_wgpu::checkpoint::npy_bytes(&[2, 99], &[0.0; 198])).unwrap();
+    sample_err(&ck, &["--latent", wide.to_str().unwrap()], &["wide.npy", "99 wide", "takes 100"]);
     let notnpy = dir.path().join("z.npy");
     std::fs::write(&notnpy, b"1,2,3").unwrap();
-    assert_clean_error(
-        &[
-            "sample",
-            "--checkpoint",
-            ck.to_str().unwrap(),
-            "--latent",
-            notnpy.to_str().unwrap(),
-            "--out",
-            png.to_str().unwrap(),
-        ],
-        &["z.npy", "not a .npy file"],
-    );
+    sample_err(&ck, &["--latent", notnpy.to_str().unwrap()], &["z.npy", "not a .npy file"]);
 }

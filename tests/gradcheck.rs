@@ -47,12 +47,10 @@ fn bias_act_backward_matches_finite_differences() {
         let w = uniform_vec(&mut r, rows * cols, -1.0, 1.0);
         let y = bias_act::cpu_forward(act, &x, Some(&bias), rows, cols);
         let (dz, dbias) = bias_act::cpu_backward(act, &y, &w, rows, cols);
-        let loss_x =
-            |xv: &[f32]| weighted(&w, &bias_act::cpu_forward(act, xv, Some(&bias), rows, cols));
+        let loss_x = |xv: &[f32]| weighted(&w, &bias_act::cpu_forward(act, xv, Some(&bias), rows, cols));
         check(&format!("{} dx", act.name()), &x, &dz, &loss_x);
         // The bias moves every x of its column; its kinks sit elsewhere, so use a small bias probe.
-        let loss_b =
-            |bv: &[f32]| weighted(&w, &bias_act::cpu_forward(act, &x, Some(bv), rows, cols));
+        let loss_b = |bv: &[f32]| weighted(&w, &bias_act::cpu_forward(act, &x, Some(bv), rows, cols));
         if act != bias_act::Act::Relu && act != bias_act::Act::LeakyRelu {
             check(&format!("{} dbias", act.name()), &bias, &dbias, &loss_b);
         }
@@ -76,23 +74,13 @@ fn batchnorm_backward_matches_finite_differences() {
         let (dx, dgamma, dbeta, dbias) =
             batchnorm::cpu_backward(&w, &out.y, &out.xhat, &gamma, &out.invstd, rows, cols, relu);
         let what = format!("batchnorm relu={relu}");
-        check(&format!("{what} dx"), &x, &dx, &|xv| {
-            weighted(&w, &fwd(xv, &gamma, &beta).y)
-        });
-        check(&format!("{what} dgamma"), &gamma, &dgamma, &|g| {
-            weighted(&w, &fwd(&x, g, &beta).y)
-        });
-        check(&format!("{what} dbeta"), &beta, &dbeta, &|b| {
-            weighted(&w, &fwd(&x, &gamma, b).y)
-        });
+        check(&format!("{what} dx"), &x, &dx, &|xv| weighted(&w, &fwd(xv, &gamma, &beta).y));
+        check(&format!("{what} dgamma"), &gamma, &dgamma, &|g| weighted(&w, &fwd(&x, g, &beta).y));
+        check(&format!("{what} dbeta"), &beta, &dbeta, &|b| weighted(&w, &fwd(&x, &gamma, b).y));
         // A bias before the batch norm shifts a whole column: its gradient is
         // the column sum of dx (zero up to rounding).
         let shift = |bias: &[f32]| {
-            let xs: Vec<f32> = x
-                .iter()
-                .enumerate()
-                .map(|(i, &v)| v + bias[i % cols])
-                .collect();
+            let xs: Vec<f32> = x.iter().enumerate().map(|(i, &v)| v + bias[i % cols]).collect();
             weighted(&w, &fwd(&xs, &gamma, &beta).y)
         };
         check(&format!("{what} dbias"), &vec![0.0; cols], &dbias, &shift);
@@ -105,9 +93,7 @@ fn bce_gradient_matches_finite_differences() {
     let p = uniform_vec(&mut r, 9, 0.1, 0.9);
     for n_zero in [0, 4, 9] {
         let (_, dprob, _, _) = bce::cpu_forward_backward(&p, n_zero);
-        check(&format!("bce n_zero={n_zero}"), &p, &dprob, &|pv| {
-            bce::cpu_forward_backward(pv, n_zero).0 as f64
-        });
+        check(&format!("bce n_zero={n_zero}"), &p, &dprob, &|pv| bce::cpu_forward_backward(pv, n_zero).0 as f64);
     }
 }
 
@@ -119,8 +105,7 @@ fn dense_layer_gradients_match_finite_differences() {
     let x = uniform_vec(&mut r, batch * inp, -1.0, 1.0);
     let wt = uniform_vec(&mut r, out * inp, -1.0, 1.0);
     let up = uniform_vec(&mut r, batch * out, -1.0, 1.0);
-    let fwd =
-        |xv: &[f32], wv: &[f32]| matmul::cpu_matmul(matmul::Form::NT, xv, wv, batch, out, inp);
+    let fwd = |xv: &[f32], wv: &[f32]| matmul::cpu_matmul(matmul::Form::NT, xv, wv, batch, out, inp);
     let dx = matmul::cpu_matmul(matmul::Form::NN, &up, &wt, batch, inp, out);
     let dw = matmul::cpu_matmul(matmul::Form::TN, &up, &x, out, inp, batch);
     check("dense dX", &x, &dx, &|xv| weighted(&up, &fwd(xv, &wt)));

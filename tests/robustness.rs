@@ -47,19 +47,14 @@ fn wait_for_line(out: &Path, at_least_rows: usize, child: &mut std::process::Chi
     let start = Instant::now();
     // losses.csv is written at epoch ends and on stop; poll the state files instead.
     loop {
-        let states = std::fs::read_dir(out.join("checkpoints"))
-            .map(|r| r.count())
-            .unwrap_or(0);
+        let states = std::fs::read_dir(out.join("checkpoints")).map(|r| r.count()).unwrap_or(0);
         if states >= at_least_rows {
             return;
         }
         if let Ok(Some(status)) = child.try_wait() {
             panic!("trainer exited early: {status}");
         }
-        assert!(
-            start.elapsed() < Duration::from_secs(120),
-            "timed out waiting for the trainer"
-        );
+        assert!(start.elapsed() < Duration::from_secs(120), "timed out waiting for the trainer");
         std::thread::sleep(Duration::from_millis(50));
     }
 }
@@ -71,25 +66,14 @@ fn sigterm_saves_state_exits_130_and_resume_is_exact() {
     }
     let dir = tempfile::tempdir().unwrap();
     let full = dir.path().join("full");
-    assert!(small_train(&full, 3)
-        .stdout(Stdio::null())
-        .status()
-        .unwrap()
-        .success());
+    assert!(small_train(&full, 3).stdout(Stdio::null()).status().unwrap().success());
 
     let part = dir.path().join("part");
-    let mut child = small_train(&part, 3)
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut child = small_train(&part, 3).stdout(Stdio::null()).stderr(Stdio::piped()).spawn().unwrap();
     // After the first epoch's files exist, send SIGTERM mid-run.
     wait_for_line(&part, 2, &mut child);
     std::thread::sleep(Duration::from_millis(300));
-    Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .unwrap();
+    Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
     let out = child.wait_with_output().unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
     if out.status.code() == Some(0) {
@@ -99,22 +83,10 @@ fn sigterm_saves_state_exits_130_and_resume_is_exact() {
     }
     assert_eq!(out.status.code(), Some(130), "{stderr}");
     assert!(stderr.contains("saving a resumable state"), "{stderr}");
-    let resumed = small_train(&part, 3)
-        .arg("--resume")
-        .arg(&part)
-        .output()
-        .unwrap();
-    assert!(
-        resumed.status.success(),
-        "{}",
-        String::from_utf8_lossy(&resumed.stderr)
-    );
+    let resumed = small_train(&part, 3).arg("--resume").arg(&part).output().unwrap();
+    assert!(resumed.status.success(), "{}", String::from_utf8_lossy(&resumed.stderr));
     assert!(String::from_utf8_lossy(&resumed.stdout).contains("resuming from"));
-    assert_eq!(
-        loss_columns(&part),
-        loss_columns(&full),
-        "resumed losses differ from the uninterrupted run"
-    );
+    assert_eq!(loss_columns(&part), loss_columns(&full), "resumed losses differ from the uninterrupted run");
 }
 
 #[test]
@@ -124,11 +96,7 @@ fn sigkill_mid_run_leaves_only_loadable_files() {
     }
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("run");
-    let mut child = small_train(&out, 50)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut child = small_train(&out, 50).stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap();
     wait_for_line(&out, 3, &mut child);
     // Kill while it is writing the next epoch's files, as near as timing allows.
     std::thread::sleep(Duration::from_millis(700));
@@ -151,11 +119,7 @@ fn sigkill_mid_run_leaves_only_loadable_files() {
         }
     }
     // And the run resumes from what is there.
-    let r = small_train(&out, 3)
-        .arg("--resume")
-        .arg(&out)
-        .output()
-        .unwrap();
+    let r = small_train(&out, 3).arg("--resume").arg(&out).output().unwrap();
     assert!(r.status.success(), "{}", String::from_utf8_lossy(&r.stderr));
 }
 
@@ -166,31 +130,15 @@ fn divergence_stops_with_the_step_and_keeps_the_last_checkpoint() {
     }
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("run");
-    assert!(small_train(&out, 1)
-        .stdout(Stdio::null())
-        .status()
-        .unwrap()
-        .success());
+    assert!(small_train(&out, 1).stdout(Stdio::null()).status().unwrap().success());
     let before = std::fs::read(out.join("checkpoints/generator_1.safetensors")).unwrap();
     // A learning rate of 1e30 blows the weights up within a few steps.
-    let r = small_train(&out, 3)
-        .args(["--resume", out.to_str().unwrap(), "--lr", "1e30"])
-        .output()
-        .unwrap();
+    let r = small_train(&out, 3).args(["--resume", out.to_str().unwrap(), "--lr", "1e30"]).output().unwrap();
     let stderr = String::from_utf8_lossy(&r.stderr);
     assert_eq!(r.status.code(), Some(1), "{stderr}");
-    assert!(
-        stderr.contains("training diverged: non-finite loss at epoch 1, step"),
-        "{stderr}"
-    );
-    assert!(
-        stderr.contains("last good checkpoint is epoch 1"),
-        "{stderr}"
-    );
-    assert_eq!(
-        std::fs::read(out.join("checkpoints/generator_1.safetensors")).unwrap(),
-        before
-    );
+    assert!(stderr.contains("training diverged: non-finite loss at epoch 1, step"), "{stderr}");
+    assert!(stderr.contains("last good checkpoint is epoch 1"), "{stderr}");
+    assert_eq!(std::fs::read(out.join("checkpoints/generator_1.safetensors")).unwrap(), before);
     assert!(!out.join("checkpoints/generator_2.safetensors").exists());
 }
 
@@ -199,16 +147,10 @@ fn unwritable_out_fails_before_training() {
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("a-file");
     std::fs::write(&file, b"x").unwrap();
-    let r = gan()
-        .args(["train", "--limit", "256", "--out", file.to_str().unwrap()])
-        .output()
-        .unwrap();
+    let r = gan().args(["train", "--limit", "256", "--out", file.to_str().unwrap()]).output().unwrap();
     let stderr = String::from_utf8_lossy(&r.stderr);
     assert_eq!(r.status.code(), Some(1), "{stderr}");
-    assert!(
-        stderr.contains("a-file") && !stderr.contains("panicked"),
-        "{stderr}"
-    );
+    assert!(stderr.contains("a-file") && !stderr.contains("panicked"), "{stderr}");
     assert!(!String::from_utf8_lossy(&r.stdout).contains("Epoch:"));
 }
 
@@ -297,51 +239,27 @@ fn idx_reader_survives_truncation_bit_flips_and_random_bytes() {
     for _ in 0..2000 {
         let n = r.random_range(0..64);
         let b: Vec<u8> = (0..n).map(|_| r.random()).collect();
-        let _ = no_panic("random", || {
-            data::images_from_bytes(&b, Path::new("random"), None)
-        });
+        let _ = no_panic("random", || data::images_from_bytes(&b, Path::new("random"), None));
     }
     let huge = data::idx_bytes(1 << 20, 4096, 4096, &[]);
-    let e = data::images_from_bytes(&huge, Path::new("huge"), None)
-        .unwrap_err()
-        .to_string();
-    assert!(
-        e.contains("more than the") || e.contains("truncated"),
-        "{e}"
-    );
+    let e = data::images_from_bytes(&huge, Path::new("huge"), None).unwrap_err().to_string();
+    assert!(e.contains("more than the") || e.contains("truncated"), "{e}");
     // Specific cases, each with its message.
     let cases: Vec<(&str, Vec<u8>, &str)> = vec![
         ("empty", vec![], "empty file"),
         ("magic", vec![1, 2, 3, 4, 0, 0, 0, 0], "wrong magic number"),
-        (
-            "labels-as-images",
-            vec![0, 0, 8, 1, 0, 0, 0, 1, 5],
-            "expected 3",
-        ),
-        (
-            "zero-side",
-            data::idx_bytes(1, 0, 4, &[]),
-            "absurd image size",
-        ),
+        ("labels-as-images", vec![0, 0, 8, 1, 0, 0, 0, 1, 5], "expected 3"),
+        ("zero-side", data::idx_bytes(1, 0, 4, &[]), "absurd image size"),
     ];
     for (name, b, want) in cases {
-        let e = data::images_from_bytes(&b, Path::new(name), None)
-            .unwrap_err()
-            .to_string();
+        let e = data::images_from_bytes(&b, Path::new(name), None).unwrap_err().to_string();
         assert!(e.contains(want), "{name}: {e}");
     }
-    let e = data::images_from_bytes(&raw, Path::new("fake.gz"), None)
-        .unwrap_err()
-        .to_string();
+    let e = data::images_from_bytes(&raw, Path::new("fake.gz"), None).unwrap_err().to_string();
     assert!(e.contains("not a gzip file"), "{e}");
     let labels = [0u8, 0, 8, 1, 0, 0, 0, 5, 1, 2, 3, 4, 5];
-    let e = data::images_from_bytes(
-        &raw,
-        Path::new("imgs"),
-        Some((&labels, Path::new("labels"))),
-    )
-    .unwrap_err()
-    .to_string();
+    let e =
+        data::images_from_bytes(&raw, Path::new("imgs"), Some((&labels, Path::new("labels")))).unwrap_err().to_string();
     assert!(e.contains("5 labels for 6 images"), "{e}");
     assert!(start.elapsed() < Duration::from_secs(60));
 }
@@ -354,23 +272,13 @@ fn checkpoint_loader_survives_corruption_and_names_tensors() {
     let mut r = common::rng(5);
     let params = spec.init_params(&mut r);
     let good = dir.path().join("d.safetensors");
-    checkpoint::save_network(
-        &good,
-        &spec,
-        &params,
-        &[None, None, None],
-        Default::default(),
-    )
-    .unwrap();
+    checkpoint::save_network(&good, &spec, &params, &[None, None, None], Default::default()).unwrap();
     let bytes = std::fs::read(&good).unwrap();
     let bad = dir.path().join("bad.safetensors");
     // Truncations at many lengths, and bit flips: errors, never panics.
     for len in (0..bytes.len()).step_by(bytes.len() / 400 + 1) {
         std::fs::write(&bad, &bytes[..len]).unwrap();
-        assert!(
-            no_panic("truncated", || checkpoint::load_network(&bad, &spec)).is_err(),
-            "accepted {len} bytes"
-        );
+        assert!(no_panic("truncated", || checkpoint::load_network(&bad, &spec)).is_err(), "accepted {len} bytes");
     }
     for _ in 0..300 {
         let mut b = bytes.clone();
@@ -383,42 +291,20 @@ fn checkpoint_loader_survives_corruption_and_names_tensors() {
     let other = gan_wgpu::model::discriminator_spec(5);
     let p5 = other.init_params(&mut r);
     checkpoint::save_network(&bad, &other, &p5, &[None, None, None], Default::default()).unwrap();
-    let e = checkpoint::load_network(&bad, &spec)
-        .err()
-        .unwrap()
-        .to_string();
-    assert!(
-        e.contains("'model.0.weight' has shape [512, 5], expected [512, 4]"),
-        "{e}"
-    );
-    let tensors = vec![(
-        "model.0.weight".to_string(),
-        checkpoint::OwnedTensor::f32(vec![512, 4], &vec![0.0; 2048]),
-    )];
+    let e = checkpoint::load_network(&bad, &spec).err().unwrap().to_string();
+    assert!(e.contains("'model.0.weight' has shape [512, 5], expected [512, 4]"), "{e}");
+    let tensors = vec![("model.0.weight".to_string(), checkpoint::OwnedTensor::f32(vec![512, 4], &vec![0.0; 2048]))];
     checkpoint::save_safetensors(&bad, &tensors, Default::default()).unwrap();
-    let e = checkpoint::load_network(&bad, &spec)
-        .err()
-        .unwrap()
-        .to_string();
+    let e = checkpoint::load_network(&bad, &spec).err().unwrap().to_string();
     assert!(e.contains("tensor 'model.0.bias' is missing"), "{e}");
     let tensors = vec![(
         "model.0.weight".to_string(),
-        checkpoint::OwnedTensor {
-            dtype: safetensors::Dtype::F16,
-            shape: vec![512, 4],
-            data: vec![0; 4096],
-        },
+        checkpoint::OwnedTensor { dtype: safetensors::Dtype::F16, shape: vec![512, 4], data: vec![0; 4096] },
     )];
     checkpoint::save_safetensors(&bad, &tensors, Default::default()).unwrap();
-    let e = checkpoint::load_network(&bad, &spec)
-        .err()
-        .unwrap()
-        .to_string();
+    let e = checkpoint::load_network(&bad, &spec).err().unwrap().to_string();
     assert!(e.contains("dtype F16, expected F32"), "{e}");
-    let e = checkpoint::load_network(&dir.path().join("absent.safetensors"), &spec)
-        .err()
-        .unwrap()
-        .to_string();
+    let e = checkpoint::load_network(&dir.path().join("absent.safetensors"), &spec).err().unwrap().to_string();
     assert!(e.contains("absent.safetensors"), "{e}");
 }
 
@@ -427,28 +313,52 @@ fn npy_reader_rejects_what_it_cannot_read() {
     let dir = tempfile::tempdir().unwrap();
     let p = dir.path().join("z.npy");
     std::fs::write(&p, checkpoint::npy_bytes(&[3, 4], &[1.0; 12])).unwrap();
-    assert_eq!(
-        checkpoint::read_npy_f32_2d(&p).unwrap(),
-        (3, 4, vec![1.0; 12])
-    );
+    assert_eq!(checkpoint::read_npy_f32_2d(&p).unwrap(), (3, 4, vec![1.0; 12]));
     let mut f64_file = checkpoint::npy_bytes(&[3, 4], &[1.0; 12]);
     let at = f64_file.windows(3).position(|w| w == b"<f4").unwrap();
     f64_file[at + 2] = b'8';
     std::fs::write(&p, &f64_file).unwrap();
-    assert!(checkpoint::read_npy_f32_2d(&p)
-        .unwrap_err()
-        .to_string()
-        .contains("expected float32"));
+    assert!(checkpoint::read_npy_f32_2d(&p).unwrap_err().to_string().contains("expected float32"));
     std::fs::write(&p, checkpoint::npy_bytes(&[12], &[1.0; 12])).unwrap();
-    assert!(checkpoint::read_npy_f32_2d(&p)
-        .unwrap_err()
-        .to_string()
-        .contains("2-D array"));
+    assert!(checkpoint::read_npy_f32_2d(&p).unwrap_err().to_string().contains("2-D array"));
     let mut short = checkpoint::npy_bytes(&[3, 4], &[1.0; 12]);
     short.truncate(short.len() - 4);
     std::fs::write(&p, &short).unwrap();
-    assert!(checkpoint::read_npy_f32_2d(&p)
-        .unwrap_err()
-        .to_string()
-        .contains("needs 48 bytes"));
+    assert!(checkpoint::read_npy_f32_2d(&p).unwrap_err().to_string().contains("needs 48 bytes"));
+}
+
+#[test]
+fn disk_full_is_one_clear_error_and_leaves_no_partial_files() {
+    if !have_gpu() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let mnt = dir.path().join("small-disk");
+    std::fs::create_dir_all(&mnt).unwrap();
+    // A 12 MiB disk: room for epoch 1's checkpoints (8 MiB), not for the
+    // 24 MiB training state that follows them.
+    let mounted =
+        Command::new("mount").args(["-t", "tmpfs", "-o", "size=12m", "tmpfs", mnt.to_str().unwrap()]).status();
+    if !mounted.map(|s| s.success()).unwrap_or(false) {
+        eprintln!("SKIPPING disk-full test: cannot mount a small tmpfs here (needs root)");
+        return;
+    }
+    let out = mnt.join("run");
+    let r = small_train(&out, 2).output();
+    let listing: Vec<String> = std::fs::read_dir(out.join("checkpoints"))
+        .map(|rd| rd.map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect())
+        .unwrap_or_default();
+    let g1 = checkpoint::load_network(
+        &out.join("checkpoints/generator_1.safetensors"),
+        &gan_wgpu::model::generator_spec(100, 784),
+    );
+    Command::new("umount").arg(&mnt).status().unwrap();
+    let r = r.unwrap();
+    let stderr = String::from_utf8_lossy(&r.stderr);
+    assert_eq!(r.status.code(), Some(1), "{stderr}");
+    assert_eq!(stderr.trim().lines().count(), 1, "{stderr}");
+    assert!(stderr.contains("state_0001_00000.safetensors") && stderr.contains("No space left on device"), "{stderr}");
+    assert!(listing.iter().all(|n| !n.ends_with(".tmp")), "temporary files left: {listing:?}");
+    assert!(!listing.iter().any(|n| n.starts_with("state_")), "a partial state was left: {listing:?}");
+    g1.expect("the epoch 1 generator stays loadable");
 }

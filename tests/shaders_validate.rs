@@ -3,14 +3,11 @@
 use gan_wgpu::kernels::SHADERS;
 
 fn validate(name: &str, source: &str) -> Result<(), String> {
-    let module = naga::front::wgsl::parse_str(source)
-        .map_err(|e| format!("{name}: parse: {}", e.emit_to_string(source)))?;
-    naga::valid::Validator::new(
-        naga::valid::ValidationFlags::all(),
-        naga::valid::Capabilities::all(),
-    )
-    .validate(&module)
-    .map_err(|e| format!("{name}: validation: {}", e.emit_to_string(source)))?;
+    let module =
+        naga::front::wgsl::parse_str(source).map_err(|e| format!("{name}: parse: {}", e.emit_to_string(source)))?;
+    naga::valid::Validator::new(naga::valid::ValidationFlags::all(), naga::valid::Capabilities::all())
+        .validate(&module)
+        .map_err(|e| format!("{name}: validation: {}", e.emit_to_string(source)))?;
     Ok(())
 }
 
@@ -36,19 +33,9 @@ fn every_shader_file_is_embedded_and_valid() {
 #[test]
 fn each_shader_starts_with_its_math_shapes_and_bindings() {
     for (name, source) in SHADERS {
-        let header: String = source
-            .lines()
-            .take_while(|l| l.starts_with("//"))
-            .collect::<Vec<_>>()
-            .join("\n");
-        assert!(
-            header.starts_with(&format!("// {name}")),
-            "{name}: header should start with its name"
-        );
-        assert!(
-            header.contains("Bindings"),
-            "{name}: header lacks the binding table"
-        );
+        let header: String = source.lines().take_while(|l| l.starts_with("//")).collect::<Vec<_>>().join("\n");
+        assert!(header.starts_with(&format!("// {name}")), "{name}: header should start with its name");
+        assert!(header.contains("Bindings"), "{name}: header lacks the binding table");
     }
 }
 

@@ -10,11 +10,7 @@ use rand::Rng;
 
 fn rss_bytes() -> u64 {
     let statm = std::fs::read_to_string("/proc/self/statm").unwrap_or_default();
-    let pages: u64 = statm
-        .split_whitespace()
-        .nth(1)
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0);
+    let pages: u64 = statm.split_whitespace().nth(1).and_then(|v| v.parse().ok()).unwrap_or(0);
     pages * 4096
 }
 
@@ -32,12 +28,7 @@ fn thousands_of_steps_keep_memory_flat() {
         source: "random".into(),
     };
     let batch = 4;
-    let cfg = GanConfig {
-        batch,
-        latent: 100,
-        seed: 3,
-        adam: AdamConfig::default(),
-    };
+    let cfg = GanConfig { batch, latent: 100, seed: 3, adam: AdamConfig::default() };
     let gp = model::generator_spec(100, 784).init_params(&mut r);
     let dp = model::discriminator_spec(784).init_params(&mut r);
     let gan = Gan::new(ctx, cfg, &data, &gp, &dp).unwrap();
@@ -49,8 +40,7 @@ fn thousands_of_steps_keep_memory_flat() {
         for _ in 0..count {
             let batch_in_epoch = (*step as usize) % steps_per_epoch;
             if batch_in_epoch == 0 {
-                gan.start_epoch(ctx, *step as usize / steps_per_epoch, 0, *step)
-                    .unwrap();
+                gan.start_epoch(ctx, *step as usize / steps_per_epoch, 0, *step).unwrap();
             }
             let tag = ((*step + 1) % 10 == 0).then_some((0, batch_in_epoch, *step + 1));
             for (_, _, _, m) in runner.step(ctx, &gan, tag).unwrap() {
@@ -81,13 +71,6 @@ fn thousands_of_steps_keep_memory_flat() {
         rss_b as f64 / 1048576.0
     );
     assert_eq!(readings, 220, "one reading every 10 steps");
-    assert_eq!(
-        (buffers_a, bytes_a),
-        (buffers_b, bytes_b),
-        "GPU memory changed between step 200 and step 2200"
-    );
-    assert!(
-        rss_b < rss_a + 4 * 1048576,
-        "host memory grew from {rss_a} to {rss_b} bytes"
-    );
+    assert_eq!((buffers_a, bytes_a), (buffers_b, bytes_b), "GPU memory changed between step 200 and step 2200");
+    assert!(rss_b < rss_a + 4 * 1048576, "host memory grew from {rss_a} to {rss_b} bytes");
 }

@@ -30,12 +30,7 @@ fn three_gpu_steps_match_the_cpu_reference() {
     let Some(ctx) = ctx() else { return };
     let batch = 64;
     let set = random_set(3 * batch, 28, 28, 7);
-    let cfg = GanConfig {
-        batch,
-        latent: 100,
-        seed: 42,
-        adam: AdamConfig::default(),
-    };
+    let cfg = GanConfig { batch, latent: 100, seed: 42, adam: AdamConfig::default() };
     let mut init = rng(1);
     let g_spec = model::generator_spec(cfg.latent, set.dim());
     let d_spec = model::discriminator_spec(set.dim());
@@ -61,56 +56,25 @@ fn three_gpu_steps_match_the_cpu_reference() {
         let want = cpu_step.metrics;
         let got = gan.read_metrics(ctx).unwrap();
         let what = format!("step {step}");
-        assert_close(
-            &format!("{what} loss_d"),
-            &[got.loss_d],
-            &[want.loss_d],
-            1e-5,
-            1e-4,
-        );
-        assert_close(
-            &format!("{what} loss_g"),
-            &[got.loss_g],
-            &[want.loss_g],
-            1e-5,
-            1e-4,
-        );
-        assert_close(
-            &format!("{what} D(x)"),
-            &[got.d_real],
-            &[want.d_real],
-            1e-5,
-            1e-4,
-        );
-        assert_close(
-            &format!("{what} D(G(z))"),
-            &[got.d_fake],
-            &[want.d_fake],
-            1e-5,
-            1e-4,
-        );
+        assert_close(&format!("{what} loss_d"), &[got.loss_d], &[want.loss_d], 1e-5, 1e-4);
+        assert_close(&format!("{what} loss_g"), &[got.loss_g], &[want.loss_g], 1e-5, 1e-4);
+        assert_close(&format!("{what} D(x)"), &[got.d_real], &[want.d_real], 1e-5, 1e-4);
+        assert_close(&format!("{what} D(G(z))"), &[got.d_fake], &[want.d_fake], 1e-5, 1e-4);
 
-        for (net, cpu, cpu_grads, noisy) in [
-            (&gan.g, &g, &cpu_step.g_grads, &mut noisy_g),
-            (&gan.d, &d, &cpu_step.d_grads, &mut noisy_d),
-        ] {
+        for (net, cpu, cpu_grads, noisy) in
+            [(&gan.g, &g, &cpu_step.g_grads, &mut noisy_g), (&gan.d, &d, &cpu_step.d_grads, &mut noisy_d)]
+        {
             let params = net.params.read_f32(ctx).unwrap();
             let grads = net.grads.read_f32(ctx).unwrap();
             for (name, shape, off) in &net.layout.entries {
                 let n: usize = shape.iter().product();
                 let range = *off..off + n;
                 let what = format!("{what} {}.{name}", net.spec.name);
-                let before_bn = cpu
-                    .spec
-                    .layers
-                    .iter()
-                    .any(|l| l.bn.is_some() && *name == format!("{}.bias", l.name));
+                let before_bn = cpu.spec.layers.iter().any(|l| l.bn.is_some() && *name == format!("{}.bias", l.name));
                 // Gradients: to 1e-3 of the tensor's largest gradient. A bias
                 // feeding a batch norm has a true gradient of exactly zero
                 // (batch norm removes the mean): both sides must be near it.
-                let scale = cpu_grads[range.clone()]
-                    .iter()
-                    .fold(0f32, |m, v| m.max(v.abs()));
+                let scale = cpu_grads[range.clone()].iter().fold(0f32, |m, v| m.max(v.abs()));
                 if before_bn {
                     assert_close(
                         &format!("{what} gradient (true value 0)"),
@@ -145,15 +109,14 @@ fn three_gpu_steps_match_the_cpu_reference() {
                     noisy[i] |= before_bn || cpu_grads[i].abs() < 1e-4 * scale;
                 }
                 for i in range.clone() {
-                    let tol = if noisy[i] {
-                        2.0 * lr * step as f32
-                    } else {
-                        2e-5 + 1e-3 * cpu.params[i].abs()
-                    };
+                    let tol = if noisy[i] { 2.0 * lr * step as f32 } else { 2e-5 + 1e-3 * cpu.params[i].abs() };
                     assert!(
                         (params[i] - cpu.params[i]).abs() <= tol,
                         "{what}: element {} gpu {} cpu {} (tolerance {tol}, gradient {} of scale {scale})",
-                        i - off, params[i], cpu.params[i], cpu_grads[i]
+                        i - off,
+                        params[i],
+                        cpu.params[i],
+                        cpu_grads[i]
                     );
                 }
             }
@@ -161,20 +124,8 @@ fn three_gpu_steps_match_the_cpu_reference() {
         let bn = gan.g.read_bn(ctx, step as i64).unwrap();
         for (i, (gpu, cpu)) in bn.iter().zip(&g.bn).enumerate() {
             if let (Some(a), Some(b)) = (gpu, cpu) {
-                assert_close(
-                    &format!("{what} bn{i} running_mean"),
-                    &a.running_mean,
-                    &b.running_mean,
-                    1e-5,
-                    1e-4,
-                );
-                assert_close(
-                    &format!("{what} bn{i} running_var"),
-                    &a.running_var,
-                    &b.running_var,
-                    1e-5,
-                    1e-4,
-                );
+                assert_close(&format!("{what} bn{i} running_mean"), &a.running_mean, &b.running_mean, 1e-5, 1e-4);
+                assert_close(&format!("{what} bn{i} running_var"), &a.running_var, &b.running_var, 1e-5, 1e-4);
                 assert_eq!(b.num_batches_tracked, step as i64);
             }
         }
@@ -193,31 +144,15 @@ fn three_gpu_steps_match_the_cpu_reference() {
     let perm = Gan::permutation(42, 0, set.count);
     let d_in = gan.d_input.read_f32(ctx).unwrap();
     let want = gan_wgpu::kernels::gather::cpu_gather(&set.pixels, set.dim(), &perm, 2, batch);
-    assert_close(
-        "third real batch",
-        &d_in[batch * set.dim()..],
-        &want,
-        0.0,
-        0.0,
-    );
+    assert_close("third real batch", &d_in[batch * set.dim()..], &want, 0.0, 0.0);
 }
 
-fn small_run(
-    out: &std::path::Path,
-    epochs: usize,
-    resume: bool,
-    stop_after: Option<u64>,
-) -> train::RunSummary {
+fn small_run(out: &std::path::Path, epochs: usize, resume: bool, stop_after: Option<u64>) -> train::RunSummary {
     let ctx = ctx().expect("adapter");
     let set = random_set(96, 28, 28, 3);
     let cfg = TrainConfig {
         epochs,
-        gan: GanConfig {
-            batch: 32,
-            latent: 100,
-            seed: 9,
-            adam: AdamConfig::default(),
-        },
+        gan: GanConfig { batch: 32, latent: 100, seed: 9, adam: AdamConfig::default() },
         log_every: 1,
         out: out.to_path_buf(),
         resume: resume.then(|| out.to_path_buf()),
@@ -251,20 +186,8 @@ fn resume_gives_bit_identical_losses() {
         assert_eq!(resumed.losses.len(), full.losses.len());
         for (a, b) in resumed.losses.iter().zip(&full.losses) {
             assert_eq!(
-                (
-                    a.step,
-                    a.loss_d.to_bits(),
-                    a.loss_g.to_bits(),
-                    a.d_real.to_bits(),
-                    a.d_fake.to_bits()
-                ),
-                (
-                    b.step,
-                    b.loss_d.to_bits(),
-                    b.loss_g.to_bits(),
-                    b.d_real.to_bits(),
-                    b.d_fake.to_bits()
-                ),
+                (a.step, a.loss_d.to_bits(), a.loss_g.to_bits(), a.d_real.to_bits(), a.d_fake.to_bits()),
+                (b.step, b.loss_d.to_bits(), b.loss_g.to_bits(), b.d_real.to_bits(), b.d_fake.to_bits()),
                 "step {}",
                 a.step
             );
@@ -272,18 +195,11 @@ fn resume_gives_bit_identical_losses() {
     }
     // The final generators are identical too.
     let load = |p: &std::path::Path| {
-        checkpoint::load_network(
-            &p.join("checkpoints/generator_3.safetensors"),
-            &model::generator_spec(100, 784),
-        )
-        .unwrap()
+        checkpoint::load_network(&p.join("checkpoints/generator_3.safetensors"), &model::generator_spec(100, 784))
+            .unwrap()
     };
     let (a, b) = (load(&dir.path().join("full")), load(&part));
-    assert!(a
-        .params
-        .iter()
-        .zip(&b.params)
-        .all(|(x, y)| x.to_bits() == y.to_bits()));
+    assert!(a.params.iter().zip(&b.params).all(|(x, y)| x.to_bits() == y.to_bits()));
     assert_eq!(a.bn, b.bn);
 }
 
@@ -308,43 +224,29 @@ fn a_short_run_writes_every_output_and_checkpoints_round_trip() {
         "fixed_latent.npy",
     ] {
         let p = out.join(f);
-        assert!(
-            p.is_file() && std::fs::metadata(&p).unwrap().len() > 0,
-            "missing {f}"
-        );
+        assert!(p.is_file() && std::fs::metadata(&p).unwrap().len() > 0, "missing {f}");
     }
     let csv = std::fs::read_to_string(out.join("losses.csv")).unwrap();
     assert!(csv.starts_with("epoch,step,loss_d,loss_g,d_x,d_g_z,seconds\n"));
     assert_eq!(csv.lines().count(), 1 + 6);
-    let gif = image::codecs::gif::GifDecoder::new(std::io::Cursor::new(
-        std::fs::read(out.join("progress.gif")).unwrap(),
-    ))
-    .unwrap();
+    let gif =
+        image::codecs::gif::GifDecoder::new(std::io::Cursor::new(std::fs::read(out.join("progress.gif")).unwrap()))
+            .unwrap();
     assert_eq!(image::AnimationDecoder::into_frames(gif).count(), 2);
 
     // The generator checkpoint, read back, gives the epoch grid exactly.
     let spec = model::generator_spec(100, 784);
-    let ck =
-        checkpoint::load_network(&out.join("checkpoints/generator_2.safetensors"), &spec).unwrap();
+    let ck = checkpoint::load_network(&out.join("checkpoints/generator_2.safetensors"), &spec).unwrap();
     assert_eq!(ck.bn[1].as_ref().unwrap().num_batches_tracked, 6);
     let counters = gan_wgpu::GpuTensor::zeros(ctx, &[4], "counters");
-    let g = GpuNet::new(
-        ctx,
-        spec.clone(),
-        &ck.params,
-        &counters,
-        AdamConfig::default(),
-    )
-    .unwrap();
+    let g = GpuNet::new(ctx, spec.clone(), &ck.params, &counters, AdamConfig::default()).unwrap();
     g.write_bn(ctx, &ck.bn).unwrap();
     let sampler = train::Sampler::new(ctx, &g, 25).unwrap();
     let (rows, cols, latent) = checkpoint::read_npy_f32_2d(&out.join("fixed_latent.npy")).unwrap();
     assert_eq!((rows, cols), (25, 100));
     assert_eq!(latent, train::fixed_latent(100));
     let imgs = train::images_from_outputs(&sampler.run(ctx, &latent).unwrap(), 784);
-    let grid = image::open(out.join("images/test_2.png"))
-        .unwrap()
-        .to_luma8();
+    let grid = image::open(out.join("images/test_2.png")).unwrap().to_luma8();
     let (scale, pad, cell) = (4u32, 4u32, 28 * 4 + 4);
     for (i, img) in imgs.iter().enumerate() {
         let (gx, gy) = (pad + (i as u32 % 5) * cell, pad + (i as u32 / 5) * cell);
@@ -369,10 +271,7 @@ fn a_short_run_writes_every_output_and_checkpoints_round_trip() {
         .err()
         .unwrap()
         .to_string();
-    assert!(
-        err.contains("discriminator checkpoint, a generator checkpoint is expected"),
-        "{err}"
-    );
+    assert!(err.contains("discriminator checkpoint, a generator checkpoint is expected"), "{err}");
 }
 
 #[test]
@@ -390,11 +289,7 @@ fn idx_reader_reads_raw_and_gzip() {
     std::fs::remove_file(train.join("train-images-idx3-ubyte")).unwrap();
     let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
     gz.write_all(&bytes).unwrap();
-    std::fs::write(
-        train.join("train-images-idx3-ubyte.gz"),
-        gz.finish().unwrap(),
-    )
-    .unwrap();
+    std::fs::write(train.join("train-images-idx3-ubyte.gz"), gz.finish().unwrap()).unwrap();
     let mut labels = vec![0, 0, 8, 1, 0, 0, 0, 5];
     labels.extend_from_slice(&[1, 2, 3, 4, 5]);
     std::fs::write(train.join("train-labels-idx1-ubyte"), &labels).unwrap();

@@ -18,12 +18,7 @@ pub struct AdamConfig {
 impl Default for AdamConfig {
     /// The tutorial's settings.
     fn default() -> Self {
-        AdamConfig {
-            lr: 2e-4,
-            beta1: 0.5,
-            beta2: 0.999,
-            eps: 1e-8,
-        }
+        AdamConfig { lr: 2e-4, beta1: 0.5, beta2: 0.999, eps: 1e-8 }
     }
 }
 
@@ -62,11 +57,7 @@ impl Adam {
             if t.numel() != n {
                 return Err(GanError::shape(
                     &t.label,
-                    format!(
-                        "adam: {} elements, parameters '{}' have {n}",
-                        t.numel(),
-                        param.label
-                    ),
+                    format!("adam: {} elements, parameters '{}' have {n}", t.numel(), param.label),
                 ));
             }
         }
@@ -75,14 +66,7 @@ impl Adam {
             "adam.wgsl",
             SOURCE,
             "adam_update",
-            &[
-                Slot::Uniform,
-                Slot::ReadWrite,
-                Slot::Read,
-                Slot::ReadWrite,
-                Slot::ReadWrite,
-                Slot::Read,
-            ],
+            &[Slot::Uniform, Slot::ReadWrite, Slot::Read, Slot::ReadWrite, Slot::ReadWrite, Slot::Read],
             &[],
         );
         let params = uniform(ctx, &param.label, &Self::pack(n, config));
@@ -100,31 +84,16 @@ impl Adam {
             ],
             grid_1d(n, 256),
         );
-        Ok(Adam {
-            dispatch,
-            params,
-            n,
-        })
+        Ok(Adam { dispatch, params, n })
     }
 
     fn pack(n: usize, c: AdamConfig) -> Params {
-        Params {
-            n: n as u32,
-            lr: c.lr,
-            beta1: c.beta1,
-            beta2: c.beta2,
-            eps: c.eps,
-            _pad: [0; 3],
-        }
+        Params { n: n as u32, lr: c.lr, beta1: c.beta1, beta2: c.beta2, eps: c.eps, _pad: [0; 3] }
     }
 
     /// Changes lr/betas/eps for the next recorded updates; nothing is rebuilt.
     pub fn set_config(&self, ctx: &GpuContext, config: AdamConfig) {
-        ctx.queue.write_buffer(
-            &self.params,
-            0,
-            bytemuck::bytes_of(&Self::pack(self.n, config)),
-        );
+        ctx.queue.write_buffer(&self.params, 0, bytemuck::bytes_of(&Self::pack(self.n, config)));
     }
 
     pub fn record(&self, pass: &mut wgpu::ComputePass<'_>) {
@@ -133,14 +102,7 @@ impl Adam {
 }
 
 /// CPU reference of one update at step `t` (1-based), in the order PyTorch computes it.
-pub fn cpu_adam_update(
-    config: AdamConfig,
-    t: u32,
-    param: &mut [f32],
-    grad: &[f32],
-    m: &mut [f32],
-    v: &mut [f32],
-) {
+pub fn cpu_adam_update(config: AdamConfig, t: u32, param: &mut [f32], grad: &[f32], m: &mut [f32], v: &mut [f32]) {
     let bias1 = 1.0 - (config.beta1 as f64).powi(t as i32);
     let bias2 = 1.0 - (config.beta2 as f64).powi(t as i32);
     for i in 0..param.len() {

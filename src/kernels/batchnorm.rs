@@ -49,31 +49,17 @@ pub fn forward_train(
 ) -> Result<Dispatch> {
     let [rows, cols] = x.dims2()?;
     y.expect_shape(&[rows, cols])?;
-    check_features(
-        cols,
-        &[bn.gamma, bn.beta, bn.running_mean, bn.running_var, invstd],
-    )?;
+    check_features(cols, &[bn.gamma, bn.beta, bn.running_mean, bn.running_var, invstd])?;
     use Slot::*;
     let kern = kernel(
         ctx,
         "batchnorm.wgsl",
         SOURCE,
         "bn_forward_train",
-        &[
-            Uniform, Read, Read, ReadWrite, ReadWrite, ReadWrite, ReadWrite, ReadWrite,
-        ],
+        &[Uniform, Read, Read, ReadWrite, ReadWrite, ReadWrite, ReadWrite, ReadWrite],
         &relu_constant(relu),
     );
-    let p = uniform(
-        ctx,
-        &x.label,
-        &Params {
-            rows: rows as u32,
-            cols: cols as u32,
-            momentum: MOMENTUM,
-            eps: EPS,
-        },
-    );
+    let p = uniform(ctx, &x.label, &Params { rows: rows as u32, cols: cols as u32, momentum: MOMENTUM, eps: EPS });
     Ok(Dispatch::new(
         ctx,
         &kern,
@@ -93,13 +79,7 @@ pub fn forward_train(
 }
 
 /// Evaluation forward from running statistics; x is left unchanged.
-pub fn forward_eval(
-    ctx: &GpuContext,
-    x: &GpuTensor,
-    y: &GpuTensor,
-    bn: &BnTensors,
-    relu: bool,
-) -> Result<Dispatch> {
+pub fn forward_eval(ctx: &GpuContext, x: &GpuTensor, y: &GpuTensor, bn: &BnTensors, relu: bool) -> Result<Dispatch> {
     let [rows, cols] = x.dims2()?;
     y.expect_shape(&[rows, cols])?;
     check_features(cols, &[bn.gamma, bn.beta, bn.running_mean, bn.running_var])?;
@@ -109,21 +89,10 @@ pub fn forward_eval(
         "batchnorm.wgsl",
         SOURCE,
         "bn_forward_eval",
-        &[
-            Uniform, Read, Read, ReadWrite, ReadWrite, ReadWrite, ReadWrite,
-        ],
+        &[Uniform, Read, Read, ReadWrite, ReadWrite, ReadWrite, ReadWrite],
         &relu_constant(relu),
     );
-    let p = uniform(
-        ctx,
-        &x.label,
-        &Params {
-            rows: rows as u32,
-            cols: cols as u32,
-            momentum: MOMENTUM,
-            eps: EPS,
-        },
-    );
+    let p = uniform(ctx, &x.label, &Params { rows: rows as u32, cols: cols as u32, momentum: MOMENTUM, eps: EPS });
     Ok(Dispatch::new(
         ctx,
         &kern,
@@ -164,10 +133,7 @@ pub fn backward(
     let [rows, cols] = dy.dims2()?;
     y.expect_shape(&[rows, cols])?;
     xhat.expect_shape(&[rows, cols])?;
-    check_features(
-        cols,
-        &[gamma, invstd, grads.dgamma, grads.dbeta, grads.dbias],
-    )?;
+    check_features(cols, &[gamma, invstd, grads.dgamma, grads.dbeta, grads.dbias])?;
     use Slot::*;
     let kern = kernel(
         ctx,
@@ -175,21 +141,12 @@ pub fn backward(
         SOURCE,
         "bn_backward",
         &[
-            Uniform, Read, Unused, ReadWrite, ReadWrite, Unused, Unused, ReadWrite, ReadWrite,
-            ReadWrite, ReadWrite, ReadWrite,
+            Uniform, Read, Unused, ReadWrite, ReadWrite, Unused, Unused, ReadWrite, ReadWrite, ReadWrite, ReadWrite,
+            ReadWrite,
         ],
         &relu_constant(relu),
     );
-    let p = uniform(
-        ctx,
-        &dy.label,
-        &Params {
-            rows: rows as u32,
-            cols: cols as u32,
-            momentum: MOMENTUM,
-            eps: EPS,
-        },
-    );
+    let p = uniform(ctx, &dy.label, &Params { rows: rows as u32, cols: cols as u32, momentum: MOMENTUM, eps: EPS });
     Ok(Dispatch::new(
         ctx,
         &kern,
@@ -236,18 +193,11 @@ pub fn cpu_forward_train(
     running_var: &mut [f32],
     relu: bool,
 ) -> CpuBnForward {
-    let mut out = CpuBnForward {
-        xhat: vec![0.0; rows * cols],
-        y: vec![0.0; rows * cols],
-        invstd: vec![0.0; cols],
-    };
+    let mut out = CpuBnForward { xhat: vec![0.0; rows * cols], y: vec![0.0; rows * cols], invstd: vec![0.0; cols] };
     let n = rows as f64;
     for c in 0..cols {
         let mean = (0..rows).map(|r| x[r * cols + c] as f64).sum::<f64>() / n;
-        let var = (0..rows)
-            .map(|r| (x[r * cols + c] as f64 - mean).powi(2))
-            .sum::<f64>()
-            / n;
+        let var = (0..rows).map(|r| (x[r * cols + c] as f64 - mean).powi(2)).sum::<f64>() / n;
         let inv = 1.0 / (var + EPS as f64).sqrt();
         out.invstd[c] = inv as f32;
         let unbiased = var * n / (n - 1.0).max(1.0);
@@ -308,9 +258,7 @@ pub fn cpu_backward(
             dy[i] as f64 * d
         };
         let sum_g: f64 = (0..rows).map(|r| g(r * cols + c)).sum();
-        let sum_gx: f64 = (0..rows)
-            .map(|r| g(r * cols + c) * xhat[r * cols + c] as f64)
-            .sum();
+        let sum_gx: f64 = (0..rows).map(|r| g(r * cols + c) * xhat[r * cols + c] as f64).sum();
         dbeta[c] = sum_g as f32;
         dgamma[c] = sum_gx as f32;
         let scale = gamma[c] as f64 * invstd[c] as f64 / n;

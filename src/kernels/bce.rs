@@ -50,26 +50,12 @@ pub fn forward_backward(
         &[Slot::Uniform, Slot::Read, Slot::ReadWrite, Slot::ReadWrite],
         &[],
     );
-    let p = uniform(
-        ctx,
-        &prob.label,
-        &Params {
-            n: n as u32,
-            n_zero: n_zero as u32,
-            out: out as u32,
-            _pad: 0,
-        },
-    );
+    let p = uniform(ctx, &prob.label, &Params { n: n as u32, n_zero: n_zero as u32, out: out as u32, _pad: 0 });
     Ok(Dispatch::new(
         ctx,
         &kern,
         &format!("bce {}", prob.label),
-        vec![
-            p.as_entire_binding(),
-            prob.binding(),
-            dprob.binding(),
-            metrics.binding(),
-        ],
+        vec![p.as_entire_binding(), prob.binding(), dprob.binding(), metrics.binding()],
         [1, 1, 1],
     ))
 }
@@ -104,10 +90,5 @@ pub fn cpu_forward_backward(prob: &[f32], n_zero: usize) -> (f32, Vec<f32>, f32,
             p_zero += q as f64;
         }
     }
-    (
-        loss as f32,
-        dprob,
-        (p_one * w_one) as f32,
-        (p_zero * w_zero) as f32,
-    )
+    (loss as f32, dprob, (p_one * w_one) as f32, (p_zero * w_zero) as f32)
 }

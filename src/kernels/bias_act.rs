@@ -18,13 +18,7 @@ pub enum Act {
 }
 
 impl Act {
-    pub const ALL: [Act; 5] = [
-        Act::Identity,
-        Act::Relu,
-        Act::LeakyRelu,
-        Act::Tanh,
-        Act::Sigmoid,
-    ];
+    pub const ALL: [Act; 5] = [Act::Identity, Act::Relu, Act::LeakyRelu, Act::Tanh, Act::Sigmoid];
     pub fn code(self) -> u32 {
         self as u32
     }
@@ -48,39 +42,23 @@ struct Params {
 }
 
 fn params(rows: usize, cols: usize) -> Params {
-    Params {
-        rows: rows as u32,
-        cols: cols as u32,
-        _pad: [0; 2],
-    }
+    Params { rows: rows as u32, cols: cols as u32, _pad: [0; 2] }
 }
 
 fn check_bias(bias: Option<&GpuTensor>, cols: usize) -> Result<()> {
     match bias {
-        Some(b) if b.numel() != cols => Err(GanError::shape(
-            &b.label,
-            format!(
-                "bias has {} elements, the layer has {cols} columns",
-                b.numel()
-            ),
-        )),
+        Some(b) if b.numel() != cols => {
+            Err(GanError::shape(&b.label, format!("bias has {} elements, the layer has {cols} columns", b.numel())))
+        }
         _ => Ok(()),
     }
 }
 
 /// x = act(x + bias), in place on x [rows, cols].
-pub fn forward(
-    ctx: &GpuContext,
-    act: Act,
-    x: &GpuTensor,
-    bias: Option<&GpuTensor>,
-) -> Result<Dispatch> {
+pub fn forward(ctx: &GpuContext, act: Act, x: &GpuTensor, bias: Option<&GpuTensor>) -> Result<Dispatch> {
     let [rows, cols] = x.dims2()?;
     check_bias(bias, cols)?;
-    let constants = [
-        ("ACT", act.code() as f64),
-        ("HAS_BIAS", bias.is_some() as u8 as f64),
-    ];
+    let constants = [("ACT", act.code() as f64), ("HAS_BIAS", bias.is_some() as u8 as f64)];
     let kern = kernel(
         ctx,
         "bias_act.wgsl",
@@ -112,22 +90,13 @@ pub fn backward(
     let [rows, cols] = y.dims2()?;
     dy.expect_shape(&[rows, cols])?;
     check_bias(dbias, cols)?;
-    let constants = [
-        ("ACT", act.code() as f64),
-        ("HAS_BIAS", dbias.is_some() as u8 as f64),
-    ];
+    let constants = [("ACT", act.code() as f64), ("HAS_BIAS", dbias.is_some() as u8 as f64)];
     let kern = kernel(
         ctx,
         "bias_act.wgsl",
         SOURCE,
         "bias_act_backward",
-        &[
-            Slot::Uniform,
-            Slot::Unused,
-            Slot::ReadWrite,
-            Slot::Read,
-            Slot::ReadWrite,
-        ],
+        &[Slot::Uniform, Slot::Unused, Slot::ReadWrite, Slot::Read, Slot::ReadWrite],
         &constants,
     );
     let p = uniform(ctx, &dy.label, &params(rows, cols));
@@ -137,12 +106,7 @@ pub fn backward(
         ctx,
         &kern,
         &format!("bias+{} backward {}", act.name(), dy.label),
-        vec![
-            p.as_entire_binding(),
-            dy.binding(),
-            y.binding(),
-            dbias.binding(),
-        ],
+        vec![p.as_entire_binding(), dy.binding(), y.binding(), dbias.binding()],
         [groups_for(cols, 64), 1, 1],
     ))
 }
@@ -181,13 +145,7 @@ pub fn cpu_act_grad_from_output(act: Act, y: f32) -> f32 {
 }
 
 /// CPU reference of `forward`.
-pub fn cpu_forward(
-    act: Act,
-    x: &[f32],
-    bias: Option<&[f32]>,
-    rows: usize,
-    cols: usize,
-) -> Vec<f32> {
+pub fn cpu_forward(act: Act, x: &[f32], bias: Option<&[f32]>, rows: usize, cols: usize) -> Vec<f32> {
     let mut out = vec![0f32; rows * cols];
     for r in 0..rows {
         for c in 0..cols {
@@ -199,13 +157,7 @@ pub fn cpu_forward(
 }
 
 /// CPU reference of `backward`: (dz, dbias).
-pub fn cpu_backward(
-    act: Act,
-    y: &[f32],
-    dy: &[f32],
-    rows: usize,
-    cols: usize,
-) -> (Vec<f32>, Vec<f32>) {
+pub fn cpu_backward(act: Act, y: &[f32], dy: &[f32], rows: usize, cols: usize) -> (Vec<f32>, Vec<f32>) {
     let mut dz = vec![0f32; rows * cols];
     let mut dbias = vec![0f32; cols];
     for c in 0..cols {

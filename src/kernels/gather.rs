@@ -44,10 +44,7 @@ pub fn gather_batch(
     if row_offset + rows > out_rows || perm.numel() < rows {
         return Err(GanError::shape(
             &out.label,
-            format!(
-                "gather of {rows} rows at {row_offset} into {out_rows} rows from {} indices",
-                perm.numel()
-            ),
+            format!("gather of {rows} rows at {row_offset} into {out_rows} rows from {} indices", perm.numel()),
         ));
     }
     let kern = kernel(
@@ -55,36 +52,19 @@ pub fn gather_batch(
         "gather.wgsl",
         SOURCE,
         "gather_batch",
-        &[
-            Slot::Uniform,
-            Slot::Read,
-            Slot::Read,
-            Slot::ReadWrite,
-            Slot::Read,
-        ],
+        &[Slot::Uniform, Slot::Read, Slot::Read, Slot::ReadWrite, Slot::Read],
         &[],
     );
     let p = uniform(
         ctx,
         &out.label,
-        &Params {
-            rows: rows as u32,
-            dim: dim as u32,
-            row_offset: row_offset as u32,
-            perm_len: perm.numel() as u32,
-        },
+        &Params { rows: rows as u32, dim: dim as u32, row_offset: row_offset as u32, perm_len: perm.numel() as u32 },
     );
     Ok(Dispatch::new(
         ctx,
         &kern,
         &format!("gather {}", out.label),
-        vec![
-            p.as_entire_binding(),
-            pixels.binding(),
-            perm.binding(),
-            out.binding(),
-            counters.binding(),
-        ],
+        vec![p.as_entire_binding(), pixels.binding(), perm.binding(), out.binding(), counters.binding()],
         grid_1d(rows * dim, 256),
     ))
 }
@@ -100,13 +80,7 @@ pub fn advance_counters(ctx: &GpuContext, counters: &GpuTensor) -> Result<Dispat
         &[Unused, Unused, Unused, Unused, Unused, ReadWrite],
         &[],
     );
-    Ok(Dispatch::new(
-        ctx,
-        &kern,
-        "advance counters",
-        vec![counters.binding()],
-        [1, 1, 1],
-    ))
+    Ok(Dispatch::new(ctx, &kern, "advance counters", vec![counters.binding()], [1, 1, 1]))
 }
 
 /// CPU reference of gather_batch: `rows` images starting at perm[batch * rows].

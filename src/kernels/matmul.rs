@@ -72,9 +72,7 @@ impl Variant {
     }
 
     pub fn parse(s: &str) -> Option<Variant> {
-        Variant::ALL
-            .into_iter()
-            .find(|v| v.name() == s || (s == "reg" && *v == Variant::Reg))
+        Variant::ALL.into_iter().find(|v| v.name() == s || (s == "reg" && *v == Variant::Reg))
     }
 
     /// The variant the trainer uses on this adapter. From the measurements in
@@ -83,11 +81,7 @@ impl Variant {
     /// workgroup-memory tiled kernel wins. GAN_WGPU_MATMUL=naive|tiled|reg4x4
     /// overrides.
     pub fn for_adapter(ctx: &GpuContext) -> Variant {
-        if let Some(v) = std::env::var("GAN_WGPU_MATMUL")
-            .ok()
-            .as_deref()
-            .and_then(Variant::parse)
-        {
+        if let Some(v) = std::env::var("GAN_WGPU_MATMUL").ok().as_deref().and_then(Variant::parse) {
             return v;
         }
         if ctx.is_cpu_adapter() {
@@ -159,79 +153,27 @@ impl Matmul {
             Form::NN => n % 4 == 0,
             Form::TN => m % 4 == 0 && n % 4 == 0,
         };
-        let constants = [
-            ("FORM", form.code() as f64),
-            ("ALIGNED", if aligned { 1.0 } else { 0.0 }),
-        ];
+        let constants = [("FORM", form.code() as f64), ("ALIGNED", if aligned { 1.0 } else { 0.0 })];
         // Only the register-blocked kernel reads ALIGNED; keep one pipeline
         // per form for the others.
-        let constants: &[(&str, f64)] = if variant == Variant::Reg {
-            &constants
-        } else {
-            &constants[..1]
-        };
-        let slots = [
-            Slot::Uniform,
-            Slot::Read,
-            Slot::Read,
-            Slot::ReadWrite,
-            Slot::Read,
-            Slot::Read,
-        ];
-        let kern = kernel(
-            ctx,
-            "matmul.wgsl",
-            SOURCE,
-            variant.entry(),
-            &slots,
-            constants,
-        );
-        let params = uniform(
-            ctx,
-            &c.label,
-            &Params {
-                m: m as u32,
-                n: n as u32,
-                k: k as u32,
-                _pad: 0,
-            },
-        );
+        let constants: &[(&str, f64)] = if variant == Variant::Reg { &constants } else { &constants[..1] };
+        let slots = [Slot::Uniform, Slot::Read, Slot::Read, Slot::ReadWrite, Slot::Read, Slot::Read];
+        let kern = kernel(ctx, "matmul.wgsl", SOURCE, variant.entry(), &slots, constants);
+        let params = uniform(ctx, &c.label, &Params { m: m as u32, n: n as u32, k: k as u32, _pad: 0 });
         let groups = match variant {
             Variant::Naive => [groups_for(n, 8), groups_for(m, 8), 1],
             Variant::Tiled => [groups_for(n, 64), groups_for(m, 64), 1],
             Variant::Reg => [groups_for(n, 32), groups_for(m, 32), 1],
         };
-        let label = format!(
-            "matmul {} {} {}x{}x{} -> {}",
-            form.name(),
-            variant.name(),
-            m,
-            n,
-            k,
-            c.label
-        );
+        let label = format!("matmul {} {} {}x{}x{} -> {}", form.name(), variant.name(), m, n, k, c.label);
         let dispatch = Dispatch::new(
             ctx,
             &kern,
             &label,
-            vec![
-                params.as_entire_binding(),
-                a.binding(),
-                b.binding(),
-                c.binding(),
-                a.binding(),
-                b.binding(),
-            ],
+            vec![params.as_entire_binding(), a.binding(), b.binding(), c.binding(), a.binding(), b.binding()],
             groups,
         );
-        Ok(Matmul {
-            dispatch,
-            form,
-            variant,
-            m,
-            n,
-            k,
-        })
+        Ok(Matmul { dispatch, form, variant, m, n, k })
     }
 
     pub fn record(&self, pass: &mut wgpu::ComputePass<'_>) {

@@ -61,9 +61,8 @@ pub(crate) fn kernel(
 ) -> Kernel {
     let key = format!("{family}:{entry}:{constants:?}");
     ctx.cached_kernel(key, || {
-        let bindings: Vec<u32> = (0..slots.len() as u32)
-            .filter(|&i| !matches!(slots[i as usize], Slot::Unused))
-            .collect();
+        let bindings: Vec<u32> =
+            (0..slots.len() as u32).filter(|&i| !matches!(slots[i as usize], Slot::Unused)).collect();
         let entries: Vec<wgpu::BindGroupLayoutEntry> = slots
             .iter()
             .enumerate()
@@ -75,9 +74,7 @@ pub(crate) fn kernel(
                     ty: match slot {
                         Slot::Uniform => wgpu::BufferBindingType::Uniform,
                         Slot::Read => wgpu::BufferBindingType::Storage { read_only: true },
-                        Slot::ReadWrite | Slot::Unused => {
-                            wgpu::BufferBindingType::Storage { read_only: false }
-                        }
+                        Slot::ReadWrite | Slot::Unused => wgpu::BufferBindingType::Storage { read_only: false },
                     },
                     has_dynamic_offset: false,
                     min_binding_size: None,
@@ -87,47 +84,35 @@ pub(crate) fn kernel(
             .collect();
         let layout = ctx
             .device
-            .create_bind_group_layout(&wgpu::BindGroupLayoutDescriptor {
-                label: Some(entry),
-                entries: &entries,
-            });
-        let pipeline_layout = ctx
-            .device
-            .create_pipeline_layout(&wgpu::PipelineLayoutDescriptor {
-                label: Some(entry),
-                bind_group_layouts: &[Some(&layout)],
-                immediate_size: 0,
-            });
+            .create_bind_group_layout(&wgpu::BindGroupLayoutDescriptor { label: Some(entry), entries: &entries });
+        let pipeline_layout = ctx.device.create_pipeline_layout(&wgpu::PipelineLayoutDescriptor {
+            label: Some(entry),
+            bind_group_layouts: &[Some(&layout)],
+            immediate_size: 0,
+        });
         let module = ctx.shader_module(family, source);
-        let pipeline = ctx
-            .device
-            .create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
-                label: Some(entry),
-                layout: Some(&pipeline_layout),
-                module: &module,
-                entry_point: Some(entry),
-                compilation_options: wgpu::PipelineCompilationOptions {
-                    constants,
-                    zero_initialize_workgroup_memory: false,
-                },
-                cache: None,
-            });
-        Kernel {
-            pipeline,
-            layout,
-            bindings,
-        }
+        let pipeline = ctx.device.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
+            label: Some(entry),
+            layout: Some(&pipeline_layout),
+            module: &module,
+            entry_point: Some(entry),
+            compilation_options: wgpu::PipelineCompilationOptions {
+                constants,
+                zero_initialize_workgroup_memory: false,
+            },
+            cache: None,
+        });
+        Kernel { pipeline, layout, bindings }
     })
 }
 
 /// A uniform buffer holding `value`, created once per launcher.
 pub(crate) fn uniform<T: bytemuck::Pod>(ctx: &GpuContext, label: &str, value: &T) -> wgpu::Buffer {
-    ctx.device
-        .create_buffer_init(&wgpu::util::BufferInitDescriptor {
-            label: Some(label),
-            contents: bytemuck::bytes_of(value),
-            usage: wgpu::BufferUsages::UNIFORM | wgpu::BufferUsages::COPY_DST,
-        })
+    ctx.device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
+        label: Some(label),
+        contents: bytemuck::bytes_of(value),
+        usage: wgpu::BufferUsages::UNIFORM | wgpu::BufferUsages::COPY_DST,
+    })
 }
 
 /// One recorded kernel launch: pipeline, bind group and grid, all built once.
@@ -147,11 +132,7 @@ impl Dispatch {
         resources: Vec<wgpu::BindingResource<'_>>,
         groups: [u32; 3],
     ) -> Self {
-        debug_assert_eq!(
-            resources.len(),
-            kernel.bindings.len(),
-            "{label}: one resource per used slot"
-        );
+        debug_assert_eq!(resources.len(), kernel.bindings.len(), "{label}: one resource per used slot");
         let entries: Vec<wgpu::BindGroupEntry> = kernel
             .bindings
             .iter()
@@ -163,12 +144,7 @@ impl Dispatch {
             layout: &kernel.layout,
             entries: &entries,
         });
-        Dispatch {
-            label: label.to_string(),
-            pipeline: kernel.pipeline.clone(),
-            bind_group,
-            groups,
-        }
+        Dispatch { label: label.to_string(), pipeline: kernel.pipeline.clone(), bind_group, groups }
     }
 
     pub fn record(&self, pass: &mut wgpu::ComputePass<'_>) {
@@ -202,14 +178,10 @@ pub fn record_all(pass: &mut wgpu::ComputePass<'_>, dispatches: &[Dispatch]) {
 /// Records `dispatches` in one compute pass, submits and waits. For tests,
 /// benchmarks and one-off work; training records into its own encoder.
 pub fn run(ctx: &GpuContext, dispatches: &[&Dispatch]) -> Result<()> {
-    let mut enc = ctx
-        .device
-        .create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("run") });
+    let mut enc = ctx.device.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("run") });
     {
-        let mut pass = enc.begin_compute_pass(&wgpu::ComputePassDescriptor {
-            label: Some("run"),
-            timestamp_writes: None,
-        });
+        let mut pass =
+            enc.begin_compute_pass(&wgpu::ComputePassDescriptor { label: Some("run"), timestamp_writes: None });
         for d in dispatches {
             d.record(&mut pass);
         }
@@ -244,19 +216,9 @@ pub(crate) fn unused_slot(ctx: &GpuContext) -> GpuTensor {
 
 /// Compares `gpu` with `cpu` element-wise with |gpu - cpu| <= atol + rtol*|cpu|.
 /// On failure the message names the first bad index and the largest error.
-pub fn check_close(
-    what: &str,
-    gpu: &[f32],
-    cpu: &[f32],
-    atol: f32,
-    rtol: f32,
-) -> std::result::Result<(), String> {
+pub fn check_close(what: &str, gpu: &[f32], cpu: &[f32], atol: f32, rtol: f32) -> std::result::Result<(), String> {
     if gpu.len() != cpu.len() {
-        return Err(format!(
-            "{what}: length {} on the GPU, {} on the CPU",
-            gpu.len(),
-            cpu.len()
-        ));
+        return Err(format!("{what}: length {} on the GPU, {} on the CPU", gpu.len(), cpu.len()));
     }
     let mut first_bad = None;
     let mut worst = (0usize, 0f32);

@@ -27,21 +27,9 @@ pub struct RngStream {
 }
 
 /// Fills `out` with N(0, 1) numbers for draw `draw_base + counters[0]`.
-pub fn normal(
-    ctx: &GpuContext,
-    out: &GpuTensor,
-    s: RngStream,
-    counters: &GpuTensor,
-) -> Result<Dispatch> {
+pub fn normal(ctx: &GpuContext, out: &GpuTensor, s: RngStream, counters: &GpuTensor) -> Result<Dispatch> {
     let n = out.numel();
-    let kern = kernel(
-        ctx,
-        "rng.wgsl",
-        SOURCE,
-        "rng_normal",
-        &[Slot::Uniform, Slot::ReadWrite, Slot::Read],
-        &[],
-    );
+    let kern = kernel(ctx, "rng.wgsl", SOURCE, "rng_normal", &[Slot::Uniform, Slot::ReadWrite, Slot::Read], &[]);
     let p = uniform(
         ctx,
         &out.label,
@@ -76,10 +64,7 @@ pub fn philox4x32_10(counter: [u32; 4], key: [u32; 2]) -> [u32; 4] {
         let (hi0, lo0) = mulhilo(0xD251_1F53, c[0]);
         let (hi1, lo1) = mulhilo(0xCD9E_8D57, c[2]);
         c = [hi1 ^ c[1] ^ k[0], lo1, hi0 ^ c[3] ^ k[1], lo0];
-        k = [
-            k[0].wrapping_add(0x9E37_79B9),
-            k[1].wrapping_add(0xBB67_AE85),
-        ];
+        k = [k[0].wrapping_add(0x9E37_79B9), k[1].wrapping_add(0xBB67_AE85)];
     }
     c
 }

@@ -10,10 +10,7 @@ use std::sync::OnceLock;
 pub fn ctx() -> Option<&'static GpuContext> {
     static CTX: OnceLock<Option<GpuContext>> = OnceLock::new();
     CTX.get_or_init(|| {
-        match GpuContext::new(
-            &DeviceChoice::from_flag_or_env(None).unwrap(),
-            &Requirements::default(),
-        ) {
+        match GpuContext::new(&DeviceChoice::from_flag_or_env(None).unwrap(), &Requirements::default()) {
             Ok(c) => {
                 eprintln!("test adapter: {}", c.describe());
                 Some(c)
