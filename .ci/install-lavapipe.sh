@@ -15,6 +15,15 @@ if have_vulkan_icd; then
   exit 0
 fi
 
+if [ "$(uname -s)" != "Linux" ]; then
+  echo "install-lavapipe: not Linux; wgpu uses the system's Metal or DX12 driver"
+  exit 0
+fi
+if ! command -v apt-get >/dev/null 2>&1; then
+  echo "install-lavapipe: no Vulkan driver and no apt-get here: install your distribution's Mesa Vulkan drivers (lavapipe) or a GPU driver" >&2
+  exit 0
+fi
+
 export DEBIAN_FRONTEND=noninteractive
 if ! grep -rqs "bookworm-backports" /etc/apt/sources.list /etc/apt/sources.list.d/; then
   cat > /etc/apt/sources.list.d/bookworm-backports.sources <<'SRC'
