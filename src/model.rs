@@ -87,15 +87,6 @@ impl NetSpec {
         self.layers[0].inp
     }
 
-    pub fn output_dim(&self) -> usize {
-        self.layers[self.layers.len() - 1].out
-    }
-
-    /// Number of trainable values.
-    pub fn param_count(&self) -> usize {
-        self.param_entries().iter().map(|(_, s)| s.iter().product::<usize>()).sum()
-    }
-
     /// PyTorch defaults: Linear weight and bias uniform in +-1/sqrt(fan_in)
     /// (kaiming_uniform with a = sqrt(5) gives the same bound); batch-norm
     /// gamma 1, beta 0. Returns the flat parameter vector.

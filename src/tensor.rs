@@ -209,12 +209,4 @@ impl FlatLayout {
     pub fn find(&self, name: &str) -> Option<&(String, Vec<usize>, usize)> {
         self.entries.iter().find(|e| e.0 == name)
     }
-
-    /// Views of every entry into `flat` (which must hold `len` elements).
-    pub fn views(&self, flat: &GpuTensor) -> Result<Vec<GpuTensor>> {
-        self.entries
-            .iter()
-            .map(|(name, shape, off)| flat.view(*off, shape, &format!("{}.{}", flat.label, name)))
-            .collect()
-    }
 }

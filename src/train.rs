@@ -319,22 +319,29 @@ fn state_path(out: &Path, epoch: usize, batch: usize) -> PathBuf {
     out.join("checkpoints").join(format!("state_{epoch:04}_{batch:05}.safetensors"))
 }
 
+/// The training-state files (state_*.safetensors) in `dir`, oldest first
+/// (their names sort by epoch, then batch).
+fn state_files(dir: &Path) -> std::io::Result<Vec<PathBuf>> {
+    let mut v: Vec<PathBuf> = std::fs::read_dir(dir)?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| {
+            p.file_name().is_some_and(|n| {
+                let n = n.to_string_lossy();
+                n.starts_with("state_") && n.ends_with(".safetensors")
+            })
+        })
+        .collect();
+    v.sort();
+    Ok(v)
+}
+
 /// Newest training-state file in DIR/checkpoints (or DIR itself).
 pub fn find_latest_state(dir: &Path) -> Result<PathBuf> {
     if dir.is_file() {
         return Ok(dir.to_path_buf());
     }
     let ck = if dir.join("checkpoints").is_dir() { dir.join("checkpoints") } else { dir.to_path_buf() };
-    let mut states: Vec<PathBuf> = std::fs::read_dir(&ck)
-        .map_err(|e| GanError::io(&ck, e))?
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| {
-            p.file_name().is_some_and(|n| {
-                n.to_string_lossy().starts_with("state_") && n.to_string_lossy().ends_with(".safetensors")
-            })
-        })
-        .collect();
-    states.sort();
+    let mut states = state_files(&ck).map_err(|e| GanError::io(&ck, e))?;
     states.pop().ok_or_else(|| GanError::Checkpoint {
         path: ck,
         why: "no training state (state_*.safetensors) to resume from".into(),
@@ -389,16 +396,7 @@ fn save_state(ctx: &GpuContext, gan: &Gan, cfg: &TrainConfig, p: &Progress) -> R
     let path = state_path(&cfg.out, p.epoch, p.batch_in_epoch);
     checkpoint::save_safetensors(&path, &tensors, meta)?;
     // Keep the two newest states; older ones only cost disk.
-    if let Ok(rd) = std::fs::read_dir(cfg.out.join("checkpoints")) {
-        let mut old: Vec<PathBuf> = rd
-            .filter_map(|e| e.ok().map(|e| e.path()))
-            .filter(|q| {
-                q.file_name().is_some_and(|n| {
-                    n.to_string_lossy().starts_with("state_") && n.to_string_lossy().ends_with(".safetensors")
-                })
-            })
-            .collect();
-        old.sort();
+    if let Ok(old) = state_files(&cfg.out.join("checkpoints")) {
         let keep = old.len().saturating_sub(2);
         for q in &old[..keep] {
             let _ = std::fs::remove_file(q);
@@ -431,9 +429,9 @@ fn load_state(path: &Path, cfg: &TrainConfig, dim: usize, n_images: usize) -> Re
             )));
         }
     }
-    let gl = model::generator_spec(cfg.gan.latent, dim).layout().len;
-    let dl = model::discriminator_spec(dim).layout().len;
     let g_spec = model::generator_spec(cfg.gan.latent, dim);
+    let gl = g_spec.layout().len;
+    let dl = model::discriminator_spec(dim).layout().len;
     let mut g_bn = Vec::new();
     for (i, l) in g_spec.layers.iter().enumerate() {
         g_bn.push(match l.bn {

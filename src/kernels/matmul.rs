@@ -179,10 +179,6 @@ impl Matmul {
     pub fn record(&self, pass: &mut wgpu::ComputePass<'_>) {
         self.dispatch.record(pass);
     }
-
-    pub fn flops(&self) -> f64 {
-        2.0 * self.m as f64 * self.n as f64 * self.k as f64
-    }
 }
 
 /// CPU reference: plain loops, f64 accumulation.
