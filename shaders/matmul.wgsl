@@ -225,3 +225,132 @@ fn matmul_reg(@builtin(global_invocation_id) gid: vec3<u32>) {
         }
     }
 }
+
+// ---------------------------------------------------------------------------
+// matmul_sg: subgroup-cooperative kernel for CPU adapters.
+//
+// lavapipe runs 8 invocations of a subgroup as one 8-wide SIMD batch, and a
+// storage load there costs a bounds-checked scalar load per lane and
+// component, while subgroupBroadcast with a constant lane is one register
+// shuffle. So each workgroup is exactly one subgroup of 8, computing a
+// 16 x 32 tile of C: every lane owns 4 columns (NT: lane + 8j; NN and TN:
+// 4 consecutive ones) and all 16 rows. Per 4-step of k a lane loads two vec4
+// of op(A), which the subgroup shares by broadcast, and four vec4 of op(B)
+// of its own: 6 vector loads per 256 FMAs (matmul_reg: 8 per 64).
+//
+// Requires subgroups of at least 8 invocations (lane ids 0..7 all in the
+// workgroup's one subgroup) and SG_ALIGNED shapes: K % 4 == 0, and for NN
+// N % 4 == 0, for TN M % 4 == 0 and N % 4 == 0. The launcher checks both and
+// uses matmul_reg otherwise. Rows and columns past the edge are clamped for
+// loading and masked for storing.
+const SG_ROWS: u32 = 16u;
+const SG_COLS: u32 = 32u;
+
+// acc += a.x * b[0] + a.y * b[1] + a.z * b[2] + a.w * b[3]: one row of the
+// tile over a 4-step of k; a holds op(A)[row, k0..k0+4], b[kk] holds
+// op(B)[k0 + kk, the lane's 4 columns].
+fn fma_k4(acc: vec4<f32>, a: vec4<f32>, b: array<vec4<f32>, 4>) -> vec4<f32> {
+    return fma(vec4(a.w), b[3], fma(vec4(a.z), b[2], fma(vec4(a.y), b[1], fma(vec4(a.x), b[0], acc))));
+}
+
+// TN: component c of four broadcast vec4s, one per k-step.
+fn tn_row(x: array<vec4<f32>, 4>, c: u32) -> vec4<f32> {
+    return vec4(x[0][c], x[1][c], x[2][c], x[3][c]);
+}
+
+@compute @workgroup_size(8)
+fn matmul_sg(@builtin(workgroup_id) wid: vec3<u32>, @builtin(subgroup_invocation_id) lane: u32) {
+    let row0 = wid.y * SG_ROWS;
+    let col0 = wid.x * SG_COLS;
+    let k4 = p.k / 4u;
+    let n4 = p.n / 4u;
+    let m4 = p.m / 4u;
+    var acc: array<vec4<f32>, 16>;
+    for (var kb = 0u; kb < k4; kb++) {
+        // Two vec4 of op(A) per lane. NT/NN: rows lane and lane + 8, along k.
+        // TN: block e = lane (+ 8) holds A[k0 + e / 4, row0 + 4 (e % 4) ..+4].
+        var a0: vec4<f32>;
+        var a1: vec4<f32>;
+        if (FORM == 2u) {
+            let r4 = min(row0 / 4u + lane % 4u, m4 - 1u);
+            a0 = a4[(kb * 4u + lane / 4u) * m4 + r4];
+            a1 = a4[(kb * 4u + 2u + lane / 4u) * m4 + r4];
+        } else {
+            a0 = a4[min(row0 + lane, p.m - 1u) * k4 + kb];
+            a1 = a4[min(row0 + lane + 8u, p.m - 1u) * k4 + kb];
+        }
+        // b[kk] = op(B)[4 kb + kk, the lane's 4 columns].
+        var b: array<vec4<f32>, 4>;
+        if (FORM == 1u) {
+            let c0 = b4[min(col0 + lane, p.n - 1u) * k4 + kb];
+            let c1 = b4[min(col0 + lane + 8u, p.n - 1u) * k4 + kb];
+            let c2 = b4[min(col0 + lane + 16u, p.n - 1u) * k4 + kb];
+            let c3 = b4[min(col0 + lane + 24u, p.n - 1u) * k4 + kb];
+            b[0] = vec4(c0.x, c1.x, c2.x, c3.x);
+            b[1] = vec4(c0.y, c1.y, c2.y, c3.y);
+            b[2] = vec4(c0.z, c1.z, c2.z, c3.z);
+            b[3] = vec4(c0.w, c1.w, c2.w, c3.w);
+        } else {
+            let c4 = min(col0 / 4u + lane, n4 - 1u);
+            b[0] = b4[(kb * 4u) * n4 + c4];
+            b[1] = b4[(kb * 4u + 1u) * n4 + c4];
+            b[2] = b4[(kb * 4u + 2u) * n4 + c4];
+            b[3] = b4[(kb * 4u + 3u) * n4 + c4];
+        }
+        if (FORM == 2u) {
+            // Row 4q + c, k-step kk sits in block 4 kk + q: lane (4 kk + q) % 8
+            // of a0 (kk < 2) or a1, component c.
+            var x: array<vec4<f32>, 4>;
+            x = array(subgroupBroadcast(a0, 0u), subgroupBroadcast(a0, 4u), subgroupBroadcast(a1, 0u), subgroupBroadcast(a1, 4u));
+            acc[0] = fma_k4(acc[0], tn_row(x, 0u), b);
+            acc[1] = fma_k4(acc[1], tn_row(x, 1u), b);
+            acc[2] = fma_k4(acc[2], tn_row(x, 2u), b);
+            acc[3] = fma_k4(acc[3], tn_row(x, 3u), b);
+            x = array(subgroupBroadcast(a0, 1u), subgroupBroadcast(a0, 5u), subgroupBroadcast(a1, 1u), subgroupBroadcast(a1, 5u));
+            acc[4] = fma_k4(acc[4], tn_row(x, 0u), b);
+            acc[5] = fma_k4(acc[5], tn_row(x, 1u), b);
+            acc[6] = fma_k4(acc[6], tn_row(x, 2u), b);
+            acc[7] = fma_k4(acc[7], tn_row(x, 3u), b);
+            x = array(subgroupBroadcast(a0, 2u), subgroupBroadcast(a0, 6u), subgroupBroadcast(a1, 2u), subgroupBroadcast(a1, 6u));
+            acc[8] = fma_k4(acc[8], tn_row(x, 0u), b);
+            acc[9] = fma_k4(acc[9], tn_row(x, 1u), b);
+            acc[10] = fma_k4(acc[10], tn_row(x, 2u), b);
+            acc[11] = fma_k4(acc[11], tn_row(x, 3u), b);
+            x = array(subgroupBroadcast(a0, 3u), subgroupBroadcast(a0, 7u), subgroupBroadcast(a1, 3u), subgroupBroadcast(a1, 7u));
+            acc[12] = fma_k4(acc[12], tn_row(x, 0u), b);
+            acc[13] = fma_k4(acc[13], tn_row(x, 1u), b);
+            acc[14] = fma_k4(acc[14], tn_row(x, 2u), b);
+            acc[15] = fma_k4(acc[15], tn_row(x, 3u), b);
+        } else {
+            // Row r's k-vector is lane r % 8 of a0 (r < 8) or a1.
+            acc[0] = fma_k4(acc[0], subgroupBroadcast(a0, 0u), b);
+            acc[1] = fma_k4(acc[1], subgroupBroadcast(a0, 1u), b);
+            acc[2] = fma_k4(acc[2], subgroupBroadcast(a0, 2u), b);
+            acc[3] = fma_k4(acc[3], subgroupBroadcast(a0, 3u), b);
+            acc[4] = fma_k4(acc[4], subgroupBroadcast(a0, 4u), b);
+            acc[5] = fma_k4(acc[5], subgroupBroadcast(a0, 5u), b);
+            acc[6] = fma_k4(acc[6], subgroupBroadcast(a0, 6u), b);
+            acc[7] = fma_k4(acc[7], subgroupBroadcast(a0, 7u), b);
+            acc[8] = fma_k4(acc[8], subgroupBroadcast(a1, 0u), b);
+            acc[9] = fma_k4(acc[9], subgroupBroadcast(a1, 1u), b);
+            acc[10] = fma_k4(acc[10], subgroupBroadcast(a1, 2u), b);
+            acc[11] = fma_k4(acc[11], subgroupBroadcast(a1, 3u), b);
+            acc[12] = fma_k4(acc[12], subgroupBroadcast(a1, 4u), b);
+            acc[13] = fma_k4(acc[13], subgroupBroadcast(a1, 5u), b);
+            acc[14] = fma_k4(acc[14], subgroupBroadcast(a1, 6u), b);
+            acc[15] = fma_k4(acc[15], subgroupBroadcast(a1, 7u), b);
+        }
+    }
+    for (var r = 0u; r < SG_ROWS; r++) {
+        let row = row0 + r;
+        for (var j = 0u; j < 4u; j++) {
+            var col = col0 + lane * 4u + j;
+            if (FORM == 1u) {
+                col = col0 + lane + 8u * j;
+            }
+            if (row < p.m && col < p.n) {
+                c[row * p.n + col] = acc[r][j];
+            }
+        }
+    }
+}

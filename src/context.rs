@@ -224,8 +224,10 @@ impl GpuContext {
             .max_storage_buffers_per_shader_stage
             .max(required_limits.max_storage_buffers_per_shader_stage)
             .min(has.max_storage_buffers_per_shader_stage);
-        let features =
-            adapter.features() & (wgpu::Features::TIMESTAMP_QUERY | wgpu::Features::TIMESTAMP_QUERY_INSIDE_ENCODERS);
+        let features = adapter.features()
+            & (wgpu::Features::TIMESTAMP_QUERY
+                | wgpu::Features::TIMESTAMP_QUERY_INSIDE_ENCODERS
+                | wgpu::Features::SUBGROUP);
         let (device, queue) = pollster::block_on(adapter.request_device(&wgpu::DeviceDescriptor {
             label: Some("gan-wgpu"),
             required_features: features,

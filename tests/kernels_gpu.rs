@@ -49,6 +49,48 @@ fn matmul_all_variants_model_shapes() {
     }
 }
 
+/// Shapes matmul_sg takes (k % 4 == 0; NN: n % 4 == 0; TN: m and n % 4 == 0)
+/// that divide neither its 16-row nor its 32-column tile.
+const SG_EDGE_SHAPES: &[(matmul::Form, usize, usize, usize)] = &[
+    (matmul::Form::NT, 1, 1, 4),
+    (matmul::Form::NT, 63, 65, 132),
+    (matmul::Form::NT, 17, 33, 784),
+    (matmul::Form::NN, 1, 4, 4),
+    (matmul::Form::NN, 65, 36, 20),
+    (matmul::Form::NN, 15, 1028, 68),
+    (matmul::Form::TN, 4, 4, 4),
+    (matmul::Form::TN, 68, 36, 20),
+    (matmul::Form::TN, 1020, 100, 12),
+];
+
+#[test]
+fn matmul_subgroup_kernel_on_tile_edges_and_fallback() {
+    let Some(ctx) = ctx() else { return };
+    let usable = matmul::Variant::subgroups_usable(ctx);
+    // lavapipe has subgroups of 8: in CI the subgroup kernel itself must run.
+    if ctx.is_cpu_adapter() {
+        assert!(usable, "lavapipe should offer SUBGROUP with subgroups of 8: {}", ctx.describe());
+    }
+    for (i, &(form, m, n, k)) in SG_EDGE_SHAPES.iter().enumerate() {
+        let (sa, sb) = form.operand_shapes(m, n, k);
+        let a = GpuTensor::zeros(ctx, &sa, "a");
+        let b = GpuTensor::zeros(ctx, &sb, "b");
+        let c = GpuTensor::zeros(ctx, &[m, n], "c");
+        let mm = matmul::Matmul::new(ctx, form, matmul::Variant::Subgroup, &a, &b, &c).unwrap();
+        let want = if usable { matmul::Variant::Subgroup } else { matmul::Variant::Reg };
+        assert_eq!(mm.variant, want, "{} {m}x{n}x{k}", form.name());
+        matmul_case(form, m, n, k, 200 + i as u64);
+    }
+    // Unaligned shapes fall back to the register-blocked kernel.
+    for (form, m, n, k) in [(matmul::Form::NT, 8, 8, 3), (matmul::Form::NN, 8, 7, 8), (matmul::Form::TN, 6, 8, 8)] {
+        let (sa, sb) = form.operand_shapes(m, n, k);
+        let (a, b, c) =
+            (GpuTensor::zeros(ctx, &sa, "a"), GpuTensor::zeros(ctx, &sb, "b"), GpuTensor::zeros(ctx, &[m, n], "c"));
+        let mm = matmul::Matmul::new(ctx, form, matmul::Variant::Subgroup, &a, &b, &c).unwrap();
+        assert_eq!(mm.variant, matmul::Variant::Reg, "{} {m}x{n}x{k}", form.name());
+    }
+}
+
 #[test]
 fn matmul_rejects_mismatched_shapes() {
     let Some(ctx) = ctx() else { return };

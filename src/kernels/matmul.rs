@@ -50,16 +50,20 @@ pub enum Variant {
     Naive,
     Tiled,
     Reg,
+    /// Subgroup-cooperative 16x32 tiles (matmul_sg); needs subgroups of at
+    /// least 8 and vec4-aligned shapes, else the launcher uses `Reg`.
+    Subgroup,
 }
 
 impl Variant {
-    pub const ALL: [Variant; 3] = [Variant::Naive, Variant::Tiled, Variant::Reg];
+    pub const ALL: [Variant; 4] = [Variant::Naive, Variant::Tiled, Variant::Reg, Variant::Subgroup];
 
     pub fn name(self) -> &'static str {
         match self {
             Variant::Naive => "naive",
             Variant::Tiled => "tiled",
             Variant::Reg => "reg4x4",
+            Variant::Subgroup => "sg16x32",
         }
     }
 
@@ -68,6 +72,7 @@ impl Variant {
             Variant::Naive => "matmul_naive",
             Variant::Tiled => "matmul_tiled",
             Variant::Reg => "matmul_reg",
+            Variant::Subgroup => "matmul_sg",
         }
     }
 
@@ -76,19 +81,28 @@ impl Variant {
     }
 
     /// The variant the trainer uses on this adapter. From the measurements in
-    /// README.md (`gan-wgpu bench`): on CPU adapters (lavapipe) the barrier-free
-    /// register-blocked kernel is 3-10x faster than the tiled one; on GPUs the
-    /// workgroup-memory tiled kernel wins. GAN_WGPU_MATMUL=naive|tiled|reg4x4
-    /// overrides.
+    /// README.md (`gan-wgpu bench`): on CPU adapters (lavapipe) the
+    /// subgroup-cooperative kernel is 4-5x faster than the barrier-free
+    /// register-blocked one, which is 2-4x faster than the tiled one; on GPUs
+    /// the workgroup-memory tiled kernel wins.
+    /// GAN_WGPU_MATMUL=naive|tiled|reg4x4|sg16x32 overrides.
     pub fn for_adapter(ctx: &GpuContext) -> Variant {
         if let Some(v) = std::env::var("GAN_WGPU_MATMUL").ok().as_deref().and_then(Variant::parse) {
             return v;
         }
-        if ctx.is_cpu_adapter() {
-            Variant::Reg
-        } else {
+        if !ctx.is_cpu_adapter() {
             Variant::Tiled
+        } else if Variant::subgroups_usable(ctx) {
+            Variant::Subgroup
+        } else {
+            Variant::Reg
         }
+    }
+
+    /// matmul_sg needs the SUBGROUP feature and the workgroup of 8 to be one
+    /// subgroup (every subgroup at least 8 wide).
+    pub fn subgroups_usable(ctx: &GpuContext) -> bool {
+        ctx.features.contains(wgpu::Features::SUBGROUP) && ctx.info.subgroup_min_size >= 8
     }
 }
 
@@ -153,24 +167,40 @@ impl Matmul {
             Form::NN => n % 4 == 0,
             Form::TN => m % 4 == 0 && n % 4 == 0,
         };
+        // matmul_sg also steps k by 4 in every form.
+        let variant = if variant == Variant::Subgroup && !(aligned && k % 4 == 0 && Variant::subgroups_usable(ctx)) {
+            Variant::Reg
+        } else {
+            variant
+        };
         let constants = [("FORM", form.code() as f64), ("ALIGNED", if aligned { 1.0 } else { 0.0 })];
         // Only the register-blocked kernel reads ALIGNED; keep one pipeline
         // per form for the others.
         let constants: &[(&str, f64)] = if variant == Variant::Reg { &constants } else { &constants[..1] };
-        let slots = [Slot::Uniform, Slot::Read, Slot::Read, Slot::ReadWrite, Slot::Read, Slot::Read];
+        // matmul_sg reads only the vec4 views.
+        let slots = if variant == Variant::Subgroup {
+            [Slot::Uniform, Slot::Unused, Slot::Unused, Slot::ReadWrite, Slot::Read, Slot::Read]
+        } else {
+            [Slot::Uniform, Slot::Read, Slot::Read, Slot::ReadWrite, Slot::Read, Slot::Read]
+        };
         let kern = kernel(ctx, "matmul.wgsl", SOURCE, variant.entry(), &slots, constants);
         let params = uniform(ctx, &c.label, &Params { m: m as u32, n: n as u32, k: k as u32, _pad: 0 });
         let groups = match variant {
             Variant::Naive => [groups_for(n, 8), groups_for(m, 8), 1],
             Variant::Tiled => [groups_for(n, 64), groups_for(m, 64), 1],
             Variant::Reg => [groups_for(n, 32), groups_for(m, 32), 1],
+            Variant::Subgroup => [groups_for(n, 32), groups_for(m, 16), 1],
         };
         let label = format!("matmul {} {} {}x{}x{} -> {}", form.name(), variant.name(), m, n, k, c.label);
         let dispatch = Dispatch::new(
             ctx,
             &kern,
             &label,
-            vec![params.as_entire_binding(), a.binding(), b.binding(), c.binding(), a.binding(), b.binding()],
+            if variant == Variant::Subgroup {
+                vec![params.as_entire_binding(), c.binding(), a.binding(), b.binding()]
+            } else {
+                vec![params.as_entire_binding(), a.binding(), b.binding(), c.binding(), a.binding(), b.binding()]
+            },
             groups,
         );
         Ok(Matmul { dispatch, form, variant, m, n, k })
