@@ -8,14 +8,17 @@
 // counters[0] + 1): the trainer never writes it per step. lr, beta1, beta2
 // and eps are uniforms, written only when they change (no rebuild).
 //
-// Bindings, group 0:
+// Bindings, group 0 (n % 4 == 0: flat layouts are padded to 64 elements;
+// the launcher checks):
 //   0  uniform  params {n, lr, beta1, beta2, eps}
-//   1  storage  param    read_write  [n]
-//   2  storage  grad     read        [n]
-//   3  storage  m        read_write  [n]
-//   4  storage  v        read_write  [n]
+//   1  storage  param    read_write  [n/4] vec4
+//   2  storage  grad     read        [n/4] vec4
+//   3  storage  m        read_write  [n/4] vec4
+//   4  storage  v        read_write  [n/4] vec4
 //   5  storage  counters read        array<u32>
-// 256 invocations a group, one element each; 2-D grid past 65535 groups.
+// 256 invocations a group, four elements each (vec4 loads: on lavapipe a
+// storage access costs a bounds-checked load per lane and component plus a
+// per-lane overhead that vec4 shares); 2-D grid past 65535 groups.
 
 struct Params {
     n: u32,
@@ -29,16 +32,16 @@ struct Params {
 }
 
 @group(0) @binding(0) var<uniform> p: Params;
-@group(0) @binding(1) var<storage, read_write> param: array<f32>;
-@group(0) @binding(2) var<storage, read> grad: array<f32>;
-@group(0) @binding(3) var<storage, read_write> m: array<f32>;
-@group(0) @binding(4) var<storage, read_write> v: array<f32>;
+@group(0) @binding(1) var<storage, read_write> param: array<vec4<f32>>;
+@group(0) @binding(2) var<storage, read> grad: array<vec4<f32>>;
+@group(0) @binding(3) var<storage, read_write> m: array<vec4<f32>>;
+@group(0) @binding(4) var<storage, read_write> v: array<vec4<f32>>;
 @group(0) @binding(5) var<storage, read> counters: array<u32>;
 
 @compute @workgroup_size(256)
 fn adam_update(@builtin(global_invocation_id) gid: vec3<u32>) {
     let i = gid.x + gid.y * 65535u * 256u;
-    if (i >= p.n) {
+    if (i >= p.n / 4u) {
         return;
     }
     let t = f32(counters[0] + 1u);
@@ -49,6 +52,6 @@ fn adam_update(@builtin(global_invocation_id) gid: vec3<u32>) {
     v[i] = vi;
     let bias1 = 1.0 - pow(p.beta1, t);
     let bias2 = 1.0 - pow(p.beta2, t);
-    let denom = sqrt(vi) / sqrt(bias2) + p.eps;
+    let denom = sqrt(vi) / sqrt(bias2) + vec4(p.eps);
     param[i] = param[i] - (p.lr / bias1) * mi / denom;
 }

@@ -233,17 +233,17 @@ fn matmul_reg(@builtin(global_invocation_id) gid: vec3<u32>) {
 // storage load there costs a bounds-checked scalar load per lane and
 // component, while subgroupBroadcast with a constant lane is one register
 // shuffle. So each workgroup is exactly one subgroup of 8, computing a
-// 16 x 32 tile of C: every lane owns 4 columns (NT: lane + 8j; NN and TN:
-// 4 consecutive ones) and all 16 rows. Per 4-step of k a lane loads two vec4
+// 32 x 32 tile of C: every lane owns 4 columns (NT: lane + 8j; NN and TN:
+// 4 consecutive ones) and all 32 rows. Per 4-step of k a lane loads four vec4
 // of op(A), which the subgroup shares by broadcast, and four vec4 of op(B)
-// of its own: 6 vector loads per 256 FMAs (matmul_reg: 8 per 64).
+// of its own: 8 vector loads per 512 FMAs (matmul_reg: 8 per 64).
 //
 // Requires subgroups of at least 8 invocations (lane ids 0..7 all in the
-// workgroup's one subgroup) and SG_ALIGNED shapes: K % 4 == 0, and for NN
+// workgroup's one subgroup) and aligned shapes: K % 4 == 0, and for NN
 // N % 4 == 0, for TN M % 4 == 0 and N % 4 == 0. The launcher checks both and
 // uses matmul_reg otherwise. Rows and columns past the edge are clamped for
 // loading and masked for storing.
-const SG_ROWS: u32 = 16u;
+const SG_ROWS: u32 = 32u;
 const SG_COLS: u32 = 32u;
 
 // acc += a.x * b[0] + a.y * b[1] + a.z * b[2] + a.w * b[3]: one row of the
@@ -253,7 +253,7 @@ fn fma_k4(acc: vec4<f32>, a: vec4<f32>, b: array<vec4<f32>, 4>) -> vec4<f32> {
     return fma(vec4(a.w), b[3], fma(vec4(a.z), b[2], fma(vec4(a.y), b[1], fma(vec4(a.x), b[0], acc))));
 }
 
-// TN: component c of four broadcast vec4s, one per k-step.
+// TN: row 4q + c's k-vector from the four broadcasts x[kk] = lane q of a_kk.
 fn tn_row(x: array<vec4<f32>, 4>, c: u32) -> vec4<f32> {
     return vec4(x[0][c], x[1][c], x[2][c], x[3][c]);
 }
@@ -265,19 +265,19 @@ fn matmul_sg(@builtin(workgroup_id) wid: vec3<u32>, @builtin(subgroup_invocation
     let k4 = p.k / 4u;
     let n4 = p.n / 4u;
     let m4 = p.m / 4u;
-    var acc: array<vec4<f32>, 16>;
+    var acc: array<vec4<f32>, 32>;
     for (var kb = 0u; kb < k4; kb++) {
-        // Two vec4 of op(A) per lane. NT/NN: rows lane and lane + 8, along k.
-        // TN: block e = lane (+ 8) holds A[k0 + e / 4, row0 + 4 (e % 4) ..+4].
-        var a0: vec4<f32>;
-        var a1: vec4<f32>;
+        // Four vec4 of op(A) per lane, a[s]:
+        //   NT/NN: row row0 + lane + 8s, k = 4kb..4kb+4;
+        //   TN: k = 4kb + s, rows row0 + 4 lane ..+4.
+        var a: array<vec4<f32>, 4>;
         if (FORM == 2u) {
-            let r4 = min(row0 / 4u + lane % 4u, m4 - 1u);
-            a0 = a4[(kb * 4u + lane / 4u) * m4 + r4];
-            a1 = a4[(kb * 4u + 2u + lane / 4u) * m4 + r4];
+            let r4 = min(row0 / 4u + lane, m4 - 1u);
+            a = array(a4[(kb * 4u) * m4 + r4], a4[(kb * 4u + 1u) * m4 + r4], a4[(kb * 4u + 2u) * m4 + r4],
+                      a4[(kb * 4u + 3u) * m4 + r4]);
         } else {
-            a0 = a4[min(row0 + lane, p.m - 1u) * k4 + kb];
-            a1 = a4[min(row0 + lane + 8u, p.m - 1u) * k4 + kb];
+            a = array(a4[min(row0 + lane, p.m - 1u) * k4 + kb], a4[min(row0 + lane + 8u, p.m - 1u) * k4 + kb],
+                      a4[min(row0 + lane + 16u, p.m - 1u) * k4 + kb], a4[min(row0 + lane + 24u, p.m - 1u) * k4 + kb]);
         }
         // b[kk] = op(B)[4 kb + kk, the lane's 4 columns].
         var b: array<vec4<f32>, 4>;
@@ -286,59 +286,91 @@ fn matmul_sg(@builtin(workgroup_id) wid: vec3<u32>, @builtin(subgroup_invocation
             let c1 = b4[min(col0 + lane + 8u, p.n - 1u) * k4 + kb];
             let c2 = b4[min(col0 + lane + 16u, p.n - 1u) * k4 + kb];
             let c3 = b4[min(col0 + lane + 24u, p.n - 1u) * k4 + kb];
-            b[0] = vec4(c0.x, c1.x, c2.x, c3.x);
-            b[1] = vec4(c0.y, c1.y, c2.y, c3.y);
-            b[2] = vec4(c0.z, c1.z, c2.z, c3.z);
-            b[3] = vec4(c0.w, c1.w, c2.w, c3.w);
+            b = array(vec4(c0.x, c1.x, c2.x, c3.x), vec4(c0.y, c1.y, c2.y, c3.y), vec4(c0.z, c1.z, c2.z, c3.z),
+                      vec4(c0.w, c1.w, c2.w, c3.w));
         } else {
             let c4 = min(col0 / 4u + lane, n4 - 1u);
-            b[0] = b4[(kb * 4u) * n4 + c4];
-            b[1] = b4[(kb * 4u + 1u) * n4 + c4];
-            b[2] = b4[(kb * 4u + 2u) * n4 + c4];
-            b[3] = b4[(kb * 4u + 3u) * n4 + c4];
+            b = array(b4[(kb * 4u) * n4 + c4], b4[(kb * 4u + 1u) * n4 + c4], b4[(kb * 4u + 2u) * n4 + c4],
+                      b4[(kb * 4u + 3u) * n4 + c4]);
         }
+        // subgroupBroadcast needs constant lanes, hence the written-out rows.
         if (FORM == 2u) {
-            // Row 4q + c, k-step kk sits in block 4 kk + q: lane (4 kk + q) % 8
-            // of a0 (kk < 2) or a1, component c.
+            // Rows 4q..4q+4 sit in lane q of every a[s] (s = k-step).
             var x: array<vec4<f32>, 4>;
-            x = array(subgroupBroadcast(a0, 0u), subgroupBroadcast(a0, 4u), subgroupBroadcast(a1, 0u), subgroupBroadcast(a1, 4u));
+            x = array(subgroupBroadcast(a[0], 0u), subgroupBroadcast(a[1], 0u), subgroupBroadcast(a[2], 0u), subgroupBroadcast(a[3], 0u));
             acc[0] = fma_k4(acc[0], tn_row(x, 0u), b);
             acc[1] = fma_k4(acc[1], tn_row(x, 1u), b);
             acc[2] = fma_k4(acc[2], tn_row(x, 2u), b);
             acc[3] = fma_k4(acc[3], tn_row(x, 3u), b);
-            x = array(subgroupBroadcast(a0, 1u), subgroupBroadcast(a0, 5u), subgroupBroadcast(a1, 1u), subgroupBroadcast(a1, 5u));
+            x = array(subgroupBroadcast(a[0], 1u), subgroupBroadcast(a[1], 1u), subgroupBroadcast(a[2], 1u), subgroupBroadcast(a[3], 1u));
             acc[4] = fma_k4(acc[4], tn_row(x, 0u), b);
             acc[5] = fma_k4(acc[5], tn_row(x, 1u), b);
             acc[6] = fma_k4(acc[6], tn_row(x, 2u), b);
             acc[7] = fma_k4(acc[7], tn_row(x, 3u), b);
-            x = array(subgroupBroadcast(a0, 2u), subgroupBroadcast(a0, 6u), subgroupBroadcast(a1, 2u), subgroupBroadcast(a1, 6u));
+            x = array(subgroupBroadcast(a[0], 2u), subgroupBroadcast(a[1], 2u), subgroupBroadcast(a[2], 2u), subgroupBroadcast(a[3], 2u));
             acc[8] = fma_k4(acc[8], tn_row(x, 0u), b);
             acc[9] = fma_k4(acc[9], tn_row(x, 1u), b);
             acc[10] = fma_k4(acc[10], tn_row(x, 2u), b);
             acc[11] = fma_k4(acc[11], tn_row(x, 3u), b);
-            x = array(subgroupBroadcast(a0, 3u), subgroupBroadcast(a0, 7u), subgroupBroadcast(a1, 3u), subgroupBroadcast(a1, 7u));
+            x = array(subgroupBroadcast(a[0], 3u), subgroupBroadcast(a[1], 3u), subgroupBroadcast(a[2], 3u), subgroupBroadcast(a[3], 3u));
             acc[12] = fma_k4(acc[12], tn_row(x, 0u), b);
             acc[13] = fma_k4(acc[13], tn_row(x, 1u), b);
             acc[14] = fma_k4(acc[14], tn_row(x, 2u), b);
             acc[15] = fma_k4(acc[15], tn_row(x, 3u), b);
+            x = array(subgroupBroadcast(a[0], 4u), subgroupBroadcast(a[1], 4u), subgroupBroadcast(a[2], 4u), subgroupBroadcast(a[3], 4u));
+            acc[16] = fma_k4(acc[16], tn_row(x, 0u), b);
+            acc[17] = fma_k4(acc[17], tn_row(x, 1u), b);
+            acc[18] = fma_k4(acc[18], tn_row(x, 2u), b);
+            acc[19] = fma_k4(acc[19], tn_row(x, 3u), b);
+            x = array(subgroupBroadcast(a[0], 5u), subgroupBroadcast(a[1], 5u), subgroupBroadcast(a[2], 5u), subgroupBroadcast(a[3], 5u));
+            acc[20] = fma_k4(acc[20], tn_row(x, 0u), b);
+            acc[21] = fma_k4(acc[21], tn_row(x, 1u), b);
+            acc[22] = fma_k4(acc[22], tn_row(x, 2u), b);
+            acc[23] = fma_k4(acc[23], tn_row(x, 3u), b);
+            x = array(subgroupBroadcast(a[0], 6u), subgroupBroadcast(a[1], 6u), subgroupBroadcast(a[2], 6u), subgroupBroadcast(a[3], 6u));
+            acc[24] = fma_k4(acc[24], tn_row(x, 0u), b);
+            acc[25] = fma_k4(acc[25], tn_row(x, 1u), b);
+            acc[26] = fma_k4(acc[26], tn_row(x, 2u), b);
+            acc[27] = fma_k4(acc[27], tn_row(x, 3u), b);
+            x = array(subgroupBroadcast(a[0], 7u), subgroupBroadcast(a[1], 7u), subgroupBroadcast(a[2], 7u), subgroupBroadcast(a[3], 7u));
+            acc[28] = fma_k4(acc[28], tn_row(x, 0u), b);
+            acc[29] = fma_k4(acc[29], tn_row(x, 1u), b);
+            acc[30] = fma_k4(acc[30], tn_row(x, 2u), b);
+            acc[31] = fma_k4(acc[31], tn_row(x, 3u), b);
         } else {
-            // Row r's k-vector is lane r % 8 of a0 (r < 8) or a1.
-            acc[0] = fma_k4(acc[0], subgroupBroadcast(a0, 0u), b);
-            acc[1] = fma_k4(acc[1], subgroupBroadcast(a0, 1u), b);
-            acc[2] = fma_k4(acc[2], subgroupBroadcast(a0, 2u), b);
-            acc[3] = fma_k4(acc[3], subgroupBroadcast(a0, 3u), b);
-            acc[4] = fma_k4(acc[4], subgroupBroadcast(a0, 4u), b);
-            acc[5] = fma_k4(acc[5], subgroupBroadcast(a0, 5u), b);
-            acc[6] = fma_k4(acc[6], subgroupBroadcast(a0, 6u), b);
-            acc[7] = fma_k4(acc[7], subgroupBroadcast(a0, 7u), b);
-            acc[8] = fma_k4(acc[8], subgroupBroadcast(a1, 0u), b);
-            acc[9] = fma_k4(acc[9], subgroupBroadcast(a1, 1u), b);
-            acc[10] = fma_k4(acc[10], subgroupBroadcast(a1, 2u), b);
-            acc[11] = fma_k4(acc[11], subgroupBroadcast(a1, 3u), b);
-            acc[12] = fma_k4(acc[12], subgroupBroadcast(a1, 4u), b);
-            acc[13] = fma_k4(acc[13], subgroupBroadcast(a1, 5u), b);
-            acc[14] = fma_k4(acc[14], subgroupBroadcast(a1, 6u), b);
-            acc[15] = fma_k4(acc[15], subgroupBroadcast(a1, 7u), b);
+            // Row 8s + l is lane l of a[s].
+            acc[0] = fma_k4(acc[0], subgroupBroadcast(a[0], 0u), b);
+            acc[1] = fma_k4(acc[1], subgroupBroadcast(a[0], 1u), b);
+            acc[2] = fma_k4(acc[2], subgroupBroadcast(a[0], 2u), b);
+            acc[3] = fma_k4(acc[3], subgroupBroadcast(a[0], 3u), b);
+            acc[4] = fma_k4(acc[4], subgroupBroadcast(a[0], 4u), b);
+            acc[5] = fma_k4(acc[5], subgroupBroadcast(a[0], 5u), b);
+            acc[6] = fma_k4(acc[6], subgroupBroadcast(a[0], 6u), b);
+            acc[7] = fma_k4(acc[7], subgroupBroadcast(a[0], 7u), b);
+            acc[8] = fma_k4(acc[8], subgroupBroadcast(a[1], 0u), b);
+            acc[9] = fma_k4(acc[9], subgroupBroadcast(a[1], 1u), b);
+            acc[10] = fma_k4(acc[10], subgroupBroadcast(a[1], 2u), b);
+            acc[11] = fma_k4(acc[11], subgroupBroadcast(a[1], 3u), b);
+            acc[12] = fma_k4(acc[12], subgroupBroadcast(a[1], 4u), b);
+            acc[13] = fma_k4(acc[13], subgroupBroadcast(a[1], 5u), b);
+            acc[14] = fma_k4(acc[14], subgroupBroadcast(a[1], 6u), b);
+            acc[15] = fma_k4(acc[15], subgroupBroadcast(a[1], 7u), b);
+            acc[16] = fma_k4(acc[16], subgroupBroadcast(a[2], 0u), b);
+            acc[17] = fma_k4(acc[17], subgroupBroadcast(a[2], 1u), b);
+            acc[18] = fma_k4(acc[18], subgroupBroadcast(a[2], 2u), b);
+            acc[19] = fma_k4(acc[19], subgroupBroadcast(a[2], 3u), b);
+            acc[20] = fma_k4(acc[20], subgroupBroadcast(a[2], 4u), b);
+            acc[21] = fma_k4(acc[21], subgroupBroadcast(a[2], 5u), b);
+            acc[22] = fma_k4(acc[22], subgroupBroadcast(a[2], 6u), b);
+            acc[23] = fma_k4(acc[23], subgroupBroadcast(a[2], 7u), b);
+            acc[24] = fma_k4(acc[24], subgroupBroadcast(a[3], 0u), b);
+            acc[25] = fma_k4(acc[25], subgroupBroadcast(a[3], 1u), b);
+            acc[26] = fma_k4(acc[26], subgroupBroadcast(a[3], 2u), b);
+            acc[27] = fma_k4(acc[27], subgroupBroadcast(a[3], 3u), b);
+            acc[28] = fma_k4(acc[28], subgroupBroadcast(a[3], 4u), b);
+            acc[29] = fma_k4(acc[29], subgroupBroadcast(a[3], 5u), b);
+            acc[30] = fma_k4(acc[30], subgroupBroadcast(a[3], 6u), b);
+            acc[31] = fma_k4(acc[31], subgroupBroadcast(a[3], 7u), b);
         }
     }
     for (var r = 0u; r < SG_ROWS; r++) {

@@ -190,7 +190,7 @@ pub fn run_kernel_bench(ctx: &GpuContext, opts: &BenchOptions) -> Result<Vec<Row
         rows.push(mem_row("bce", format!("{} rows", 2 * b), &d, 8.0 * (2 * b) as f64)?);
     }
     let counters = GpuTensor::zeros(ctx, &[4], "counters");
-    for (name, n) in [("generator", 1_510_000usize), ("discriminator", 533_505)] {
+    for (name, n) in [("generator", 1_510_000usize), ("discriminator", 533_508)] {
         let t = |s: &str| GpuTensor::zeros(ctx, &[n], s);
         let (p, g, m, v) = (t("p"), t("g"), t("m"), t("v"));
         let a = adam::Adam::new(ctx, adam::AdamConfig::default(), &p, &g, &m, &v, &counters)?;

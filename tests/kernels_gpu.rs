@@ -50,7 +50,7 @@ fn matmul_all_variants_model_shapes() {
 }
 
 /// Shapes matmul_sg takes (k % 4 == 0; NN: n % 4 == 0; TN: m and n % 4 == 0)
-/// that divide neither its 16-row nor its 32-column tile.
+/// that divide neither dimension of its 32x32 tile.
 const SG_EDGE_SHAPES: &[(matmul::Form, usize, usize, usize)] = &[
     (matmul::Form::NT, 1, 1, 4),
     (matmul::Form::NT, 63, 65, 132),
@@ -270,7 +270,8 @@ fn bce_saturated_outputs_equal_pytorch() {
 #[test]
 fn adam_matches_reference_over_three_steps() {
     let Some(ctx) = ctx() else { return };
-    for (i, &n) in [1usize, 3, 63, 65, 784, 100_000].iter().enumerate() {
+    // Multiples of 4 (the vec4 kernel) that divide no 1024-element group.
+    for (i, &n) in [4usize, 64, 68, 784, 1028, 100_000].iter().enumerate() {
         let mut r = rng(4000 + i as u64);
         let mut p = uniform_vec(&mut r, n, -1.0, 1.0);
         let mut m = vec![0f32; n];
@@ -302,6 +303,16 @@ fn adam_matches_reference_over_three_steps() {
         adam::cpu_adam_update(config2, 4, &mut p, &g, &mut m, &mut v);
         assert_close(&format!("adam n={n} lr change"), &gp.read_f32(ctx).unwrap(), &p, 1e-6, 1e-5);
     }
+}
+
+#[test]
+fn adam_rejects_lengths_not_a_multiple_of_4() {
+    let Some(ctx) = ctx() else { return };
+    let t = |s: &str| GpuTensor::zeros(ctx, &[63], s);
+    let (p, g, m, v) = (t("G params"), t("g"), t("m"), t("v"));
+    let counters = GpuTensor::zeros(ctx, &[4], "counters");
+    let err = adam::Adam::new(ctx, adam::AdamConfig::default(), &p, &g, &m, &v, &counters).unwrap_err().to_string();
+    assert!(err.contains("'G params'") && err.contains("63") && err.contains("multiple of 4"), "{err}");
 }
 
 #[test]

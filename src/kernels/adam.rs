@@ -61,6 +61,12 @@ impl Adam {
                 ));
             }
         }
+        if n % 4 != 0 {
+            return Err(GanError::shape(
+                &param.label,
+                format!("adam: {n} parameters in '{}', the vec4 kernel needs a multiple of 4", param.label),
+            ));
+        }
         let kern = kernel(
             ctx,
             "adam.wgsl",
@@ -82,7 +88,7 @@ impl Adam {
                 v.binding(),
                 counters.binding(),
             ],
-            grid_1d(n, 256),
+            grid_1d(n / 4, 256),
         );
         Ok(Adam { dispatch, params, n })
     }
