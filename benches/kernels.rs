@@ -33,7 +33,7 @@ fn benches(c: &mut Criterion) {
         let (sa, sb) = form.operand_shapes(m, n, k);
         let (a, b, out) =
             (GpuTensor::zeros(&ctx, &sa, "a"), GpuTensor::zeros(&ctx, &sb, "b"), GpuTensor::zeros(&ctx, &[m, n], "c"));
-        for variant in [matmul::Variant::Tiled, matmul::Variant::Reg] {
+        for variant in [matmul::Variant::Tiled, matmul::Variant::Reg, matmul::Variant::Subgroup] {
             let mm = matmul::Matmul::new(&ctx, form, variant, &a, &b, &out).expect("matmul");
             group.bench_function(format!("{m}x{n}x{k} {} {}", form.name(), variant.name()), |bch| {
                 bch.iter(|| submit(&ctx, &mm.dispatch))

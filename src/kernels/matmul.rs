@@ -50,7 +50,7 @@ pub enum Variant {
     Naive,
     Tiled,
     Reg,
-    /// Subgroup-cooperative 16x32 tiles (matmul_sg); needs subgroups of at
+    /// Subgroup-cooperative 32x32 tiles (matmul_sg); needs subgroups of at
     /// least 8 and vec4-aligned shapes, else the launcher uses `Reg`.
     Subgroup,
 }
@@ -63,7 +63,7 @@ impl Variant {
             Variant::Naive => "naive",
             Variant::Tiled => "tiled",
             Variant::Reg => "reg4x4",
-            Variant::Subgroup => "sg16x32",
+            Variant::Subgroup => "sg32x32",
         }
     }
 
@@ -85,7 +85,7 @@ impl Variant {
     /// subgroup-cooperative kernel is 4-5x faster than the barrier-free
     /// register-blocked one, which is 2-4x faster than the tiled one; on GPUs
     /// the workgroup-memory tiled kernel wins.
-    /// GAN_WGPU_MATMUL=naive|tiled|reg4x4|sg16x32 overrides.
+    /// GAN_WGPU_MATMUL=naive|tiled|reg4x4|sg32x32 overrides.
     pub fn for_adapter(ctx: &GpuContext) -> Variant {
         if let Some(v) = std::env::var("GAN_WGPU_MATMUL").ok().as_deref().and_then(Variant::parse) {
             return v;
