@@ -135,7 +135,12 @@ pub fn run_kernel_bench(ctx: &GpuContext, opts: &BenchOptions) -> Result<Vec<Row
             rows.push(Row {
                 family: "matmul".into(),
                 case: format!("{m}x{n}x{k} {} ({what})", form.name()),
-                variant: variant.name().into(),
+                // A variant that does not take this shape falls back (sg32x32 -> reg4x4).
+                variant: if mm.variant == variant {
+                    variant.name().into()
+                } else {
+                    format!("{}>{}", variant.name(), mm.variant.name())
+                },
                 median_us: med,
                 spread_us: spread,
                 rate: flops / med / 1e3,
