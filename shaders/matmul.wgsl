@@ -19,8 +19,11 @@
 //                 16 k-steps at a time. Wins on GPUs.
 //   matmul_reg    8x8 invocations, 4x4 outputs per invocation, no workgroup
 //                 memory and no barriers; vec4 loads along the contiguous
-//                 axis when ALIGNED. Wins on CPU adapters (lavapipe), where
+//                 axis when ALIGNED. The fallback on CPU adapters, where
 //                 every barrier costs a coroutine switch.
+//   matmul_sg     8 invocations = one subgroup, a 32x32 tile of C, op(A)
+//                 shared by subgroupBroadcast; binds only 0, 3, 4, 5. Wins
+//                 on lavapipe (see its section below).
 // Shapes that do not divide the tiles are handled: loads are clamped or
 // zeroed, stores are masked.
 

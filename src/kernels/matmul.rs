@@ -188,8 +188,7 @@ impl Matmul {
         let groups = match variant {
             Variant::Naive => [groups_for(n, 8), groups_for(m, 8), 1],
             Variant::Tiled => [groups_for(n, 64), groups_for(m, 64), 1],
-            Variant::Reg => [groups_for(n, 32), groups_for(m, 32), 1],
-            Variant::Subgroup => [groups_for(n, 32), groups_for(m, 32), 1],
+            Variant::Reg | Variant::Subgroup => [groups_for(n, 32), groups_for(m, 32), 1],
         };
         let label = format!("matmul {} {} {}x{}x{} -> {}", form.name(), variant.name(), m, n, k, c.label);
         let dispatch = Dispatch::new(
