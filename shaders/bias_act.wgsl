@@ -6,11 +6,15 @@
 // be kept: relu' = y > 0; leaky' = y > 0 ? 1 : 0.2; tanh' = 1 - y^2;
 // sigmoid' = y (1 - y).
 //
-// ACT: 0 identity, 1 ReLU, 2 LeakyReLU(0.2), 3 tanh, 4 sigmoid.
-// HAS_BIAS: false skips the bias add (forward) and dbias (backward).
+// act: 0 identity, 1 ReLU, 2 LeakyReLU(0.2), 3 tanh, 4 sigmoid.
+// has_bias: 0 skips the bias add (forward) and dbias (backward).
+// Both are uniforms, not pipeline constants: one pipeline per entry point
+// serves every layer. On lavapipe each pipeline costs about 50 ms of LLVM
+// compile at its first dispatch, and a uniform switch costs next to nothing
+// next to the loads.
 //
 // Bindings, group 0 (each entry point uses a prefix of this table):
-//   0  uniform  params {rows, cols}
+//   0  uniform  params {rows, cols, act, has_bias}
 //   1  storage  bias  : array<f32>  read        [cols]
 //   2  storage  x     : array<f32>  read_write  forward: x; backward: dy -> dz
 //   3  storage  y     : array<f32>  read        backward only: act output
@@ -20,12 +24,11 @@
 // bias_act_backward: 64 invocations a group, one column each (it owns the
 // column's sum, so no atomics and no barriers).
 
-override ACT: u32 = 0u;
-override HAS_BIAS: bool = true;
-
 struct Params {
     rows: u32,
     cols: u32,
+    act: u32,
+    has_bias: u32,
 }
 
 @group(0) @binding(0) var<uniform> p: Params;
@@ -44,7 +47,7 @@ fn sigmoid(v: f32) -> f32 {
 }
 
 fn act(v: f32) -> f32 {
-    switch ACT {
+    switch p.act {
         case 1u: { return max(v, 0.0); }
         case 2u: { return select(0.2 * v, v, v > 0.0); }
         case 3u: { return tanh(v); }
@@ -54,7 +57,7 @@ fn act(v: f32) -> f32 {
 }
 
 fn act_grad_from_output(out: f32) -> f32 {
-    switch ACT {
+    switch p.act {
         case 1u: { return select(0.0, 1.0, out > 0.0); }
         case 2u: { return select(0.2, 1.0, out > 0.0); }
         case 3u: { return 1.0 - out * out; }
@@ -70,7 +73,7 @@ fn bias_act_forward(@builtin(global_invocation_id) gid: vec3<u32>) {
         return;
     }
     var v = x[i];
-    if (HAS_BIAS) {
+    if (p.has_bias != 0u) {
         v += bias[i % p.cols];
     }
     x[i] = act(v);
@@ -89,7 +92,7 @@ fn bias_act_backward(@builtin(global_invocation_id) gid: vec3<u32>) {
         x[i] = dz;
         sum += dz;
     }
-    if (HAS_BIAS) {
+    if (p.has_bias != 0u) {
         dbias[col] = sum;
     }
 }

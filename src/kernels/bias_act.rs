@@ -38,11 +38,12 @@ impl Act {
 struct Params {
     rows: u32,
     cols: u32,
-    _pad: [u32; 2],
+    act: u32,
+    has_bias: u32,
 }
 
-fn params(rows: usize, cols: usize) -> Params {
-    Params { rows: rows as u32, cols: cols as u32, _pad: [0; 2] }
+fn params(rows: usize, cols: usize, act: Act, has_bias: bool) -> Params {
+    Params { rows: rows as u32, cols: cols as u32, act: act.code(), has_bias: has_bias as u32 }
 }
 
 fn check_bias(bias: Option<&GpuTensor>, cols: usize) -> Result<()> {
@@ -58,16 +59,9 @@ fn check_bias(bias: Option<&GpuTensor>, cols: usize) -> Result<()> {
 pub fn forward(ctx: &GpuContext, act: Act, x: &GpuTensor, bias: Option<&GpuTensor>) -> Result<Dispatch> {
     let [rows, cols] = x.dims2()?;
     check_bias(bias, cols)?;
-    let constants = [("ACT", act.code() as f64), ("HAS_BIAS", bias.is_some() as u8 as f64)];
-    let kern = kernel(
-        ctx,
-        "bias_act.wgsl",
-        SOURCE,
-        "bias_act_forward",
-        &[Slot::Uniform, Slot::Read, Slot::ReadWrite],
-        &constants,
-    );
-    let p = uniform(ctx, &x.label, &params(rows, cols));
+    let kern =
+        kernel(ctx, "bias_act.wgsl", SOURCE, "bias_act_forward", &[Slot::Uniform, Slot::Read, Slot::ReadWrite], &[]);
+    let p = uniform(ctx, &x.label, &params(rows, cols, act, bias.is_some()));
     let unused = unused_slot(ctx);
     let bias = bias.unwrap_or(&unused);
     Ok(Dispatch::new(
@@ -90,16 +84,15 @@ pub fn backward(
     let [rows, cols] = y.dims2()?;
     dy.expect_shape(&[rows, cols])?;
     check_bias(dbias, cols)?;
-    let constants = [("ACT", act.code() as f64), ("HAS_BIAS", dbias.is_some() as u8 as f64)];
     let kern = kernel(
         ctx,
         "bias_act.wgsl",
         SOURCE,
         "bias_act_backward",
         &[Slot::Uniform, Slot::Unused, Slot::ReadWrite, Slot::Read, Slot::ReadWrite],
-        &constants,
+        &[],
     );
-    let p = uniform(ctx, &dy.label, &params(rows, cols));
+    let p = uniform(ctx, &dy.label, &params(rows, cols, act, dbias.is_some()));
     let unused_dbias = unused_slot(ctx);
     let dbias = dbias.unwrap_or(&unused_dbias);
     Ok(Dispatch::new(
