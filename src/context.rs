@@ -268,6 +268,17 @@ impl GpuContext {
         })
     }
 
+    /// A second device on this context's adapter, for background work such
+    /// as compiling pipelines ahead of the first step.
+    pub fn twin(&self) -> Result<GpuContext> {
+        let (_, adapters) = enumerate_adapters();
+        let index = adapters
+            .iter()
+            .position(|a| a.get_info() == self.info)
+            .ok_or_else(|| GanError::DeviceChoice { wanted: self.info.name.clone(), why: "adapter gone".into() })?;
+        GpuContext::new(&DeviceChoice::Index(index), &Requirements::default())
+    }
+
     /// True for CPU adapters such as lavapipe, where barrier-free kernels win.
     pub fn is_cpu_adapter(&self) -> bool {
         self.info.device_type == wgpu::DeviceType::Cpu

@@ -650,6 +650,88 @@ pub fn prepare_out_dir(out: &Path) -> Result<()> {
     Ok(())
 }
 
+/// Compiles the training step's pipelines on a second device in a helper
+/// thread, so that both CPU cores compile while the first step starts.
+///
+/// lavapipe compiles a pipeline with LLVM at its first dispatch, on its one
+/// queue thread, which makes a first step on an empty shader cache take about
+/// 4 s. The helper builds the same step and dispatches it backwards, one kernel at a time,
+/// while the main device runs it forwards: Mesa's shader cache hands every
+/// kernel the helper finished to the main device. The helper uses the same
+/// batch size (same shapes, so the same kernel variants) on a dataset of one
+/// batch of made-up pixels. Only on CPU adapters (GPU
+/// drivers compile at pipeline creation) and only with Mesa's cache on
+/// (otherwise nothing would be shared); GAN_WGPU_WARMUP=0 turns it off.
+/// Failures are logged and never affect training, which uses its own device.
+pub fn spawn_pipeline_warmup(ctx: &GpuContext, cfg: GanConfig, dim: usize) -> PipelineWarmup {
+    PipelineWarmup(start_warmup(ctx, cfg, dim))
+}
+
+/// The warm-up thread; dropping it waits for the thread (a few seconds at
+/// most), so that no second device is still busy when the process exits.
+pub struct PipelineWarmup(Option<std::thread::JoinHandle<()>>);
+
+impl PipelineWarmup {
+    pub fn is_running(&self) -> bool {
+        self.0.is_some()
+    }
+}
+
+impl Drop for PipelineWarmup {
+    fn drop(&mut self) {
+        if let Some(h) = self.0.take() {
+            let _ = h.join();
+        }
+    }
+}
+
+fn start_warmup(ctx: &GpuContext, cfg: GanConfig, dim: usize) -> Option<std::thread::JoinHandle<()>> {
+    let cache_off = |k: &str| matches!(std::env::var(k).as_deref(), Ok("1") | Ok("true"));
+    if !ctx.is_cpu_adapter()
+        || std::env::var("GAN_WGPU_WARMUP").as_deref() == Ok("0")
+        || cache_off("MESA_SHADER_CACHE_DISABLE")
+        || cache_off("MESA_DISK_CACHE_DISABLE")
+    {
+        return None;
+    }
+    let twin = match ctx.twin() {
+        Ok(t) => t,
+        Err(e) => {
+            log::warn!("pipeline warm-up skipped: {e}");
+            return None;
+        }
+    };
+    Some(std::thread::spawn(move || {
+        let run = || -> Result<()> {
+            let mut r = rand_chacha::ChaCha8Rng::seed_from_u64(0);
+            let data = ImageSet {
+                count: cfg.batch,
+                height: 1,
+                width: dim,
+                pixels: (0..cfg.batch * dim).map(|i| i as u8).collect(),
+                labels: None,
+                source: "warm-up".into(),
+            };
+            let g = model::generator_spec(cfg.latent, dim).init_params(&mut r);
+            let d = model::discriminator_spec(dim).init_params(&mut r);
+            let t = Instant::now();
+            let gan = Gan::new(&twin, cfg, &data, &g, &d)?;
+            for d in gan.dispatches().iter().rev() {
+                crate::kernels::run(&twin, &[d])?;
+            }
+            log::info!(
+                "pipeline warm-up: {} dispatches run once on a second device in {:.2} s",
+                gan.dispatches().len(),
+                t.elapsed().as_secs_f64()
+            );
+            Ok(())
+        };
+        if let Err(e) = run() {
+            log::warn!("pipeline warm-up failed (training is not affected): {e}");
+        }
+    }))
+}
+
 /// Runs (or resumes) training. Returns when all epochs are done, or early
 /// with `interrupted` set when `interrupt` was raised (state saved).
 pub fn train(ctx: &GpuContext, cfg: &TrainConfig, data: &ImageSet, interrupt: &AtomicBool) -> Result<RunSummary> {
@@ -694,6 +776,7 @@ pub fn train(ctx: &GpuContext, cfg: &TrainConfig, data: &ImageSet, interrupt: &A
         Some(s) => (s.g_params.clone(), s.d_params.clone()),
         None => (g_spec.init_params(&mut init_rng), d_spec.init_params(&mut init_rng)),
     };
+    let _warmup = spawn_pipeline_warmup(ctx, g, dim);
     let t0 = Instant::now();
     let gan = Gan::new(ctx, g, &data, &g_params, &d_params)?;
     if let Some(s) = &state {

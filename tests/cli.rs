@@ -196,3 +196,45 @@ fn train_then_sample_from_the_checkpoint() {
     std::fs::write(&notnpy, b"1,2,3").unwrap();
     sample_err(&ck, &["--latent", notnpy.to_str().unwrap()], &["z.npy", "not a .npy file"]);
 }
+
+#[test]
+fn pipeline_warmup_runs_and_leaves_training_unchanged() {
+    if std::env::var("GAN_WGPU_REQUIRE_GPU").as_deref() != Ok("1")
+        && gan().arg("devices").output().map(|o| !o.status.success()).unwrap_or(true)
+    {
+        return;
+    }
+    // Whether the adapter training picks is a CPU one (its line in `devices`
+    // ends with "<- auto"; the next line gives its type).
+    let devices = String::from_utf8_lossy(&gan().arg("devices").output().unwrap().stdout).into_owned();
+    let cpu_adapter =
+        devices.lines().skip_while(|l| !l.contains("<- auto")).nth(1).is_some_and(|l| l.contains("type Cpu"));
+    let dir = tempfile::tempdir().unwrap();
+    let mut losses = Vec::new();
+    for warmup in ["1", "0"] {
+        let out = dir.path().join(format!("run{warmup}"));
+        // An empty Mesa shader cache, so that the warm-up really compiles.
+        let cache = dir.path().join(format!("cache{warmup}"));
+        let o = gan()
+            .args(["train", "--epochs", "1", "--limit", "256", "--batch-size", "64", "--log-every", "1", "--out"])
+            .arg(&out)
+            .env("GAN_WGPU_WARMUP", warmup)
+            .env("MESA_SHADER_CACHE_DIR", &cache)
+            .env("RUST_LOG", "gan_wgpu=info")
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&o.stderr);
+        assert!(o.status.success(), "warm-up {warmup}: {stderr}");
+        assert!(!stderr.contains("warm-up failed"), "{stderr}");
+        // lavapipe (a CPU adapter) gets the warm-up unless it is turned off.
+        let ran = stderr.contains("pipeline warm-up: ");
+        assert_eq!(ran, cpu_adapter && warmup == "1", "warm-up {warmup}, CPU adapter {cpu_adapter}: {stderr}");
+        // Every loss of every step, without the timing column.
+        let csv = std::fs::read_to_string(out.join("losses.csv")).unwrap();
+        let rows: Vec<String> =
+            csv.lines().map(|l| l.rsplit_once(',').map(|(head, _)| head.to_string()).unwrap_or_default()).collect();
+        assert_eq!(rows.len(), 5, "{csv}");
+        losses.push(rows);
+    }
+    assert_eq!(losses[0], losses[1]);
+}
