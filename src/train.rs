@@ -655,14 +655,14 @@ pub fn prepare_out_dir(out: &Path) -> Result<()> {
 ///
 /// lavapipe compiles a pipeline with LLVM at its first dispatch, on its one
 /// queue thread, which makes a first step on an empty shader cache take about
-/// 4 s. The helper builds the same step and dispatches it backwards, one kernel at a time,
-/// while the main device runs it forwards: Mesa's shader cache hands every
-/// kernel the helper finished to the main device. The helper uses the same
-/// batch size (same shapes, so the same kernel variants) on a dataset of one
-/// batch of made-up pixels. Only on CPU adapters (GPU
-/// drivers compile at pipeline creation) and only with Mesa's cache on
-/// (otherwise nothing would be shared); GAN_WGPU_WARMUP=0 turns it off.
-/// Failures are logged and never affect training, which uses its own device.
+/// 4 s. The helper builds the same step (same batch size, so the same shapes
+/// and kernel variants, on one batch of made-up pixels) and dispatches it
+/// backwards, one workgroup of each kernel, while the main device runs it
+/// forwards: Mesa's shader cache hands every kernel the helper finished to the
+/// main device. Only on CPU adapters (GPU drivers compile at pipeline
+/// creation) and only with Mesa's cache on (otherwise nothing is shared);
+/// GAN_WGPU_WARMUP=0 turns it off. Failures are logged and never affect
+/// training, which uses its own device.
 pub fn spawn_pipeline_warmup(ctx: &GpuContext, cfg: GanConfig, dim: usize) -> PipelineWarmup {
     PipelineWarmup(start_warmup(ctx, cfg, dim))
 }
@@ -670,12 +670,6 @@ pub fn spawn_pipeline_warmup(ctx: &GpuContext, cfg: GanConfig, dim: usize) -> Pi
 /// The warm-up thread; dropping it waits for the thread (a few seconds at
 /// most), so that no second device is still busy when the process exits.
 pub struct PipelineWarmup(Option<std::thread::JoinHandle<()>>);
-
-impl PipelineWarmup {
-    pub fn is_running(&self) -> bool {
-        self.0.is_some()
-    }
-}
 
 impl Drop for PipelineWarmup {
     fn drop(&mut self) {
@@ -717,7 +711,9 @@ fn start_warmup(ctx: &GpuContext, cfg: GanConfig, dim: usize) -> Option<std::thr
             let t = Instant::now();
             let gan = Gan::new(&twin, cfg, &data, &g, &d)?;
             for d in gan.dispatches().iter().rev() {
-                crate::kernels::run(&twin, &[d])?;
+                // One workgroup compiles the pipeline as well as the whole grid.
+                let one = Dispatch { groups: [1, 1, 1], ..d.clone() };
+                crate::kernels::run(&twin, &[&one])?;
             }
             log::info!(
                 "pipeline warm-up: {} dispatches run once on a second device in {:.2} s",
