@@ -35,6 +35,12 @@ pub struct Row {
     pub chosen: bool,
 }
 
+/// The median of `v` (the upper one for an even count).
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(|a, b| a.total_cmp(b));
+    v[v.len() / 2]
+}
+
 /// Median and (max - min) of the per-launch time in microseconds.
 pub fn time_dispatch(ctx: &GpuContext, d: &Dispatch, reps: usize, trials: usize) -> Result<(f64, f64)> {
     let run = |n: usize| -> Result<f64> {
@@ -368,16 +374,15 @@ pub fn run_step_bench(ctx: &GpuContext, batch: usize, steps: usize, launch: Inst
                 s.push(t(2 * p + 1).saturating_sub(t(2 * p)) as f64 * period_ns / 1e3);
             }
         }
-        for ((name, _), mut s) in gan.phases.iter().zip(samples) {
-            s.sort_by(|a, b| a.total_cmp(b));
-            phases.push((name.to_string(), s[s.len() / 2]));
+        for ((name, _), s) in gan.phases.iter().zip(samples) {
+            phases.push((name.to_string(), median(s)));
         }
     }
 
     // Host time to encode one step (no submit): median over 9 trials of 40
     // encodes, like the kernel figures (a mean let one preempted trial on a
     // shared machine move it by 50%).
-    let mut trials: Vec<f64> = (0..9)
+    let trials: Vec<f64> = (0..9)
         .map(|_| {
             let t = Instant::now();
             for _ in 0..40 {
@@ -388,8 +393,7 @@ pub fn run_step_bench(ctx: &GpuContext, batch: usize, steps: usize, launch: Inst
             t.elapsed().as_secs_f64() * 1e6 / 40.0
         })
         .collect();
-    trials.sort_by(|a, b| a.total_cmp(b));
-    let host_encode_us = trials[trials.len() / 2];
+    let host_encode_us = median(trials);
 
     // Latency of one loss readback on an idle device: copy, map, wait.
     let mut lat = Vec::new();
@@ -398,7 +402,7 @@ pub fn run_step_bench(ctx: &GpuContext, batch: usize, steps: usize, launch: Inst
         std::hint::black_box(gan.metrics.read_f32(ctx)?);
         lat.push(t.elapsed().as_secs_f64() * 1e6);
     }
-    lat.sort_by(|a, b| a.total_cmp(b));
+    let readback_latency_us = median(lat);
 
     // Each matmul of the step timed alone, summed.
     let mut matmul_sum_us = 0.0;
@@ -412,7 +416,7 @@ pub fn run_step_bench(ctx: &GpuContext, batch: usize, steps: usize, launch: Inst
         first_step_s,
         phases,
         host_encode_us,
-        readback_latency_us: lat[lat.len() / 2],
+        readback_latency_us,
         matmul_sum_us,
         memory_after_warmup,
         memory_after_run,
