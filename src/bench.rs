@@ -311,16 +311,13 @@ pub fn run_step_bench(ctx: &GpuContext, batch: usize, steps: usize, launch: Inst
     let cfg = GanConfig { batch, latent: 100, seed: 1, adam: crate::kernels::adam::AdamConfig::default() };
     let g_spec = crate::model::generator_spec(100, 784);
     let d_spec = crate::model::discriminator_spec(784);
-    let warmup = crate::train::spawn_pipeline_warmup(ctx, cfg, 784);
+    crate::train::warm_up_pipelines(ctx, cfg, 784);
     let gan = Gan::new(ctx, cfg, &data, &g_spec.init_params(&mut r), &d_spec.init_params(&mut r))?;
     gan.start_epoch(ctx, 0, 0, 0)?;
     let mut runner = StepRunner::new(ctx);
     runner.step(ctx, &gan, None)?;
     runner.finish(ctx)?;
     let first_step_s = launch.elapsed().as_secs_f64();
-    // The warm-up thread is done or nearly so; wait so it does not share the
-    // CPU with the timed steps.
-    drop(warmup);
     // Warm-up, then the timed run with the trainer's loop: losses copied out
     // every 10 steps and read a step or more late.
     let mut run = |count: usize| -> Result<f64> {

@@ -210,6 +210,16 @@ impl GpuContext {
         let index = choose_adapter(&infos, choice)?;
         let adapter = adapters.swap_remove(index);
         let info = infos[index].clone();
+        Self::open(instance, adapter, info, need)
+    }
+
+    /// Opens a device on `adapter` with the limits `need` asks for.
+    fn open(
+        instance: wgpu::Instance,
+        adapter: wgpu::Adapter,
+        info: wgpu::AdapterInfo,
+        need: &Requirements,
+    ) -> Result<Self> {
         let has = adapter.limits();
         check_limits(&info.name, &has, need)?;
 
@@ -271,12 +281,7 @@ impl GpuContext {
     /// A second device on this context's adapter, for background work such
     /// as compiling pipelines ahead of the first step.
     pub fn twin(&self) -> Result<GpuContext> {
-        let (_, adapters) = enumerate_adapters();
-        let index = adapters
-            .iter()
-            .position(|a| a.get_info() == self.info)
-            .ok_or_else(|| GanError::DeviceChoice { wanted: self.info.name.clone(), why: "adapter gone".into() })?;
-        GpuContext::new(&DeviceChoice::Index(index), &Requirements::default())
+        Self::open(self.instance.clone(), self.adapter.clone(), self.info.clone(), &Requirements::default())
     }
 
     /// True for CPU adapters such as lavapipe, where barrier-free kernels win.

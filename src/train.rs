@@ -650,82 +650,102 @@ pub fn prepare_out_dir(out: &Path) -> Result<()> {
     Ok(())
 }
 
-/// Compiles the training step's pipelines on a second device in a helper
-/// thread, so that both CPU cores compile while the first step starts.
+/// Compiles the training step's pipelines before its first step, on both
+/// CPU cores. Returns when every pipeline is compiled (or Mesa's shader cache
+/// holds it); never fails: a problem is logged and the first step then
+/// compiles what is left, as it would without this.
 ///
-/// lavapipe compiles a pipeline with LLVM at its first dispatch, on its one
-/// queue thread, which makes a first step on an empty shader cache take about
-/// 4 s. The helper builds the same step (same batch size, so the same shapes
-/// and kernel variants, on one batch of made-up pixels) and dispatches it
-/// backwards, one workgroup of each kernel, while the main device runs it
-/// forwards: Mesa's shader cache hands every kernel the helper finished to the
-/// main device. Only on CPU adapters (GPU drivers compile at pipeline
-/// creation) and only with Mesa's cache on (otherwise nothing is shared);
-/// GAN_WGPU_WARMUP=0 turns it off. Failures are logged and never affect
-/// training, which uses its own device.
-pub fn spawn_pipeline_warmup(ctx: &GpuContext, cfg: GanConfig, dim: usize) -> PipelineWarmup {
-    PipelineWarmup(start_warmup(ctx, cfg, dim))
-}
-
-/// The warm-up thread; dropping it waits for the thread (a few seconds at
-/// most), so that no second device is still busy when the process exits.
-pub struct PipelineWarmup(Option<std::thread::JoinHandle<()>>);
-
-impl Drop for PipelineWarmup {
-    fn drop(&mut self) {
-        if let Some(h) = self.0.take() {
-            let _ = h.join();
-        }
-    }
-}
-
-fn start_warmup(ctx: &GpuContext, cfg: GanConfig, dim: usize) -> Option<std::thread::JoinHandle<()>> {
+/// lavapipe compiles a pipeline with LLVM at its first dispatch, on the
+/// device's one queue thread, which makes a first step on an empty shader
+/// cache take about 3 s on one core. Here the main device and a second device
+/// on the same adapter (a helper thread) split that work: each builds a
+/// throwaway copy of the step (same batch size, so the same shapes and kernel
+/// variants, on one batch of made-up pixels) and runs one workgroup of each
+/// kernel, both taking pipelines from one list, biggest first, each only those
+/// the other has not claimed. (Letting the helper run the step backwards while
+/// the main device ran it forwards left them compiling the same big kernel
+/// twice where they met, and the first step at 2.2-2.7 s.) The
+/// main device's copy shares its pipeline objects with the real step through
+/// the context's pipeline cache; what the helper compiled reaches the main
+/// device through Mesa's shader cache. Neither copy touches the real step's
+/// buffers. Only on CPU adapters (GPU drivers compile at pipeline creation)
+/// and only with Mesa's cache on; GAN_WGPU_WARMUP=0 turns it off.
+pub fn warm_up_pipelines(ctx: &GpuContext, cfg: GanConfig, dim: usize) {
     let cache_off = |k: &str| matches!(std::env::var(k).as_deref(), Ok("1") | Ok("true"));
     if !ctx.is_cpu_adapter()
         || std::env::var("GAN_WGPU_WARMUP").as_deref() == Ok("0")
         || cache_off("MESA_SHADER_CACHE_DISABLE")
         || cache_off("MESA_DISK_CACHE_DISABLE")
     {
-        return None;
+        return;
     }
-    let twin = match ctx.twin() {
-        Ok(t) => t,
-        Err(e) => {
-            log::warn!("pipeline warm-up skipped: {e}");
-            return None;
-        }
+    let t = Instant::now();
+    // Indices (into the step's dispatch list) of first uses of a pipeline
+    // that one side has taken.
+    let claimed = std::sync::Mutex::new(std::collections::HashSet::<usize>::new());
+    let (main, helper) = std::thread::scope(|s| {
+        // The helper opens its device itself, so the main side starts at once.
+        let helper = s.spawn(|| compile_step_pipelines(&ctx.twin()?, cfg, dim, &claimed));
+        let main = compile_step_pipelines(ctx, cfg, dim, &claimed);
+        let helper = helper.join().unwrap_or_else(|_| {
+            Err(GanError::Device { during: "pipeline warm-up".into(), message: "the helper thread panicked".into() })
+        });
+        (main, helper)
+    });
+    match (main, helper) {
+        (Ok(m), Ok(h)) => log::info!(
+            "pipeline warm-up: {} pipelines ready in {:.2} s ({m} compiled on the main device, {h} on a second one)",
+            m + h,
+            t.elapsed().as_secs_f64()
+        ),
+        (Ok(m), Err(e)) => log::info!(
+            "pipeline warm-up: {m} pipelines ready in {:.2} s, all on the main device (the second one failed: {e})",
+            t.elapsed().as_secs_f64()
+        ),
+        (Err(e), _) => log::warn!("pipeline warm-up failed (training is not affected): {e}"),
+    }
+}
+
+/// One side of `warm_up_pipelines`: builds a throwaway step on `ctx` and runs
+/// one workgroup of each pipeline's first use not yet in `claimed`. Returns
+/// how many it ran.
+fn compile_step_pipelines(
+    ctx: &GpuContext,
+    cfg: GanConfig,
+    dim: usize,
+    claimed: &std::sync::Mutex<std::collections::HashSet<usize>>,
+) -> Result<usize> {
+    let mut r = rand_chacha::ChaCha8Rng::seed_from_u64(0);
+    let data = ImageSet {
+        count: cfg.batch,
+        height: 1,
+        width: dim,
+        pixels: (0..cfg.batch * dim).map(|i| i as u8).collect(),
+        labels: None,
+        source: "warm-up".into(),
     };
-    Some(std::thread::spawn(move || {
-        let run = || -> Result<()> {
-            let mut r = rand_chacha::ChaCha8Rng::seed_from_u64(0);
-            let data = ImageSet {
-                count: cfg.batch,
-                height: 1,
-                width: dim,
-                pixels: (0..cfg.batch * dim).map(|i| i as u8).collect(),
-                labels: None,
-                source: "warm-up".into(),
-            };
-            let g = model::generator_spec(cfg.latent, dim).init_params(&mut r);
-            let d = model::discriminator_spec(dim).init_params(&mut r);
-            let t = Instant::now();
-            let gan = Gan::new(&twin, cfg, &data, &g, &d)?;
-            for d in gan.dispatches().iter().rev() {
-                // One workgroup compiles the pipeline as well as the whole grid.
-                let one = Dispatch { groups: [1, 1, 1], ..d.clone() };
-                crate::kernels::run(&twin, &[&one])?;
-            }
-            log::info!(
-                "pipeline warm-up: {} dispatches run once on a second device in {:.2} s",
-                gan.dispatches().len(),
-                t.elapsed().as_secs_f64()
-            );
-            Ok(())
-        };
-        if let Err(e) = run() {
-            log::warn!("pipeline warm-up failed (training is not affected): {e}");
+    let g = model::generator_spec(cfg.latent, dim).init_params(&mut r);
+    let d = model::discriminator_spec(dim).init_params(&mut r);
+    let gan = Gan::new(ctx, cfg, &data, &g, &d)?;
+    let step = gan.dispatches();
+    // The first use of each pipeline, the same list on both sides (both build
+    // the step from the same config). The big matmul kernels (0.4-0.8 s of
+    // LLVM each on lavapipe, against 30-200 ms for the rest) go first, so
+    // that the two sides end close together.
+    let mut firsts: Vec<usize> =
+        (0..step.len()).filter(|&i| !step[..i].iter().any(|e| e.pipeline == step[i].pipeline)).collect();
+    firsts.sort_by_key(|&i| !(step[i].label.starts_with("matmul") && !step[i].label.contains(" naive ")));
+    let mut ran = 0;
+    for i in firsts {
+        if !claimed.lock().unwrap_or_else(|p| p.into_inner()).insert(i) {
+            continue;
         }
-    }))
+        // One workgroup compiles the pipeline as well as the whole grid.
+        let one = Dispatch { groups: [1, 1, 1], ..step[i].clone() };
+        crate::kernels::run(ctx, &[&one])?;
+        ran += 1;
+    }
+    Ok(ran)
 }
 
 /// Runs (or resumes) training. Returns when all epochs are done, or early
@@ -772,7 +792,7 @@ pub fn train(ctx: &GpuContext, cfg: &TrainConfig, data: &ImageSet, interrupt: &A
         Some(s) => (s.g_params.clone(), s.d_params.clone()),
         None => (g_spec.init_params(&mut init_rng), d_spec.init_params(&mut init_rng)),
     };
-    let _warmup = spawn_pipeline_warmup(ctx, g, dim);
+    warm_up_pipelines(ctx, g, dim);
     let t0 = Instant::now();
     let gan = Gan::new(ctx, g, &data, &g_params, &d_params)?;
     if let Some(s) = &state {

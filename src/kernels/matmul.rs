@@ -106,6 +106,10 @@ impl Variant {
     }
 }
 
+/// Largest product (m*n*k multiply-adds) that an unaligned subgroup-variant
+/// request sends to the naive kernel rather than to reg4x4.
+pub const SMALL_PRODUCT: usize = 1 << 17;
+
 #[repr(C)]
 #[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
 struct Params {
@@ -167,11 +171,21 @@ impl Matmul {
             Form::NN => n % 4 == 0,
             Form::TN => m % 4 == 0 && n % 4 == 0,
         };
-        // matmul_sg also steps k by 4 in every form.
-        let variant = if variant == Variant::Subgroup && !(aligned && k % 4 == 0 && Variant::subgroups_usable(ctx)) {
-            Variant::Reg
-        } else {
-            variant
+        // matmul_sg also steps k by 4 in every form. Unaligned products go to
+        // reg4x4, or to naive when tiny: in the model those are only the
+        // 1-wide output layer's backward (256x256x1, 1x256x256), where naive
+        // costs ~0.2 ms more a step but compiles in ~40 ms instead of
+        // 0.2-0.4 s, which is what a first launch on lavapipe waits for.
+        let variant = match variant {
+            Variant::Subgroup if !Variant::subgroups_usable(ctx) => Variant::Reg,
+            Variant::Subgroup if !(aligned && k % 4 == 0) => {
+                if m * n * k <= SMALL_PRODUCT {
+                    Variant::Naive
+                } else {
+                    Variant::Reg
+                }
+            }
+            v => v,
         };
         let constants = [("FORM", form.code() as f64), ("ALIGNED", if aligned { 1.0 } else { 0.0 })];
         // Only the register-blocked kernel reads ALIGNED; keep one pipeline
