@@ -2,9 +2,9 @@
 //   forward (in place):  x[r,c] = act(x[r,c] + bias[c])         x: [rows, cols]
 //   backward (in place): dz[r,c] = dy[r,c] * act'(y[r,c])        y = act output
 //                        dbias[c] = sum_r dz[r,c]                 dbias: [cols]
-// act' is written in terms of the output y, so the pre-activation need not
-// be kept: relu' = y > 0; leaky' = y > 0 ? 1 : 0.2; tanh' = 1 - y^2;
-// sigmoid' = y (1 - y).
+// act() and act' (from the output y) come from activation.wgsl, which the
+// launcher prepends. The trainer fuses the forward into the matmul epilogue
+// (matmul.wgsl); bias_act_forward stays as the unfused reference.
 //
 // act: 0 identity, 1 ReLU, 2 LeakyReLU(0.2), 3 tanh, 4 sigmoid.
 // has_bias: 0 skips the bias add (forward) and dbias (backward).
@@ -37,35 +37,6 @@ struct Params {
 @group(0) @binding(3) var<storage, read> y: array<f32>;
 @group(0) @binding(4) var<storage, read_write> dbias: array<f32>;
 
-fn sigmoid(v: f32) -> f32 {
-    // Stable for either sign: exp never overflows to a NaN result.
-    if (v >= 0.0) {
-        return 1.0 / (1.0 + exp(-v));
-    }
-    let e = exp(v);
-    return e / (1.0 + e);
-}
-
-fn act(v: f32) -> f32 {
-    switch p.act {
-        case 1u: { return max(v, 0.0); }
-        case 2u: { return select(0.2 * v, v, v > 0.0); }
-        case 3u: { return tanh(v); }
-        case 4u: { return sigmoid(v); }
-        default: { return v; }
-    }
-}
-
-fn act_grad_from_output(out: f32) -> f32 {
-    switch p.act {
-        case 1u: { return select(0.0, 1.0, out > 0.0); }
-        case 2u: { return select(0.2, 1.0, out > 0.0); }
-        case 3u: { return 1.0 - out * out; }
-        case 4u: { return out * (1.0 - out); }
-        default: { return 1.0; }
-    }
-}
-
 @compute @workgroup_size(256)
 fn bias_act_forward(@builtin(global_invocation_id) gid: vec3<u32>) {
     let i = gid.x + gid.y * 65535u * 256u;
@@ -76,7 +47,7 @@ fn bias_act_forward(@builtin(global_invocation_id) gid: vec3<u32>) {
     if (p.has_bias != 0u) {
         v += bias[i % p.cols];
     }
-    x[i] = act(v);
+    x[i] = act_apply(p.act, v);
 }
 
 @compute @workgroup_size(64)
@@ -88,7 +59,7 @@ fn bias_act_backward(@builtin(global_invocation_id) gid: vec3<u32>) {
     var sum = 0.0;
     for (var r = 0u; r < p.rows; r++) {
         let i = r * p.cols + col;
-        let dz = x[i] * act_grad_from_output(y[i]);
+        let dz = x[i] * act_grad_from_output(p.act, y[i]);
         x[i] = dz;
         sum += dz;
     }

@@ -3,14 +3,18 @@
 //   FORM 0 "NN": C[M,N] = A[M,K]   * B[K,N]     backward  dX = dY * W
 //   FORM 1 "NT": C[M,N] = A[M,K]   * B[N,K]^T   forward   Y  = X * W^T
 //   FORM 2 "TN": C[M,N] = A[K,M]^T * B[K,N]     backward  dW = dY^T * X
+// Epilogue (NT only, the forward): C[r,c] = act(C[r,c] + bias[c]) when
+// params.has_bias / params.act ask for it, so a dense layer's forward is one
+// dispatch (act() from activation.wgsl, which the launcher prepends).
 //
 // Bindings, group 0:
-//   0  uniform  params {m, n, k, _pad}
+//   0  uniform  params {m, n, k, act, has_bias, _pad x3}
 //   1  storage  a   : array<f32>        read
 //   2  storage  b   : array<f32>        read
 //   3  storage  c   : array<f32>        read_write   (M*N)
 //   4  storage  a4  : array<vec4<f32>>  read   same buffer as a (vec4 view)
 //   5  storage  b4  : array<vec4<f32>>  read   same buffer as b (vec4 view)
+//   6  storage  bias: array<f32>        read   [N]; any buffer when unused
 //
 // Entry points (the launcher picks one per adapter, see src/kernels/matmul.rs):
 //   matmul_naive  8x8 invocations, one output each: the GPU reference.
@@ -22,7 +26,7 @@
 //                 axis when ALIGNED. The fallback on CPU adapters, where
 //                 every barrier costs a coroutine switch.
 //   matmul_sg     8 invocations = one subgroup, a 32x32 tile of C, op(A)
-//                 shared by subgroupBroadcast; binds only 0, 3, 4, 5. Wins
+//                 shared by subgroupBroadcast; binds only 0, 3, 4, 5, 6. Wins
 //                 on lavapipe (see its section below).
 // Shapes that do not divide the tiles are handled: loads are clamped or
 // zeroed, stores are masked.
@@ -36,7 +40,11 @@ struct Params {
     m: u32,
     n: u32,
     k: u32,
-    _pad: u32,
+    act: u32,
+    has_bias: u32,
+    _pad0: u32,
+    _pad1: u32,
+    _pad2: u32,
 }
 
 @group(0) @binding(0) var<uniform> p: Params;
@@ -45,6 +53,20 @@ struct Params {
 @group(0) @binding(3) var<storage, read_write> c: array<f32>;
 @group(0) @binding(4) var<storage, read> a4: array<vec4<f32>>;
 @group(0) @binding(5) var<storage, read> b4: array<vec4<f32>>;
+@group(0) @binding(6) var<storage, read> bias: array<f32>;
+
+// The value stored at C[., col]: the forward's bias and activation applied
+// (NT only; the backward forms store the product as it is).
+fn epilogue(col: u32, v: f32) -> f32 {
+    if (FORM != 1u) {
+        return v;
+    }
+    var r = v;
+    if (p.has_bias != 0u) {
+        r += bias[col];
+    }
+    return act_apply(p.act, r);
+}
 
 // Index of op(A)[row, kk] in a.
 fn a_index(row: u32, kk: u32) -> u32 {
@@ -73,7 +95,7 @@ fn matmul_naive(@builtin(global_invocation_id) gid: vec3<u32>) {
     for (var kk = 0u; kk < p.k; kk++) {
         acc = fma(a[a_index(row, kk)], b[b_index(kk, col)], acc);
     }
-    c[row * p.n + col] = acc;
+    c[row * p.n + col] = epilogue(col, acc);
 }
 
 const TILE: u32 = 64u;
@@ -139,7 +161,7 @@ fn matmul_tiled(@builtin(local_invocation_id) lid: vec3<u32>,
         for (var j = 0u; j < 4u; j++) {
             let col = col0 + lid.x + 16u * j;
             if (row < p.m && col < p.n) {
-                c[row * p.n + col] = acc[i][j];
+                c[row * p.n + col] = epilogue(col, acc[i][j]);
             }
         }
     }
@@ -222,7 +244,7 @@ fn matmul_reg(@builtin(global_invocation_id) gid: vec3<u32>) {
         if (row < p.m) {
             for (var j = 0u; j < 4u; j++) {
                 if (col0 + j < p.n) {
-                    c[row * p.n + col0 + j] = acc[i][j];
+                    c[row * p.n + col0 + j] = epilogue(col0 + j, acc[i][j]);
                 }
             }
         }
@@ -384,7 +406,7 @@ fn matmul_sg(@builtin(workgroup_id) wid: vec3<u32>, @builtin(subgroup_invocation
                 col = col0 + lane + 8u * j;
             }
             if (row < p.m && col < p.n) {
-                c[row * p.n + col] = acc[r][j];
+                c[row * p.n + col] = epilogue(col, acc[r][j]);
             }
         }
     }

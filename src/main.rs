@@ -9,6 +9,12 @@ use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
+/// wgpu-core allocates and frees small objects for every pass and command
+/// buffer it records; with mimalloc the host time to encode a training step
+/// drops by about a fifth (README, Performance).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Parser)]
 #[command(name = "gan-wgpu", version, about = "Train a GAN on MNIST entirely on the GPU (WebGPU compute shaders)")]
 struct Cli {

@@ -8,7 +8,7 @@ use crate::error::{GanError, Result};
 use crate::kernels::adam::{Adam, AdamConfig};
 use crate::kernels::batchnorm::{self, BnGrads, BnTensors};
 use crate::kernels::bias_act::{self, Act};
-use crate::kernels::matmul::{Form, Matmul, Variant};
+use crate::kernels::matmul::{Epilogue, Form, Matmul, Variant};
 use crate::kernels::Dispatch;
 use crate::model::{BnStats, NetSpec};
 use crate::tensor::{FlatLayout, GpuTensor};
@@ -205,29 +205,29 @@ pub fn forward(
         let w = net.param(&format!("{}.weight", l.name))?;
         let b = net.param(&format!("{}.bias", l.name))?;
         let target = a.pre.as_ref().unwrap_or(&a.out);
-        out.push(Matmul::new(ctx, Form::NT, variant, &x, &w, target)?.dispatch);
-        match (&l.bn, &net.bn[i]) {
-            (Some(bn_name), Some(state)) => {
-                let relu = l.act == Act::Relu;
-                if !matches!(l.act, Act::Relu | Act::Identity) {
-                    return Err(GanError::shape(&l.name, "batch norm is fused with ReLU or nothing"));
-                }
-                out.push(bias_act::forward(ctx, Act::Identity, target, Some(&b))?);
-                let gamma = net.param(&format!("{bn_name}.weight"))?;
-                let beta = net.param(&format!("{bn_name}.bias"))?;
-                let t = BnTensors {
-                    gamma: &gamma,
-                    beta: &beta,
-                    running_mean: &state.running_mean,
-                    running_var: &state.running_var,
-                };
-                out.push(if train {
-                    batchnorm::forward_train(ctx, target, &a.out, &t, &state.invstd, relu)?
-                } else {
-                    batchnorm::forward_eval(ctx, target, &a.out, &t, relu)?
-                });
+        // The bias, and the activation when no batch norm comes between,
+        // are applied in the matmul's epilogue.
+        let act = if l.bn.is_some() { Act::Identity } else { l.act };
+        let epilogue = Epilogue { bias: Some(&b), act };
+        out.push(Matmul::with_epilogue(ctx, Form::NT, variant, &x, &w, target, epilogue)?.dispatch);
+        if let (Some(bn_name), Some(state)) = (&l.bn, &net.bn[i]) {
+            let relu = l.act == Act::Relu;
+            if !matches!(l.act, Act::Relu | Act::Identity) {
+                return Err(GanError::shape(&l.name, "batch norm is fused with ReLU or nothing"));
             }
-            _ => out.push(bias_act::forward(ctx, l.act, &a.out, Some(&b))?),
+            let gamma = net.param(&format!("{bn_name}.weight"))?;
+            let beta = net.param(&format!("{bn_name}.bias"))?;
+            let t = BnTensors {
+                gamma: &gamma,
+                beta: &beta,
+                running_mean: &state.running_mean,
+                running_var: &state.running_var,
+            };
+            out.push(if train {
+                batchnorm::forward_train(ctx, target, &a.out, &t, &state.invstd, relu)?
+            } else {
+                batchnorm::forward_eval(ctx, target, &a.out, &t, relu)?
+            });
         }
         x = a.out.clone();
     }

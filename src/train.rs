@@ -734,7 +734,8 @@ fn compile_step_pipelines(
     // that the two sides end close together.
     let mut firsts: Vec<usize> =
         (0..step.len()).filter(|&i| !step[..i].iter().any(|e| e.pipeline == step[i].pipeline)).collect();
-    firsts.sort_by_key(|&i| !(step[i].label.starts_with("matmul") && !step[i].label.contains(" naive ")));
+    let heavy = |d: &Dispatch| d.label.starts_with("matmul") && !d.label.contains(" naive ");
+    firsts.sort_by_key(|&i| if heavy(&step[i]) { 0 } else { 1 });
     let mut ran = 0;
     for i in firsts {
         if !claimed.lock().unwrap_or_else(|p| p.into_inner()).insert(i) {

@@ -49,6 +49,56 @@ fn matmul_all_variants_model_shapes() {
     }
 }
 
+/// The forward's fused epilogue, act(X W^T + bias), against the CPU matmul
+/// followed by the CPU bias+activation, for every variant and activation, on
+/// shapes that divide no tile (k % 4 == 0 ones too, so matmul_sg runs).
+#[test]
+fn matmul_epilogue_bias_and_activation_every_variant() {
+    let Some(ctx) = ctx() else { return };
+    let shapes = [(1, 1, 1), (63, 65, 127), (65, 63, 132), (128, 1, 256), (33, 784, 100)];
+    for (i, &(m, n, k)) in shapes.iter().enumerate() {
+        let mut r = rng(300 + i as u64);
+        let x = uniform_vec(&mut r, m * k, -1.0, 1.0);
+        let w = uniform_vec(&mut r, n * k, -1.0, 1.0);
+        let bias = uniform_vec(&mut r, n, -1.0, 1.0);
+        let product = matmul::cpu_matmul(matmul::Form::NT, &x, &w, m, n, k);
+        let gx = GpuTensor::from_f32(ctx, &[m, k], "x", &x).unwrap();
+        let gw = GpuTensor::from_f32(ctx, &[n, k], "w", &w).unwrap();
+        let gbias = GpuTensor::from_f32(ctx, &[n], "bias", &bias).unwrap();
+        let atol = 2e-6 * k as f32 + 1e-6;
+        for act in bias_act::Act::ALL {
+            for with_bias in [true, false] {
+                let cpu = bias_act::cpu_forward(act, &product, with_bias.then_some(&bias[..]), m, n);
+                for variant in matmul::Variant::ALL {
+                    let gy = GpuTensor::zeros(ctx, &[m, n], "y");
+                    gy.fill_nan(ctx).unwrap();
+                    let epilogue = matmul::Epilogue { bias: with_bias.then_some(&gbias), act };
+                    let mm =
+                        matmul::Matmul::with_epilogue(ctx, matmul::Form::NT, variant, &gx, &gw, &gy, epilogue).unwrap();
+                    kernels::run(ctx, &[&mm.dispatch]).unwrap();
+                    let what = format!("{} bias {with_bias} {} {m}x{n}x{k}", act.name(), mm.dispatch.label);
+                    assert_close(&what, &gy.read_f32(ctx).unwrap(), &cpu, atol, 1e-4);
+                }
+            }
+        }
+    }
+    // The backward forms take no epilogue, and a bias must fit the columns.
+    let (a, b, c) =
+        (GpuTensor::zeros(ctx, &[4, 8], "a"), GpuTensor::zeros(ctx, &[8, 4], "b"), GpuTensor::zeros(ctx, &[4, 4], "c"));
+    let relu = matmul::Epilogue { bias: None, act: bias_act::Act::Relu };
+    let err = matmul::Matmul::with_epilogue(ctx, matmul::Form::NN, matmul::Variant::Reg, &a, &b, &c, relu)
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("A*B takes no bias"), "{err}");
+    let short = GpuTensor::zeros(ctx, &[3], "short bias");
+    let w = GpuTensor::zeros(ctx, &[4, 8], "w");
+    let with_short = matmul::Epilogue { bias: Some(&short), act: bias_act::Act::Identity };
+    let err = matmul::Matmul::with_epilogue(ctx, matmul::Form::NT, matmul::Variant::Reg, &a, &w, &c, with_short)
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("'short bias'") && err.contains("3 elements"), "{err}");
+}
+
 /// Shapes matmul_sg takes (k % 4 == 0; NN: n % 4 == 0; TN: m and n % 4 == 0)
 /// that divide neither dimension of its 32x32 tile.
 const SG_EDGE_SHAPES: &[(matmul::Form, usize, usize, usize)] = &[

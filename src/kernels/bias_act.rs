@@ -5,7 +5,10 @@ use crate::context::GpuContext;
 use crate::error::{GanError, Result};
 use crate::tensor::GpuTensor;
 
-pub const SOURCE: &str = include_str!("../../shaders/bias_act.wgsl");
+pub const FILE: &str = include_str!("../../shaders/bias_act.wgsl");
+/// What the launchers compile: activation.wgsl, then this file.
+pub const SOURCE: &str =
+    concat!(include_str!("../../shaders/activation.wgsl"), include_str!("../../shaders/bias_act.wgsl"));
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Act {

@@ -1,11 +1,15 @@
 //! Matmul launcher and CPU reference for shaders/matmul.wgsl.
 
+use super::bias_act::Act;
 use super::{groups_for, kernel, uniform, Dispatch, Slot};
 use crate::context::GpuContext;
 use crate::error::{GanError, Result};
 use crate::tensor::GpuTensor;
 
-pub const SOURCE: &str = include_str!("../../shaders/matmul.wgsl");
+pub const FILE: &str = include_str!("../../shaders/matmul.wgsl");
+/// What the launchers compile: activation.wgsl, then this file.
+pub const SOURCE: &str =
+    concat!(include_str!("../../shaders/activation.wgsl"), include_str!("../../shaders/matmul.wgsl"));
 
 /// Which operands are transposed (see the header of matmul.wgsl).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -116,7 +120,22 @@ struct Params {
     m: u32,
     n: u32,
     k: u32,
-    _pad: u32,
+    act: u32,
+    has_bias: u32,
+    _pad: [u32; 3],
+}
+
+/// What the forward form applies before storing: C = act(C + bias).
+#[derive(Clone, Copy)]
+pub struct Epilogue<'a> {
+    /// [n], added to every row.
+    pub bias: Option<&'a GpuTensor>,
+    pub act: Act,
+}
+
+impl Epilogue<'_> {
+    /// The product as it is.
+    pub const NONE: Epilogue<'static> = Epilogue { bias: None, act: Act::Identity };
 }
 
 /// One matmul with fixed operands, built once and recorded every step.
@@ -139,6 +158,20 @@ impl Matmul {
         a: &GpuTensor,
         b: &GpuTensor,
         c: &GpuTensor,
+    ) -> Result<Self> {
+        Self::with_epilogue(ctx, form, variant, a, b, c, Epilogue::NONE)
+    }
+
+    /// c = act(op(a) * op(b) + bias): a dense layer's forward in one
+    /// dispatch. Only the forward form (NT) takes an epilogue.
+    pub fn with_epilogue(
+        ctx: &GpuContext,
+        form: Form,
+        variant: Variant,
+        a: &GpuTensor,
+        b: &GpuTensor,
+        c: &GpuTensor,
+        epilogue: Epilogue,
     ) -> Result<Self> {
         let [ar, ac] = a.dims2()?;
         let [br, bc] = b.dims2()?;
@@ -165,6 +198,21 @@ impl Matmul {
                     c.shape
                 ),
             ));
+        }
+        let fused = epilogue.bias.is_some() || epilogue.act != Act::Identity;
+        if fused && form != Form::NT {
+            return Err(GanError::shape(
+                &c.label,
+                format!("{} takes no bias or activation (only A*B^T does)", form.name()),
+            ));
+        }
+        if let Some(bias) = epilogue.bias {
+            if bias.numel() != n {
+                return Err(GanError::shape(
+                    &bias.label,
+                    format!("bias has {} elements, {} has {n} columns", bias.numel(), c.label),
+                ));
+            }
         }
         let aligned = match form {
             Form::NT => k % 4 == 0,
@@ -193,26 +241,53 @@ impl Matmul {
         let constants: &[(&str, f64)] = if variant == Variant::Reg { &constants } else { &constants[..1] };
         // matmul_sg reads only the vec4 views.
         let slots = if variant == Variant::Subgroup {
-            [Slot::Uniform, Slot::Unused, Slot::Unused, Slot::ReadWrite, Slot::Read, Slot::Read]
+            [Slot::Uniform, Slot::Unused, Slot::Unused, Slot::ReadWrite, Slot::Read, Slot::Read, Slot::Read]
         } else {
-            [Slot::Uniform, Slot::Read, Slot::Read, Slot::ReadWrite, Slot::Read, Slot::Read]
+            [Slot::Uniform, Slot::Read, Slot::Read, Slot::ReadWrite, Slot::Read, Slot::Read, Slot::Read]
         };
         let kern = kernel(ctx, "matmul.wgsl", SOURCE, variant.entry(), &slots, constants);
-        let params = uniform(ctx, &c.label, &Params { m: m as u32, n: n as u32, k: k as u32, _pad: 0 });
+        let params = uniform(
+            ctx,
+            &c.label,
+            &Params {
+                m: m as u32,
+                n: n as u32,
+                k: k as u32,
+                act: epilogue.act.code(),
+                has_bias: epilogue.bias.is_some() as u32,
+                _pad: [0; 3],
+            },
+        );
+        // Without a bias the slot still needs a buffer: a is read-only here.
+        let bias = epilogue.bias.unwrap_or(a);
         let groups = match variant {
             Variant::Naive => [groups_for(n, 8), groups_for(m, 8), 1],
             Variant::Tiled => [groups_for(n, 64), groups_for(m, 64), 1],
             Variant::Reg | Variant::Subgroup => [groups_for(n, 32), groups_for(m, 32), 1],
         };
-        let label = format!("matmul {} {} {}x{}x{} -> {}", form.name(), variant.name(), m, n, k, c.label);
+        let fused_name = match (epilogue.bias.is_some(), epilogue.act) {
+            (false, Act::Identity) => String::new(),
+            (true, Act::Identity) => " +bias".to_string(),
+            (false, act) => format!(" +{}", act.name()),
+            (true, act) => format!(" +bias+{}", act.name()),
+        };
+        let label = format!("matmul {} {} {}x{}x{}{fused_name} -> {}", form.name(), variant.name(), m, n, k, c.label);
         let dispatch = Dispatch::new(
             ctx,
             &kern,
             &label,
             if variant == Variant::Subgroup {
-                vec![params.as_entire_binding(), c.binding(), a.binding(), b.binding()]
+                vec![params.as_entire_binding(), c.binding(), a.binding(), b.binding(), bias.binding()]
             } else {
-                vec![params.as_entire_binding(), a.binding(), b.binding(), c.binding(), a.binding(), b.binding()]
+                vec![
+                    params.as_entire_binding(),
+                    a.binding(),
+                    b.binding(),
+                    c.binding(),
+                    a.binding(),
+                    b.binding(),
+                    bias.binding(),
+                ]
             },
             groups,
         );

@@ -18,15 +18,20 @@ use crate::error::Result;
 use crate::tensor::GpuTensor;
 use wgpu::util::DeviceExt;
 
-/// Every shader file, by name, for validation and benchmarks.
-pub const SHADERS: &[(&str, &str)] = &[
-    ("matmul.wgsl", matmul::SOURCE),
-    ("bias_act.wgsl", bias_act::SOURCE),
-    ("batchnorm.wgsl", batchnorm::SOURCE),
-    ("bce.wgsl", bce::SOURCE),
-    ("adam.wgsl", adam::SOURCE),
-    ("rng.wgsl", rng::SOURCE),
-    ("gather.wgsl", gather::SOURCE),
+/// The activations prepended to the shaders that apply one (WGSL has no include).
+pub const ACTIVATION_WGSL: &str = include_str!("../../shaders/activation.wgsl");
+
+/// Every shader file: (name, the file's text, the source the launchers
+/// compile, which is the file with its prelude), for validation.
+pub const SHADERS: &[(&str, &str, &str)] = &[
+    ("activation.wgsl", ACTIVATION_WGSL, ACTIVATION_WGSL),
+    ("matmul.wgsl", matmul::FILE, matmul::SOURCE),
+    ("bias_act.wgsl", bias_act::FILE, bias_act::SOURCE),
+    ("batchnorm.wgsl", batchnorm::SOURCE, batchnorm::SOURCE),
+    ("bce.wgsl", bce::SOURCE, bce::SOURCE),
+    ("adam.wgsl", adam::SOURCE, adam::SOURCE),
+    ("rng.wgsl", rng::SOURCE, rng::SOURCE),
+    ("gather.wgsl", gather::SOURCE, gather::SOURCE),
 ];
 
 /// What a binding slot holds.
