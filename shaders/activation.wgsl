@@ -28,6 +28,21 @@ fn act_apply(code: u32, v: f32) -> f32 {
     }
 }
 
+// act_apply on four values at once: one copy of the switch where a kernel
+// would otherwise inline four (matmul_sg's epilogue; LLVM compile time).
+fn act_apply4(code: u32, v: vec4<f32>) -> vec4<f32> {
+    switch code {
+        case 1u: { return max(v, vec4(0.0)); }
+        case 2u: { return select(0.2 * v, v, v > vec4(0.0)); }
+        case 3u: { return tanh(v); }
+        case 4u: {
+            let e = exp(-abs(v));
+            return select(e / (1.0 + e), 1.0 / (1.0 + e), v >= vec4(0.0));
+        }
+        default: { return v; }
+    }
+}
+
 fn act_grad_from_output(code: u32, out: f32) -> f32 {
     switch code {
         case 1u: { return select(0.0, 1.0, out > 0.0); }

@@ -398,15 +398,25 @@ fn matmul_sg(@builtin(workgroup_id) wid: vec3<u32>, @builtin(subgroup_invocation
             acc[31] = fma_k4(acc[31], subgroupBroadcast(a[3], 7u), b);
         }
     }
+    // NT's epilogue on whole rows of the lane's 4 columns (lane + 8j).
+    var bias4 = vec4(0.0);
+    if (FORM == 1u && p.has_bias != 0u) {
+        bias4 = vec4(bias[min(col0 + lane, p.n - 1u)], bias[min(col0 + lane + 8u, p.n - 1u)],
+                     bias[min(col0 + lane + 16u, p.n - 1u)], bias[min(col0 + lane + 24u, p.n - 1u)]);
+    }
     for (var r = 0u; r < SG_ROWS; r++) {
         let row = row0 + r;
+        var v = acc[r];
+        if (FORM == 1u) {
+            v = act_apply4(p.act, v + bias4);
+        }
         for (var j = 0u; j < 4u; j++) {
             var col = col0 + lane * 4u + j;
             if (FORM == 1u) {
                 col = col0 + lane + 8u * j;
             }
             if (row < p.m && col < p.n) {
-                c[row * p.n + col] = epilogue(col, acc[r][j]);
+                c[row * p.n + col] = v[j];
             }
         }
     }

@@ -680,13 +680,16 @@ pub fn warm_up_pipelines(ctx: &GpuContext, cfg: GanConfig, dim: usize) {
         return;
     }
     let t = Instant::now();
-    // Indices (into the step's dispatch list) of first uses of a pipeline
-    // that one side has taken.
-    let claimed = std::sync::Mutex::new(std::collections::HashSet::<usize>::new());
+    let shared = WarmupShared::default();
     let (main, helper) = std::thread::scope(|s| {
         // The helper opens its device itself, so the main side starts at once.
-        let helper = s.spawn(|| compile_step_pipelines(&ctx.twin()?, cfg, dim, &claimed));
-        let main = compile_step_pipelines(ctx, cfg, dim, &claimed);
+        let helper = s.spawn(|| {
+            let r = ctx.twin().and_then(|twin| compile_step_pipelines(&twin, cfg, dim, &shared, false));
+            shared.lock().helper_done = true;
+            shared.changed.notify_all();
+            r
+        });
+        let main = compile_step_pipelines(ctx, cfg, dim, &shared, true);
         let helper = helper.join().unwrap_or_else(|_| {
             Err(GanError::Device { during: "pipeline warm-up".into(), message: "the helper thread panicked".into() })
         });
@@ -699,21 +702,48 @@ pub fn warm_up_pipelines(ctx: &GpuContext, cfg: GanConfig, dim: usize) {
             t.elapsed().as_secs_f64()
         ),
         (Ok(m), Err(e)) => log::info!(
-            "pipeline warm-up: {m} pipelines ready in {:.2} s, all on the main device (the second one failed: {e})",
+            "pipeline warm-up: pipelines ready in {:.2} s, {m} compiled on the main device (the second one failed: {e})",
             t.elapsed().as_secs_f64()
         ),
         (Err(e), _) => log::warn!("pipeline warm-up failed (training is not affected): {e}"),
     }
 }
 
+/// What the two sides of `warm_up_pipelines` share: pipelines are named by
+/// the index of their first use in the step's dispatch list.
+#[derive(Default)]
+struct WarmupShared {
+    state: std::sync::Mutex<WarmupState>,
+    changed: std::sync::Condvar,
+}
+
+#[derive(Default)]
+struct WarmupState {
+    /// Taken by one side for compiling.
+    claimed: std::collections::HashSet<usize>,
+    /// Compiled by either side (so in Mesa's shader cache).
+    compiled: std::collections::HashSet<usize>,
+    helper_done: bool,
+}
+
+impl WarmupShared {
+    fn lock(&self) -> std::sync::MutexGuard<'_, WarmupState> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
 /// One side of `warm_up_pipelines`: builds a throwaway step on `ctx` and runs
-/// one workgroup of each pipeline's first use not yet in `claimed`. Returns
-/// how many it ran.
+/// one workgroup of each pipeline's first use that the other side has not
+/// claimed. The main side (`main`) then also runs the helper's pipelines as
+/// each becomes ready, loading them from Mesa's cache into the pipeline
+/// objects the real step shares, while the helper may still be compiling.
+/// Returns how many pipelines this side compiled.
 fn compile_step_pipelines(
     ctx: &GpuContext,
     cfg: GanConfig,
     dim: usize,
-    claimed: &std::sync::Mutex<std::collections::HashSet<usize>>,
+    shared: &WarmupShared,
+    main: bool,
 ) -> Result<usize> {
     let mut r = rand_chacha::ChaCha8Rng::seed_from_u64(0);
     let data = ImageSet {
@@ -728,6 +758,8 @@ fn compile_step_pipelines(
     let d = model::discriminator_spec(dim).init_params(&mut r);
     let gan = Gan::new(ctx, cfg, &data, &g, &d)?;
     let step = gan.dispatches();
+    // One workgroup compiles the pipeline as well as the whole grid.
+    let run_one = |i: usize| crate::kernels::run(ctx, &[&Dispatch { groups: [1, 1, 1], ..step[i].clone() }]);
     // The first use of each pipeline, the same list on both sides (both build
     // the step from the same config). The big matmul kernels (0.4-0.8 s of
     // LLVM each on lavapipe, against 30-200 ms for the rest) go first, so
@@ -736,17 +768,33 @@ fn compile_step_pipelines(
         (0..step.len()).filter(|&i| !step[..i].iter().any(|e| e.pipeline == step[i].pipeline)).collect();
     let heavy = |d: &Dispatch| d.label.starts_with("matmul") && !d.label.contains(" naive ");
     firsts.sort_by_key(|&i| if heavy(&step[i]) { 0 } else { 1 });
-    let mut ran = 0;
+    let mut compiled = 0;
+    let mut left = Vec::new();
     for i in firsts {
-        if !claimed.lock().unwrap_or_else(|p| p.into_inner()).insert(i) {
+        if !shared.lock().claimed.insert(i) {
+            left.push(i);
             continue;
         }
-        // One workgroup compiles the pipeline as well as the whole grid.
-        let one = Dispatch { groups: [1, 1, 1], ..step[i].clone() };
-        crate::kernels::run(ctx, &[&one])?;
-        ran += 1;
+        run_one(i)?;
+        shared.lock().compiled.insert(i);
+        shared.changed.notify_all();
+        compiled += 1;
     }
-    Ok(ran)
+    // The main side loads the helper's pipelines as they become ready (or
+    // compiles them itself once the helper has stopped, whatever happened).
+    while main && !left.is_empty() {
+        let next = {
+            let mut st = shared.lock();
+            loop {
+                if let Some(k) = left.iter().position(|i| st.helper_done || st.compiled.contains(i)) {
+                    break left.swap_remove(k);
+                }
+                st = shared.changed.wait(st).unwrap_or_else(|p| p.into_inner());
+            }
+        };
+        run_one(next)?;
+    }
+    Ok(compiled)
 }
 
 /// Runs (or resumes) training. Returns when all epochs are done, or early
