@@ -170,9 +170,28 @@ pub fn run_kernel_bench(ctx: &GpuContext, opts: &BenchOptions) -> Result<Vec<Row
             chosen: true,
         })
     };
-    for (act, cols) in [(bias_act::Act::Relu, 128), (bias_act::Act::LeakyRelu, 512), (bias_act::Act::Tanh, 784)] {
+    for (act, cols, k) in
+        [(bias_act::Act::Relu, 128, 100), (bias_act::Act::LeakyRelu, 512, 784), (bias_act::Act::Tanh, 784, 1024)]
+    {
         let x = GpuTensor::zeros(ctx, &[b, cols], "x");
         let bias = GpuTensor::zeros(ctx, &[cols], "bias");
+        // The trainer's forward: bias and activation in the matmul epilogue,
+        // against the A*B^T row above plus the bias_act forward row below.
+        let (input, w) = (GpuTensor::zeros(ctx, &[b, k], "input"), GpuTensor::zeros(ctx, &[cols, k], "w"));
+        let epilogue = matmul::Epilogue { bias: Some(&bias), act };
+        let fused = matmul::Matmul::with_epilogue(ctx, matmul::Form::NT, chosen, &input, &w, &x, epilogue)?;
+        let (med, spread) = time_dispatch(ctx, &fused.dispatch, reps, trials)?;
+        rows.push(Row {
+            family: "matmul".into(),
+            case: format!("{b}x{cols}x{k} A*B^T +bias+{} (fused fwd)", act.name()),
+            variant: fused.variant.name().into(),
+            median_us: med,
+            spread_us: spread,
+            rate: 2.0 * (b * cols * k) as f64 / med / 1e3,
+            unit: "GFLOP/s",
+            cpu_gflops: None,
+            chosen: true,
+        });
         let f = bias_act::forward(ctx, act, &x, Some(&bias))?;
         rows.push(mem_row("bias_act", format!("forward {} {b}x{cols}", act.name()), &f, 8.0 * (b * cols) as f64)?);
         let dy = GpuTensor::zeros(ctx, &[b, cols], "dy");
