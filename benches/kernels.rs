@@ -56,6 +56,21 @@ fn benches(c: &mut Criterion) {
     group.bench_function("bias+tanh 128x784", |bch| bch.iter(|| submit(&ctx, &f)));
     group.finish();
 
+    // The trainer's forward of the last generator layer: the product with
+    // bias and tanh in its epilogue, against the product alone above plus
+    // the separate bias+tanh pass.
+    let mut group = c.benchmark_group("fused forward");
+    group.sample_size(10);
+    let (input, w) = (GpuTensor::zeros(&ctx, &[128, 1024], "input"), GpuTensor::zeros(&ctx, &[784, 1024], "w"));
+    let epilogue = matmul::Epilogue { bias: Some(&bias), act: kernels::bias_act::Act::Tanh };
+    let variant = matmul::Variant::for_adapter(&ctx);
+    let fused =
+        matmul::Matmul::with_epilogue(&ctx, matmul::Form::NT, variant, &input, &w, &x, epilogue).expect("fused matmul");
+    group.bench_function(format!("128x784x1024 A*B^T +bias+tanh {}", fused.variant.name()), |bch| {
+        bch.iter(|| submit(&ctx, &fused.dispatch))
+    });
+    group.finish();
+
     let mut group = c.benchmark_group("train step");
     group.sample_size(10);
     let mut r = rand::rngs::StdRng::seed_from_u64(1);

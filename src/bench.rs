@@ -272,8 +272,39 @@ pub fn format_rows(rows: &[Row]) -> String {
     s
 }
 
-pub fn rows_to_json(rows: &[Row], adapter: &str) -> String {
-    let esc = |s: &str| s.replace('\\', "\\\\").replace('"', "\\\"");
+/// `s` with JSON's two mandatory escapes (the text here has no control characters).
+fn esc(s: &str) -> String {
+    s.replace('\\', "\\\\").replace('"', "\\\"")
+}
+
+/// The figures as JSON: the adapter, the training step (when measured) and
+/// every kernel row.
+pub fn to_json(step: Option<&StepBench>, rows: &[Row], adapter: &str) -> String {
+    let step = step.map_or("null".to_string(), |st| {
+        let phases: Vec<String> =
+            st.phases.iter().map(|(name, us)| format!("{{\"phase\":\"{}\",\"gpu_us\":{us:.3}}}", esc(name))).collect();
+        format!(
+            "{{\"batch\":{},\"steps\":{},\"dispatches\":{},\"steps_per_s\":{:.4},\"first_step_s\":{:.4},\"matmul_sum_us\":{:.3},\"host_encode_us\":{:.3},\"host_encode_best_us\":{:.3},\"readback_latency_us\":{:.3},\"gpu_buffers_after_warmup\":[{},{}],\"gpu_buffers_after_run\":[{},{}],\"phases\":[{}]}}",
+            st.batch,
+            st.steps,
+            st.dispatches,
+            st.steps_per_s,
+            st.first_step_s,
+            st.matmul_sum_us,
+            st.host_encode_us,
+            st.host_encode_best_us,
+            st.readback_latency_us,
+            st.memory_after_warmup.0,
+            st.memory_after_warmup.1,
+            st.memory_after_run.0,
+            st.memory_after_run.1,
+            phases.join(",")
+        )
+    });
+    format!("{{\"adapter\":\"{}\",\"step\":{step},\"kernels\":{}}}\n", esc(adapter), rows_to_json(rows))
+}
+
+fn rows_to_json(rows: &[Row]) -> String {
     let items: Vec<String> = rows
         .iter()
         .map(|r| {
@@ -291,7 +322,7 @@ pub fn rows_to_json(rows: &[Row], adapter: &str) -> String {
             )
         })
         .collect();
-    format!("{{\"adapter\":\"{}\",\"kernels\":[{}]}}\n", esc(adapter), items.join(","))
+    format!("[{}]", items.join(","))
 }
 
 /// Figures of the whole training step.
@@ -304,6 +335,8 @@ pub struct StepBench {
     /// (phase, median GPU microseconds) from timestamp queries, if the adapter has them.
     pub phases: Vec<(String, f64)>,
     pub host_encode_us: f64,
+    /// The fastest of those trials (the machine's noise pushes the median up).
+    pub host_encode_best_us: f64,
     pub readback_latency_us: f64,
     /// Sum of the step's matmul times measured one by one, microseconds.
     pub matmul_sum_us: f64,
@@ -409,6 +442,7 @@ pub fn run_step_bench(ctx: &GpuContext, batch: usize, steps: usize, launch: Inst
             t.elapsed().as_secs_f64() * 1e6 / 40.0
         })
         .collect();
+    let host_encode_best_us = trials.iter().copied().fold(f64::INFINITY, f64::min);
     let host_encode_us = median(trials);
 
     // Latency of one loss readback on an idle device: copy, map, wait.
@@ -432,6 +466,7 @@ pub fn run_step_bench(ctx: &GpuContext, batch: usize, steps: usize, launch: Inst
         first_step_s,
         phases,
         host_encode_us,
+        host_encode_best_us,
         readback_latency_us,
         matmul_sum_us,
         memory_after_warmup,
@@ -459,7 +494,11 @@ pub fn format_step(s: &StepBench) -> String {
         s.matmul_sum_us / 1e3,
         step_ms * 1e3 / s.matmul_sum_us
     );
-    let _ = writeln!(out, "  host time to encode one step: {:.1} us", s.host_encode_us);
+    let _ = writeln!(
+        out,
+        "  host time to encode one step: {:.1} us (median of 9 trials of 40; fastest trial {:.1} us)",
+        s.host_encode_us, s.host_encode_best_us
+    );
     let _ = writeln!(out, "  loss readback latency (copy + map + wait, idle device): {:.1} us", s.readback_latency_us);
     let _ = writeln!(
         out,

@@ -238,3 +238,47 @@ fn pipeline_warmup_runs_and_leaves_training_unchanged() {
     }
     assert_eq!(losses[0], losses[1]);
 }
+
+/// `bench --quick --json` end to end at a small batch: the printed report,
+/// and a JSON file with the step's figures and every kernel row. Figures are
+/// not asserted (a benchmark, not a timed test); structure and invariants are.
+#[test]
+fn bench_quick_writes_step_and_kernel_figures_as_json() {
+    if std::env::var("GAN_WGPU_REQUIRE_GPU").as_deref() != Ok("1")
+        && gan().arg("devices").output().map(|o| !o.status.success()).unwrap_or(true)
+    {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let json_path = dir.path().join("bench.json");
+    let out = gan()
+        .args(["bench", "--quick", "--batch-size", "16", "--json"])
+        .arg(&json_path)
+        .env("GAN_WGPU_WARMUP", "0")
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
+    for needle in ["training step, batch 16 (49 dispatches", "steps/s", "host time to encode one step", "sg32x32"] {
+        assert!(stdout.contains(needle), "missing '{needle}' in:\n{stdout}");
+    }
+    let v: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&json_path).unwrap()).unwrap();
+    let step = &v["step"];
+    assert_eq!(step["batch"], 16);
+    assert_eq!(step["dispatches"], 49);
+    assert!(step["steps_per_s"].as_f64().unwrap() > 0.0, "{step}");
+    assert!(step["host_encode_best_us"].as_f64().unwrap() <= step["host_encode_us"].as_f64().unwrap(), "{step}");
+    // No allocation per step: the same buffers after the timed run.
+    assert_eq!(step["gpu_buffers_after_warmup"], step["gpu_buffers_after_run"], "{step}");
+    let kernels = v["kernels"].as_array().unwrap();
+    let families: std::collections::BTreeSet<&str> = kernels.iter().map(|k| k["family"].as_str().unwrap()).collect();
+    for family in ["matmul", "bias_act", "batchnorm", "bce", "adam", "rng", "gather"] {
+        assert!(families.contains(family), "no {family} rows: {families:?}");
+    }
+    // Every matmul shape of the step has exactly one row the trainer uses.
+    let chosen_matmuls: Vec<&serde_json::Value> =
+        kernels.iter().filter(|k| k["family"] == "matmul" && k["chosen"] == true).collect();
+    let model_shapes = gan_wgpu::bench::model_matmul_shapes(16).len();
+    assert!(chosen_matmuls.len() >= model_shapes, "{} chosen rows for {model_shapes} shapes", chosen_matmuls.len());
+    assert!(kernels.iter().all(|k| k["median_us"].as_f64().unwrap() > 0.0));
+}
