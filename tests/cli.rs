@@ -147,9 +147,7 @@ fn show_data_writes_a_grid() {
 
 #[test]
 fn train_then_sample_from_the_checkpoint() {
-    if std::env::var("GAN_WGPU_REQUIRE_GPU").as_deref() != Ok("1")
-        && gan().arg("devices").output().map(|o| !o.status.success()).unwrap_or(true)
-    {
+    if skip_without_adapter() {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
@@ -199,9 +197,7 @@ fn train_then_sample_from_the_checkpoint() {
 
 #[test]
 fn pipeline_warmup_runs_and_leaves_training_unchanged() {
-    if std::env::var("GAN_WGPU_REQUIRE_GPU").as_deref() != Ok("1")
-        && gan().arg("devices").output().map(|o| !o.status.success()).unwrap_or(true)
-    {
+    if skip_without_adapter() {
         return;
     }
     // Whether the adapter training picks is a CPU one (its line in `devices`
@@ -244,9 +240,7 @@ fn pipeline_warmup_runs_and_leaves_training_unchanged() {
 /// not asserted (a benchmark, not a timed test); structure and invariants are.
 #[test]
 fn bench_quick_writes_step_and_kernel_figures_as_json() {
-    if std::env::var("GAN_WGPU_REQUIRE_GPU").as_deref() != Ok("1")
-        && gan().arg("devices").output().map(|o| !o.status.success()).unwrap_or(true)
-    {
+    if skip_without_adapter() {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
@@ -281,4 +275,11 @@ fn bench_quick_writes_step_and_kernel_figures_as_json() {
     let model_shapes = gan_wgpu::bench::model_matmul_shapes(16).len();
     assert!(chosen_matmuls.len() >= model_shapes, "{} chosen rows for {model_shapes} shapes", chosen_matmuls.len());
     assert!(kernels.iter().all(|k| k["median_us"].as_f64().unwrap() > 0.0));
+}
+
+/// True when there is no adapter and CI has not required one: the GPU tests
+/// then return early (CI sets GAN_WGPU_REQUIRE_GPU=1, so they always run there).
+fn skip_without_adapter() -> bool {
+    std::env::var("GAN_WGPU_REQUIRE_GPU").as_deref() != Ok("1")
+        && gan().arg("devices").output().map(|o| !o.status.success()).unwrap_or(true)
 }
