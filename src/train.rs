@@ -841,7 +841,13 @@ pub fn train(ctx: &GpuContext, cfg: &TrainConfig, data: &ImageSet, interrupt: &A
         Some(s) => (s.g_params.clone(), s.d_params.clone()),
         None => (g_spec.init_params(&mut init_rng), d_spec.init_params(&mut init_rng)),
     };
+    let t_warm = Instant::now();
     warm_up_pipelines(ctx, g, dim);
+    let warm_s = t_warm.elapsed().as_secs_f64();
+    // Only a first launch (empty shader cache) waits this long; say why.
+    if !cfg.quiet && warm_s > 1.0 {
+        println!("compiled the GPU kernels in {warm_s:.1} s (first launch; the driver caches them for the next)");
+    }
     let t0 = Instant::now();
     let gan = Gan::new(ctx, g, &data, &g_params, &d_params)?;
     if let Some(s) = &state {
