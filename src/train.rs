@@ -684,10 +684,10 @@ pub fn warm_up_pipelines(ctx: &GpuContext, cfg: GanConfig, dim: usize) {
     let (main, helper) = std::thread::scope(|s| {
         // The helper opens its device itself, so the main side starts at once.
         let helper = s.spawn(|| {
-            let r = ctx.twin().and_then(|twin| compile_step_pipelines(&twin, cfg, dim, &shared, false));
-            shared.lock().helper_done = true;
-            shared.changed.notify_all();
-            r
+            // Marks the helper done however it ends, a panic included, so
+            // that the main side never waits for it in vain.
+            let _done = HelperDone(&shared);
+            ctx.twin().and_then(|twin| compile_step_pipelines(&twin, cfg, dim, &shared, false))
         });
         let main = compile_step_pipelines(ctx, cfg, dim, &shared, true);
         let helper = helper.join().unwrap_or_else(|_| {
@@ -729,6 +729,15 @@ struct WarmupState {
 impl WarmupShared {
     fn lock(&self) -> std::sync::MutexGuard<'_, WarmupState> {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+struct HelperDone<'a>(&'a WarmupShared);
+
+impl Drop for HelperDone<'_> {
+    fn drop(&mut self) {
+        self.0.lock().helper_done = true;
+        self.0.changed.notify_all();
     }
 }
 
