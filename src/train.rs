@@ -784,7 +784,14 @@ fn compile_step_pipelines(
             left.push(i);
             continue;
         }
+        let t = Instant::now();
         run_one(i)?;
+        log::debug!(
+            "warm-up: {} compiled on the {} device in {:.3} s",
+            step[i].label,
+            if main { "main" } else { "second" },
+            t.elapsed().as_secs_f64()
+        );
         shared.lock().compiled.insert(i);
         shared.changed.notify_all();
         compiled += 1;

@@ -131,6 +131,23 @@ fn matmul_subgroup_kernel_on_tile_edges_and_fallback() {
         assert_eq!(mm.variant, want, "{} {m}x{n}x{k}", form.name());
         matmul_case(form, m, n, k, 200 + i as u64);
     }
+    // One pipeline serves all three forms (the form is a uniform), so a first
+    // launch compiles the costly subgroup body once, not three times.
+    if usable {
+        let pipelines: Vec<wgpu::ComputePipeline> = matmul::Form::ALL
+            .iter()
+            .map(|&form| {
+                let (sa, sb) = form.operand_shapes(32, 32, 32);
+                let (a, b, c) = (
+                    GpuTensor::zeros(ctx, &sa, "a"),
+                    GpuTensor::zeros(ctx, &sb, "b"),
+                    GpuTensor::zeros(ctx, &[32, 32], "c"),
+                );
+                matmul::Matmul::new(ctx, form, matmul::Variant::Subgroup, &a, &b, &c).unwrap().dispatch.pipeline
+            })
+            .collect();
+        assert!(pipelines.windows(2).all(|w| w[0] == w[1]), "matmul_sg should be one pipeline for all forms");
+    }
     // Unaligned shapes fall back: tiny products (the model's 1-wide output
     // layer backward) to the naive kernel, larger ones to reg4x4.
     let unaligned = [

@@ -122,7 +122,10 @@ struct Params {
     k: u32,
     act: u32,
     has_bias: u32,
-    _pad: [u32; 3],
+    /// Form::code again: matmul_sg reads the form from here, not from the
+    /// FORM override, so that one pipeline serves all three forms.
+    form: u32,
+    _pad: [u32; 2],
 }
 
 /// What the forward form applies before storing: C = act(C + bias).
@@ -237,8 +240,14 @@ impl Matmul {
         };
         let constants = [("FORM", form.code() as f64), ("ALIGNED", if aligned { 1.0 } else { 0.0 })];
         // Only the register-blocked kernel reads ALIGNED; keep one pipeline
-        // per form for the others.
-        let constants: &[(&str, f64)] = if variant == Variant::Reg { &constants } else { &constants[..1] };
+        // per form for the others, and one for all forms of matmul_sg,
+        // which reads the form from params (its body is the costliest
+        // compile of the step).
+        let constants: &[(&str, f64)] = match variant {
+            Variant::Reg => &constants,
+            Variant::Subgroup => &[],
+            _ => &constants[..1],
+        };
         // matmul_sg reads only the vec4 views.
         let slots = if variant == Variant::Subgroup {
             [Slot::Uniform, Slot::Unused, Slot::Unused, Slot::ReadWrite, Slot::Read, Slot::Read, Slot::Read]
@@ -255,7 +264,8 @@ impl Matmul {
                 k: k as u32,
                 act: epilogue.act.code(),
                 has_bias: epilogue.bias.is_some() as u32,
-                _pad: [0; 3],
+                form: form.code(),
+                _pad: [0; 2],
             },
         );
         // Without a bias the slot still needs a buffer: a is read-only here.
