@@ -6,6 +6,11 @@
 //! is the median over `trials` such submits after one warm-up. Wall clock
 //! includes one submit round trip per trial (20-80 us on lavapipe), spread
 //! over `reps` launches.
+//!
+//! CPU column: matrixmultiply's threaded sgemm on the same product, one run
+//! after each GPU trial of the shape (all variants), and the median of those
+//! runs; GPU and CPU are so measured in the same minutes and with the same
+//! statistic.
 
 use crate::context::GpuContext;
 use crate::error::Result;
@@ -43,6 +48,19 @@ fn median(mut v: Vec<f64>) -> f64 {
 
 /// Median and (max - min) of the per-launch time in microseconds.
 pub fn time_dispatch(ctx: &GpuContext, d: &Dispatch, reps: usize, trials: usize) -> Result<(f64, f64)> {
+    time_dispatch_interleaved(ctx, d, reps, trials, &mut || {})
+}
+
+/// `time_dispatch`, running `between` after each trial: the CPU baseline is
+/// timed in the same minutes as the GPU, so that this machine's swings in
+/// speed (up to 2x within minutes) do not land on one side of the ratio.
+fn time_dispatch_interleaved(
+    ctx: &GpuContext,
+    d: &Dispatch,
+    reps: usize,
+    trials: usize,
+    between: &mut dyn FnMut(),
+) -> Result<(f64, f64)> {
     let run = |n: usize| -> Result<f64> {
         let mut enc = ctx.device.create_command_encoder(&Default::default());
         {
@@ -57,49 +75,87 @@ pub fn time_dispatch(ctx: &GpuContext, d: &Dispatch, reps: usize, trials: usize)
         Ok(t.elapsed().as_secs_f64() * 1e6 / n as f64)
     };
     run(1)?;
-    let mut times: Vec<f64> = (0..trials).map(|_| run(reps)).collect::<Result<_>>()?;
+    let mut times = Vec::with_capacity(trials);
+    for _ in 0..trials {
+        times.push(run(reps)?);
+        between();
+    }
     times.sort_by(|a, b| a.total_cmp(b));
     Ok((times[times.len() / 2], times[times.len() - 1] - times[0]))
 }
 
-/// GFLOP/s of matrixmultiply's threaded sgemm for one (m, n, k) product.
-pub fn cpu_sgemm_gflops(form: matmul::Form, m: usize, n: usize, k: usize, trials: usize) -> f64 {
-    let a = vec![0.5f32; m * k];
-    let b = vec![0.25f32; n * k];
-    let mut c = vec![0f32; m * n];
-    // Row/column strides express the transposes without copying.
-    let (rsa, csa) = match form {
-        matmul::Form::TN => (1isize, m as isize),
-        _ => (k as isize, 1isize),
-    };
-    let (rsb, csb) = match form {
-        matmul::Form::NT => (1isize, k as isize),
-        _ => (n as isize, 1isize),
-    };
-    let mut best = f64::MAX;
-    for _ in 0..trials.max(2) {
+/// matrixmultiply's threaded sgemm on one (m, n, k) product, the CPU baseline.
+pub struct CpuSgemm {
+    form: matmul::Form,
+    m: usize,
+    n: usize,
+    k: usize,
+    a: Vec<f32>,
+    b: Vec<f32>,
+    c: Vec<f32>,
+    /// Seconds, one per `run_once`.
+    pub times: Vec<f64>,
+}
+
+impl CpuSgemm {
+    pub fn new(form: matmul::Form, m: usize, n: usize, k: usize) -> Self {
+        let mut s =
+            CpuSgemm { form, m, n, k, a: vec![0.5; m * k], b: vec![0.25; n * k], c: vec![0.0; m * n], times: vec![] };
+        // Warm-up: thread start and first touch of the buffers.
+        s.run_once();
+        s.times.clear();
+        s
+    }
+
+    pub fn run_once(&mut self) {
+        let (m, n, k) = (self.m, self.n, self.k);
+        // Row/column strides express the transposes without copying.
+        let (rsa, csa) = match self.form {
+            matmul::Form::TN => (1isize, m as isize),
+            _ => (k as isize, 1isize),
+        };
+        let (rsb, csb) = match self.form {
+            matmul::Form::NT => (1isize, k as isize),
+            _ => (n as isize, 1isize),
+        };
         let t = Instant::now();
+        // SAFETY: a, b and c hold m*k, k*n and m*n elements, and the strides
+        // above address exactly those for the form.
         unsafe {
             matrixmultiply::sgemm(
                 m,
                 k,
                 n,
                 1.0,
-                a.as_ptr(),
+                self.a.as_ptr(),
                 rsa,
                 csa,
-                b.as_ptr(),
+                self.b.as_ptr(),
                 rsb,
                 csb,
                 0.0,
-                c.as_mut_ptr(),
+                self.c.as_mut_ptr(),
                 n as isize,
                 1,
             );
         }
-        best = best.min(t.elapsed().as_secs_f64());
+        self.times.push(t.elapsed().as_secs_f64());
     }
-    2.0 * (m * n * k) as f64 / best / 1e9
+
+    /// GFLOP/s at the median of the runs so far.
+    pub fn median_gflops(&self) -> f64 {
+        2.0 * (self.m * self.n * self.k) as f64 / median(self.times.clone()) / 1e9
+    }
+}
+
+/// GFLOP/s of matrixmultiply's threaded sgemm for one (m, n, k) product, at
+/// the median of `trials` runs.
+pub fn cpu_sgemm_gflops(form: matmul::Form, m: usize, n: usize, k: usize, trials: usize) -> f64 {
+    let mut cpu = CpuSgemm::new(form, m, n, k);
+    for _ in 0..trials.max(1) {
+        cpu.run_once();
+    }
+    cpu.median_gflops()
 }
 
 /// The matmul shapes of one training step at `batch`: (m, n, k, form, what).
@@ -129,7 +185,9 @@ pub fn run_kernel_bench(ctx: &GpuContext, opts: &BenchOptions) -> Result<Vec<Row
         let a = GpuTensor::zeros(ctx, &sa, "a");
         let bt = GpuTensor::zeros(ctx, &sb, "b");
         let c = GpuTensor::zeros(ctx, &[m, n], "c");
-        let cpu = cpu_sgemm_gflops(form, m, n, k, trials);
+        // One CPU run after each GPU trial of every variant of this shape.
+        let mut cpu = CpuSgemm::new(form, m, n, k);
+        let first_row = rows.len();
         let flops = 2.0 * (m * n * k) as f64;
         for variant in matmul::Variant::ALL {
             // The naive kernel is the reference; skip it in quick runs.
@@ -137,7 +195,7 @@ pub fn run_kernel_bench(ctx: &GpuContext, opts: &BenchOptions) -> Result<Vec<Row
                 continue;
             }
             let mm = matmul::Matmul::new(ctx, form, variant, &a, &bt, &c)?;
-            let (med, spread) = time_dispatch(ctx, &mm.dispatch, reps, trials)?;
+            let (med, spread) = time_dispatch_interleaved(ctx, &mm.dispatch, reps, trials, &mut || cpu.run_once())?;
             rows.push(Row {
                 family: "matmul".into(),
                 case: format!("{m}x{n}x{k} {} ({what})", form.name()),
@@ -151,9 +209,13 @@ pub fn run_kernel_bench(ctx: &GpuContext, opts: &BenchOptions) -> Result<Vec<Row
                 spread_us: spread,
                 rate: flops / med / 1e3,
                 unit: "GFLOP/s",
-                cpu_gflops: Some(cpu),
+                cpu_gflops: None,
                 chosen: variant == chosen,
             });
+        }
+        let cpu_gflops = cpu.median_gflops();
+        for row in &mut rows[first_row..] {
+            row.cpu_gflops = Some(cpu_gflops);
         }
     }
     let mem_row = |family: &str, case: String, d: &Dispatch, bytes: f64| -> Result<Row> {
