@@ -144,11 +144,7 @@ pub fn choose_adapter(infos: &[wgpu::AdapterInfo], choice: &DeviceChoice) -> Res
 /// first limit that falls short.
 pub fn check_limits(adapter_name: &str, has: &wgpu::Limits, need: &Requirements) -> Result<()> {
     let checks: [(&'static str, u64, u64); 5] = [
-        (
-            "max_storage_buffer_binding_size",
-            need.max_storage_buffer_binding_size,
-            has.max_storage_buffer_binding_size as u64,
-        ),
+        ("max_storage_buffer_binding_size", need.max_storage_buffer_binding_size, has.max_storage_buffer_binding_size),
         ("max_buffer_size", need.max_buffer_size, has.max_buffer_size),
         (
             "max_compute_workgroup_storage_size",

@@ -89,7 +89,7 @@ impl GpuTensor {
             ));
         }
         let offset = self.offset + elem_offset as u64 * 4;
-        if offset % VIEW_ALIGN != 0 {
+        if !offset.is_multiple_of(VIEW_ALIGN) {
             return Err(GanError::shape(
                 label,
                 format!("view offset {offset} bytes is not a multiple of {VIEW_ALIGN}"),

@@ -976,7 +976,7 @@ pub fn train(ctx: &GpuContext, cfg: &TrainConfig, data: &ImageSet, interrupt: &A
             Ok(())
         };
         while p.batch_in_epoch < steps_per_epoch {
-            let log_now = (p.batch_in_epoch as u64 + 1) % cfg.log_every == 0;
+            let log_now = (p.batch_in_epoch as u64 + 1).is_multiple_of(cfg.log_every);
             let tag = log_now.then_some((p.epoch, p.batch_in_epoch, p.steps_done + 1));
             let rows = runner.step(ctx, &gan, tag)?;
             p.steps_done += 1;

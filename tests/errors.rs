@@ -47,15 +47,13 @@ fn device_flag_parses() {
 
 #[test]
 fn missing_limit_names_limit_needed_and_available() {
-    let mut has = wgpu::Limits::default();
-    has.max_storage_buffer_binding_size = 64 << 20;
+    let has = wgpu::Limits { max_storage_buffer_binding_size: 64 << 20, ..wgpu::Limits::default() };
     let need = Requirements { max_storage_buffer_binding_size: 100 << 20, ..Requirements::default() };
     let err = check_limits("tiny gpu", &has, &need).unwrap_err().to_string();
     assert!(err.contains("tiny gpu"), "{err}");
     assert!(err.contains("max_storage_buffer_binding_size"), "{err}");
     assert!(err.contains(&(100u64 << 20).to_string()) && err.contains(&(64u64 << 20).to_string()), "{err}");
-    let mut small_wg = wgpu::Limits::default();
-    small_wg.max_compute_workgroup_storage_size = 4096;
+    let small_wg = wgpu::Limits { max_compute_workgroup_storage_size: 4096, ..wgpu::Limits::default() };
     let err = check_limits("gpu", &small_wg, &Requirements::default()).unwrap_err().to_string();
     assert!(err.contains("max_compute_workgroup_storage_size is 4096, 8192 is needed"), "{err}");
     assert!(check_limits(

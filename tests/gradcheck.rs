@@ -17,6 +17,8 @@ fn central(x: &[f32], i: usize, f: &dyn Fn(&[f32]) -> f64) -> f64 {
     (f(&xp) - f(&xm)) / (2.0 * H)
 }
 
+// Index i is both the coordinate perturbed and the gradient entry compared.
+#[allow(clippy::needless_range_loop)]
 fn check(what: &str, x: &[f32], analytic: &[f32], f: &dyn Fn(&[f32]) -> f64) {
     for i in 0..x.len() {
         let num = central(x, i, f);

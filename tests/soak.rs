@@ -42,7 +42,7 @@ fn thousands_of_steps_keep_memory_flat() {
             if batch_in_epoch == 0 {
                 gan.start_epoch(ctx, *step as usize / steps_per_epoch, 0, *step).unwrap();
             }
-            let tag = ((*step + 1) % 10 == 0).then_some((0, batch_in_epoch, *step + 1));
+            let tag = (*step + 1).is_multiple_of(10).then_some((0, batch_in_epoch, *step + 1));
             for (_, _, _, m) in runner.step(ctx, &gan, tag).unwrap() {
                 assert!(m.loss_d.is_finite() && m.loss_g.is_finite());
                 *readings += 1;

@@ -61,7 +61,7 @@ impl Adam {
                 ));
             }
         }
-        if n % 4 != 0 {
+        if !n.is_multiple_of(4) {
             return Err(GanError::shape(
                 &param.label,
                 format!("adam: {n} parameters in '{}', the vec4 kernel needs a multiple of 4", param.label),

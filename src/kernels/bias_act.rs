@@ -153,6 +153,8 @@ pub fn cpu_forward(act: Act, x: &[f32], bias: Option<&[f32]>, rows: usize, cols:
 }
 
 /// CPU reference of `backward`: (dz, dbias).
+// Plain index loops on purpose: the reference reads like the math.
+#[allow(clippy::needless_range_loop)]
 pub fn cpu_backward(act: Act, y: &[f32], dy: &[f32], rows: usize, cols: usize) -> (Vec<f32>, Vec<f32>) {
     let mut dz = vec![0f32; rows * cols];
     let mut dbias = vec![0f32; cols];
