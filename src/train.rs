@@ -905,7 +905,7 @@ pub fn train(ctx: &GpuContext, cfg: &TrainConfig, data: &ImageSet, interrupt: &A
     let mut p = progress;
     let steps_per_epoch = gan.steps_per_epoch();
     let mut steps_this_run = 0u64;
-    let mut last_log = (Instant::now(), p.steps_done);
+    let mut last_log: (Instant, u64);
 
     let log_line = |epoch: usize, batch: usize, m: &StepMetrics, secs: f64| {
         format!(
@@ -923,6 +923,9 @@ pub fn train(ctx: &GpuContext, cfg: &TrainConfig, data: &ImageSet, interrupt: &A
 
     while p.epoch < cfg.epochs {
         let epoch_start = Instant::now();
+        // A step's printed time is the mean since the last log within this
+        // epoch: the previous epoch's images and checkpoints are not a step.
+        last_log = (epoch_start, p.steps_done);
         gan.start_epoch(ctx, p.epoch, p.batch_in_epoch, p.steps_done)?;
         let bar = (!cfg.quiet && std::io::stderr().is_terminal()).then(|| {
             let b = indicatif::ProgressBar::new(steps_per_epoch as u64);
