@@ -193,6 +193,7 @@ pub struct GpuContext {
     pub health: Arc<Mutex<DeviceHealth>>,
     modules: Mutex<HashMap<&'static str, wgpu::ShaderModule>>,
     pipelines: Mutex<HashMap<String, crate::kernels::Kernel>>,
+    matmul_choice: std::sync::OnceLock<crate::autotune::Choice>,
 }
 
 impl GpuContext {
@@ -271,13 +272,26 @@ impl GpuContext {
             health,
             modules: Mutex::new(HashMap::new()),
             pipelines: Mutex::new(HashMap::new()),
+            matmul_choice: std::sync::OnceLock::new(),
         })
     }
 
     /// A second device on this context's adapter, for background work such
     /// as compiling pipelines ahead of the first step.
     pub fn twin(&self) -> Result<GpuContext> {
-        Self::open(self.instance.clone(), self.adapter.clone(), self.info.clone(), &Requirements::default())
+        let twin =
+            Self::open(self.instance.clone(), self.adapter.clone(), self.info.clone(), &Requirements::default())?;
+        // Same adapter, same matmul variant: never measured twice.
+        if let Some(choice) = self.matmul_choice.get() {
+            let _ = twin.matmul_choice.set(choice.clone());
+        }
+        Ok(twin)
+    }
+
+    /// The matmul variant for this adapter and how it was chosen, made on
+    /// first use (on GPUs a measurement, cached on disk; see `autotune`).
+    pub fn matmul_choice(&self) -> &crate::autotune::Choice {
+        self.matmul_choice.get_or_init(|| crate::autotune::choose(self))
     }
 
     /// True for CPU adapters such as lavapipe, where barrier-free kernels win.

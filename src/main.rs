@@ -135,6 +135,8 @@ fn run(cli: Cli, interrupt: Arc<AtomicBool>, launch: std::time::Instant) -> gan_
             let choice = DeviceChoice::from_flag_or_env(device.as_deref())?;
             let ctx = GpuContext::new(&choice, &Requirements::default())?;
             println!("adapter: {}", ctx.describe());
+            // Made before the timed start-up, as `train` makes it.
+            println!("matmul variant: {}", ctx.matmul_choice().describe());
             let step = gan_wgpu::bench::run_step_bench(&ctx, batch_size, if quick { 20 } else { 100 }, launch)?;
             print!("{}", gan_wgpu::bench::format_step(&step));
             println!(

@@ -680,6 +680,8 @@ pub fn warm_up_pipelines(ctx: &GpuContext, cfg: GanConfig, dim: usize) {
         return;
     }
     let t = Instant::now();
+    // The matmul choice first, so that the helper's device inherits it.
+    ctx.matmul_choice();
     let shared = WarmupShared::default();
     let (main, helper) = std::thread::scope(|s| {
         // The helper opens its device itself, so the main side starts at once.
@@ -890,7 +892,7 @@ pub fn train(ctx: &GpuContext, cfg: &TrainConfig, data: &ImageSet, interrupt: &A
             data.source,
             gan.steps_per_epoch(),
             g.batch,
-            gan.variant.name()
+            ctx.matmul_choice().describe()
         );
         let mem = gan.memory();
         let total: u64 = mem.iter().map(|m| m.1).sum();

@@ -84,23 +84,14 @@ impl Variant {
         Variant::ALL.into_iter().find(|v| v.name() == s || (s == "reg" && *v == Variant::Reg))
     }
 
-    /// The variant the trainer uses on this adapter. From the measurements in
-    /// README.md (`gan-wgpu bench`): on CPU adapters (lavapipe) the
+    /// The variant the trainer uses on this adapter: on CPU adapters
+    /// (lavapipe) from the measurements in README.md (`gan-wgpu bench`: the
     /// subgroup-cooperative kernel is 4-5x faster than the barrier-free
-    /// register-blocked one, which is 2-4x faster than the tiled one; on GPUs
-    /// the workgroup-memory tiled kernel wins.
+    /// register-blocked one, which is 2-4x faster than the tiled one), on
+    /// other adapters measured once and cached (`crate::autotune`).
     /// GAN_WGPU_MATMUL=naive|tiled|reg4x4|sg32x32 overrides.
     pub fn for_adapter(ctx: &GpuContext) -> Variant {
-        if let Some(v) = std::env::var("GAN_WGPU_MATMUL").ok().as_deref().and_then(Variant::parse) {
-            return v;
-        }
-        if !ctx.is_cpu_adapter() {
-            Variant::Tiled
-        } else if Variant::subgroups_usable(ctx) {
-            Variant::Subgroup
-        } else {
-            Variant::Reg
-        }
+        ctx.matmul_choice().variant
     }
 
     /// matmul_sg needs the SUBGROUP feature and the workgroup of 8 to be one

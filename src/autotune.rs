@@ -1,0 +1,237 @@
+//! Which matmul variant the trainer uses on an adapter: measured, never
+//! guessed.
+//!
+//! - CPU adapters (lavapipe) use the table measured with `gan-wgpu bench` and
+//!   written down in README.md: `sg32x32` where subgroups of 8 or more exist,
+//!   else `reg4x4`. Measuring there would compile every variant first,
+//!   seconds of LLVM before the first step.
+//! - Any other adapter is measured once: every variant on the model's largest
+//!   product of each form (batch 128), each result checked against the naive
+//!   kernel, the fastest correct one kept. The choice is cached per adapter,
+//!   driver, crate version and matmul source in `matmul-autotune.tsv` under
+//!   `$GAN_WGPU_CACHE_DIR`, else `$XDG_CACHE_HOME/gan-wgpu`, else
+//!   `~/.cache/gan-wgpu`, so later launches start at once.
+//! - `GAN_WGPU_MATMUL=naive|tiled|reg4x4|sg32x32` overrides both;
+//!   `GAN_WGPU_AUTOTUNE=1` measures on CPU adapters too, `=0` uses the table
+//!   everywhere (`tiled` on GPUs).
+
+use crate::bench::time_dispatch;
+use crate::context::GpuContext;
+use crate::error::{GanError, Result};
+use crate::kernels::matmul::{self, Form, Matmul, Variant};
+use crate::kernels::{check_close, run};
+use crate::tensor::GpuTensor;
+use rand::{Rng, SeedableRng};
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+
+/// The products measured: the model's largest of each form at batch 128
+/// (G's last layer forward, its input gradient, its weight gradient).
+pub const TUNE_SHAPES: [(Form, usize, usize, usize); 3] =
+    [(Form::NT, 128, 784, 1024), (Form::NN, 128, 1024, 784), (Form::TN, 784, 1024, 128)];
+
+/// File name of the cache, one line per adapter: key, variant, what was measured.
+pub const CACHE_FILE: &str = "matmul-autotune.tsv";
+
+/// The variant in use and how it was chosen (printed by `train` and `bench`).
+#[derive(Clone, Debug)]
+pub struct Choice {
+    pub variant: Variant,
+    pub how: String,
+    /// The measurements, when this launch made them.
+    pub trials: Option<Vec<Trial>>,
+}
+
+impl Choice {
+    /// "sg32x32 (the measured table for CPU adapters)" and the like.
+    pub fn describe(&self) -> String {
+        format!("{} ({})", self.variant.name(), self.how)
+    }
+}
+
+/// One variant measured on all the shapes.
+#[derive(Clone, Debug)]
+pub struct Trial {
+    pub variant: Variant,
+    /// Sum over the shapes of the median time per launch.
+    pub total_us: f64,
+    /// Whether every output agreed with the naive kernel's.
+    pub matches_reference: bool,
+}
+
+/// The fastest variant whose results agreed with the reference, if any.
+pub fn fastest(trials: &[Trial]) -> Option<Variant> {
+    trials.iter().filter(|t| t.matches_reference).min_by(|a, b| a.total_us.total_cmp(&b.total_us)).map(|t| t.variant)
+}
+
+/// What identifies an adapter's measurements: name, PCI ids, backend,
+/// driver, and this build's matmul kernels (a new kernel means a new
+/// measurement). Tabs and newlines become spaces (the cache is a TSV).
+pub fn adapter_key(info: &wgpu::AdapterInfo) -> String {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    matmul::SOURCE.hash(&mut h);
+    let key = format!(
+        "{} [{:04x}:{:04x}] {:?} {} {} gan-wgpu {} matmul {:016x}",
+        info.name,
+        info.vendor,
+        info.device,
+        info.backend,
+        info.driver,
+        info.driver_info,
+        env!("CARGO_PKG_VERSION"),
+        h.finish()
+    );
+    key.replace(['\t', '\n', '\r'], " ")
+}
+
+/// `$GAN_WGPU_CACHE_DIR`, else `$XDG_CACHE_HOME/gan-wgpu`, else
+/// `~/.cache/gan-wgpu`, with the file name; None without any of them.
+pub fn default_cache_path() -> Option<PathBuf> {
+    let var = |k: &str| std::env::var_os(k).filter(|v| !v.is_empty()).map(PathBuf::from);
+    let dir = var("GAN_WGPU_CACHE_DIR")
+        .or_else(|| var("XDG_CACHE_HOME").map(|d| d.join("gan-wgpu")))
+        .or_else(|| var("HOME").map(|d| d.join(".cache").join("gan-wgpu")))?;
+    Some(dir.join(CACHE_FILE))
+}
+
+/// The cached variant for `key` in the cache text, if a line has one.
+/// Lines that do not parse are ignored (they are measured again).
+pub fn cached_variant(text: &str, key: &str) -> Option<Variant> {
+    text.lines().filter(|l| !l.starts_with('#')).find_map(|line| {
+        let mut fields = line.split('\t');
+        (fields.next() == Some(key)).then(|| fields.next().and_then(Variant::parse)).flatten()
+    })
+}
+
+/// The cache text with `key`'s line set to `variant` and `detail`, the
+/// other adapters' lines kept.
+pub fn with_cached_variant(text: &str, key: &str, variant: Variant, detail: &str) -> String {
+    let mut out = String::from("# gan-wgpu matmul autotune: adapter key, variant, total us per variant\n");
+    for line in text.lines().filter(|l| !l.starts_with('#') && !l.trim().is_empty()) {
+        if line.split('\t').next() != Some(key) {
+            out.push_str(line);
+            out.push('\n');
+        }
+    }
+    let _ = writeln!(out, "{key}\t{}\t{}", variant.name(), detail.replace(['\t', '\n'], " "));
+    out
+}
+
+/// Times every usable variant on `shapes` and checks each output against
+/// the naive kernel's (outputs pre-filled with NaN, so a variant that skips
+/// an element fails).
+pub fn measure(ctx: &GpuContext, shapes: &[(Form, usize, usize, usize)]) -> Result<Vec<Trial>> {
+    let variants: Vec<Variant> =
+        Variant::ALL.into_iter().filter(|&v| v != Variant::Subgroup || Variant::subgroups_usable(ctx)).collect();
+    let mut trials: Vec<Trial> =
+        variants.iter().map(|&variant| Trial { variant, total_us: 0.0, matches_reference: true }).collect();
+    let mut r = rand_chacha::ChaCha8Rng::seed_from_u64(7);
+    for &(form, m, n, k) in shapes {
+        let (sa, sb) = form.operand_shapes(m, n, k);
+        let mut random = |len: usize| -> Vec<f32> { (0..len).map(|_| r.random_range(-1.0f32..1.0)).collect() };
+        let a = GpuTensor::from_f32(ctx, &sa, "autotune a", &random(sa[0] * sa[1]))?;
+        let b = GpuTensor::from_f32(ctx, &sb, "autotune b", &random(sb[0] * sb[1]))?;
+        let c = GpuTensor::zeros(ctx, &[m, n], "autotune c");
+        let reference = {
+            let mm = Matmul::new(ctx, form, Variant::Naive, &a, &b, &c)?;
+            c.fill_nan(ctx)?;
+            run(ctx, &[&mm.dispatch])?;
+            c.read_f32(ctx)?
+        };
+        for trial in &mut trials {
+            let mm = Matmul::new(ctx, form, trial.variant, &a, &b, &c)?;
+            c.fill_nan(ctx)?;
+            let (median_us, _) = time_dispatch(ctx, &mm.dispatch, 5, 3)?;
+            trial.total_us += median_us;
+            let atol = 2e-6 * k as f32 + 1e-6;
+            if let Err(why) = check_close(&mm.dispatch.label, &c.read_f32(ctx)?, &reference, atol, 1e-4) {
+                log::warn!(
+                    "matmul autotune: {} disagrees with the naive kernel, not used: {why}",
+                    trial.variant.name()
+                );
+                trial.matches_reference = false;
+            }
+        }
+    }
+    ctx.check_health("matmul autotune")?;
+    Ok(trials)
+}
+
+/// The cached choice for this adapter, else a measurement on `shapes`,
+/// written to `cache` (a cache that cannot be written is logged, not fatal).
+pub fn tune(ctx: &GpuContext, shapes: &[(Form, usize, usize, usize)], cache: Option<&Path>) -> Result<Choice> {
+    let key = adapter_key(&ctx.info);
+    let text = cache.and_then(|p| std::fs::read_to_string(p).ok()).unwrap_or_default();
+    if let (Some(path), Some(variant)) = (cache, cached_variant(&text, &key)) {
+        return Ok(Choice {
+            variant,
+            how: format!("autotuned on this adapter earlier, cached in {}", path.display()),
+            trials: None,
+        });
+    }
+    let trials = measure(ctx, shapes)?;
+    let variant = fastest(&trials).ok_or_else(|| GanError::Device {
+        during: "matmul autotune".into(),
+        message: "no matmul variant agreed with the naive kernel".into(),
+    })?;
+    let detail: Vec<String> = trials
+        .iter()
+        .map(|t| {
+            format!("{} {:.0} us{}", t.variant.name(), t.total_us, if t.matches_reference { "" } else { " (wrong)" })
+        })
+        .collect();
+    let detail = detail.join(", ");
+    let mut how = format!("autotuned on this adapter: {detail}");
+    if let Some(path) = cache {
+        let written = path
+            .parent()
+            .map_or(Ok(()), |d| std::fs::create_dir_all(d).map_err(|e| GanError::io(d, e)))
+            .and_then(|_| {
+                crate::checkpoint::atomic_write(path, with_cached_variant(&text, &key, variant, &detail).as_bytes())
+            });
+        match written {
+            Ok(()) => {
+                let _ = write!(how, "; cached in {}", path.display());
+            }
+            Err(e) => log::warn!("matmul autotune: the choice is not cached: {e}"),
+        }
+    }
+    Ok(Choice { variant, how, trials: Some(trials) })
+}
+
+/// The table, for CPU adapters (measured, see README.md) and as the fallback.
+fn table(ctx: &GpuContext, why: &str) -> Choice {
+    let variant = if !ctx.is_cpu_adapter() {
+        Variant::Tiled
+    } else if Variant::subgroups_usable(ctx) {
+        Variant::Subgroup
+    } else {
+        Variant::Reg
+    };
+    Choice { variant, how: why.to_string(), trials: None }
+}
+
+/// The choice for `ctx`'s adapter (see the module header). Call through
+/// `GpuContext::matmul_choice`, which makes it once per context.
+pub fn choose(ctx: &GpuContext) -> Choice {
+    if let Some(variant) = std::env::var("GAN_WGPU_MATMUL").ok().as_deref().and_then(Variant::parse) {
+        return Choice { variant, how: "GAN_WGPU_MATMUL".into(), trials: None };
+    }
+    match std::env::var("GAN_WGPU_AUTOTUNE").as_deref() {
+        Ok("0") => return table(ctx, "the table, GAN_WGPU_AUTOTUNE=0"),
+        Ok("1") => {}
+        _ if ctx.is_cpu_adapter() => return table(ctx, "the measured table for CPU adapters"),
+        _ => {}
+    }
+    match tune(ctx, &TUNE_SHAPES, default_cache_path().as_deref()) {
+        Ok(choice) => {
+            log::info!("matmul variant: {}", choice.describe());
+            choice
+        }
+        Err(e) => {
+            log::warn!("matmul autotune failed, using the table: {e}");
+            table(ctx, &format!("the table: the autotune failed ({e})"))
+        }
+    }
+}
