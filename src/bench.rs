@@ -335,13 +335,25 @@ pub fn format_rows(rows: &[Row]) -> String {
 }
 
 /// `s` with JSON's two mandatory escapes (the text here has no control characters).
+/// `s` as the inside of a JSON string (error messages can hold newlines).
 fn esc(s: &str) -> String {
-    s.replace('\\', "\\\\").replace('"', "\\\"")
+    let mut out = String::with_capacity(s.len());
+    for ch in s.chars() {
+        match ch {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            c if (c as u32) < 0x20 => {
+                let _ = write!(out, "\\u{:04x}", c as u32);
+            }
+            c => out.push(c),
+        }
+    }
+    out
 }
 
 /// The figures as JSON: the adapter, the training step (when measured) and
 /// every kernel row.
-pub fn to_json(step: Option<&StepBench>, rows: &[Row], adapter: &str) -> String {
+pub fn to_json(step: Option<&StepBench>, rows: &[Row], adapter: &str, matmul: &crate::autotune::Choice) -> String {
     let step = step.map_or("null".to_string(), |st| {
         let phases: Vec<String> =
             st.phases.iter().map(|(name, us)| format!("{{\"phase\":\"{}\",\"gpu_us\":{us:.3}}}", esc(name))).collect();
@@ -363,7 +375,13 @@ pub fn to_json(step: Option<&StepBench>, rows: &[Row], adapter: &str) -> String 
             phases.join(",")
         )
     });
-    format!("{{\"adapter\":\"{}\",\"step\":{step},\"kernels\":{}}}\n", esc(adapter), rows_to_json(rows))
+    format!(
+        "{{\"adapter\":\"{}\",\"matmul_choice\":{{\"variant\":\"{}\",\"how\":\"{}\"}},\"step\":{step},\"kernels\":{}}}\n",
+        esc(adapter),
+        matmul.variant.name(),
+        esc(&matmul.how),
+        rows_to_json(rows)
+    )
 }
 
 fn rows_to_json(rows: &[Row]) -> String {
@@ -579,4 +597,14 @@ pub fn format_step(s: &StepBench) -> String {
         }
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn json_strings_survive_quotes_backslashes_and_control_characters() {
+        let raw = "GPU error during \"x\\y\":\nline two\ttab \u{1}";
+        let parsed: String = serde_json::from_str(&format!("\"{}\"", super::esc(raw))).unwrap();
+        assert_eq!(parsed, raw);
+    }
 }

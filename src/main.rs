@@ -146,8 +146,11 @@ fn run(cli: Cli, interrupt: Arc<AtomicBool>, launch: std::time::Instant) -> gan_
                 gan_wgpu::bench::run_kernel_bench(&ctx, &gan_wgpu::bench::BenchOptions { quick, batch: batch_size })?;
             print!("{}", gan_wgpu::bench::format_rows(&rows));
             if let Some(path) = json {
-                std::fs::write(&path, gan_wgpu::bench::to_json(Some(&step), &rows, &ctx.describe()))
-                    .map_err(|e| GanError::io(&path, e))?;
+                std::fs::write(
+                    &path,
+                    gan_wgpu::bench::to_json(Some(&step), &rows, &ctx.describe(), ctx.matmul_choice()),
+                )
+                .map_err(|e| GanError::io(&path, e))?;
             }
             Ok(())
         }

@@ -274,6 +274,17 @@ fn bench_quick_writes_step_and_kernel_figures_as_json() {
         kernels.iter().filter(|k| k["family"] == "matmul" && k["chosen"] == true).collect();
     let model_shapes = gan_wgpu::bench::model_matmul_shapes(16).len();
     assert!(chosen_matmuls.len() >= model_shapes, "{} chosen rows for {model_shapes} shapes", chosen_matmuls.len());
+    // They are the variant the JSON names as the trainer's choice (or its
+    // fallback on unaligned shapes, written "sg32x32>naive").
+    let choice = v["matmul_choice"]["variant"].as_str().unwrap();
+    assert!(v["matmul_choice"]["how"].as_str().is_some_and(|h| !h.is_empty()), "{}", v["matmul_choice"]);
+    for row in &chosen_matmuls {
+        let case = row["case"].as_str().unwrap();
+        if case.contains("fused fwd") {
+            continue;
+        }
+        assert!(row["variant"].as_str().unwrap().starts_with(choice), "{row} is not {choice}");
+    }
     assert!(kernels.iter().all(|k| k["median_us"].as_f64().unwrap() > 0.0));
 }
 
