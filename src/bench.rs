@@ -2,10 +2,12 @@
 //! shapes, timed on the GPU, with a CPU sgemm column for the matmuls.
 //!
 //! Timing: each measurement records `reps` launches of one dispatch in a
-//! single compute pass, submits, waits, and divides the wall time; the figure
-//! is the median over `trials` such submits after one warm-up. Wall clock
-//! includes one submit round trip per trial (20-80 us on lavapipe), spread
-//! over `reps` launches.
+//! single compute pass, submits, waits, and divides the pass's time, from GPU
+//! timestamps at its start and end where the adapter has TIMESTAMP_QUERY,
+//! else from the wall clock around the submit (which adds one submit round
+//! trip, 20-80 us on lavapipe, spread over `reps` launches); the figure is
+//! the median over `trials` such submits after one warm-up, and the table's
+//! header says which clock it used.
 //!
 //! CPU column: matrixmultiply's threaded sgemm on the same product, one run
 //! after each GPU trial of the shape (all variants), and the median of those
@@ -46,6 +48,71 @@ fn median(mut v: Vec<f64>) -> f64 {
     v[v.len() / 2]
 }
 
+/// GPU timestamps at the start and end of compute passes: `count` queries,
+/// resolved and read back after a submit. None without TIMESTAMP_QUERY.
+pub struct PassTimer {
+    pub query_set: wgpu::QuerySet,
+    resolve: wgpu::Buffer,
+    ticks: GpuTensor,
+    count: u32,
+    period_ns: f64,
+}
+
+impl PassTimer {
+    pub fn new(ctx: &GpuContext, count: u32) -> Option<Self> {
+        if !ctx.features.contains(wgpu::Features::TIMESTAMP_QUERY) {
+            return None;
+        }
+        let query_set = ctx.device.create_query_set(&wgpu::QuerySetDescriptor {
+            label: Some("pass timestamps"),
+            ty: wgpu::QueryType::Timestamp,
+            count,
+        });
+        let resolve = ctx.device.create_buffer(&wgpu::BufferDescriptor {
+            label: Some("timestamps"),
+            size: count as u64 * 8,
+            usage: wgpu::BufferUsages::QUERY_RESOLVE | wgpu::BufferUsages::COPY_SRC,
+            mapped_at_creation: false,
+        });
+        let ticks = GpuTensor::zeros(ctx, &[count as usize * 2], "timestamps (u32 pairs)");
+        Some(PassTimer { query_set, resolve, ticks, count, period_ns: ctx.queue.get_timestamp_period() as f64 })
+    }
+
+    /// Timestamp writes for a pass: query `2i` at its start, `2i + 1` at its end.
+    pub fn writes(&self, i: u32) -> wgpu::ComputePassTimestampWrites<'_> {
+        wgpu::ComputePassTimestampWrites {
+            query_set: &self.query_set,
+            beginning_of_pass_write_index: Some(2 * i),
+            end_of_pass_write_index: Some(2 * i + 1),
+        }
+    }
+
+    /// Records the copy of all queries to where `read_us` finds them.
+    pub fn resolve(&self, enc: &mut wgpu::CommandEncoder) {
+        enc.resolve_query_set(&self.query_set, 0..self.count, &self.resolve, 0);
+        enc.copy_buffer_to_buffer(&self.resolve, 0, &self.ticks.buffer, 0, self.count as u64 * 8);
+    }
+
+    /// Microseconds between the start and end of pass i, for every pass
+    /// (after the submit that resolved them).
+    pub fn read_us(&self, ctx: &GpuContext) -> Result<Vec<f64>> {
+        let raw = self.ticks.read_u32(ctx)?;
+        let t = |i: usize| raw[2 * i] as u64 | (raw[2 * i + 1] as u64) << 32;
+        Ok((0..self.count as usize / 2)
+            .map(|p| t(2 * p + 1).saturating_sub(t(2 * p)) as f64 * self.period_ns / 1e3)
+            .collect())
+    }
+}
+
+/// How `time_dispatch` times kernels on this adapter (printed with the table).
+pub fn kernel_timing(ctx: &GpuContext) -> &'static str {
+    if ctx.features.contains(wgpu::Features::TIMESTAMP_QUERY) {
+        "GPU timestamps around one compute pass of repeated launches"
+    } else {
+        "wall clock around a synchronised submit of repeated launches"
+    }
+}
+
 /// Median and (max - min) of the per-launch time in microseconds.
 pub fn time_dispatch(ctx: &GpuContext, d: &Dispatch, reps: usize, trials: usize) -> Result<(f64, f64)> {
     time_dispatch_interleaved(ctx, d, reps, trials, &mut || {})
@@ -61,18 +128,32 @@ fn time_dispatch_interleaved(
     trials: usize,
     between: &mut dyn FnMut(),
 ) -> Result<(f64, f64)> {
+    let timer = PassTimer::new(ctx, 2);
     let run = |n: usize| -> Result<f64> {
         let mut enc = ctx.device.create_command_encoder(&Default::default());
         {
-            let mut pass = enc.begin_compute_pass(&Default::default());
+            let mut pass = enc.begin_compute_pass(&wgpu::ComputePassDescriptor {
+                label: Some(&d.label),
+                timestamp_writes: timer.as_ref().map(|t| t.writes(0)),
+            });
             for _ in 0..n {
                 d.record(&mut pass);
             }
         }
+        if let Some(t) = &timer {
+            t.resolve(&mut enc);
+        }
         let t = Instant::now();
         ctx.queue.submit([enc.finish()]);
         ctx.wait(&d.label)?;
-        Ok(t.elapsed().as_secs_f64() * 1e6 / n as f64)
+        let wall_us = t.elapsed().as_secs_f64() * 1e6;
+        // The GPU's own clock where it has one; a zero reading (a driver
+        // that does not count) falls back to the wall clock.
+        let gpu_us = match &timer {
+            Some(t) => t.read_us(ctx)?[0],
+            None => 0.0,
+        };
+        Ok(if gpu_us > 0.0 { gpu_us } else { wall_us } / n as f64)
     };
     run(1)?;
     let mut times = Vec::with_capacity(trials);
@@ -353,18 +434,27 @@ fn esc(s: &str) -> String {
 
 /// The figures as JSON: the adapter, the training step (when measured) and
 /// every kernel row.
-pub fn to_json(step: Option<&StepBench>, rows: &[Row], adapter: &str, matmul: &crate::autotune::Choice) -> String {
+pub fn to_json(
+    step: Option<&StepBench>,
+    rows: &[Row],
+    adapter: &str,
+    matmul: &crate::autotune::Choice,
+    kernel_timing: &str,
+) -> String {
     let step = step.map_or("null".to_string(), |st| {
         let phases: Vec<String> =
             st.phases.iter().map(|(name, us)| format!("{{\"phase\":\"{}\",\"gpu_us\":{us:.3}}}", esc(name))).collect();
         format!(
-            "{{\"batch\":{},\"steps\":{},\"dispatches\":{},\"steps_per_s\":{:.4},\"first_step_s\":{:.4},\"matmul_sum_us\":{:.3},\"host_encode_us\":{:.3},\"host_encode_best_us\":{:.3},\"readback_latency_us\":{:.3},\"gpu_buffers_after_warmup\":[{},{}],\"gpu_buffers_after_run\":[{},{}],\"phases\":[{}]}}",
+            "{{\"batch\":{},\"steps\":{},\"dispatches\":{},\"steps_per_s\":{:.4},\"first_step_s\":{:.4},\"matmul_sum_us\":{:.3},\"step_over_matmul\":{:.4},\"timed_step_wall_us\":{},\"timed_step_kernels_us\":{},\"host_encode_us\":{:.3},\"host_encode_best_us\":{:.3},\"readback_latency_us\":{:.3},\"gpu_buffers_after_warmup\":[{},{}],\"gpu_buffers_after_run\":[{},{}],\"phases\":[{}]}}",
             st.batch,
             st.steps,
             st.dispatches,
             st.steps_per_s,
             st.first_step_s,
             st.matmul_sum_us,
+            st.step_over_matmul(),
+            st.timed_step_us.map_or("null".to_string(), |t| format!("{:.3}", t.0)),
+            st.timed_step_us.map_or("null".to_string(), |t| format!("{:.3}", t.1)),
             st.host_encode_us,
             st.host_encode_best_us,
             st.readback_latency_us,
@@ -376,10 +466,11 @@ pub fn to_json(step: Option<&StepBench>, rows: &[Row], adapter: &str, matmul: &c
         )
     });
     format!(
-        "{{\"adapter\":\"{}\",\"matmul_choice\":{{\"variant\":\"{}\",\"how\":\"{}\"}},\"step\":{step},\"kernels\":{}}}\n",
+        "{{\"adapter\":\"{}\",\"matmul_choice\":{{\"variant\":\"{}\",\"how\":\"{}\"}},\"step\":{step},\"kernel_timing\":\"{}\",\"kernels\":{}}}\n",
         esc(adapter),
         matmul.variant.name(),
         esc(&matmul.how),
+        esc(kernel_timing),
         rows_to_json(rows)
     )
 }
@@ -418,12 +509,27 @@ pub struct StepBench {
     /// The fastest of those trials (the machine's noise pushes the median up).
     pub host_encode_best_us: f64,
     pub readback_latency_us: f64,
-    /// Sum of the step's matmul times measured one by one, microseconds.
+    /// Sum of the step's matmul times, microseconds: from GPU timestamps
+    /// around each dispatch of whole steps where the adapter has them (median
+    /// of 5 steps), else each matmul timed alone.
     pub matmul_sum_us: f64,
+    /// With timestamps: (wall time of those same step submissions, sum of
+    /// all their dispatches' GPU times), microseconds, medians of 5.
+    pub timed_step_us: Option<(f64, f64)>,
     /// (buffers, buffer bytes) after the warm-up and after the timed run.
     pub memory_after_warmup: (isize, isize),
     pub memory_after_run: (isize, isize),
     pub dispatches: usize,
+}
+
+impl StepBench {
+    /// The step's time over its matmuls' (issue 4's target: at most 1.5): the
+    /// same submissions' wall time where timestamps exist, else the timed
+    /// run's mean step.
+    pub fn step_over_matmul(&self) -> f64 {
+        let step_us = self.timed_step_us.map_or(1e6 / self.steps_per_s, |(wall_us, _)| wall_us);
+        step_us / self.matmul_sum_us
+    }
 }
 
 /// Times the full training step on random data shaped like MNIST. `launch`
@@ -475,32 +581,15 @@ pub fn run_step_bench(ctx: &GpuContext, batch: usize, steps: usize, launch: Inst
 
     // Per-phase GPU time from timestamps.
     let mut phases = Vec::new();
-    if ctx.features.contains(wgpu::Features::TIMESTAMP_QUERY) {
-        let count = (gan.phases.len() * 2) as u32;
-        let qs = ctx.device.create_query_set(&wgpu::QuerySetDescriptor {
-            label: Some("phases"),
-            ty: wgpu::QueryType::Timestamp,
-            count,
-        });
-        let resolve = ctx.device.create_buffer(&wgpu::BufferDescriptor {
-            label: Some("timestamps"),
-            size: count as u64 * 8,
-            usage: wgpu::BufferUsages::QUERY_RESOLVE | wgpu::BufferUsages::COPY_SRC,
-            mapped_at_creation: false,
-        });
-        let ticks_tensor = GpuTensor::zeros(ctx, &[count as usize * 2], "timestamps (u32 pairs)");
-        let period_ns = ctx.queue.get_timestamp_period() as f64;
+    if let Some(timer) = PassTimer::new(ctx, (gan.phases.len() * 2) as u32) {
         let mut samples: Vec<Vec<f64>> = vec![Vec::new(); gan.phases.len()];
         for _ in 0..5 {
             let mut enc = ctx.device.create_command_encoder(&Default::default());
-            gan.record_step_timed(&mut enc, &qs);
-            enc.resolve_query_set(&qs, 0..count, &resolve, 0);
-            enc.copy_buffer_to_buffer(&resolve, 0, &ticks_tensor.buffer, 0, count as u64 * 8);
+            gan.record_step_timed(&mut enc, &timer);
+            timer.resolve(&mut enc);
             ctx.queue.submit([enc.finish()]);
-            let raw = ticks_tensor.read_u32(ctx)?;
-            let t = |i: usize| raw[2 * i] as u64 | (raw[2 * i + 1] as u64) << 32;
-            for (p, s) in samples.iter_mut().enumerate() {
-                s.push(t(2 * p + 1).saturating_sub(t(2 * p)) as f64 * period_ns / 1e3);
+            for (s, us) in samples.iter_mut().zip(timer.read_us(ctx)?) {
+                s.push(us);
             }
         }
         for ((name, _), s) in gan.phases.iter().zip(samples) {
@@ -534,11 +623,39 @@ pub fn run_step_bench(ctx: &GpuContext, batch: usize, steps: usize, launch: Inst
     }
     let readback_latency_us = median(lat);
 
-    // Each matmul of the step timed alone, summed.
-    let mut matmul_sum_us = 0.0;
-    for d in gan.dispatches().iter().filter(|d| d.label.starts_with("matmul")) {
-        matmul_sum_us += time_dispatch(ctx, d, 2, 3)?.0;
-    }
+    // The step's matmuls against the whole step, measured in the same
+    // submissions (each dispatch in a timed pass of its own), so that this
+    // machine's swings in speed cannot fall between the two figures; without
+    // timestamps, each matmul timed alone.
+    let n_dispatch = gan.dispatches().len();
+    let (matmul_sum_us, timed_step_us) = match PassTimer::new(ctx, 2 * n_dispatch as u32) {
+        Some(timer) => {
+            let ranges: Vec<(&str, std::ops::Range<usize>)> =
+                gan.dispatches().iter().enumerate().map(|(i, d)| (d.label.as_str(), i..i + 1)).collect();
+            let (mut walls, mut matmuls, mut all) = (vec![], vec![], vec![]);
+            for _ in 0..5 {
+                let mut enc = ctx.device.create_command_encoder(&Default::default());
+                gan.record_ranges_timed(&mut enc, &ranges, &timer);
+                timer.resolve(&mut enc);
+                let t = Instant::now();
+                ctx.queue.submit([enc.finish()]);
+                ctx.wait("timed step")?;
+                walls.push(t.elapsed().as_secs_f64() * 1e6);
+                let us = timer.read_us(ctx)?;
+                let is_matmul = |i: &usize| gan.dispatches()[*i].label.starts_with("matmul");
+                matmuls.push((0..n_dispatch).filter(is_matmul).map(|i| us[i]).sum::<f64>());
+                all.push(us.iter().sum::<f64>());
+            }
+            (median(matmuls), Some((median(walls), median(all))))
+        }
+        None => {
+            let mut sum = 0.0;
+            for d in gan.dispatches().iter().filter(|d| d.label.starts_with("matmul")) {
+                sum += time_dispatch(ctx, d, 2, 3)?.0;
+            }
+            (sum, None)
+        }
+    };
     Ok(StepBench {
         batch,
         steps,
@@ -549,6 +666,7 @@ pub fn run_step_bench(ctx: &GpuContext, batch: usize, steps: usize, launch: Inst
         host_encode_best_us,
         readback_latency_us,
         matmul_sum_us,
+        timed_step_us,
         memory_after_warmup,
         memory_after_run,
         dispatches: gan.dispatch_count(),
@@ -568,12 +686,28 @@ pub fn format_step(s: &StepBench) -> String {
         s.steps
     );
     let _ = writeln!(out, "  first step done {:.2} s after launch (context, data upload, pipelines)", s.first_step_s);
-    let _ = writeln!(
-        out,
-        "  matmuls timed alone sum to {:.1} ms: step / matmul sum = {:.2}",
-        s.matmul_sum_us / 1e3,
-        step_ms * 1e3 / s.matmul_sum_us
-    );
+    match s.timed_step_us {
+        Some((wall_us, kernels_us)) => {
+            let _ = writeln!(
+                out,
+                "  5 steps timed dispatch by dispatch (GPU timestamps): matmuls {:.1} ms, all {} kernels {:.1} ms, \
+                 the step {:.1} ms wall: step / matmul sum = {:.2}",
+                s.matmul_sum_us / 1e3,
+                s.dispatches,
+                kernels_us / 1e3,
+                wall_us / 1e3,
+                s.step_over_matmul()
+            );
+        }
+        None => {
+            let _ = writeln!(
+                out,
+                "  matmuls timed alone sum to {:.1} ms: step / matmul sum = {:.2}",
+                s.matmul_sum_us / 1e3,
+                s.step_over_matmul()
+            );
+        }
+    }
     let _ = writeln!(
         out,
         "  host time to encode one step: {:.1} us (median of 9 trials of 40; fastest trial {:.1} us)",

@@ -140,7 +140,8 @@ fn run(cli: Cli, interrupt: Arc<AtomicBool>, launch: std::time::Instant) -> gan_
             let step = gan_wgpu::bench::run_step_bench(&ctx, batch_size, if quick { 20 } else { 100 }, launch)?;
             print!("{}", gan_wgpu::bench::format_step(&step));
             println!(
-                "kernels: wall clock around a synchronised submit, median over trials ('*' = variant the trainer uses)"
+                "kernels: {}, median over trials ('*' = variant the trainer uses)",
+                gan_wgpu::bench::kernel_timing(&ctx)
             );
             let rows =
                 gan_wgpu::bench::run_kernel_bench(&ctx, &gan_wgpu::bench::BenchOptions { quick, batch: batch_size })?;
@@ -148,7 +149,13 @@ fn run(cli: Cli, interrupt: Arc<AtomicBool>, launch: std::time::Instant) -> gan_
             if let Some(path) = json {
                 std::fs::write(
                     &path,
-                    gan_wgpu::bench::to_json(Some(&step), &rows, &ctx.describe(), ctx.matmul_choice()),
+                    gan_wgpu::bench::to_json(
+                        Some(&step),
+                        &rows,
+                        &ctx.describe(),
+                        ctx.matmul_choice(),
+                        gan_wgpu::bench::kernel_timing(&ctx),
+                    ),
                 )
                 .map_err(|e| GanError::io(&path, e))?;
             }

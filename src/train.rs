@@ -188,15 +188,22 @@ impl Gan {
 
     /// Records one step with one compute pass per phase, each writing GPU
     /// timestamps at its start and end into `queries` (2 per phase).
-    pub fn record_step_timed(&self, enc: &mut wgpu::CommandEncoder, queries: &wgpu::QuerySet) {
-        for (i, (name, range)) in self.phases.iter().enumerate() {
+    pub fn record_step_timed(&self, enc: &mut wgpu::CommandEncoder, timer: &crate::bench::PassTimer) {
+        self.record_ranges_timed(enc, &self.phases, timer);
+    }
+
+    /// Records the step with `ranges` (consecutive, covering it) each in a
+    /// pass of its own, timed by `timer`'s queries 2i and 2i + 1.
+    pub fn record_ranges_timed(
+        &self,
+        enc: &mut wgpu::CommandEncoder,
+        ranges: &[(&str, std::ops::Range<usize>)],
+        timer: &crate::bench::PassTimer,
+    ) {
+        for (i, (name, range)) in ranges.iter().enumerate() {
             let mut pass = enc.begin_compute_pass(&wgpu::ComputePassDescriptor {
                 label: Some(name),
-                timestamp_writes: Some(wgpu::ComputePassTimestampWrites {
-                    query_set: queries,
-                    beginning_of_pass_write_index: Some(2 * i as u32),
-                    end_of_pass_write_index: Some(2 * i as u32 + 1),
-                }),
+                timestamp_writes: Some(timer.writes(i as u32)),
             });
             for d in &self.step[range.clone()] {
                 d.record(&mut pass);

@@ -262,8 +262,17 @@ fn bench_quick_writes_step_and_kernel_figures_as_json() {
     assert_eq!(step["dispatches"], 49);
     assert!(step["steps_per_s"].as_f64().unwrap() > 0.0, "{step}");
     assert!(step["host_encode_best_us"].as_f64().unwrap() <= step["host_encode_us"].as_f64().unwrap(), "{step}");
+    // Matmuls and step from the same submissions: the matmuls are part of
+    // all the kernels, and those run within the submissions' wall time.
+    if let (Some(wall), Some(kernels)) = (step["timed_step_wall_us"].as_f64(), step["timed_step_kernels_us"].as_f64()) {
+        let matmuls = step["matmul_sum_us"].as_f64().unwrap();
+        assert!(0.0 < matmuls && matmuls < kernels && kernels <= wall * 1.01, "{step}");
+        assert!((step["step_over_matmul"].as_f64().unwrap() - wall / matmuls).abs() < 1e-3, "{step}");
+    }
     // No allocation per step: the same buffers after the timed run.
     assert_eq!(step["gpu_buffers_after_warmup"], step["gpu_buffers_after_run"], "{step}");
+    let timing = v["kernel_timing"].as_str().unwrap();
+    assert!(timing.starts_with("GPU timestamps") || timing.starts_with("wall clock"), "{timing}");
     let kernels = v["kernels"].as_array().unwrap();
     let families: std::collections::BTreeSet<&str> = kernels.iter().map(|k| k["family"].as_str().unwrap()).collect();
     for family in ["matmul", "bias_act", "batchnorm", "bce", "adam", "rng", "gather"] {
