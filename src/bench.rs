@@ -229,16 +229,6 @@ impl CpuSgemm {
     }
 }
 
-/// GFLOP/s of matrixmultiply's threaded sgemm for one (m, n, k) product, at
-/// the median of `trials` runs.
-pub fn cpu_sgemm_gflops(form: matmul::Form, m: usize, n: usize, k: usize, trials: usize) -> f64 {
-    let mut cpu = CpuSgemm::new(form, m, n, k);
-    for _ in 0..trials.max(1) {
-        cpu.run_once();
-    }
-    cpu.median_gflops()
-}
-
 /// The matmul shapes of one training step at `batch`: (m, n, k, form, what).
 pub fn model_matmul_shapes(batch: usize) -> Vec<(usize, usize, usize, matmul::Form, String)> {
     let layers: Vec<(usize, usize)> = [model::generator_spec(100, 784), model::discriminator_spec(784)]

@@ -187,7 +187,7 @@ impl Gan {
     }
 
     /// Records one step with one compute pass per phase, each writing GPU
-    /// timestamps at its start and end into `queries` (2 per phase).
+    /// timestamps at its start and end into `timer` (2 queries per phase).
     pub fn record_step_timed(&self, enc: &mut wgpu::CommandEncoder, timer: &crate::bench::PassTimer) {
         self.record_ranges_timed(enc, &self.phases, timer);
     }
