@@ -16,7 +16,7 @@
 //   dbias = sum_r dx       (bias of the dense layer feeding the batch norm)
 //
 // Bindings, group 0:
-//   0  uniform  params {rows, cols, momentum, eps}
+//   0  uniform  p: Params {rows, cols, momentum, eps}
 //   1  storage  gamma        read        [cols]
 //   2  storage  beta         read        [cols]
 //   3  storage  x            read_write  [rows, cols]  train: x -> xhat; eval: x;

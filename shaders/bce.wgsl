@@ -10,14 +10,19 @@
 // The logs use p as stored in f32, as PyTorch does, so saturated outputs give
 // the clamped -100 exactly as it does.
 // Also written: the mean of p over each segment (D(G(z)) and D(x)).
+// Divergence watch: where the loss or a mean is not finite (tested on the
+// bits, as adam.wgsl does), counters[2] = max(counters[2], 0xffffffff - t),
+// t = counters[0] + 1 the 1-based step: the flag adam.wgsl also raises.
 //
 // Bindings, group 0:
-//   0  uniform  params {n, n_zero, out, _pad}
+//   0  uniform  p: Params {n, n_zero, out, _pad}
 //   1  storage  prob    read        [n]
 //   2  storage  dprob   read_write  [n]
 //   3  storage  metrics read_write  metrics[out] = loss,
 //                                   metrics[out + 1] = mean p over target 1,
 //                                   metrics[out + 2] = mean p over target 0
+//   4  storage  counters read_write  array<atomic<u32>> [4]: [0] steps done,
+//                                   [2] non-finite flag (atomicMax)
 // One workgroup of 64 invocations; each strides over the rows, then the
 // partial sums are reduced in workgroup memory (one barrier).
 
@@ -32,6 +37,7 @@ struct Params {
 @group(0) @binding(1) var<storage, read> prob: array<f32>;
 @group(0) @binding(2) var<storage, read_write> dprob: array<f32>;
 @group(0) @binding(3) var<storage, read_write> metrics: array<f32>;
+@group(0) @binding(4) var<storage, read_write> counters: array<atomic<u32>>;
 
 var<workgroup> partial: array<vec4<f32>, 64>;
 
@@ -71,8 +77,13 @@ fn bce_forward_backward(@builtin(local_invocation_id) lid: vec3<u32>) {
         for (var j = 0u; j < 64u; j++) {
             total += partial[j];
         }
-        metrics[p.out] = total.x * w_zero + total.y * w_one;
+        let loss = total.x * w_zero + total.y * w_one;
+        metrics[p.out] = loss;
         metrics[p.out + 1u] = total.z * w_one;
         metrics[p.out + 2u] = total.w * w_zero;
+        let exponent = bitcast<vec3<u32>>(vec3<f32>(loss, total.z, total.w)) & vec3<u32>(0x7f800000u);
+        if (any(exponent == vec3<u32>(0x7f800000u))) {
+            atomicMax(&counters[2], 0xffffffffu - (atomicLoad(&counters[0]) + 1u));
+        }
     }
 }

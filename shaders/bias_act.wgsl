@@ -14,7 +14,7 @@
 // next to the loads.
 //
 // Bindings, group 0 (each entry point uses a prefix of this table):
-//   0  uniform  params {rows, cols, act, has_bias}
+//   0  uniform  p: Params {rows, cols, act, has_bias}
 //   1  storage  bias  : array<f32>  read        [cols]
 //   2  storage  x     : array<f32>  read_write  forward: x; backward: dy -> dz
 //   3  storage  y     : array<f32>  read        backward only: act output

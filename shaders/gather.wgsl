@@ -11,7 +11,7 @@
 // epoch); one invocation, recorded last in each training step.
 //
 // Bindings, group 0:
-//   0  uniform  params {rows, dim, row_offset, perm_len}
+//   0  uniform  p: Params {rows, dim, row_offset, perm_len}
 //   1  storage  pixels   read        array<u32>  packed u8 images
 //   2  storage  perm     read        array<u32>  [perm_len]
 //   3  storage  out      read_write  [(row_offset + rows), dim]

@@ -8,7 +8,7 @@
 // dispatch (act() from activation.wgsl, which the launcher prepends).
 //
 // Bindings, group 0:
-//   0  uniform  params {m, n, k, act, has_bias, form, _pad x2}
+//   0  uniform  p: Params {m, n, k, act, has_bias, form, _pad x2}
 //   1  storage  a   : array<f32>        read
 //   2  storage  b   : array<f32>        read
 //   3  storage  c   : array<f32>        read_write   (M*N)

@@ -8,7 +8,7 @@
 // the GPU, so each step draws new latent codes with no host write.
 //
 // Bindings, group 0:
-//   0  uniform  params {n, key_lo, key_hi, stream, draw_base}
+//   0  uniform  p: Params {n, key_lo, key_hi, stream, draw_base}
 //   1  storage  out      read_write  [n] f32
 //   2  storage  counters read        array<u32>
 // 64 invocations a group, four outputs each; 2-D grid past 65535 groups.

@@ -68,9 +68,6 @@ pub fn fastest(trials: &[Trial]) -> Option<Variant> {
 /// driver, and this build's matmul kernels (a new kernel means a new
 /// measurement). Tabs and newlines become spaces (the cache is a TSV).
 pub fn adapter_key(info: &wgpu::AdapterInfo) -> String {
-    use std::hash::{Hash, Hasher};
-    let mut h = std::collections::hash_map::DefaultHasher::new();
-    matmul::SOURCE.hash(&mut h);
     let key = format!(
         "{} [{:04x}:{:04x}] {:?} {} {} gan-wgpu {} matmul {:016x}",
         info.name,
@@ -80,9 +77,47 @@ pub fn adapter_key(info: &wgpu::AdapterInfo) -> String {
         info.driver,
         info.driver_info,
         env!("CARGO_PKG_VERSION"),
-        h.finish()
+        stable_hash(matmul::SOURCE.as_bytes())
     );
     key.replace(['\t', '\n', '\r'], " ")
+}
+
+/// 64-bit FNV-1a: the same value for the same bytes on every build and
+/// Rust release (std's DefaultHasher promises neither), so a cache key
+/// written by one build is found by the next.
+pub fn stable_hash(bytes: &[u8]) -> u64 {
+    bytes.iter().fold(0xcbf2_9ce4_8422_2325u64, |h, &b| (h ^ b as u64).wrapping_mul(0x0000_0100_0000_01b3))
+}
+
+/// The variant forced by `GAN_WGPU_MATMUL`, checked: a value that names no
+/// variant is an error that lists the valid ones (a typo must not silently
+/// fall back to the default).
+pub fn env_override() -> Result<Option<Variant>> {
+    let Ok(value) = std::env::var("GAN_WGPU_MATMUL") else {
+        return Ok(None);
+    };
+    if value.is_empty() {
+        return Ok(None);
+    }
+    Variant::parse(&value).map(Some).ok_or_else(|| GanError::Env {
+        var: "GAN_WGPU_MATMUL",
+        value: value.clone(),
+        valid: Variant::ALL.map(Variant::name).join(", "),
+    })
+}
+
+/// `GAN_WGPU_AUTOTUNE`: unset, 0 or 1; anything else is an error.
+pub fn env_autotune() -> Result<Option<bool>> {
+    match std::env::var("GAN_WGPU_AUTOTUNE").as_deref() {
+        Err(_) | Ok("") => Ok(None),
+        Ok("0") => Ok(Some(false)),
+        Ok("1") => Ok(Some(true)),
+        Ok(other) => Err(GanError::Env {
+            var: "GAN_WGPU_AUTOTUNE",
+            value: other.to_string(),
+            valid: "0 (use the table), 1 (measure)".into(),
+        }),
+    }
 }
 
 /// `$GAN_WGPU_CACHE_DIR`, else `$XDG_CACHE_HOME/gan-wgpu`, else
@@ -215,12 +250,14 @@ fn table(ctx: &GpuContext, why: &str) -> Choice {
 /// The choice for `ctx`'s adapter (see the module header). Call through
 /// `GpuContext::matmul_choice`, which makes it once per context.
 pub fn choose(ctx: &GpuContext) -> Choice {
-    if let Some(variant) = std::env::var("GAN_WGPU_MATMUL").ok().as_deref().and_then(Variant::parse) {
+    // Both variables were checked when the context was built
+    // (`GpuContext::new` fails on a bad value); here they cannot fail.
+    if let Ok(Some(variant)) = env_override() {
         return Choice { variant, how: "GAN_WGPU_MATMUL".into(), trials: None };
     }
-    match std::env::var("GAN_WGPU_AUTOTUNE").as_deref() {
-        Ok("0") => return table(ctx, "the table, GAN_WGPU_AUTOTUNE=0"),
-        Ok("1") => {}
+    match env_autotune() {
+        Ok(Some(false)) => return table(ctx, "the table, GAN_WGPU_AUTOTUNE=0"),
+        Ok(Some(true)) => {}
         _ if ctx.is_cpu_adapter() => return table(ctx, "the measured table for CPU adapters"),
         _ => {}
     }

@@ -15,7 +15,7 @@
 //! statistic.
 
 use crate::context::GpuContext;
-use crate::error::Result;
+use crate::error::{GanError, Result};
 use crate::kernels::{adam, batchnorm, bce, bias_act, gather, matmul, rng, Dispatch};
 use crate::model;
 use crate::tensor::GpuTensor;
@@ -43,9 +43,10 @@ pub struct Row {
 }
 
 /// The median of `v` (the upper one for an even count).
+/// The median; NaN for no values (never a panic).
 fn median(mut v: Vec<f64>) -> f64 {
     v.sort_by(|a, b| a.total_cmp(b));
-    v[v.len() / 2]
+    v.get(v.len() / 2).copied().unwrap_or(f64::NAN)
 }
 
 /// GPU timestamps at the start and end of compute passes: `count` queries,
@@ -128,6 +129,12 @@ fn time_dispatch_interleaved(
     trials: usize,
     between: &mut dyn FnMut(),
 ) -> Result<(f64, f64)> {
+    if reps == 0 || trials == 0 {
+        return Err(GanError::Flag {
+            flag: "bench",
+            why: format!("timing '{}' needs at least 1 launch a trial and 1 trial, got {reps} and {trials}", d.label),
+        });
+    }
     let timer = PassTimer::new(ctx, 2);
     let run = |n: usize| -> Result<f64> {
         let mut enc = ctx.device.create_command_encoder(&Default::default());
@@ -345,14 +352,14 @@ pub fn run_kernel_bench(ctx: &GpuContext, opts: &BenchOptions) -> Result<Vec<Row
         let bw = batchnorm::backward(ctx, &dy, &y, &x, &g, &inv, &grads, true)?;
         rows.push(mem_row("batchnorm", format!("backward {b}x{cols}"), &bw, 28.0 * (b * cols) as f64)?);
     }
+    let counters = GpuTensor::zeros(ctx, &[4], "counters");
     {
         let p = GpuTensor::zeros(ctx, &[2 * b, 1], "p");
         let dp = GpuTensor::zeros(ctx, &[2 * b, 1], "dp");
         let m = GpuTensor::zeros(ctx, &[8], "metrics");
-        let d = bce::forward_backward(ctx, &p, &dp, b, &m, 0)?;
+        let d = bce::forward_backward(ctx, &p, &dp, b, &m, 0, &counters)?;
         rows.push(mem_row("bce", format!("{} rows", 2 * b), &d, 8.0 * (2 * b) as f64)?);
     }
-    let counters = GpuTensor::zeros(ctx, &[4], "counters");
     for (name, n) in [("generator", 1_510_000usize), ("discriminator", 533_508)] {
         let t = |s: &str| GpuTensor::zeros(ctx, &[n], s);
         let (p, g, m, v) = (t("p"), t("g"), t("m"), t("v"));
@@ -525,6 +532,9 @@ impl StepBench {
 /// Times the full training step on random data shaped like MNIST. `launch`
 /// is when the program started (for the time to the first step).
 pub fn run_step_bench(ctx: &GpuContext, batch: usize, steps: usize, launch: Instant) -> Result<StepBench> {
+    if steps == 0 {
+        return Err(GanError::Flag { flag: "bench", why: "timing the step needs at least 1 step, got 0".into() });
+    }
     use crate::train::{Gan, GanConfig, StepRunner};
     let n = (batch * 8).max(1024);
     let mut r = rand::rngs::StdRng::seed_from_u64(1);

@@ -63,10 +63,88 @@ impl safetensors::View for &OwnedTensor {
     }
 }
 
-pub fn save_safetensors(path: &Path, tensors: &[(String, OwnedTensor)], meta: HashMap<String, String>) -> Result<()> {
-    let bytes = safetensors::serialize(tensors.iter().map(|(n, t)| (n.as_str(), t)), Some(meta))
-        .map_err(|e| GanError::Checkpoint { path: path.into(), why: e.to_string() })?;
+/// Serialises `tensors` as a safetensors file: an 8-byte little-endian
+/// header length, a JSON header padded with spaces to 8 bytes, the data.
+/// The header is written in a fixed order (metadata keys sorted, tensors in
+/// the given order) so that identical runs give byte-identical files.
+pub fn safetensors_bytes(tensors: &[(String, OwnedTensor)], meta: &[(String, String)]) -> Result<Vec<u8>> {
+    let quote = |s: &str| serde_json::to_string(s).expect("a string serialises");
+    let mut sorted: Vec<&(String, String)> = meta.iter().collect();
+    sorted.sort();
+    let mut header = String::from("{");
+    if !sorted.is_empty() {
+        let fields: Vec<String> = sorted.iter().map(|(k, v)| format!("{}:{}", quote(k), quote(v))).collect();
+        header.push_str(&format!("\"__metadata__\":{{{}}}", fields.join(",")));
+    }
+    let mut offset = 0usize;
+    for (name, t) in tensors {
+        let elems: usize = t.shape.iter().product();
+        if elems * t.dtype.bitsize() / 8 != t.data.len() {
+            return Err(GanError::shape(
+                name,
+                format!("{} bytes of data for shape {:?} of {:?}", t.data.len(), t.shape, t.dtype),
+            ));
+        }
+        if header.len() > 1 {
+            header.push(',');
+        }
+        let shape: Vec<String> = t.shape.iter().map(|d| d.to_string()).collect();
+        header.push_str(&format!(
+            "{}:{{\"dtype\":\"{:?}\",\"shape\":[{}],\"data_offsets\":[{},{}]}}",
+            quote(name),
+            t.dtype,
+            shape.join(","),
+            offset,
+            offset + t.data.len()
+        ));
+        offset += t.data.len();
+    }
+    header.push('}');
+    while header.len() % 8 != 0 {
+        header.push(' ');
+    }
+    let mut out = Vec::with_capacity(8 + header.len() + offset);
+    out.extend_from_slice(&(header.len() as u64).to_le_bytes());
+    out.extend_from_slice(header.as_bytes());
+    for (_, t) in tensors {
+        out.extend_from_slice(&t.data);
+    }
+    Ok(out)
+}
+
+pub fn save_safetensors(path: &Path, tensors: &[(String, OwnedTensor)], meta: &[(String, String)]) -> Result<()> {
+    let bytes =
+        safetensors_bytes(tensors, meta).map_err(|e| GanError::Checkpoint { path: path.into(), why: e.to_string() })?;
+    // What we wrote must read back (the format's own parser is the judge).
+    SafeTensors::deserialize(&bytes)
+        .map_err(|e| GanError::Checkpoint { path: path.into(), why: format!("serialised header rejected: {e}") })?;
     atomic_write(path, &bytes)
+}
+
+/// The image height and width of a generator checkpoint whose output has
+/// `dim` pixels: from its metadata (image_height, image_width), else square
+/// when `dim` is a square (checkpoints written elsewhere), else an error.
+pub fn image_shape(path: &Path, meta: &HashMap<String, String>, dim: usize) -> Result<(usize, usize)> {
+    let parse = |k: &str| meta.get(k).map(|v| v.parse::<usize>().ok());
+    let bad = |why: String| GanError::Checkpoint { path: path.into(), why };
+    match (parse("image_height"), parse("image_width")) {
+        (Some(Some(h)), Some(Some(w))) if h * w == dim => Ok((h, w)),
+        (Some(h), Some(w)) => Err(bad(format!(
+            "metadata says images of {}x{}, but the generator writes {dim} pixels",
+            h.map_or("?".into(), |v| v.to_string()),
+            w.map_or("?".into(), |v| v.to_string())
+        ))),
+        _ => {
+            let side = (dim as f64).sqrt().round() as usize;
+            if side * side == dim {
+                Ok((side, side))
+            } else {
+                Err(bad(format!(
+                    "no image_height/image_width metadata, and {dim} pixels is not a square: the image shape is unknown"
+                )))
+            }
+        }
+    }
 }
 
 /// A safetensors file read into memory and parsed.
@@ -146,7 +224,7 @@ pub fn save_network(
     spec: &NetSpec,
     params: &[f32],
     bn: &[Option<BnStats>],
-    mut meta: HashMap<String, String>,
+    mut meta: Vec<(String, String)>,
 ) -> Result<()> {
     let layout = spec.layout();
     let mut tensors = Vec::new();
@@ -164,9 +242,9 @@ pub fn save_network(
             ));
         }
     }
-    meta.insert("network".into(), spec.name.into());
-    meta.insert("format".into(), "pt".into());
-    save_safetensors(path, &tensors, meta)
+    meta.push(("network".into(), spec.name.into()));
+    meta.push(("format".into(), "pt".into()));
+    save_safetensors(path, &tensors, &meta)
 }
 
 /// Loads a network checkpoint written for `spec`; every tensor is checked

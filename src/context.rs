@@ -199,6 +199,9 @@ pub struct GpuContext {
 impl GpuContext {
     /// Builds the context on the adapter `choice` names, with the limits `need` asks for.
     pub fn new(choice: &DeviceChoice, need: &Requirements) -> Result<Self> {
+        // Settings read later are checked now, before any adapter work.
+        crate::autotune::env_override()?;
+        crate::autotune::env_autotune()?;
         let (instance, mut adapters) = enumerate_adapters();
         if adapters.is_empty() {
             return Err(GanError::NoAdapter { backends: format!("{:?}", backends_from_env()) });

@@ -48,6 +48,9 @@ pub enum GanError {
     #[error("{flag}: {why}")]
     Flag { flag: &'static str, why: String },
 
+    #[error("{var}={value:?} is not a valid value; valid values: {valid}")]
+    Env { var: &'static str, value: String, valid: String },
+
     #[error("training diverged: {0}")]
     Diverged(String),
 

@@ -30,89 +30,103 @@ enum Command {
     Sample(SampleArgs),
     /// Save a 5x5 grid of training images.
     ShowData {
-        /// Folder in the seed's layout (DIR/train/train-images-idx3-ubyte[.gz]); default: bundled MNIST.
-        #[arg(long)]
+        /// Image folder in the seed's layout (DIR/train/train-images-idx3-ubyte[.gz]); default: the bundled MNIST.
+        #[arg(long, value_name = "DIR")]
         data: Option<PathBuf>,
-        #[arg(long, default_value = "data_grid.png")]
+        /// PNG file to write the grid to.
+        #[arg(long, value_name = "FILE", default_value = "data_grid.png")]
         out: PathBuf,
     },
     /// List every GPU adapter with the limits and features that matter here.
     Devices,
     /// Time every kernel and variant at the model's real shapes.
     Bench {
-        /// Fewer repetitions; skips the naive reference matmul.
+        /// Fewer repetitions (20 timed steps instead of 100); skips the naive reference matmul.
         #[arg(long)]
         quick: bool,
-        /// Write the figures as JSON to this file too.
-        #[arg(long)]
+        /// Also write the figures as JSON to this file.
+        #[arg(long, value_name = "FILE")]
         json: Option<PathBuf>,
-        /// auto, discrete, integrated, cpu or an index from `gan-wgpu devices`.
-        #[arg(long)]
+        /// Adapter: auto, discrete, integrated, cpu or an index from `gan-wgpu devices` (default: GAN_WGPU_DEVICE, else auto).
+        #[arg(long, value_name = "DEVICE")]
         device: Option<String>,
-        #[arg(long, default_value_t = 128)]
+        /// Images per training step timed, in images.
+        #[arg(long, value_name = "N", default_value_t = 128)]
         batch_size: usize,
     },
 }
 
 #[derive(clap::Args)]
 struct TrainArgs {
-    #[arg(long, default_value_t = 200)]
+    /// Number of passes over the data set (epochs are numbered from 0, as the tutorial's files).
+    #[arg(long, value_name = "N", default_value_t = 200)]
     epochs: usize,
-    #[arg(long, default_value_t = 128)]
+    /// Real images per step (the generator makes as many), at least 2.
+    #[arg(long, value_name = "N", default_value_t = 128)]
     batch_size: usize,
-    #[arg(long, default_value_t = 100)]
+    /// Length of the generator's latent code z.
+    #[arg(long, value_name = "N", default_value_t = 100)]
     latent_size: usize,
-    #[arg(long, default_value_t = 2e-4)]
+    /// Adam learning rate of both networks.
+    #[arg(long, value_name = "RATE", default_value_t = 2e-4)]
     lr: f32,
-    #[arg(long, default_value_t = 0.5)]
+    /// Adam beta1 (first-moment decay), in [0, 1).
+    #[arg(long, value_name = "B", default_value_t = 0.5)]
     beta1: f32,
-    #[arg(long, default_value_t = 0.999)]
+    /// Adam beta2 (second-moment decay), in [0, 1).
+    #[arg(long, value_name = "B", default_value_t = 0.999)]
     beta2: f32,
-    #[arg(long, default_value_t = 0)]
+    /// Seed of the initial weights, the shuffles and the latent codes.
+    #[arg(long, value_name = "S", default_value_t = 0)]
     seed: u64,
-    /// auto, discrete, integrated, cpu or an index from `gan-wgpu devices` (or GAN_WGPU_DEVICE).
-    #[arg(long)]
+    /// Adapter: auto, discrete, integrated, cpu or an index from `gan-wgpu devices` (default: GAN_WGPU_DEVICE, else auto).
+    #[arg(long, value_name = "DEVICE")]
     device: Option<String>,
-    /// Folder in the seed's layout; default: the bundled MNIST.
-    #[arg(long)]
+    /// Image folder in the seed's layout (DIR/train/train-images-idx3-ubyte[.gz]); default: the bundled MNIST.
+    #[arg(long, value_name = "DIR")]
     data: Option<PathBuf>,
-    /// Output folder.
-    #[arg(long, default_value = "result")]
+    /// Output folder for images, checkpoints, losses and the resumable state.
+    #[arg(long, value_name = "DIR", default_value = "result")]
     out: PathBuf,
-    /// Continue the run whose output folder (or state file) this is.
-    #[arg(long)]
+    /// Continue the run whose output folder (or state file) this is, with its loss history (no default: a new run).
+    #[arg(long, value_name = "DIR")]
     resume: Option<PathBuf>,
-    /// Print (and record) the losses every N steps.
-    #[arg(long, default_value_t = 10)]
+    /// Print and record the losses every N steps.
+    #[arg(long, value_name = "N", default_value_t = 10)]
     log_every: u64,
-    /// Train on the first N images only.
-    #[arg(long)]
+    /// Train on the first N images only (default: all).
+    #[arg(long, value_name = "N")]
     limit: Option<usize>,
     /// Stop after N steps of this run, saving a resumable state.
     #[arg(long, hide = true)]
     stop_after_steps: Option<u64>,
+    /// After N steps of this run, print a line and wait for a signal (tests).
+    #[arg(long, hide = true)]
+    pause_after_steps: Option<u64>,
 }
 
 #[derive(clap::Args)]
 struct SampleArgs {
-    /// A generator_{epoch}.safetensors file.
-    #[arg(long)]
+    /// Generator checkpoint to sample from (a generator_{epoch}.safetensors file).
+    #[arg(long, value_name = "FILE")]
     checkpoint: PathBuf,
-    #[arg(long, default_value_t = 25)]
+    /// Number of images to generate (ignored with --latent).
+    #[arg(long, value_name = "N", default_value_t = 25)]
     count: usize,
     /// Seed of the latent codes (ignored with --latent).
-    #[arg(long, default_value_t = 0)]
+    #[arg(long, value_name = "S", default_value_t = 0)]
     seed: u64,
-    /// float32 .npy of shape (count, latent size) with the latent codes.
-    #[arg(long)]
+    /// float32 .npy file of shape (count, latent size) holding the latent codes (default: drawn from --seed).
+    #[arg(long, value_name = "FILE")]
     latent: Option<PathBuf>,
-    /// PNG grid of the samples.
-    #[arg(long)]
+    /// PNG file for a grid of the samples (give this and/or --idx).
+    #[arg(long, value_name = "FILE")]
     out: Option<PathBuf>,
-    /// IDX uint8 file of every sample (pixel = round((g + 1) * 127.5)).
-    #[arg(long)]
+    /// IDX uint8 file for every sample, pixel = round((g + 1) * 127.5) (give this and/or --out).
+    #[arg(long, value_name = "FILE")]
     idx: Option<PathBuf>,
-    #[arg(long)]
+    /// Adapter: auto, discrete, integrated, cpu or an index from `gan-wgpu devices` (default: GAN_WGPU_DEVICE, else auto).
+    #[arg(long, value_name = "DEVICE")]
     device: Option<String>,
 }
 
@@ -213,6 +227,7 @@ fn run(cli: Cli, interrupt: Arc<AtomicBool>, launch: std::time::Instant) -> gan_
                 resume: a.resume,
                 limit: a.limit,
                 stop_after_steps: a.stop_after_steps,
+                pause_after_steps: a.pause_after_steps,
                 quiet: false,
             };
             let summary = train::train(&ctx, &cfg, &set, &interrupt)?;
@@ -254,13 +269,7 @@ fn sample(a: SampleArgs) -> gan_wgpu::Result<()> {
     };
     let spec = model::generator_spec(latent, dim);
     let ck = checkpoint::load_network(&a.checkpoint, &spec)?;
-    let side = (dim as f64).sqrt() as usize;
-    let parse = |k: &str| meta.get(k).and_then(|v| v.parse::<usize>().ok());
-    let (h, w) = match (parse("image_height"), parse("image_width")) {
-        (Some(h), Some(w)) if h * w == dim => (h, w),
-        _ if side * side == dim => (side, side),
-        _ => (1, dim),
-    };
+    let (h, w) = checkpoint::image_shape(&a.checkpoint, &meta, dim)?;
     let (count, z) = match &a.latent {
         Some(p) => {
             let (rows, cols, z) = checkpoint::read_npy_f32_2d(p)?;

@@ -27,7 +27,7 @@ use crate::model::{self, BnStats, NetSpec, StepMetrics};
 use crate::network::{self, Activations, GpuNet};
 use crate::tensor::GpuTensor;
 use rand::SeedableRng;
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
@@ -40,6 +40,8 @@ pub const GRID_SAMPLES: usize = 25;
 const STATE_FORMAT: &str = "gan-wgpu-state-1";
 /// Metrics buffer: [loss_d, D(x), D(G(z)), loss_g, D(G(z)) after the D step, unused x3].
 const METRICS_LEN: usize = 8;
+/// A readback slot: the metrics, then the 4 step counters (divergence flag).
+const READBACK_BYTES: u64 = (METRICS_LEN * 4 + 16) as u64;
 
 /// The hyper-parameters that shape the GPU graph.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -53,10 +55,15 @@ pub struct GanConfig {
 /// The GAN resident on the GPU, with its whole training step prebuilt.
 pub struct Gan {
     pub cfg: GanConfig,
+    /// Image height x width = dim, carried from the data set into the grids
+    /// and the checkpoint metadata.
+    pub height: usize,
+    pub width: usize,
     pub dim: usize,
     pub g: GpuNet,
     pub d: GpuNet,
-    /// [steps done, batch within the epoch, 0, 0]
+    /// [steps done, batch within the epoch, divergence flag, 0]; the flag is
+    /// raised by Adam and BCE (see `adam::first_nonfinite_step`).
     pub counters: GpuTensor,
     pub metrics: GpuTensor,
     pub z: GpuTensor,
@@ -116,7 +123,7 @@ impl Gan {
         // Discriminator step on [fake; real].
         phase("D forward (2B)", &mut step, network::forward(ctx, &d, &d_input, &d_acts, true, variant)?);
         let d_prob = &d_acts.layers.last().expect("d output").out;
-        phase("loss D", &mut step, vec![bce::forward_backward(ctx, d_prob, &d_prob_grad, b, &metrics, 0)?]);
+        phase("loss D", &mut step, vec![bce::forward_backward(ctx, d_prob, &d_prob_grad, b, &metrics, 0, &counters)?]);
         phase(
             "D backward",
             &mut step,
@@ -126,7 +133,11 @@ impl Gan {
         // Generator step through the updated discriminator.
         phase("D forward (B)", &mut step, network::forward(ctx, &d, &fake, &d_acts_b, true, variant)?);
         let d_prob_b = &d_acts_b.layers.last().expect("d output").out;
-        phase("loss G", &mut step, vec![bce::forward_backward(ctx, d_prob_b, &d_prob_grad_b, 0, &metrics, 3)?]);
+        phase(
+            "loss G",
+            &mut step,
+            vec![bce::forward_backward(ctx, d_prob_b, &d_prob_grad_b, 0, &metrics, 3, &counters)?],
+        );
         phase(
             "D backward to G(z)",
             &mut step,
@@ -158,6 +169,8 @@ impl Gan {
             + d_fake_grad.bytes();
         Ok(Gan {
             cfg,
+            height: data.height,
+            width: data.width,
             dim,
             g,
             d,
@@ -241,6 +254,13 @@ impl Gan {
         Ok(metrics_from(&self.metrics.read_f32(ctx)?))
     }
 
+    /// The first 1-based global step at which a parameter or a loss went
+    /// non-finite since the epoch started, if any (blocking read of the
+    /// counters' flag).
+    pub fn first_nonfinite_step(&self, ctx: &GpuContext) -> Result<Option<u64>> {
+        Ok(crate::kernels::adam::first_nonfinite_step(&self.counters.read_u32(ctx)?))
+    }
+
     /// Bytes on the GPU: (parameters, gradients, moments, activations, dataset).
     pub fn memory(&self) -> [(&'static str, u64); 5] {
         let (gp, gg, gm, gbn) = self.g.memory();
@@ -304,6 +324,9 @@ pub struct TrainConfig {
     pub limit: Option<usize>,
     /// Stop (as if interrupted) after this many steps in this run; tests.
     pub stop_after_steps: Option<u64>,
+    /// After this many steps of this run, say so on stdout and wait for an
+    /// interrupt (tests: a signal at a known step).
+    pub pause_after_steps: Option<u64>,
     pub quiet: bool,
 }
 
@@ -326,20 +349,33 @@ fn state_path(out: &Path, epoch: usize, batch: usize) -> PathBuf {
     out.join("checkpoints").join(format!("state_{epoch:04}_{batch:05}.safetensors"))
 }
 
-/// The training-state files (state_*.safetensors) in `dir`, oldest first
-/// (their names sort by epoch, then batch).
-fn state_files(dir: &Path) -> std::io::Result<Vec<PathBuf>> {
-    let mut v: Vec<PathBuf> = std::fs::read_dir(dir)?
+/// (epoch, batch) of a training-state file name, state_{epoch}_{batch}.safetensors.
+fn state_position(name: &str) -> Option<(u64, u64)> {
+    let (epoch, batch) = name.strip_prefix("state_")?.strip_suffix(".safetensors")?.split_once('_')?;
+    Some((epoch.parse().ok()?, batch.parse().ok()?))
+}
+
+/// The training-state files (state_*.safetensors) in `dir`, oldest first:
+/// by epoch, then batch, as numbers (past epoch 9999 the names no longer
+/// sort as strings).
+pub fn state_files(dir: &Path) -> std::io::Result<Vec<PathBuf>> {
+    let mut v: Vec<((u64, u64), PathBuf)> = std::fs::read_dir(dir)?
         .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| {
-            p.file_name().is_some_and(|n| {
-                let n = n.to_string_lossy();
-                n.starts_with("state_") && n.ends_with(".safetensors")
-            })
-        })
+        .filter_map(|p| Some((state_position(&p.file_name()?.to_string_lossy())?, p)))
         .collect();
     v.sort();
-    Ok(v)
+    Ok(v.into_iter().map(|(_, p)| p).collect())
+}
+
+/// The output folder of the run that `resume` (a run folder, its
+/// checkpoints folder, or a state file) belongs to.
+pub fn run_dir_of(resume: &Path) -> PathBuf {
+    let dir = if resume.is_file() { resume.parent().unwrap_or(Path::new(".")) } else { resume };
+    if dir.file_name().is_some_and(|n| n == "checkpoints") && !dir.join("checkpoints").is_dir() {
+        dir.parent().unwrap_or(Path::new(".")).to_path_buf()
+    } else {
+        dir.to_path_buf()
+    }
 }
 
 /// Newest training-state file in DIR/checkpoints (or DIR itself).
@@ -386,7 +422,7 @@ fn save_state(ctx: &GpuContext, gan: &Gan, cfg: &TrainConfig, p: &Progress) -> R
         }
     }
     let g = &cfg.gan;
-    let meta: HashMap<String, String> = [
+    let meta: Vec<(String, String)> = [
         ("format", STATE_FORMAT.to_string()),
         ("epoch", p.epoch.to_string()),
         ("batch_in_epoch", p.batch_in_epoch.to_string()),
@@ -401,7 +437,7 @@ fn save_state(ctx: &GpuContext, gan: &Gan, cfg: &TrainConfig, p: &Progress) -> R
     .map(|(k, v)| (k.to_string(), v))
     .collect();
     let path = state_path(&cfg.out, p.epoch, p.batch_in_epoch);
-    checkpoint::save_safetensors(&path, &tensors, meta)?;
+    checkpoint::save_safetensors(&path, &tensors, &meta)?;
     // Keep the two newest states; older ones only cost disk.
     if let Ok(old) = state_files(&cfg.out.join("checkpoints")) {
         let keep = old.len().saturating_sub(2);
@@ -466,11 +502,15 @@ fn load_state(path: &Path, cfg: &TrainConfig, dim: usize, n_images: usize) -> Re
     })
 }
 
-fn read_losses_csv(path: &Path, up_to_step: u64) -> Vec<LossRow> {
-    let Ok(text) = std::fs::read_to_string(path) else {
-        return Vec::new();
+/// The rows of a losses.csv up to `up_to_step` (a missing file has none).
+fn read_losses_csv(path: &Path, up_to_step: u64) -> Result<Vec<LossRow>> {
+    let text = match std::fs::read_to_string(path) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(GanError::io(path, e)),
     };
-    text.lines()
+    Ok(text
+        .lines()
         .skip(1)
         .filter_map(|l| {
             let f: Vec<&str> = l.split(',').collect();
@@ -488,7 +528,7 @@ fn read_losses_csv(path: &Path, up_to_step: u64) -> Vec<LossRow> {
             })
         })
         .filter(|r| r.step <= up_to_step)
-        .collect()
+        .collect())
 }
 
 fn losses_csv(rows: &[LossRow]) -> String {
@@ -523,7 +563,7 @@ impl Readback {
             .map(|i| {
                 ctx.device.create_buffer(&wgpu::BufferDescriptor {
                     label: Some(&format!("metrics staging {i}")),
-                    size: (METRICS_LEN * 4) as u64,
+                    size: READBACK_BYTES,
                     usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
                     mapped_at_creation: false,
                 })
@@ -541,9 +581,18 @@ impl Readback {
         self.states[self.next].load(Ordering::Acquire) == IDLE
     }
 
-    /// Records the copy of the metrics into the next slot.
-    fn record_copy(&self, enc: &mut wgpu::CommandEncoder, metrics: &GpuTensor) {
-        enc.copy_buffer_to_buffer(&metrics.buffer, metrics.offset, &self.bufs[self.next], 0, (METRICS_LEN * 4) as u64);
+    /// Records the copy of the metrics, then the counters (with the
+    /// divergence flag), into the next slot.
+    fn record_copy(&self, enc: &mut wgpu::CommandEncoder, metrics: &GpuTensor, counters: &GpuTensor) {
+        let metrics_bytes = (METRICS_LEN * 4) as u64;
+        enc.copy_buffer_to_buffer(&metrics.buffer, metrics.offset, &self.bufs[self.next], 0, metrics_bytes);
+        enc.copy_buffer_to_buffer(
+            &counters.buffer,
+            counters.offset,
+            &self.bufs[self.next],
+            metrics_bytes,
+            READBACK_BYTES - metrics_bytes,
+        );
     }
 
     /// After the submit: start mapping the slot just copied into.
@@ -569,12 +618,19 @@ impl Readback {
                         .slice(..)
                         .get_mapped_range()
                         .map_err(|e| GanError::Device { during: "reading losses".into(), message: e.to_string() })?;
-                    let vals: Vec<f32> = bytemuck::cast_slice(&view[..]).to_vec();
+                    let words: Vec<u32> = bytemuck::cast_slice(&view[..]).to_vec();
                     drop(view);
                     self.bufs[slot].unmap();
                     self.states[slot].store(IDLE, Ordering::Release);
                     self.queue.pop_front();
-                    out.push((epoch, batch, step, metrics_from(&vals)));
+                    let metrics: Vec<f32> = bytemuck::cast_slice(&words[..METRICS_LEN]).to_vec();
+                    out.push(StepReading {
+                        epoch,
+                        batch,
+                        step,
+                        metrics: metrics_from(&metrics),
+                        first_nonfinite: crate::kernels::adam::first_nonfinite_step(&words[METRICS_LEN..]),
+                    });
                 }
                 FAILED => {
                     ctx.check_health("reading losses")?;
@@ -599,8 +655,18 @@ pub struct StepRunner {
     in_flight: VecDeque<wgpu::SubmissionIndex>,
 }
 
-/// (epoch, batch within the epoch, global step, metrics) of a read-back step.
-pub type StepReading = (usize, usize, u64, StepMetrics);
+/// What a read-back step says.
+#[derive(Clone, Copy, Debug)]
+pub struct StepReading {
+    /// 0-based epoch, 0-based batch within it, 1-based global step.
+    pub epoch: usize,
+    pub batch: usize,
+    pub step: u64,
+    pub metrics: StepMetrics,
+    /// The divergence flag as it stood after this step: the first global
+    /// step (1-based) at which the model went non-finite this epoch.
+    pub first_nonfinite: Option<u64>,
+}
 
 impl StepRunner {
     pub fn new(ctx: &GpuContext) -> Self {
@@ -619,7 +685,7 @@ impl StepRunner {
         let mut enc = ctx.device.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("train step") });
         gan.record_step(&mut enc);
         if tag.is_some() {
-            self.readback.record_copy(&mut enc, &gan.metrics);
+            self.readback.record_copy(&mut enc, &gan.metrics, &gan.counters);
         }
         self.in_flight.push_back(ctx.queue.submit([enc.finish()]));
         if let Some((epoch, batch, step)) = tag {
@@ -909,12 +975,49 @@ pub fn train(ctx: &GpuContext, cfg: &TrainConfig, data: &ImageSet, interrupt: &A
     }
 
     let csv_path = cfg.out.join("losses.csv");
-    let mut losses = if cfg.resume.is_some() { read_losses_csv(&csv_path, progress.steps_done) } else { Vec::new() };
+    // A run resumed into another folder keeps its history: the loss rows and
+    // the epoch grids come from the folder it was resumed from.
+    let mut losses = match &cfg.resume {
+        Some(from) => {
+            let from_dir = run_dir_of(from);
+            if !same_dir(&from_dir, &cfg.out) {
+                copy_epoch_grids(&from_dir, &cfg.out, progress.epoch)?;
+            }
+            read_losses_csv(&from_dir.join("losses.csv"), progress.steps_done)?
+        }
+        None => Vec::new(),
+    };
     let mut runner = StepRunner::new(ctx);
     let mut p = progress;
     let steps_per_epoch = gan.steps_per_epoch();
     let mut steps_this_run = 0u64;
     let mut last_log: (Instant, u64);
+    // Where a 1-based global step falls: (0-based epoch, 1-based step in it).
+    let position = |step: u64| -> (u64, u64) {
+        let spe = steps_per_epoch as u64;
+        ((step - 1) / spe, (step - 1) % spe + 1)
+    };
+    let diverged = |step: u64, epoch_in_progress: usize| -> GanError {
+        let (epoch, in_epoch) = position(step);
+        GanError::Diverged(format!(
+            "the model went non-finite (inf or NaN) at epoch {epoch}, step {in_epoch} of the epoch (global step {step}); {}",
+            if epoch_in_progress == 0 {
+                "no checkpoint had been written yet".to_string()
+            } else {
+                format!(
+                    "nothing was written after it: the last good checkpoints are epoch {}'s, kept as they were (a lower --lr may help)",
+                    epoch_in_progress - 1
+                )
+            }
+        ))
+    };
+    // Before any checkpoint or state is written: the model must be finite.
+    let check_finite = |p: &Progress| -> Result<()> {
+        match gan.first_nonfinite_step(ctx)? {
+            Some(step) => Err(diverged(step, p.epoch)),
+            None => Ok(()),
+        }
+    };
 
     let log_line = |epoch: usize, batch: usize, m: &StepMetrics, secs: f64| {
         format!(
@@ -944,33 +1047,26 @@ pub fn train(ctx: &GpuContext, cfg: &TrainConfig, data: &ImageSet, interrupt: &A
                 )
                 .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
             );
-            b.set_message(format!("{}/{}", p.epoch + 1, cfg.epochs));
+            b.set_message(format!("{}/{}", p.epoch, cfg.epochs));
             b.set_position(p.batch_in_epoch as u64);
             b
         });
-        let handle = |rows: Vec<(usize, usize, u64, StepMetrics)>,
-                      losses: &mut Vec<LossRow>,
-                      last_log: &mut (Instant, u64)|
-         -> Result<()> {
-            for (epoch, batch, step, m) in rows {
+        let handle = |rows: Vec<StepReading>, losses: &mut Vec<LossRow>, last_log: &mut (Instant, u64)| -> Result<()> {
+            for r in rows {
+                if let Some(step) = r.first_nonfinite {
+                    return Err(diverged(step, r.epoch));
+                }
+                let m = r.metrics;
                 // The D-output means propagate a NaN that the clamped logs of
                 // the loss could hide, so all four are checked.
                 if ![m.loss_d, m.loss_g, m.d_real, m.d_fake].iter().all(|v| v.is_finite()) {
-                    return Err(GanError::Diverged(format!(
-                        "non-finite loss at epoch {epoch}, step {} of the epoch (global step {step}): loss_d {}, loss_g {}, D(x) {}, D(G(z)) {}; {}",
-                        batch + 1,
-                        m.loss_d,
-                        m.loss_g,
-                        m.d_real,
-                        m.d_fake,
-                        if epoch == 0 { "no checkpoint had been written yet".to_string() } else { format!("the last good checkpoint is epoch {epoch}'s, kept as it was") }
-                    )));
+                    return Err(diverged(r.step, r.epoch));
                 }
-                let secs = last_log.0.elapsed().as_secs_f64() / (step - last_log.1).max(1) as f64;
-                *last_log = (Instant::now(), step);
+                let secs = last_log.0.elapsed().as_secs_f64() / (r.step - last_log.1).max(1) as f64;
+                *last_log = (Instant::now(), r.step);
                 losses.push(LossRow {
-                    epoch,
-                    step,
+                    epoch: r.epoch,
+                    step: r.step,
                     loss_d: m.loss_d,
                     loss_g: m.loss_g,
                     d_real: m.d_real,
@@ -978,7 +1074,7 @@ pub fn train(ctx: &GpuContext, cfg: &TrainConfig, data: &ImageSet, interrupt: &A
                     seconds: secs,
                 });
                 if !cfg.quiet {
-                    let line = log_line(epoch, batch, &m, secs);
+                    let line = log_line(r.epoch, r.batch, &m, secs);
                     match &bar {
                         Some(b) => b.println(line),
                         None => println!("{line}"),
@@ -998,10 +1094,16 @@ pub fn train(ctx: &GpuContext, cfg: &TrainConfig, data: &ImageSet, interrupt: &A
             if let Some(b) = &bar {
                 b.set_position(p.batch_in_epoch as u64);
             }
+            if cfg.pause_after_steps == Some(steps_this_run) {
+                let rows = runner.finish(ctx)?;
+                handle(rows, &mut losses, &mut last_log)?;
+                wait_for_interrupt(interrupt, cfg.quiet, steps_this_run);
+            }
             let stop = interrupt.load(Ordering::Relaxed) || cfg.stop_after_steps.is_some_and(|n| steps_this_run >= n);
             if stop && p.batch_in_epoch < steps_per_epoch {
                 let rows = runner.finish(ctx)?;
                 handle(rows, &mut losses, &mut last_log)?;
+                check_finite(&p)?;
                 checkpoint::atomic_write(&csv_path, losses_csv(&losses).as_bytes())?;
                 let path = save_state(ctx, &gan, cfg, &p)?;
                 if let Some(b) = &bar {
@@ -1020,16 +1122,18 @@ pub fn train(ctx: &GpuContext, cfg: &TrainConfig, data: &ImageSet, interrupt: &A
         }
         let rows = runner.finish(ctx)?;
         handle(rows, &mut losses, &mut last_log)?;
+        check_finite(&p)?;
         if let Some(b) = &bar {
             b.finish_and_clear();
         }
         let epoch_secs = epoch_start.elapsed().as_secs_f64();
+        let finished = p.epoch;
         p.epoch += 1;
         p.batch_in_epoch = 0;
-        write_epoch_outputs(ctx, cfg, &gan, &sampler, &fixed, &losses, p.epoch, p.steps_done)?;
+        write_epoch_outputs(ctx, cfg, &gan, &sampler, &fixed, &losses, finished, p.steps_done)?;
         save_state(ctx, &gan, cfg, &p)?;
         if !cfg.quiet {
-            println!("time of epoch {} is {:.2}s", p.epoch, epoch_secs);
+            println!("time of epoch {finished} is {epoch_secs:.2}s");
         }
         if interrupt.load(Ordering::Relaxed) || cfg.stop_after_steps.is_some_and(|n| steps_this_run >= n) {
             return Ok(RunSummary { progress: p, losses, interrupted: p.epoch < cfg.epochs });
@@ -1038,7 +1142,43 @@ pub fn train(ctx: &GpuContext, cfg: &TrainConfig, data: &ImageSet, interrupt: &A
     Ok(RunSummary { progress: p, losses, interrupted: false })
 }
 
-/// After epoch `epoch` (1-based): grid, checkpoints, losses.csv/png, GIF.
+/// The test hook behind `--pause-after-steps`: says so on stdout, then
+/// waits (at most two minutes) for an interrupt, so that a test can send a
+/// signal at a known step instead of racing the trainer.
+fn wait_for_interrupt(interrupt: &AtomicBool, quiet: bool, steps: u64) {
+    if !quiet {
+        println!("paused after {steps} steps, waiting for a signal");
+    }
+    let start = Instant::now();
+    while !interrupt.load(Ordering::Relaxed) && start.elapsed().as_secs() < 120 {
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+}
+
+fn same_dir(a: &Path, b: &Path) -> bool {
+    match (a.canonicalize(), b.canonicalize()) {
+        (Ok(a), Ok(b)) => a == b,
+        _ => a == b,
+    }
+}
+
+/// Copies the grids of epochs before `epochs` (images/test_{e}.png) from the
+/// folder a run resumes from into its new output folder, for the GIF.
+fn copy_epoch_grids(from: &Path, to: &Path, epochs: usize) -> Result<()> {
+    for e in 0..epochs {
+        let src = from.join("images").join(format!("test_{e}.png"));
+        let dst = to.join("images").join(format!("test_{e}.png"));
+        if src.is_file() && !dst.exists() {
+            let bytes = std::fs::read(&src).map_err(|err| GanError::io(&src, err))?;
+            checkpoint::atomic_write(&dst, &bytes)?;
+        }
+    }
+    Ok(())
+}
+
+/// After epoch `epoch` (0-based, as the log counts it, and as the
+/// tutorial's test_0.png and Generator0 are named): grid, checkpoints,
+/// losses.csv/png, GIF.
 #[allow(clippy::too_many_arguments)]
 fn write_epoch_outputs(
     ctx: &GpuContext,
@@ -1051,8 +1191,7 @@ fn write_epoch_outputs(
     steps_done: u64,
 ) -> Result<()> {
     let out = &cfg.out;
-    let side = (gan.dim as f64).sqrt() as usize;
-    let (h, w) = if side * side == gan.dim { (side, side) } else { (1, gan.dim) };
+    let (h, w) = (gan.height, gan.width);
     let samples = sampler.run(ctx, fixed)?;
     images::save_grid(
         &out.join("images").join(format!("test_{epoch}.png")),
@@ -1060,7 +1199,7 @@ fn write_epoch_outputs(
         h,
         w,
     )?;
-    let meta = |net: &NetSpec| -> HashMap<String, String> {
+    let meta = |net: &NetSpec| -> Vec<(String, String)> {
         [
             ("epoch", epoch.to_string()),
             ("steps_done", steps_done.to_string()),
@@ -1090,9 +1229,9 @@ fn write_epoch_outputs(
     )?;
     checkpoint::atomic_write(&out.join("losses.csv"), losses_csv(losses).as_bytes())?;
     images::save_loss_plot(&out.join("losses.png"), losses)?;
-    // progress.gif: epoch 1, every 5th epoch, and the latest.
-    let frames: Vec<PathBuf> = (1..=epoch)
-        .filter(|e| *e == 1 || e % 5 == 0 || *e == epoch)
+    // progress.gif: epoch 0, every 5th epoch (4, 9, ...), and the latest.
+    let frames: Vec<PathBuf> = (0..=epoch)
+        .filter(|e| *e == 0 || (e + 1) % 5 == 0 || *e == epoch)
         .map(|e| out.join("images").join(format!("test_{e}.png")))
         .filter(|p| p.is_file())
         .collect();

@@ -1,5 +1,7 @@
 //! The command line: error messages read as documented, exit codes, no panics.
 
+mod common;
+use std::path::Path;
 use std::process::Command;
 
 fn gan() -> Command {
@@ -23,11 +25,11 @@ fn no_adapter_error_says_how_to_get_one() {
 
 #[test]
 fn devices_lists_adapters_with_limits() {
-    let out = gan().arg("devices").output().unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    if !out.status.success() && std::env::var("GAN_WGPU_REQUIRE_GPU").as_deref() != Ok("1") {
+    if skip_without_adapter() {
         return;
     }
+    let out = gan().arg("devices").output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     for needle in [
         "[0]",
@@ -157,9 +159,9 @@ fn train_then_sample_from_the_checkpoint() {
         run_ok(&["train", "--epochs", "1", "--limit", "256", "--batch-size", "64", "--log-every", "2", "--out", run_s]);
     // The seed's log format, and the memory report.
     assert!(stdout.contains("Epoch:[  0/  1], step:[   2/   4], loss_d:"), "{stdout}");
-    assert!(stdout.contains("time of epoch 1 is"), "{stdout}");
+    assert!(stdout.contains("time of epoch 0 is"), "{stdout}");
     assert!(stdout.contains("GPU memory (MiB): parameters"), "{stdout}");
-    let ck = run.join("checkpoints/generator_1.safetensors");
+    let ck = run.join("checkpoints/generator_0.safetensors");
     let ck_s = ck.to_str().unwrap();
     let path = |name: &str| dir.path().join(name).to_str().unwrap().to_string();
     let (idx, idx2, idx3, png) = (path("samples.idx"), path("again.idx"), path("fixed.idx"), path("samples.png"));
@@ -182,7 +184,7 @@ fn train_then_sample_from_the_checkpoint() {
         args.extend_from_slice(extra);
         assert_clean_error(&args, needles);
     };
-    let d = run.join("checkpoints/discriminator_1.safetensors");
+    let d = run.join("checkpoints/discriminator_0.safetensors");
     sample_err(&d, &[], &["discriminator checkpoint", "generator checkpoint is expected"]);
     let junk = dir.path().join("junk.safetensors");
     std::fs::write(&junk, b"this is not a checkpoint at all").unwrap();
@@ -297,9 +299,147 @@ fn bench_quick_writes_step_and_kernel_figures_as_json() {
     assert!(kernels.iter().all(|k| k["median_us"].as_f64().unwrap() > 0.0));
 }
 
-/// True when there is no adapter and CI has not required one: the GPU tests
-/// then return early (CI sets GAN_WGPU_REQUIRE_GPU=1, so they always run there).
+/// True when there is no adapter and skipping was asked for
+/// (GAN_WGPU_SKIP_GPU_TESTS=1; it says so); without an adapter and without
+/// that, the test fails.
 fn skip_without_adapter() -> bool {
-    std::env::var("GAN_WGPU_REQUIRE_GPU").as_deref() != Ok("1")
-        && gan().arg("devices").output().map(|o| !o.status.success()).unwrap_or(true)
+    common::ctx().is_none()
+}
+
+/// Writes `count` random images of `h` x `w` in the seed's layout under `dir`.
+fn write_idx_set(dir: &Path, count: usize, h: usize, w: usize) {
+    let train = dir.join("train");
+    std::fs::create_dir_all(&train).unwrap();
+    let pixels: Vec<u8> = (0..count * h * w).map(|i| (i * 7919 % 251) as u8).collect();
+    std::fs::write(train.join("train-images-idx3-ubyte"), gan_wgpu::data::idx_bytes(count, h, w, &pixels)).unwrap();
+}
+
+/// A grid of 25 images of h x w, scaled 4x with 4-pixel gaps, 5 a row.
+fn grid_size(h: u32, w: u32) -> (u32, u32) {
+    (5 * (w * 4 + 4) + 4, 5 * (h * 4 + 4) + 4)
+}
+
+/// Non-square and square images keep their height and width everywhere:
+/// the epoch grid, the checkpoint metadata, `sample`'s grid and IDX. And
+/// epochs are numbered from 0 wherever a user sees one, as in the tutorial
+/// (log lines, file names, losses.csv, the epoch time).
+#[test]
+fn image_shape_and_epoch_numbers_follow_the_data_and_the_tutorial() {
+    if skip_without_adapter() {
+        return;
+    }
+    for (h, w) in [(20usize, 30usize), (28, 28)] {
+        let dir = tempfile::tempdir().unwrap();
+        let data = dir.path().join("data");
+        write_idx_set(&data, 64, h, w);
+        let run = dir.path().join("run");
+        let stdout = run_ok(&[
+            "train",
+            "--data",
+            data.to_str().unwrap(),
+            "--epochs",
+            "2",
+            "--batch-size",
+            "32",
+            "--log-every",
+            "1",
+            "--out",
+            run.to_str().unwrap(),
+        ]);
+        assert!(stdout.contains(&format!("data: 64 images {h}x{w}")), "{stdout}");
+        assert!(stdout.contains("Epoch:[  0/  2], step:[   1/   2]"), "{stdout}");
+        assert!(stdout.contains("Epoch:[  1/  2], step:[   2/   2]"), "{stdout}");
+        assert!(stdout.contains("time of epoch 0 is") && stdout.contains("time of epoch 1 is"), "{stdout}");
+        assert!(!stdout.contains("time of epoch 2"), "{stdout}");
+        for e in [0, 1] {
+            let grid = image::open(run.join(format!("images/test_{e}.png"))).unwrap();
+            assert_eq!((grid.width(), grid.height()), grid_size(h as u32, w as u32), "{h}x{w} test_{e}.png");
+            assert!(run.join(format!("checkpoints/generator_{e}.safetensors")).is_file());
+            assert!(run.join(format!("checkpoints/discriminator_{e}.safetensors")).is_file());
+        }
+        assert!(!run.join("images/test_2.png").exists() && !run.join("checkpoints/generator_2.safetensors").exists());
+        let csv = std::fs::read_to_string(run.join("losses.csv")).unwrap();
+        let epochs: Vec<&str> = csv.lines().skip(1).map(|l| l.split(',').next().unwrap()).collect();
+        assert_eq!(epochs, ["0", "0", "1", "1"], "{csv}");
+        let ck = run.join("checkpoints/generator_1.safetensors");
+        let meta = gan_wgpu::checkpoint::Loaded::open(&ck).unwrap().metadata().unwrap();
+        assert_eq!((meta["image_height"].as_str(), meta["image_width"].as_str()), (&*h.to_string(), &*w.to_string()));
+        assert_eq!(meta["epoch"], "1");
+        let (png, idx) = (dir.path().join("s.png"), dir.path().join("s.idx"));
+        let ck_s = ck.to_str().unwrap();
+        run_ok(&["sample", "--checkpoint", ck_s, "--out", png.to_str().unwrap(), "--idx", idx.to_str().unwrap()]);
+        let grid = image::open(&png).unwrap();
+        assert_eq!((grid.width(), grid.height()), grid_size(h as u32, w as u32), "{h}x{w} sample grid");
+        let set = gan_wgpu::data::read_images(&idx, None).unwrap();
+        assert_eq!((set.count, set.height, set.width), (25, h, w));
+    }
+}
+
+/// Every flag of every command says what it does (clap adds the default).
+#[test]
+fn every_flag_has_a_description() {
+    for cmd in [&["train"][..], &["sample"], &["show-data"], &["bench"], &["devices"], &[]] {
+        let mut args = cmd.to_vec();
+        args.push("--help");
+        let help = run_ok(&args);
+        let mut options = 0;
+        for line in help.lines() {
+            let t = line.trim_start();
+            if !t.starts_with('-') {
+                continue;
+            }
+            options += 1;
+            // "--flag <VALUE>   What it does [default: x]": the description is
+            // what follows the first run of two or more spaces.
+            let description = t.split_once("  ").map(|(_, d)| d.trim()).unwrap_or("");
+            let description = description.split("[default:").next().unwrap().trim();
+            assert!(!description.is_empty(), "{cmd:?}: '{t}' has no description:\n{help}");
+        }
+        assert!(options >= 1, "{cmd:?}: no options in:\n{help}");
+    }
+}
+
+/// A typo in an environment setting is an error listing the valid values,
+/// before any adapter is opened (so no GPU is needed to see it).
+#[test]
+fn bad_environment_settings_are_errors_that_list_valid_values() {
+    for (var, value, valid) in [
+        ("GAN_WGPU_MATMUL", "sg32", "naive, tiled, reg4x4, sg32x32"),
+        ("GAN_WGPU_AUTOTUNE", "yes", "0 (use the table), 1 (measure)"),
+    ] {
+        let out = gan().args(["bench", "--quick"]).env(var, value).output().unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{var}={value}: {stderr}");
+        assert_eq!(stderr.trim().lines().count(), 1, "{stderr}");
+        assert!(stderr.contains(var) && stderr.contains(value) && stderr.contains(valid), "{stderr}");
+    }
+}
+
+/// README is for users: no lab notebook, no issue numbers in the docs.
+#[test]
+fn docs_refer_to_no_issue_numbers_and_readme_stays_short() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let mut files = vec![root.join("README.md")];
+    for e in std::fs::read_dir(root.join("docs")).expect("a docs/ folder") {
+        let p = e.unwrap().path();
+        if p.extension().is_some_and(|x| x == "md") {
+            files.push(p);
+        }
+    }
+    assert!(files.len() >= 3, "README.md and docs/*.md: {files:?}");
+    for f in &files {
+        let text = std::fs::read_to_string(f).unwrap();
+        let lower = text.to_lowercase();
+        for (i, _) in lower.match_indices("issue") {
+            let rest = lower[i + 5..].trim_start_matches([' ', '#']);
+            assert!(
+                !rest.starts_with(|c: char| c.is_ascii_digit()),
+                "{}: refers to an issue number: {}",
+                f.display(),
+                &text[i..(i + 20).min(text.len())]
+            );
+        }
+    }
+    let readme = std::fs::metadata(root.join("README.md")).unwrap().len();
+    assert!(readme < 14_000, "README.md is {readme} bytes: keep it for users, move notes to docs/");
 }

@@ -300,8 +300,15 @@ fn bce_case(prob: &[f32], n_zero: usize, what: &str) {
     gd.fill_nan(ctx).unwrap();
     let gm = GpuTensor::zeros(ctx, &[8], "metrics");
     gm.fill_nan(ctx).unwrap();
-    let d = bce::forward_backward(ctx, &gp, &gd, n_zero, &gm, 4).unwrap();
+    let counters = GpuTensor::from_u32(ctx, &[4], "counters", &[6, 0, 0, 0]).unwrap();
+    let d = bce::forward_backward(ctx, &gp, &gd, n_zero, &gm, 4, &counters).unwrap();
     kernels::run(ctx, &[&d]).unwrap();
+    // The divergence flag is raised exactly when the input is not finite.
+    let flag = adam::first_nonfinite_step(&counters.read_u32(ctx).unwrap());
+    assert_eq!(flag, (!prob.iter().all(|p| p.is_finite())).then_some(7), "{what}: divergence flag");
+    if flag.is_some() {
+        return;
+    }
     let (loss, dprob, p_one, p_zero) = bce::cpu_forward_backward(prob, n_zero);
     let m = gm.read_f32(ctx).unwrap();
     assert_close(&format!("{what} loss"), &m[4..5], &[loss], 1e-5, 1e-5);
@@ -381,6 +388,84 @@ fn adam_matches_reference_over_three_steps() {
         adam::cpu_adam_update(config2, 4, &mut p, &g, &mut m, &mut v);
         assert_close(&format!("adam n={n} lr change"), &gp.read_f32(ctx).unwrap(), &p, 1e-6, 1e-5);
     }
+}
+
+/// A non-finite parameter after the update raises the divergence flag with
+/// the step it happened at; later steps do not move it; finite ones never set it.
+#[test]
+fn adam_raises_the_divergence_flag_at_the_first_non_finite_step() {
+    let Some(ctx) = ctx() else { return };
+    let n = 68;
+    let t = |s: &str| GpuTensor::zeros(ctx, &[n], s);
+    let (p, g, m, v) = (t("param"), t("grad"), t("m"), t("v"));
+    let counters = GpuTensor::zeros(ctx, &[4], "counters");
+    let upd = adam::Adam::new(ctx, adam::AdamConfig::default(), &p, &g, &m, &v, &counters).unwrap();
+    let flag = || adam::first_nonfinite_step(&counters.read_u32(ctx).unwrap());
+    g.write_f32(ctx, &vec![0.01; n]).unwrap();
+    for step in 0..2u32 {
+        counters.write_u32(ctx, &[step, 0, 0, 0]).unwrap();
+        kernels::run(ctx, &[&upd.dispatch]).unwrap();
+        assert_eq!(flag(), None, "finite step {step}");
+    }
+    for (bad, what) in [(f32::NAN, "NaN"), (f32::INFINITY, "inf")] {
+        let mut grad = vec![0.01; n];
+        grad[n - 3] = bad;
+        g.write_f32(ctx, &grad).unwrap();
+        // Steps done 41 and 57: the flag names step 42, the first.
+        for steps_done in [41u32, 57] {
+            let c = counters.read_u32(ctx).unwrap();
+            counters.write_u32(ctx, &[steps_done, 0, c[2], 0]).unwrap();
+            kernels::run(ctx, &[&upd.dispatch]).unwrap();
+            assert_eq!(flag(), Some(42), "{what} gradient at steps done {steps_done}");
+        }
+        counters.write_u32(ctx, &[0; 4]).unwrap();
+        p.write_f32(ctx, &vec![0.0; n]).unwrap();
+        m.write_f32(ctx, &vec![0.0; n]).unwrap();
+        v.write_f32(ctx, &vec![0.0; n]).unwrap();
+    }
+}
+
+/// Zero trials or launches is an error naming what was asked, never a panic.
+#[test]
+fn bench_timing_with_zero_trials_is_an_error() {
+    let Some(ctx) = ctx() else { return };
+    let t = |s: &str| GpuTensor::zeros(ctx, &[8], s);
+    let counters = GpuTensor::zeros(ctx, &[4], "counters");
+    let upd = adam::Adam::new(ctx, adam::AdamConfig::default(), &t("p"), &t("g"), &t("m"), &t("v"), &counters).unwrap();
+    for (reps, trials) in [(0, 3), (3, 0)] {
+        let err = gan_wgpu::bench::time_dispatch(ctx, &upd.dispatch, reps, trials).unwrap_err().to_string();
+        assert!(err.contains(&format!("got {reps} and {trials}")), "{err}");
+    }
+    let err = gan_wgpu::bench::run_step_bench(ctx, 16, 0, std::time::Instant::now()).err().unwrap().to_string();
+    assert!(err.contains("at least 1 step"), "{err}");
+}
+
+/// Without an adapter a GPU test fails, unless skipping is asked for with
+/// GAN_WGPU_SKIP_GPU_TESTS=1, when it says what it skipped. Runs one GPU
+/// test of this binary in a child process with no adapter to be found.
+#[test]
+fn gpu_tests_fail_without_an_adapter_unless_skipping_is_asked() {
+    // A backend this OS has no driver for: no adapter at all.
+    let absent = if cfg!(target_os = "linux") || cfg!(windows) { "metal" } else { "dx12" };
+    let run = |skip: bool| {
+        let mut c = std::process::Command::new(std::env::current_exe().unwrap());
+        c.args(["--exact", "adam_rejects_lengths_not_a_multiple_of_4", "--test-threads", "1", "--nocapture"])
+            .env("WGPU_BACKEND", absent)
+            .env_remove(common::SKIP_VAR);
+        if skip {
+            c.env(common::SKIP_VAR, "1");
+        }
+        c.output().unwrap()
+    };
+    let strict = run(false);
+    let text = String::from_utf8_lossy(&strict.stdout).into_owned() + &String::from_utf8_lossy(&strict.stderr);
+    assert!(!strict.status.success(), "a GPU test passed without an adapter:\n{text}");
+    assert!(text.contains("no usable GPU adapter for adam_rejects_lengths_not_a_multiple_of_4"), "{text}");
+    let skipped = run(true);
+    let text = String::from_utf8_lossy(&skipped.stdout).into_owned() + &String::from_utf8_lossy(&skipped.stderr);
+    assert!(skipped.status.success(), "{text}");
+    assert!(text.contains("SKIPPED GPU test adam_rejects_lengths_not_a_multiple_of_4"), "{text}");
+    assert!(text.contains("1 passed"), "the child ran no test: {text}");
 }
 
 #[test]

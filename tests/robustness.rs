@@ -59,6 +59,9 @@ fn wait_for_line(out: &Path, at_least_rows: usize, child: &mut std::process::Chi
     }
 }
 
+/// SIGTERM at a known step: the trainer pauses after step 12 of 24 (inside
+/// epoch 1) and says so; only then is the signal sent, so the stop-and-save
+/// path runs every time, however fast the adapter.
 #[test]
 fn sigterm_saves_state_exits_130_and_resume_is_exact() {
     if !have_gpu() {
@@ -69,20 +72,32 @@ fn sigterm_saves_state_exits_130_and_resume_is_exact() {
     assert!(small_train(&full, 3).stdout(Stdio::null()).status().unwrap().success());
 
     let part = dir.path().join("part");
-    let mut child = small_train(&part, 3).stdout(Stdio::null()).stderr(Stdio::piped()).spawn().unwrap();
-    // After the first epoch's files exist, send SIGTERM mid-run.
-    wait_for_line(&part, 2, &mut child);
-    std::thread::sleep(Duration::from_millis(300));
+    let mut child = small_train(&part, 3)
+        .args(["--pause-after-steps", "12"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdout = std::io::BufReader::new(child.stdout.take().unwrap());
+    let mut seen = String::new();
+    loop {
+        let mut line = String::new();
+        let n = std::io::BufRead::read_line(&mut stdout, &mut line).unwrap();
+        assert!(n > 0, "the trainer ended before pausing: {seen}");
+        seen.push_str(&line);
+        if line.starts_with("paused after 12 steps") {
+            break;
+        }
+    }
     Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
+    let mut rest = String::new();
+    std::io::Read::read_to_string(&mut stdout, &mut rest).unwrap();
     let out = child.wait_with_output().unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
-    if out.status.code() == Some(0) {
-        // The run finished before the signal landed: nothing to resume.
-        eprintln!("run ended before SIGTERM; resume path not exercised this time");
-        return;
-    }
     assert_eq!(out.status.code(), Some(130), "{stderr}");
     assert!(stderr.contains("saving a resumable state"), "{stderr}");
+    assert!(rest.contains("stopped at epoch 1, step 4 of the epoch"), "{rest}");
+    assert!(part.join("checkpoints/state_0001_00004.safetensors").is_file());
     let resumed = small_train(&part, 3).arg("--resume").arg(&part).output().unwrap();
     assert!(resumed.status.success(), "{}", String::from_utf8_lossy(&resumed.stderr));
     assert!(String::from_utf8_lossy(&resumed.stdout).contains("resuming from"));
@@ -131,15 +146,51 @@ fn divergence_stops_with_the_step_and_keeps_the_last_checkpoint() {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("run");
     assert!(small_train(&out, 1).stdout(Stdio::null()).status().unwrap().success());
-    let before = std::fs::read(out.join("checkpoints/generator_1.safetensors")).unwrap();
+    let before = std::fs::read(out.join("checkpoints/generator_0.safetensors")).unwrap();
+    let state_before = std::fs::read(out.join("checkpoints/state_0001_00000.safetensors")).unwrap();
     // A learning rate of 1e30 blows the weights up within a few steps.
     let r = small_train(&out, 3).args(["--resume", out.to_str().unwrap(), "--lr", "1e30"]).output().unwrap();
     let stderr = String::from_utf8_lossy(&r.stderr);
     assert_eq!(r.status.code(), Some(1), "{stderr}");
-    assert!(stderr.contains("training diverged: non-finite loss at epoch 1, step"), "{stderr}");
-    assert!(stderr.contains("last good checkpoint is epoch 1"), "{stderr}");
-    assert_eq!(std::fs::read(out.join("checkpoints/generator_1.safetensors")).unwrap(), before);
-    assert!(!out.join("checkpoints/generator_2.safetensors").exists());
+    assert!(stderr.contains("training diverged: the model went non-finite (inf or NaN) at epoch 1, step"), "{stderr}");
+    assert!(stderr.contains("the last good checkpoints are epoch 0's"), "{stderr}");
+    assert_eq!(std::fs::read(out.join("checkpoints/generator_0.safetensors")).unwrap(), before);
+    assert_eq!(std::fs::read(out.join("checkpoints/state_0001_00000.safetensors")).unwrap(), state_before);
+    assert!(!out.join("checkpoints/generator_1.safetensors").exists());
+}
+
+/// Divergence between loss readbacks (here --log-every is longer than the
+/// run, so no loss is ever read): the GPU's non-finite flag still stops the
+/// run with the step named, and nothing non-finite is written.
+#[test]
+fn divergence_between_readbacks_writes_nothing() {
+    if !have_gpu() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("run");
+    // The reproduction: 256 images, batch 32, 2 epochs, --log-every 100.
+    let r = gan()
+        .args(["train", "--limit", "256", "--batch-size", "32", "--epochs", "2", "--lr", "1e30", "--log-every", "100"])
+        .arg("--out")
+        .arg(&out)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&r.stderr);
+    assert_eq!(r.status.code(), Some(1), "{stderr}");
+    assert!(!String::from_utf8_lossy(&r.stdout).contains("done"));
+    // The first step moves every weight by about lr (finite, 1e30); the
+    // second overflows. The flag names the first non-finite step.
+    let at = stderr.find("at epoch 0, step ").unwrap_or_else(|| panic!("{stderr}"));
+    let step: u64 = stderr[at + 17..].split(' ').next().unwrap().parse().unwrap();
+    assert!((1..=8).contains(&step), "{stderr}");
+    assert!(stderr.contains(&format!("(global step {step})")), "{stderr}");
+    assert!(stderr.contains("no checkpoint had been written yet"), "{stderr}");
+    let written: Vec<String> = std::fs::read_dir(out.join("checkpoints"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert!(written.is_empty(), "files written from a diverged model: {written:?}");
 }
 
 #[test]
@@ -294,14 +345,14 @@ fn checkpoint_loader_survives_corruption_and_names_tensors() {
     let e = checkpoint::load_network(&bad, &spec).err().unwrap().to_string();
     assert!(e.contains("'model.0.weight' has shape [512, 5], expected [512, 4]"), "{e}");
     let tensors = vec![("model.0.weight".to_string(), checkpoint::OwnedTensor::f32(vec![512, 4], &vec![0.0; 2048]))];
-    checkpoint::save_safetensors(&bad, &tensors, Default::default()).unwrap();
+    checkpoint::save_safetensors(&bad, &tensors, &[]).unwrap();
     let e = checkpoint::load_network(&bad, &spec).err().unwrap().to_string();
     assert!(e.contains("tensor 'model.0.bias' is missing"), "{e}");
     let tensors = vec![(
         "model.0.weight".to_string(),
         checkpoint::OwnedTensor { dtype: safetensors::Dtype::F16, shape: vec![512, 4], data: vec![0; 4096] },
     )];
-    checkpoint::save_safetensors(&bad, &tensors, Default::default()).unwrap();
+    checkpoint::save_safetensors(&bad, &tensors, &[]).unwrap();
     let e = checkpoint::load_network(&bad, &spec).err().unwrap().to_string();
     assert!(e.contains("dtype F16, expected F32"), "{e}");
     let e = checkpoint::load_network(&dir.path().join("absent.safetensors"), &spec).err().unwrap().to_string();
@@ -335,7 +386,7 @@ fn disk_full_is_one_clear_error_and_leaves_no_partial_files() {
     let dir = tempfile::tempdir().unwrap();
     let mnt = dir.path().join("small-disk");
     std::fs::create_dir_all(&mnt).unwrap();
-    // A 12 MiB disk: room for epoch 1's checkpoints (8 MiB), not for the
+    // A 12 MiB disk: room for epoch 0's checkpoints (8 MiB), not for the
     // 24 MiB training state that follows them.
     let mounted =
         Command::new("mount").args(["-t", "tmpfs", "-o", "size=12m", "tmpfs", mnt.to_str().unwrap()]).status();
@@ -349,7 +400,7 @@ fn disk_full_is_one_clear_error_and_leaves_no_partial_files() {
         .map(|rd| rd.map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect())
         .unwrap_or_default();
     let g1 = checkpoint::load_network(
-        &out.join("checkpoints/generator_1.safetensors"),
+        &out.join("checkpoints/generator_0.safetensors"),
         &gan_wgpu::model::generator_spec(100, 784),
     );
     Command::new("umount").arg(&mnt).status().unwrap();
@@ -360,5 +411,5 @@ fn disk_full_is_one_clear_error_and_leaves_no_partial_files() {
     assert!(stderr.contains("state_0001_00000.safetensors") && stderr.contains("No space left on device"), "{stderr}");
     assert!(listing.iter().all(|n| !n.ends_with(".tmp")), "temporary files left: {listing:?}");
     assert!(!listing.iter().any(|n| n.starts_with("state_")), "a partial state was left: {listing:?}");
-    g1.expect("the epoch 1 generator stays loadable");
+    g1.expect("the epoch 0 generator stays loadable");
 }

@@ -32,12 +32,60 @@ fn every_shader_file_is_embedded_and_valid() {
     }
 }
 
+/// A binding declared in a shader: (binding, address space, access, name).
+fn declared_bindings(source: &str) -> Vec<(u32, String, String, String)> {
+    source
+        .lines()
+        .filter_map(|l| {
+            let l = l.trim();
+            let rest = l.strip_prefix("@group(0) @binding(")?;
+            let (n, rest) = rest.split_once(')')?;
+            let rest = rest.trim().strip_prefix("var<")?;
+            let (space, rest) = rest.split_once('>')?;
+            let name = rest.trim().split(':').next()?.trim().to_string();
+            let mut parts = space.split(',').map(str::trim);
+            let space_name = parts.next()?.to_string();
+            let access = parts.next().unwrap_or(if space_name == "uniform" { "" } else { "read" }).to_string();
+            Some((n.parse().ok()?, space_name, access, name))
+        })
+        .collect()
+}
+
+/// Every shader opens with a comment header: its name, then the math it
+/// computes with the shapes, then a binding table that lists every binding
+/// the file declares with its number, kind, name and access, as declared.
 #[test]
 fn each_shader_starts_with_its_math_shapes_and_bindings() {
     for (name, source, _) in SHADERS {
-        let header: String = source.lines().take_while(|l| l.starts_with("//")).collect::<Vec<_>>().join("\n");
-        assert!(header.starts_with(&format!("// {name}")), "{name}: header should start with its name");
-        assert!(header.contains("Bindings"), "{name}: header lacks the binding table");
+        let header: Vec<&str> = source.lines().take_while(|l| l.starts_with("//")).collect();
+        assert!(
+            header.first().is_some_and(|l| l.starts_with(&format!("// {name}:"))),
+            "{name}: header should start with '// {name}:'"
+        );
+        let text = header.join("\n");
+        let table_at =
+            header.iter().position(|l| l.contains("Bindings")).unwrap_or_else(|| panic!("{name}: no binding table"));
+        // The math comes before the table: a few lines, with an equation or shapes.
+        let math = &header[..table_at];
+        assert!(math.len() >= 3, "{name}: the header needs the math before the binding table");
+        assert!(
+            math.iter().any(|l| l.contains('=') || l.contains('[')),
+            "{name}: no equation or shape before the table:\n{text}"
+        );
+        let bindings = declared_bindings(source);
+        if name != &"activation.wgsl" {
+            assert!(!bindings.is_empty(), "{name}: no bindings parsed");
+        }
+        for (n, space, access, var) in bindings {
+            let listed = header[table_at..].iter().any(|l| {
+                let words: Vec<&str> = l.trim_start_matches('/').split_whitespace().collect();
+                words.first() == Some(&n.to_string().as_str())
+                    && words.contains(&space.as_str())
+                    && words.iter().any(|w| w.trim_end_matches(':') == var)
+                    && (space == "uniform" || words.contains(&access.as_str()))
+            });
+            assert!(listed, "{name}: binding {n} ({space}, {access}, '{var}') is not in the header's table:\n{text}");
+        }
     }
 }
 

@@ -43,13 +43,14 @@ fn thousands_of_steps_keep_memory_flat() {
                 gan.start_epoch(ctx, *step as usize / steps_per_epoch, 0, *step).unwrap();
             }
             let tag = (*step + 1).is_multiple_of(10).then_some((0, batch_in_epoch, *step + 1));
-            for (_, _, _, m) in runner.step(ctx, &gan, tag).unwrap() {
-                assert!(m.loss_d.is_finite() && m.loss_g.is_finite());
+            for r in runner.step(ctx, &gan, tag).unwrap() {
+                assert!(r.metrics.loss_d.is_finite() && r.metrics.loss_g.is_finite());
+                assert_eq!(r.first_nonfinite, None);
                 *readings += 1;
             }
             *step += 1;
         }
-        for (_, _, _, _) in runner.finish(ctx).unwrap() {
+        for _ in runner.finish(ctx).unwrap() {
             *readings += 1;
         }
     };

@@ -148,6 +148,16 @@ fn three_gpu_steps_match_the_cpu_reference() {
 }
 
 fn small_run(out: &std::path::Path, epochs: usize, resume: bool, stop_after: Option<u64>) -> train::RunSummary {
+    small_run_from(out, epochs, resume.then_some(out), stop_after)
+}
+
+/// A run into `out`, resumed from `from` when given.
+fn small_run_from(
+    out: &std::path::Path,
+    epochs: usize,
+    from: Option<&std::path::Path>,
+    stop_after: Option<u64>,
+) -> train::RunSummary {
     let ctx = ctx().expect("adapter");
     let set = random_set(96, 28, 28, 3);
     let cfg = TrainConfig {
@@ -155,52 +165,136 @@ fn small_run(out: &std::path::Path, epochs: usize, resume: bool, stop_after: Opt
         gan: GanConfig { batch: 32, latent: 100, seed: 9, adam: AdamConfig::default() },
         log_every: 1,
         out: out.to_path_buf(),
-        resume: resume.then(|| out.to_path_buf()),
+        resume: from.map(|p| p.to_path_buf()),
         limit: None,
         stop_after_steps: stop_after,
+        pause_after_steps: None,
         quiet: true,
     };
     train::train(ctx, &cfg, &set, &AtomicBool::new(false)).unwrap()
 }
 
+fn assert_same_losses(a: &[gan_wgpu::images::LossRow], b: &[gan_wgpu::images::LossRow]) {
+    assert_eq!(a.len(), b.len());
+    for (a, b) in a.iter().zip(b) {
+        assert_eq!(
+            (a.epoch, a.step, a.loss_d.to_bits(), a.loss_g.to_bits(), a.d_real.to_bits(), a.d_fake.to_bits()),
+            (b.epoch, b.step, b.loss_d.to_bits(), b.loss_g.to_bits(), b.d_real.to_bits(), b.d_fake.to_bits()),
+            "step {}",
+            a.step
+        );
+    }
+}
+
+/// The loss columns of a losses.csv (without the timing column).
+fn csv_losses(run: &std::path::Path) -> Vec<String> {
+    std::fs::read_to_string(run.join("losses.csv"))
+        .unwrap()
+        .lines()
+        .map(|l| l.rsplit_once(',').unwrap().0.to_string())
+        .collect()
+}
+
 #[test]
-fn resume_gives_bit_identical_losses() {
+fn resume_gives_bit_identical_losses_and_files() {
     if ctx().is_none() {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
     let full = small_run(&dir.path().join("full"), 3, false, None);
     assert_eq!(full.losses.len(), 9);
-    // Stopped mid-epoch (step 4 of 9, inside epoch 2), then resumed.
+    // Stopped mid-epoch (step 4 of 9, inside epoch 1), then resumed.
     let part = dir.path().join("part");
     let first = small_run(&part, 3, false, Some(4));
     assert!(first.interrupted);
     assert_eq!(first.progress.steps_done, 4);
     let rest = small_run(&part, 3, true, None);
     assert!(!rest.interrupted);
-    // Stopped at an epoch boundary (after epoch 1 of 3), then resumed.
+    // Stopped at an epoch boundary (after epoch 0 of 3), then resumed.
     let part2 = dir.path().join("part2");
     small_run(&part2, 1, false, None);
     let rest2 = small_run(&part2, 3, true, None);
-    for resumed in [&rest, &rest2] {
-        assert_eq!(resumed.losses.len(), full.losses.len());
-        for (a, b) in resumed.losses.iter().zip(&full.losses) {
-            assert_eq!(
-                (a.step, a.loss_d.to_bits(), a.loss_g.to_bits(), a.d_real.to_bits(), a.d_fake.to_bits()),
-                (b.step, b.loss_d.to_bits(), b.loss_g.to_bits(), b.d_real.to_bits(), b.d_fake.to_bits()),
-                "step {}",
-                a.step
-            );
+    // Stopped mid-epoch, resumed into another folder: the history comes along.
+    let part3 = dir.path().join("part3");
+    small_run(&part3, 3, false, Some(5));
+    let moved = dir.path().join("moved");
+    let rest3 = small_run_from(&moved, 3, Some(&part3), None);
+    for resumed in [&rest, &rest2, &rest3] {
+        assert_same_losses(&resumed.losses, &full.losses);
+    }
+    let full_dir = dir.path().join("full");
+    for run in [&part, &part2, &moved] {
+        assert_eq!(csv_losses(run), csv_losses(&full_dir), "{}", run.display());
+    }
+    assert!(moved.join("images/test_0.png").is_file(), "the earlier epoch grids come along");
+    // The final checkpoints are identical, byte for byte (fixed metadata order).
+    for name in ["generator_2.safetensors", "discriminator_2.safetensors", "generator_0.safetensors"] {
+        let want = std::fs::read(full_dir.join("checkpoints").join(name)).unwrap();
+        for run in [&part, &part2] {
+            assert!(std::fs::read(run.join("checkpoints").join(name)).unwrap() == want, "{name} of {}", run.display());
         }
     }
-    // The final generators are identical too.
-    let load = |p: &std::path::Path| {
-        checkpoint::load_network(&p.join("checkpoints/generator_3.safetensors"), &model::generator_spec(100, 784))
-            .unwrap()
-    };
-    let (a, b) = (load(&dir.path().join("full")), load(&part));
-    assert!(a.params.iter().zip(&b.params).all(|(x, y)| x.to_bits() == y.to_bits()));
-    assert_eq!(a.bn, b.bn);
+    assert!(
+        std::fs::read(moved.join("checkpoints/generator_2.safetensors")).unwrap()
+            == std::fs::read(full_dir.join("checkpoints/generator_2.safetensors")).unwrap()
+    );
+}
+
+/// State files sort by epoch and batch as numbers: past epoch 9999 the
+/// names no longer sort as strings.
+#[test]
+fn the_latest_state_is_found_by_number_not_by_name() {
+    let dir = tempfile::tempdir().unwrap();
+    let ck = dir.path().join("checkpoints");
+    std::fs::create_dir_all(&ck).unwrap();
+    for name in ["state_9999_00467.safetensors", "state_10000_00000.safetensors", "state_10000_00012.safetensors"] {
+        std::fs::write(ck.join(name), b"").unwrap();
+    }
+    std::fs::write(ck.join("state_notes.txt"), b"").unwrap();
+    let latest = train::find_latest_state(dir.path()).unwrap();
+    assert_eq!(latest.file_name().unwrap(), "state_10000_00012.safetensors");
+    let all = train::state_files(&ck).unwrap();
+    let names: Vec<_> = all.iter().map(|p| p.file_name().unwrap().to_string_lossy().into_owned()).collect();
+    assert_eq!(
+        names,
+        ["state_9999_00467.safetensors", "state_10000_00000.safetensors", "state_10000_00012.safetensors"]
+    );
+    assert_eq!(train::run_dir_of(&ck.join("state_9999_00467.safetensors")), dir.path());
+    assert_eq!(train::run_dir_of(&ck), dir.path());
+    assert_eq!(train::run_dir_of(dir.path()), dir.path());
+}
+
+/// The same tensors and metadata give the same bytes, whatever order the
+/// metadata came in; the header's metadata keys are sorted.
+#[test]
+fn safetensors_files_are_byte_identical_for_identical_content() {
+    let tensors = || vec![("w".to_string(), checkpoint::OwnedTensor::f32(vec![2, 2], &[1.0, 2.0, 3.0, 4.0]))];
+    let meta: Vec<(String, String)> =
+        ["epoch", "steps_done", "image_height", "image_width", "latent_size", "layers", "network", "format"]
+            .iter()
+            .enumerate()
+            .map(|(i, k)| (k.to_string(), i.to_string()))
+            .collect();
+    let mut reversed = meta.clone();
+    reversed.reverse();
+    let a = checkpoint::safetensors_bytes(&tensors(), &meta).unwrap();
+    let b = checkpoint::safetensors_bytes(&tensors(), &reversed).unwrap();
+    assert!(a == b, "same content, different bytes");
+    let header_len = u64::from_le_bytes(a[..8].try_into().unwrap()) as usize;
+    let header = std::str::from_utf8(&a[8..8 + header_len]).unwrap();
+    let pos: Vec<usize> =
+        ["epoch", "format", "image_height", "image_width", "latent_size", "layers", "network", "steps_done"]
+            .iter()
+            .map(|k| header.find(&format!("\"{k}\"")).unwrap())
+            .collect();
+    assert!(pos.windows(2).all(|w| w[0] < w[1]), "metadata keys not sorted: {header}");
+    // And the format's own reader takes it.
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("t.safetensors");
+    checkpoint::save_safetensors(&path, &tensors(), &meta).unwrap();
+    let loaded = checkpoint::Loaded::open(&path).unwrap();
+    assert_eq!(loaded.f32("w", &[2, 2]).unwrap(), [1.0, 2.0, 3.0, 4.0]);
+    assert_eq!(loaded.metadata().unwrap()["layers"], "5");
 }
 
 #[test]
@@ -211,12 +305,12 @@ fn a_short_run_writes_every_output_and_checkpoints_round_trip() {
     let s = small_run(&out, 2, false, None);
     assert_eq!(s.progress.epoch, 2);
     for f in [
+        "images/test_0.png",
         "images/test_1.png",
-        "images/test_2.png",
+        "checkpoints/generator_0.safetensors",
+        "checkpoints/discriminator_0.safetensors",
         "checkpoints/generator_1.safetensors",
         "checkpoints/discriminator_1.safetensors",
-        "checkpoints/generator_2.safetensors",
-        "checkpoints/discriminator_2.safetensors",
         "checkpoints/state_0002_00000.safetensors",
         "losses.csv",
         "losses.png",
@@ -236,7 +330,7 @@ fn a_short_run_writes_every_output_and_checkpoints_round_trip() {
 
     // The generator checkpoint, read back, gives the epoch grid exactly.
     let spec = model::generator_spec(100, 784);
-    let ck = checkpoint::load_network(&out.join("checkpoints/generator_2.safetensors"), &spec).unwrap();
+    let ck = checkpoint::load_network(&out.join("checkpoints/generator_1.safetensors"), &spec).unwrap();
     assert_eq!(ck.bn[1].as_ref().unwrap().num_batches_tracked, 6);
     let counters = gan_wgpu::GpuTensor::zeros(ctx, &[4], "counters");
     let g = GpuNet::new(ctx, spec.clone(), &ck.params, &counters, AdamConfig::default()).unwrap();
@@ -246,7 +340,7 @@ fn a_short_run_writes_every_output_and_checkpoints_round_trip() {
     assert_eq!((rows, cols), (25, 100));
     assert_eq!(latent, train::fixed_latent(100));
     let imgs = train::images_from_outputs(&sampler.run(ctx, &latent).unwrap(), 784);
-    let grid = image::open(out.join("images/test_2.png")).unwrap().to_luma8();
+    let grid = image::open(out.join("images/test_1.png")).unwrap().to_luma8();
     let (scale, pad, cell) = (4u32, 4u32, 28 * 4 + 4);
     for (i, img) in imgs.iter().enumerate() {
         let (gx, gy) = (pad + (i as u32 % 5) * cell, pad + (i as u32 / 5) * cell);
@@ -267,7 +361,7 @@ fn a_short_run_writes_every_output_and_checkpoints_round_trip() {
     assert_eq!(ck.params, ck2.params);
     assert_eq!(ck.bn, ck2.bn);
     // A discriminator file is refused where a generator is expected.
-    let err = checkpoint::load_network(&out.join("checkpoints/discriminator_2.safetensors"), &spec)
+    let err = checkpoint::load_network(&out.join("checkpoints/discriminator_1.safetensors"), &spec)
         .err()
         .unwrap()
         .to_string();

@@ -34,7 +34,8 @@ struct Params {
 }
 
 /// One Adam update over flat param/grad/m/v buffers of equal length. The step
-/// number comes from counters[0] (steps done) on the GPU.
+/// number comes from counters[0] (steps done) on the GPU; a non-finite new
+/// parameter raises the flag in counters[2] (see `first_nonfinite_step`).
 #[derive(Debug)]
 pub struct Adam {
     pub dispatch: Dispatch,
@@ -72,7 +73,7 @@ impl Adam {
             "adam.wgsl",
             SOURCE,
             "adam_update",
-            &[Slot::Uniform, Slot::ReadWrite, Slot::Read, Slot::ReadWrite, Slot::ReadWrite, Slot::Read],
+            &[Slot::Uniform, Slot::ReadWrite, Slot::Read, Slot::ReadWrite, Slot::ReadWrite, Slot::ReadWrite],
             &[],
         );
         let params = uniform(ctx, &param.label, &Self::pack(n, config));
@@ -104,6 +105,15 @@ impl Adam {
 
     pub fn record(&self, pass: &mut wgpu::ComputePass<'_>) {
         self.dispatch.record(pass);
+    }
+}
+
+/// The counters' divergence flag (counters[2], set by Adam and BCE): the
+/// first 1-based global step at which a parameter or a loss was not finite.
+pub fn first_nonfinite_step(counters: &[u32]) -> Option<u64> {
+    match counters.get(2).copied().unwrap_or(0) {
+        0 => None,
+        flag => Some(u64::from(u32::MAX - flag)),
     }
 }
 

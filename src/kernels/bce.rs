@@ -19,6 +19,8 @@ struct Params {
 /// Loss and gradient for prob [n] (or [n, 1]): the first `n_zero` rows have
 /// target 0, the rest target 1, each segment averaged on its own.
 /// metrics[out..out+3] = (loss, mean p over target 1, mean p over target 0).
+/// A non-finite loss raises the divergence flag in `counters` (see
+/// `adam::first_nonfinite_step`).
 pub fn forward_backward(
     ctx: &GpuContext,
     prob: &GpuTensor,
@@ -26,6 +28,7 @@ pub fn forward_backward(
     n_zero: usize,
     metrics: &GpuTensor,
     out: usize,
+    counters: &GpuTensor,
 ) -> Result<Dispatch> {
     let n = prob.numel();
     if dprob.numel() != n || n_zero > n || out + 3 > metrics.numel() {
@@ -47,7 +50,7 @@ pub fn forward_backward(
         "bce.wgsl",
         SOURCE,
         "bce_forward_backward",
-        &[Slot::Uniform, Slot::Read, Slot::ReadWrite, Slot::ReadWrite],
+        &[Slot::Uniform, Slot::Read, Slot::ReadWrite, Slot::ReadWrite, Slot::ReadWrite],
         &[],
     );
     let p = uniform(ctx, &prob.label, &Params { n: n as u32, n_zero: n_zero as u32, out: out as u32, _pad: 0 });
@@ -55,7 +58,7 @@ pub fn forward_backward(
         ctx,
         &kern,
         &format!("bce {}", prob.label),
-        vec![p.as_entire_binding(), prob.binding(), dprob.binding(), metrics.binding()],
+        vec![p.as_entire_binding(), prob.binding(), dprob.binding(), metrics.binding(), counters.binding()],
         [1, 1, 1],
     ))
 }
