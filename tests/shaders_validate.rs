@@ -1,18 +1,37 @@
-//! Every WGSL file in shaders/ parses and validates with naga; no GPU needed.
+//! Every WGSL file in shaders/ parses and validates with naga, with the
+//! capabilities of the devices that create it: none for the base modules (a
+//! device opened with WebGPU's defaults and no optional features), SUBGROUP
+//! only for the subgroup module. A capability a module leaks fails here; no
+//! GPU needed.
 
-use gan_wgpu::kernels::SHADERS;
+use gan_wgpu::kernels::{ShaderFile, SHADERS};
 
-fn validate(name: &str, source: &str) -> Result<(), String> {
+/// The validator a device with `features` would use for our modules.
+fn validator(features: wgpu::Features) -> naga::valid::Validator {
+    use naga::valid::{Capabilities, ShaderStages, SubgroupOperationSet, ValidationFlags, Validator};
+    let mut caps = Capabilities::empty();
+    if features.contains(wgpu::Features::SUBGROUP) {
+        caps |= Capabilities::SUBGROUP;
+    }
+    let mut v = Validator::new(ValidationFlags::all(), caps);
+    if features.contains(wgpu::Features::SUBGROUP) {
+        v.subgroup_stages(ShaderStages::COMPUTE);
+        v.subgroup_operations(SubgroupOperationSet::all());
+    }
+    v
+}
+
+fn validate(name: &str, source: &str, features: wgpu::Features) -> Result<(), String> {
     let module =
         naga::front::wgsl::parse_str(source).map_err(|e| format!("{name}: parse: {}", e.emit_to_string(source)))?;
-    naga::valid::Validator::new(naga::valid::ValidationFlags::all(), naga::valid::Capabilities::all())
+    validator(features)
         .validate(&module)
-        .map_err(|e| format!("{name}: validation: {}", e.emit_to_string(source)))?;
+        .map_err(|e| format!("{name}: validation with {features:?}: {}", e.emit_to_string(source)))?;
     Ok(())
 }
 
 #[test]
-fn every_shader_file_is_embedded_and_valid() {
+fn every_shader_file_is_embedded_and_valid_with_only_the_features_it_declares() {
     let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("shaders");
     let mut on_disk: Vec<String> = std::fs::read_dir(&dir)
         .unwrap()
@@ -20,16 +39,25 @@ fn every_shader_file_is_embedded_and_valid() {
         .filter(|n| n.ends_with(".wgsl"))
         .collect();
     on_disk.sort();
-    let mut embedded: Vec<String> = SHADERS.iter().map(|(n, _, _)| n.to_string()).collect();
+    let mut embedded: Vec<String> = SHADERS.iter().map(|s| s.name.to_string()).collect();
     embedded.sort();
     assert_eq!(on_disk, embedded, "shaders/ and kernels::SHADERS disagree");
-    for (name, file, source) in SHADERS {
+    for ShaderFile { name, file, source, features } in SHADERS {
         let disk = std::fs::read_to_string(dir.join(name)).unwrap();
         assert_eq!(&disk, file, "{name}: embedded text differs from the file");
         assert!(source.ends_with(file), "{name}: the compiled source should end with the file");
-        // What the launchers compile (the file with any prelude) validates.
-        validate(name, source).unwrap();
+        // What the launchers compile (the file with its preludes) validates
+        // with exactly the features its module is created with.
+        validate(name, source, *features).unwrap();
+        if !features.is_empty() {
+            // And it really needs them: without, it is rejected.
+            assert!(
+                validate(name, source, wgpu::Features::empty()).is_err(),
+                "{name} declares {features:?} but validates without"
+            );
+        }
     }
+    assert!(SHADERS.iter().filter(|s| s.features.is_empty()).count() >= 8);
 }
 
 /// A binding declared in a shader: (binding, address space, access, name).
@@ -56,7 +84,7 @@ fn declared_bindings(source: &str) -> Vec<(u32, String, String, String)> {
 /// the file declares with its number, kind, name and access, as declared.
 #[test]
 fn each_shader_starts_with_its_math_shapes_and_bindings() {
-    for (name, source, _) in SHADERS {
+    for ShaderFile { name, file: source, .. } in SHADERS {
         let header: Vec<&str> = source.lines().take_while(|l| l.starts_with("//")).collect();
         assert!(
             header.first().is_some_and(|l| l.starts_with(&format!("// {name}:"))),
@@ -73,8 +101,11 @@ fn each_shader_starts_with_its_math_shapes_and_bindings() {
             "{name}: no equation or shape before the table:\n{text}"
         );
         let bindings = declared_bindings(source);
-        if name != &"activation.wgsl" {
-            assert!(!bindings.is_empty(), "{name}: no bindings parsed");
+        if bindings.is_empty() {
+            // Functions only, or bindings from a prelude the table names.
+            let table = header[table_at];
+            let named = SHADERS.iter().any(|p| table.contains(p.name) && !declared_bindings(p.file).is_empty());
+            assert!(table.contains("none") || named, "{name}: no bindings and no prelude named: {table}");
         }
         for (n, space, access, var) in bindings {
             let listed = header[table_at..].iter().any(|l| {
@@ -92,5 +123,5 @@ fn each_shader_starts_with_its_math_shapes_and_bindings() {
 #[test]
 fn a_broken_shader_is_rejected() {
     let broken = "@compute @workgroup_size(1) fn main() { let x: f32 = 1u; }";
-    assert!(validate("broken.wgsl", broken).is_err());
+    assert!(validate("broken.wgsl", broken, wgpu::Features::empty()).is_err());
 }

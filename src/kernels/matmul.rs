@@ -7,9 +7,28 @@ use crate::error::{GanError, Result};
 use crate::tensor::GpuTensor;
 
 pub const FILE: &str = include_str!("../../shaders/matmul.wgsl");
-/// What the launchers compile: activation.wgsl, then this file.
-pub const SOURCE: &str =
-    concat!(include_str!("../../shaders/activation.wgsl"), include_str!("../../shaders/matmul.wgsl"));
+/// The parameters and bindings both matmul modules share.
+pub const COMMON_FILE: &str = include_str!("../../shaders/matmul_common.wgsl");
+/// The subgroup kernel (needs the SUBGROUP feature): a module of its own.
+pub const SG_FILE: &str = include_str!("../../shaders/matmul_sg.wgsl");
+/// What the launchers compile for naive, tiled and reg4x4: activation.wgsl,
+/// matmul_common.wgsl, then matmul.wgsl. Needs no optional feature.
+pub const SOURCE: &str = concat!(
+    include_str!("../../shaders/activation.wgsl"),
+    include_str!("../../shaders/matmul_common.wgsl"),
+    include_str!("../../shaders/matmul.wgsl")
+);
+/// What the launcher compiles for sg32x32: activation.wgsl,
+/// matmul_common.wgsl, then matmul_sg.wgsl. Needs SUBGROUP.
+pub const SG_SOURCE: &str = concat!(
+    include_str!("../../shaders/activation.wgsl"),
+    include_str!("../../shaders/matmul_common.wgsl"),
+    include_str!("../../shaders/matmul_sg.wgsl")
+);
+/// The subgroup sizes matmul_sg supports: its workgroup of 8 must be one
+/// subgroup with lane ids 0..7, so subgroups of at least 8; 128 is the
+/// largest WGSL allows.
+pub const SG_SUBGROUP_SIZES: std::ops::RangeInclusive<u32> = 8..=128;
 
 /// Which operands are transposed (see the header of matmul.wgsl).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -94,10 +113,12 @@ impl Variant {
         ctx.matmul_choice().variant
     }
 
-    /// matmul_sg needs the SUBGROUP feature and the workgroup of 8 to be one
-    /// subgroup (every subgroup at least 8 wide).
+    /// matmul_sg needs the SUBGROUP feature and every subgroup size the
+    /// adapter may use within `SG_SUBGROUP_SIZES`.
     pub fn subgroups_usable(ctx: &GpuContext) -> bool {
-        ctx.features.contains(wgpu::Features::SUBGROUP) && ctx.info.subgroup_min_size >= 8
+        ctx.features.contains(wgpu::Features::SUBGROUP)
+            && SG_SUBGROUP_SIZES.contains(&ctx.info.subgroup_min_size)
+            && SG_SUBGROUP_SIZES.contains(&ctx.info.subgroup_max_size)
     }
 }
 
@@ -245,7 +266,11 @@ impl Matmul {
         } else {
             [Slot::Uniform, Slot::Read, Slot::Read, Slot::ReadWrite, Slot::Read, Slot::Read, Slot::Read]
         };
-        let kern = kernel(ctx, "matmul.wgsl", SOURCE, variant.entry(), &slots, constants);
+        let kern = if variant == Variant::Subgroup {
+            kernel(ctx, "matmul_sg.wgsl", SG_SOURCE, variant.entry(), &slots, constants)
+        } else {
+            kernel(ctx, "matmul.wgsl", SOURCE, variant.entry(), &slots, constants)
+        };
         let params = uniform(
             ctx,
             &c.label,

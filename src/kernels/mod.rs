@@ -21,17 +21,40 @@ use wgpu::util::DeviceExt;
 /// The activations prepended to the shaders that apply one (WGSL has no include).
 pub const ACTIVATION_WGSL: &str = include_str!("../../shaders/activation.wgsl");
 
-/// Every shader file: (name, the file's text, the source the launchers
-/// compile, which is the file with its prelude), for validation.
-pub const SHADERS: &[(&str, &str, &str)] = &[
-    ("activation.wgsl", ACTIVATION_WGSL, ACTIVATION_WGSL),
-    ("matmul.wgsl", matmul::FILE, matmul::SOURCE),
-    ("bias_act.wgsl", bias_act::FILE, bias_act::SOURCE),
-    ("batchnorm.wgsl", batchnorm::SOURCE, batchnorm::SOURCE),
-    ("bce.wgsl", bce::SOURCE, bce::SOURCE),
-    ("adam.wgsl", adam::SOURCE, adam::SOURCE),
-    ("rng.wgsl", rng::SOURCE, rng::SOURCE),
-    ("gather.wgsl", gather::SOURCE, gather::SOURCE),
+/// One shader file in `shaders/`.
+pub struct ShaderFile {
+    pub name: &'static str,
+    /// The file's text.
+    pub file: &'static str,
+    /// What a launcher compiles: the file with its preludes.
+    pub source: &'static str,
+    /// The optional device features the compiled module needs; a module is
+    /// created only on a device that has them.
+    pub features: wgpu::Features,
+}
+
+const fn shader(name: &'static str, file: &'static str, source: &'static str) -> ShaderFile {
+    ShaderFile { name, file, source, features: wgpu::Features::empty() }
+}
+
+/// Every shader file, for validation with the capabilities of the devices
+/// that create it.
+pub const SHADERS: &[ShaderFile] = &[
+    shader("activation.wgsl", ACTIVATION_WGSL, ACTIVATION_WGSL),
+    shader("matmul_common.wgsl", matmul::COMMON_FILE, matmul::COMMON_FILE),
+    shader("matmul.wgsl", matmul::FILE, matmul::SOURCE),
+    ShaderFile {
+        name: "matmul_sg.wgsl",
+        file: matmul::SG_FILE,
+        source: matmul::SG_SOURCE,
+        features: wgpu::Features::SUBGROUP,
+    },
+    shader("bias_act.wgsl", bias_act::FILE, bias_act::SOURCE),
+    shader("batchnorm.wgsl", batchnorm::SOURCE, batchnorm::SOURCE),
+    shader("bce.wgsl", bce::SOURCE, bce::SOURCE),
+    shader("adam.wgsl", adam::SOURCE, adam::SOURCE),
+    shader("rng.wgsl", rng::SOURCE, rng::SOURCE),
+    shader("gather.wgsl", gather::SOURCE, gather::SOURCE),
 ];
 
 /// What a binding slot holds.
