@@ -2,8 +2,10 @@
 // seed (key), the stream, the draw number and i, never on workgroup layout.
 // Philox4x32-10 (Salmon et al., 2011) maps counter (i / 4, draw, stream, 0)
 // under key (key_lo, key_hi) to four u32; each pair becomes two normals by
-// Box-Muller:  u1 = (x >> 8 + 1) 2^-24 in (0, 1],  u2 = (y >> 8) 2^-24,
-//   z0 = sqrt(-2 ln u1) cos(2 pi u2),  z1 = sqrt(-2 ln u1) sin(2 pi u2).
+// Box-Muller:  u1 = (x >> 8 + 1) 2^-24 in (0, 1],  u2 = (y >> 8) 2^-24 - 1/2
+// in [-1/2, 1/2),  z0 = sqrt(-2 ln u1) cos(2 pi u2),  z1 = sqrt(-2 ln u1) sin(2 pi u2).
+// The angle stays in [-pi, pi), where WGSL bounds cos and sin (absolute
+// error 2^-11); outside it they have no bound.
 // draw = draw_base + counters[0]: the trainer's step counter advances it on
 // the GPU, so each step draws new latent codes with no host write.
 //
@@ -60,7 +62,7 @@ const TWO_PI: f32 = 6.283185307179586;
 
 fn box_muller(x: u32, y: u32) -> vec2<f32> {
     let u1 = f32((x >> 8u) + 1u) * (1.0 / 16777216.0);
-    let u2 = f32(y >> 8u) * (1.0 / 16777216.0);
+    let u2 = f32(y >> 8u) * (1.0 / 16777216.0) - 0.5;
     let r = sqrt(-2.0 * log(u1));
     let theta = TWO_PI * u2;
     return vec2<f32>(r * cos(theta), r * sin(theta));

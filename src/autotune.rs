@@ -32,6 +32,22 @@ pub const TUNE_SHAPES: [(Form, usize, usize, usize); 3] =
 
 /// File name of the cache, one line per adapter: key, variant, what was measured.
 pub const CACHE_FILE: &str = "matmul-autotune.tsv";
+/// File name of the verification cache, one line per adapter: key, the
+/// variant that agreed with `naive` on `VERIFY_SHAPES` there.
+pub const VERIFIED_FILE: &str = "matmul-verified.tsv";
+
+/// Small products that divide no tile, of each form, on which the chosen
+/// variant is checked against `naive` on the adapter it is chosen for:
+/// vec4-aligned ones (where matmul_sg itself runs) and unaligned ones
+/// (where the launcher falls back), the forward form with its epilogue.
+pub const VERIFY_SHAPES: [(Form, usize, usize, usize); 6] = [
+    (Form::NT, 36, 44, 20),
+    (Form::NN, 36, 44, 20),
+    (Form::TN, 36, 44, 20),
+    (Form::NT, 37, 45, 23),
+    (Form::NN, 37, 45, 23),
+    (Form::TN, 37, 45, 23),
+];
 
 /// The variant in use and how it was chosen (printed by `train` and `bench`).
 #[derive(Clone, Debug)]
@@ -120,14 +136,103 @@ pub fn env_autotune() -> Result<Option<bool>> {
     }
 }
 
+/// Checks `variant` against `naive` on `shapes` (outputs pre-filled with NaN;
+/// the forward form with a bias and tanh epilogue). Err names the first
+/// product that disagreed.
+pub fn verify(ctx: &GpuContext, variant: Variant, shapes: &[(Form, usize, usize, usize)]) -> Result<()> {
+    use crate::kernels::bias_act::Act;
+    let mut r = rand_chacha::ChaCha8Rng::seed_from_u64(11);
+    for &(form, m, n, k) in shapes {
+        let (sa, sb) = form.operand_shapes(m, n, k);
+        let mut random = |len: usize| -> Vec<f32> { (0..len).map(|_| r.random_range(-1.0f32..1.0)).collect() };
+        let a = GpuTensor::from_f32(ctx, &sa, "verify a", &random(sa[0] * sa[1]))?;
+        let b = GpuTensor::from_f32(ctx, &sb, "verify b", &random(sb[0] * sb[1]))?;
+        let bias = GpuTensor::from_f32(ctx, &[n], "verify bias", &random(n))?;
+        let c = GpuTensor::zeros(ctx, &[m, n], "verify c");
+        let epilogue = if form == Form::NT {
+            matmul::Epilogue { bias: Some(&bias), act: Act::Tanh }
+        } else {
+            matmul::Epilogue::NONE
+        };
+        let mut outputs = Vec::new();
+        for v in [Variant::Naive, variant] {
+            let mm = Matmul::with_epilogue(ctx, form, v, &a, &b, &c, epilogue)?;
+            c.fill_nan(ctx)?;
+            run(ctx, &[&mm.dispatch])?;
+            outputs.push((mm.dispatch.label, c.read_f32(ctx)?));
+        }
+        let atol = 2e-6 * k as f32 + 1e-6;
+        check_close(&outputs[1].0, &outputs[1].1, &outputs[0].1, atol, 1e-4)
+            .map_err(|why| GanError::Device { during: format!("verifying matmul {}", variant.name()), message: why })?;
+    }
+    ctx.check_health("verifying the matmul variant")
+}
+
+/// `choice`, verified on this adapter against `naive` on `VERIFY_SHAPES`
+/// unless `cache` says it was before. A variant that disagrees is replaced by
+/// the next simpler one that agrees (sg32x32, reg4x4, tiled, naive), and the
+/// choice's text says so.
+pub fn verified(ctx: &GpuContext, choice: Choice, cache: Option<&Path>) -> Choice {
+    let key = adapter_key(&ctx.info);
+    let text = cache.and_then(|p| std::fs::read_to_string(p).ok()).unwrap_or_default();
+    if cached_variant(&text, &key) == Some(choice.variant) {
+        return Choice { how: format!("{}; verified against naive here earlier", choice.how), ..choice };
+    }
+    let fallbacks = [Variant::Subgroup, Variant::Reg, Variant::Tiled, Variant::Naive];
+    let start = fallbacks.iter().position(|&v| v == choice.variant).unwrap_or(0);
+    let mut failures = Vec::new();
+    for &v in &fallbacks[start..] {
+        if v == Variant::Subgroup && !Variant::subgroups_usable(ctx) {
+            continue;
+        }
+        match verify(ctx, v, &VERIFY_SHAPES) {
+            Ok(()) => {
+                if let Some(path) = cache {
+                    let written = path
+                        .parent()
+                        .map_or(Ok(()), |d| std::fs::create_dir_all(d).map_err(|e| GanError::io(d, e)))
+                        .and_then(|_| {
+                            crate::checkpoint::atomic_write(
+                                path,
+                                with_cached_variant(&text, &key, v, "verified").as_bytes(),
+                            )
+                        });
+                    if let Err(e) = written {
+                        log::warn!("matmul verification: not cached: {e}");
+                    }
+                }
+                let how = if failures.is_empty() {
+                    format!("{}; verified against naive on {} small products", choice.how, VERIFY_SHAPES.len())
+                } else {
+                    format!("{}, but {}; {} agrees", choice.how, failures.join("; "), v.name())
+                };
+                return Choice { variant: v, how, trials: choice.trials };
+            }
+            Err(e) => {
+                log::warn!("matmul {} disagrees with naive on this adapter, not used: {e}", v.name());
+                failures.push(format!("{} disagreed with naive ({e})", v.name()));
+            }
+        }
+    }
+    // Even naive failed against itself: a broken device; keep the reference.
+    Choice {
+        variant: Variant::Naive,
+        how: format!("{}, but {}", choice.how, failures.join("; ")),
+        trials: choice.trials,
+    }
+}
+
 /// `$GAN_WGPU_CACHE_DIR`, else `$XDG_CACHE_HOME/gan-wgpu`, else
 /// `~/.cache/gan-wgpu`, with the file name; None without any of them.
 pub fn default_cache_path() -> Option<PathBuf> {
+    Some(cache_dir()?.join(CACHE_FILE))
+}
+
+fn cache_dir() -> Option<PathBuf> {
     let var = |k: &str| std::env::var_os(k).filter(|v| !v.is_empty()).map(PathBuf::from);
-    let dir = var("GAN_WGPU_CACHE_DIR")
+    var("GAN_WGPU_CACHE_DIR")
         .or_else(|| var("XDG_CACHE_HOME").map(|d| d.join("gan-wgpu")))
-        .or_else(|| var("HOME").map(|d| d.join(".cache").join("gan-wgpu")))?;
-    Some(dir.join(CACHE_FILE))
+        .or_else(|| var("HOME").map(|d| d.join(".cache").join("gan-wgpu")))
 }
 
 /// The cached variant for `key` in the cache text, if a line has one.
@@ -247,9 +352,18 @@ fn table(ctx: &GpuContext, why: &str) -> Choice {
     Choice { variant, how: why.to_string(), trials: None }
 }
 
-/// The choice for `ctx`'s adapter (see the module header). Call through
-/// `GpuContext::matmul_choice`, which makes it once per context.
+/// The choice for `ctx`'s adapter (see the module header), verified on the
+/// adapter (see `verified`). Call through `GpuContext::matmul_choice`, which
+/// makes it once per context.
 pub fn choose(ctx: &GpuContext) -> Choice {
+    let choice = choose_unverified(ctx);
+    let verify_cache = cache_dir().map(|d| d.join(VERIFIED_FILE));
+    let choice = verified(ctx, choice, verify_cache.as_deref());
+    log::info!("matmul variant: {}", choice.describe());
+    choice
+}
+
+fn choose_unverified(ctx: &GpuContext) -> Choice {
     // Both variables were checked when the context was built
     // (`GpuContext::new` fails on a bad value); here they cannot fail.
     if let Ok(Some(variant)) = env_override() {
@@ -262,10 +376,7 @@ pub fn choose(ctx: &GpuContext) -> Choice {
         _ => {}
     }
     match tune(ctx, &TUNE_SHAPES, default_cache_path().as_deref()) {
-        Ok(choice) => {
-            log::info!("matmul variant: {}", choice.describe());
-            choice
-        }
+        Ok(choice) => choice,
         Err(e) => {
             log::warn!("matmul autotune failed, using the table: {e}");
             table(ctx, &format!("the table: the autotune failed ({e})"))

@@ -49,6 +49,32 @@ impl DeviceChoice {
     }
 }
 
+/// Which limits and features the device is opened with.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LimitsMode {
+    /// What the workload needs, up to what the adapter has, and the optional
+    /// features that help (subgroups, timestamps) where the adapter has them.
+    Adapter,
+    /// Exactly WebGPU's default limits and no optional features: what a
+    /// browser gives a page that asks for nothing. `GAN_WGPU_LIMITS=webgpu`.
+    WebGpu,
+}
+
+impl LimitsMode {
+    /// `GAN_WGPU_LIMITS`: unset or `adapter`, or `webgpu`; anything else is an error.
+    pub fn from_env() -> Result<Self> {
+        match std::env::var("GAN_WGPU_LIMITS").as_deref() {
+            Err(_) | Ok("") | Ok("adapter") => Ok(LimitsMode::Adapter),
+            Ok("webgpu") => Ok(LimitsMode::WebGpu),
+            Ok(other) => Err(GanError::Env {
+                var: "GAN_WGPU_LIMITS",
+                value: other.to_string(),
+                valid: "adapter (the default), webgpu (WebGPU's default limits, no optional features)".into(),
+            }),
+        }
+    }
+}
+
 /// Resource needs of a workload, checked against the adapter's limits before
 /// the device is requested so that the error can name the limit.
 #[derive(Clone, Debug)]
@@ -190,6 +216,7 @@ pub struct GpuContext {
     pub info: wgpu::AdapterInfo,
     pub limits: wgpu::Limits,
     pub features: wgpu::Features,
+    pub mode: LimitsMode,
     pub health: Arc<Mutex<DeviceHealth>>,
     modules: Mutex<HashMap<&'static str, wgpu::ShaderModule>>,
     pipelines: Mutex<HashMap<String, crate::kernels::Kernel>>,
@@ -202,6 +229,7 @@ impl GpuContext {
         // Settings read later are checked now, before any adapter work.
         crate::autotune::env_override()?;
         crate::autotune::env_autotune()?;
+        let mode = LimitsMode::from_env()?;
         let (instance, mut adapters) = enumerate_adapters();
         if adapters.is_empty() {
             return Err(GanError::NoAdapter { backends: format!("{:?}", backends_from_env()) });
@@ -210,7 +238,7 @@ impl GpuContext {
         let index = choose_adapter(&infos, choice)?;
         let adapter = adapters.swap_remove(index);
         let info = infos[index].clone();
-        Self::open(instance, adapter, info, need)
+        Self::open(instance, adapter, info, need, mode)
     }
 
     /// Opens a device on `adapter` with the limits `need` asks for.
@@ -219,9 +247,17 @@ impl GpuContext {
         adapter: wgpu::Adapter,
         info: wgpu::AdapterInfo,
         need: &Requirements,
+        mode: LimitsMode,
     ) -> Result<Self> {
-        let has = adapter.limits();
-        check_limits(&info.name, &has, need)?;
+        let has = match mode {
+            LimitsMode::Adapter => adapter.limits(),
+            LimitsMode::WebGpu => wgpu::Limits::default(),
+        };
+        let name = match mode {
+            LimitsMode::Adapter => info.name.clone(),
+            LimitsMode::WebGpu => format!("{} with WebGPU's default limits (GAN_WGPU_LIMITS=webgpu)", info.name),
+        };
+        check_limits(&name, &has, need)?;
 
         let mut required_limits = wgpu::Limits::default();
         required_limits.max_storage_buffer_binding_size = need
@@ -234,10 +270,15 @@ impl GpuContext {
             .max_storage_buffers_per_shader_stage
             .max(required_limits.max_storage_buffers_per_shader_stage)
             .min(has.max_storage_buffers_per_shader_stage);
-        let features = adapter.features()
-            & (wgpu::Features::TIMESTAMP_QUERY
-                | wgpu::Features::TIMESTAMP_QUERY_INSIDE_ENCODERS
-                | wgpu::Features::SUBGROUP);
+        let features = match mode {
+            LimitsMode::Adapter => {
+                adapter.features()
+                    & (wgpu::Features::TIMESTAMP_QUERY
+                        | wgpu::Features::TIMESTAMP_QUERY_INSIDE_ENCODERS
+                        | wgpu::Features::SUBGROUP)
+            }
+            LimitsMode::WebGpu => wgpu::Features::empty(),
+        };
         let (device, queue) = pollster::block_on(adapter.request_device(&wgpu::DeviceDescriptor {
             label: Some("gan-wgpu"),
             required_features: features,
@@ -272,6 +313,7 @@ impl GpuContext {
             info,
             limits: required_limits,
             features,
+            mode,
             health,
             modules: Mutex::new(HashMap::new()),
             pipelines: Mutex::new(HashMap::new()),
@@ -282,8 +324,13 @@ impl GpuContext {
     /// A second device on this context's adapter, for background work such
     /// as compiling pipelines ahead of the first step.
     pub fn twin(&self) -> Result<GpuContext> {
-        let twin =
-            Self::open(self.instance.clone(), self.adapter.clone(), self.info.clone(), &Requirements::default())?;
+        let twin = Self::open(
+            self.instance.clone(),
+            self.adapter.clone(),
+            self.info.clone(),
+            &Requirements::default(),
+            self.mode,
+        )?;
         // Same adapter, same matmul variant: never measured twice.
         if let Some(choice) = self.matmul_choice.get() {
             let _ = twin.matmul_choice.set(choice.clone());
@@ -364,8 +411,16 @@ impl GpuContext {
     /// One line naming the adapter, for logs and benchmark headers.
     pub fn describe(&self) -> String {
         format!(
-            "{} ({:?}, {:?}, driver {} {})",
-            self.info.name, self.info.device_type, self.info.backend, self.info.driver, self.info.driver_info
+            "{} ({:?}, {:?}, driver {} {}){}",
+            self.info.name,
+            self.info.device_type,
+            self.info.backend,
+            self.info.driver,
+            self.info.driver_info,
+            match self.mode {
+                LimitsMode::Adapter => "",
+                LimitsMode::WebGpu => " with WebGPU's default limits and no optional features",
+            }
         )
     }
 }

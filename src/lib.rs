@@ -14,6 +14,6 @@ pub mod network;
 pub mod tensor;
 pub mod train;
 
-pub use context::{DeviceChoice, GpuContext, Requirements};
+pub use context::{DeviceChoice, GpuContext, LimitsMode, Requirements};
 pub use error::{GanError, Result};
 pub use tensor::GpuTensor;

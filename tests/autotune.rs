@@ -91,3 +91,47 @@ fn bench_json_keeps_the_choice_text_verbatim() {
     assert_eq!(v["adapter"], "gpu \"x\"");
     assert!(v["step"].is_null() && v["kernels"].as_array().is_some_and(|k| k.is_empty()), "{v}");
 }
+
+/// The chosen variant is checked against naive on small odd products of each
+/// form on the adapter itself, once: the result is cached with the choice.
+#[test]
+fn the_chosen_variant_is_verified_on_the_adapter_once() {
+    let Some(ctx) = common::ctx() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let cache = dir.path().join(autotune::VERIFIED_FILE);
+    let variant = if Variant::subgroups_usable(ctx) { Variant::Subgroup } else { Variant::Reg };
+    let choice = autotune::Choice { variant, how: "the table".into(), trials: None };
+    let first = autotune::verified(ctx, choice.clone(), Some(&cache));
+    assert_eq!(first.variant, variant, "{}", first.how);
+    assert!(first.how.contains("verified against naive on 6 small products"), "{}", first.how);
+    let line = std::fs::read_to_string(&cache).unwrap();
+    assert!(line.contains(&autotune::adapter_key(&ctx.info)) && line.contains(variant.name()), "{line}");
+    let second = autotune::verified(ctx, choice, Some(&cache));
+    assert!(second.how.contains("verified against naive here earlier"), "{}", second.how);
+    // The aligned shapes run the variant itself, not a fallback.
+    for &(form, m, n, k) in &autotune::VERIFY_SHAPES[..3] {
+        let (sa, sb) = form.operand_shapes(m, n, k);
+        let (a, b, c) = (
+            gan_wgpu::GpuTensor::zeros(ctx, &sa, "a"),
+            gan_wgpu::GpuTensor::zeros(ctx, &sb, "b"),
+            gan_wgpu::GpuTensor::zeros(ctx, &[m, n], "c"),
+        );
+        let mm = gan_wgpu::kernels::matmul::Matmul::new(ctx, form, variant, &a, &b, &c).unwrap();
+        assert_eq!(mm.variant, variant, "{}", form.name());
+    }
+    // Every variant usable here agrees with naive on them.
+    for v in Variant::ALL {
+        if v != Variant::Subgroup || Variant::subgroups_usable(ctx) {
+            autotune::verify(ctx, v, &autotune::VERIFY_SHAPES).unwrap();
+        }
+    }
+}
+
+/// The autotune cache key hashes the kernel source with a hash that is the
+/// same on every build (64-bit FNV-1a; std's DefaultHasher is not stable).
+#[test]
+fn the_cache_key_hash_is_stable() {
+    assert_eq!(autotune::stable_hash(b""), 0xcbf2_9ce4_8422_2325);
+    assert_eq!(autotune::stable_hash(b"a"), 0xaf63_dc4c_8601_ec8c);
+    assert_eq!(autotune::stable_hash(b"foobar"), 0x8594_4171_f739_67e8);
+}

@@ -144,7 +144,8 @@ fn three_gpu_steps_match_the_cpu_reference() {
     let perm = Gan::permutation(42, 0, set.count);
     let d_in = gan.d_input.read_f32(ctx).unwrap();
     let want = gan_wgpu::kernels::gather::cpu_gather(&set.pixels, set.dim(), &perm, 2, batch);
-    assert_close("third real batch", &d_in[batch * set.dim()..], &want, 0.0, 0.0);
+    // WGSL allows the division in (pixel - 127.5) / 127.5 2.5 ULP (< 3e-7 relative).
+    assert_close("third real batch", &d_in[batch * set.dim()..], &want, 0.0, 3e-7);
 }
 
 fn small_run(out: &std::path::Path, epochs: usize, resume: bool, stop_after: Option<u64>) -> train::RunSummary {

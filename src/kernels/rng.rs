@@ -71,7 +71,8 @@ pub fn philox4x32_10(counter: [u32; 4], key: [u32; 2]) -> [u32; 4] {
 
 fn box_muller(x: u32, y: u32) -> [f32; 2] {
     let u1 = ((x >> 8) + 1) as f64 / 16_777_216.0;
-    let u2 = (y >> 8) as f64 / 16_777_216.0;
+    // In [-1/2, 1/2): the GPU's angle stays where WGSL bounds cos and sin.
+    let u2 = (y >> 8) as f64 / 16_777_216.0 - 0.5;
     let r = (-2.0 * u1.ln()).sqrt();
     let theta = std::f64::consts::TAU * u2;
     [(r * theta.cos()) as f32, (r * theta.sin()) as f32]
