@@ -30,9 +30,14 @@
 //  10  storage  dbeta        read_write  [cols]
 //  11  storage  dbias        read_write  [cols]
 // Entry points: bn_forward_train (0-7), bn_forward_eval (0-6),
-// bn_backward (0, 1, 3, 4, 7-11). 64 invocations a group; one feature each
-// for train and backward (the invocation owns its column's sums), one element
-// each for eval.
+// bn_backward (0, 1, 3, 4, 7-11), and the same sums shaped for GPUs:
+// bn_forward_train_tree, bn_backward_tree (same bindings).
+// bn_forward_train, bn_backward ("column"): 64 invocations a group, one
+// feature each, the invocation owns its column's sums: no barriers, which
+// is what lavapipe (a coroutine switch per barrier) wants.
+// The _tree entry points: 8 features x 32 row lanes a group, the sums by
+// tree_sum2 (tree_reduce.wgsl, prepended): cols / 8 groups, what a GPU wants.
+// bn_forward_eval: 64 invocations a group, one element each.
 
 override RELU: bool = true;
 
@@ -141,4 +146,88 @@ fn bn_backward(@builtin(global_invocation_id) gid: vec3<u32>) {
         sum_dx += dx;
     }
     dbias[c] = sum_dx;
+}
+
+// The train forward with the batch sums shaped for GPUs (see the header).
+@compute @workgroup_size(8, 32)
+fn bn_forward_train_tree(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
+    let col = lid.x;
+    let lane = lid.y;
+    let c = wid.x * TREE_COLS + col;
+    let valid = c < p.cols;
+    let n = f32(p.rows);
+    var sum = 0.0;
+    if (valid) {
+        for (var r = lane; r < p.rows; r += TREE_LANES) {
+            sum += x[r * p.cols + c];
+        }
+    }
+    let mean = tree_sum2(col, lane, vec2(sum, 0.0)).x / n;
+    var sq = 0.0;
+    if (valid) {
+        for (var r = lane; r < p.rows; r += TREE_LANES) {
+            let d = x[r * p.cols + c] - mean;
+            sq += d * d;
+        }
+    }
+    let variance = tree_sum2(col, lane, vec2(sq, 0.0)).x / n;
+    if (!valid) {
+        return;
+    }
+    let inv = 1.0 / sqrt(variance + p.eps);
+    if (lane == 0u) {
+        invstd[c] = inv;
+        let unbiased = variance * n / max(n - 1.0, 1.0);
+        running_mean[c] = (1.0 - p.momentum) * running_mean[c] + p.momentum * mean;
+        running_var[c] = (1.0 - p.momentum) * running_var[c] + p.momentum * unbiased;
+    }
+    let g = gamma[c];
+    let b = beta[c];
+    // Each lane rewrites only the rows it read.
+    for (var r = lane; r < p.rows; r += TREE_LANES) {
+        let i = r * p.cols + c;
+        let xh = (x[i] - mean) * inv;
+        x[i] = xh;
+        y[i] = act(g * xh + b);
+    }
+}
+
+// The backward with the batch sums shaped for GPUs (see the header).
+@compute @workgroup_size(8, 32)
+fn bn_backward_tree(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
+    let col = lid.x;
+    let lane = lid.y;
+    let c = wid.x * TREE_COLS + col;
+    let valid = c < p.cols;
+    var sums = vec2(0.0);
+    if (valid) {
+        for (var r = lane; r < p.rows; r += TREE_LANES) {
+            let i = r * p.cols + c;
+            let g = dy[i] * act_grad_from_output(y[i]);
+            sums += vec2(g, g * x[i]);
+        }
+    }
+    let total = tree_sum2(col, lane, sums);
+    let sum_g = total.x;
+    let sum_gx = total.y;
+    var sum_dx = 0.0;
+    if (valid) {
+        if (lane == 0u) {
+            dbeta[c] = sum_g;
+            dgamma[c] = sum_gx;
+        }
+        let n = f32(p.rows);
+        let scale = gamma[c] * invstd[c] / n;
+        for (var r = lane; r < p.rows; r += TREE_LANES) {
+            let i = r * p.cols + c;
+            let g = dy[i] * act_grad_from_output(y[i]);
+            let dx = scale * (n * g - sum_g - x[i] * sum_gx);
+            dy[i] = dx;
+            sum_dx += dx;
+        }
+    }
+    let dbias_sum = tree_sum2(col, lane, vec2(sum_dx, 0.0)).x;
+    if (valid && lane == 0u) {
+        dbias[c] = dbias_sum;
+    }
 }

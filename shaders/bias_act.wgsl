@@ -3,7 +3,7 @@
 //   backward (in place): dz[r,c] = dy[r,c] * act'(y[r,c])        y = act output
 //                        dbias[c] = sum_r dz[r,c]                 dbias: [cols]
 // act() and act' (from the output y) come from activation.wgsl, which the
-// launcher prepends. The trainer fuses the forward into the matmul epilogue
+// launcher prepends (with tree_reduce.wgsl). The trainer fuses the forward into the matmul epilogue
 // (matmul.wgsl); bias_act_forward stays as the unfused reference.
 //
 // act: 0 identity, 1 ReLU, 2 LeakyReLU(0.2), 3 tanh, 4 sigmoid.
@@ -21,8 +21,10 @@
 //   4  storage  dbias : array<f32>  read_write  backward only [cols]
 //
 // bias_act_forward: 256 invocations a group, one element each.
-// bias_act_backward: 64 invocations a group, one column each (it owns the
-// column's sum, so no atomics and no barriers).
+// bias_act_backward ("column"): 64 invocations a group, one column each (it
+// owns the column's sum: no atomics and no barriers; what lavapipe wants).
+// bias_act_backward_tree: 8 columns x 32 row lanes a group, the column sums
+// by tree_sum2 (tree_reduce.wgsl, prepended): cols / 8 groups, for GPUs.
 
 struct Params {
     rows: u32,
@@ -65,5 +67,27 @@ fn bias_act_backward(@builtin(global_invocation_id) gid: vec3<u32>) {
     }
     if (p.has_bias != 0u) {
         dbias[col] = sum;
+    }
+}
+
+// The backward with the column sums shaped for GPUs (see the header).
+@compute @workgroup_size(8, 32)
+fn bias_act_backward_tree(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
+    let col = lid.x;
+    let lane = lid.y;
+    let c = wid.x * TREE_COLS + col;
+    let valid = c < p.cols;
+    var sum = 0.0;
+    if (valid) {
+        for (var r = lane; r < p.rows; r += TREE_LANES) {
+            let i = r * p.cols + c;
+            let dz = x[i] * act_grad_from_output(p.act, y[i]);
+            x[i] = dz;
+            sum += dz;
+        }
+    }
+    let total = tree_sum2(col, lane, vec2(sum, 0.0)).x;
+    if (valid && lane == 0u && p.has_bias != 0u) {
+        dbias[c] = total;
     }
 }

@@ -19,6 +19,7 @@ use crate::bench::time_dispatch;
 use crate::context::GpuContext;
 use crate::error::{GanError, Result};
 use crate::kernels::matmul::{self, Form, Matmul, Variant};
+use crate::kernels::reduce::Reduce;
 use crate::kernels::{check_close, run};
 use crate::tensor::GpuTensor;
 use rand::{Rng, SeedableRng};
@@ -382,4 +383,175 @@ fn choose_unverified(ctx: &GpuContext) -> Choice {
             table(ctx, &format!("the table: the autotune failed ({e})"))
         }
     }
+}
+
+/// The shape of the batch reductions in use and how it was chosen.
+#[derive(Clone, Debug)]
+pub struct ReduceChoice {
+    pub variant: Reduce,
+    pub how: String,
+}
+
+impl ReduceChoice {
+    pub fn describe(&self) -> String {
+        format!("{} ({})", self.variant.name(), self.how)
+    }
+}
+
+/// `GAN_WGPU_REDUCE=column|tree`, checked like `GAN_WGPU_MATMUL`.
+pub fn env_reduce() -> Result<Option<Reduce>> {
+    match std::env::var("GAN_WGPU_REDUCE").as_deref() {
+        Err(_) | Ok("") => Ok(None),
+        Ok(v) => Reduce::parse(v).map(Some).ok_or_else(|| GanError::Env {
+            var: "GAN_WGPU_REDUCE",
+            value: v.to_string(),
+            valid: Reduce::ALL.map(Reduce::name).join(", "),
+        }),
+    }
+}
+
+/// The reductions of one training step at batch 128 (batch-norm train
+/// forward and backward at G's widest layer, the bias gradient of D's first
+/// layer over [fake; real], BCE over [fake; real]), each with the given
+/// shape; returns the sum of their median times in microseconds.
+pub fn time_reductions(ctx: &GpuContext, reduce: Reduce) -> Result<f64> {
+    use crate::kernels::{batchnorm, bce, bias_act};
+    let t = |shape: &[usize], label: &str| GpuTensor::zeros(ctx, shape, label);
+    let (rows, cols) = (128, 1024);
+    let (x, y, dy) = (t(&[rows, cols], "x"), t(&[rows, cols], "y"), t(&[rows, cols], "dy"));
+    let f = |label: &str| t(&[cols], label);
+    let (gamma, beta, rm, rv, inv) = (f("gamma"), f("beta"), f("rm"), f("rv"), f("invstd"));
+    let (dg, db, dbias) = (f("dgamma"), f("dbeta"), f("dbias"));
+    let bn = batchnorm::BnTensors { gamma: &gamma, beta: &beta, running_mean: &rm, running_var: &rv };
+    let grads = batchnorm::BnGrads { dgamma: &dg, dbeta: &db, dbias: &dbias };
+    let (dy2, y2, db2) = (t(&[256, 512], "dy"), t(&[256, 512], "y"), t(&[512], "dbias"));
+    let (p, dp, metrics, counters) = (t(&[256, 1], "p"), t(&[256, 1], "dp"), t(&[8], "metrics"), t(&[4], "counters"));
+    let mut dispatches = vec![
+        batchnorm::forward_train_with(ctx, &x, &y, &bn, &inv, true, reduce)?,
+        batchnorm::backward_with(ctx, &dy, &y, &x, &gamma, &inv, &grads, true, reduce)?,
+        bias_act::backward_with(ctx, bias_act::Act::LeakyRelu, &y2, &dy2, Some(&db2), reduce)?,
+    ];
+    dispatches.extend(bce::forward_backward_with(ctx, &p, &dp, 128, &metrics, 0, &counters, reduce)?);
+    let mut total = 0.0;
+    for d in &dispatches {
+        total += time_dispatch(ctx, d, 5, 3)?.0;
+    }
+    Ok(total)
+}
+
+/// Checks the reductions in shape `reduce` against their CPU references on
+/// small odd shapes (outputs pre-filled with NaN). Err names the first output
+/// that disagreed.
+pub fn verify_reduce(ctx: &GpuContext, reduce: Reduce) -> Result<()> {
+    use crate::kernels::{batchnorm, bce, bias_act};
+    let during = format!("verifying the {} reductions", reduce.name());
+    let check = |what: &str, gpu: &GpuTensor, cpu: &[f32], atol: f32, rtol: f32| -> Result<()> {
+        check_close(&format!("{what} ({})", reduce.name()), &gpu.read_f32(ctx)?, cpu, atol, rtol)
+            .map_err(|why| GanError::Device { during: during.clone(), message: why })
+    };
+    let mut r = rand_chacha::ChaCha8Rng::seed_from_u64(5);
+    let mut random = |n: usize, lo: f32, hi: f32| -> Vec<f32> { (0..n).map(|_| r.random_range(lo..hi)).collect() };
+    let nan = |shape: &[usize], label: &str| -> Result<GpuTensor> {
+        let t = GpuTensor::zeros(ctx, shape, label);
+        t.fill_nan(ctx)?;
+        Ok(t)
+    };
+    for (rows, cols) in [(37usize, 13usize), (70, 1)] {
+        // Batch-norm train forward, then backward from the CPU's saved tensors.
+        let x = random(rows * cols, -2.0, 3.0);
+        let (gamma, beta, dy) = (random(cols, 0.5, 1.5), random(cols, -0.5, 0.5), random(rows * cols, -1.0, 1.0));
+        let (mut rm, mut rv) = (vec![0.0; cols], vec![1.0; cols]);
+        let gx = GpuTensor::from_f32(ctx, &[rows, cols], "x", &x)?;
+        let gy = nan(&[rows, cols], "y")?;
+        let (gg, gb) =
+            (GpuTensor::from_f32(ctx, &[cols], "gamma", &gamma)?, GpuTensor::from_f32(ctx, &[cols], "beta", &beta)?);
+        let (grm, grv) = (GpuTensor::from_f32(ctx, &[cols], "rm", &rm)?, GpuTensor::from_f32(ctx, &[cols], "rv", &rv)?);
+        let ginv = nan(&[cols], "invstd")?;
+        let bn = batchnorm::BnTensors { gamma: &gg, beta: &gb, running_mean: &grm, running_var: &grv };
+        run(ctx, &[&batchnorm::forward_train_with(ctx, &gx, &gy, &bn, &ginv, true, reduce)?])?;
+        let cpu = batchnorm::cpu_forward_train(&x, rows, cols, &gamma, &beta, &mut rm, &mut rv, true);
+        check("batchnorm xhat", &gx, &cpu.xhat, 2e-5, 1e-4)?;
+        check("batchnorm y", &gy, &cpu.y, 2e-5, 1e-4)?;
+        check("batchnorm running_var", &grv, &rv, 1e-6, 1e-5)?;
+        let (gxh, gyc) = (
+            GpuTensor::from_f32(ctx, &[rows, cols], "xhat", &cpu.xhat)?,
+            GpuTensor::from_f32(ctx, &[rows, cols], "y", &cpu.y)?,
+        );
+        let gis = GpuTensor::from_f32(ctx, &[cols], "invstd", &cpu.invstd)?;
+        let gdy = GpuTensor::from_f32(ctx, &[rows, cols], "dy", &dy)?;
+        let (gdg, gdb, gdbias) = (nan(&[cols], "dgamma")?, nan(&[cols], "dbeta")?, nan(&[cols], "dbias")?);
+        let grads = batchnorm::BnGrads { dgamma: &gdg, dbeta: &gdb, dbias: &gdbias };
+        run(ctx, &[&batchnorm::backward_with(ctx, &gdy, &gyc, &gxh, &gg, &gis, &grads, true, reduce)?])?;
+        let (dx, dgamma, dbeta, dbias) =
+            batchnorm::cpu_backward(&dy, &cpu.y, &cpu.xhat, &gamma, &cpu.invstd, rows, cols, true);
+        check("batchnorm dx", &gdy, &dx, 1e-5, 1e-3)?;
+        check("batchnorm dgamma", &gdg, &dgamma, 1e-5 * rows as f32, 1e-4)?;
+        check("batchnorm dbeta", &gdb, &dbeta, 1e-5 * rows as f32, 1e-4)?;
+        check("batchnorm dbias", &gdbias, &dbias, 1e-4, 1e-3)?;
+        // The bias gradient behind a tanh.
+        let yv: Vec<f32> = random(rows * cols, -3.0, 3.0).iter().map(|v| v.tanh()).collect();
+        let gyv = GpuTensor::from_f32(ctx, &[rows, cols], "y", &yv)?;
+        let gdz = GpuTensor::from_f32(ctx, &[rows, cols], "dy", &dy)?;
+        let gdbias2 = nan(&[cols], "dbias")?;
+        run(ctx, &[&bias_act::backward_with(ctx, bias_act::Act::Tanh, &gyv, &gdz, Some(&gdbias2), reduce)?])?;
+        let (dz, db) = bias_act::cpu_backward(bias_act::Act::Tanh, &yv, &dy, rows, cols);
+        check("bias_act dz", &gdz, &dz, 1e-6, 1e-5)?;
+        check("bias_act dbias", &gdbias2, &db, 1e-5 * rows as f32, 1e-4)?;
+        // BCE over [fake; real].
+        let prob = random(2 * rows, 0.01, 0.99);
+        let gp = GpuTensor::from_f32(ctx, &[2 * rows, 1], "prob", &prob)?;
+        let (gdp, gm) = (nan(&[2 * rows, 1], "dprob")?, nan(&[8], "metrics")?);
+        let counters = GpuTensor::zeros(ctx, &[4], "counters");
+        let d = bce::forward_backward_with(ctx, &gp, &gdp, rows, &gm, 0, &counters, reduce)?;
+        run(ctx, &d.iter().collect::<Vec<_>>())?;
+        let (loss, dprob, _, _) = bce::cpu_forward_backward(&prob, rows);
+        check("bce dprob", &gdp, &dprob, 1e-6, 1e-5)?;
+        let m = gm.read_f32(ctx)?;
+        check_close(&format!("bce loss ({})", reduce.name()), &m[..1], &[loss], 1e-5, 1e-5)
+            .map_err(|why| GanError::Device { during: during.clone(), message: why })?;
+    }
+    ctx.check_health(&during)
+}
+
+/// The shape of the batch reductions for `ctx`'s adapter: `GAN_WGPU_REDUCE`
+/// when set; `column` on CPU adapters (measured with `gan-wgpu bench`:
+/// barrier-free wins on lavapipe); elsewhere both are timed on the step's
+/// reductions and the faster kept. The choice is verified against the CPU
+/// references on the adapter; if it disagrees, the other shape is used (and
+/// verified). Call through `GpuContext::reduce_choice`.
+pub fn choose_reduce(ctx: &GpuContext) -> ReduceChoice {
+    let first = if let Ok(Some(variant)) = env_reduce() {
+        ReduceChoice { variant, how: "GAN_WGPU_REDUCE".into() }
+    } else if ctx.is_cpu_adapter() {
+        ReduceChoice { variant: Reduce::Column, how: "the measured table for CPU adapters".into() }
+    } else {
+        match (time_reductions(ctx, Reduce::Column), time_reductions(ctx, Reduce::Tree)) {
+            (Ok(column), Ok(tree)) => ReduceChoice {
+                variant: if tree < column { Reduce::Tree } else { Reduce::Column },
+                how: format!("measured here: column {column:.0} us, tree {tree:.0} us"),
+            },
+            (Err(e), _) | (_, Err(e)) => {
+                ReduceChoice { variant: Reduce::Tree, how: format!("the default for GPUs: timing failed ({e})") }
+            }
+        }
+    };
+    let other = if first.variant == Reduce::Column { Reduce::Tree } else { Reduce::Column };
+    let choice = match verify_reduce(ctx, first.variant) {
+        Ok(()) => ReduceChoice { how: format!("{}; verified against the CPU references", first.how), ..first },
+        Err(e) => {
+            log::warn!("{} reductions disagree with the CPU references here, not used: {e}", first.variant.name());
+            let how = match verify_reduce(ctx, other) {
+                Ok(()) => format!(
+                    "{}, but {} disagreed with the CPU references ({e}); {} agrees",
+                    first.how,
+                    first.variant.name(),
+                    other.name()
+                ),
+                Err(e2) => format!("{}, but both shapes disagreed with the CPU references ({e}; {e2})", first.how),
+            };
+            ReduceChoice { variant: other, how }
+        }
+    };
+    log::info!("reductions: {}", choice.describe());
+    choice
 }

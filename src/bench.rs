@@ -16,6 +16,7 @@
 
 use crate::context::GpuContext;
 use crate::error::{GanError, Result};
+use crate::kernels::reduce::Reduce;
 use crate::kernels::{adam, batchnorm, bce, bias_act, gather, matmul, rng, Dispatch};
 use crate::model;
 use crate::tensor::GpuTensor;
@@ -296,20 +297,33 @@ pub fn run_kernel_bench(ctx: &GpuContext, opts: &BenchOptions) -> Result<Vec<Row
             row.cpu_gflops = Some(cpu_gflops);
         }
     }
+    // Memory-bound kernels: the sum over the dispatches of one launch (BCE
+    // in two passes has two), rated in GB/s over `bytes`.
+    let timed_row =
+        |family: &str, case: String, variant: &str, chosen: bool, ds: &[Dispatch], bytes: f64| -> Result<Row> {
+            let (mut med, mut spread) = (0.0, 0.0);
+            for d in ds {
+                let (m, s) = time_dispatch(ctx, d, reps, trials)?;
+                med += m;
+                spread += s;
+            }
+            Ok(Row {
+                family: family.into(),
+                case,
+                variant: variant.into(),
+                median_us: med,
+                spread_us: spread,
+                rate: bytes / med / 1e3,
+                unit: "GB/s",
+                cpu_gflops: None,
+                chosen,
+            })
+        };
     let mem_row = |family: &str, case: String, d: &Dispatch, bytes: f64| -> Result<Row> {
-        let (med, spread) = time_dispatch(ctx, d, reps, trials)?;
-        Ok(Row {
-            family: family.into(),
-            case,
-            variant: "-".into(),
-            median_us: med,
-            spread_us: spread,
-            rate: bytes / med / 1e3,
-            unit: "GB/s",
-            cpu_gflops: None,
-            chosen: true,
-        })
+        timed_row(family, case, "-", true, std::slice::from_ref(d), bytes)
     };
+    // The reductions in both shapes; '*' marks the one this adapter uses.
+    let reduce_in_use = ctx.reduce_choice().variant;
     for (act, cols, k) in
         [(bias_act::Act::Relu, 128, 100), (bias_act::Act::LeakyRelu, 512, 784), (bias_act::Act::Tanh, 784, 1024)]
     {
@@ -336,8 +350,18 @@ pub fn run_kernel_bench(ctx: &GpuContext, opts: &BenchOptions) -> Result<Vec<Row
         rows.push(mem_row("bias_act", format!("forward {} {b}x{cols}", act.name()), &f, 8.0 * (b * cols) as f64)?);
         let dy = GpuTensor::zeros(ctx, &[b, cols], "dy");
         let db = GpuTensor::zeros(ctx, &[cols], "db");
-        let bw = bias_act::backward(ctx, act, &x, &dy, Some(&db))?;
-        rows.push(mem_row("bias_act", format!("backward {} {b}x{cols}", act.name()), &bw, 12.0 * (b * cols) as f64)?);
+        for reduce in Reduce::ALL {
+            let bw = bias_act::backward_with(ctx, act, &x, &dy, Some(&db), reduce)?;
+            let case = format!("backward {} {b}x{cols}", act.name());
+            rows.push(timed_row(
+                "bias_act",
+                case,
+                reduce.name(),
+                reduce == reduce_in_use,
+                &[bw],
+                12.0 * (b * cols) as f64,
+            )?);
+        }
     }
     for cols in [256, 512, 1024] {
         let t = |n: &str, s: &[usize]| GpuTensor::zeros(ctx, s, n);
@@ -346,19 +370,27 @@ pub fn run_kernel_bench(ctx: &GpuContext, opts: &BenchOptions) -> Result<Vec<Row
             (t("g", &[cols]), t("b", &[cols]), t("rm", &[cols]), t("rv", &[cols]), t("inv", &[cols]));
         let (dg, dbe, dbi) = (t("dg", &[cols]), t("db", &[cols]), t("dbias", &[cols]));
         let bn = batchnorm::BnTensors { gamma: &g, beta: &be, running_mean: &rm, running_var: &rv };
-        let f = batchnorm::forward_train(ctx, &x, &y, &bn, &inv, true)?;
-        rows.push(mem_row("batchnorm", format!("train forward {b}x{cols}"), &f, 16.0 * (b * cols) as f64)?);
         let grads = batchnorm::BnGrads { dgamma: &dg, dbeta: &dbe, dbias: &dbi };
-        let bw = batchnorm::backward(ctx, &dy, &y, &x, &g, &inv, &grads, true)?;
-        rows.push(mem_row("batchnorm", format!("backward {b}x{cols}"), &bw, 28.0 * (b * cols) as f64)?);
+        for reduce in Reduce::ALL {
+            let used = reduce == reduce_in_use;
+            let f = batchnorm::forward_train_with(ctx, &x, &y, &bn, &inv, true, reduce)?;
+            let case = format!("train forward {b}x{cols}");
+            rows.push(timed_row("batchnorm", case, reduce.name(), used, &[f], 16.0 * (b * cols) as f64)?);
+            let bw = batchnorm::backward_with(ctx, &dy, &y, &x, &g, &inv, &grads, true, reduce)?;
+            let case = format!("backward {b}x{cols}");
+            rows.push(timed_row("batchnorm", case, reduce.name(), used, &[bw], 28.0 * (b * cols) as f64)?);
+        }
     }
     let counters = GpuTensor::zeros(ctx, &[4], "counters");
     {
         let p = GpuTensor::zeros(ctx, &[2 * b, 1], "p");
         let dp = GpuTensor::zeros(ctx, &[2 * b, 1], "dp");
         let m = GpuTensor::zeros(ctx, &[8], "metrics");
-        let d = bce::forward_backward(ctx, &p, &dp, b, &m, 0, &counters)?;
-        rows.push(mem_row("bce", format!("{} rows", 2 * b), &d, 8.0 * (2 * b) as f64)?);
+        for reduce in Reduce::ALL {
+            let d = bce::forward_backward_with(ctx, &p, &dp, b, &m, 0, &counters, reduce)?;
+            let case = format!("{} rows", 2 * b);
+            rows.push(timed_row("bce", case, reduce.name(), reduce == reduce_in_use, &d, 8.0 * (2 * b) as f64)?);
+        }
     }
     for (name, n) in [("generator", 1_510_000usize), ("discriminator", 533_508)] {
         let t = |s: &str| GpuTensor::zeros(ctx, &[n], s);

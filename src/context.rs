@@ -221,6 +221,7 @@ pub struct GpuContext {
     modules: Mutex<HashMap<&'static str, wgpu::ShaderModule>>,
     pipelines: Mutex<HashMap<String, crate::kernels::Kernel>>,
     matmul_choice: std::sync::OnceLock<crate::autotune::Choice>,
+    reduce_choice: std::sync::OnceLock<crate::autotune::ReduceChoice>,
 }
 
 impl GpuContext {
@@ -229,6 +230,7 @@ impl GpuContext {
         // Settings read later are checked now, before any adapter work.
         crate::autotune::env_override()?;
         crate::autotune::env_autotune()?;
+        crate::autotune::env_reduce()?;
         let mode = LimitsMode::from_env()?;
         let (instance, mut adapters) = enumerate_adapters();
         if adapters.is_empty() {
@@ -318,6 +320,7 @@ impl GpuContext {
             modules: Mutex::new(HashMap::new()),
             pipelines: Mutex::new(HashMap::new()),
             matmul_choice: std::sync::OnceLock::new(),
+            reduce_choice: std::sync::OnceLock::new(),
         })
     }
 
@@ -335,6 +338,9 @@ impl GpuContext {
         if let Some(choice) = self.matmul_choice.get() {
             let _ = twin.matmul_choice.set(choice.clone());
         }
+        if let Some(choice) = self.reduce_choice.get() {
+            let _ = twin.reduce_choice.set(choice.clone());
+        }
         Ok(twin)
     }
 
@@ -342,6 +348,12 @@ impl GpuContext {
     /// first use (on GPUs a measurement, cached on disk; see `autotune`).
     pub fn matmul_choice(&self) -> &crate::autotune::Choice {
         self.matmul_choice.get_or_init(|| crate::autotune::choose(self))
+    }
+
+    /// The shape of the batch reductions and how it was chosen, made on
+    /// first use (see `autotune::choose_reduce`).
+    pub fn reduce_choice(&self) -> &crate::autotune::ReduceChoice {
+        self.reduce_choice.get_or_init(|| crate::autotune::choose_reduce(self))
     }
 
     /// True for CPU adapters such as lavapipe, where barrier-free kernels win.

@@ -73,6 +73,16 @@ pub struct Gan {
     pub perm: GpuTensor,
     pub n_images: usize,
     pub variant: Variant,
+    /// G's activations (training forward), [B, width] per layer.
+    pub g_acts: Activations,
+    /// D's activations, [2B, width] per layer: rows 0..B are overwritten by
+    /// the G step's forward on G(z) with the updated D.
+    pub d_acts: Activations,
+    /// Gradient of the loss w.r.t. D's output, [2B, 1] (rows 0..B reused by
+    /// the G step).
+    pub d_prob_grad: GpuTensor,
+    /// Gradient of loss_g w.r.t. G(z), [B, dim].
+    pub d_fake_grad: GpuTensor,
     activation_bytes: u64,
     step: Vec<Dispatch>,
     /// Named, contiguous ranges of `step`, for the benchmark's breakdown.
@@ -123,7 +133,7 @@ impl Gan {
         // Discriminator step on [fake; real].
         phase("D forward (2B)", &mut step, network::forward(ctx, &d, &d_input, &d_acts, true, variant)?);
         let d_prob = &d_acts.layers.last().expect("d output").out;
-        phase("loss D", &mut step, vec![bce::forward_backward(ctx, d_prob, &d_prob_grad, b, &metrics, 0, &counters)?]);
+        phase("loss D", &mut step, bce::forward_backward(ctx, d_prob, &d_prob_grad, b, &metrics, 0, &counters)?);
         phase(
             "D backward",
             &mut step,
@@ -133,11 +143,7 @@ impl Gan {
         // Generator step through the updated discriminator.
         phase("D forward (B)", &mut step, network::forward(ctx, &d, &fake, &d_acts_b, true, variant)?);
         let d_prob_b = &d_acts_b.layers.last().expect("d output").out;
-        phase(
-            "loss G",
-            &mut step,
-            vec![bce::forward_backward(ctx, d_prob_b, &d_prob_grad_b, 0, &metrics, 3, &counters)?],
-        );
+        phase("loss G", &mut step, bce::forward_backward(ctx, d_prob_b, &d_prob_grad_b, 0, &metrics, 3, &counters)?);
         phase(
             "D backward to G(z)",
             &mut step,
@@ -182,6 +188,10 @@ impl Gan {
             perm,
             n_images: data.count,
             variant,
+            g_acts,
+            d_acts,
+            d_prob_grad,
+            d_fake_grad,
             activation_bytes,
             step,
             phases,
@@ -755,6 +765,7 @@ pub fn warm_up_pipelines(ctx: &GpuContext, cfg: GanConfig, dim: usize) {
     let t = Instant::now();
     // The matmul choice first, so that the helper's device inherits it.
     ctx.matmul_choice();
+    ctx.reduce_choice();
     let shared = WarmupShared::default();
     let (main, helper) = std::thread::scope(|s| {
         // The helper opens its device itself, so the main side starts at once.

@@ -4,6 +4,7 @@
 
 mod common;
 use common::{assert_close, ctx, rng, uniform_vec};
+use gan_wgpu::kernels::reduce::Reduce;
 use gan_wgpu::kernels::{self, adam, batchnorm, bce, bias_act, gather, matmul, rng as krng};
 use gan_wgpu::GpuTensor;
 
@@ -205,12 +206,14 @@ fn bias_act_forward_and_backward_all_activations() {
     let Some(ctx) = ctx() else { return };
     for (i, &(rows, cols)) in ELEMENTWISE_SHAPES.iter().enumerate() {
         for act in bias_act::Act::ALL {
-            for with_bias in [true, false] {
+            for (with_bias, reduce) in
+                [(true, Reduce::Column), (false, Reduce::Column), (true, Reduce::Tree), (false, Reduce::Tree)]
+            {
                 let mut r = rng(1000 + i as u64);
                 let x = uniform_vec(&mut r, rows * cols, -3.0, 3.0);
                 let bias = uniform_vec(&mut r, cols, -1.0, 1.0);
                 let dy = uniform_vec(&mut r, rows * cols, -1.0, 1.0);
-                let what = format!("bias_act {} bias={with_bias} {rows}x{cols}", act.name());
+                let what = format!("bias_act {} bias={with_bias} {} {rows}x{cols}", act.name(), reduce.name());
 
                 let gx = GpuTensor::from_f32(ctx, &[rows, cols], "x", &x).unwrap();
                 let gb = GpuTensor::from_f32(ctx, &[cols], "bias", &bias).unwrap();
@@ -225,7 +228,7 @@ fn bias_act_forward_and_backward_all_activations() {
                 let gdy = GpuTensor::from_f32(ctx, &[rows, cols], "dy", &dy).unwrap();
                 let gdb = GpuTensor::zeros(ctx, &[cols], "dbias");
                 gdb.fill_nan(ctx).unwrap();
-                let bwd = bias_act::backward(ctx, act, &gy, &gdy, with_bias.then_some(&gdb)).unwrap();
+                let bwd = bias_act::backward_with(ctx, act, &gy, &gdy, with_bias.then_some(&gdb), reduce).unwrap();
                 kernels::run(ctx, &[&bwd]).unwrap();
                 let (dz_cpu, db_cpu) = bias_act::cpu_backward(act, &y_cpu, &dy, rows, cols);
                 assert_close(&format!("{what} dz"), &gdy.read_f32(ctx).unwrap(), &dz_cpu, 1e-6, 1e-5);
@@ -249,7 +252,9 @@ const BN_SHAPES: &[(usize, usize)] = &[(2, 1), (3, 5), (63, 65), (65, 127), (128
 fn batchnorm_train_eval_and_backward() {
     let Some(ctx) = ctx() else { return };
     for (i, &(rows, cols)) in BN_SHAPES.iter().enumerate() {
-        for relu in [true, false] {
+        for (relu, reduce) in
+            [(true, Reduce::Column), (false, Reduce::Column), (true, Reduce::Tree), (false, Reduce::Tree)]
+        {
             let mut r = rng(2000 + i as u64);
             let x = uniform_vec(&mut r, rows * cols, -2.0, 3.0);
             let gamma = uniform_vec(&mut r, cols, 0.5, 1.5);
@@ -257,7 +262,7 @@ fn batchnorm_train_eval_and_backward() {
             let mut rm = uniform_vec(&mut r, cols, -0.1, 0.1);
             let mut rv = uniform_vec(&mut r, cols, 0.9, 1.1);
             let dy = uniform_vec(&mut r, rows * cols, -1.0, 1.0);
-            let what = format!("batchnorm relu={relu} {rows}x{cols}");
+            let what = format!("batchnorm relu={relu} {} {rows}x{cols}", reduce.name());
 
             let t = |name: &str, shape: &[usize], data: &[f32]| GpuTensor::from_f32(ctx, shape, name, data).unwrap();
             let gx = t("x", &[rows, cols], &x);
@@ -268,7 +273,7 @@ fn batchnorm_train_eval_and_backward() {
             let ginv = GpuTensor::zeros(ctx, &[cols], "invstd");
             ginv.fill_nan(ctx).unwrap();
             let bn = batchnorm::BnTensors { gamma: &gg, beta: &gbeta, running_mean: &grm, running_var: &grv };
-            let fwd = batchnorm::forward_train(ctx, &gx, &gy, &bn, &ginv, relu).unwrap();
+            let fwd = batchnorm::forward_train_with(ctx, &gx, &gy, &bn, &ginv, relu, reduce).unwrap();
             kernels::run(ctx, &[&fwd]).unwrap();
             let cpu = batchnorm::cpu_forward_train(&x, rows, cols, &gamma, &beta, &mut rm, &mut rv, relu);
             assert_close(&format!("{what} xhat"), &gx.read_f32(ctx).unwrap(), &cpu.xhat, 2e-5, 1e-4);
@@ -297,7 +302,7 @@ fn batchnorm_train_eval_and_backward() {
             };
             let (gdg, gdb, gdbias) = (nan("dgamma"), nan("dbeta"), nan("dbias"));
             let grads = batchnorm::BnGrads { dgamma: &gdg, dbeta: &gdb, dbias: &gdbias };
-            let bwd = batchnorm::backward(ctx, &gdy, &gyc, &gxh, &gg, &gis, &grads, relu).unwrap();
+            let bwd = batchnorm::backward_with(ctx, &gdy, &gyc, &gxh, &gg, &gis, &grads, relu, reduce).unwrap();
             kernels::run(ctx, &[&bwd]).unwrap();
             let (dx, dgamma, dbeta, dbias) =
                 batchnorm::cpu_backward(&dy, &cpu.y, &cpu.xhat, &gamma, &cpu.invstd, rows, cols, relu);
@@ -312,6 +317,12 @@ fn batchnorm_train_eval_and_backward() {
 }
 
 fn bce_case(prob: &[f32], n_zero: usize, what: &str) {
+    for reduce in Reduce::ALL {
+        bce_case_with(prob, n_zero, &format!("{what} {}", reduce.name()), reduce);
+    }
+}
+
+fn bce_case_with(prob: &[f32], n_zero: usize, what: &str, reduce: Reduce) {
     let Some(ctx) = ctx() else { return };
     let n = prob.len();
     let gp = GpuTensor::from_f32(ctx, &[n, 1], "prob", prob).unwrap();
@@ -320,8 +331,8 @@ fn bce_case(prob: &[f32], n_zero: usize, what: &str) {
     let gm = GpuTensor::zeros(ctx, &[8], "metrics");
     gm.fill_nan(ctx).unwrap();
     let counters = GpuTensor::from_u32(ctx, &[4], "counters", &[6, 0, 0, 0]).unwrap();
-    let d = bce::forward_backward(ctx, &gp, &gd, n_zero, &gm, 4, &counters).unwrap();
-    kernels::run(ctx, &[&d]).unwrap();
+    let d = bce::forward_backward_with(ctx, &gp, &gd, n_zero, &gm, 4, &counters, reduce).unwrap();
+    kernels::run(ctx, &d.iter().collect::<Vec<_>>()).unwrap();
     // The divergence flag is raised exactly when the input is not finite.
     let flag = adam::first_nonfinite_step(&counters.read_u32(ctx).unwrap());
     assert_eq!(flag, (!prob.iter().all(|p| p.is_finite())).then_some(7), "{what}: divergence flag");

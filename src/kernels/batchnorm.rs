@@ -1,11 +1,15 @@
 //! BatchNorm1d with fused ReLU (shaders/batchnorm.wgsl): launchers and CPU reference.
 
+use super::reduce::{Reduce, TREE_COLS};
 use super::{grid_1d, groups_for, kernel, uniform, Dispatch, Slot};
 use crate::context::GpuContext;
 use crate::error::Result;
 use crate::tensor::GpuTensor;
 
-pub const SOURCE: &str = include_str!("../../shaders/batchnorm.wgsl");
+pub const FILE: &str = include_str!("../../shaders/batchnorm.wgsl");
+/// What the launchers compile: tree_reduce.wgsl, then this file.
+pub const SOURCE: &str =
+    concat!(include_str!("../../shaders/tree_reduce.wgsl"), include_str!("../../shaders/batchnorm.wgsl"));
 pub const EPS: f32 = 1e-5;
 pub const MOMENTUM: f32 = 0.1;
 
@@ -47,6 +51,19 @@ pub fn forward_train(
     invstd: &GpuTensor,
     relu: bool,
 ) -> Result<Dispatch> {
+    forward_train_with(ctx, x, y, bn, invstd, relu, Reduce::for_adapter(ctx))
+}
+
+/// `forward_train` with the batch sums in the given shape.
+pub fn forward_train_with(
+    ctx: &GpuContext,
+    x: &GpuTensor,
+    y: &GpuTensor,
+    bn: &BnTensors,
+    invstd: &GpuTensor,
+    relu: bool,
+    reduce: Reduce,
+) -> Result<Dispatch> {
     let [rows, cols] = x.dims2()?;
     y.expect_shape(&[rows, cols])?;
     check_features(cols, &[bn.gamma, bn.beta, bn.running_mean, bn.running_var, invstd])?;
@@ -55,7 +72,7 @@ pub fn forward_train(
         ctx,
         "batchnorm.wgsl",
         SOURCE,
-        "bn_forward_train",
+        entry("bn_forward_train", reduce),
         &[Uniform, Read, Read, ReadWrite, ReadWrite, ReadWrite, ReadWrite, ReadWrite],
         &relu_constant(relu),
     );
@@ -63,7 +80,7 @@ pub fn forward_train(
     Ok(Dispatch::new(
         ctx,
         &kern,
-        &format!("batchnorm train forward {}", x.label),
+        &format!("batchnorm train forward ({}) {}", reduce.name(), x.label),
         vec![
             p.as_entire_binding(),
             bn.gamma.binding(),
@@ -74,8 +91,23 @@ pub fn forward_train(
             bn.running_var.binding(),
             invstd.binding(),
         ],
-        [groups_for(cols, 64), 1, 1],
+        column_groups(cols, reduce),
     ))
+}
+
+fn entry(name: &'static str, reduce: Reduce) -> &'static str {
+    match (name, reduce) {
+        (_, Reduce::Column) => name,
+        ("bn_forward_train", Reduce::Tree) => "bn_forward_train_tree",
+        (_, Reduce::Tree) => "bn_backward_tree",
+    }
+}
+
+fn column_groups(cols: usize, reduce: Reduce) -> [u32; 3] {
+    match reduce {
+        Reduce::Column => [groups_for(cols, 64), 1, 1],
+        Reduce::Tree => [groups_for(cols, TREE_COLS), 1, 1],
+    }
 }
 
 /// Evaluation forward from running statistics; x is left unchanged.
@@ -133,6 +165,22 @@ pub fn backward(
     grads: &BnGrads,
     relu: bool,
 ) -> Result<Dispatch> {
+    backward_with(ctx, dy, y, xhat, gamma, invstd, grads, relu, Reduce::for_adapter(ctx))
+}
+
+/// `backward` with the batch sums in the given shape.
+#[allow(clippy::too_many_arguments)]
+pub fn backward_with(
+    ctx: &GpuContext,
+    dy: &GpuTensor,
+    y: &GpuTensor,
+    xhat: &GpuTensor,
+    gamma: &GpuTensor,
+    invstd: &GpuTensor,
+    grads: &BnGrads,
+    relu: bool,
+    reduce: Reduce,
+) -> Result<Dispatch> {
     let [rows, cols] = dy.dims2()?;
     y.expect_shape(&[rows, cols])?;
     xhat.expect_shape(&[rows, cols])?;
@@ -142,7 +190,7 @@ pub fn backward(
         ctx,
         "batchnorm.wgsl",
         SOURCE,
-        "bn_backward",
+        entry("bn_backward", reduce),
         &[
             Uniform, Read, Unused, ReadWrite, ReadWrite, Unused, Unused, ReadWrite, ReadWrite, ReadWrite, ReadWrite,
             ReadWrite,
@@ -153,7 +201,7 @@ pub fn backward(
     Ok(Dispatch::new(
         ctx,
         &kern,
-        &format!("batchnorm backward {}", dy.label),
+        &format!("batchnorm backward ({}) {}", reduce.name(), dy.label),
         vec![
             p.as_entire_binding(),
             gamma.binding(),
@@ -165,7 +213,7 @@ pub fn backward(
             grads.dbeta.binding(),
             grads.dbias.binding(),
         ],
-        [groups_for(cols, 64), 1, 1],
+        column_groups(cols, reduce),
     ))
 }
 

@@ -1,6 +1,7 @@
 //! Binary cross-entropy as PyTorch's BCELoss (shaders/bce.wgsl): launcher and CPU reference.
 
-use super::{kernel, uniform, Dispatch, Slot};
+use super::reduce::{Reduce, BCE_ROWS_PER_GROUP};
+use super::{groups_for, kernel, uniform, Dispatch, Slot};
 use crate::context::GpuContext;
 use crate::error::{GanError, Result};
 use crate::tensor::GpuTensor;
@@ -29,7 +30,23 @@ pub fn forward_backward(
     metrics: &GpuTensor,
     out: usize,
     counters: &GpuTensor,
-) -> Result<Dispatch> {
+) -> Result<Vec<Dispatch>> {
+    forward_backward_with(ctx, prob, dprob, n_zero, metrics, out, counters, Reduce::for_adapter(ctx))
+}
+
+/// `forward_backward` with the sums in the given shape: one dispatch
+/// (`Column`), or two (`Tree`: per-group sums, then their total).
+#[allow(clippy::too_many_arguments)]
+pub fn forward_backward_with(
+    ctx: &GpuContext,
+    prob: &GpuTensor,
+    dprob: &GpuTensor,
+    n_zero: usize,
+    metrics: &GpuTensor,
+    out: usize,
+    counters: &GpuTensor,
+    reduce: Reduce,
+) -> Result<Vec<Dispatch>> {
     let n = prob.numel();
     if dprob.numel() != n || n_zero > n || out + 3 > metrics.numel() {
         return Err(GanError::shape(
@@ -45,22 +62,63 @@ pub fn forward_backward(
             ),
         ));
     }
-    let kern = kernel(
-        ctx,
-        "bce.wgsl",
-        SOURCE,
-        "bce_forward_backward",
-        &[Slot::Uniform, Slot::Read, Slot::ReadWrite, Slot::ReadWrite, Slot::ReadWrite],
-        &[],
-    );
     let p = uniform(ctx, &prob.label, &Params { n: n as u32, n_zero: n_zero as u32, out: out as u32, _pad: 0 });
-    Ok(Dispatch::new(
-        ctx,
-        &kern,
-        &format!("bce {}", prob.label),
-        vec![p.as_entire_binding(), prob.binding(), dprob.binding(), metrics.binding(), counters.binding()],
-        [1, 1, 1],
-    ))
+    use Slot::*;
+    match reduce {
+        Reduce::Column => {
+            let kern = kernel(
+                ctx,
+                "bce.wgsl",
+                SOURCE,
+                "bce_forward_backward",
+                &[Uniform, Read, ReadWrite, ReadWrite, ReadWrite],
+                &[],
+            );
+            Ok(vec![Dispatch::new(
+                ctx,
+                &kern,
+                &format!("bce {}", prob.label),
+                vec![p.as_entire_binding(), prob.binding(), dprob.binding(), metrics.binding(), counters.binding()],
+                [1, 1, 1],
+            )])
+        }
+        Reduce::Tree => {
+            let groups = n.div_ceil(BCE_ROWS_PER_GROUP).max(1);
+            let partials = GpuTensor::zeros(ctx, &[groups, 4], &format!("{} bce partial sums", prob.label));
+            let partial = kernel(
+                ctx,
+                "bce.wgsl",
+                SOURCE,
+                "bce_partial",
+                &[Uniform, Read, ReadWrite, Unused, Unused, ReadWrite],
+                &[],
+            );
+            let finish = kernel(
+                ctx,
+                "bce.wgsl",
+                SOURCE,
+                "bce_finish",
+                &[Uniform, Unused, Unused, ReadWrite, ReadWrite, ReadWrite],
+                &[],
+            );
+            Ok(vec![
+                Dispatch::new(
+                    ctx,
+                    &partial,
+                    &format!("bce partial sums {}", prob.label),
+                    vec![p.as_entire_binding(), prob.binding(), dprob.binding(), partials.binding()],
+                    [groups_for(n, BCE_ROWS_PER_GROUP).max(1), 1, 1],
+                ),
+                Dispatch::new(
+                    ctx,
+                    &finish,
+                    &format!("bce total {}", prob.label),
+                    vec![p.as_entire_binding(), metrics.binding(), counters.binding(), partials.binding()],
+                    [1, 1, 1],
+                ),
+            ])
+        }
+    }
 }
 
 fn clamped_log(v: f32) -> f64 {

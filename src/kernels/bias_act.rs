@@ -1,14 +1,18 @@
 //! Fused bias + activation (shaders/bias_act.wgsl): launchers and CPU reference.
 
+use super::reduce::{Reduce, TREE_COLS};
 use super::{grid_1d, groups_for, kernel, uniform, unused_slot, Dispatch, Slot};
 use crate::context::GpuContext;
 use crate::error::{GanError, Result};
 use crate::tensor::GpuTensor;
 
 pub const FILE: &str = include_str!("../../shaders/bias_act.wgsl");
-/// What the launchers compile: activation.wgsl, then this file.
-pub const SOURCE: &str =
-    concat!(include_str!("../../shaders/activation.wgsl"), include_str!("../../shaders/bias_act.wgsl"));
+/// What the launchers compile: activation.wgsl, tree_reduce.wgsl, then this file.
+pub const SOURCE: &str = concat!(
+    include_str!("../../shaders/activation.wgsl"),
+    include_str!("../../shaders/tree_reduce.wgsl"),
+    include_str!("../../shaders/bias_act.wgsl")
+);
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Act {
@@ -84,14 +88,30 @@ pub fn backward(
     dy: &GpuTensor,
     dbias: Option<&GpuTensor>,
 ) -> Result<Dispatch> {
+    backward_with(ctx, act, y, dy, dbias, Reduce::for_adapter(ctx))
+}
+
+/// `backward` with the column sums in the given shape.
+pub fn backward_with(
+    ctx: &GpuContext,
+    act: Act,
+    y: &GpuTensor,
+    dy: &GpuTensor,
+    dbias: Option<&GpuTensor>,
+    reduce: Reduce,
+) -> Result<Dispatch> {
     let [rows, cols] = y.dims2()?;
     dy.expect_shape(&[rows, cols])?;
     check_bias(dbias, cols)?;
+    let (entry, groups) = match reduce {
+        Reduce::Column => ("bias_act_backward", groups_for(cols, 64)),
+        Reduce::Tree => ("bias_act_backward_tree", groups_for(cols, TREE_COLS)),
+    };
     let kern = kernel(
         ctx,
         "bias_act.wgsl",
         SOURCE,
-        "bias_act_backward",
+        entry,
         &[Slot::Uniform, Slot::Unused, Slot::ReadWrite, Slot::Read, Slot::ReadWrite],
         &[],
     );
@@ -101,9 +121,9 @@ pub fn backward(
     Ok(Dispatch::new(
         ctx,
         &kern,
-        &format!("bias+{} backward {}", act.name(), dy.label),
+        &format!("bias+{} backward ({}) {}", act.name(), reduce.name(), dy.label),
         vec![p.as_entire_binding(), dy.binding(), y.binding(), dbias.binding()],
-        [groups_for(cols, 64), 1, 1],
+        [groups, 1, 1],
     ))
 }
 

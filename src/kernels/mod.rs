@@ -11,6 +11,7 @@ pub mod bce;
 pub mod bias_act;
 pub mod gather;
 pub mod matmul;
+pub mod reduce;
 pub mod rng;
 
 use crate::context::GpuContext;
@@ -49,8 +50,9 @@ pub const SHADERS: &[ShaderFile] = &[
         source: matmul::SG_SOURCE,
         features: wgpu::Features::SUBGROUP,
     },
+    shader("tree_reduce.wgsl", reduce::PRELUDE, reduce::PRELUDE),
     shader("bias_act.wgsl", bias_act::FILE, bias_act::SOURCE),
-    shader("batchnorm.wgsl", batchnorm::SOURCE, batchnorm::SOURCE),
+    shader("batchnorm.wgsl", batchnorm::FILE, batchnorm::SOURCE),
     shader("bce.wgsl", bce::SOURCE, bce::SOURCE),
     shader("adam.wgsl", adam::SOURCE, adam::SOURCE),
     shader("rng.wgsl", rng::SOURCE, rng::SOURCE),

@@ -1,0 +1,271 @@
+//! The training step on the GPU against the CPU reference, phase by phase.
+//!
+//! Each phase of the step (latent codes and batch, G forward, D forward,
+//! loss, D backward, Adam, ...) runs on its own and is checked against the
+//! CPU reference fed the GPU's own inputs to that phase: the GPU's z, its
+//! G(z), its activations and gradients. So every comparison measures one
+//! phase's arithmetic, and a ReLU or LeakyReLU gate whose input is within
+//! rounding of 0 is decided the same way on both sides (the backward reads
+//! the GPU's activations). Comparing whole steps instead made the
+//! comparison depend on such gates: a different summation order (say, tree
+//! against column reductions) could flip one and move a deep gradient by 7%.
+//! Then the same three steps, recorded whole in one submission each on a
+//! second GAN, give bit-identical parameters: the phases are the step.
+
+mod common;
+use common::{assert_close, ctx, rng};
+use gan_wgpu::data::ImageSet;
+use gan_wgpu::kernels::adam::AdamConfig;
+use gan_wgpu::kernels::{self, bce, gather, rng as krng, Dispatch};
+use gan_wgpu::model::{self, CpuNet, LayerCache};
+use gan_wgpu::network::{Activations, GpuNet};
+use gan_wgpu::train::{Gan, GanConfig};
+use gan_wgpu::{GpuContext, GpuTensor};
+use rand::Rng;
+
+fn random_set(n: usize, h: usize, w: usize, seed: u64) -> ImageSet {
+    let mut r = rng(seed);
+    ImageSet {
+        count: n,
+        height: h,
+        width: w,
+        pixels: (0..n * h * w).map(|_| r.random::<u8>()).collect(),
+        labels: None,
+        source: "random".into(),
+    }
+}
+
+fn read(ctx: &GpuContext, t: &GpuTensor) -> Vec<f32> {
+    t.read_f32(ctx).unwrap()
+}
+
+/// The largest magnitude in `v` (a tensor's scale), at least `floor`.
+fn scale(v: &[f32], floor: f32) -> f32 {
+    v.iter().fold(floor, |m, x| m.max(x.abs()))
+}
+
+/// Asserts gpu ~ cpu to `rel` of the tensor's scale, plus `rel` relative.
+fn close(what: &str, gpu: &[f32], cpu: &[f32], rel: f32) {
+    assert_close(what, gpu, cpu, rel * scale(cpu, 1e-6), rel);
+}
+
+/// The CPU reference's per-layer cache built from the GPU's buffers: the
+/// layer inputs, xhat and invstd of batch-norm layers, and the outputs, of
+/// the first `rows` rows.
+fn gpu_caches(ctx: &GpuContext, net: &GpuNet, acts: &Activations, input: &[f32], rows: usize) -> Vec<LayerCache> {
+    let mut caches = Vec::new();
+    let mut x = input.to_vec();
+    for (i, l) in net.spec.layers.iter().enumerate() {
+        let cut = |t: &GpuTensor| read(ctx, t)[..rows * l.out].to_vec();
+        let out = cut(&acts.layers[i].out);
+        let (xhat, invstd) = match (&acts.layers[i].pre, &net.bn[i]) {
+            (Some(pre), Some(bn)) => (cut(pre), read(ctx, &bn.invstd)),
+            _ => (Vec::new(), Vec::new()),
+        };
+        caches.push(LayerCache { input: x, xhat, invstd, out: out.clone() });
+        x = out;
+    }
+    caches
+}
+
+/// Compares each layer's output of a CPU forward with the GPU's.
+fn check_forward(what: &str, gpu: &[LayerCache], cpu: &[LayerCache]) {
+    for (i, (g, c)) in gpu.iter().zip(cpu).enumerate() {
+        // Products over up to 1024 terms in f32 against f64 sums, then batch
+        // norm (which divides by a standard deviation): 1e-4 of the scale.
+        close(&format!("{what} layer {i} output"), &g.out, &c.out, 1e-4);
+        if !c.xhat.is_empty() {
+            close(&format!("{what} layer {i} xhat"), &g.xhat, &c.xhat, 1e-4);
+            close(&format!("{what} layer {i} invstd"), &g.invstd, &c.invstd, 1e-4);
+        }
+    }
+}
+
+/// Compares a flat gradient tensor by tensor, to 1e-4 of each tensor's
+/// scale: the backward of one network from identical inputs and gates (sums
+/// over at most 2B = 128 rows; batch norm's backward subtracts means, so the
+/// scale, not each element, sets the yardstick). A dense layer's bias in
+/// front of a batch norm has a true gradient of 0: both sides must be at
+/// rounding level of the layer's weight gradient.
+fn check_grads(what: &str, net: &GpuNet, gpu: &[f32], cpu: &[f32]) {
+    for (name, shape, off) in &net.layout.entries {
+        let range = *off..off + shape.iter().product::<usize>();
+        let before_bn = net.spec.layers.iter().any(|l| l.bn.is_some() && *name == format!("{}.bias", l.name));
+        let what = format!("{what} {}.{name} gradient", net.spec.name);
+        if before_bn {
+            let weight = net.layout.find(&name.replace(".bias", ".weight")).unwrap();
+            let w_range = weight.2..weight.2 + weight.1.iter().product::<usize>();
+            let tiny = 1e-5 * scale(&cpu[w_range], 1e-6);
+            assert_close(&what, &gpu[range.clone()], &vec![0.0; range.len()], tiny, 0.0);
+            assert_close(&format!("{what} (cpu)"), &cpu[range.clone()], &vec![0.0; range.len()], tiny, 0.0);
+        } else {
+            close(&what, &gpu[range.clone()], &cpu[range], 1e-4);
+        }
+    }
+}
+
+/// One Adam phase: the CPU update from the GPU's gradients and its state
+/// before the phase, against the GPU's state after it (tolerances of the
+/// Adam kernel test).
+fn check_adam(ctx: &GpuContext, what: &str, net: &GpuNet, cpu: &mut CpuNet, adam: AdamConfig, t: u32) {
+    cpu.adam_step(adam, t, &read(ctx, &net.grads));
+    assert_close(&format!("{what} params"), &read(ctx, &net.params), &cpu.params, 1e-6, 1e-5);
+    assert_close(&format!("{what} m"), &read(ctx, &net.m), &cpu.m, 1e-7, 1e-5);
+    assert_close(&format!("{what} v"), &read(ctx, &net.v), &cpu.v, 1e-9, 1e-5);
+}
+
+/// The CPU network set to the GPU's parameters and Adam moments.
+fn sync(ctx: &GpuContext, net: &GpuNet, cpu: &mut CpuNet) {
+    cpu.params = read(ctx, &net.params);
+    cpu.m = read(ctx, &net.m);
+    cpu.v = read(ctx, &net.v);
+}
+
+#[test]
+fn three_gpu_steps_match_the_cpu_reference_phase_by_phase() {
+    let Some(ctx) = ctx() else { return };
+    let batch = 64;
+    let set = random_set(3 * batch, 28, 28, 7);
+    let dim = set.dim();
+    let cfg = GanConfig { batch, latent: 100, seed: 42, adam: AdamConfig::default() };
+    let mut init = rng(1);
+    let g_spec = model::generator_spec(cfg.latent, dim);
+    let d_spec = model::discriminator_spec(dim);
+    let (gp, dp) = (g_spec.init_params(&mut init), d_spec.init_params(&mut init));
+    let gan = Gan::new(ctx, cfg, &set, &gp, &dp).unwrap();
+    let mut g = CpuNet::new(g_spec, gp.clone());
+    let mut d = CpuNet::new(d_spec, dp.clone());
+    gan.start_epoch(ctx, 0, 0, 0).unwrap();
+    let names: Vec<&str> = gan.phases.iter().map(|(n, _)| *n).collect();
+    assert_eq!(
+        names,
+        [
+            "latent + batch",
+            "G forward",
+            "D forward (2B)",
+            "loss D",
+            "D backward",
+            "Adam D",
+            "D forward (B)",
+            "loss G",
+            "D backward to G(z)",
+            "G backward",
+            "Adam G",
+            "counters"
+        ]
+    );
+    let next = std::cell::Cell::new(0usize);
+    let run_phase = |name: &str| {
+        assert_eq!(names.get(next.get()), Some(&name), "phases run in the step's order");
+        next.set(next.get() + 1);
+        let range = gan.phases.iter().find(|(n, _)| *n == name).unwrap().1.clone();
+        let refs: Vec<&Dispatch> = gan.dispatches()[range].iter().collect();
+        kernels::run(ctx, &refs).unwrap();
+    };
+    let perm = Gan::permutation(cfg.seed, 0, set.count);
+    for step in 1..=3u32 {
+        let what = format!("step {step}");
+        next.set(0);
+
+        run_phase("latent + batch");
+        let z = read(ctx, &gan.z);
+        let want_z =
+            krng::cpu_normal(batch * cfg.latent, krng::RngStream { seed: cfg.seed, stream: 0, draw_base: 0 }, step - 1);
+        // The rng test holds each number to its WGSL bound; here: these are
+        // the step's codes (at most 5.77 * 2^-11 + 2^-10 < 4e-3 apart).
+        assert_close(&format!("{what} z"), &z, &want_z, 4e-3, 0.0);
+        let d_in = read(ctx, &gan.d_input);
+        let real = gather::cpu_gather(&set.pixels, dim, &perm, step as usize - 1, batch);
+        // WGSL allows the division in (pixel - 127.5) / 127.5 2.5 ULP.
+        assert_close(&format!("{what} real batch"), &d_in[batch * dim..], &real, 0.0, 3e-7);
+
+        run_phase("G forward");
+        let g_cpu = g.forward(&z, batch, true);
+        let g_gpu = gpu_caches(ctx, &gan.g, &gan.g_acts, &z, batch);
+        check_forward(&format!("{what} G forward"), &g_gpu, &g_cpu);
+        for (i, (gpu, cpu)) in gan.g.read_bn(ctx, step as i64).unwrap().iter().zip(&g.bn).enumerate() {
+            if let (Some(a), Some(b)) = (gpu, cpu) {
+                assert_close(&format!("{what} bn{i} running_mean"), &a.running_mean, &b.running_mean, 1e-5, 1e-4);
+                assert_close(&format!("{what} bn{i} running_var"), &a.running_var, &b.running_var, 1e-5, 1e-4);
+            }
+        }
+        // G's output is the fake half of D's input.
+        let d_in = read(ctx, &gan.d_input);
+        assert_eq!(&d_in[..batch * dim], &g_gpu.last().unwrap().out[..], "{what}: G(z) lands in D's input");
+
+        run_phase("D forward (2B)");
+        let d_cpu = d.forward(&d_in, 2 * batch, true);
+        let d_gpu = gpu_caches(ctx, &gan.d, &gan.d_acts, &d_in, 2 * batch);
+        check_forward(&format!("{what} D forward on [G(z); x]"), &d_gpu, &d_cpu);
+
+        run_phase("loss D");
+        let prob = &d_gpu.last().unwrap().out;
+        let (loss_d, dprob, d_real, d_fake) = bce::cpu_forward_backward(prob, batch);
+        let m = gan.read_metrics(ctx).unwrap();
+        assert_close(&format!("{what} loss_d"), &[m.loss_d], &[loss_d], 1e-5, 1e-5);
+        assert_close(&format!("{what} D(x)"), &[m.d_real], &[d_real], 1e-6, 1e-5);
+        assert_close(&format!("{what} D(G(z))"), &[m.d_fake], &[d_fake], 1e-6, 1e-5);
+        let dprob_gpu = read(ctx, &gan.d_prob_grad);
+        assert_close(&format!("{what} dloss_d/dp"), &dprob_gpu, &dprob, 1e-6, 1e-5);
+
+        run_phase("D backward");
+        let (d_grads, _) = d.backward(&d_gpu, &dprob_gpu, 2 * batch);
+        check_grads(&what, &gan.d, &read(ctx, &gan.d.grads), &d_grads);
+
+        run_phase("Adam D");
+        check_adam(ctx, &format!("{what} Adam D"), &gan.d, &mut d, cfg.adam, step);
+        sync(ctx, &gan.d, &mut d);
+
+        run_phase("D forward (B)");
+        let fake = &d_in[..batch * dim];
+        let d2_cpu = d.forward(fake, batch, true);
+        let d2_gpu = gpu_caches(ctx, &gan.d, &gan.d_acts, fake, batch);
+        check_forward(&format!("{what} updated D forward on G(z)"), &d2_gpu, &d2_cpu);
+
+        run_phase("loss G");
+        let prob_b = &d2_gpu.last().unwrap().out;
+        let (loss_g, dprob_b, _, _) = bce::cpu_forward_backward(prob_b, 0);
+        assert_close(&format!("{what} loss_g"), &[gan.read_metrics(ctx).unwrap().loss_g], &[loss_g], 1e-5, 1e-5);
+        let dprob_b_gpu = read(ctx, &gan.d_prob_grad)[..batch].to_vec();
+        assert_close(&format!("{what} dloss_g/dp"), &dprob_b_gpu, &dprob_b, 1e-6, 1e-5);
+
+        run_phase("D backward to G(z)");
+        let (_, d_fake_grad) = d.backward(&d2_gpu, &dprob_b_gpu, batch);
+        let d_fake_grad_gpu = read(ctx, &gan.d_fake_grad);
+        close(&format!("{what} dloss_g/dG(z)"), &d_fake_grad_gpu, &d_fake_grad, 1e-4);
+
+        run_phase("G backward");
+        let (g_grads, _) = g.backward(&g_gpu, &d_fake_grad_gpu, batch);
+        check_grads(&what, &gan.g, &read(ctx, &gan.g.grads), &g_grads);
+
+        run_phase("Adam G");
+        check_adam(ctx, &format!("{what} Adam G"), &gan.g, &mut g, cfg.adam, step);
+        sync(ctx, &gan.g, &mut g);
+
+        run_phase("counters");
+        assert_eq!(gan.counters.read_u32(ctx).unwrap(), [step, step, 0, 0], "{what}: counters");
+        assert_eq!(next.get(), names.len(), "{what}: every phase ran");
+    }
+
+    // The same three steps recorded whole, one submission each, on a second
+    // GAN: bit-identical parameters, moments and running statistics.
+    let whole = Gan::new(ctx, cfg, &set, &gp, &dp).unwrap();
+    whole.start_epoch(ctx, 0, 0, 0).unwrap();
+    for _ in 0..3 {
+        let mut enc = ctx.device.create_command_encoder(&Default::default());
+        whole.record_step(&mut enc);
+        ctx.queue.submit([enc.finish()]);
+    }
+    ctx.wait("three whole steps").unwrap();
+    for (a, b) in [(&gan.g, &whole.g), (&gan.d, &whole.d)] {
+        for (name, x, y) in [("params", &a.params, &b.params), ("m", &a.m, &b.m), ("v", &a.v, &b.v)] {
+            let (x, y) = (read(ctx, x), read(ctx, y));
+            assert!(
+                x.iter().zip(&y).all(|(p, q)| p.to_bits() == q.to_bits()),
+                "{} {name}: phase by phase and whole steps differ",
+                a.spec.name
+            );
+        }
+    }
+    assert_eq!(gan.g.read_bn(ctx, 3).unwrap(), whole.g.read_bn(ctx, 3).unwrap());
+}
