@@ -151,6 +151,7 @@ fn run(cli: Cli, interrupt: Arc<AtomicBool>, launch: std::time::Instant) -> gan_
             println!("adapter: {}", ctx.describe());
             // Made before the timed start-up, as `train` makes it.
             println!("matmul variant: {}", ctx.matmul_choice().describe());
+            println!("reductions: {}", ctx.reduce_choice().describe());
             let step = gan_wgpu::bench::run_step_bench(&ctx, batch_size, if quick { 20 } else { 100 }, launch)?;
             print!("{}", gan_wgpu::bench::format_step(&step));
             println!(

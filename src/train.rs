@@ -969,14 +969,15 @@ pub fn train(ctx: &GpuContext, cfg: &TrainConfig, data: &ImageSet, interrupt: &A
     if !cfg.quiet {
         println!("adapter: {}", ctx.describe());
         println!(
-            "data: {} images {}x{} from {}; {} steps an epoch at batch {}; matmul variant {}",
+            "data: {} images {}x{} from {}; {} steps an epoch at batch {}; matmul variant {}; reductions {}",
             data.count,
             data.height,
             data.width,
             data.source,
             gan.steps_per_epoch(),
             g.batch,
-            ctx.matmul_choice().describe()
+            ctx.matmul_choice().describe(),
+            ctx.reduce_choice().describe()
         );
         let mem = gan.memory();
         let total: u64 = mem.iter().map(|m| m.1).sum();
