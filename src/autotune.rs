@@ -229,7 +229,9 @@ pub fn default_cache_path() -> Option<PathBuf> {
     Some(cache_dir()?.join(CACHE_FILE))
 }
 
-fn cache_dir() -> Option<PathBuf> {
+/// `$GAN_WGPU_CACHE_DIR`, else `$XDG_CACHE_HOME/gan-wgpu`, else `~/.cache/gan-wgpu`:
+/// where the autotune, verification and classifier caches live.
+pub fn cache_dir() -> Option<PathBuf> {
     let var = |k: &str| std::env::var_os(k).filter(|v| !v.is_empty()).map(PathBuf::from);
     var("GAN_WGPU_CACHE_DIR")
         .or_else(|| var("XDG_CACHE_HOME").map(|d| d.join("gan-wgpu")))

@@ -19,6 +19,8 @@ pub const MAX_SIDE: u32 = 4096;
 /// The embedded default: MNIST's training set.
 static MNIST_TRAIN_IMAGES: &[u8] = include_bytes!("../assets/mnist/train/train-images-idx3-ubyte.gz");
 static MNIST_TRAIN_LABELS: &[u8] = include_bytes!("../assets/mnist/train/train-labels-idx1-ubyte.gz");
+static MNIST_TEST_IMAGES: &[u8] = include_bytes!("../assets/mnist/test/t10k-images-idx3-ubyte.gz");
+static MNIST_TEST_LABELS: &[u8] = include_bytes!("../assets/mnist/test/t10k-labels-idx1-ubyte.gz");
 
 #[derive(Clone, Debug)]
 pub struct ImageSet {
@@ -225,6 +227,29 @@ pub fn embedded_mnist() -> Result<ImageSet> {
         Path::new("<embedded>/train-images-idx3-ubyte.gz"),
         Some((MNIST_TRAIN_LABELS, Path::new("<embedded>/train-labels-idx1-ubyte.gz"))),
     )
+}
+
+/// The embedded MNIST test set (10,000 images with labels).
+pub fn embedded_mnist_test() -> Result<ImageSet> {
+    images_from_bytes(
+        MNIST_TEST_IMAGES,
+        Path::new("<embedded>/t10k-images-idx3-ubyte.gz"),
+        Some((MNIST_TEST_LABELS, Path::new("<embedded>/t10k-labels-idx1-ubyte.gz"))),
+    )
+}
+
+/// The test split of `--data DIR` (DIR/test/t10k-images-idx3-ubyte[.gz] with
+/// its labels) when given, else the embedded MNIST test set; None when DIR
+/// has no test split.
+pub fn load_test(dir: Option<&Path>) -> Result<Option<ImageSet>> {
+    let Some(dir) = dir else {
+        return embedded_mnist_test().map(Some);
+    };
+    let test_dir = dir.join("test");
+    match find(&test_dir, "t10k-images-idx3-ubyte") {
+        Some(images) => read_images(&images, find(&test_dir, "t10k-labels-idx1-ubyte").as_deref()).map(Some),
+        None => Ok(None),
+    }
 }
 
 /// `--data DIR` when given, else the embedded MNIST.

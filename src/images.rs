@@ -131,3 +131,61 @@ pub fn save_gif(path: &Path, frames: &[&Path]) -> Result<()> {
     }
     atomic_write(path, &out)
 }
+
+/// "Sample quality during training": FID (top) and classes covered (bottom)
+/// against training steps, from quality.csv's rows (step, FID, classes).
+pub fn save_quality_plot(path: &Path, rows: &[(u64, f64, usize)], classes: usize) -> Result<()> {
+    use plotters::prelude::*;
+    static REGISTER: std::sync::Once = std::sync::Once::new();
+    REGISTER.call_once(|| {
+        let _ = plotters::style::register_font("sans-serif", FontStyle::Normal, FONT);
+    });
+    let (w, h) = (1000u32, 600u32);
+    let mut buf = vec![0u8; (w * h * 3) as usize];
+    let draw_err = |e: String| GanError::data(path, format!("drawing the quality plot: {e}"));
+    {
+        let root = BitMapBackend::with_buffer(&mut buf, (w, h)).into_drawing_area();
+        root.fill(&WHITE).map_err(|e| draw_err(e.to_string()))?;
+        let (top, bottom) = root.split_vertically(360);
+        let max_step = rows.iter().map(|r| r.0).max().unwrap_or(1).max(1) as f64;
+        let max_fid = rows.iter().map(|r| r.1).filter(|v| v.is_finite()).fold(1.0f64, f64::max) * 1.1;
+        let mut fid = ChartBuilder::on(&top)
+            .caption("Sample quality during training", ("sans-serif", 24))
+            .margin(15)
+            .x_label_area_size(35)
+            .y_label_area_size(60)
+            .build_cartesian_2d(0f64..max_step, 0f64..max_fid)
+            .map_err(|e| draw_err(e.to_string()))?;
+        fid.configure_mesh()
+            .y_desc("FID (classifier features)")
+            .label_style(("sans-serif", 14))
+            .draw()
+            .map_err(|e| draw_err(e.to_string()))?;
+        let points: Vec<(f64, f64)> = rows.iter().filter(|r| r.1.is_finite()).map(|r| (r.0 as f64, r.1)).collect();
+        fid.draw_series(LineSeries::new(points.clone(), &BLUE)).map_err(|e| draw_err(e.to_string()))?;
+        fid.draw_series(points.iter().map(|&p| Circle::new(p, 4, BLUE.filled())))
+            .map_err(|e| draw_err(e.to_string()))?;
+        let mut cov = ChartBuilder::on(&bottom)
+            .margin(15)
+            .x_label_area_size(45)
+            .y_label_area_size(60)
+            .build_cartesian_2d(0f64..max_step, 0f64..(classes as f64 + 0.5))
+            .map_err(|e| draw_err(e.to_string()))?;
+        cov.configure_mesh()
+            .x_desc("iterations")
+            .y_desc("classes covered")
+            .label_style(("sans-serif", 14))
+            .draw()
+            .map_err(|e| draw_err(e.to_string()))?;
+        let points: Vec<(f64, f64)> = rows.iter().map(|r| (r.0 as f64, r.2 as f64)).collect();
+        cov.draw_series(LineSeries::new(points.clone(), &RED)).map_err(|e| draw_err(e.to_string()))?;
+        cov.draw_series(points.iter().map(|&p| Circle::new(p, 4, RED.filled())))
+            .map_err(|e| draw_err(e.to_string()))?;
+        root.present().map_err(|e| draw_err(e.to_string()))?;
+    }
+    let mut out = Vec::new();
+    image::codecs::png::PngEncoder::new(&mut out)
+        .write_image(&buf, w, h, image::ExtendedColorType::Rgb8)
+        .map_err(|e| draw_err(e.to_string()))?;
+    atomic_write(path, &out)
+}

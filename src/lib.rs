@@ -4,13 +4,16 @@
 pub mod autotune;
 pub mod bench;
 pub mod checkpoint;
+pub mod classifier;
 pub mod context;
 pub mod data;
 pub mod error;
+pub mod evaluate;
 pub mod images;
 pub mod kernels;
 pub mod model;
 pub mod network;
+pub mod quality;
 pub mod tensor;
 pub mod train;
 

@@ -3,7 +3,10 @@
 use clap::{Parser, Subcommand};
 use gan_wgpu::kernels::adam::AdamConfig;
 use gan_wgpu::train::{self, GanConfig, TrainConfig};
-use gan_wgpu::{checkpoint, context, data, images, model, DeviceChoice, GanError, GpuContext, Requirements};
+use gan_wgpu::{
+    checkpoint, classifier, context, data, evaluate, images, DeviceChoice, GanError, GpuContext, Requirements,
+};
+use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -28,6 +31,8 @@ enum Command {
     Train(TrainArgs),
     /// Generate images from a generator checkpoint (batch norm in eval mode).
     Sample(SampleArgs),
+    /// Score images or a generator against the real test set with a classifier trained by this engine (FID, IS, classes covered).
+    Eval(EvalArgs),
     /// Save a 5x5 grid of training images.
     ShowData {
         /// Image folder in the seed's layout (DIR/train/train-images-idx3-ubyte[.gz]); default: the bundled MNIST.
@@ -91,6 +96,9 @@ struct TrainArgs {
     /// Continue the run whose output folder (or state file) this is, with its loss history (no default: a new run).
     #[arg(long, value_name = "DIR")]
     resume: Option<PathBuf>,
+    /// Score the generator every N epochs (FID, IS, classes covered against the test split; quality.csv, quality.png); 0: never.
+    #[arg(long, value_name = "N", default_value_t = 5)]
+    eval_every: usize,
     /// Print and record the losses every N steps.
     #[arg(long, value_name = "N", default_value_t = 10)]
     log_every: u64,
@@ -103,6 +111,37 @@ struct TrainArgs {
     /// After N steps of this run, print a line and wait for a signal (tests).
     #[arg(long, hide = true)]
     pause_after_steps: Option<u64>,
+}
+
+#[derive(clap::Args)]
+struct EvalArgs {
+    /// IDX uint8 file of images to score, as `sample --idx` writes it.
+    #[arg(long, value_name = "FILE")]
+    samples: Option<PathBuf>,
+    /// Generator checkpoint to score: --count samples drawn with --seed (batch norm in eval mode).
+    #[arg(long, value_name = "FILE")]
+    checkpoint: Option<PathBuf>,
+    /// Number of generator samples (and of baseline images) to score.
+    #[arg(long, value_name = "N", default_value_t = 10_000)]
+    count: usize,
+    /// Seed of the generator's latent codes (the same codes `sample --seed` draws).
+    #[arg(long, value_name = "S", default_value_t = 0)]
+    seed: u64,
+    /// Labelled image folder in the seed's layout: the classifier trains on DIR/train, the reference is DIR/test (else DIR/train); default: the bundled MNIST.
+    #[arg(long, value_name = "DIR")]
+    data: Option<PathBuf>,
+    /// Classifier checkpoint to use instead of the cached or newly trained one.
+    #[arg(long, value_name = "FILE")]
+    classifier: Option<PathBuf>,
+    /// Also write the numbers as JSON to this file (keys fid, inception_score, classes_covered, class_histogram, n).
+    #[arg(long, value_name = "FILE")]
+    json: Option<PathBuf>,
+    /// Also score three reference sets: real training images (the floor), uniform noise, and one class only.
+    #[arg(long)]
+    baselines: bool,
+    /// Adapter: auto, discrete, integrated, cpu or an index from `gan-wgpu devices` (default: GAN_WGPU_DEVICE, else auto).
+    #[arg(long, value_name = "DEVICE")]
+    device: Option<String>,
 }
 
 #[derive(clap::Args)]
@@ -231,7 +270,11 @@ fn run(cli: Cli, interrupt: Arc<AtomicBool>, launch: std::time::Instant) -> gan_
                 pause_after_steps: a.pause_after_steps,
                 quiet: false,
             };
-            let summary = train::train(&ctx, &cfg, &set, &interrupt)?;
+            let mut quality =
+                QualityHook::new(a.eval_every, a.data.clone(), cfg.out.clone(), cfg.resume.clone(), set.clone());
+            let summary = train::train_with_hook(&ctx, &cfg, &set, &interrupt, &mut |ctx, gan, epoch, steps| {
+                quality.after_epoch(ctx, gan, epoch, steps)
+            })?;
             if summary.interrupted && interrupt.load(Ordering::Relaxed) {
                 return Err(GanError::Interrupted);
             }
@@ -244,6 +287,7 @@ fn run(cli: Cli, interrupt: Arc<AtomicBool>, launch: std::time::Instant) -> gan_
             Ok(())
         }
         Command::Sample(a) => sample(a),
+        Command::Eval(a) => eval(a),
     }
 }
 
@@ -252,57 +296,319 @@ fn sample(a: SampleArgs) -> gan_wgpu::Result<()> {
     if a.out.is_none() && a.idx.is_none() {
         return Err(GanError::Flag { flag: "--out", why: "give --out FILE.png and/or --idx FILE".into() });
     }
-    // The checkpoint says its own sizes: latent from model.0.weight [128, latent],
-    // image size from model.11.weight [dim, 1024] and the metadata.
-    let file = checkpoint::Loaded::open(&a.checkpoint)?;
-    let bad = |why: String| GanError::Checkpoint { path: a.checkpoint.clone(), why };
-    let meta = file.metadata()?;
-    if meta.get("network").is_some_and(|n| n != "generator") {
-        return Err(bad(format!("this is a {} checkpoint, a generator checkpoint is expected", meta["network"])));
-    }
-    let latent = match file.shape_of("model.0.weight").as_deref() {
-        Some([_, l]) => *l,
-        _ => return Err(bad("tensor 'model.0.weight' is missing or not 2-D: not a generator checkpoint".into())),
-    };
-    let dim = match file.shape_of("model.11.weight").as_deref() {
-        Some([d, _]) => *d,
-        _ => return Err(bad("tensor 'model.11.weight' is missing or not 2-D: not a generator checkpoint".into())),
-    };
-    let spec = model::generator_spec(latent, dim);
-    let ck = checkpoint::load_network(&a.checkpoint, &spec)?;
-    let (h, w) = checkpoint::image_shape(&a.checkpoint, &meta, dim)?;
-    let (count, z) = match &a.latent {
-        Some(p) => {
-            let (rows, cols, z) = checkpoint::read_npy_f32_2d(p)?;
-            if cols != latent {
-                return Err(GanError::data(p, format!("latent codes are {cols} wide, the generator takes {latent}")));
+    // Read and check the files before opening a device.
+    checkpoint::Loaded::open(&a.checkpoint)?;
+    let latent_file = a.latent.as_ref().map(|p| checkpoint::read_npy_f32_2d(p).map(|l| (p, l))).transpose()?;
+    let ctx = GpuContext::new(&DeviceChoice::from_flag_or_env(a.device.as_deref())?, &Requirements::default())?;
+    let g = evaluate::load_generator(&ctx, &a.checkpoint)?;
+    let dim = g.height * g.width;
+    let (count, z) = match latent_file {
+        Some((p, (rows, cols, z))) => {
+            if cols != g.latent {
+                return Err(GanError::data(
+                    p,
+                    format!("latent codes are {cols} wide, the generator takes {}", g.latent),
+                ));
             }
             (rows, z)
         }
-        None => (
-            a.count,
-            gan_wgpu::kernels::rng::cpu_normal(
-                a.count * latent,
-                gan_wgpu::kernels::rng::RngStream { seed: a.seed, stream: 2, draw_base: 0 },
-                0,
-            ),
-        ),
+        None => (a.count, evaluate::sample_latents(a.count, g.latent, a.seed)),
     };
-    let ctx = GpuContext::new(&DeviceChoice::from_flag_or_env(a.device.as_deref())?, &Requirements::default())?;
-    let counters = gan_wgpu::GpuTensor::zeros(&ctx, &[4], "counters");
-    let g = gan_wgpu::network::GpuNet::new(&ctx, spec, &ck.params, &counters, AdamConfig::default())?;
-    g.write_bn(&ctx, &ck.bn)?;
-    let sampler = train::Sampler::new(&ctx, &g, count)?;
+    let sampler = train::Sampler::new(&ctx, &g.net, count)?;
     let out = sampler.run(&ctx, &z)?;
     let imgs = train::images_from_outputs(&out, dim);
     if let Some(p) = &a.out {
-        images::save_grid(p, &imgs, h, w)?;
+        images::save_grid(p, &imgs, g.height, g.width)?;
         println!("{count} samples -> {}", p.display());
     }
     if let Some(p) = &a.idx {
         let pixels: Vec<u8> = imgs.concat();
-        checkpoint::atomic_write(p, &data::idx_bytes(count, h, w, &pixels))?;
-        println!("{count} samples (IDX uint8 {count}x{h}x{w}) -> {}", p.display());
+        checkpoint::atomic_write(p, &data::idx_bytes(count, g.height, g.width, &pixels))?;
+        println!("{count} samples (IDX uint8 {count}x{}x{}) -> {}", g.height, g.width, p.display());
+    }
+    Ok(())
+}
+
+/// Prints the classifier's training progress on stderr: a bar on a
+/// terminal, a line per epoch otherwise.
+fn classifier_progress() -> impl FnMut(&classifier::Progress) {
+    let bar = std::io::stderr().is_terminal().then(|| {
+        let b = indicatif::ProgressBar::new(0);
+        b.set_style(
+            indicatif::ProgressStyle::with_template("classifier {msg} [{bar:30}] {pos}/{len} steps, eta {eta}")
+                .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+        );
+        b
+    });
+    move |p: &classifier::Progress| {
+        let msg =
+            format!("epoch {}/{}: loss {:.4}, batch accuracy {:.1}%", p.epoch, p.epochs, p.loss, 100.0 * p.accuracy);
+        match &bar {
+            Some(b) => {
+                b.set_length((p.steps * p.epochs) as u64);
+                b.set_position((p.epoch * p.steps + p.step) as u64);
+                b.set_message(msg);
+                if p.epoch + 1 == p.epochs && p.step == p.steps {
+                    b.finish_and_clear();
+                }
+            }
+            None if p.step == p.steps => eprintln!("classifier {msg}"),
+            None => {}
+        }
+    }
+}
+
+/// The classifier for a data set: `--classifier FILE`, else the cached or
+/// newly trained one, with progress shown.
+fn classifier_for(
+    ctx: &GpuContext,
+    file: Option<&std::path::Path>,
+    train_set: &data::ImageSet,
+    test: &data::ImageSet,
+) -> gan_wgpu::Result<classifier::Classifier> {
+    match file {
+        Some(p) => classifier::load(p),
+        None => {
+            eprintln!(
+                "classifier: looking in the cache, else training one on {} ({} images)",
+                train_set.source, train_set.count
+            );
+            classifier::load_or_train(
+                ctx,
+                train_set,
+                test,
+                &classifier::ClassifierConfig::default(),
+                gan_wgpu::autotune::cache_dir().as_deref(),
+                &mut classifier_progress(),
+            )
+        }
+    }
+}
+
+fn describe_classifier(c: &classifier::Classifier) -> String {
+    format!(
+        "{}-512-256-{} MLP, test accuracy {:.2}%, {} (training took {:.1} s)",
+        c.height * c.width,
+        c.classes,
+        100.0 * c.test_accuracy,
+        c.origin,
+        c.train_seconds
+    )
+}
+
+/// Samples scored by `train --eval-every` (and their latent-code seed).
+const QUALITY_SAMPLES: usize = 10_000;
+const QUALITY_SEED: u64 = 0;
+
+/// `train --eval-every N`: after every N-th epoch, scores 10,000 samples of
+/// the generator, appends to quality.csv, draws quality.png, prints a line,
+/// and warns on too few classes or a rising FID. The classifier and the
+/// reference statistics are made at the first evaluation.
+struct QualityHook {
+    every: usize,
+    data: Option<PathBuf>,
+    out: PathBuf,
+    resume: Option<PathBuf>,
+    train_set: data::ImageSet,
+    evaluator: Option<evaluate::Evaluator>,
+    rows: Option<Vec<evaluate::QualityRow>>,
+    disabled: bool,
+}
+
+impl QualityHook {
+    fn new(
+        every: usize,
+        data: Option<PathBuf>,
+        out: PathBuf,
+        resume: Option<PathBuf>,
+        train_set: data::ImageSet,
+    ) -> Self {
+        QualityHook { every, data, out, resume, train_set, evaluator: None, rows: None, disabled: false }
+    }
+
+    fn after_epoch(&mut self, ctx: &GpuContext, gan: &train::Gan, epoch: usize, steps: u64) -> gan_wgpu::Result<()> {
+        if self.every == 0 || self.disabled || !(epoch + 1).is_multiple_of(self.every) {
+            return Ok(());
+        }
+        if self.evaluator.is_none() {
+            let made = (|| -> gan_wgpu::Result<evaluate::Evaluator> {
+                classifier::classes_of(&self.train_set)?;
+                let reference = data::load_test(self.data.as_deref())?.unwrap_or_else(|| self.train_set.clone());
+                let c = classifier_for(ctx, None, &self.train_set, &reference)?;
+                println!("quality: classifier {}", describe_classifier(&c));
+                evaluate::Evaluator::new(ctx, c, &reference)
+            })();
+            match made {
+                Ok(ev) => self.evaluator = Some(ev),
+                Err(e) => {
+                    eprintln!("warning: --eval-every is off for this run: {e}");
+                    self.disabled = true;
+                    return Ok(());
+                }
+            }
+        }
+        let ev = self.evaluator.as_ref().expect("made above");
+        let csv = self.out.join("quality.csv");
+        if self.rows.is_none() {
+            // A resumed run keeps the rows of the steps before it.
+            let from = self.resume.as_deref().map(train::run_dir_of).unwrap_or_else(|| self.out.clone());
+            let mut rows = evaluate::read_quality_csv(&from.join("quality.csv"), steps)?;
+            rows.retain(|r| r.step < steps);
+            self.rows = Some(rows);
+        }
+        let t = std::time::Instant::now();
+        let s = ev.score_generator(ctx, &gan.g, QUALITY_SAMPLES, QUALITY_SEED)?;
+        let seconds = t.elapsed().as_secs_f64();
+        let rows = self.rows.as_mut().expect("read above");
+        rows.push(evaluate::QualityRow {
+            epoch,
+            step: steps,
+            fid: s.fid,
+            inception_score: s.inception_score,
+            classes_covered: s.classes_covered,
+            seconds,
+        });
+        checkpoint::atomic_write(&csv, evaluate::quality_csv(rows).as_bytes())?;
+        let points: Vec<(u64, f64, usize)> = rows.iter().map(|r| (r.step, r.fid, r.classes_covered)).collect();
+        images::save_quality_plot(&self.out.join("quality.png"), &points, ev.classifier.classes)?;
+        println!(
+            "quality after epoch {epoch}: FID {:.2}, IS {:.2}, {}/{} classes covered ({} samples, {:.1} s)",
+            s.fid, s.inception_score, s.classes_covered, ev.classifier.classes, s.n, seconds
+        );
+        for w in evaluate::warnings(rows, ev.classifier.classes) {
+            eprintln!("warning: {w}");
+        }
+        Ok(())
+    }
+}
+
+fn eval(a: EvalArgs) -> gan_wgpu::Result<()> {
+    positive("--count", a.count as f64)?;
+    if a.samples.is_none() && a.checkpoint.is_none() && !a.baselines {
+        return Err(GanError::Flag {
+            flag: "--samples",
+            why: "give --samples FILE.idx, --checkpoint G.safetensors and/or --baselines".into(),
+        });
+    }
+    let train_set = data::load(a.data.as_deref())?;
+    classifier::classes_of(&train_set)?;
+    let (reference, split) = match data::load_test(a.data.as_deref())? {
+        Some(t) => (t, "test"),
+        None => (train_set.clone(), "train (no test split)"),
+    };
+    let samples = a.samples.as_ref().map(|p| data::read_images(p, None)).transpose()?;
+    if let Some(s) = &samples {
+        if (s.height, s.width) != (reference.height, reference.width) {
+            return Err(GanError::data(
+                &s.source,
+                format!(
+                    "samples are {}x{}, the reference images {}x{}",
+                    s.height, s.width, reference.height, reference.width
+                ),
+            ));
+        }
+    }
+    let ctx = GpuContext::new(&DeviceChoice::from_flag_or_env(a.device.as_deref())?, &Requirements::default())?;
+    let c = classifier_for(&ctx, a.classifier.as_deref(), &train_set, &reference)?;
+    println!("classifier: {}", describe_classifier(&c));
+    let ev = evaluate::Evaluator::new(&ctx, c, &reference)?;
+    println!("reference: the {split} split, {}", ev.reference_desc);
+    println!(
+        "FID here is the Frechet distance in this classifier's {}-d penultimate features (not Inception's: not comparable with published FIDs)",
+        classifier::FEATURE_DIM
+    );
+    let mut rows: Vec<(String, gan_wgpu::quality::Score)> = Vec::new();
+    if let Some(s) = &samples {
+        rows.push((format!("samples {}", s.source), ev.score_pixels(&ctx, &s.pixels, s.count)?));
+    }
+    if let Some(p) = &a.checkpoint {
+        let g = evaluate::load_generator(&ctx, p)?;
+        if g.height * g.width != reference.dim() {
+            return Err(GanError::Checkpoint {
+                path: p.clone(),
+                why: format!(
+                    "the generator makes {}x{} images, the reference set has {}x{}",
+                    g.height, g.width, reference.height, reference.width
+                ),
+            });
+        }
+        let score = ev.score_generator(&ctx, &g.net, a.count, a.seed)?;
+        rows.push((format!("generator {} ({} samples, seed {})", p.display(), a.count, a.seed), score));
+    }
+    let mut baselines = Vec::new();
+    if a.baselines {
+        let n = a.count.min(train_set.count);
+        let dim = train_set.dim();
+        baselines.push((
+            "real train images (the floor)".to_string(),
+            ev.score_pixels(&ctx, &train_set.pixels[..n * dim], n)?,
+        ));
+        let mut r = <rand_chacha::ChaCha8Rng as rand::SeedableRng>::seed_from_u64(a.seed);
+        let noise: Vec<u8> = (0..n * dim).map(|_| rand::Rng::random::<u8>(&mut r)).collect();
+        baselines.push(("uniform noise".to_string(), ev.score_pixels(&ctx, &noise, n)?));
+        let labels = train_set.labels.as_ref().expect("classes_of checked the labels");
+        let one: Vec<u8> = (0..train_set.count)
+            .filter(|&i| labels[i] == 1)
+            .take(n)
+            .flat_map(|i| train_set.image(i).to_vec())
+            .collect();
+        let k = one.len() / dim;
+        baselines.push(("collapsed: real images of class 1 only".to_string(), ev.score_pixels(&ctx, &one, k)?));
+    }
+    println!("{:<58} {:>6} {:>9} {:>6} {:>8}  class histogram", "set", "n", "FID", "IS", "classes");
+    for (name, s) in rows.iter().chain(&baselines) {
+        println!(
+            "{:<58} {:>6} {:>9.2} {:>6.2} {:>5}/{:<2}  {:?}",
+            name, s.n, s.fid, s.inception_score, s.classes_covered, ev.classifier.classes, s.class_histogram
+        );
+    }
+    if let Some(path) = &a.json {
+        let score_json = |s: &gan_wgpu::quality::Score| {
+            serde_json::json!({
+                "n": s.n,
+                "fid": s.fid,
+                "inception_score": s.inception_score,
+                "classes_covered": s.classes_covered,
+                "class_histogram": s.class_histogram,
+            })
+        };
+        let mut v = match rows.first() {
+            Some((name, s)) => {
+                let mut v = score_json(s);
+                v["set"] = name.clone().into();
+                v
+            }
+            None => serde_json::json!({}),
+        };
+        v["classifier"] = serde_json::json!({
+            "test_accuracy": ev.classifier.test_accuracy,
+            "train_seconds": ev.classifier.train_seconds,
+            "origin": ev.classifier.origin,
+            "feature_dim": classifier::FEATURE_DIM,
+        });
+        v["reference"] = ev.reference_desc.clone().into();
+        if rows.len() > 1 {
+            v["others"] = rows[1..]
+                .iter()
+                .map(|(n, s)| {
+                    let mut j = score_json(s);
+                    j["set"] = n.clone().into();
+                    j
+                })
+                .collect();
+        }
+        if !baselines.is_empty() {
+            v["baselines"] = baselines
+                .iter()
+                .map(|(n, s)| {
+                    let mut j = score_json(s);
+                    j["set"] = n.clone().into();
+                    j
+                })
+                .collect();
+        }
+        let text = serde_json::to_string_pretty(&v).map_err(|e| GanError::data(path, e.to_string()))?;
+        checkpoint::atomic_write(path, text.as_bytes())?;
     }
     Ok(())
 }

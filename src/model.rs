@@ -63,6 +63,21 @@ pub fn discriminator_spec(image_dim: usize) -> NetSpec {
     }
 }
 
+/// The classifier that scores samples (`gan-wgpu eval`): image -> logits,
+/// PyTorch's nn.Sequential(Linear(dim,512), BatchNorm1d, ReLU, Linear(512,256),
+/// BatchNorm1d, ReLU, Linear(256,classes)): model.0/1, model.3/4, model.6.
+/// Its features are the 256 outputs of model.5 (after the second ReLU).
+pub fn classifier_spec(image_dim: usize, classes: usize) -> NetSpec {
+    NetSpec {
+        name: "classifier",
+        layers: vec![
+            dense(0, image_dim, 512, true, Act::Relu),
+            dense(3, 512, 256, true, Act::Relu),
+            dense(6, 256, classes, false, Act::Identity),
+        ],
+    }
+}
+
 impl NetSpec {
     /// Trainable tensors in state_dict order: weight [out, in], bias [out],
     /// then the batch norm's weight (gamma) and bias (beta).

@@ -899,9 +899,25 @@ fn compile_step_pipelines(
     Ok(compiled)
 }
 
+/// What runs after each epoch's outputs are written: (context, the GAN,
+/// the 0-based epoch just finished, steps done). `train --eval-every` scores
+/// the generator here.
+pub type EpochHook<'a> = dyn FnMut(&GpuContext, &Gan, usize, u64) -> Result<()> + 'a;
+
 /// Runs (or resumes) training. Returns when all epochs are done, or early
 /// with `interrupted` set when `interrupt` was raised (state saved).
 pub fn train(ctx: &GpuContext, cfg: &TrainConfig, data: &ImageSet, interrupt: &AtomicBool) -> Result<RunSummary> {
+    train_with_hook(ctx, cfg, data, interrupt, &mut |_, _, _, _| Ok(()))
+}
+
+/// `train`, calling `after_epoch` once each epoch's files are written.
+pub fn train_with_hook(
+    ctx: &GpuContext,
+    cfg: &TrainConfig,
+    data: &ImageSet,
+    interrupt: &AtomicBool,
+    after_epoch: &mut EpochHook,
+) -> Result<RunSummary> {
     let g = cfg.gan;
     let data = match cfg.limit {
         Some(n) if n < data.count => {
@@ -1147,6 +1163,7 @@ pub fn train(ctx: &GpuContext, cfg: &TrainConfig, data: &ImageSet, interrupt: &A
         if !cfg.quiet {
             println!("time of epoch {finished} is {epoch_secs:.2}s");
         }
+        after_epoch(ctx, &gan, finished, p.steps_done)?;
         if interrupt.load(Ordering::Relaxed) || cfg.stop_after_steps.is_some_and(|n| steps_this_run >= n) {
             return Ok(RunSummary { progress: p, losses, interrupted: p.epoch < cfg.epochs });
         }

@@ -4,7 +4,7 @@
 
 mod common;
 use common::{rng, uniform_vec};
-use gan_wgpu::kernels::{batchnorm, bce, bias_act, matmul};
+use gan_wgpu::kernels::{batchnorm, bce, bias_act, matmul, softmax_ce};
 
 const H: f64 = 1e-2;
 
@@ -112,4 +112,14 @@ fn dense_layer_gradients_match_finite_differences() {
     let dw = matmul::cpu_matmul(matmul::Form::TN, &up, &x, out, inp, batch);
     check("dense dX", &x, &dx, &|xv| weighted(&up, &fwd(xv, &wt)));
     check("dense dW", &wt, &dw, &|wv| weighted(&up, &fwd(&x, wv)));
+}
+
+#[test]
+fn softmax_cross_entropy_gradient_matches_finite_differences() {
+    let (rows, classes) = (5, 7);
+    let mut r = rng(6);
+    let z = uniform_vec(&mut r, rows * classes, -3.0, 3.0);
+    let labels: Vec<u8> = vec![0, 6, 3, 3, 1];
+    let (_, dz, _) = softmax_ce::cpu_softmax_ce(&z, &labels, rows, classes);
+    check("softmax_ce", &z, &dz, &|zv| softmax_ce::cpu_softmax_ce(zv, &labels, rows, classes).0 as f64);
 }

@@ -13,6 +13,7 @@ pub mod gather;
 pub mod matmul;
 pub mod reduce;
 pub mod rng;
+pub mod softmax_ce;
 
 use crate::context::GpuContext;
 use crate::error::Result;
@@ -57,6 +58,7 @@ pub const SHADERS: &[ShaderFile] = &[
     shader("adam.wgsl", adam::SOURCE, adam::SOURCE),
     shader("rng.wgsl", rng::SOURCE, rng::SOURCE),
     shader("gather.wgsl", gather::SOURCE, gather::SOURCE),
+    shader("softmax_ce.wgsl", softmax_ce::SOURCE, softmax_ce::SOURCE),
 ];
 
 /// What a binding slot holds.

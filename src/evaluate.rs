@@ -1,0 +1,204 @@
+//! Sample quality with the engine's own classifier: an `Evaluator` holds the
+//! classifier in evaluation mode and the Gaussian of the reference set's
+//! features, and scores image sets or generators (`quality::Score`). Also
+//! the generator loaded from a checkpoint, and the quality log that
+//! `train --eval-every` keeps (quality.csv, quality.png, warnings).
+
+use crate::checkpoint;
+use crate::classifier::{Classifier, FeatureExtractor, FEATURE_DIM};
+use crate::context::GpuContext;
+use crate::data::ImageSet;
+use crate::error::{GanError, Result};
+use crate::kernels::adam::AdamConfig;
+use crate::kernels::rng;
+use crate::model;
+use crate::network::GpuNet;
+use crate::quality::{self, Gaussian, Score};
+use crate::tensor::GpuTensor;
+use crate::train::{images_from_outputs, Sampler};
+use std::path::Path;
+
+/// Images a classifier batch holds.
+pub const BATCH: usize = 500;
+
+/// A generator read from a checkpoint, on the GPU in evaluation mode.
+pub struct LoadedGenerator {
+    pub net: GpuNet,
+    pub latent: usize,
+    pub height: usize,
+    pub width: usize,
+}
+
+/// Loads a generator checkpoint: its sizes from its tensors, its image
+/// height and width from its metadata (see `checkpoint::image_shape`).
+pub fn load_generator(ctx: &GpuContext, path: &Path) -> Result<LoadedGenerator> {
+    let file = checkpoint::Loaded::open(path)?;
+    let bad = |why: String| GanError::Checkpoint { path: path.into(), why };
+    let meta = file.metadata()?;
+    if meta.get("network").is_some_and(|n| n != "generator") {
+        return Err(bad(format!("this is a {} checkpoint, a generator checkpoint is expected", meta["network"])));
+    }
+    let latent = match file.shape_of("model.0.weight").as_deref() {
+        Some([_, l]) => *l,
+        _ => return Err(bad("tensor 'model.0.weight' is missing or not 2-D: not a generator checkpoint".into())),
+    };
+    let dim = match file.shape_of("model.11.weight").as_deref() {
+        Some([d, _]) => *d,
+        _ => return Err(bad("tensor 'model.11.weight' is missing or not 2-D: not a generator checkpoint".into())),
+    };
+    let spec = model::generator_spec(latent, dim);
+    let ck = checkpoint::load_network(path, &spec)?;
+    let (height, width) = checkpoint::image_shape(path, &meta, dim)?;
+    let counters = GpuTensor::zeros(ctx, &[4], "counters");
+    let net = GpuNet::new(ctx, spec, &ck.params, &counters, AdamConfig::default())?;
+    net.write_bn(ctx, &ck.bn)?;
+    Ok(LoadedGenerator { net, latent, height, width })
+}
+
+/// The latent codes `sample --seed` draws: N(0, 1) from stream 2.
+pub fn sample_latents(count: usize, latent: usize, seed: u64) -> Vec<f32> {
+    rng::cpu_normal(count * latent, rng::RngStream { seed, stream: 2, draw_base: 0 }, 0)
+}
+
+/// `count` samples of `g` (batch norm in eval mode) as u8 pixels, pixel =
+/// round((g + 1) * 127.5), from the latent codes of `sample_latents`.
+pub fn sample_pixels(ctx: &GpuContext, g: &GpuNet, count: usize, seed: u64) -> Result<Vec<u8>> {
+    let latent = g.spec.input_dim();
+    let dim = g.spec.layers.last().map_or(0, |l| l.out);
+    let z = sample_latents(count, latent, seed);
+    let batch = BATCH.min(count.max(1));
+    let sampler = Sampler::new(ctx, g, batch)?;
+    let mut pixels = Vec::with_capacity(count * dim);
+    for start in (0..count).step_by(batch) {
+        let n = batch.min(count - start);
+        let mut codes = z[start * latent..(start + n) * latent].to_vec();
+        codes.resize(batch * latent, 0.0);
+        let out = sampler.run(ctx, &codes)?;
+        for img in images_from_outputs(&out[..n * dim], dim) {
+            pixels.extend_from_slice(&img);
+        }
+    }
+    Ok(pixels)
+}
+
+/// A classifier ready to score, with the reference set's feature Gaussian.
+pub struct Evaluator {
+    pub classifier: Classifier,
+    pub reference: Gaussian,
+    /// "10000 images from <embedded>/t10k-images-idx3-ubyte.gz".
+    pub reference_desc: String,
+    extractor: FeatureExtractor,
+}
+
+impl Evaluator {
+    pub fn new(ctx: &GpuContext, classifier: Classifier, reference: &ImageSet) -> Result<Self> {
+        if reference.height * reference.width != classifier.height * classifier.width {
+            return Err(GanError::data(
+                &reference.source,
+                format!(
+                    "images of {}x{}, the classifier takes {}x{}",
+                    reference.height, reference.width, classifier.height, classifier.width
+                ),
+            ));
+        }
+        let extractor = FeatureExtractor::new(ctx, &classifier, BATCH)?;
+        let (features, _) = extractor.run(ctx, &reference.pixels, reference.count)?;
+        Ok(Evaluator {
+            reference: quality::gaussian(&features, FEATURE_DIM),
+            reference_desc: format!("{} images from {}", reference.count, reference.source),
+            classifier,
+            extractor,
+        })
+    }
+
+    /// Scores `count` u8 images against the reference.
+    pub fn score_pixels(&self, ctx: &GpuContext, pixels: &[u8], count: usize) -> Result<Score> {
+        let (features, logits) = self.features(ctx, pixels, count)?;
+        Ok(quality::score(&features, FEATURE_DIM, &logits, self.classifier.classes, &self.reference))
+    }
+
+    /// Features and logits of `count` u8 images.
+    pub fn features(&self, ctx: &GpuContext, pixels: &[u8], count: usize) -> Result<(Vec<f32>, Vec<f32>)> {
+        self.extractor.run(ctx, pixels, count)
+    }
+
+    /// Scores `count` samples of `g` drawn with `seed`.
+    pub fn score_generator(&self, ctx: &GpuContext, g: &GpuNet, count: usize, seed: u64) -> Result<Score> {
+        let pixels = sample_pixels(ctx, g, count, seed)?;
+        self.score_pixels(ctx, &pixels, count)
+    }
+}
+
+/// One row of quality.csv.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct QualityRow {
+    pub epoch: usize,
+    pub step: u64,
+    pub fid: f64,
+    pub inception_score: f64,
+    pub classes_covered: usize,
+    pub seconds: f64,
+}
+
+pub const QUALITY_HEADER: &str = "epoch,step,fid,inception_score,classes_covered,seconds";
+
+pub fn quality_csv(rows: &[QualityRow]) -> String {
+    let mut s = format!("{QUALITY_HEADER}\n");
+    for r in rows {
+        s.push_str(&format!(
+            "{},{},{:.4},{:.4},{},{:.3}\n",
+            r.epoch, r.step, r.fid, r.inception_score, r.classes_covered, r.seconds
+        ));
+    }
+    s
+}
+
+/// The rows of a quality.csv up to `up_to_step` (a missing file has none).
+pub fn read_quality_csv(path: &Path, up_to_step: u64) -> Result<Vec<QualityRow>> {
+    let text = match std::fs::read_to_string(path) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(GanError::io(path, e)),
+    };
+    Ok(text
+        .lines()
+        .skip(1)
+        .filter_map(|l| {
+            let f: Vec<&str> = l.split(',').collect();
+            Some(QualityRow {
+                epoch: f.first()?.parse().ok()?,
+                step: f.get(1)?.parse().ok()?,
+                fid: f.get(2)?.parse().ok()?,
+                inception_score: f.get(3)?.parse().ok()?,
+                classes_covered: f.get(4)?.parse().ok()?,
+                seconds: f.get(5)?.parse().ok()?,
+            })
+        })
+        .filter(|r| r.step <= up_to_step)
+        .collect())
+}
+
+/// What the newest row says that a user should look at: too few classes
+/// (fewer than 8 in 10), or a FID that rose three evaluations in a row.
+pub fn warnings(rows: &[QualityRow], classes: usize) -> Vec<String> {
+    let mut out = Vec::new();
+    let Some(last) = rows.last() else { return out };
+    if (last.classes_covered as f64) < 0.8 * classes as f64 {
+        out.push(format!(
+            "epoch {}: only {} of {classes} classes covered (each needs {:.0}% of the samples): mode collapse?",
+            last.epoch,
+            last.classes_covered,
+            quality::COVERED_SHARE * 100.0
+        ));
+    }
+    if rows.len() >= 4 {
+        let tail = &rows[rows.len() - 4..];
+        if tail.windows(2).all(|w| w[1].fid > w[0].fid) {
+            out.push(format!(
+                "epoch {}: FID rose for 3 evaluations in a row ({:.1} at epoch {} -> {:.1}): divergence or mode collapse?",
+                last.epoch, tail[0].fid, tail[0].epoch, last.fid
+            ));
+        }
+    }
+    out
+}

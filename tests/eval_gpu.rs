@@ -1,0 +1,196 @@
+//! `gan-wgpu eval` and its classifier on the GPU: the classifier trained by
+//! the engine's own kernels reaches its accuracy, its GPU features equal the
+//! CPU reference's, and the scores tell real, noise and collapsed sets
+//! apart, repeatably; the CLI end to end, and `train --eval-every`.
+
+mod common;
+use common::ctx;
+use gan_wgpu::classifier::{self, Classifier, ClassifierConfig, FeatureExtractor, FEATURE_DIM};
+use gan_wgpu::evaluate::{self, Evaluator};
+use gan_wgpu::model::{self, CpuNet};
+use gan_wgpu::network::GpuNet;
+use gan_wgpu::{data, GpuTensor};
+use std::path::PathBuf;
+use std::process::Command;
+use std::sync::OnceLock;
+
+/// The classifier of the bundled MNIST with the default recipe, trained once
+/// for this test binary, and saved where the CLI's cache looks for it.
+fn mnist_classifier() -> Option<&'static (Classifier, PathBuf)> {
+    static MADE: OnceLock<(Classifier, PathBuf)> = OnceLock::new();
+    let ctx = ctx()?;
+    Some(MADE.get_or_init(|| {
+        let train = data::embedded_mnist().unwrap();
+        let test = data::embedded_mnist_test().unwrap();
+        let cfg = ClassifierConfig::default();
+        let c = classifier::train(ctx, &train, &test, &cfg, &mut |_| {}).unwrap();
+        // Cargo's scratch folder for integration tests, under target/.
+        let cache = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("eval-gpu-cache");
+        let path = cache.join(format!("classifier-{:016x}.safetensors", classifier::cache_key(&train, &cfg)));
+        std::fs::create_dir_all(&cache).unwrap();
+        classifier::save(&path, &c).unwrap();
+        eprintln!("classifier: test accuracy {:.4}, {:.1} s", c.test_accuracy, c.train_seconds);
+        (c, path)
+    }))
+}
+
+#[test]
+fn the_engine_trained_classifier_reaches_98_percent_on_mnist() {
+    let Some((c, path)) = mnist_classifier() else { return };
+    assert!(c.test_accuracy >= 0.98, "test accuracy {}", c.test_accuracy);
+    // The saved file loads back with the same numbers.
+    let back = classifier::load(path).unwrap();
+    assert_eq!(back.params, c.params);
+    assert_eq!(back.classes, 10);
+    assert!((back.test_accuracy - c.test_accuracy).abs() < 1e-12);
+}
+
+/// The GPU's features and logits (batch norm in eval mode) against the CPU
+/// reference network: products over 784 and 512 terms in f32 against f64
+/// sums, so 1e-4 of each tensor's scale.
+#[test]
+fn gpu_features_match_the_cpu_reference() {
+    let Some((c, _)) = mnist_classifier() else { return };
+    let ctx = ctx().unwrap();
+    let test = data::embedded_mnist_test().unwrap();
+    let n = 37;
+    let fx = FeatureExtractor::new(ctx, c, 16).unwrap();
+    let (features, logits) = fx.run(ctx, &test.pixels, n).unwrap();
+    let mut cpu = CpuNet::new(c.spec.clone(), c.params.clone());
+    cpu.bn = c.bn.clone();
+    let x: Vec<f32> = test.pixels[..n * 784].iter().map(|&p| (p as f32 - 127.5) / 127.5).collect();
+    let caches = cpu.forward(&x, n, false);
+    let scale = |v: &[f32]| v.iter().fold(1e-6f32, |m, x| m.max(x.abs()));
+    let (want_f, want_l) = (&caches[1].out, &caches[2].out);
+    common::assert_close("features", &features, want_f, 1e-4 * scale(want_f), 1e-4);
+    common::assert_close("logits", &logits, want_l, 1e-4 * scale(want_l), 1e-4);
+    assert_eq!(features.len(), n * FEATURE_DIM);
+}
+
+#[test]
+fn scores_tell_real_noise_and_collapsed_sets_apart_repeatably() {
+    let Some((c, _)) = mnist_classifier() else { return };
+    let ctx = ctx().unwrap();
+    let train = data::embedded_mnist().unwrap();
+    let test = data::embedded_mnist_test().unwrap();
+    let ev = Evaluator::new(ctx, c.clone(), &test).unwrap();
+    let n = 5000;
+    // The test set against itself: FID 0.
+    let own = ev.score_pixels(ctx, &test.pixels, test.count).unwrap();
+    assert!(own.fid < 1e-6, "self FID {}", own.fid);
+    let floor = ev.score_pixels(ctx, &train.pixels[..n * 784], n).unwrap();
+    let mut r = common::rng(5);
+    let noise: Vec<u8> = (0..n * 784).map(|_| rand::Rng::random::<u8>(&mut r)).collect();
+    let noise = ev.score_pixels(ctx, &noise, n).unwrap();
+    assert!(noise.fid > 100.0 * floor.fid, "floor {} vs noise {}", floor.fid, noise.fid);
+    assert_eq!(floor.classes_covered, 10);
+    assert!(floor.inception_score > 9.0, "{}", floor.inception_score);
+    let labels = train.labels.as_ref().unwrap();
+    let sevens: Vec<u8> =
+        (0..train.count).filter(|&i| labels[i] == 7).take(2000).flat_map(|i| train.image(i).to_vec()).collect();
+    let collapsed = ev.score_pixels(ctx, &sevens, sevens.len() / 784).unwrap();
+    assert_eq!(collapsed.classes_covered, 1, "{collapsed:?}");
+    assert!(collapsed.fid > 10.0 * floor.fid && collapsed.inception_score < 1.5, "{collapsed:?}");
+    // The same generator scored twice: the same numbers.
+    let spec = model::generator_spec(100, 784);
+    let counters = GpuTensor::zeros(ctx, &[4], "counters");
+    let g =
+        GpuNet::new(ctx, spec.clone(), &spec.init_params(&mut common::rng(8)), &counters, Default::default()).unwrap();
+    let a = ev.score_generator(ctx, &g, 1200, 3).unwrap();
+    let b = ev.score_generator(ctx, &g, 1200, 3).unwrap();
+    assert_eq!(a, b);
+    assert_eq!(a.n, 1200);
+}
+
+fn gan() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_gan-wgpu"))
+}
+
+/// `eval --baselines --json`, `eval --checkpoint` and `eval --samples` of the
+/// same samples (the same numbers), and `train --eval-every 1`, all on the
+/// classifier cached by this binary (no training in the CLI).
+#[test]
+fn eval_and_train_eval_every_end_to_end() {
+    let Some((_, path)) = mnist_classifier() else { return };
+    let cache = path.parent().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let run = dir.path().join("run");
+    let out = gan()
+        .args(["train", "--epochs", "2", "--limit", "256", "--batch-size", "32", "--eval-every", "1", "--out"])
+        .arg(&run)
+        .env("GAN_WGPU_CACHE_DIR", cache)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stdout}{stderr}");
+    assert!(stdout.contains("cached in"), "the cached classifier is used: {stdout}");
+    assert!(stdout.contains("quality after epoch 0: FID") && stdout.contains("quality after epoch 1: FID"), "{stdout}");
+    // Two epochs on 256 images: far from 8 classes, and the run says so.
+    assert!(stderr.contains("warning: epoch 0: only"), "{stderr}");
+    let rows = evaluate::read_quality_csv(&run.join("quality.csv"), u64::MAX).unwrap();
+    assert_eq!(rows.iter().map(|r| (r.epoch, r.step)).collect::<Vec<_>>(), [(0, 8), (1, 16)]);
+    let png = image::open(run.join("quality.png")).unwrap();
+    assert_eq!((png.width(), png.height()), (1000, 600));
+
+    let ck = run.join("checkpoints/generator_1.safetensors");
+    let json = dir.path().join("eval.json");
+    let out = gan()
+        .args(["eval", "--count", "2000", "--seed", "4", "--baselines", "--checkpoint"])
+        .arg(&ck)
+        .arg("--json")
+        .arg(&json)
+        .env("GAN_WGPU_CACHE_DIR", cache)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}{}", String::from_utf8_lossy(&out.stderr));
+    for needle in [
+        "classifier: 784-512-256-10 MLP",
+        "reference: the test split",
+        "not Inception's",
+        "real train images (the floor)",
+        "uniform noise",
+        "collapsed",
+    ] {
+        assert!(stdout.contains(needle), "missing '{needle}' in:\n{stdout}");
+    }
+    let v: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    for key in ["fid", "inception_score", "classes_covered", "class_histogram", "n"] {
+        assert!(!v[key].is_null(), "no {key} in {v}");
+    }
+    assert_eq!(v["n"], 2000);
+    assert_eq!(v["baselines"].as_array().unwrap().len(), 3);
+    let hist_sum: u64 = v["class_histogram"].as_array().unwrap().iter().map(|h| h.as_u64().unwrap()).sum();
+    assert_eq!(hist_sum, 2000);
+    // The same samples through `sample --idx` and `eval --samples`.
+    let idx = dir.path().join("s.idx");
+    let o = gan()
+        .args(["sample", "--count", "2000", "--seed", "4", "--checkpoint"])
+        .arg(&ck)
+        .arg("--idx")
+        .arg(&idx)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let json2 = dir.path().join("eval2.json");
+    let o = gan()
+        .arg("eval")
+        .arg("--samples")
+        .arg(&idx)
+        .arg("--json")
+        .arg(&json2)
+        .env("GAN_WGPU_CACHE_DIR", cache)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let v2: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&json2).unwrap()).unwrap();
+    for key in ["fid", "inception_score", "classes_covered", "class_histogram", "n"] {
+        assert_eq!(v[key], v2[key], "{key}: --checkpoint and --samples of the same samples differ");
+    }
+    // Nothing to score: one clear line.
+    let o = gan().arg("eval").output().unwrap();
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("--samples") && stderr.trim().lines().count() == 1, "{stderr}");
+}
