@@ -443,3 +443,34 @@ fn docs_refer_to_no_issue_numbers_and_readme_stays_short() {
     let readme = std::fs::metadata(root.join("README.md")).unwrap().len();
     assert!(readme < 16_000, "README.md is {readme} bytes: keep it for users, move notes to docs/");
 }
+
+/// An adapter short of a limit the run needs is refused in one line that
+/// names the limit, what is needed and what the adapter has, before any
+/// pipeline is built: here WebGPU's default 128 MiB storage binding against
+/// a 144 MiB data set (nine 4096x4096 images, one binding).
+#[test]
+fn an_adapter_short_of_a_limit_is_refused_in_one_line() {
+    if skip_without_adapter() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let train = data.join("train");
+    std::fs::create_dir_all(&train).unwrap();
+    let mut bytes = gan_wgpu::data::idx_bytes(9, 4096, 4096, &[]);
+    bytes.resize(bytes.len() + 9 * 4096 * 4096, 7);
+    std::fs::write(train.join("train-images-idx3-ubyte"), &bytes).unwrap();
+    drop(bytes);
+    let out = gan()
+        .args(["train", "--data", data.to_str().unwrap(), "--out", dir.path().join("run").to_str().unwrap()])
+        .env("GAN_WGPU_LIMITS", "webgpu")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert_eq!(stderr.trim().lines().count(), 1, "{stderr}");
+    for needle in ["WebGPU's default limits", "max_storage_buffer_binding_size is 134217728", "150994944 is needed"] {
+        assert!(stderr.contains(needle), "missing '{needle}' in: {stderr}");
+    }
+    assert!(!String::from_utf8_lossy(&out.stdout).contains("Epoch:"));
+}
