@@ -31,8 +31,11 @@ for r in $(seq 1 "$rounds"); do
   rm -rf "$tmp/run"
   measure gan-epoch "$bin" train --epochs 1 --eval-every 0 --log-every 100 --out "$tmp/run" | tee -a "$tmp/rows"
   measure torch-epoch "$PYTHON" bench/torch_reference.py --epochs 1 | tee -a "$tmp/rows"
-  gan_sps=$("$bin" bench --quick 2>/dev/null | grep -m1 -o '[0-9.]* steps/s' | cut -d' ' -f1)
-  torch_sps=$("$PYTHON" bench/torch_reference.py --steps 200 | grep -o '[0-9.]* steps/s' | cut -d' ' -f1)
+  # Whole outputs to files: a reader that stops early would cut the writer off.
+  "$bin" bench --quick >"$tmp/bench.txt" 2>&1
+  gan_sps=$(grep -m1 -o '[0-9.]* steps/s' "$tmp/bench.txt" | cut -d' ' -f1)
+  "$PYTHON" bench/torch_reference.py --steps 200 >"$tmp/torch.txt"
+  torch_sps=$(grep -o '[0-9.]* steps/s' "$tmp/torch.txt" | cut -d' ' -f1)
   echo "gan-steps $gan_sps" | tee -a "$tmp/rows"
   echo "torch-steps $torch_sps" | tee -a "$tmp/rows"
 done

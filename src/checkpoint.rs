@@ -35,6 +35,15 @@ pub fn atomic_write(path: &Path, bytes: &[u8]) -> Result<()> {
     Ok(())
 }
 
+/// The text of `path`, or None when there is no such file.
+pub fn read_text_if_exists(path: &Path) -> Result<Option<String>> {
+    match std::fs::read_to_string(path) {
+        Ok(t) => Ok(Some(t)),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(GanError::io(path, e)),
+    }
+}
+
 /// An owned tensor for serialisation.
 pub struct OwnedTensor {
     pub dtype: Dtype,

@@ -155,10 +155,8 @@ pub fn quality_csv(rows: &[QualityRow]) -> String {
 
 /// The rows of a quality.csv up to `up_to_step` (a missing file has none).
 pub fn read_quality_csv(path: &Path, up_to_step: u64) -> Result<Vec<QualityRow>> {
-    let text = match std::fs::read_to_string(path) {
-        Ok(t) => t,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
-        Err(e) => return Err(GanError::io(path, e)),
+    let Some(text) = checkpoint::read_text_if_exists(path)? else {
+        return Ok(Vec::new());
     };
     Ok(text
         .lines()

@@ -47,6 +47,23 @@ pub fn save_grid(path: &Path, images: &[Vec<u8>], h: usize, w: usize) -> Result<
     atomic_write(path, &png_bytes_gray(&img)?)
 }
 
+/// The plots' font, registered once per process.
+fn register_font() {
+    static REGISTER: std::sync::Once = std::sync::Once::new();
+    REGISTER.call_once(|| {
+        let _ = plotters::style::register_font("sans-serif", plotters::style::FontStyle::Normal, FONT);
+    });
+}
+
+/// Encodes an RGB buffer (w x h) as PNG and writes it atomically.
+fn save_rgb_png(path: &Path, rgb: &[u8], w: u32, h: u32) -> Result<()> {
+    let mut out = Vec::new();
+    image::codecs::png::PngEncoder::new(&mut out)
+        .write_image(rgb, w, h, image::ExtendedColorType::Rgb8)
+        .map_err(|e| GanError::data(path, format!("encoding the plot: {e}")))?;
+    atomic_write(path, &out)
+}
+
 /// One row of losses.csv.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct LossRow {
@@ -62,10 +79,7 @@ pub struct LossRow {
 /// "Generator and Discriminator Loss During Training": loss against iteration.
 pub fn save_loss_plot(path: &Path, rows: &[LossRow]) -> Result<()> {
     use plotters::prelude::*;
-    static REGISTER: std::sync::Once = std::sync::Once::new();
-    REGISTER.call_once(|| {
-        let _ = plotters::style::register_font("sans-serif", FontStyle::Normal, FONT);
-    });
+    register_font();
     let (w, h) = (1000u32, 500u32);
     let mut buf = vec![0u8; (w * h * 3) as usize];
     let draw_err = |e: String| GanError::data(path, format!("drawing the loss plot: {e}"));
@@ -110,11 +124,7 @@ pub fn save_loss_plot(path: &Path, rows: &[LossRow]) -> Result<()> {
             .map_err(|e| draw_err(e.to_string()))?;
         root.present().map_err(|e| draw_err(e.to_string()))?;
     }
-    let mut out = Vec::new();
-    image::codecs::png::PngEncoder::new(&mut out)
-        .write_image(&buf, w, h, image::ExtendedColorType::Rgb8)
-        .map_err(|e| draw_err(e.to_string()))?;
-    atomic_write(path, &out)
+    save_rgb_png(path, &buf, w, h)
 }
 
 /// An animated GIF of the given PNG grids, one frame a second, looping.
@@ -136,10 +146,7 @@ pub fn save_gif(path: &Path, frames: &[&Path]) -> Result<()> {
 /// against training steps, from quality.csv's rows (step, FID, classes).
 pub fn save_quality_plot(path: &Path, rows: &[(u64, f64, usize)], classes: usize) -> Result<()> {
     use plotters::prelude::*;
-    static REGISTER: std::sync::Once = std::sync::Once::new();
-    REGISTER.call_once(|| {
-        let _ = plotters::style::register_font("sans-serif", FontStyle::Normal, FONT);
-    });
+    register_font();
     let (w, h) = (1000u32, 600u32);
     let mut buf = vec![0u8; (w * h * 3) as usize];
     let draw_err = |e: String| GanError::data(path, format!("drawing the quality plot: {e}"));
@@ -183,9 +190,5 @@ pub fn save_quality_plot(path: &Path, rows: &[(u64, f64, usize)], classes: usize
             .map_err(|e| draw_err(e.to_string()))?;
         root.present().map_err(|e| draw_err(e.to_string()))?;
     }
-    let mut out = Vec::new();
-    image::codecs::png::PngEncoder::new(&mut out)
-        .write_image(&buf, w, h, image::ExtendedColorType::Rgb8)
-        .map_err(|e| draw_err(e.to_string()))?;
-    atomic_write(path, &out)
+    save_rgb_png(path, &buf, w, h)
 }

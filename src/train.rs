@@ -514,10 +514,8 @@ fn load_state(path: &Path, cfg: &TrainConfig, dim: usize, n_images: usize) -> Re
 
 /// The rows of a losses.csv up to `up_to_step` (a missing file has none).
 fn read_losses_csv(path: &Path, up_to_step: u64) -> Result<Vec<LossRow>> {
-    let text = match std::fs::read_to_string(path) {
-        Ok(t) => t,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
-        Err(e) => return Err(GanError::io(path, e)),
+    let Some(text) = checkpoint::read_text_if_exists(path)? else {
+        return Ok(Vec::new());
     };
     Ok(text
         .lines()

@@ -13,27 +13,13 @@
 //! second GAN, give bit-identical parameters: the phases are the step.
 
 mod common;
-use common::{assert_close, ctx, rng};
-use gan_wgpu::data::ImageSet;
+use common::{assert_close, ctx, random_set, rng};
 use gan_wgpu::kernels::adam::AdamConfig;
 use gan_wgpu::kernels::{self, bce, gather, rng as krng, Dispatch};
 use gan_wgpu::model::{self, CpuNet, LayerCache};
 use gan_wgpu::network::{Activations, GpuNet};
 use gan_wgpu::train::{Gan, GanConfig};
 use gan_wgpu::{GpuContext, GpuTensor};
-use rand::Rng;
-
-fn random_set(n: usize, h: usize, w: usize, seed: u64) -> ImageSet {
-    let mut r = rng(seed);
-    ImageSet {
-        count: n,
-        height: h,
-        width: w,
-        pixels: (0..n * h * w).map(|_| r.random::<u8>()).collect(),
-        labels: None,
-        source: "random".into(),
-    }
-}
 
 fn read(ctx: &GpuContext, t: &GpuTensor) -> Vec<f32> {
     t.read_f32(ctx).unwrap()

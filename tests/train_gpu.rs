@@ -2,29 +2,16 @@
 //! trips (the step itself: tests/step_gpu.rs).
 
 mod common;
-use common::{ctx, rng};
+use common::{ctx, random_set};
 use gan_wgpu::checkpoint;
-use gan_wgpu::data::{self, ImageSet};
+use gan_wgpu::data;
 use gan_wgpu::kernels::adam::AdamConfig;
 use gan_wgpu::model;
 use gan_wgpu::network::GpuNet;
 use gan_wgpu::train::{self, GanConfig, TrainConfig};
-use rand::Rng;
 use std::sync::atomic::AtomicBool;
 
 /// Random images with MNIST's shape (real data is not needed to check arithmetic).
-fn random_set(n: usize, h: usize, w: usize, seed: u64) -> ImageSet {
-    let mut r = rng(seed);
-    ImageSet {
-        count: n,
-        height: h,
-        width: w,
-        pixels: (0..n * h * w).map(|_| r.random::<u8>()).collect(),
-        labels: None,
-        source: "random".into(),
-    }
-}
-
 fn small_run(out: &std::path::Path, epochs: usize, resume: bool, stop_after: Option<u64>) -> train::RunSummary {
     small_run_from(out, epochs, resume.then_some(out), stop_after)
 }

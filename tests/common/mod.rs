@@ -38,6 +38,19 @@ pub fn ctx() -> Option<&'static GpuContext> {
     }
 }
 
+/// `n` random u8 images of `h` x `w`, without labels.
+pub fn random_set(n: usize, h: usize, w: usize, seed: u64) -> gan_wgpu::data::ImageSet {
+    let mut r = rng(seed);
+    gan_wgpu::data::ImageSet {
+        count: n,
+        height: h,
+        width: w,
+        pixels: (0..n * h * w).map(|_| r.random::<u8>()).collect(),
+        labels: None,
+        source: "random".into(),
+    }
+}
+
 pub fn rng(seed: u64) -> rand_chacha::ChaCha8Rng {
     rand_chacha::ChaCha8Rng::seed_from_u64(seed)
 }
