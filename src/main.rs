@@ -614,6 +614,14 @@ fn eval(a: EvalArgs) -> gan_wgpu::Result<()> {
 }
 
 fn main() -> ExitCode {
+    // A reader that stops early (`gan-wgpu bench | head`) ends the process
+    // quietly, as it does any Unix tool, instead of a panic in println!.
+    #[cfg(unix)]
+    // SAFETY: restoring the default disposition of SIGPIPE at start-up,
+    // before any thread exists.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("warn")).init();
     let launch = std::time::Instant::now();
     let cli = Cli::parse();

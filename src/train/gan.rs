@@ -1,0 +1,284 @@
+//! The GAN resident on the GPU with its whole training step prebuilt, and
+//! the sampler that runs the generator in evaluation mode.
+
+use super::*;
+
+/// The hyper-parameters that shape the GPU graph.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct GanConfig {
+    pub batch: usize,
+    pub latent: usize,
+    pub seed: u64,
+    pub adam: AdamConfig,
+}
+
+/// The GAN resident on the GPU, with its whole training step prebuilt.
+pub struct Gan {
+    pub cfg: GanConfig,
+    /// Image height x width = dim, carried from the data set into the grids
+    /// and the checkpoint metadata.
+    pub height: usize,
+    pub width: usize,
+    pub dim: usize,
+    pub g: GpuNet,
+    pub d: GpuNet,
+    /// [steps done, batch within the epoch, divergence flag, 0]; the flag is
+    /// raised by Adam and BCE (see `adam::first_nonfinite_step`).
+    pub counters: GpuTensor,
+    pub metrics: GpuTensor,
+    pub z: GpuTensor,
+    /// [2B, dim]: rows 0..B = G(z), rows B..2B = the real batch.
+    pub d_input: GpuTensor,
+    pub pixels: GpuTensor,
+    pub perm: GpuTensor,
+    pub n_images: usize,
+    pub variant: Variant,
+    /// G's activations (training forward), [B, width] per layer.
+    pub g_acts: Activations,
+    /// D's activations, [2B, width] per layer: rows 0..B are overwritten by
+    /// the G step's forward on G(z) with the updated D.
+    pub d_acts: Activations,
+    /// Gradient of the loss w.r.t. D's output, [2B, 1] (rows 0..B reused by
+    /// the G step).
+    pub d_prob_grad: GpuTensor,
+    /// Gradient of loss_g w.r.t. G(z), [B, dim].
+    pub d_fake_grad: GpuTensor,
+    activation_bytes: u64,
+    step: Vec<Dispatch>,
+    /// Named, contiguous ranges of `step`, for the benchmark's breakdown.
+    pub phases: Vec<(&'static str, std::ops::Range<usize>)>,
+}
+
+impl Gan {
+    pub fn new(ctx: &GpuContext, cfg: GanConfig, data: &ImageSet, g_params: &[f32], d_params: &[f32]) -> Result<Self> {
+        let (b, dim) = (cfg.batch, data.dim());
+        let variant = Variant::for_adapter(ctx);
+        let counters = GpuTensor::zeros(ctx, &[4], "counters");
+        let metrics = GpuTensor::zeros(ctx, &[METRICS_LEN], "metrics");
+        let g = GpuNet::new(ctx, model::generator_spec(cfg.latent, dim), g_params, &counters, cfg.adam)?;
+        let d = GpuNet::new(ctx, model::discriminator_spec(dim), d_params, &counters, cfg.adam)?;
+        let pixels = GpuTensor::from_u32(
+            ctx,
+            &[data.pixels.len().div_ceil(4)],
+            "dataset pixels (u8 x4)",
+            &gather::pack_pixels(&data.pixels),
+        )?;
+        let perm = GpuTensor::zeros(ctx, &[data.count], "epoch permutation");
+        let z = GpuTensor::zeros(ctx, &[b, cfg.latent], "z");
+        let d_input = GpuTensor::zeros(ctx, &[2 * b, dim], "d_input [fake; real]");
+        let fake = d_input.view(0, &[b, dim], "fake")?;
+        let g_acts = Activations::alloc(ctx, &g.spec, b, "g", Some(fake.clone()))?;
+        let g_grads = Activations::alloc(ctx, &g.spec, b, "g_grad", None)?;
+        let d_acts = Activations::alloc(ctx, &d.spec, 2 * b, "d", None)?;
+        let d_grads = Activations::alloc(ctx, &d.spec, 2 * b, "d_grad", None)?;
+        let d_prob_grad = GpuTensor::zeros(ctx, &[2 * b, 1], "d_prob_grad");
+        let d_fake_grad = GpuTensor::zeros(ctx, &[b, dim], "d_fake_grad");
+        let d_acts_b = d_acts.first_rows(b)?;
+        let d_grads_b = d_grads.first_rows(b)?;
+        let d_prob_grad_b = d_prob_grad.view(0, &[b, 1], "d_prob_grad[:B]")?;
+
+        let mut step = Vec::new();
+        let mut phases = Vec::new();
+        let mut phase = |name: &'static str, step: &mut Vec<Dispatch>, ds: Vec<Dispatch>| {
+            let start = step.len();
+            step.extend(ds);
+            phases.push((name, start..step.len()));
+        };
+        let data_phase = vec![
+            rng::normal(ctx, &z, rng::RngStream { seed: cfg.seed, stream: 0, draw_base: 0 }, &counters)?,
+            gather::gather_batch(ctx, &pixels, &perm, &d_input, b, b, &counters)?,
+        ];
+        phase("latent + batch", &mut step, data_phase);
+        phase("G forward", &mut step, network::forward(ctx, &g, &z, &g_acts, true, variant)?);
+        // Discriminator step on [fake; real].
+        phase("D forward (2B)", &mut step, network::forward(ctx, &d, &d_input, &d_acts, true, variant)?);
+        let d_prob = &d_acts.layers.last().expect("d output").out;
+        phase("loss D", &mut step, bce::forward_backward(ctx, d_prob, &d_prob_grad, b, &metrics, 0, &counters)?);
+        phase(
+            "D backward",
+            &mut step,
+            network::backward(ctx, &d, &d_input, &d_acts, &d_grads, &d_prob_grad, true, None, variant)?,
+        );
+        phase("Adam D", &mut step, vec![d.adam.dispatch.clone()]);
+        // Generator step through the updated discriminator.
+        phase("D forward (B)", &mut step, network::forward(ctx, &d, &fake, &d_acts_b, true, variant)?);
+        let d_prob_b = &d_acts_b.layers.last().expect("d output").out;
+        phase("loss G", &mut step, bce::forward_backward(ctx, d_prob_b, &d_prob_grad_b, 0, &metrics, 3, &counters)?);
+        phase(
+            "D backward to G(z)",
+            &mut step,
+            network::backward(
+                ctx,
+                &d,
+                &fake,
+                &d_acts_b,
+                &d_grads_b,
+                &d_prob_grad_b,
+                false,
+                Some(&d_fake_grad),
+                variant,
+            )?,
+        );
+        phase(
+            "G backward",
+            &mut step,
+            network::backward(ctx, &g, &z, &g_acts, &g_grads, &d_fake_grad, true, None, variant)?,
+        );
+        phase("Adam G", &mut step, vec![g.adam.dispatch.clone()]);
+        phase("counters", &mut step, vec![gather::advance_counters(ctx, &counters)?]);
+
+        let activation_bytes = z.bytes() + d_input.bytes() + g_acts.bytes() - fake.bytes()
+            + g_grads.bytes()
+            + d_acts.bytes()
+            + d_grads.bytes()
+            + d_prob_grad.bytes()
+            + d_fake_grad.bytes();
+        Ok(Gan {
+            cfg,
+            height: data.height,
+            width: data.width,
+            dim,
+            g,
+            d,
+            counters,
+            metrics,
+            z,
+            d_input,
+            pixels,
+            perm,
+            n_images: data.count,
+            variant,
+            g_acts,
+            d_acts,
+            d_prob_grad,
+            d_fake_grad,
+            activation_bytes,
+            step,
+            phases,
+        })
+    }
+
+    pub fn dispatch_count(&self) -> usize {
+        self.step.len()
+    }
+
+    /// Records one training step into `enc` (one compute pass).
+    pub fn record_step(&self, enc: &mut wgpu::CommandEncoder) {
+        let mut pass =
+            enc.begin_compute_pass(&wgpu::ComputePassDescriptor { label: Some("train step"), timestamp_writes: None });
+        crate::kernels::record_all(&mut pass, &self.step);
+    }
+
+    /// Records one step with one compute pass per phase, each writing GPU
+    /// timestamps at its start and end into `timer` (2 queries per phase).
+    pub fn record_step_timed(&self, enc: &mut wgpu::CommandEncoder, timer: &crate::bench::PassTimer) {
+        self.record_ranges_timed(enc, &self.phases, timer);
+    }
+
+    /// Records the step with `ranges` (consecutive, covering it) each in a
+    /// pass of its own, timed by `timer`'s queries 2i and 2i + 1.
+    pub fn record_ranges_timed(
+        &self,
+        enc: &mut wgpu::CommandEncoder,
+        ranges: &[(&str, std::ops::Range<usize>)],
+        timer: &crate::bench::PassTimer,
+    ) {
+        for (i, (name, range)) in ranges.iter().enumerate() {
+            let mut pass = enc.begin_compute_pass(&wgpu::ComputePassDescriptor {
+                label: Some(name),
+                timestamp_writes: Some(timer.writes(i as u32)),
+            });
+            for d in &self.step[range.clone()] {
+                d.record(&mut pass);
+            }
+        }
+    }
+
+    /// The dispatches of one step, in order.
+    pub fn dispatches(&self) -> &[Dispatch] {
+        &self.step
+    }
+
+    pub fn steps_per_epoch(&self) -> usize {
+        self.n_images / self.cfg.batch
+    }
+
+    /// The shuffled order of epoch `epoch`: a function of the seed and the
+    /// epoch only, so a resumed run sees the same batches.
+    pub fn permutation(seed: u64, epoch: usize, n: usize) -> Vec<u32> {
+        let mut perm: Vec<u32> = (0..n as u32).collect();
+        let mut r =
+            rand_chacha::ChaCha8Rng::seed_from_u64(seed ^ (epoch as u64 + 1).wrapping_mul(0x9E37_79B9_7F4A_7C15));
+        rand::seq::SliceRandom::shuffle(&mut perm[..], &mut r);
+        perm
+    }
+
+    /// Uploads epoch `epoch`'s permutation and sets the batch and step counters.
+    pub fn start_epoch(&self, ctx: &GpuContext, epoch: usize, batch_in_epoch: usize, steps_done: u64) -> Result<()> {
+        self.perm.write_u32(ctx, &Self::permutation(self.cfg.seed, epoch, self.n_images))?;
+        self.counters.write_u32(ctx, &[steps_done as u32, batch_in_epoch as u32, 0, 0])
+    }
+
+    /// Reads the metrics of the last step (blocking; tests and tools).
+    pub fn read_metrics(&self, ctx: &GpuContext) -> Result<StepMetrics> {
+        Ok(metrics_from(&self.metrics.read_f32(ctx)?))
+    }
+
+    /// The first 1-based global step at which a parameter or a loss went
+    /// non-finite since the epoch started, if any (blocking read of the
+    /// counters' flag).
+    pub fn first_nonfinite_step(&self, ctx: &GpuContext) -> Result<Option<u64>> {
+        Ok(crate::kernels::adam::first_nonfinite_step(&self.counters.read_u32(ctx)?))
+    }
+
+    /// Bytes on the GPU: (parameters, gradients, moments, activations, dataset).
+    pub fn memory(&self) -> [(&'static str, u64); 5] {
+        let (gp, gg, gm, gbn) = self.g.memory();
+        let (dp, dg, dm, _) = self.d.memory();
+        [
+            ("parameters", gp + dp + gbn),
+            ("gradients", gg + dg),
+            ("Adam moments", gm + dm),
+            ("activations", self.activation_bytes),
+            ("dataset", self.pixels.bytes() + self.perm.bytes()),
+        ]
+    }
+}
+
+pub fn metrics_from(m: &[f32]) -> StepMetrics {
+    StepMetrics { loss_d: m[0], d_real: m[1], d_fake: m[2], loss_g: m[3] }
+}
+
+/// The generator in evaluation mode (running statistics) on `n` latent codes.
+pub struct Sampler {
+    pub n: usize,
+    z: GpuTensor,
+    acts: Activations,
+    dispatches: Vec<Dispatch>,
+}
+
+impl Sampler {
+    pub fn new(ctx: &GpuContext, g: &GpuNet, n: usize) -> Result<Self> {
+        let z = GpuTensor::zeros(ctx, &[n, g.spec.input_dim()], "sample z");
+        let acts = Activations::alloc(ctx, &g.spec, n, "sample", None)?;
+        let dispatches = network::forward(ctx, g, &z, &acts, false, Variant::for_adapter(ctx))?;
+        Ok(Sampler { n, z, acts, dispatches })
+    }
+
+    /// Generator outputs in [-1, 1], [n, dim] flattened.
+    pub fn run(&self, ctx: &GpuContext, latent: &[f32]) -> Result<Vec<f32>> {
+        self.z.write_f32(ctx, latent)?;
+        let refs: Vec<&Dispatch> = self.dispatches.iter().collect();
+        crate::kernels::run(ctx, &refs)?;
+        self.acts.layers.last().expect("output").out.read_f32(ctx)
+    }
+}
+
+/// The 25 latent codes of the per-epoch grids.
+pub fn fixed_latent(latent: usize) -> Vec<f32> {
+    rng::cpu_normal(GRID_SAMPLES * latent, rng::RngStream { seed: FIXED_LATENT_SEED, stream: 1, draw_base: 0 }, 0)
+}
+
+pub fn images_from_outputs(out: &[f32], dim: usize) -> Vec<Vec<u8>> {
+    out.chunks(dim).map(|c| c.iter().map(|&g| images::to_pixel(g)).collect()).collect()
+}

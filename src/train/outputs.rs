@@ -1,0 +1,127 @@
+//! What a run writes for a user: the epoch grids, checkpoints, losses.csv
+//! and losses.png, progress.gif; and the history a resumed run carries over.
+
+use super::*;
+
+/// The rows of a losses.csv up to `up_to_step` (a missing file has none).
+pub(super) fn read_losses_csv(path: &Path, up_to_step: u64) -> Result<Vec<LossRow>> {
+    let Some(text) = checkpoint::read_text_if_exists(path)? else {
+        return Ok(Vec::new());
+    };
+    Ok(text
+        .lines()
+        .skip(1)
+        .filter_map(|l| {
+            let f: Vec<&str> = l.split(',').collect();
+            if f.len() != 7 {
+                return None;
+            }
+            Some(LossRow {
+                epoch: f[0].parse().ok()?,
+                step: f[1].parse().ok()?,
+                loss_d: f[2].parse().ok()?,
+                loss_g: f[3].parse().ok()?,
+                d_real: f[4].parse().ok()?,
+                d_fake: f[5].parse().ok()?,
+                seconds: f[6].parse().ok()?,
+            })
+        })
+        .filter(|r| r.step <= up_to_step)
+        .collect())
+}
+
+pub(super) fn losses_csv(rows: &[LossRow]) -> String {
+    let mut s = String::from("epoch,step,loss_d,loss_g,d_x,d_g_z,seconds\n");
+    for r in rows {
+        // Shortest round-trip form: a resumed run reads these back bit-exact.
+        s.push_str(&format!(
+            "{},{},{},{},{},{},{:.6}\n",
+            r.epoch, r.step, r.loss_d, r.loss_g, r.d_real, r.d_fake, r.seconds
+        ));
+    }
+    s
+}
+
+pub(super) fn same_dir(a: &Path, b: &Path) -> bool {
+    match (a.canonicalize(), b.canonicalize()) {
+        (Ok(a), Ok(b)) => a == b,
+        _ => a == b,
+    }
+}
+
+/// Copies the grids of epochs before `epochs` (images/test_{e}.png) from the
+/// folder a run resumes from into its new output folder, for the GIF.
+pub(super) fn copy_epoch_grids(from: &Path, to: &Path, epochs: usize) -> Result<()> {
+    for e in 0..epochs {
+        let src = from.join("images").join(format!("test_{e}.png"));
+        let dst = to.join("images").join(format!("test_{e}.png"));
+        if src.is_file() && !dst.exists() {
+            let bytes = std::fs::read(&src).map_err(|err| GanError::io(&src, err))?;
+            checkpoint::atomic_write(&dst, &bytes)?;
+        }
+    }
+    Ok(())
+}
+
+/// After epoch `epoch` (0-based, as the log counts it, and as the
+/// tutorial's test_0.png and Generator0 are named): grid, checkpoints,
+/// losses.csv/png, GIF.
+#[allow(clippy::too_many_arguments)]
+pub(super) fn write_epoch_outputs(
+    ctx: &GpuContext,
+    cfg: &TrainConfig,
+    gan: &Gan,
+    sampler: &Sampler,
+    fixed: &[f32],
+    losses: &[LossRow],
+    epoch: usize,
+    steps_done: u64,
+) -> Result<()> {
+    let out = &cfg.out;
+    let (h, w) = (gan.height, gan.width);
+    let samples = sampler.run(ctx, fixed)?;
+    images::save_grid(
+        &out.join("images").join(format!("test_{epoch}.png")),
+        &images_from_outputs(&samples, gan.dim),
+        h,
+        w,
+    )?;
+    let meta = |net: &NetSpec| -> Vec<(String, String)> {
+        [
+            ("epoch", epoch.to_string()),
+            ("steps_done", steps_done.to_string()),
+            ("image_height", h.to_string()),
+            ("image_width", w.to_string()),
+            ("latent_size", cfg.gan.latent.to_string()),
+            ("layers", net.layers.len().to_string()),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v))
+        .collect()
+    };
+    let g_bn = gan.g.read_bn(ctx, steps_done as i64)?;
+    checkpoint::save_network(
+        &out.join("checkpoints").join(format!("generator_{epoch}.safetensors")),
+        &gan.g.spec,
+        &gan.g.params.read_f32(ctx)?,
+        &g_bn,
+        meta(&gan.g.spec),
+    )?;
+    checkpoint::save_network(
+        &out.join("checkpoints").join(format!("discriminator_{epoch}.safetensors")),
+        &gan.d.spec,
+        &gan.d.params.read_f32(ctx)?,
+        &vec![None; gan.d.spec.layers.len()],
+        meta(&gan.d.spec),
+    )?;
+    checkpoint::atomic_write(&out.join("losses.csv"), losses_csv(losses).as_bytes())?;
+    images::save_loss_plot(&out.join("losses.png"), losses)?;
+    // progress.gif: epoch 0, every 5th epoch (4, 9, ...), and the latest.
+    let frames: Vec<PathBuf> = (0..=epoch)
+        .filter(|e| *e == 0 || (e + 1) % 5 == 0 || *e == epoch)
+        .map(|e| out.join("images").join(format!("test_{e}.png")))
+        .filter(|p| p.is_file())
+        .collect();
+    let refs: Vec<&Path> = frames.iter().map(PathBuf::as_path).collect();
+    images::save_gif(&out.join("progress.gif"), &refs)
+}

@@ -1,0 +1,161 @@
+//! The resumable training state: state_{epoch}_{batch}.safetensors files,
+//! written after each epoch and on a stop, read by --resume.
+
+use super::*;
+
+fn state_path(out: &Path, epoch: usize, batch: usize) -> PathBuf {
+    out.join("checkpoints").join(format!("state_{epoch:04}_{batch:05}.safetensors"))
+}
+
+/// (epoch, batch) of a training-state file name, state_{epoch}_{batch}.safetensors.
+fn state_position(name: &str) -> Option<(u64, u64)> {
+    let (epoch, batch) = name.strip_prefix("state_")?.strip_suffix(".safetensors")?.split_once('_')?;
+    Some((epoch.parse().ok()?, batch.parse().ok()?))
+}
+
+/// The training-state files (state_*.safetensors) in `dir`, oldest first:
+/// by epoch, then batch, as numbers (past epoch 9999 the names no longer
+/// sort as strings).
+pub fn state_files(dir: &Path) -> std::io::Result<Vec<PathBuf>> {
+    let mut v: Vec<((u64, u64), PathBuf)> = std::fs::read_dir(dir)?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter_map(|p| Some((state_position(&p.file_name()?.to_string_lossy())?, p)))
+        .collect();
+    v.sort();
+    Ok(v.into_iter().map(|(_, p)| p).collect())
+}
+
+/// The output folder of the run that `resume` (a run folder, its
+/// checkpoints folder, or a state file) belongs to.
+pub fn run_dir_of(resume: &Path) -> PathBuf {
+    let dir = if resume.is_file() { resume.parent().unwrap_or(Path::new(".")) } else { resume };
+    if dir.file_name().is_some_and(|n| n == "checkpoints") && !dir.join("checkpoints").is_dir() {
+        dir.parent().unwrap_or(Path::new(".")).to_path_buf()
+    } else {
+        dir.to_path_buf()
+    }
+}
+
+/// Newest training-state file in DIR/checkpoints (or DIR itself).
+pub fn find_latest_state(dir: &Path) -> Result<PathBuf> {
+    if dir.is_file() {
+        return Ok(dir.to_path_buf());
+    }
+    let ck = if dir.join("checkpoints").is_dir() { dir.join("checkpoints") } else { dir.to_path_buf() };
+    let mut states = state_files(&ck).map_err(|e| GanError::io(&ck, e))?;
+    states.pop().ok_or_else(|| GanError::Checkpoint {
+        path: ck,
+        why: "no training state (state_*.safetensors) to resume from".into(),
+    })
+}
+
+pub(super) struct SavedState {
+    pub(super) g_params: Vec<f32>,
+    pub(super) d_params: Vec<f32>,
+    pub(super) g_m: Vec<f32>,
+    pub(super) g_v: Vec<f32>,
+    pub(super) d_m: Vec<f32>,
+    pub(super) d_v: Vec<f32>,
+    pub(super) g_bn: Vec<Option<BnStats>>,
+    pub(super) progress: Progress,
+}
+
+pub(super) fn save_state(ctx: &GpuContext, gan: &Gan, cfg: &TrainConfig, p: &Progress) -> Result<PathBuf> {
+    let mut tensors = Vec::new();
+    for (prefix, net) in [("g", &gan.g), ("d", &gan.d)] {
+        for (name, t) in [("params", &net.params), ("m", &net.m), ("v", &net.v)] {
+            tensors.push((format!("{prefix}.{name}"), OwnedTensor::f32(vec![t.numel()], &t.read_f32(ctx)?)));
+        }
+    }
+    for (i, bn) in gan.g.bn.iter().enumerate() {
+        if let Some(b) = bn {
+            tensors.push((
+                format!("g.bn{i}.running_mean"),
+                OwnedTensor::f32(vec![b.running_mean.numel()], &b.running_mean.read_f32(ctx)?),
+            ));
+            tensors.push((
+                format!("g.bn{i}.running_var"),
+                OwnedTensor::f32(vec![b.running_var.numel()], &b.running_var.read_f32(ctx)?),
+            ));
+        }
+    }
+    let g = &cfg.gan;
+    let meta: Vec<(String, String)> = [
+        ("format", STATE_FORMAT.to_string()),
+        ("epoch", p.epoch.to_string()),
+        ("batch_in_epoch", p.batch_in_epoch.to_string()),
+        ("steps_done", p.steps_done.to_string()),
+        ("seed", g.seed.to_string()),
+        ("batch_size", g.batch.to_string()),
+        ("latent_size", g.latent.to_string()),
+        ("image_dim", gan.dim.to_string()),
+        ("n_images", gan.n_images.to_string()),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v))
+    .collect();
+    let path = state_path(&cfg.out, p.epoch, p.batch_in_epoch);
+    checkpoint::save_safetensors(&path, &tensors, &meta)?;
+    // Keep the two newest states; older ones only cost disk.
+    if let Ok(old) = state_files(&cfg.out.join("checkpoints")) {
+        let keep = old.len().saturating_sub(2);
+        for q in &old[..keep] {
+            let _ = std::fs::remove_file(q);
+        }
+    }
+    Ok(path)
+}
+
+pub(super) fn load_state(path: &Path, cfg: &TrainConfig, dim: usize, n_images: usize) -> Result<SavedState> {
+    let f = Loaded::open(path)?;
+    let meta = f.metadata()?;
+    let bad = |why: String| GanError::Checkpoint { path: path.into(), why };
+    if meta.get("format").map(String::as_str) != Some(STATE_FORMAT) {
+        return Err(bad(format!("not a gan-wgpu training state (format {:?})", meta.get("format"))));
+    }
+    let num = |k: &str| -> Result<u64> {
+        meta.get(k).and_then(|v| v.parse().ok()).ok_or_else(|| bad(format!("metadata '{k}' missing or not a number")))
+    };
+    for (k, want) in [
+        ("batch_size", cfg.gan.batch as u64),
+        ("latent_size", cfg.gan.latent as u64),
+        ("image_dim", dim as u64),
+        ("n_images", n_images as u64),
+        ("seed", cfg.gan.seed),
+    ] {
+        let have = num(k)?;
+        if have != want {
+            return Err(bad(format!(
+                "the run was started with {k} {have}; this run has {want} (pass the same flags to resume)"
+            )));
+        }
+    }
+    let g_spec = model::generator_spec(cfg.gan.latent, dim);
+    let gl = g_spec.layout().len;
+    let dl = model::discriminator_spec(dim).layout().len;
+    let mut g_bn = Vec::new();
+    for (i, l) in g_spec.layers.iter().enumerate() {
+        g_bn.push(match l.bn {
+            Some(_) => Some(BnStats {
+                running_mean: f.f32(&format!("g.bn{i}.running_mean"), &[l.out])?,
+                running_var: f.f32(&format!("g.bn{i}.running_var"), &[l.out])?,
+                num_batches_tracked: num("steps_done")? as i64,
+            }),
+            None => None,
+        });
+    }
+    Ok(SavedState {
+        g_params: f.f32("g.params", &[gl])?,
+        d_params: f.f32("d.params", &[dl])?,
+        g_m: f.f32("g.m", &[gl])?,
+        g_v: f.f32("g.v", &[gl])?,
+        d_m: f.f32("d.m", &[dl])?,
+        d_v: f.f32("d.v", &[dl])?,
+        g_bn,
+        progress: Progress {
+            epoch: num("epoch")? as usize,
+            batch_in_epoch: num("batch_in_epoch")? as usize,
+            steps_done: num("steps_done")?,
+        },
+    })
+}
