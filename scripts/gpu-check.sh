@@ -13,6 +13,9 @@
 # on the bundled MNIST, and prints a short report: adapter, driver, the
 # matmul variant chosen and its GFLOP/s, steps/s and each epoch's time.
 # Everything it wrote is in $OUT (default: ./gpu-check-out).
+# GPU_CHECK_ALLOW_CPU=1 takes the first adapter even if it is a CPU one: a
+# dry run of the script itself on a machine without a GPU (still a failure
+# for the check: no GPU was measured).
 set -uo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 OUT=${OUT:-$PWD/gpu-check-out}
@@ -66,6 +69,10 @@ echo "== adapters"
 "$bin/gan-wgpu" devices | tee "$OUT/devices.txt" || fail "gan-wgpu devices"
 # The first adapter whose type is not Cpu: "[i] name" then "    type X, ...".
 index=$(awk '/^\[[0-9]+\]/ { i = substr($1, 2, length($1) - 2) } /^    type / && $2 != "Cpu," { print i; exit }' "$OUT/devices.txt")
+if [ -z "$index" ] && [ "${GPU_CHECK_ALLOW_CPU:-0}" = 1 ] && grep -q '^\[0\]' "$OUT/devices.txt"; then
+  fail "no GPU adapter: a dry run on adapter 0, a CPU one (GPU_CHECK_ALLOW_CPU=1)"
+  index=0
+fi
 if [ -z "$index" ]; then
   fail "no GPU adapter (every adapter is a CPU one, or none was found)"
   echo "gpu-check: $failures failure(s); see $OUT"
