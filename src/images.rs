@@ -6,6 +6,7 @@ use crate::error::{GanError, Result};
 use image::{ImageEncoder, RgbaImage};
 use std::path::Path;
 
+#[cfg(not(target_arch = "wasm32"))]
 static FONT: &[u8] = include_bytes!("../assets/fonts/DejaVuSans.ttf");
 
 /// Pixel of a generator output g in [-1, 1]: round((g + 1) * 127.5), clamped.
@@ -49,7 +50,10 @@ pub fn save_grid(path: &Path, images: &[Vec<u8>], h: usize, w: usize) -> Result<
 
 /// The plots' font, registered once per process.
 fn register_font() {
+    // In a browser page plotters draws with the browser's fonts.
+    #[cfg(not(target_arch = "wasm32"))]
     static REGISTER: std::sync::Once = std::sync::Once::new();
+    #[cfg(not(target_arch = "wasm32"))]
     REGISTER.call_once(|| {
         let _ = plotters::style::register_font("sans-serif", plotters::style::FontStyle::Normal, FONT);
     });

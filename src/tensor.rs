@@ -148,9 +148,12 @@ impl GpuTensor {
         self.write_f32(ctx, &vec![f32::NAN; self.numel()])
     }
 
-    /// Reads the tensor back, blocking. For tests, checkpoints and samples,
-    /// never for the training step.
-    pub fn read_u32(&self, ctx: &GpuContext) -> Result<Vec<u32>> {
+    /// Reads the tensor back without blocking: a copy into a staging buffer,
+    /// mapped asynchronously. In a browser page the browser's event loop
+    /// completes the mapping while the future waits; natively the device is
+    /// polled until it is done. For checkpoints, samples and tests, never for
+    /// the training step (the trainer's readback ring reads the losses).
+    pub async fn read_u32_async(&self, ctx: &GpuContext) -> Result<Vec<u32>> {
         let size = round_up(self.bytes().max(4), 4);
         let staging = ctx.device.create_buffer(&wgpu::BufferDescriptor {
             label: Some("readback"),
@@ -162,13 +165,15 @@ impl GpuTensor {
         enc.copy_buffer_to_buffer(&self.buffer, self.offset, &staging, 0, size);
         ctx.queue.submit([enc.finish()]);
         let slice = staging.slice(..);
-        let (tx, rx) = std::sync::mpsc::channel();
+        let (sender, receiver) = futures_intrusive::channel::shared::oneshot_channel();
         slice.map_async(wgpu::MapMode::Read, move |r| {
-            let _ = tx.send(r);
+            let _ = sender.send(r);
         });
+        #[cfg(not(target_arch = "wasm32"))]
         ctx.wait(&format!("reading '{}'", self.label))?;
-        rx.recv()
-            .map_err(|e| e.to_string())
+        let result = receiver.receive().await;
+        result
+            .ok_or_else(|| "the mapping callback was dropped".to_string())
             .and_then(|r| r.map_err(|e| e.to_string()))
             .map_err(|message| GanError::Device { during: format!("mapping '{}' for reading", self.label), message })?;
         let view = slice
@@ -177,7 +182,18 @@ impl GpuTensor {
         let out: Vec<u32> = bytemuck::cast_slice(&view[..]).to_vec();
         drop(view);
         staging.unmap();
+        ctx.check_health(&format!("reading '{}'", self.label))?;
         Ok(out)
+    }
+
+    pub async fn read_f32_async(&self, ctx: &GpuContext) -> Result<Vec<f32>> {
+        Ok(self.read_u32_async(ctx).await?.into_iter().map(f32::from_bits).collect())
+    }
+
+    /// Reads the tensor back, blocking (`read_u32_async` on pollster). Native
+    /// hosts only: a browser page cannot block.
+    pub fn read_u32(&self, ctx: &GpuContext) -> Result<Vec<u32>> {
+        pollster::block_on(self.read_u32_async(ctx))
     }
 
     pub fn read_f32(&self, ctx: &GpuContext) -> Result<Vec<f32>> {

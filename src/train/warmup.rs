@@ -23,6 +23,16 @@ use super::*;
 /// buffers. Only on CPU adapters (GPU drivers compile at pipeline creation)
 /// and only with Mesa's cache on; GAN_WGPU_WARMUP=0 turns it off.
 pub fn warm_up_pipelines(ctx: &GpuContext, cfg: GanConfig, dim: usize) {
+    // A browser compiles at pipeline creation, and its GPU objects stay on
+    // one thread: nothing to warm up there.
+    #[cfg(target_arch = "wasm32")]
+    let _ = (ctx, cfg, dim);
+    #[cfg(not(target_arch = "wasm32"))]
+    warm_up_on_two_devices(ctx, cfg, dim);
+}
+
+#[cfg(not(target_arch = "wasm32"))]
+fn warm_up_on_two_devices(ctx: &GpuContext, cfg: GanConfig, dim: usize) {
     let cache_off = |k: &str| matches!(std::env::var(k).as_deref(), Ok("1") | Ok("true"));
     if !ctx.is_cpu_adapter()
         || std::env::var("GAN_WGPU_WARMUP").as_deref() == Ok("0")
@@ -64,6 +74,7 @@ pub fn warm_up_pipelines(ctx: &GpuContext, cfg: GanConfig, dim: usize) {
     }
 }
 
+#[cfg(not(target_arch = "wasm32"))]
 /// What the two sides of `warm_up_pipelines` share: pipelines are named by
 /// the index of their first use in the step's dispatch list.
 #[derive(Default)]
@@ -72,6 +83,7 @@ struct WarmupShared {
     changed: std::sync::Condvar,
 }
 
+#[cfg(not(target_arch = "wasm32"))]
 #[derive(Default)]
 struct WarmupState {
     /// Taken by one side for compiling.
@@ -81,14 +93,17 @@ struct WarmupState {
     helper_done: bool,
 }
 
+#[cfg(not(target_arch = "wasm32"))]
 impl WarmupShared {
     fn lock(&self) -> std::sync::MutexGuard<'_, WarmupState> {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
     }
 }
 
+#[cfg(not(target_arch = "wasm32"))]
 struct HelperDone<'a>(&'a WarmupShared);
 
+#[cfg(not(target_arch = "wasm32"))]
 impl Drop for HelperDone<'_> {
     fn drop(&mut self) {
         self.0.lock().helper_done = true;
@@ -96,6 +111,7 @@ impl Drop for HelperDone<'_> {
     }
 }
 
+#[cfg(not(target_arch = "wasm32"))]
 /// One side of `warm_up_pipelines`: builds a throwaway step on `ctx` and runs
 /// one workgroup of each pipeline's first use that the other side has not
 /// claimed. The main side (`main`) then also runs the helper's pipelines as
