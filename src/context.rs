@@ -111,8 +111,21 @@ fn backends_from_env() -> wgpu::Backends {
 /// All adapters, in the order `gan-wgpu devices` prints them. Vulkan first:
 /// lavapipe is offered through GL too, and the GL path is slower for compute.
 pub fn enumerate_adapters() -> (wgpu::Instance, Vec<wgpu::Adapter>) {
+    pollster::block_on(enumerate_adapters_async())
+}
+
+/// `enumerate_adapters` without blocking. A browser lists no adapters: there
+/// the one `request_adapter` gives (high performance) is the list.
+pub async fn enumerate_adapters_async() -> (wgpu::Instance, Vec<wgpu::Adapter>) {
     let instance = instance();
-    let mut adapters = pollster::block_on(instance.enumerate_adapters(backends_from_env()));
+    let mut adapters = instance.enumerate_adapters(backends_from_env()).await;
+    if adapters.is_empty() {
+        let options = wgpu::RequestAdapterOptions {
+            power_preference: wgpu::PowerPreference::HighPerformance,
+            ..Default::default()
+        };
+        adapters.extend(instance.request_adapter(&options).await.ok());
+    }
     adapters.sort_by_key(|a| backend_rank(a.get_info().backend));
     (instance, adapters)
 }
@@ -225,14 +238,20 @@ pub struct GpuContext {
 }
 
 impl GpuContext {
-    /// Builds the context on the adapter `choice` names, with the limits `need` asks for.
+    /// Builds the context on the adapter `choice` names, with the limits
+    /// `need` asks for, blocking (`new_async` on pollster; native hosts).
     pub fn new(choice: &DeviceChoice, need: &Requirements) -> Result<Self> {
+        pollster::block_on(Self::new_async(choice, need))
+    }
+
+    /// `new` without blocking: what a browser page awaits.
+    pub async fn new_async(choice: &DeviceChoice, need: &Requirements) -> Result<Self> {
         // Settings read later are checked now, before any adapter work.
         crate::autotune::env_override()?;
         crate::autotune::env_autotune()?;
         crate::autotune::env_reduce()?;
         let mode = LimitsMode::from_env()?;
-        let (instance, mut adapters) = enumerate_adapters();
+        let (instance, mut adapters) = enumerate_adapters_async().await;
         if adapters.is_empty() {
             return Err(GanError::NoAdapter { backends: format!("{:?}", backends_from_env()) });
         }
@@ -240,11 +259,11 @@ impl GpuContext {
         let index = choose_adapter(&infos, choice)?;
         let adapter = adapters.swap_remove(index);
         let info = infos[index].clone();
-        Self::open(instance, adapter, info, need, mode)
+        Self::open(instance, adapter, info, need, mode).await
     }
 
     /// Opens a device on `adapter` with the limits `need` asks for.
-    fn open(
+    async fn open(
         instance: wgpu::Instance,
         adapter: wgpu::Adapter,
         info: wgpu::AdapterInfo,
@@ -281,15 +300,17 @@ impl GpuContext {
             }
             LimitsMode::WebGpu => wgpu::Features::empty(),
         };
-        let (device, queue) = pollster::block_on(adapter.request_device(&wgpu::DeviceDescriptor {
-            label: Some("gan-wgpu"),
-            required_features: features,
-            required_limits: required_limits.clone(),
-            experimental_features: wgpu::ExperimentalFeatures::disabled(),
-            memory_hints: wgpu::MemoryHints::Performance,
-            trace: wgpu::Trace::Off,
-        }))
-        .map_err(|source| GanError::RequestDevice { adapter: info.name.clone(), source })?;
+        let (device, queue) = adapter
+            .request_device(&wgpu::DeviceDescriptor {
+                label: Some("gan-wgpu"),
+                required_features: features,
+                required_limits: required_limits.clone(),
+                experimental_features: wgpu::ExperimentalFeatures::disabled(),
+                memory_hints: wgpu::MemoryHints::Performance,
+                trace: wgpu::Trace::Off,
+            })
+            .await
+            .map_err(|source| GanError::RequestDevice { adapter: info.name.clone(), source })?;
 
         let health = Arc::new(Mutex::new(DeviceHealth::default()));
         {
@@ -327,13 +348,13 @@ impl GpuContext {
     /// A second device on this context's adapter, for background work such
     /// as compiling pipelines ahead of the first step.
     pub fn twin(&self) -> Result<GpuContext> {
-        let twin = Self::open(
+        let twin = pollster::block_on(Self::open(
             self.instance.clone(),
             self.adapter.clone(),
             self.info.clone(),
             &Requirements::default(),
             self.mode,
-        )?;
+        ))?;
         // Same adapter, same matmul variant: never measured twice.
         if let Some(choice) = self.matmul_choice.get() {
             let _ = twin.matmul_choice.set(choice.clone());
