@@ -82,6 +82,20 @@ fn bce_write(total: vec4<f32>, w_zero: f32, w_one: f32) {
     }
 }
 
+// Adds up the 64 lanes' sums in workgroup memory (one barrier; every lane
+// must call it) and writes the metrics from lane 0.
+fn write_lane_total(lane: u32, acc: vec4<f32>, w: vec2<f32>) {
+    partial[lane] = acc;
+    workgroupBarrier();
+    if (lane == 0u) {
+        var total = vec4<f32>(0.0);
+        for (var j = 0u; j < 64u; j++) {
+            total += partial[j];
+        }
+        bce_write(total, w.x, w.y);
+    }
+}
+
 fn segment_weights() -> vec2<f32> {
     return vec2(1.0 / f32(max(p.n_zero, 1u)), 1.0 / f32(max(p.n - p.n_zero, 1u)));
 }
@@ -93,15 +107,7 @@ fn bce_forward_backward(@builtin(local_invocation_id) lid: vec3<u32>) {
     for (var i = lid.x; i < p.n; i += 64u) {
         acc += bce_row(i, w.x, w.y);
     }
-    partial[lid.x] = acc;
-    workgroupBarrier();
-    if (lid.x == 0u) {
-        var total = vec4<f32>(0.0);
-        for (var j = 0u; j < 64u; j++) {
-            total += partial[j];
-        }
-        bce_write(total, w.x, w.y);
-    }
+    write_lane_total(lid.x, acc, w);
 }
 
 // Shaped for GPUs, two passes. bce_partial: 8 rows a group (n / 8 groups),
@@ -136,13 +142,5 @@ fn bce_finish(@builtin(local_invocation_id) lid: vec3<u32>) {
     for (var g = lid.x; g < groups; g += 64u) {
         acc += partials[g];
     }
-    partial[lid.x] = acc;
-    workgroupBarrier();
-    if (lid.x == 0u) {
-        var total = vec4<f32>(0.0);
-        for (var j = 0u; j < 64u; j++) {
-            total += partial[j];
-        }
-        bce_write(total, w.x, w.y);
-    }
+    write_lane_total(lid.x, acc, w);
 }
