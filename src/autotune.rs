@@ -141,6 +141,11 @@ pub fn env_autotune() -> Result<Option<bool>> {
 /// the forward form with a bias and tanh epilogue). Err names the first
 /// product that disagreed.
 pub fn verify(ctx: &GpuContext, variant: Variant, shapes: &[(Form, usize, usize, usize)]) -> Result<()> {
+    pollster::block_on(verify_async(ctx, variant, shapes))
+}
+
+/// `verify` without blocking (a page awaits it).
+pub async fn verify_async(ctx: &GpuContext, variant: Variant, shapes: &[(Form, usize, usize, usize)]) -> Result<()> {
     use crate::kernels::bias_act::Act;
     let mut r = rand_chacha::ChaCha8Rng::seed_from_u64(11);
     for &(form, m, n, k) in shapes {
@@ -160,7 +165,7 @@ pub fn verify(ctx: &GpuContext, variant: Variant, shapes: &[(Form, usize, usize,
             let mm = Matmul::with_epilogue(ctx, form, v, &a, &b, &c, epilogue)?;
             c.fill_nan(ctx)?;
             run(ctx, &[&mm.dispatch])?;
-            outputs.push((mm.dispatch.label, c.read_f32(ctx)?));
+            outputs.push((mm.dispatch.label, c.read_f32_async(ctx).await?));
         }
         let atol = 2e-6 * k as f32 + 1e-6;
         check_close(&outputs[1].0, &outputs[1].1, &outputs[0].1, atol, 1e-4)
@@ -179,6 +184,27 @@ pub fn verified(ctx: &GpuContext, choice: Choice, cache: Option<&Path>) -> Choic
     if cached_variant(&text, &key) == Some(choice.variant) {
         return Choice { how: format!("{}; verified against naive here earlier", choice.how), ..choice };
     }
+    let (choice, agreed) = pollster::block_on(verified_async(ctx, choice));
+    if let (Some(path), true) = (cache, agreed) {
+        let written = path
+            .parent()
+            .map_or(Ok(()), |d| std::fs::create_dir_all(d).map_err(|e| GanError::io(d, e)))
+            .and_then(|_| {
+                crate::checkpoint::atomic_write(
+                    path,
+                    with_cached_variant(&text, &key, choice.variant, "verified").as_bytes(),
+                )
+            });
+        if let Err(e) = written {
+            log::warn!("matmul verification: not cached: {e}");
+        }
+    }
+    choice
+}
+
+/// `verified` without a cache and without blocking (a page awaits it).
+/// Returns the choice and whether its variant agreed with `naive`.
+pub async fn verified_async(ctx: &GpuContext, choice: Choice) -> (Choice, bool) {
     let fallbacks = [Variant::Subgroup, Variant::Reg, Variant::Tiled, Variant::Naive];
     let start = fallbacks.iter().position(|&v| v == choice.variant).unwrap_or(0);
     let mut failures = Vec::new();
@@ -186,28 +212,14 @@ pub fn verified(ctx: &GpuContext, choice: Choice, cache: Option<&Path>) -> Choic
         if v == Variant::Subgroup && !Variant::subgroups_usable(ctx) {
             continue;
         }
-        match verify(ctx, v, &VERIFY_SHAPES) {
+        match verify_async(ctx, v, &VERIFY_SHAPES).await {
             Ok(()) => {
-                if let Some(path) = cache {
-                    let written = path
-                        .parent()
-                        .map_or(Ok(()), |d| std::fs::create_dir_all(d).map_err(|e| GanError::io(d, e)))
-                        .and_then(|_| {
-                            crate::checkpoint::atomic_write(
-                                path,
-                                with_cached_variant(&text, &key, v, "verified").as_bytes(),
-                            )
-                        });
-                    if let Err(e) = written {
-                        log::warn!("matmul verification: not cached: {e}");
-                    }
-                }
                 let how = if failures.is_empty() {
                     format!("{}; verified against naive on {} small products", choice.how, VERIFY_SHAPES.len())
                 } else {
                     format!("{}, but {}; {} agrees", choice.how, failures.join("; "), v.name())
                 };
-                return Choice { variant: v, how, trials: choice.trials };
+                return (Choice { variant: v, how, trials: choice.trials }, true);
             }
             Err(e) => {
                 log::warn!("matmul {} disagrees with naive on this adapter, not used: {e}", v.name());
@@ -216,11 +228,32 @@ pub fn verified(ctx: &GpuContext, choice: Choice, cache: Option<&Path>) -> Choic
         }
     }
     // Even naive failed against itself: a broken device; keep the reference.
-    Choice {
-        variant: Variant::Naive,
-        how: format!("{}, but {}", choice.how, failures.join("; ")),
-        trials: choice.trials,
-    }
+    let how = format!("{}, but {}", choice.how, failures.join("; "));
+    (Choice { variant: Variant::Naive, how, trials: choice.trials }, false)
+}
+
+/// The kernel choices on a host that can neither block nor keep files (a
+/// browser page): the tables, no timing (`GAN_WGPU_*` are not read), each
+/// verified on the adapter where it is chosen, with the same fallbacks as
+/// `choose` and `choose_reduce`. Set them with `GpuContext::set_kernel_choices`.
+pub async fn choose_without_blocking(ctx: &GpuContext) -> (Choice, ReduceChoice) {
+    let (matmul, _) = verified_async(ctx, table(ctx, "the table")).await;
+    let first = if ctx.is_cpu_adapter() { Reduce::Column } else { Reduce::Tree };
+    let other = if first == Reduce::Column { Reduce::Tree } else { Reduce::Column };
+    let reduce = match verify_reduce_async(ctx, first).await {
+        Ok(()) => ReduceChoice { variant: first, how: "the table; verified against the CPU references".into() },
+        Err(e) => match verify_reduce_async(ctx, other).await {
+            Ok(()) => ReduceChoice {
+                variant: other,
+                how: format!("the table, but {} disagreed with the CPU references ({e}); {} agrees", first.name(), other.name()),
+            },
+            Err(e2) => ReduceChoice {
+                variant: first,
+                how: format!("the table, but both shapes disagreed with the CPU references ({e}; {e2})"),
+            },
+        },
+    };
+    (matmul, reduce)
 }
 
 /// `$GAN_WGPU_CACHE_DIR`, else `$XDG_CACHE_HOME/gan-wgpu`, else
@@ -445,10 +478,15 @@ pub fn time_reductions(ctx: &GpuContext, reduce: Reduce) -> Result<f64> {
 /// small odd shapes (outputs pre-filled with NaN). Err names the first output
 /// that disagreed.
 pub fn verify_reduce(ctx: &GpuContext, reduce: Reduce) -> Result<()> {
+    pollster::block_on(verify_reduce_async(ctx, reduce))
+}
+
+/// `verify_reduce` without blocking (a page awaits it).
+pub async fn verify_reduce_async(ctx: &GpuContext, reduce: Reduce) -> Result<()> {
     use crate::kernels::{batchnorm, bce, bias_act};
     let during = format!("verifying the {} reductions", reduce.name());
-    let check = |what: &str, gpu: &GpuTensor, cpu: &[f32], atol: f32, rtol: f32| -> Result<()> {
-        check_close(&format!("{what} ({})", reduce.name()), &gpu.read_f32(ctx)?, cpu, atol, rtol)
+    let check = |what: &str, gpu: &[f32], cpu: &[f32], atol: f32, rtol: f32| -> Result<()> {
+        check_close(&format!("{what} ({})", reduce.name()), gpu, cpu, atol, rtol)
             .map_err(|why| GanError::Device { during: during.clone(), message: why })
     };
     let mut r = rand_chacha::ChaCha8Rng::seed_from_u64(5);
@@ -472,9 +510,9 @@ pub fn verify_reduce(ctx: &GpuContext, reduce: Reduce) -> Result<()> {
         let bn = batchnorm::BnTensors { gamma: &gg, beta: &gb, running_mean: &grm, running_var: &grv };
         run(ctx, &[&batchnorm::forward_train_with(ctx, &gx, &gy, &bn, &ginv, true, reduce)?])?;
         let cpu = batchnorm::cpu_forward_train(&x, rows, cols, &gamma, &beta, &mut rm, &mut rv, true);
-        check("batchnorm xhat", &gx, &cpu.xhat, 2e-5, 1e-4)?;
-        check("batchnorm y", &gy, &cpu.y, 2e-5, 1e-4)?;
-        check("batchnorm running_var", &grv, &rv, 1e-6, 1e-5)?;
+        check("batchnorm xhat", &gx.read_f32_async(ctx).await?, &cpu.xhat, 2e-5, 1e-4)?;
+        check("batchnorm y", &gy.read_f32_async(ctx).await?, &cpu.y, 2e-5, 1e-4)?;
+        check("batchnorm running_var", &grv.read_f32_async(ctx).await?, &rv, 1e-6, 1e-5)?;
         let (gxh, gyc) = (
             GpuTensor::from_f32(ctx, &[rows, cols], "xhat", &cpu.xhat)?,
             GpuTensor::from_f32(ctx, &[rows, cols], "y", &cpu.y)?,
@@ -486,10 +524,10 @@ pub fn verify_reduce(ctx: &GpuContext, reduce: Reduce) -> Result<()> {
         run(ctx, &[&batchnorm::backward_with(ctx, &gdy, &gyc, &gxh, &gg, &gis, &grads, true, reduce)?])?;
         let (dx, dgamma, dbeta, dbias) =
             batchnorm::cpu_backward(&dy, &cpu.y, &cpu.xhat, &gamma, &cpu.invstd, rows, cols, true);
-        check("batchnorm dx", &gdy, &dx, 1e-5, 1e-3)?;
-        check("batchnorm dgamma", &gdg, &dgamma, 1e-5 * rows as f32, 1e-4)?;
-        check("batchnorm dbeta", &gdb, &dbeta, 1e-5 * rows as f32, 1e-4)?;
-        check("batchnorm dbias", &gdbias, &dbias, 1e-4, 1e-3)?;
+        check("batchnorm dx", &gdy.read_f32_async(ctx).await?, &dx, 1e-5, 1e-3)?;
+        check("batchnorm dgamma", &gdg.read_f32_async(ctx).await?, &dgamma, 1e-5 * rows as f32, 1e-4)?;
+        check("batchnorm dbeta", &gdb.read_f32_async(ctx).await?, &dbeta, 1e-5 * rows as f32, 1e-4)?;
+        check("batchnorm dbias", &gdbias.read_f32_async(ctx).await?, &dbias, 1e-4, 1e-3)?;
         // The bias gradient behind a tanh.
         let yv: Vec<f32> = random(rows * cols, -3.0, 3.0).iter().map(|v| v.tanh()).collect();
         let gyv = GpuTensor::from_f32(ctx, &[rows, cols], "y", &yv)?;
@@ -497,8 +535,8 @@ pub fn verify_reduce(ctx: &GpuContext, reduce: Reduce) -> Result<()> {
         let gdbias2 = nan(&[cols], "dbias")?;
         run(ctx, &[&bias_act::backward_with(ctx, bias_act::Act::Tanh, &gyv, &gdz, Some(&gdbias2), reduce)?])?;
         let (dz, db) = bias_act::cpu_backward(bias_act::Act::Tanh, &yv, &dy, rows, cols);
-        check("bias_act dz", &gdz, &dz, 1e-6, 1e-5)?;
-        check("bias_act dbias", &gdbias2, &db, 1e-5 * rows as f32, 1e-4)?;
+        check("bias_act dz", &gdz.read_f32_async(ctx).await?, &dz, 1e-6, 1e-5)?;
+        check("bias_act dbias", &gdbias2.read_f32_async(ctx).await?, &db, 1e-5 * rows as f32, 1e-4)?;
         // BCE over [fake; real].
         let prob = random(2 * rows, 0.01, 0.99);
         let gp = GpuTensor::from_f32(ctx, &[2 * rows, 1], "prob", &prob)?;
@@ -507,8 +545,8 @@ pub fn verify_reduce(ctx: &GpuContext, reduce: Reduce) -> Result<()> {
         let d = bce::forward_backward_with(ctx, &gp, &gdp, rows, &gm, 0, &counters, reduce)?;
         run(ctx, &d.iter().collect::<Vec<_>>())?;
         let (loss, dprob, _, _) = bce::cpu_forward_backward(&prob, rows);
-        check("bce dprob", &gdp, &dprob, 1e-6, 1e-5)?;
-        let m = gm.read_f32(ctx)?;
+        check("bce dprob", &gdp.read_f32_async(ctx).await?, &dprob, 1e-6, 1e-5)?;
+        let m = gm.read_f32_async(ctx).await?;
         check_close(&format!("bce loss ({})", reduce.name()), &m[..1], &[loss], 1e-5, 1e-5)
             .map_err(|why| GanError::Device { during: during.clone(), message: why })?;
     }

@@ -165,7 +165,13 @@ pub struct Loaded {
 impl Loaded {
     pub fn open(path: &Path) -> Result<Self> {
         let bytes = std::fs::read(path).map_err(|e| GanError::io(path, e))?;
-        let l = Loaded { path: path.into(), bytes };
+        Self::from_bytes(bytes, path)
+    }
+
+    /// A file already in memory (a browser upload); `name` is what errors
+    /// call it.
+    pub fn from_bytes(bytes: Vec<u8>, name: &Path) -> Result<Self> {
+        let l = Loaded { path: name.into(), bytes };
         l.parsed()?;
         Ok(l)
     }
@@ -233,8 +239,21 @@ pub fn save_network(
     spec: &NetSpec,
     params: &[f32],
     bn: &[Option<BnStats>],
-    mut meta: Vec<(String, String)>,
+    meta: Vec<(String, String)>,
 ) -> Result<()> {
+    let bytes = network_bytes(spec, params, bn, meta)
+        .map_err(|e| GanError::Checkpoint { path: path.into(), why: e.to_string() })?;
+    atomic_write(path, &bytes)
+}
+
+/// The bytes of `save_network`'s file (a page offers them as a download).
+/// They are parsed back by safetensors' own parser before they are returned.
+pub fn network_bytes(
+    spec: &NetSpec,
+    params: &[f32],
+    bn: &[Option<BnStats>],
+    mut meta: Vec<(String, String)>,
+) -> Result<Vec<u8>> {
     let layout = spec.layout();
     let mut tensors = Vec::new();
     for (name, shape, off) in &layout.entries {
@@ -253,13 +272,23 @@ pub fn save_network(
     }
     meta.push(("network".into(), spec.name.into()));
     meta.push(("format".into(), "pt".into()));
-    save_safetensors(path, &tensors, &meta)
+    let bytes = safetensors_bytes(&tensors, &meta)?;
+    SafeTensors::deserialize(&bytes).map_err(|e| GanError::Checkpoint {
+        path: format!("<{} checkpoint>", spec.name).into(),
+        why: format!("serialised header rejected: {e}"),
+    })?;
+    Ok(bytes)
 }
 
 /// Loads a network checkpoint written for `spec`; every tensor is checked
 /// for presence, dtype and shape, and the file must be of `spec.name`.
 pub fn load_network(path: &Path, spec: &NetSpec) -> Result<NetCheckpoint> {
-    let file = Loaded::open(path)?;
+    network_from(&Loaded::open(path)?, spec)
+}
+
+/// `load_network` on a file already read.
+pub fn network_from(file: &Loaded, spec: &NetSpec) -> Result<NetCheckpoint> {
+    let path = file.path.as_path();
     let meta = file.metadata()?;
     if let Some(kind) = meta.get("network") {
         if kind != spec.name {

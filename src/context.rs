@@ -377,6 +377,15 @@ impl GpuContext {
         self.reduce_choice.get_or_init(|| crate::autotune::choose_reduce(self))
     }
 
+    /// Sets both kernel choices ahead of first use, where `matmul_choice` and
+    /// `reduce_choice` must not measure (a browser page cannot block; see
+    /// `autotune::choose_without_blocking`). False if either was already made.
+    pub fn set_kernel_choices(&self, matmul: crate::autotune::Choice, reduce: crate::autotune::ReduceChoice) -> bool {
+        let a = self.matmul_choice.set(matmul).is_ok();
+        let b = self.reduce_choice.set(reduce).is_ok();
+        a && b
+    }
+
     /// True for CPU adapters such as lavapipe, where barrier-free kernels win.
     pub fn is_cpu_adapter(&self) -> bool {
         self.info.device_type == wgpu::DeviceType::Cpu

@@ -32,7 +32,12 @@ pub struct LoadedGenerator {
 /// Loads a generator checkpoint: its sizes from its tensors, its image
 /// height and width from its metadata (see `checkpoint::image_shape`).
 pub fn load_generator(ctx: &GpuContext, path: &Path) -> Result<LoadedGenerator> {
-    let file = checkpoint::Loaded::open(path)?;
+    generator_from(ctx, &checkpoint::Loaded::open(path)?)
+}
+
+/// `load_generator` on a file already read (a browser upload).
+pub fn generator_from(ctx: &GpuContext, file: &checkpoint::Loaded) -> Result<LoadedGenerator> {
+    let path = file.path.as_path();
     let bad = |why: String| GanError::Checkpoint { path: path.into(), why };
     let meta = file.metadata()?;
     if meta.get("network").is_some_and(|n| n != "generator") {
@@ -47,7 +52,7 @@ pub fn load_generator(ctx: &GpuContext, path: &Path) -> Result<LoadedGenerator> 
         _ => return Err(bad("tensor 'model.11.weight' is missing or not 2-D: not a generator checkpoint".into())),
     };
     let spec = model::generator_spec(latent, dim);
-    let ck = checkpoint::load_network(path, &spec)?;
+    let ck = checkpoint::network_from(file, &spec)?;
     let (height, width) = checkpoint::image_shape(path, &meta, dim)?;
     let counters = GpuTensor::zeros(ctx, &[4], "counters");
     let net = GpuNet::new(ctx, spec, &ck.params, &counters, AdamConfig::default())?;

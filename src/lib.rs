@@ -14,6 +14,7 @@ pub mod kernels;
 pub mod model;
 pub mod network;
 pub mod quality;
+pub mod selftest;
 pub mod tensor;
 pub mod train;
 

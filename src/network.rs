@@ -92,21 +92,24 @@ impl GpuNet {
         self.view_of(&self.grads, name)
     }
 
+    /// The batch-norm running statistics (blocking: `read_bn_async` on pollster).
     pub fn read_bn(&self, ctx: &GpuContext, batches_tracked: i64) -> Result<Vec<Option<BnStats>>> {
-        self.bn
-            .iter()
-            .map(|b| {
-                b.as_ref()
-                    .map(|b| -> Result<BnStats> {
-                        Ok(BnStats {
-                            running_mean: b.running_mean.read_f32(ctx)?,
-                            running_var: b.running_var.read_f32(ctx)?,
-                            num_batches_tracked: batches_tracked,
-                        })
-                    })
-                    .transpose()
-            })
-            .collect()
+        pollster::block_on(self.read_bn_async(ctx, batches_tracked))
+    }
+
+    pub async fn read_bn_async(&self, ctx: &GpuContext, batches_tracked: i64) -> Result<Vec<Option<BnStats>>> {
+        let mut out = Vec::with_capacity(self.bn.len());
+        for b in &self.bn {
+            out.push(match b {
+                Some(b) => Some(BnStats {
+                    running_mean: b.running_mean.read_f32_async(ctx).await?,
+                    running_var: b.running_var.read_f32_async(ctx).await?,
+                    num_batches_tracked: batches_tracked,
+                }),
+                None => None,
+            });
+        }
+        Ok(out)
     }
 
     pub fn write_bn(&self, ctx: &GpuContext, stats: &[Option<BnStats>]) -> Result<()> {

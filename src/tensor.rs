@@ -164,24 +164,7 @@ impl GpuTensor {
         let mut enc = ctx.device.create_command_encoder(&Default::default());
         enc.copy_buffer_to_buffer(&self.buffer, self.offset, &staging, 0, size);
         ctx.queue.submit([enc.finish()]);
-        let slice = staging.slice(..);
-        let (sender, receiver) = futures_intrusive::channel::shared::oneshot_channel();
-        slice.map_async(wgpu::MapMode::Read, move |r| {
-            let _ = sender.send(r);
-        });
-        #[cfg(not(target_arch = "wasm32"))]
-        ctx.wait(&format!("reading '{}'", self.label))?;
-        let result = receiver.receive().await;
-        result
-            .ok_or_else(|| "the mapping callback was dropped".to_string())
-            .and_then(|r| r.map_err(|e| e.to_string()))
-            .map_err(|message| GanError::Device { during: format!("mapping '{}' for reading", self.label), message })?;
-        let view = slice
-            .get_mapped_range()
-            .map_err(|e| GanError::Device { during: format!("reading '{}'", self.label), message: e.to_string() })?;
-        let out: Vec<u32> = bytemuck::cast_slice(&view[..]).to_vec();
-        drop(view);
-        staging.unmap();
+        let out = map_read(ctx, &staging, size, &format!("reading '{}'", self.label)).await?;
         ctx.check_health(&format!("reading '{}'", self.label))?;
         Ok(out)
     }
@@ -199,6 +182,29 @@ impl GpuTensor {
     pub fn read_f32(&self, ctx: &GpuContext) -> Result<Vec<f32>> {
         Ok(self.read_u32(ctx)?.into_iter().map(f32::from_bits).collect())
     }
+}
+
+/// Maps the first `size` bytes of `staging` (MAP_READ, its copy already
+/// submitted) and returns them as words, then unmaps it. Awaits the mapping:
+/// a browser's event loop completes it; natively the device is polled.
+pub(crate) async fn map_read(ctx: &GpuContext, staging: &wgpu::Buffer, size: u64, during: &str) -> Result<Vec<u32>> {
+    let slice = staging.slice(..size);
+    let (sender, receiver) = futures_intrusive::channel::shared::oneshot_channel();
+    slice.map_async(wgpu::MapMode::Read, move |r| {
+        let _ = sender.send(r);
+    });
+    #[cfg(not(target_arch = "wasm32"))]
+    ctx.wait(during)?;
+    let result = receiver.receive().await;
+    result
+        .ok_or_else(|| "the mapping callback was dropped".to_string())
+        .and_then(|r| r.map_err(|e| e.to_string()))
+        .map_err(|message| GanError::Device { during: format!("{during}: mapping"), message })?;
+    let view = slice.get_mapped_range().map_err(|e| GanError::Device { during: during.into(), message: e.to_string() })?;
+    let out: Vec<u32> = bytemuck::cast_slice(&view[..]).to_vec();
+    drop(view);
+    staging.unmap();
+    Ok(out)
 }
 
 /// Layout of named tensors packed into one flat buffer at 256-byte offsets.

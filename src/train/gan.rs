@@ -231,6 +231,34 @@ impl Gan {
         Ok(crate::kernels::adam::first_nonfinite_step(&self.counters.read_u32(ctx)?))
     }
 
+    /// The generator's and the discriminator's checkpoint files as the CLI
+    /// writes them after epoch `epoch` (PyTorch state_dict names, metadata:
+    /// epoch, steps done, image shape, latent size, layers).
+    pub async fn checkpoint_files_async(&self, ctx: &GpuContext, epoch: usize, steps_done: u64) -> Result<(Vec<u8>, Vec<u8>)> {
+        let meta = |net: &NetSpec| -> Vec<(String, String)> {
+            [
+                ("epoch", epoch.to_string()),
+                ("steps_done", steps_done.to_string()),
+                ("image_height", self.height.to_string()),
+                ("image_width", self.width.to_string()),
+                ("latent_size", self.cfg.latent.to_string()),
+                ("layers", net.layers.len().to_string()),
+            ]
+            .into_iter()
+            .map(|(k, v)| (k.to_string(), v))
+            .collect()
+        };
+        let g_bn = self.g.read_bn_async(ctx, steps_done as i64).await?;
+        let g = checkpoint::network_bytes(&self.g.spec, &self.g.params.read_f32_async(ctx).await?, &g_bn, meta(&self.g.spec))?;
+        let d = checkpoint::network_bytes(
+            &self.d.spec,
+            &self.d.params.read_f32_async(ctx).await?,
+            &vec![None; self.d.spec.layers.len()],
+            meta(&self.d.spec),
+        )?;
+        Ok((g, d))
+    }
+
     /// Bytes on the GPU: (parameters, gradients, moments, activations, dataset).
     pub fn memory(&self) -> [(&'static str, u64); 5] {
         let (gp, gg, gm, gbn) = self.g.memory();
@@ -265,12 +293,17 @@ impl Sampler {
         Ok(Sampler { n, z, acts, dispatches })
     }
 
-    /// Generator outputs in [-1, 1], [n, dim] flattened.
+    /// Generator outputs in [-1, 1], [n, dim] flattened (blocking).
     pub fn run(&self, ctx: &GpuContext, latent: &[f32]) -> Result<Vec<f32>> {
+        pollster::block_on(self.run_async(ctx, latent))
+    }
+
+    /// `run` without blocking (a page awaits it).
+    pub async fn run_async(&self, ctx: &GpuContext, latent: &[f32]) -> Result<Vec<f32>> {
         self.z.write_f32(ctx, latent)?;
         let refs: Vec<&Dispatch> = self.dispatches.iter().collect();
         crate::kernels::run(ctx, &refs)?;
-        self.acts.layers.last().expect("output").out.read_f32(ctx)
+        self.acts.layers.last().expect("output").out.read_f32_async(ctx).await
     }
 }
 

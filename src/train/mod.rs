@@ -37,12 +37,14 @@ use std::time::Instant;
 mod gan;
 mod outputs;
 mod readback;
+mod session;
 mod state;
 mod warmup;
 
 pub use gan::{fixed_latent, images_from_outputs, metrics_from, Gan, GanConfig, Sampler};
 use outputs::{copy_epoch_grids, losses_csv, read_losses_csv, same_dir, write_epoch_outputs};
 pub use readback::{StepReading, StepRunner};
+pub use session::{first_images, initial_params, Session, MAX_STEPS_PER_CALL};
 pub use state::{find_latest_state, run_dir_of, state_files};
 use state::{load_state, save_state};
 pub use warmup::warm_up_pipelines;
@@ -121,23 +123,10 @@ pub fn train_with_hook(
     after_epoch: &mut EpochHook,
 ) -> Result<RunSummary> {
     let g = cfg.gan;
-    let data = match cfg.limit {
-        Some(n) if n < data.count => {
-            ImageSet { count: n, pixels: data.pixels[..n * data.dim()].to_vec(), labels: None, ..data.clone() }
-        }
-        _ => data.clone(),
-    };
-    if data.count < g.batch {
-        return Err(GanError::data(
-            &data.source,
-            format!("{} images, fewer than one batch of {}", data.count, g.batch),
-        ));
-    }
+    let data = first_images(data, cfg.limit, g.batch)?;
     prepare_out_dir(&cfg.out)?;
 
     let dim = data.dim();
-    let g_spec = model::generator_spec(g.latent, dim);
-    let d_spec = model::discriminator_spec(dim);
     let (state, progress) = match &cfg.resume {
         Some(dir) => {
             let path = find_latest_state(dir)?;
@@ -156,10 +145,9 @@ pub fn train_with_hook(
         }
         None => (None, Progress { epoch: 0, batch_in_epoch: 0, steps_done: 0 }),
     };
-    let mut init_rng = rand_chacha::ChaCha8Rng::seed_from_u64(g.seed);
     let (g_params, d_params) = match &state {
         Some(s) => (s.g_params.clone(), s.d_params.clone()),
-        None => (g_spec.init_params(&mut init_rng), d_spec.init_params(&mut init_rng)),
+        None => initial_params(g.seed, g.latent, dim),
     };
     let t_warm = Instant::now();
     warm_up_pipelines(ctx, g, dim);

@@ -86,34 +86,9 @@ pub(super) fn write_epoch_outputs(
         h,
         w,
     )?;
-    let meta = |net: &NetSpec| -> Vec<(String, String)> {
-        [
-            ("epoch", epoch.to_string()),
-            ("steps_done", steps_done.to_string()),
-            ("image_height", h.to_string()),
-            ("image_width", w.to_string()),
-            ("latent_size", cfg.gan.latent.to_string()),
-            ("layers", net.layers.len().to_string()),
-        ]
-        .into_iter()
-        .map(|(k, v)| (k.to_string(), v))
-        .collect()
-    };
-    let g_bn = gan.g.read_bn(ctx, steps_done as i64)?;
-    checkpoint::save_network(
-        &out.join("checkpoints").join(format!("generator_{epoch}.safetensors")),
-        &gan.g.spec,
-        &gan.g.params.read_f32(ctx)?,
-        &g_bn,
-        meta(&gan.g.spec),
-    )?;
-    checkpoint::save_network(
-        &out.join("checkpoints").join(format!("discriminator_{epoch}.safetensors")),
-        &gan.d.spec,
-        &gan.d.params.read_f32(ctx)?,
-        &vec![None; gan.d.spec.layers.len()],
-        meta(&gan.d.spec),
-    )?;
+    let (g_bytes, d_bytes) = pollster::block_on(gan.checkpoint_files_async(ctx, epoch, steps_done))?;
+    checkpoint::atomic_write(&out.join("checkpoints").join(format!("generator_{epoch}.safetensors")), &g_bytes)?;
+    checkpoint::atomic_write(&out.join("checkpoints").join(format!("discriminator_{epoch}.safetensors")), &d_bytes)?;
     checkpoint::atomic_write(&out.join("losses.csv"), losses_csv(losses).as_bytes())?;
     images::save_loss_plot(&out.join("losses.png"), losses)?;
     // progress.gif: epoch 0, every 5th epoch (4, 9, ...), and the latest.

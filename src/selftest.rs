@@ -1,0 +1,188 @@
+//! Every kernel family against its CPU reference once, on the device at
+//! hand, without blocking: what a browser page runs so that its own WGSL
+//! compiler (Tint in Chromium) and driver see every shader. Small shapes
+//! that divide no tile, outputs pre-filled with NaN; the tolerances are the
+//! GPU tests' (tests/kernels_gpu.rs states why each is what it is).
+
+use crate::autotune;
+use crate::context::GpuContext;
+use crate::error::{GanError, Result};
+use crate::kernels::matmul::{self, Form, Variant};
+use crate::kernels::reduce::Reduce;
+use crate::kernels::{adam, bias_act, check_close, gather, rng, run, softmax_ce};
+use crate::tensor::GpuTensor;
+use rand::{Rng, SeedableRng};
+
+/// One check: the shader file it exercises, what ran, and its outcome
+/// (Err holds the first disagreement).
+pub struct CheckResult {
+    pub shader: &'static str,
+    pub what: String,
+    pub outcome: std::result::Result<(), String>,
+}
+
+fn random(r: &mut rand_chacha::ChaCha8Rng, n: usize, lo: f32, hi: f32) -> Vec<f32> {
+    (0..n).map(|_| r.random_range(lo..hi)).collect()
+}
+
+fn mismatch(what: &str) -> impl Fn(String) -> GanError + '_ {
+    move |message| GanError::Device { during: format!("self-test {what}"), message }
+}
+
+async fn nan_tensor(ctx: &GpuContext, shape: &[usize], label: &str) -> Result<GpuTensor> {
+    let t = GpuTensor::zeros(ctx, shape, label);
+    t.fill_nan(ctx)?;
+    Ok(t)
+}
+
+/// naive against the plain-loop product on each form.
+async fn matmul_naive(ctx: &GpuContext) -> Result<()> {
+    let mut r = rand_chacha::ChaCha8Rng::seed_from_u64(21);
+    for form in Form::ALL {
+        let (m, n, k) = (37, 45, 23);
+        let (sa, sb) = form.operand_shapes(m, n, k);
+        let (a, b) = (random(&mut r, m * k, -1.0, 1.0), random(&mut r, n * k, -1.0, 1.0));
+        let ga = GpuTensor::from_f32(ctx, &sa, "a", &a)?;
+        let gb = GpuTensor::from_f32(ctx, &sb, "b", &b)?;
+        let gc = nan_tensor(ctx, &[m, n], "c").await?;
+        let mm = matmul::Matmul::new(ctx, form, Variant::Naive, &ga, &gb, &gc)?;
+        run(ctx, &[&mm.dispatch])?;
+        let cpu = matmul::cpu_matmul(form, &a, &b, m, n, k);
+        check_close(&mm.dispatch.label, &gc.read_f32_async(ctx).await?, &cpu, 2e-6 * k as f32 + 1e-6, 1e-4)
+            .map_err(mismatch("matmul naive"))?;
+    }
+    Ok(())
+}
+
+async fn bias_act_forward(ctx: &GpuContext) -> Result<()> {
+    let mut r = rand_chacha::ChaCha8Rng::seed_from_u64(22);
+    let (rows, cols) = (19, 13);
+    for act in bias_act::Act::ALL {
+        let (x, bias) = (random(&mut r, rows * cols, -3.0, 3.0), random(&mut r, cols, -0.5, 0.5));
+        let gx = GpuTensor::from_f32(ctx, &[rows, cols], "x", &x)?;
+        let gb = GpuTensor::from_f32(ctx, &[cols], "bias", &bias)?;
+        run(ctx, &[&bias_act::forward(ctx, act, &gx, Some(&gb))?])?;
+        let cpu = bias_act::cpu_forward(act, &x, Some(&bias), rows, cols);
+        check_close(&format!("bias+{} forward", act.name()), &gx.read_f32_async(ctx).await?, &cpu, 1e-5, 1e-5)
+            .map_err(mismatch("bias_act"))?;
+    }
+    Ok(())
+}
+
+async fn adam_update(ctx: &GpuContext) -> Result<()> {
+    let mut r = rand_chacha::ChaCha8Rng::seed_from_u64(23);
+    let n = 1028;
+    let config = adam::AdamConfig::default();
+    let mut p = random(&mut r, n, -1.0, 1.0);
+    let (mut m, mut v) = (vec![0f32; n], vec![0f32; n]);
+    let gp = GpuTensor::from_f32(ctx, &[n], "param", &p)?;
+    let gg = GpuTensor::zeros(ctx, &[n], "grad");
+    let (gm, gv) = (GpuTensor::zeros(ctx, &[n], "m"), GpuTensor::zeros(ctx, &[n], "v"));
+    let counters = GpuTensor::zeros(ctx, &[4], "counters");
+    let update = adam::Adam::new(ctx, config, &gp, &gg, &gm, &gv, &counters)?;
+    for step in 0..2u32 {
+        let g = random(&mut r, n, -0.1, 0.1);
+        gg.write_f32(ctx, &g)?;
+        counters.write_u32(ctx, &[step, 0, 0, 0])?;
+        run(ctx, &[&update.dispatch])?;
+        adam::cpu_adam_update(config, step + 1, &mut p, &g, &mut m, &mut v);
+    }
+    let err = mismatch("adam");
+    check_close("adam param", &gp.read_f32_async(ctx).await?, &p, 1e-6, 1e-5).map_err(&err)?;
+    check_close("adam m", &gm.read_f32_async(ctx).await?, &m, 1e-7, 1e-5).map_err(&err)?;
+    check_close("adam v", &gv.read_f32_async(ctx).await?, &v, 1e-9, 1e-5).map_err(&err)
+}
+
+/// Box-Muller within WGSL's bounds for cos, sin and log (see the rng test).
+async fn rng_normal(ctx: &GpuContext) -> Result<()> {
+    let n = 1001;
+    let counters = GpuTensor::from_u32(ctx, &[4], "counters", &[7, 0, 0, 0])?;
+    let s = rng::RngStream { seed: 0x1234_5678_9abc_def0, stream: 3, draw_base: 11 };
+    let out = nan_tensor(ctx, &[n], "z").await?;
+    run(ctx, &[&rng::normal(ctx, &out, s, &counters)?])?;
+    let gpu = out.read_f32_async(ctx).await?;
+    let cpu = rng::cpu_normal(n, s, 7);
+    for (i, (&g, &c)) in gpu.iter().zip(&cpu).enumerate() {
+        let pair = i - i % 2;
+        let r = if pair + 1 < n { (cpu[pair] as f64).hypot(cpu[pair + 1] as f64) } else { 5.77 };
+        let tol = r * 2f64.powi(-11)
+            + (2f64.powi(-21) / r).min(2f64.powi(-10))
+            + r * 2f64.powi(-20)
+            + 2f64.powi(-24) * (c as f64).abs();
+        if !(((g - c) as f64).abs() <= tol) {
+            return Err(mismatch("rng")(format!("index {i}: gpu {g} cpu {c}, tolerance {tol:e}")));
+        }
+    }
+    Ok(())
+}
+
+async fn gather_batch(ctx: &GpuContext) -> Result<()> {
+    let mut r = rand_chacha::ChaCha8Rng::seed_from_u64(24);
+    let (n_images, dim, rows) = (13usize, 7usize, 3usize);
+    let pixels: Vec<u8> = (0..n_images * dim).map(|_| r.random::<u8>()).collect();
+    let mut perm: Vec<u32> = (0..n_images as u32).collect();
+    rand::seq::SliceRandom::shuffle(&mut perm[..], &mut r);
+    let gpix = GpuTensor::from_u32(ctx, &[pixels.len().div_ceil(4)], "pixels", &gather::pack_pixels(&pixels))?;
+    let gperm = GpuTensor::from_u32(ctx, &[n_images], "perm", &perm)?;
+    let counters = GpuTensor::from_u32(ctx, &[4], "counters", &[40, 2, 0, 0])?;
+    let out = nan_tensor(ctx, &[rows, dim], "batch").await?;
+    let g = gather::gather_batch(ctx, &gpix, &gperm, &out, 0, rows, &counters)?;
+    let advance = gather::advance_counters(ctx, &counters)?;
+    run(ctx, &[&g, &advance])?;
+    let want = gather::cpu_gather(&pixels, dim, &perm, 2, rows);
+    check_close("gather batch 2", &out.read_f32_async(ctx).await?, &want, 0.0, 3e-7).map_err(mismatch("gather"))?;
+    let c = counters.read_u32_async(ctx).await?;
+    if c[..2] != [41, 3] {
+        return Err(mismatch("gather")(format!("counters advanced to {:?}, expected [41, 3]", &c[..2])));
+    }
+    Ok(())
+}
+
+async fn softmax_cross_entropy(ctx: &GpuContext) -> Result<()> {
+    let mut r = rand_chacha::ChaCha8Rng::seed_from_u64(25);
+    let (rows, classes) = (65usize, 13usize);
+    let z = random(&mut r, rows * classes, -4.0, 4.0);
+    let labels: Vec<u8> = (0..rows).map(|_| r.random_range(0..classes as u8)).collect();
+    let perm: Vec<u32> = (0..rows as u32).collect();
+    let gz = GpuTensor::from_f32(ctx, &[rows, classes], "z", &z)?;
+    let gdz = nan_tensor(ctx, &[rows, classes], "dz").await?;
+    let glabels = GpuTensor::from_u32(ctx, &[rows.div_ceil(4)], "labels", &gather::pack_pixels(&labels))?;
+    let gperm = GpuTensor::from_u32(ctx, &[rows], "perm", &perm)?;
+    let counters = GpuTensor::zeros(ctx, &[4], "counters");
+    let metrics = nan_tensor(ctx, &[4], "metrics").await?;
+    run(ctx, &[&softmax_ce::softmax_ce(ctx, &gz, &gdz, &glabels, &gperm, &counters, &metrics)?])?;
+    let (loss, dz, _) = softmax_ce::cpu_softmax_ce(&z, &labels, rows, classes);
+    let err = mismatch("softmax_ce");
+    check_close("softmax_ce loss", &metrics.read_f32_async(ctx).await?[..1], &[loss], 1e-5, 1e-5).map_err(&err)?;
+    check_close("softmax_ce dz", &gdz.read_f32_async(ctx).await?, &dz, 1e-5 / rows as f32, 1e-4).map_err(&err)
+}
+
+/// Runs every check and returns each outcome; stops at nothing (a failing
+/// kernel is reported and the next one runs). The subgroup matmul runs only
+/// where the device offers subgroups of a size it takes.
+pub async fn run_all(ctx: &GpuContext) -> Vec<CheckResult> {
+    let mut out = Vec::new();
+    let mut push = |shader: &'static str, what: String, r: Result<()>| {
+        out.push(CheckResult { shader, what, outcome: r.map_err(|e| e.to_string()) });
+    };
+    push("matmul.wgsl", "naive against the CPU product, 3 forms".into(), matmul_naive(ctx).await);
+    for v in [Variant::Tiled, Variant::Reg] {
+        let r = autotune::verify_async(ctx, v, &autotune::VERIFY_SHAPES).await;
+        push("matmul.wgsl", format!("{} against naive, 6 products with the bias+tanh epilogue", v.name()), r);
+    }
+    if Variant::subgroups_usable(ctx) {
+        let r = autotune::verify_async(ctx, Variant::Subgroup, &autotune::VERIFY_SHAPES).await;
+        push("matmul_sg.wgsl", "sg32x32 against naive, 6 products".into(), r);
+    }
+    push("bias_act.wgsl", "forward, every activation, with bias".into(), bias_act_forward(ctx).await);
+    for reduce in Reduce::ALL {
+        let r = autotune::verify_reduce_async(ctx, reduce).await;
+        let shader = if reduce == Reduce::Tree { "tree_reduce.wgsl" } else { "batchnorm.wgsl" };
+        push(shader, format!("batch norm, bias gradient and BCE, {} reductions", reduce.name()), r);
+    }
+    push("adam.wgsl", "two updates of 1028 parameters".into(), adam_update(ctx).await);
+    push("rng.wgsl", "1001 normals within WGSL's bounds".into(), rng_normal(ctx).await);
+    push("gather.wgsl", "a batch through the index list, counters".into(), gather_batch(ctx).await);
+    push("softmax_ce.wgsl", "65x13 loss and gradient".into(), softmax_cross_entropy(ctx).await);
+    out
+}

@@ -1,0 +1,83 @@
+//! The page's engine on the native host: `Session` (the training run a
+//! browser page drives without blocking) gives the CLI trainer's losses and
+//! checkpoint files bit for bit, and the kernel self-test the page runs
+//! passes on this adapter.
+
+mod common;
+use common::{ctx, random_set};
+use gan_wgpu::kernels::adam::AdamConfig;
+use gan_wgpu::train::{self, GanConfig, Session, TrainConfig};
+use std::sync::atomic::AtomicBool;
+
+#[test]
+fn session_steps_equal_the_trainers_losses_and_checkpoints() {
+    let Some(ctx) = ctx() else { return };
+    let set = random_set(100, 28, 28, 41);
+    let gan = GanConfig { batch: 32, latent: 100, seed: 17, adam: AdamConfig::default() };
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = TrainConfig {
+        epochs: 2,
+        gan,
+        log_every: 1,
+        out: dir.path().to_path_buf(),
+        resume: None,
+        limit: None,
+        stop_after_steps: None,
+        pause_after_steps: None,
+        quiet: true,
+    };
+    let run = train::train(ctx, &cfg, &set, &AtomicBool::new(false)).unwrap();
+    assert_eq!(run.losses.len(), 6, "3 steps an epoch, 2 epochs");
+
+    let mut session = Session::new(ctx, gan, &set).unwrap();
+    let mut readings = Vec::new();
+    // Asking for more than the epoch holds stops at its end.
+    let first = pollster::block_on(session.run_steps(ctx, 5)).unwrap();
+    assert_eq!(first.len(), 3);
+    readings.extend(first);
+    let (g_bytes, d_bytes) = pollster::block_on(session.checkpoint_files(ctx)).unwrap();
+    let ckpt = dir.path().join("checkpoints");
+    assert!(g_bytes == std::fs::read(ckpt.join("generator_0.safetensors")).unwrap(), "generator after epoch 0");
+    assert!(d_bytes == std::fs::read(ckpt.join("discriminator_0.safetensors")).unwrap(), "discriminator after epoch 0");
+    readings.extend(pollster::block_on(session.run_steps(ctx, 1)).unwrap());
+    readings.extend(pollster::block_on(session.run_steps(ctx, 2)).unwrap());
+    assert_eq!(readings.len(), 6);
+    for (row, r) in run.losses.iter().zip(&readings) {
+        assert_eq!((row.epoch, row.step), (r.epoch, r.step));
+        assert_eq!(
+            (row.loss_d.to_bits(), row.loss_g.to_bits(), row.d_real.to_bits(), row.d_fake.to_bits()),
+            (r.metrics.loss_d.to_bits(), r.metrics.loss_g.to_bits(), r.metrics.d_real.to_bits(), r.metrics.d_fake.to_bits()),
+            "step {}",
+            r.step
+        );
+    }
+    let (g_bytes, _) = pollster::block_on(session.checkpoint_files(ctx)).unwrap();
+    assert!(g_bytes == std::fs::read(ckpt.join("generator_1.safetensors")).unwrap(), "generator after epoch 1");
+    // The grid the page draws is the CLI's sampler on the fixed codes.
+    let grid = pollster::block_on(session.grid(ctx)).unwrap();
+    assert_eq!(grid.len(), 25 * 784);
+    let loaded = gan_wgpu::evaluate::generator_from(
+        ctx,
+        &gan_wgpu::checkpoint::Loaded::from_bytes(g_bytes, std::path::Path::new("generator.safetensors")).unwrap(),
+    )
+    .unwrap();
+    let sampler = train::Sampler::new(ctx, &loaded.net, 25).unwrap();
+    let out = sampler.run(ctx, &train::fixed_latent(100)).unwrap();
+    assert_eq!(train::images_from_outputs(&out, 784).concat(), grid);
+}
+
+#[test]
+fn the_page_self_test_passes_on_this_adapter() {
+    let Some(ctx) = ctx() else { return };
+    let results = pollster::block_on(gan_wgpu::selftest::run_all(ctx));
+    // Every shader file but the optional subgroup one is exercised.
+    for shader in gan_wgpu::kernels::SHADERS.iter().filter(|s| s.features.is_empty()) {
+        let covered = results.iter().any(|r| r.shader == shader.name)
+            || ["activation.wgsl", "matmul_common.wgsl", "bce.wgsl"].contains(&shader.name);
+        assert!(covered, "{} is not in the self-test", shader.name);
+    }
+    let failed: Vec<String> =
+        results.iter().filter_map(|r| r.outcome.as_ref().err().map(|e| format!("{}: {}: {e}", r.shader, r.what))).collect();
+    assert!(failed.is_empty(), "{failed:#?}");
+    assert!(results.len() >= 10);
+}
