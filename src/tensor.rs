@@ -187,6 +187,7 @@ impl GpuTensor {
 /// Maps the first `size` bytes of `staging` (MAP_READ, its copy already
 /// submitted) and returns them as words, then unmaps it. Awaits the mapping:
 /// a browser's event loop completes it; natively the device is polled.
+#[cfg_attr(target_arch = "wasm32", allow(unused_variables))]
 pub(crate) async fn map_read(ctx: &GpuContext, staging: &wgpu::Buffer, size: u64, during: &str) -> Result<Vec<u32>> {
     let slice = staging.slice(..size);
     let (sender, receiver) = futures_intrusive::channel::shared::oneshot_channel();

@@ -1,0 +1,251 @@
+//! gan-wgpu in a browser page: the library's engine (context, kernels, step
+//! graph, checkpoints) on the browser's WebGPU, exported to the page's
+//! script (web/static/app.js) through wasm-bindgen.
+//!
+//! Every GPU wait is awaited, never blocked on: each call that touches the
+//! GPU returns a Promise. The page makes one call at a time; a call made
+//! while another is pending is refused with "busy", never a panic.
+
+use gan_wgpu::autotune;
+use gan_wgpu::checkpoint::Loaded;
+use gan_wgpu::data::{self, ImageSet};
+use gan_wgpu::evaluate::{self, LoadedGenerator};
+use gan_wgpu::kernels::adam::AdamConfig;
+use gan_wgpu::network::GpuNet;
+use gan_wgpu::train::{self, GanConfig, Session};
+use gan_wgpu::{DeviceChoice, GpuContext, Requirements};
+use js_sys::{Float32Array, Promise, Uint8Array};
+use std::cell::RefCell;
+use std::path::Path;
+use std::rc::Rc;
+use wasm_bindgen::prelude::*;
+use wasm_bindgen_futures::future_to_promise;
+
+/// The generator's latent size, as in the tutorial.
+const LATENT: usize = 100;
+
+fn js_err(e: impl std::fmt::Display) -> JsValue {
+    JsError::new(&e.to_string()).into()
+}
+
+fn busy() -> JsValue {
+    js_err("busy: another GPU call of this page is still running")
+}
+
+#[wasm_bindgen(start)]
+pub fn start() {
+    console_error_panic_hook::set_once();
+}
+
+struct Inner {
+    ctx: GpuContext,
+    data: RefCell<Option<ImageSet>>,
+    session: RefCell<Option<Session>>,
+    generator: RefCell<Option<LoadedGenerator>>,
+}
+
+/// The engine on the browser's adapter.
+#[wasm_bindgen]
+pub struct Engine {
+    inner: Rc<Inner>,
+}
+
+/// Opens the browser's WebGPU adapter with the limits the kernels need, and
+/// chooses the kernel variants from the tables, each verified on it.
+#[wasm_bindgen]
+pub async fn open_engine() -> Result<Engine, JsValue> {
+    let ctx = GpuContext::new_async(&DeviceChoice::Auto, &Requirements::default()).await.map_err(js_err)?;
+    let (matmul, reduce) = autotune::choose_without_blocking(&ctx).await;
+    ctx.set_kernel_choices(matmul, reduce);
+    ctx.check_health("choosing the kernels").map_err(js_err)?;
+    Ok(Engine {
+        inner: Rc::new(Inner {
+            ctx,
+            data: RefCell::new(None),
+            session: RefCell::new(None),
+            generator: RefCell::new(None),
+        }),
+    })
+}
+
+#[wasm_bindgen]
+impl Engine {
+    /// The adapter as JSON: name, backend, type, features, the device's
+    /// limits and the kernel choices.
+    pub fn adapter_json(&self) -> String {
+        let ctx = &self.inner.ctx;
+        let l = &ctx.limits;
+        let features: Vec<String> = ctx.adapter.features().iter_names().map(|(n, _)| n.to_string()).collect();
+        serde_json::json!({
+            "name": if ctx.info.name.is_empty() { "(the browser gives no name)".to_string() } else { ctx.info.name.clone() },
+            "backend": format!("{:?}", ctx.info.backend),
+            "device_type": format!("{:?}", ctx.info.device_type),
+            "features": features,
+            "limits": {
+                "max_storage_buffer_binding_size": l.max_storage_buffer_binding_size,
+                "max_buffer_size": l.max_buffer_size,
+                "max_storage_buffers_per_shader_stage": l.max_storage_buffers_per_shader_stage,
+                "max_compute_workgroup_storage_size": l.max_compute_workgroup_storage_size,
+                "max_compute_invocations_per_workgroup": l.max_compute_invocations_per_workgroup,
+            },
+            "matmul": ctx.matmul_choice().describe(),
+            "reductions": ctx.reduce_choice().describe(),
+        })
+        .to_string()
+    }
+
+    /// Decodes an IDX image file (gzipped or raw, as in assets/mnist) into
+    /// the training set; returns a one-line description.
+    pub fn load_images(&self, bytes: &[u8], name: &str) -> Result<String, JsValue> {
+        let set = data::images_from_bytes(bytes, Path::new(name), None).map_err(js_err)?;
+        let desc = format!("{} images {}x{} from {name}", set.count, set.height, set.width);
+        *self.inner.data.try_borrow_mut().map_err(|_| busy())? = Some(set);
+        Ok(desc)
+    }
+
+    /// Starts a fresh run (the CLI's `train --batch-size B --lr LR --seed S
+    /// --limit L`: same weights, batches and losses). Returns the steps of
+    /// one epoch.
+    pub fn new_session(&self, batch: usize, lr: f32, seed: u32, limit: usize) -> Result<usize, JsValue> {
+        if batch == 0 || !(lr.is_finite() && lr > 0.0) {
+            return Err(js_err(format!("batch size must be at least 1 and lr above 0 (got {batch} and {lr})")));
+        }
+        let data = self.inner.data.try_borrow().map_err(|_| busy())?;
+        let data = data.as_ref().ok_or_else(|| js_err("no training images loaded"))?;
+        let data = train::first_images(data, (limit > 0).then_some(limit), batch).map_err(js_err)?;
+        let mut slot = self.inner.session.try_borrow_mut().map_err(|_| busy())?;
+        // The old run's buffers go before the new one's are made.
+        *slot = None;
+        let cfg = GanConfig { batch, latent: LATENT, seed: seed as u64, adam: AdamConfig { lr, ..AdamConfig::default() } };
+        let session = Session::new(&self.inner.ctx, cfg, &data).map_err(js_err)?;
+        let steps = session.gan.steps_per_epoch();
+        *slot = Some(session);
+        Ok(steps)
+    }
+
+    /// [height, width] of the training images.
+    pub fn image_shape(&self) -> Result<Vec<u32>, JsValue> {
+        let data = self.inner.data.try_borrow().map_err(|_| busy())?;
+        let d = data.as_ref().ok_or_else(|| js_err("no training images loaded"))?;
+        Ok(vec![d.height as u32, d.width as u32])
+    }
+
+    /// Runs up to `n` steps (never past the epoch's end); resolves to a
+    /// Float32Array of 6 numbers a step: global step, epoch, loss_d, loss_g,
+    /// D(x), D(G(z)).
+    pub fn run_steps(&self, n: usize) -> Promise {
+        let inner = self.inner.clone();
+        future_to_promise(async move {
+            let mut slot = inner.session.try_borrow_mut().map_err(|_| busy())?;
+            let session = slot.as_mut().ok_or_else(|| js_err("no training run: press Reset"))?;
+            let readings = session.run_steps(&inner.ctx, n).await.map_err(js_err)?;
+            let mut flat = Vec::with_capacity(readings.len() * 6);
+            for r in readings {
+                let m = r.metrics;
+                flat.extend_from_slice(&[r.step as f32, r.epoch as f32, m.loss_d, m.loss_g, m.d_real, m.d_fake]);
+            }
+            Ok(Float32Array::from(&flat[..]).into())
+        })
+    }
+
+    /// The 25 images of the fixed latent codes under the generator being
+    /// trained, u8 pixels image after image.
+    pub fn grid(&self) -> Promise {
+        let inner = self.inner.clone();
+        future_to_promise(async move {
+            let slot = inner.session.try_borrow().map_err(|_| busy())?;
+            let session = slot.as_ref().ok_or_else(|| js_err("no training run"))?;
+            let pixels = session.grid(&inner.ctx).await.map_err(js_err)?;
+            Ok(Uint8Array::from(&pixels[..]).into())
+        })
+    }
+
+    /// "generator" or "discriminator": the checkpoint file the CLI writes
+    /// (PyTorch state_dict names, safetensors), as the run stands.
+    pub fn checkpoint(&self, which: String) -> Promise {
+        let inner = self.inner.clone();
+        future_to_promise(async move {
+            let slot = inner.session.try_borrow().map_err(|_| busy())?;
+            let session = slot.as_ref().ok_or_else(|| js_err("no training run"))?;
+            let (g, d) = session.checkpoint_files(&inner.ctx).await.map_err(js_err)?;
+            let bytes = match which.as_str() {
+                "generator" => g,
+                "discriminator" => d,
+                other => return Err(js_err(format!("no network called {other:?}"))),
+            };
+            Ok(Uint8Array::from(&bytes[..]).into())
+        })
+    }
+
+    /// The epoch and steps of the run, for file names: [epoch, steps done].
+    pub fn progress(&self) -> Result<Vec<f64>, JsValue> {
+        let slot = self.inner.session.try_borrow().map_err(|_| busy())?;
+        let p = slot.as_ref().ok_or_else(|| js_err("no training run"))?.progress;
+        Ok(vec![p.epoch as f64, p.steps_done as f64])
+    }
+
+    /// Loads a generator checkpoint (from the CLI or this page); every tensor
+    /// is checked. Returns JSON: latent size, image height and width.
+    pub fn load_generator(&self, bytes: Vec<u8>, name: String) -> Result<String, JsValue> {
+        let file = Loaded::from_bytes(bytes, Path::new(&name)).map_err(js_err)?;
+        let g = evaluate::generator_from(&self.inner.ctx, &file).map_err(js_err)?;
+        self.inner.ctx.check_health("loading the generator").map_err(js_err)?;
+        let info = serde_json::json!({ "name": name, "latent": g.latent, "height": g.height, "width": g.width });
+        *self.inner.generator.try_borrow_mut().map_err(|_| busy())? = Some(g);
+        Ok(info.to_string())
+    }
+
+    /// `count` samples from the loaded generator (`from_loaded`) or the one
+    /// being trained, on the latent codes `gan-wgpu sample --seed SEED
+    /// --count COUNT` draws; u8 pixels image after image.
+    pub fn sample(&self, seed: u32, count: usize, from_loaded: bool) -> Promise {
+        let inner = self.inner.clone();
+        future_to_promise(async move {
+            if count == 0 || count > 400 {
+                return Err(js_err(format!("count must be 1 to 400 (got {count})")));
+            }
+            let loaded = inner.generator.try_borrow().map_err(|_| busy())?;
+            let session = inner.session.try_borrow().map_err(|_| busy())?;
+            let (net, dim): (&GpuNet, usize) = if from_loaded {
+                let g = loaded.as_ref().ok_or_else(|| js_err("no generator file loaded"))?;
+                (&g.net, g.height * g.width)
+            } else {
+                let s = session.as_ref().ok_or_else(|| js_err("no training run"))?;
+                (&s.gan.g, s.gan.dim)
+            };
+            let z = evaluate::sample_latents(count, net.spec.input_dim(), seed as u64);
+            let sampler = train::Sampler::new(&inner.ctx, net, count).map_err(js_err)?;
+            let out = sampler.run_async(&inner.ctx, &z).await.map_err(js_err)?;
+            Ok(Uint8Array::from(&train::images_from_outputs(&out, dim).concat()[..]).into())
+        })
+    }
+
+    /// [height, width] of the loaded generator's images.
+    pub fn loaded_shape(&self) -> Result<Vec<u32>, JsValue> {
+        let g = self.inner.generator.try_borrow().map_err(|_| busy())?;
+        let g = g.as_ref().ok_or_else(|| js_err("no generator file loaded"))?;
+        Ok(vec![g.height as u32, g.width as u32])
+    }
+
+    /// Every kernel family against its CPU reference on this adapter;
+    /// resolves to JSON: [{shader, what, ok, error}].
+    pub fn self_test(&self) -> Promise {
+        let inner = self.inner.clone();
+        future_to_promise(async move {
+            let _guard = inner.session.try_borrow_mut().map_err(|_| busy())?;
+            let results = gan_wgpu::selftest::run_all(&inner.ctx).await;
+            let rows: Vec<serde_json::Value> = results
+                .iter()
+                .map(|r| {
+                    serde_json::json!({
+                        "shader": r.shader,
+                        "what": r.what,
+                        "ok": r.outcome.is_ok(),
+                        "error": r.outcome.as_ref().err(),
+                    })
+                })
+                .collect();
+            Ok(JsValue::from_str(&serde_json::Value::Array(rows).to_string()))
+        })
+    }
+}

@@ -1,0 +1,302 @@
+// The page: drives the engine (gan_wgpu_web.wasm) one call at a time and
+// draws what it returns. State for tests is in <pre id="status"> as JSON.
+// Query parameters: autostart=1, steps=N (stop after N steps), seed, batch,
+// lr, limit (images), selftest=1 (run the kernel self-test first).
+import init, { open_engine } from './gan_wgpu_web.js';
+
+const $ = (id) => document.getElementById(id);
+const query = new URLSearchParams(location.search);
+const GRID_EVERY_STEPS = 50;
+
+const state = {
+  steps: 0, epoch: 0, loss_d: null, loss_g: null, steps_per_s: null,
+  adapter: null, error: null, first_loss_d: null, first_loss_g: null,
+  done: false, running: false, steps_target: null, settings: null,
+  selftest: null, sample: null, grid_steps: null,
+};
+const history = []; // [step, loss_d, loss_g]
+let engine = null;
+let loopPromise = null;
+let busy = Promise.resolve(); // serialises the page's engine calls
+let timing = { steps: 0, ms: 0 };
+
+function publish() {
+  $('status').textContent = JSON.stringify(state, null, 1);
+  $('s-steps').textContent = state.steps;
+  $('s-epoch').textContent = state.epoch;
+  $('s-rate').textContent = state.steps_per_s == null ? '-' : state.steps_per_s.toFixed(2);
+  $('s-lossd').textContent = state.loss_d == null ? '-' : state.loss_d.toFixed(4);
+  $('s-lossg').textContent = state.loss_g == null ? '-' : state.loss_g.toFixed(4);
+  $('start').textContent = state.running ? 'Pause' : (state.steps > 0 ? 'Resume' : 'Start');
+}
+
+function oneLine(e) {
+  const text = (e && e.message) ? e.message : String(e);
+  return text.replace(/\s+/g, ' ').trim();
+}
+
+function fail(e) {
+  state.error = oneLine(e);
+  state.running = false;
+  $('error').textContent = state.error;
+  $('error').title = state.error;
+  console.error(e);
+  publish();
+}
+
+// Runs `job` after every engine call queued before it; errors show in the page.
+function serial(job) {
+  const next = busy.then(job).catch(fail);
+  busy = next;
+  return next;
+}
+
+function clearError() {
+  state.error = null;
+  $('error').textContent = '';
+}
+
+function settings() {
+  const num = (id, dflt) => {
+    const q = query.get(id);
+    const v = Number(q != null ? q : $(id).value);
+    return Number.isFinite(v) ? v : dflt;
+  };
+  return { batch: num('batch', 128), lr: num('lr', 0.0002), seed: num('seed', 1), limit: num('limit', 0) };
+}
+
+function drawImages(canvas, pixels, count, height, width) {
+  const cols = Math.ceil(Math.sqrt(count));
+  const rows = Math.ceil(count / cols);
+  const pad = 2;
+  const img = new ImageData(cols * (width + pad) + pad, rows * (height + pad) + pad);
+  img.data.fill(255);
+  for (let n = 0; n < count; n++) {
+    const ox = pad + (n % cols) * (width + pad);
+    const oy = pad + Math.floor(n / cols) * (height + pad);
+    for (let y = 0; y < height; y++) {
+      for (let x = 0; x < width; x++) {
+        const v = pixels[n * height * width + y * width + x];
+        const o = ((oy + y) * img.width + ox + x) * 4;
+        img.data[o] = img.data[o + 1] = img.data[o + 2] = v;
+        img.data[o + 3] = 255;
+      }
+    }
+  }
+  const scratch = document.createElement('canvas');
+  scratch.width = img.width;
+  scratch.height = img.height;
+  scratch.getContext('2d').putImageData(img, 0, 0);
+  const ctx = canvas.getContext('2d');
+  ctx.imageSmoothingEnabled = false;
+  ctx.clearRect(0, 0, canvas.width, canvas.height);
+  ctx.drawImage(scratch, 0, 0, canvas.width, canvas.height);
+}
+
+function drawLoss() {
+  const c = $('loss');
+  const ctx = c.getContext('2d');
+  ctx.clearRect(0, 0, c.width, c.height);
+  ctx.font = '11px sans-serif';
+  if (history.length < 2) return;
+  let hi = 0;
+  for (const [, d, g] of history) hi = Math.max(hi, d, g);
+  hi = Math.max(hi, 1e-3);
+  const left = 34, bottom = c.height - 16, top = 8, right = c.width - 8;
+  const last = history[history.length - 1][0], first = history[0][0];
+  const x = (s) => left + (right - left) * (s - first) / Math.max(1, last - first);
+  const y = (v) => bottom - (bottom - top) * v / hi;
+  ctx.strokeStyle = '#999';
+  ctx.beginPath(); ctx.moveTo(left, top); ctx.lineTo(left, bottom); ctx.lineTo(right, bottom); ctx.stroke();
+  ctx.fillStyle = '#555';
+  ctx.fillText(hi.toFixed(2), 2, top + 8);
+  ctx.fillText('0', 24, bottom);
+  ctx.fillText(`step ${first}`, left, c.height - 3);
+  ctx.fillText(`${last}`, right - 40, c.height - 3);
+  const every = Math.max(1, Math.floor(history.length / 2000));
+  for (const [idx, color, name] of [[1, '#1f77b4', 'loss D'], [2, '#ff7f0e', 'loss G']]) {
+    ctx.strokeStyle = color;
+    ctx.beginPath();
+    history.forEach((h, i) => {
+      if (i % every) return;
+      if (i === 0) ctx.moveTo(x(h[0]), y(h[idx])); else ctx.lineTo(x(h[0]), y(h[idx]));
+    });
+    ctx.stroke();
+    ctx.fillStyle = color;
+    ctx.fillText(name, right - 110 + (idx - 1) * 55, top + 8);
+  }
+}
+
+async function drawGrid() {
+  const [h, w] = engine.image_shape();
+  const pixels = await engine.grid();
+  drawImages($('grid'), pixels, 25, h, w);
+  state.grid_steps = state.steps;
+}
+
+function download(bytes, name) {
+  const url = URL.createObjectURL(new Blob([bytes], { type: 'application/octet-stream' }));
+  const a = document.createElement('a');
+  a.href = url;
+  a.download = name;
+  document.body.appendChild(a);
+  a.click();
+  a.remove();
+  setTimeout(() => URL.revokeObjectURL(url), 10000);
+}
+
+function reset() {
+  const s = settings();
+  const stepsPerEpoch = engine.new_session(s.batch, s.lr, s.seed, s.limit);
+  Object.assign(state, {
+    steps: 0, epoch: 0, loss_d: null, loss_g: null, steps_per_s: null,
+    first_loss_d: null, first_loss_g: null, done: false, settings: { ...s, steps_per_epoch: stepsPerEpoch },
+  });
+  history.length = 0;
+  timing = { steps: 0, ms: 0 };
+  drawLoss();
+}
+
+// Steps a call: grows while a call takes under 150 ms, shrinks past 500 ms,
+// so the tab stays responsive on slow adapters and the GPU stays busy on
+// fast ones.
+let chunk = 1;
+
+async function trainLoop() {
+  let calls = 0;
+  while (state.running) {
+    if (state.steps_target != null && state.steps >= state.steps_target) {
+      state.running = false;
+      state.done = true;
+      break;
+    }
+    const want = state.steps_target == null ? chunk : Math.min(chunk, state.steps_target - state.steps);
+    const t0 = performance.now();
+    const rows = await engine.run_steps(want);
+    const ms = performance.now() - t0;
+    const n = rows.length / 6;
+    // The first call compiles the pipelines: not part of the rate.
+    if (calls++ > 0) {
+      timing.steps += n;
+      timing.ms += ms;
+      state.steps_per_s = timing.steps / (timing.ms / 1000);
+    }
+    if (ms < 150 && chunk < 64) chunk *= 2;
+    else if (ms > 500 && chunk > 1) chunk = Math.max(1, chunk >> 1);
+    for (let i = 0; i < n; i++) {
+      const [step, epoch, lossD, lossG] = rows.subarray(i * 6, i * 6 + 4);
+      if (step === 1) {
+        state.first_loss_d = lossD;
+        state.first_loss_g = lossG;
+      }
+      history.push([step, lossD, lossG]);
+      state.steps = step;
+      state.epoch = epoch;
+      state.loss_d = lossD;
+      state.loss_g = lossG;
+    }
+    const finished = state.steps_target != null && state.steps >= state.steps_target;
+    if (state.grid_steps == null || state.steps - state.grid_steps >= GRID_EVERY_STEPS || finished) {
+      await drawGrid();
+    }
+    drawLoss();
+    publish();
+    // Yield to the browser (paint, input) between submissions.
+    await new Promise((r) => setTimeout(r, 0));
+  }
+  publish();
+}
+
+function startOrPause() {
+  if (state.running) {
+    state.running = false;
+    publish();
+    return;
+  }
+  clearError();
+  state.running = true;
+  publish();
+  loopPromise = serial(trainLoop);
+}
+
+async function runSelfTest() {
+  const rows = JSON.parse(await engine.self_test());
+  const failed = rows.filter((r) => !r.ok);
+  state.selftest = { passed: rows.length - failed.length, failed: failed.length, results: rows };
+  $('selftest').innerHTML = '';
+  for (const r of rows) {
+    const tr = document.createElement('tr');
+    for (const text of [r.ok ? 'pass' : 'FAIL', r.shader, r.what, r.error || '']) {
+      const td = document.createElement('td');
+      td.textContent = text;
+      tr.appendChild(td);
+    }
+    tr.className = r.ok ? 'ok' : 'bad';
+    $('selftest').appendChild(tr);
+  }
+  publish();
+}
+
+async function sample(fromLoaded) {
+  const seed = Number($('sample-seed').value) || 0;
+  const count = 25;
+  const pixels = await engine.sample(seed, count, fromLoaded);
+  const [h, w] = fromLoaded ? engine.loaded_shape() : engine.image_shape();
+  drawImages($('samples'), pixels, count, h, w);
+  // The pixels, for the browser test's comparison with `gan-wgpu sample`.
+  window.ganLastSample = btoa(String.fromCharCode(...pixels));
+  state.sample = { seed, count, from: fromLoaded ? 'file' : 'training', height: h, width: w };
+  publish();
+}
+
+async function main() {
+  for (const id of ['batch', 'lr', 'seed', 'limit']) {
+    if (query.get(id) != null) $(id).value = query.get(id);
+  }
+  if (!navigator.gpu) {
+    $('adapter').textContent = 'No WebGPU here.';
+    throw new Error('This browser has no WebGPU (navigator.gpu is missing): use Chrome or Edge 113 or later, or enable WebGPU (chrome://flags/#enable-unsafe-webgpu, Firefox: dom.webgpu.enabled), on a page served over http://localhost or https');
+  }
+  await init();
+  engine = await open_engine();
+  const a = JSON.parse(engine.adapter_json());
+  state.adapter = a;
+  const compute = a.features.filter((f) => ['TIMESTAMP_QUERY', 'SUBGROUP', 'SHADER_F16'].includes(f));
+  $('adapter').textContent = `Adapter: ${a.name} (${a.backend}, ${a.device_type}); compute features: ${compute.join(', ') || 'none'}; ` +
+    `largest storage binding ${a.limits.max_storage_buffer_binding_size >> 20} MiB; matmul ${a.matmul}; reductions ${a.reductions}`;
+  publish();
+  const response = await fetch('mnist/train-images-idx3-ubyte.gz');
+  if (!response.ok) throw new Error(`fetching mnist/train-images-idx3-ubyte.gz: HTTP ${response.status}`);
+  engine.load_images(new Uint8Array(await response.arrayBuffer()), 'mnist/train-images-idx3-ubyte.gz');
+  reset();
+  for (const id of ['start', 'reset', 'download-g', 'download-d', 'sample-live', 'selftest-run']) $(id).disabled = false;
+  $('start').onclick = startOrPause;
+  $('reset').onclick = () => { state.running = false; serial(async () => { clearError(); reset(); await drawGrid(); publish(); }); };
+  for (const [id, which] of [['download-g', 'generator'], ['download-d', 'discriminator']]) {
+    $(id).onclick = () => serial(async () => {
+      const bytes = await engine.checkpoint(which);
+      download(bytes, `${which}_step${state.steps}.safetensors`);
+    });
+  }
+  $('gen-file').onchange = () => serial(async () => {
+    const file = $('gen-file').files[0];
+    if (!file) return;
+    clearError();
+    const info = JSON.parse(engine.load_generator(new Uint8Array(await file.arrayBuffer()), file.name));
+    $('sample-info').textContent = `${info.name}: latent ${info.latent}, images ${info.height}x${info.width}`;
+    $('sample').disabled = false;
+    await sample(true);
+  });
+  $('sample').onclick = () => serial(() => sample(true));
+  $('sample-live').onclick = () => serial(() => sample(false));
+  $('selftest-run').onclick = () => serial(runSelfTest);
+  await drawGrid();
+  publish();
+  if (query.get('selftest') === '1') await runSelfTest();
+  if (query.get('steps') != null) state.steps_target = Number(query.get('steps'));
+  if (query.get('autostart') === '1') startOrPause();
+}
+
+window.addEventListener('error', (e) => fail(e.error || e.message));
+window.addEventListener('unhandledrejection', (e) => fail(e.reason));
+serial(main);

@@ -1,0 +1,266 @@
+#!/usr/bin/env python3
+"""The page in headless Chromium, checked against the native CLI.
+
+Serves web/dist, opens the page in headless Chromium on one WebGPU adapter
+(SwiftShader, or lavapipe through ANGLE in compatibility mode), and waits
+through the DevTools protocol until the page has trained --steps steps with a
+fixed seed. Then it asserts:
+  - the kernel self-test passed in the page (every shader, Tint and Dawn);
+  - the losses are finite, and the first step's loss_d and loss_g equal the
+    native CLI's (`gan-wgpu train`, same seed, data and batch) within 1e-4;
+  - the live grid canvas is not blank;
+  - the generator the page downloads loads in `gan-wgpu sample`, and gives
+    the page's own pixels for the same latent codes within one grey level
+    (the page loads the downloaded file back through its file input).
+Prints one JSON line of measurements. Needs: chromium, websocket-client.
+
+    python3 web/test_page.py --adapter swiftshader --cli target/release/gan-wgpu
+"""
+import argparse
+import base64
+import functools
+import http.server
+import json
+import math
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.request
+
+import websocket  # websocket-client
+
+ADAPTER_FLAGS = {
+    "swiftshader": ["--use-webgpu-adapter=swiftshader", "--enable-unsafe-swiftshader"],
+    "lavapipe-compat": [
+        "--use-webgpu-adapter=opengles",
+        "--force-webgpu-compat",
+        "--use-gl=angle",
+        "--use-angle=vulkan",
+        "--ignore-gpu-blocklist",
+    ],
+}
+
+
+class Fail(Exception):
+    pass
+
+
+def check(cond, what):
+    if not cond:
+        raise Fail(what)
+
+
+class Cdp:
+    """A minimal DevTools protocol client on one websocket."""
+
+    def __init__(self, url):
+        self.ws = websocket.create_connection(url, timeout=120, suppress_origin=True)
+        self.next_id = 0
+
+    def call(self, method, **params):
+        self.next_id += 1
+        self.ws.send(json.dumps({"id": self.next_id, "method": method, "params": params}))
+        while True:
+            msg = json.loads(self.ws.recv())
+            if msg.get("id") == self.next_id:
+                if "error" in msg:
+                    raise Fail(f"{method}: {msg['error']}")
+                return msg.get("result", {})
+
+    def eval(self, expression, await_promise=False):
+        r = self.call("Runtime.evaluate", expression=expression, returnByValue=True, awaitPromise=await_promise)
+        if "exceptionDetails" in r:
+            raise Fail(f"evaluating {expression[:60]!r}: {r['exceptionDetails']}")
+        return r["result"].get("value")
+
+
+class QuietHandler(http.server.SimpleHTTPRequestHandler):
+    def log_message(self, *args):
+        pass
+
+
+def serve(directory):
+    handler = functools.partial(QuietHandler, directory=directory)
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return server
+
+
+def start_chromium(chromium, adapter, profile):
+    args = [
+        chromium,
+        "--headless=new",
+        "--no-sandbox",
+        "--enable-unsafe-webgpu",
+        *ADAPTER_FLAGS[adapter],
+        "--remote-debugging-port=0",
+        f"--user-data-dir={profile}",
+        "--no-first-run",
+        "--window-size=1400,1000",
+        "about:blank",
+    ]
+    proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    port_file = os.path.join(profile, "DevToolsActivePort")
+    for _ in range(300):
+        if os.path.exists(port_file):
+            lines = open(port_file).read().split()
+            if len(lines) >= 2:
+                return proc, int(lines[0]), lines[1]
+        if proc.poll() is not None:
+            raise Fail(f"chromium exited with {proc.returncode}: {proc.stderr.read().decode()[-2000:]}")
+        time.sleep(0.1)
+    raise Fail("chromium wrote no DevToolsActivePort in 30 s")
+
+
+def page_status(cdp):
+    text = cdp.eval("document.getElementById('status') ? document.getElementById('status').textContent : '{}'")
+    try:
+        return json.loads(text or "{}")
+    except json.JSONDecodeError:
+        return {}
+
+
+def wait_for(cdp, pred, what, timeout):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        s = page_status(cdp)
+        if s.get("error"):
+            raise Fail(f"the page shows an error while waiting for {what}: {s['error']}")
+        if pred(s):
+            return s
+        time.sleep(0.5)
+    raise Fail(f"timed out after {timeout} s waiting for {what}; status: {json.dumps(page_status(cdp))[:1500]}")
+
+
+def native_first_losses(cli, steps, seed, batch, limit, tmp):
+    out = os.path.join(tmp, "native-run")
+    subprocess.run(
+        [cli, "train", "--epochs", "1", "--limit", str(limit), "--batch-size", str(batch), "--seed", str(seed),
+         "--log-every", "1", "--eval-every", "0", "--out", out],
+        check=True, stdout=subprocess.DEVNULL,
+    )
+    rows = open(os.path.join(out, "losses.csv")).read().splitlines()
+    header = rows[0].split(",")
+    first = dict(zip(header, rows[1].split(",")))
+    check(first["step"] == "1", f"native losses.csv starts at step {first['step']}")
+    return float(first["loss_d"]), float(first["loss_g"])
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--adapter", choices=sorted(ADAPTER_FLAGS), required=True)
+    ap.add_argument("--dist", default="web/dist")
+    ap.add_argument("--cli", default="target/release/gan-wgpu")
+    ap.add_argument("--chromium", default=shutil.which("chromium") or "chromium")
+    ap.add_argument("--steps", type=int, default=20)
+    ap.add_argument("--seed", type=int, default=7)
+    ap.add_argument("--batch", type=int, default=32)
+    ap.add_argument("--limit", type=int, default=640)
+    ap.add_argument("--timeout", type=int, default=900, help="seconds for the page's training")
+    ap.add_argument("--screenshot", help="save a PNG of the page after training")
+    a = ap.parse_args()
+
+    tmp = tempfile.mkdtemp(prefix="gan-wgpu-page-")
+    server = serve(a.dist)
+    proc = None
+    try:
+        native = native_first_losses(a.cli, a.steps, a.seed, a.batch, a.limit, tmp)
+        proc, port, browser_path = start_chromium(a.chromium, a.adapter, os.path.join(tmp, "profile"))
+        downloads = os.path.join(tmp, "downloads")
+        os.makedirs(downloads)
+        browser = Cdp(f"ws://127.0.0.1:{port}{browser_path}")
+        browser.call("Browser.setDownloadBehavior", behavior="allow", downloadPath=downloads)
+        targets = json.load(urllib.request.urlopen(f"http://127.0.0.1:{port}/json/list"))
+        page = next(t for t in targets if t["type"] == "page")
+        cdp = Cdp(page["webSocketDebuggerUrl"])
+        cdp.call("Page.enable")
+        cdp.call("Runtime.enable")
+        query = f"autostart=1&selftest=1&steps={a.steps}&seed={a.seed}&batch={a.batch}&limit={a.limit}"
+        url = f"http://127.0.0.1:{server.server_address[1]}/index.html?{query}"
+        t0 = time.time()
+        cdp.call("Page.navigate", url=url)
+        status = wait_for(cdp, lambda s: s.get("done"), f"{a.steps} training steps", a.timeout)
+        page_seconds = time.time() - t0
+
+        # The self-test: every kernel family against its CPU reference.
+        st = status.get("selftest") or {}
+        failed = [r for r in st.get("results", []) if not r["ok"]]
+        check(not failed, f"kernel self-test failed in the page: {failed}")
+        check(st.get("passed", 0) >= 10, f"the self-test ran {st.get('passed')} checks")
+
+        # Losses: finite, and the first step's equal the CLI's.
+        check(status["steps"] == a.steps, f"the page ran {status['steps']} steps, not {a.steps}")
+        for k in ("loss_d", "loss_g", "first_loss_d", "first_loss_g"):
+            check(isinstance(status.get(k), (int, float)) and math.isfinite(status[k]), f"{k} = {status.get(k)}")
+        dd, dg = abs(status["first_loss_d"] - native[0]), abs(status["first_loss_g"] - native[1])
+        check(dd <= 1e-4 and dg <= 1e-4,
+              f"first-step losses: page {status['first_loss_d']}, {status['first_loss_g']}; native CLI {native}")
+
+        # The live grid is drawn: many grey levels, not one colour.
+        levels = cdp.eval(
+            "(() => { const c = document.getElementById('grid');"
+            " const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;"
+            " const seen = new Set(); for (let i = 0; i < d.length; i += 4) seen.add(d[i]); return seen.size; })()"
+        )
+        check(levels >= 32, f"the grid canvas shows {levels} grey levels: blank")
+
+        if a.screenshot:
+            shot = cdp.call("Page.captureScreenshot", format="png")
+            with open(a.screenshot, "wb") as f:
+                f.write(base64.b64decode(shot["data"]))
+
+        # Download the generator, load it back into the page, sample seed 0.
+        cdp.eval("document.getElementById('download-g').click()")
+        deadline = time.time() + 60
+        saved = []
+        while time.time() < deadline and not saved:
+            saved = [f for f in os.listdir(downloads) if f.endswith(".safetensors")]
+            time.sleep(0.2)
+        check(saved, "the page's generator download did not arrive")
+        gen_path = os.path.join(downloads, saved[0])
+        time.sleep(0.5)
+        doc = cdp.call("DOM.getDocument")
+        node = cdp.call("DOM.querySelector", nodeId=doc["root"]["nodeId"], selector="#gen-file")
+        cdp.call("DOM.setFileInputFiles", files=[gen_path], nodeId=node["nodeId"])
+        wait_for(cdp, lambda s: (s.get("sample") or {}).get("from") == "file", "sampling the loaded file", 300)
+        page_pixels = base64.b64decode(cdp.eval("window.ganLastSample"))
+        idx = os.path.join(tmp, "cli-samples.idx")
+        subprocess.run([a.cli, "sample", "--checkpoint", gen_path, "--seed", "0", "--count", "25", "--idx", idx],
+                       check=True, stdout=subprocess.DEVNULL)
+        cli_pixels = open(idx, "rb").read()[16:]
+        check(len(cli_pixels) == len(page_pixels) == 25 * 784,
+              f"{len(page_pixels)} pixels in the page, {len(cli_pixels)} from the CLI")
+        worst = max(abs(p - c) for p, c in zip(page_pixels, cli_pixels))
+        check(worst <= 1, f"page and CLI samples differ by up to {worst} grey levels")
+
+        print(json.dumps({
+            "adapter": a.adapter,
+            "page_adapter": status["adapter"].get("name"),
+            "matmul": status["adapter"].get("matmul"),
+            "reductions": status["adapter"].get("reductions"),
+            "steps": status["steps"],
+            "steps_per_s": status["steps_per_s"],
+            "first_loss_page": [status["first_loss_d"], status["first_loss_g"]],
+            "first_loss_native": list(native),
+            "sample_max_grey_diff": worst,
+            "selftest_passed": st["passed"],
+            "page_seconds": round(page_seconds, 1),
+        }))
+    finally:
+        if proc is not None:
+            proc.kill()
+            proc.wait()
+        server.shutdown()
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    try:
+        main()
+    except Fail as e:
+        print(f"page test failed: {e}", file=sys.stderr)
+        sys.exit(1)
