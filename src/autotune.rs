@@ -15,7 +15,7 @@
 //!   `GAN_WGPU_AUTOTUNE=1` measures on CPU adapters too, `=0` uses the table
 //!   everywhere (`tiled` on GPUs).
 
-use crate::bench::time_dispatch;
+use crate::timing::{time_dispatch, time_on_host, HostClock};
 use crate::context::GpuContext;
 use crate::error::{GanError, Result};
 use crate::kernels::matmul::{self, Form, Matmul, Variant};
@@ -233,27 +233,90 @@ pub async fn verified_async(ctx: &GpuContext, choice: Choice) -> (Choice, bool) 
 }
 
 /// The kernel choices on a host that can neither block nor keep files (a
-/// browser page): the tables, no timing (`GAN_WGPU_*` are not read), each
-/// verified on the adapter where it is chosen, with the same fallbacks as
-/// `choose` and `choose_reduce`. Set them with `GpuContext::set_kernel_choices`.
-pub async fn choose_without_blocking(ctx: &GpuContext) -> (Choice, ReduceChoice) {
-    let (matmul, _) = verified_async(ctx, table(ctx, "the table")).await;
-    let first = if ctx.is_cpu_adapter() { Reduce::Column } else { Reduce::Tree };
+/// browser page); `GAN_WGPU_*` are not read. With a `clock`, as on GPUs
+/// natively: every usable matmul variant but naive timed on `TUNE_SHAPES`
+/// and both reduction shapes on the step's reductions, the fastest kept;
+/// without one (or when timing fails), the tables. Each choice is then
+/// verified on the adapter, with the same fallbacks as `choose` and
+/// `choose_reduce`. Set them with `GpuContext::set_kernel_choices`.
+pub async fn choose_without_blocking(ctx: &GpuContext, clock: Option<HostClock<'_>>) -> (Choice, ReduceChoice) {
+    let matmul_first = match clock {
+        Some(clock) => match time_matmuls_on_host(ctx, clock).await {
+            Ok(trials) => {
+                let best = trials.iter().min_by(|a, b| a.1.total_cmp(&b.1)).map(|t| t.0).unwrap_or(Variant::Naive);
+                let list: Vec<String> = trials.iter().map(|(v, us)| format!("{} {us:.0} us", v.name())).collect();
+                Choice { variant: best, how: format!("measured here: {}", list.join(", ")), trials: None }
+            }
+            Err(e) => table(ctx, &format!("the table: timing failed ({e})")),
+        },
+        None => table(ctx, "the table"),
+    };
+    let (matmul, _) = verified_async(ctx, matmul_first).await;
+    let table_reduce = if ctx.is_cpu_adapter() { Reduce::Column } else { Reduce::Tree };
+    let (first, how) = match clock {
+        Some(clock) => {
+            let mut us = Vec::new();
+            for r in Reduce::ALL {
+                let timed = match reduction_dispatches(ctx, r) {
+                    Ok(ds) => time_on_host(ctx, &ds.iter().collect::<Vec<_>>(), 3, 3, clock).await,
+                    Err(e) => Err(e),
+                };
+                us.push((r, timed));
+            }
+            match (&us[0].1, &us[1].1) {
+                (Ok(a), Ok(b)) => {
+                    let best = if a <= b { us[0].0 } else { us[1].0 };
+                    (best, format!("measured here: {} {a:.0} us, {} {b:.0} us", us[0].0.name(), us[1].0.name()))
+                }
+                (Err(e), _) | (_, Err(e)) => (table_reduce, format!("the table: timing failed ({e})")),
+            }
+        }
+        None => (table_reduce, "the table".to_string()),
+    };
     let other = if first == Reduce::Column { Reduce::Tree } else { Reduce::Column };
     let reduce = match verify_reduce_async(ctx, first).await {
-        Ok(()) => ReduceChoice { variant: first, how: "the table; verified against the CPU references".into() },
+        Ok(()) => ReduceChoice { variant: first, how: format!("{how}; verified against the CPU references") },
         Err(e) => match verify_reduce_async(ctx, other).await {
             Ok(()) => ReduceChoice {
                 variant: other,
-                how: format!("the table, but {} disagreed with the CPU references ({e}); {} agrees", first.name(), other.name()),
+                how: format!("{how}, but {} disagreed with the CPU references ({e}); {} agrees", first.name(), other.name()),
             },
             Err(e2) => ReduceChoice {
                 variant: first,
-                how: format!("the table, but both shapes disagreed with the CPU references ({e}; {e2})"),
+                how: format!("{how}, but both shapes disagreed with the CPU references ({e}; {e2})"),
             },
         },
     };
     (matmul, reduce)
+}
+
+/// Microseconds for the three `TUNE_SHAPES` products together, for each
+/// usable variant but naive (the reference, never the fastest), timed by
+/// the host's clock.
+async fn time_matmuls_on_host(ctx: &GpuContext, clock: HostClock<'_>) -> Result<Vec<(Variant, f64)>> {
+    let mut r = rand_chacha::ChaCha8Rng::seed_from_u64(7);
+    let mut operands = Vec::new();
+    for &(form, m, n, k) in &TUNE_SHAPES {
+        let (sa, sb) = form.operand_shapes(m, n, k);
+        let mut random = |len: usize| -> Vec<f32> { (0..len).map(|_| r.random_range(-1.0f32..1.0)).collect() };
+        let a = GpuTensor::from_f32(ctx, &sa, "autotune a", &random(sa[0] * sa[1]))?;
+        let b = GpuTensor::from_f32(ctx, &sb, "autotune b", &random(sb[0] * sb[1]))?;
+        operands.push((form, a, b, GpuTensor::zeros(ctx, &[m, n], "autotune c")));
+    }
+    let mut out = Vec::new();
+    for v in [Variant::Tiled, Variant::Reg, Variant::Subgroup] {
+        if v == Variant::Subgroup && !Variant::subgroups_usable(ctx) {
+            continue;
+        }
+        let mut products = Vec::new();
+        for (form, a, b, c) in &operands {
+            products.push(Matmul::new(ctx, *form, v, a, b, c)?);
+        }
+        let ds: Vec<&crate::kernels::Dispatch> = products.iter().map(|p| &p.dispatch).collect();
+        out.push((v, time_on_host(ctx, &ds, 2, 3, clock).await?));
+    }
+    ctx.check_health("timing the matmul variants")?;
+    Ok(out)
 }
 
 /// `$GAN_WGPU_CACHE_DIR`, else `$XDG_CACHE_HOME/gan-wgpu`, else
@@ -450,6 +513,15 @@ pub fn env_reduce() -> Result<Option<Reduce>> {
 /// layer over [fake; real], BCE over [fake; real]), each with the given
 /// shape; returns the sum of their median times in microseconds.
 pub fn time_reductions(ctx: &GpuContext, reduce: Reduce) -> Result<f64> {
+    let mut total = 0.0;
+    for d in &reduction_dispatches(ctx, reduce)? {
+        total += time_dispatch(ctx, d, 5, 3)?.0;
+    }
+    Ok(total)
+}
+
+/// The dispatches `time_reductions` times (their tensors live in the bind groups).
+fn reduction_dispatches(ctx: &GpuContext, reduce: Reduce) -> Result<Vec<crate::kernels::Dispatch>> {
     use crate::kernels::{batchnorm, bce, bias_act};
     let t = |shape: &[usize], label: &str| GpuTensor::zeros(ctx, shape, label);
     let (rows, cols) = (128, 1024);
@@ -467,11 +539,7 @@ pub fn time_reductions(ctx: &GpuContext, reduce: Reduce) -> Result<f64> {
         bias_act::backward_with(ctx, bias_act::Act::LeakyRelu, &y2, &dy2, Some(&db2), reduce)?,
     ];
     dispatches.extend(bce::forward_backward_with(ctx, &p, &dp, 128, &metrics, 0, &counters, reduce)?);
-    let mut total = 0.0;
-    for d in &dispatches {
-        total += time_dispatch(ctx, d, 5, 3)?.0;
-    }
-    Ok(total)
+    Ok(dispatches)
 }
 
 /// Checks the reductions in shape `reduce` against their CPU references on

@@ -16,6 +16,7 @@ pub mod network;
 pub mod quality;
 pub mod selftest;
 pub mod tensor;
+pub mod timing;
 pub mod train;
 
 pub use context::{DeviceChoice, GpuContext, LimitsMode, Requirements};

@@ -195,7 +195,7 @@ fn run(cli: Cli, interrupt: Arc<AtomicBool>, launch: std::time::Instant) -> gan_
             print!("{}", gan_wgpu::bench::format_step(&step));
             println!(
                 "kernels: {}, median over trials ('*' = variant the trainer uses)",
-                gan_wgpu::bench::kernel_timing(&ctx)
+                gan_wgpu::timing::kernel_timing(&ctx)
             );
             let rows =
                 gan_wgpu::bench::run_kernel_bench(&ctx, &gan_wgpu::bench::BenchOptions { quick, batch: batch_size })?;
@@ -208,7 +208,7 @@ fn run(cli: Cli, interrupt: Arc<AtomicBool>, launch: std::time::Instant) -> gan_
                         &rows,
                         &ctx.describe(),
                         ctx.matmul_choice(),
-                        gan_wgpu::bench::kernel_timing(&ctx),
+                        gan_wgpu::timing::kernel_timing(&ctx),
                     ),
                 )
                 .map_err(|e| GanError::io(&path, e))?;

@@ -464,7 +464,7 @@ fn bench_timing_with_zero_trials_is_an_error() {
     let counters = GpuTensor::zeros(ctx, &[4], "counters");
     let upd = adam::Adam::new(ctx, adam::AdamConfig::default(), &t("p"), &t("g"), &t("m"), &t("v"), &counters).unwrap();
     for (reps, trials) in [(0, 3), (3, 0)] {
-        let err = gan_wgpu::bench::time_dispatch(ctx, &upd.dispatch, reps, trials).unwrap_err().to_string();
+        let err = gan_wgpu::timing::time_dispatch(ctx, &upd.dispatch, reps, trials).unwrap_err().to_string();
         assert!(err.contains(&format!("got {reps} and {trials}")), "{err}");
     }
     let err = gan_wgpu::bench::run_step_bench(ctx, 16, 0, std::time::Instant::now()).err().unwrap().to_string();

@@ -81,3 +81,19 @@ fn the_page_self_test_passes_on_this_adapter() {
     assert!(failed.is_empty(), "{failed:#?}");
     assert!(results.len() >= 10);
 }
+
+/// The page's kernel choice, made here with the native clock: timed, then
+/// verified; a variant that needs subgroups only where they are usable.
+#[test]
+fn choices_made_without_blocking_are_measured_and_verified() {
+    let Some(ctx) = ctx() else { return };
+    let origin = std::time::Instant::now();
+    let clock = move || origin.elapsed().as_secs_f64() * 1e3;
+    let (matmul, reduce) = pollster::block_on(gan_wgpu::autotune::choose_without_blocking(ctx, Some(&clock)));
+    assert!(matmul.how.starts_with("measured here: tiled "), "{}", matmul.how);
+    assert!(matmul.how.ends_with("verified against naive on 6 small products"), "{}", matmul.how);
+    assert!(reduce.how.starts_with("measured here: column "), "{}", reduce.how);
+    assert!(reduce.how.ends_with("verified against the CPU references"), "{}", reduce.how);
+    let (table, _) = pollster::block_on(gan_wgpu::autotune::choose_without_blocking(ctx, None));
+    assert!(table.how.starts_with("the table;"), "{}", table.how);
+}

@@ -171,7 +171,7 @@ impl Gan {
 
     /// Records one step with one compute pass per phase, each writing GPU
     /// timestamps at its start and end into `timer` (2 queries per phase).
-    pub fn record_step_timed(&self, enc: &mut wgpu::CommandEncoder, timer: &crate::bench::PassTimer) {
+    pub fn record_step_timed(&self, enc: &mut wgpu::CommandEncoder, timer: &crate::timing::PassTimer) {
         self.record_ranges_timed(enc, &self.phases, timer);
     }
 
@@ -181,7 +181,7 @@ impl Gan {
         &self,
         enc: &mut wgpu::CommandEncoder,
         ranges: &[(&str, std::ops::Range<usize>)],
-        timer: &crate::bench::PassTimer,
+        timer: &crate::timing::PassTimer,
     ) {
         for (i, (name, range)) in ranges.iter().enumerate() {
             let mut pass = enc.begin_compute_pass(&wgpu::ComputePassDescriptor {

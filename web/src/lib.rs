@@ -32,6 +32,13 @@ fn busy() -> JsValue {
     js_err("busy: another GPU call of this page is still running")
 }
 
+#[wasm_bindgen]
+extern "C" {
+    /// The page's clock, in milliseconds (`performance.now()`).
+    #[wasm_bindgen(js_namespace = performance, js_name = now)]
+    fn performance_now() -> f64;
+}
+
 #[wasm_bindgen(start)]
 pub fn start() {
     console_error_panic_hook::set_once();
@@ -51,11 +58,12 @@ pub struct Engine {
 }
 
 /// Opens the browser's WebGPU adapter with the limits the kernels need, and
-/// chooses the kernel variants from the tables, each verified on it.
+/// chooses the kernel variants by timing them on it with the page's clock,
+/// each verified on it against the reference.
 #[wasm_bindgen]
 pub async fn open_engine() -> Result<Engine, JsValue> {
     let ctx = GpuContext::new_async(&DeviceChoice::Auto, &Requirements::default()).await.map_err(js_err)?;
-    let (matmul, reduce) = autotune::choose_without_blocking(&ctx).await;
+    let (matmul, reduce) = autotune::choose_without_blocking(&ctx, Some(&performance_now)).await;
     ctx.set_kernel_choices(matmul, reduce);
     ctx.check_health("choosing the kernels").map_err(js_err)?;
     Ok(Engine {
