@@ -15,13 +15,13 @@
 //!   `GAN_WGPU_AUTOTUNE=1` measures on CPU adapters too, `=0` uses the table
 //!   everywhere (`tiled` on GPUs).
 
-use crate::timing::{time_dispatch, time_on_host, HostClock};
 use crate::context::GpuContext;
 use crate::error::{GanError, Result};
 use crate::kernels::matmul::{self, Form, Matmul, Variant};
 use crate::kernels::reduce::Reduce;
 use crate::kernels::{check_close, run};
 use crate::tensor::GpuTensor;
+use crate::timing::{time_dispatch, time_on_host, HostClock};
 use rand::{Rng, SeedableRng};
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
@@ -279,7 +279,11 @@ pub async fn choose_without_blocking(ctx: &GpuContext, clock: Option<HostClock<'
         Err(e) => match verify_reduce_async(ctx, other).await {
             Ok(()) => ReduceChoice {
                 variant: other,
-                how: format!("{how}, but {} disagreed with the CPU references ({e}); {} agrees", first.name(), other.name()),
+                how: format!(
+                    "{how}, but {} disagreed with the CPU references ({e}); {} agrees",
+                    first.name(),
+                    other.name()
+                ),
             },
             Err(e2) => ReduceChoice {
                 variant: first,

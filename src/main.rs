@@ -224,36 +224,7 @@ fn run(cli: Cli, interrupt: Arc<AtomicBool>, launch: std::time::Instant) -> gan_
             Ok(())
         }
         Command::Train(a) => {
-            positive("--epochs", a.epochs as f64)?;
-            positive("--batch-size", a.batch_size as f64)?;
-            if a.batch_size < 2 {
-                return Err(GanError::Flag {
-                    flag: "--batch-size",
-                    why: "batch norm needs at least 2 samples a batch".into(),
-                });
-            }
-            positive("--latent-size", a.latent_size as f64)?;
-            positive("--lr", a.lr as f64)?;
-            positive("--log-every", a.log_every as f64)?;
-            for (flag, b) in [("--beta1", a.beta1), ("--beta2", a.beta2)] {
-                if !(0.0..1.0).contains(&b) {
-                    return Err(GanError::Flag { flag, why: format!("must be in [0, 1), got {b}") });
-                }
-            }
-            if a.limit == Some(0) {
-                return Err(GanError::Flag { flag: "--limit", why: "must be greater than zero".into() });
-            }
-            train::prepare_out_dir(&a.out)?;
-            let set = data::load(a.data.as_deref())?;
-            let dataset_bytes = (set.pixels.len() as u64).div_ceil(4) * 4;
-            let need = Requirements {
-                // The whole dataset is one storage binding.
-                max_storage_buffer_binding_size: dataset_bytes,
-                max_buffer_size: dataset_bytes,
-                ..Requirements::default()
-            };
-            let choice = DeviceChoice::from_flag_or_env(a.device.as_deref())?;
-            let ctx = GpuContext::new(&choice, &need)?;
+            let data_dir = a.data.clone();
             let cfg = TrainConfig {
                 epochs: a.epochs,
                 gan: GanConfig {
@@ -268,13 +239,30 @@ fn run(cli: Cli, interrupt: Arc<AtomicBool>, launch: std::time::Instant) -> gan_
                 limit: a.limit,
                 stop_after_steps: a.stop_after_steps,
                 pause_after_steps: a.pause_after_steps,
-                quiet: false,
             };
+            cfg.validate()?;
+            train::prepare_out_dir(&cfg.out)?;
+            let set = data::load(data_dir.as_deref())?;
+            let dataset_bytes = (set.pixels.len() as u64).div_ceil(4) * 4;
+            let need = Requirements {
+                // The whole dataset is one storage binding.
+                max_storage_buffer_binding_size: dataset_bytes,
+                max_buffer_size: dataset_bytes,
+                ..Requirements::default()
+            };
+            let choice = DeviceChoice::from_flag_or_env(a.device.as_deref())?;
+            let ctx = GpuContext::new(&choice, &need)?;
             let mut quality =
-                QualityHook::new(a.eval_every, a.data.clone(), cfg.out.clone(), cfg.resume.clone(), set.clone());
-            let summary = train::train_with_hook(&ctx, &cfg, &set, &interrupt, &mut |ctx, gan, epoch, steps| {
-                quality.after_epoch(ctx, gan, epoch, steps)
-            })?;
+                QualityHook::new(a.eval_every, data_dir, cfg.out.clone(), cfg.resume.clone(), set.clone());
+            let mut report = train_reporter();
+            let summary = train::train_with_hook(
+                &ctx,
+                &cfg,
+                &set,
+                &interrupt,
+                &mut |ctx, gan, epoch, steps| quality.after_epoch(ctx, gan, epoch, steps),
+                &mut report,
+            )?;
             if summary.interrupted && interrupt.load(Ordering::Relaxed) {
                 return Err(GanError::Interrupted);
             }
@@ -327,6 +315,51 @@ fn sample(a: SampleArgs) -> gan_wgpu::Result<()> {
         println!("{count} samples (IDX uint8 {count}x{}x{}) -> {}", g.height, g.width, p.display());
     }
     Ok(())
+}
+
+/// Prints the trainer's events: notes and logged steps on stdout, and on a
+/// terminal a progress bar per epoch on stderr.
+fn train_reporter() -> impl FnMut(train::TrainEvent) {
+    use train::TrainEvent;
+    let terminal = std::io::stderr().is_terminal();
+    let mut bar: Option<indicatif::ProgressBar> = None;
+    move |event: TrainEvent| match event {
+        TrainEvent::Note(line) | TrainEvent::Logged(line) => match &bar {
+            Some(b) => b.println(line),
+            None => println!("{line}"),
+        },
+        TrainEvent::EpochStart { epoch, epochs, steps, done } => {
+            if terminal {
+                let b = indicatif::ProgressBar::new(steps as u64);
+                b.set_style(
+                    indicatif::ProgressStyle::with_template(
+                        "epoch {msg} [{bar:30}] {pos}/{len} steps, {per_sec}, eta {eta}",
+                    )
+                    .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+                );
+                b.set_message(format!("{epoch}/{epochs}"));
+                b.set_position(done as u64);
+                bar = Some(b);
+            }
+        }
+        TrainEvent::Position(done) => {
+            if let Some(b) = &bar {
+                b.set_position(done as u64);
+            }
+        }
+        TrainEvent::EpochEnd { epoch, seconds, finished } => {
+            if let Some(b) = bar.take() {
+                if finished {
+                    b.finish_and_clear();
+                } else {
+                    b.abandon();
+                }
+            }
+            if finished {
+                println!("time of epoch {epoch} is {seconds:.2}s");
+            }
+        }
+    }
 }
 
 /// Prints the classifier's training progress on stderr: a bar on a

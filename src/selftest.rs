@@ -109,7 +109,8 @@ async fn rng_normal(ctx: &GpuContext) -> Result<()> {
             + (2f64.powi(-21) / r).min(2f64.powi(-10))
             + r * 2f64.powi(-20)
             + 2f64.powi(-24) * (c as f64).abs();
-        if !(((g - c) as f64).abs() <= tol) {
+        let err = ((g - c) as f64).abs();
+        if err.is_nan() || err > tol {
             return Err(mismatch("rng")(format!("index {i}: gpu {g} cpu {c}, tolerance {tol:e}")));
         }
     }

@@ -201,7 +201,8 @@ pub(crate) async fn map_read(ctx: &GpuContext, staging: &wgpu::Buffer, size: u64
         .ok_or_else(|| "the mapping callback was dropped".to_string())
         .and_then(|r| r.map_err(|e| e.to_string()))
         .map_err(|message| GanError::Device { during: format!("{during}: mapping"), message })?;
-    let view = slice.get_mapped_range().map_err(|e| GanError::Device { during: during.into(), message: e.to_string() })?;
+    let view =
+        slice.get_mapped_range().map_err(|e| GanError::Device { during: during.into(), message: e.to_string() })?;
     let out: Vec<u32> = bytemuck::cast_slice(&view[..]).to_vec();
     drop(view);
     staging.unmap();

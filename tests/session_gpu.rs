@@ -24,7 +24,6 @@ fn session_steps_equal_the_trainers_losses_and_checkpoints() {
         limit: None,
         stop_after_steps: None,
         pause_after_steps: None,
-        quiet: true,
     };
     let run = train::train(ctx, &cfg, &set, &AtomicBool::new(false)).unwrap();
     assert_eq!(run.losses.len(), 6, "3 steps an epoch, 2 epochs");
@@ -46,7 +45,12 @@ fn session_steps_equal_the_trainers_losses_and_checkpoints() {
         assert_eq!((row.epoch, row.step), (r.epoch, r.step));
         assert_eq!(
             (row.loss_d.to_bits(), row.loss_g.to_bits(), row.d_real.to_bits(), row.d_fake.to_bits()),
-            (r.metrics.loss_d.to_bits(), r.metrics.loss_g.to_bits(), r.metrics.d_real.to_bits(), r.metrics.d_fake.to_bits()),
+            (
+                r.metrics.loss_d.to_bits(),
+                r.metrics.loss_g.to_bits(),
+                r.metrics.d_real.to_bits(),
+                r.metrics.d_fake.to_bits()
+            ),
             "step {}",
             r.step
         );
@@ -76,8 +80,10 @@ fn the_page_self_test_passes_on_this_adapter() {
             || ["activation.wgsl", "matmul_common.wgsl", "bce.wgsl"].contains(&shader.name);
         assert!(covered, "{} is not in the self-test", shader.name);
     }
-    let failed: Vec<String> =
-        results.iter().filter_map(|r| r.outcome.as_ref().err().map(|e| format!("{}: {}: {e}", r.shader, r.what))).collect();
+    let failed: Vec<String> = results
+        .iter()
+        .filter_map(|r| r.outcome.as_ref().err().map(|e| format!("{}: {}: {e}", r.shader, r.what)))
+        .collect();
     assert!(failed.is_empty(), "{failed:#?}");
     assert!(results.len() >= 10);
 }

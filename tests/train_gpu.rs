@@ -34,7 +34,6 @@ fn small_run_from(
         limit: None,
         stop_after_steps: stop_after,
         pause_after_steps: None,
-        quiet: true,
     };
     train::train(ctx, &cfg, &set, &AtomicBool::new(false)).unwrap()
 }

@@ -100,7 +100,7 @@ def start_chromium(chromium, adapter, profile):
         "--remote-debugging-port=0",
         f"--user-data-dir={profile}",
         "--no-first-run",
-        "--window-size=1400,1000",
+        "--window-size=1400,1050",
         "about:blank",
     ]
     proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)

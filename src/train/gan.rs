@@ -12,6 +12,37 @@ pub struct GanConfig {
     pub adam: AdamConfig,
 }
 
+impl GanConfig {
+    /// Checks the values (the CLI's flags, the page's form): errors name the
+    /// CLI flag and what is wrong.
+    pub fn validate(&self) -> Result<()> {
+        positive("--batch-size", self.batch as f64)?;
+        if self.batch < 2 {
+            return Err(GanError::Flag {
+                flag: "--batch-size",
+                why: format!("batch norm needs at least 2 samples a batch, got {}", self.batch),
+            });
+        }
+        positive("--latent-size", self.latent as f64)?;
+        positive("--lr", self.adam.lr as f64)?;
+        for (flag, b) in [("--beta1", self.adam.beta1), ("--beta2", self.adam.beta2)] {
+            if !(0.0..1.0).contains(&b) {
+                return Err(GanError::Flag { flag, why: format!("must be in [0, 1), got {b}") });
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Ok when `v` is finite and above zero, else an error naming `flag`.
+pub(crate) fn positive(flag: &'static str, v: f64) -> Result<()> {
+    if v > 0.0 && v.is_finite() {
+        Ok(())
+    } else {
+        Err(GanError::Flag { flag, why: format!("must be greater than zero, got {v}") })
+    }
+}
+
 /// The GAN resident on the GPU, with its whole training step prebuilt.
 pub struct Gan {
     pub cfg: GanConfig,
@@ -234,7 +265,12 @@ impl Gan {
     /// The generator's and the discriminator's checkpoint files as the CLI
     /// writes them after epoch `epoch` (PyTorch state_dict names, metadata:
     /// epoch, steps done, image shape, latent size, layers).
-    pub async fn checkpoint_files_async(&self, ctx: &GpuContext, epoch: usize, steps_done: u64) -> Result<(Vec<u8>, Vec<u8>)> {
+    pub async fn checkpoint_files_async(
+        &self,
+        ctx: &GpuContext,
+        epoch: usize,
+        steps_done: u64,
+    ) -> Result<(Vec<u8>, Vec<u8>)> {
         let meta = |net: &NetSpec| -> Vec<(String, String)> {
             [
                 ("epoch", epoch.to_string()),
@@ -249,7 +285,12 @@ impl Gan {
             .collect()
         };
         let g_bn = self.g.read_bn_async(ctx, steps_done as i64).await?;
-        let g = checkpoint::network_bytes(&self.g.spec, &self.g.params.read_f32_async(ctx).await?, &g_bn, meta(&self.g.spec))?;
+        let g = checkpoint::network_bytes(
+            &self.g.spec,
+            &self.g.params.read_f32_async(ctx).await?,
+            &g_bn,
+            meta(&self.g.spec),
+        )?;
         let d = checkpoint::network_bytes(
             &self.d.spec,
             &self.d.params.read_f32_async(ctx).await?,

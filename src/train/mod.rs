@@ -28,7 +28,6 @@ use crate::network::{self, Activations, GpuNet};
 use crate::tensor::GpuTensor;
 use rand::SeedableRng;
 use std::collections::VecDeque;
-use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
 use std::sync::Arc;
@@ -72,8 +71,40 @@ pub struct TrainConfig {
     /// After this many steps of this run, say so on stdout and wait for an
     /// interrupt (tests: a signal at a known step).
     pub pause_after_steps: Option<u64>,
-    pub quiet: bool,
 }
+
+impl TrainConfig {
+    /// Checks the values before any file or device work; errors name the
+    /// CLI flag and what is wrong.
+    pub fn validate(&self) -> Result<()> {
+        gan::positive("--epochs", self.epochs as f64)?;
+        gan::positive("--log-every", self.log_every as f64)?;
+        if self.limit == Some(0) {
+            return Err(GanError::Flag { flag: "--limit", why: "must be greater than zero".into() });
+        }
+        self.gan.validate()
+    }
+}
+
+/// What the trainer tells its host as it goes. The library prints nothing:
+/// the CLI turns these into log lines and a progress bar.
+#[derive(Clone, Debug)]
+pub enum TrainEvent {
+    /// A line for the log: resuming, compile time, adapter, data, memory,
+    /// the stop and the pause.
+    Note(String),
+    /// Epoch `epoch` of `epochs` starts with `done` of its `steps` already done.
+    EpochStart { epoch: usize, epochs: usize, steps: usize, done: usize },
+    /// A logged step, as the tutorial's log line.
+    Logged(String),
+    /// Steps done in the current epoch.
+    Position(usize),
+    /// The epoch ended after `seconds`, or was left unfinished (a stop).
+    EpochEnd { epoch: usize, seconds: f64, finished: bool },
+}
+
+/// Where a run's events go.
+pub type Reporter<'a> = dyn FnMut(TrainEvent) + 'a;
 
 /// Where a run stands; saved in the state file.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -111,16 +142,18 @@ pub type EpochHook<'a> = dyn FnMut(&GpuContext, &Gan, usize, u64) -> Result<()> 
 /// Runs (or resumes) training. Returns when all epochs are done, or early
 /// with `interrupted` set when `interrupt` was raised (state saved).
 pub fn train(ctx: &GpuContext, cfg: &TrainConfig, data: &ImageSet, interrupt: &AtomicBool) -> Result<RunSummary> {
-    train_with_hook(ctx, cfg, data, interrupt, &mut |_, _, _, _| Ok(()))
+    train_with_hook(ctx, cfg, data, interrupt, &mut |_, _, _, _| Ok(()), &mut |_| {})
 }
 
-/// `train`, calling `after_epoch` once each epoch's files are written.
+/// `train`, calling `after_epoch` once each epoch's files are written and
+/// telling `report` what happens.
 pub fn train_with_hook(
     ctx: &GpuContext,
     cfg: &TrainConfig,
     data: &ImageSet,
     interrupt: &AtomicBool,
     after_epoch: &mut EpochHook,
+    report: &mut Reporter,
 ) -> Result<RunSummary> {
     let g = cfg.gan;
     let data = first_images(data, cfg.limit, g.batch)?;
@@ -131,15 +164,13 @@ pub fn train_with_hook(
         Some(dir) => {
             let path = find_latest_state(dir)?;
             let s = load_state(&path, cfg, dim, data.count)?;
-            if !cfg.quiet {
-                println!(
-                    "resuming from {} (epoch {}, step {} of the epoch, {} steps done)",
-                    path.display(),
-                    s.progress.epoch,
-                    s.progress.batch_in_epoch,
-                    s.progress.steps_done
-                );
-            }
+            report(TrainEvent::Note(format!(
+                "resuming from {} (epoch {}, step {} of the epoch, {} steps done)",
+                path.display(),
+                s.progress.epoch,
+                s.progress.batch_in_epoch,
+                s.progress.steps_done
+            )));
             let p = s.progress;
             (Some(s), p)
         }
@@ -153,8 +184,10 @@ pub fn train_with_hook(
     warm_up_pipelines(ctx, g, dim);
     let warm_s = t_warm.elapsed().as_secs_f64();
     // Only a first launch (empty shader cache) waits this long; say why.
-    if !cfg.quiet && warm_s > 1.0 {
-        println!("compiled the GPU kernels in {warm_s:.1} s (first launch; the driver caches them for the next)");
+    if warm_s > 1.0 {
+        report(TrainEvent::Note(format!(
+            "compiled the GPU kernels in {warm_s:.1} s (first launch; the driver caches them for the next)"
+        )));
     }
     let t0 = Instant::now();
     let gan = Gan::new(ctx, g, &data, &g_params, &d_params)?;
@@ -172,9 +205,9 @@ pub fn train_with_hook(
         &checkpoint::npy_bytes(&[GRID_SAMPLES, g.latent], &fixed),
     )?;
     ctx.check_health("building the training graph")?;
-    if !cfg.quiet {
-        println!("adapter: {}", ctx.describe());
-        println!(
+    {
+        report(TrainEvent::Note(format!("adapter: {}", ctx.describe())));
+        report(TrainEvent::Note(format!(
             "data: {} images {}x{} from {}; {} steps an epoch at batch {}; matmul variant {}; reductions {}",
             data.count,
             data.height,
@@ -184,12 +217,20 @@ pub fn train_with_hook(
             g.batch,
             ctx.matmul_choice().describe(),
             ctx.reduce_choice().describe()
-        );
+        )));
         let mem = gan.memory();
         let total: u64 = mem.iter().map(|m| m.1).sum();
         let parts: Vec<String> = mem.iter().map(|(n, b)| format!("{n} {:.2}", *b as f64 / 1048576.0)).collect();
-        println!("GPU memory (MiB): {}; total {:.2}", parts.join(", "), total as f64 / 1048576.0);
-        println!("{} dispatches a step, graph built in {:.2} s", gan.dispatch_count(), t0.elapsed().as_secs_f64());
+        report(TrainEvent::Note(format!(
+            "GPU memory (MiB): {}; total {:.2}",
+            parts.join(", "),
+            total as f64 / 1048576.0
+        )));
+        report(TrainEvent::Note(format!(
+            "{} dispatches a step, graph built in {:.2} s",
+            gan.dispatch_count(),
+            t0.elapsed().as_secs_f64()
+        )));
     }
 
     let csv_path = cfg.out.join("losses.csv");
@@ -257,19 +298,17 @@ pub fn train_with_hook(
         // epoch: the previous epoch's images and checkpoints are not a step.
         last_log = (epoch_start, p.steps_done);
         gan.start_epoch(ctx, p.epoch, p.batch_in_epoch, p.steps_done)?;
-        let bar = (!cfg.quiet && std::io::stderr().is_terminal()).then(|| {
-            let b = indicatif::ProgressBar::new(steps_per_epoch as u64);
-            b.set_style(
-                indicatif::ProgressStyle::with_template(
-                    "epoch {msg} [{bar:30}] {pos}/{len} steps, {per_sec}, eta {eta}",
-                )
-                .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
-            );
-            b.set_message(format!("{}/{}", p.epoch, cfg.epochs));
-            b.set_position(p.batch_in_epoch as u64);
-            b
+        report(TrainEvent::EpochStart {
+            epoch: p.epoch,
+            epochs: cfg.epochs,
+            steps: steps_per_epoch,
+            done: p.batch_in_epoch,
         });
-        let handle = |rows: Vec<StepReading>, losses: &mut Vec<LossRow>, last_log: &mut (Instant, u64)| -> Result<()> {
+        let handle = |rows: Vec<StepReading>,
+                      losses: &mut Vec<LossRow>,
+                      last_log: &mut (Instant, u64),
+                      report: &mut Reporter|
+         -> Result<()> {
             for r in rows {
                 if let Some(step) = r.first_nonfinite {
                     return Err(diverged(step, r.epoch));
@@ -291,13 +330,7 @@ pub fn train_with_hook(
                     d_fake: m.d_fake,
                     seconds: secs,
                 });
-                if !cfg.quiet {
-                    let line = log_line(r.epoch, r.batch, &m, secs);
-                    match &bar {
-                        Some(b) => b.println(line),
-                        None => println!("{line}"),
-                    }
-                }
+                report(TrainEvent::Logged(log_line(r.epoch, r.batch, &m, secs)));
             }
             Ok(())
         };
@@ -308,51 +341,45 @@ pub fn train_with_hook(
             p.steps_done += 1;
             p.batch_in_epoch += 1;
             steps_this_run += 1;
-            handle(rows, &mut losses, &mut last_log)?;
-            if let Some(b) = &bar {
-                b.set_position(p.batch_in_epoch as u64);
-            }
+            handle(rows, &mut losses, &mut last_log, report)?;
+            report(TrainEvent::Position(p.batch_in_epoch));
             if cfg.pause_after_steps == Some(steps_this_run) {
                 let rows = runner.finish(ctx)?;
-                handle(rows, &mut losses, &mut last_log)?;
-                wait_for_interrupt(interrupt, cfg.quiet, steps_this_run);
+                handle(rows, &mut losses, &mut last_log, report)?;
+                report(TrainEvent::Note(format!("paused after {steps_this_run} steps, waiting for a signal")));
+                wait_for_interrupt(interrupt);
             }
             let stop = interrupt.load(Ordering::Relaxed) || cfg.stop_after_steps.is_some_and(|n| steps_this_run >= n);
             if stop && p.batch_in_epoch < steps_per_epoch {
                 let rows = runner.finish(ctx)?;
-                handle(rows, &mut losses, &mut last_log)?;
+                handle(rows, &mut losses, &mut last_log, report)?;
                 check_finite(&p)?;
                 checkpoint::atomic_write(&csv_path, losses_csv(&losses).as_bytes())?;
                 let path = save_state(ctx, &gan, cfg, &p)?;
-                if let Some(b) = &bar {
-                    b.abandon();
-                }
-                if !cfg.quiet {
-                    println!(
-                        "stopped at epoch {}, step {} of the epoch; state saved to {}",
-                        p.epoch,
-                        p.batch_in_epoch,
-                        path.display()
-                    );
-                }
+                report(TrainEvent::EpochEnd {
+                    epoch: p.epoch,
+                    seconds: epoch_start.elapsed().as_secs_f64(),
+                    finished: false,
+                });
+                report(TrainEvent::Note(format!(
+                    "stopped at epoch {}, step {} of the epoch; state saved to {}",
+                    p.epoch,
+                    p.batch_in_epoch,
+                    path.display()
+                )));
                 return Ok(RunSummary { progress: p, losses, interrupted: true });
             }
         }
         let rows = runner.finish(ctx)?;
-        handle(rows, &mut losses, &mut last_log)?;
+        handle(rows, &mut losses, &mut last_log, report)?;
         check_finite(&p)?;
-        if let Some(b) = &bar {
-            b.finish_and_clear();
-        }
         let epoch_secs = epoch_start.elapsed().as_secs_f64();
         let finished = p.epoch;
         p.epoch += 1;
         p.batch_in_epoch = 0;
         write_epoch_outputs(ctx, cfg, &gan, &sampler, &fixed, &losses, finished, p.steps_done)?;
         save_state(ctx, &gan, cfg, &p)?;
-        if !cfg.quiet {
-            println!("time of epoch {finished} is {epoch_secs:.2}s");
-        }
+        report(TrainEvent::EpochEnd { epoch: finished, seconds: epoch_secs, finished: true });
         after_epoch(ctx, &gan, finished, p.steps_done)?;
         if interrupt.load(Ordering::Relaxed) || cfg.stop_after_steps.is_some_and(|n| steps_this_run >= n) {
             return Ok(RunSummary { progress: p, losses, interrupted: p.epoch < cfg.epochs });
@@ -361,13 +388,10 @@ pub fn train_with_hook(
     Ok(RunSummary { progress: p, losses, interrupted: false })
 }
 
-/// The test hook behind `--pause-after-steps`: says so on stdout, then
-/// waits (at most two minutes) for an interrupt, so that a test can send a
-/// signal at a known step instead of racing the trainer.
-fn wait_for_interrupt(interrupt: &AtomicBool, quiet: bool, steps: u64) {
-    if !quiet {
-        println!("paused after {steps} steps, waiting for a signal");
-    }
+/// The test hook behind `--pause-after-steps` (reported as a note just
+/// before): waits (at most two minutes) for an interrupt, so that a test can
+/// send a signal at a known step instead of racing the trainer.
+fn wait_for_interrupt(interrupt: &AtomicBool) {
     let start = Instant::now();
     while !interrupt.load(Ordering::Relaxed) && start.elapsed().as_secs() < 120 {
         std::thread::sleep(std::time::Duration::from_millis(5));

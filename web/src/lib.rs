@@ -6,6 +6,10 @@
 //! GPU returns a Promise. The page makes one call at a time; a call made
 //! while another is pending is refused with "busy", never a panic.
 
+// A call holds its RefCell borrow across its GPU awaits on purpose: that
+// borrow is what refuses a second call with "busy" (one thread, no locks).
+#![allow(clippy::await_holding_refcell_ref)]
+
 use gan_wgpu::autotune;
 use gan_wgpu::checkpoint::Loaded;
 use gan_wgpu::data::{self, ImageSet};
@@ -115,16 +119,15 @@ impl Engine {
     /// --limit L`: same weights, batches and losses). Returns the steps of
     /// one epoch.
     pub fn new_session(&self, batch: usize, lr: f32, seed: u32, limit: usize) -> Result<usize, JsValue> {
-        if batch == 0 || !(lr.is_finite() && lr > 0.0) {
-            return Err(js_err(format!("batch size must be at least 1 and lr above 0 (got {batch} and {lr})")));
-        }
+        let cfg =
+            GanConfig { batch, latent: LATENT, seed: seed as u64, adam: AdamConfig { lr, ..AdamConfig::default() } };
+        cfg.validate().map_err(js_err)?;
         let data = self.inner.data.try_borrow().map_err(|_| busy())?;
         let data = data.as_ref().ok_or_else(|| js_err("no training images loaded"))?;
         let data = train::first_images(data, (limit > 0).then_some(limit), batch).map_err(js_err)?;
         let mut slot = self.inner.session.try_borrow_mut().map_err(|_| busy())?;
         // The old run's buffers go before the new one's are made.
         *slot = None;
-        let cfg = GanConfig { batch, latent: LATENT, seed: seed as u64, adam: AdamConfig { lr, ..AdamConfig::default() } };
         let session = Session::new(&self.inner.ctx, cfg, &data).map_err(js_err)?;
         let steps = session.gan.steps_per_epoch();
         *slot = Some(session);

@@ -257,9 +257,21 @@ async function main() {
     $('adapter').textContent = 'No WebGPU here.';
     throw new Error('This browser has no WebGPU (navigator.gpu is missing): use Chrome or Edge 113 or later, or enable WebGPU (chrome://flags/#enable-unsafe-webgpu, Firefox: dom.webgpu.enabled), on a page served over http://localhost or https');
   }
+  // The browser's own words for its adapter (wgpu gets no name from it).
+  let browserInfo = {};
+  try {
+    const probe = await navigator.gpu.requestAdapter();
+    const i = probe && probe.info;
+    if (i) browserInfo = { vendor: i.vendor, architecture: i.architecture, description: i.description };
+  } catch (e) { /* the engine's own request reports any real problem */ }
   await init();
   engine = await open_engine();
   const a = JSON.parse(engine.adapter_json());
+  a.browser_info = browserInfo;
+  if (a.name.startsWith('(')) {
+    const words = [browserInfo.vendor, browserInfo.architecture, browserInfo.description].filter((w) => w);
+    if (words.length) a.name = words.join(' ');
+  }
   state.adapter = a;
   const compute = a.features.filter((f) => ['TIMESTAMP_QUERY', 'SUBGROUP', 'SHADER_F16'].includes(f));
   $('adapter').textContent = `Adapter: ${a.name} (${a.backend}, ${a.device_type}); compute features: ${compute.join(', ') || 'none'}; ` +
