@@ -2,7 +2,6 @@
 //! shaders. See README.md.
 
 pub mod autotune;
-pub mod bench;
 pub mod checkpoint;
 pub mod classifier;
 pub mod context;

@@ -314,3 +314,20 @@ pub fn cpu_train_step(
     g.adam_step(config, t, &g_grads);
     CpuStep { metrics: StepMetrics { loss_d, loss_g, d_real, d_fake }, d_grads, g_grads }
 }
+
+/// The matmul shapes of one training step at `batch`: (m, n, k, form, what).
+pub fn matmul_shapes(batch: usize) -> Vec<(usize, usize, usize, matmul::Form, String)> {
+    let layers: Vec<(usize, usize)> = [generator_spec(100, 784), discriminator_spec(784)]
+        .iter()
+        .flat_map(|net| net.layers.iter().map(|l| (l.inp, l.out)).collect::<Vec<_>>())
+        .collect();
+    let mut v = Vec::new();
+    for &(inp, out) in &layers {
+        v.push((batch, out, inp, matmul::Form::NT, format!("fwd {inp}->{out}")));
+    }
+    for (inp, out) in layers {
+        v.push((batch, inp, out, matmul::Form::NN, format!("dX {inp}<-{out}")));
+        v.push((out, inp, batch, matmul::Form::TN, format!("dW {out}x{inp}")));
+    }
+    v
+}

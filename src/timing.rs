@@ -12,7 +12,7 @@ use std::time::Instant;
 
 /// The median of `v` (the upper one for an even count); NaN for no values
 /// (never a panic).
-pub(crate) fn median(mut v: Vec<f64>) -> f64 {
+pub fn median(mut v: Vec<f64>) -> f64 {
     v.sort_by(|a, b| a.total_cmp(b));
     v.get(v.len() / 2).copied().unwrap_or(f64::NAN)
 }
@@ -90,7 +90,7 @@ pub fn time_dispatch(ctx: &GpuContext, d: &Dispatch, reps: usize, trials: usize)
 /// `time_dispatch`, running `between` after each trial: the CPU baseline is
 /// timed in the same minutes as the GPU, so that this machine's swings in
 /// speed (up to 2x within minutes) do not land on one side of the ratio.
-pub(crate) fn time_dispatch_interleaved(
+pub fn time_dispatch_interleaved(
     ctx: &GpuContext,
     d: &Dispatch,
     reps: usize,

@@ -78,20 +78,6 @@ fn cpu_adapters_use_the_measured_table_without_compiling_every_variant() {
     assert_eq!(Variant::for_adapter(ctx), want);
 }
 
-#[test]
-fn bench_json_keeps_the_choice_text_verbatim() {
-    // A failed autotune puts the error message, newlines and quotes
-    // included, into the choice's text; the JSON must still parse.
-    let how = "the table: the autotune failed (GPU error during \"matmul autotune\":\nline two\ttab \\ \u{1})";
-    let choice = autotune::Choice { variant: Variant::Tiled, how: how.into(), trials: None };
-    let json = gan_wgpu::bench::to_json(None, &[], "gpu \"x\"", &choice, "wall clock");
-    let v: serde_json::Value = serde_json::from_str(&json).unwrap();
-    assert_eq!(v["matmul_choice"]["how"], how);
-    assert_eq!(v["matmul_choice"]["variant"], "tiled");
-    assert_eq!(v["adapter"], "gpu \"x\"");
-    assert!(v["step"].is_null() && v["kernels"].as_array().is_some_and(|k| k.is_empty()), "{v}");
-}
-
 /// The chosen variant is checked against naive on small odd products of each
 /// form on the adapter itself, once: the result is cached with the choice.
 #[test]

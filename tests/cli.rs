@@ -283,7 +283,7 @@ fn bench_quick_writes_step_and_kernel_figures_as_json() {
     // Every matmul shape of the step has exactly one row the trainer uses.
     let chosen_matmuls: Vec<&serde_json::Value> =
         kernels.iter().filter(|k| k["family"] == "matmul" && k["chosen"] == true).collect();
-    let model_shapes = gan_wgpu::bench::model_matmul_shapes(16).len();
+    let model_shapes = gan_wgpu::model::matmul_shapes(16).len();
     assert!(chosen_matmuls.len() >= model_shapes, "{} chosen rows for {model_shapes} shapes", chosen_matmuls.len());
     // They are the variant the JSON names as the trainer's choice (or its
     // fallback on unaligned shapes, written "sg32x32>naive").

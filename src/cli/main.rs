@@ -1,5 +1,7 @@
 //! gan-wgpu command line.
 
+mod bench;
+
 use clap::{Parser, Subcommand};
 use gan_wgpu::kernels::adam::AdamConfig;
 use gan_wgpu::train::{self, GanConfig, TrainConfig};
@@ -191,19 +193,18 @@ fn run(cli: Cli, interrupt: Arc<AtomicBool>, launch: std::time::Instant) -> gan_
             // Made before the timed start-up, as `train` makes it.
             println!("matmul variant: {}", ctx.matmul_choice().describe());
             println!("reductions: {}", ctx.reduce_choice().describe());
-            let step = gan_wgpu::bench::run_step_bench(&ctx, batch_size, if quick { 20 } else { 100 }, launch)?;
-            print!("{}", gan_wgpu::bench::format_step(&step));
+            let step = bench::run_step_bench(&ctx, batch_size, if quick { 20 } else { 100 }, launch)?;
+            print!("{}", bench::format_step(&step));
             println!(
                 "kernels: {}, median over trials ('*' = variant the trainer uses)",
                 gan_wgpu::timing::kernel_timing(&ctx)
             );
-            let rows =
-                gan_wgpu::bench::run_kernel_bench(&ctx, &gan_wgpu::bench::BenchOptions { quick, batch: batch_size })?;
-            print!("{}", gan_wgpu::bench::format_rows(&rows));
+            let rows = bench::run_kernel_bench(&ctx, &bench::BenchOptions { quick, batch: batch_size })?;
+            print!("{}", bench::format_rows(&rows));
             if let Some(path) = json {
                 std::fs::write(
                     &path,
-                    gan_wgpu::bench::to_json(
+                    bench::to_json(
                         Some(&step),
                         &rows,
                         &ctx.describe(),

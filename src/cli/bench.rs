@@ -14,13 +14,13 @@
 //! runs; GPU and CPU are so measured in the same minutes and with the same
 //! statistic.
 
-use crate::context::GpuContext;
-use crate::error::{GanError, Result};
-use crate::kernels::reduce::Reduce;
-use crate::kernels::{adam, batchnorm, bce, bias_act, gather, matmul, rng, Dispatch};
-use crate::model;
-use crate::tensor::GpuTensor;
-use crate::timing::{median, time_dispatch, time_dispatch_interleaved, PassTimer};
+use gan_wgpu::context::GpuContext;
+use gan_wgpu::error::{GanError, Result};
+use gan_wgpu::kernels::reduce::Reduce;
+use gan_wgpu::kernels::{adam, batchnorm, bce, bias_act, gather, matmul, rng, Dispatch};
+use gan_wgpu::model;
+use gan_wgpu::tensor::GpuTensor;
+use gan_wgpu::timing::{median, time_dispatch, time_dispatch_interleaved, PassTimer};
 use rand::SeedableRng;
 use std::fmt::Write as _;
 use std::time::Instant;
@@ -108,29 +108,12 @@ impl CpuSgemm {
     }
 }
 
-/// The matmul shapes of one training step at `batch`: (m, n, k, form, what).
-pub fn model_matmul_shapes(batch: usize) -> Vec<(usize, usize, usize, matmul::Form, String)> {
-    let layers: Vec<(usize, usize)> = [model::generator_spec(100, 784), model::discriminator_spec(784)]
-        .iter()
-        .flat_map(|net| net.layers.iter().map(|l| (l.inp, l.out)).collect::<Vec<_>>())
-        .collect();
-    let mut v = Vec::new();
-    for &(inp, out) in &layers {
-        v.push((batch, out, inp, matmul::Form::NT, format!("fwd {inp}->{out}")));
-    }
-    for (inp, out) in layers {
-        v.push((batch, inp, out, matmul::Form::NN, format!("dX {inp}<-{out}")));
-        v.push((out, inp, batch, matmul::Form::TN, format!("dW {out}x{inp}")));
-    }
-    v
-}
-
 pub fn run_kernel_bench(ctx: &GpuContext, opts: &BenchOptions) -> Result<Vec<Row>> {
     let (reps, trials) = if opts.quick { (3, 3) } else { (10, 7) };
     let chosen = matmul::Variant::for_adapter(ctx);
     let mut rows = Vec::new();
     let b = opts.batch;
-    for (m, n, k, form, what) in model_matmul_shapes(b) {
+    for (m, n, k, form, what) in model::matmul_shapes(b) {
         let (sa, sb) = form.operand_shapes(m, n, k);
         let a = GpuTensor::zeros(ctx, &sa, "a");
         let bt = GpuTensor::zeros(ctx, &sb, "b");
@@ -315,85 +298,59 @@ pub fn format_rows(rows: &[Row]) -> String {
     s
 }
 
-/// `s` with JSON's two mandatory escapes (the text here has no control characters).
-/// `s` as the inside of a JSON string (error messages can hold newlines).
-fn esc(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for ch in s.chars() {
-        match ch {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            c if (c as u32) < 0x20 => {
-                let _ = write!(out, "\\u{:04x}", c as u32);
-            }
-            c => out.push(c),
-        }
-    }
-    out
-}
-
 /// The figures as JSON: the adapter, the training step (when measured) and
 /// every kernel row.
 pub fn to_json(
     step: Option<&StepBench>,
     rows: &[Row],
     adapter: &str,
-    matmul: &crate::autotune::Choice,
+    matmul: &gan_wgpu::autotune::Choice,
     kernel_timing: &str,
 ) -> String {
-    let step = step.map_or("null".to_string(), |st| {
-        let phases: Vec<String> =
-            st.phases.iter().map(|(name, us)| format!("{{\"phase\":\"{}\",\"gpu_us\":{us:.3}}}", esc(name))).collect();
-        format!(
-            "{{\"batch\":{},\"steps\":{},\"dispatches\":{},\"steps_per_s\":{:.4},\"first_step_s\":{:.4},\"matmul_sum_us\":{:.3},\"step_over_matmul\":{:.4},\"timed_step_wall_us\":{},\"timed_step_kernels_us\":{},\"host_encode_us\":{:.3},\"host_encode_best_us\":{:.3},\"readback_latency_us\":{:.3},\"gpu_buffers_after_warmup\":[{},{}],\"gpu_buffers_after_run\":[{},{}],\"phases\":[{}]}}",
-            st.batch,
-            st.steps,
-            st.dispatches,
-            st.steps_per_s,
-            st.first_step_s,
-            st.matmul_sum_us,
-            st.step_over_matmul(),
-            st.timed_step_us.map_or("null".to_string(), |t| format!("{:.3}", t.0)),
-            st.timed_step_us.map_or("null".to_string(), |t| format!("{:.3}", t.1)),
-            st.host_encode_us,
-            st.host_encode_best_us,
-            st.readback_latency_us,
-            st.memory_after_warmup.0,
-            st.memory_after_warmup.1,
-            st.memory_after_run.0,
-            st.memory_after_run.1,
-            phases.join(",")
-        )
+    use serde_json::json;
+    let step = step.map(|st| {
+        json!({
+            "batch": st.batch,
+            "steps": st.steps,
+            "dispatches": st.dispatches,
+            "steps_per_s": st.steps_per_s,
+            "first_step_s": st.first_step_s,
+            "matmul_sum_us": st.matmul_sum_us,
+            "step_over_matmul": st.step_over_matmul(),
+            "timed_step_wall_us": st.timed_step_us.map(|t| t.0),
+            "timed_step_kernels_us": st.timed_step_us.map(|t| t.1),
+            "host_encode_us": st.host_encode_us,
+            "host_encode_best_us": st.host_encode_best_us,
+            "readback_latency_us": st.readback_latency_us,
+            "gpu_buffers_after_warmup": [st.memory_after_warmup.0, st.memory_after_warmup.1],
+            "gpu_buffers_after_run": [st.memory_after_run.0, st.memory_after_run.1],
+            "phases": st.phases.iter().map(|(name, us)| json!({ "phase": name, "gpu_us": us })).collect::<Vec<_>>(),
+        })
     });
-    format!(
-        "{{\"adapter\":\"{}\",\"matmul_choice\":{{\"variant\":\"{}\",\"how\":\"{}\"}},\"step\":{step},\"kernel_timing\":\"{}\",\"kernels\":{}}}\n",
-        esc(adapter),
-        matmul.variant.name(),
-        esc(&matmul.how),
-        esc(kernel_timing),
-        rows_to_json(rows)
-    )
-}
-
-fn rows_to_json(rows: &[Row]) -> String {
-    let items: Vec<String> = rows
+    let kernels: Vec<serde_json::Value> = rows
         .iter()
         .map(|r| {
-            format!(
-                "{{\"family\":\"{}\",\"case\":\"{}\",\"variant\":\"{}\",\"median_us\":{:.3},\"spread_us\":{:.3},\"rate\":{:.4},\"unit\":\"{}\",\"cpu_gflops\":{},\"chosen\":{}}}",
-                esc(&r.family),
-                esc(&r.case),
-                esc(&r.variant),
-                r.median_us,
-                r.spread_us,
-                r.rate,
-                r.unit,
-                r.cpu_gflops.map_or("null".to_string(), |c| format!("{c:.3}")),
-                r.chosen
-            )
+            json!({
+                "family": r.family,
+                "case": r.case,
+                "variant": r.variant,
+                "median_us": r.median_us,
+                "spread_us": r.spread_us,
+                "rate": r.rate,
+                "unit": r.unit,
+                "cpu_gflops": r.cpu_gflops,
+                "chosen": r.chosen,
+            })
         })
         .collect();
-    format!("[{}]", items.join(","))
+    let report = json!({
+        "adapter": adapter,
+        "matmul_choice": { "variant": matmul.variant.name(), "how": matmul.how },
+        "step": step,
+        "kernel_timing": kernel_timing,
+        "kernels": kernels,
+    });
+    format!("{report}\n")
 }
 
 /// Figures of the whole training step.
@@ -438,10 +395,10 @@ pub fn run_step_bench(ctx: &GpuContext, batch: usize, steps: usize, launch: Inst
     if steps == 0 {
         return Err(GanError::Flag { flag: "bench", why: "timing the step needs at least 1 step, got 0".into() });
     }
-    use crate::train::{Gan, GanConfig, StepRunner};
+    use gan_wgpu::train::{Gan, GanConfig, StepRunner};
     let n = (batch * 8).max(1024);
     let mut r = rand::rngs::StdRng::seed_from_u64(1);
-    let data = crate::data::ImageSet {
+    let data = gan_wgpu::data::ImageSet {
         count: n,
         height: 28,
         width: 28,
@@ -449,10 +406,10 @@ pub fn run_step_bench(ctx: &GpuContext, batch: usize, steps: usize, launch: Inst
         labels: None,
         source: "random".into(),
     };
-    let cfg = GanConfig { batch, latent: 100, seed: 1, adam: crate::kernels::adam::AdamConfig::default() };
-    let g_spec = crate::model::generator_spec(100, 784);
-    let d_spec = crate::model::discriminator_spec(784);
-    crate::train::warm_up_pipelines(ctx, cfg, 784);
+    let cfg = GanConfig { batch, latent: 100, seed: 1, adam: gan_wgpu::kernels::adam::AdamConfig::default() };
+    let g_spec = gan_wgpu::model::generator_spec(100, 784);
+    let d_spec = gan_wgpu::model::discriminator_spec(784);
+    gan_wgpu::train::warm_up_pipelines(ctx, cfg, 784);
     let gan = Gan::new(ctx, cfg, &data, &g_spec.init_params(&mut r), &d_spec.init_params(&mut r))?;
     gan.start_epoch(ctx, 0, 0, 0)?;
     let mut runner = StepRunner::new(ctx);
