@@ -34,6 +34,8 @@ import urllib.request
 import websocket  # websocket-client
 
 ADAPTER_FLAGS = {
+    # No WebGPU at all: the page must say so in one line.
+    "none": ["--disable-features=WebGPU"],
     "swiftshader": ["--use-webgpu-adapter=swiftshader", "--enable-unsafe-swiftshader"],
     "lavapipe-compat": [
         "--use-webgpu-adapter=opengles",
@@ -95,7 +97,7 @@ def start_chromium(chromium, adapter, profile):
         chromium,
         "--headless=new",
         "--no-sandbox",
-        "--enable-unsafe-webgpu",
+        *([] if adapter == "none" else ["--enable-unsafe-webgpu"]),
         *ADAPTER_FLAGS[adapter],
         "--remote-debugging-port=0",
         f"--user-data-dir={profile}",
@@ -136,6 +138,20 @@ def wait_for(cdp, pred, what, timeout):
     raise Fail(f"timed out after {timeout} s waiting for {what}; status: {json.dumps(page_status(cdp))[:1500]}")
 
 
+def check_no_webgpu(cdp):
+    """Without WebGPU the page says so, and how to get it, in one line."""
+    deadline = time.time() + 60
+    while time.time() < deadline:
+        error = page_status(cdp).get("error")
+        if error:
+            break
+        time.sleep(0.2)
+    check(error and "WebGPU" in error and "\n" not in error, f"without WebGPU the page shows {error!r}")
+    shown = cdp.eval("document.getElementById('error').textContent")
+    check(shown == error, f"the page shows {shown!r}, the status says {error!r}")
+    print(json.dumps({"adapter": "none", "error": error}))
+
+
 def native_first_losses(cli, steps, seed, batch, limit, tmp):
     out = os.path.join(tmp, "native-run")
     subprocess.run(
@@ -168,7 +184,7 @@ def main():
     server = serve(a.dist)
     proc = None
     try:
-        native = native_first_losses(a.cli, a.steps, a.seed, a.batch, a.limit, tmp)
+        native = None if a.adapter == "none" else native_first_losses(a.cli, a.steps, a.seed, a.batch, a.limit, tmp)
         proc, port, browser_path = start_chromium(a.chromium, a.adapter, os.path.join(tmp, "profile"))
         downloads = os.path.join(tmp, "downloads")
         os.makedirs(downloads)
@@ -183,6 +199,9 @@ def main():
         url = f"http://127.0.0.1:{server.server_address[1]}/index.html?{query}"
         t0 = time.time()
         cdp.call("Page.navigate", url=url)
+        if a.adapter == "none":
+            check_no_webgpu(cdp)
+            return
         status = wait_for(cdp, lambda s: s.get("done"), f"{a.steps} training steps", a.timeout)
         page_seconds = time.time() - t0
 
@@ -237,6 +256,20 @@ def main():
         worst = max(abs(p - c) for p, c in zip(page_pixels, cli_pixels))
         check(worst <= 1, f"page and CLI samples differ by up to {worst} grey levels")
 
+        # A file that is no checkpoint: one line in the page, no crash.
+        bad = os.path.join(tmp, "not-a-checkpoint.safetensors")
+        with open(bad, "wb") as f:
+            f.write(b"\x10\x00\x00\x00\x00\x00\x00\x00{not json}")
+        cdp.call("DOM.setFileInputFiles", files=[bad], nodeId=node["nodeId"])
+        deadline = time.time() + 60
+        while time.time() < deadline and not page_status(cdp).get("error"):
+            time.sleep(0.2)
+        error = page_status(cdp).get("error") or ""
+        check("not-a-checkpoint.safetensors" in error and "\n" not in error,
+              f"a bad checkpoint file gave the error {error!r}")
+        shown = cdp.eval("document.getElementById('error').textContent")
+        check(shown == error, f"the page shows {shown!r}, the status says {error!r}")
+
         print(json.dumps({
             "adapter": a.adapter,
             "page_adapter": status["adapter"].get("name"),
@@ -249,6 +282,7 @@ def main():
             "sample_max_grey_diff": worst,
             "selftest_passed": st["passed"],
             "page_seconds": round(page_seconds, 1),
+            "bad_file_error": error,
         }))
     finally:
         if proc is not None:

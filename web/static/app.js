@@ -259,11 +259,16 @@ async function main() {
   }
   // The browser's own words for its adapter (wgpu gets no name from it).
   let browserInfo = {};
+  let probe = null;
   try {
-    const probe = await navigator.gpu.requestAdapter();
+    probe = await navigator.gpu.requestAdapter();
     const i = probe && probe.info;
     if (i) browserInfo = { vendor: i.vendor, architecture: i.architecture, description: i.description };
   } catch (e) { /* the engine's own request reports any real problem */ }
+  if (!probe) {
+    $('adapter').textContent = 'No WebGPU adapter.';
+    throw new Error('WebGPU is here but gives no adapter (no usable GPU, or the browser blocks it): enable hardware acceleration; on Linux Chrome, enable chrome://flags/#enable-unsafe-webgpu and #ignore-gpu-blocklist');
+  }
   await init();
   engine = await open_engine();
   const a = JSON.parse(engine.adapter_json());
