@@ -158,6 +158,30 @@ async fn softmax_cross_entropy(ctx: &GpuContext) -> Result<()> {
     check_close("softmax_ce dz", &gdz.read_f32_async(ctx).await?, &dz, 1e-5 / rows as f32, 1e-4).map_err(&err)
 }
 
+/// The benchmark's ceilings: the FMA loop against its CPU reference (the
+/// GPU may round a non-fused fma twice: 37 contracting steps, 32 values
+/// summed) and the streaming copy exactly.
+async fn ceilings(ctx: &GpuContext) -> Result<()> {
+    use crate::kernels::ceiling;
+    let err = mismatch("ceiling");
+    let (n, iters) = (1001, 37);
+    let out = nan_tensor(ctx, &[n], "fma out").await?;
+    run(ctx, &[&ceiling::fma_peak(ctx, &out, iters)?])?;
+    check_close(
+        "fma peak",
+        &out.read_f32_async(ctx).await?,
+        &ceiling::cpu_fma_peak(n, iters),
+        32.0 * iters as f32 * 2f32.powi(-23) + 1e-6,
+        1e-6,
+    )
+    .map_err(&err)?;
+    let data: Vec<f32> = (0..4 * 1003).map(|i| i as f32 * 0.5 - 7.0).collect();
+    let src = GpuTensor::from_f32(ctx, &[data.len()], "copy src", &data)?;
+    let dst = nan_tensor(ctx, &[data.len()], "copy dst").await?;
+    run(ctx, &[&ceiling::stream_copy(ctx, &src, &dst)?])?;
+    check_close("stream copy", &dst.read_f32_async(ctx).await?, &data, 0.0, 0.0).map_err(&err)
+}
+
 /// Runs every check and returns each outcome; stops at nothing (a failing
 /// kernel is reported and the next one runs). The subgroup matmul runs only
 /// where the device offers subgroups of a size it takes.
@@ -185,5 +209,6 @@ pub async fn run_all(ctx: &GpuContext) -> Vec<CheckResult> {
     push("rng.wgsl", "1001 normals within WGSL's bounds".into(), rng_normal(ctx).await);
     push("gather.wgsl", "a batch through the index list, counters".into(), gather_batch(ctx).await);
     push("softmax_ce.wgsl", "65x13 loss and gradient".into(), softmax_cross_entropy(ctx).await);
+    push("ceiling.wgsl", "the FMA loop and the streaming copy".into(), ceilings(ctx).await);
     out
 }

@@ -5,7 +5,7 @@
 mod common;
 use common::{assert_close, ctx, rng, uniform_vec};
 use gan_wgpu::kernels::reduce::Reduce;
-use gan_wgpu::kernels::{self, adam, batchnorm, bce, bias_act, gather, matmul, rng as krng, softmax_ce};
+use gan_wgpu::kernels::{self, adam, batchnorm, bce, bias_act, ceiling, gather, matmul, rng as krng, softmax_ce};
 use gan_wgpu::GpuTensor;
 use rand::Rng;
 
@@ -636,4 +636,37 @@ fn softmax_ce_matches_reference() {
         assert!(m[2].is_nan() && m[3].is_nan(), "{what}: wrote past its metrics: {m:?}");
         assert_close(&format!("{what} dz"), &gdz.read_f32(ctx).unwrap(), &dz, 1e-5 / rows as f32, 1e-4);
     }
+}
+
+/// The benchmark's ceilings against their CPU references on sizes that
+/// divide no workgroup, outputs pre-filled with NaN. The FMA loop may round
+/// twice per step on a GPU (WGSL does not require a fused fma): each step
+/// adds at most an ULP of a value near 1, and the contraction (a = 0.999)
+/// keeps the sum of `iters` such errors, times the 32 values summed, under
+/// 32 * iters * 2^-23; the copy is exact.
+#[test]
+fn ceiling_kernels_match_reference() {
+    let Some(ctx) = ctx() else { return };
+    for &(n, iters) in &[(1usize, 1u32), (65, 3), (1001, 37)] {
+        let out = GpuTensor::zeros(ctx, &[n], "out");
+        out.fill_nan(ctx).unwrap();
+        kernels::run(ctx, &[&ceiling::fma_peak(ctx, &out, iters).unwrap()]).unwrap();
+        let atol = 32.0 * iters as f32 * 2f32.powi(-23) + 1e-6;
+        assert_close(
+            &format!("fma peak {n}x{iters}"),
+            &out.read_f32(ctx).unwrap(),
+            &ceiling::cpu_fma_peak(n, iters),
+            atol,
+            1e-6,
+        );
+    }
+    for &floats in &[4usize, 260, 4 * 1003] {
+        let data: Vec<f32> = (0..floats).map(|i| i as f32 * 0.25 - 3.0).collect();
+        let src = GpuTensor::from_f32(ctx, &[floats], "src", &data).unwrap();
+        let dst = GpuTensor::zeros(ctx, &[floats], "dst");
+        dst.fill_nan(ctx).unwrap();
+        kernels::run(ctx, &[&ceiling::stream_copy(ctx, &src, &dst).unwrap()]).unwrap();
+        assert_eq!(dst.read_f32(ctx).unwrap(), data, "copy of {floats}");
+    }
+    assert!(ceiling::stream_copy(ctx, &GpuTensor::zeros(ctx, &[6], "a"), &GpuTensor::zeros(ctx, &[6], "b")).is_err());
 }

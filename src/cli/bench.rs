@@ -17,7 +17,7 @@
 use gan_wgpu::context::GpuContext;
 use gan_wgpu::error::{GanError, Result};
 use gan_wgpu::kernels::reduce::Reduce;
-use gan_wgpu::kernels::{adam, batchnorm, bce, bias_act, gather, matmul, rng, Dispatch};
+use gan_wgpu::kernels::{adam, batchnorm, bce, bias_act, ceiling, gather, matmul, rng, Dispatch};
 use gan_wgpu::model;
 use gan_wgpu::tensor::GpuTensor;
 use gan_wgpu::timing::{median, time_dispatch, time_dispatch_interleaved, PassTimer};
@@ -176,6 +176,31 @@ pub fn run_kernel_bench(ctx: &GpuContext, opts: &BenchOptions) -> Result<Vec<Row
     let mem_row = |family: &str, case: String, d: &Dispatch, bytes: f64| -> Result<Row> {
         timed_row(family, case, "-", true, std::slice::from_ref(d), bytes)
     };
+    // The adapter's ceilings: a load-free FMA loop (GFLOP/s; its cpu column
+    // is the CPU sgemm's best at the model's shapes) and a streaming copy
+    // (GB/s, read plus write).
+    {
+        let (n, iters) = (64 * 1024, 256u32);
+        let out = GpuTensor::zeros(ctx, &[n], "fma out");
+        let d = ceiling::fma_peak(ctx, &out, iters)?;
+        let (med, spread) = time_dispatch(ctx, &d, reps, trials)?;
+        let best_cpu = rows.iter().filter_map(|r: &Row| r.cpu_gflops).fold(f64::NAN, f64::max);
+        rows.push(Row {
+            family: "ceiling".into(),
+            case: format!("FMA loop, no loads ({n} x {iters} x 8 vec4)"),
+            variant: "-".into(),
+            median_us: med,
+            spread_us: spread,
+            rate: ceiling::fma_flops(n, iters) / med / 1e3,
+            unit: "GFLOP/s",
+            cpu_gflops: best_cpu.is_finite().then_some(best_cpu),
+            chosen: false,
+        });
+        let floats = 4 << 20;
+        let (src, dst) = (GpuTensor::zeros(ctx, &[floats], "copy src"), GpuTensor::zeros(ctx, &[floats], "copy dst"));
+        let d = ceiling::stream_copy(ctx, &src, &dst)?;
+        rows.push(mem_row("ceiling", "streaming copy, 16 MiB (vec4)".into(), &d, 2.0 * 4.0 * floats as f64)?);
+    }
     // The reductions in both shapes; '*' marks the one this adapter uses.
     let reduce_in_use = ctx.reduce_choice().variant;
     for (act, cols, k) in

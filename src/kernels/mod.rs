@@ -9,6 +9,7 @@ pub mod adam;
 pub mod batchnorm;
 pub mod bce;
 pub mod bias_act;
+pub mod ceiling;
 pub mod gather;
 pub mod matmul;
 pub mod reduce;
@@ -59,6 +60,7 @@ pub const SHADERS: &[ShaderFile] = &[
     shader("rng.wgsl", rng::SOURCE, rng::SOURCE),
     shader("gather.wgsl", gather::SOURCE, gather::SOURCE),
     shader("softmax_ce.wgsl", softmax_ce::SOURCE, softmax_ce::SOURCE),
+    shader("ceiling.wgsl", ceiling::SOURCE, ceiling::SOURCE),
 ];
 
 /// What a binding slot holds.
