@@ -51,7 +51,7 @@ pub fn fma_flops(n: usize, iters: u32) -> f64 {
 /// dst = src, vec4 by vec4 (lengths in floats, multiples of 4, equal).
 pub fn stream_copy(ctx: &GpuContext, src: &GpuTensor, dst: &GpuTensor) -> Result<Dispatch> {
     let n = src.numel();
-    if n % 4 != 0 || dst.numel() != n {
+    if !n.is_multiple_of(4) || dst.numel() != n {
         return Err(GanError::shape(
             &dst.label,
             format!("a copy of {n} floats into {} (both a multiple of 4, equal)", dst.numel()),
