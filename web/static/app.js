@@ -16,9 +16,8 @@ const state = {
 };
 const history = []; // [step, loss_d, loss_g]
 let engine = null;
-let loopPromise = null;
 let busy = Promise.resolve(); // serialises the page's engine calls
-let timing = { steps: 0, ms: 0 };
+let timing = { steps: 0, ms: 0, calls: 0 };
 
 function publish() {
   $('status').textContent = JSON.stringify(state, null, 1);
@@ -153,7 +152,7 @@ function reset() {
     first_loss_d: null, first_loss_g: null, done: false, settings: { ...s, steps_per_epoch: stepsPerEpoch },
   });
   history.length = 0;
-  timing = { steps: 0, ms: 0 };
+  timing = { steps: 0, ms: 0, calls: 0 };
   drawLoss();
 }
 
@@ -162,45 +161,59 @@ function reset() {
 // fast ones.
 let chunk = 1;
 
+// One call's worth of training: run_steps, then the numbers, the curve and
+// (every GRID_EVERY_STEPS steps) the grid.
+async function trainTick() {
+  if (!state.running) return;
+  if (state.steps_target != null && state.steps >= state.steps_target) {
+    state.running = false;
+    state.done = true;
+    return;
+  }
+  const want = state.steps_target == null ? chunk : Math.min(chunk, state.steps_target - state.steps);
+  const t0 = performance.now();
+  const rows = await engine.run_steps(want);
+  const ms = performance.now() - t0;
+  const n = rows.length / 6;
+  // The first call of a run compiles the pipelines: not part of the rate.
+  if (timing.calls++ > 0) {
+    timing.steps += n;
+    timing.ms += ms;
+    state.steps_per_s = timing.steps / (timing.ms / 1000);
+  }
+  if (ms < 150 && chunk < 64) chunk *= 2;
+  else if (ms > 500 && chunk > 1) chunk = Math.max(1, chunk >> 1);
+  for (let i = 0; i < n; i++) {
+    const [step, epoch, lossD, lossG] = rows.subarray(i * 6, i * 6 + 4);
+    if (step === 1) {
+      state.first_loss_d = lossD;
+      state.first_loss_g = lossG;
+    }
+    history.push([step, lossD, lossG]);
+    state.steps = step;
+    state.epoch = epoch;
+    state.loss_d = lossD;
+    state.loss_g = lossG;
+  }
+  const finished = state.steps_target != null && state.steps >= state.steps_target;
+  if (finished) {
+    state.running = false;
+    state.done = true;
+  }
+  if (state.grid_steps == null || state.steps - state.grid_steps >= GRID_EVERY_STEPS || finished) {
+    await drawGrid();
+  }
+  drawLoss();
+  publish();
+}
+
+// Trains while `running`, one queued call at a time, so that downloads,
+// samples and the self-test run between calls instead of after training.
+let loopGeneration = 0;
 async function trainLoop() {
-  let calls = 0;
-  while (state.running) {
-    if (state.steps_target != null && state.steps >= state.steps_target) {
-      state.running = false;
-      state.done = true;
-      break;
-    }
-    const want = state.steps_target == null ? chunk : Math.min(chunk, state.steps_target - state.steps);
-    const t0 = performance.now();
-    const rows = await engine.run_steps(want);
-    const ms = performance.now() - t0;
-    const n = rows.length / 6;
-    // The first call compiles the pipelines: not part of the rate.
-    if (calls++ > 0) {
-      timing.steps += n;
-      timing.ms += ms;
-      state.steps_per_s = timing.steps / (timing.ms / 1000);
-    }
-    if (ms < 150 && chunk < 64) chunk *= 2;
-    else if (ms > 500 && chunk > 1) chunk = Math.max(1, chunk >> 1);
-    for (let i = 0; i < n; i++) {
-      const [step, epoch, lossD, lossG] = rows.subarray(i * 6, i * 6 + 4);
-      if (step === 1) {
-        state.first_loss_d = lossD;
-        state.first_loss_g = lossG;
-      }
-      history.push([step, lossD, lossG]);
-      state.steps = step;
-      state.epoch = epoch;
-      state.loss_d = lossD;
-      state.loss_g = lossG;
-    }
-    const finished = state.steps_target != null && state.steps >= state.steps_target;
-    if (state.grid_steps == null || state.steps - state.grid_steps >= GRID_EVERY_STEPS || finished) {
-      await drawGrid();
-    }
-    drawLoss();
-    publish();
+  const generation = ++loopGeneration;
+  while (state.running && generation === loopGeneration) {
+    await serial(trainTick);
     // Yield to the browser (paint, input) between submissions.
     await new Promise((r) => setTimeout(r, 0));
   }
@@ -216,7 +229,7 @@ function startOrPause() {
   clearError();
   state.running = true;
   publish();
-  loopPromise = serial(trainLoop);
+  trainLoop();
 }
 
 async function runSelfTest() {
