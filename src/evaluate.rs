@@ -68,6 +68,11 @@ pub fn sample_latents(count: usize, latent: usize, seed: u64) -> Vec<f32> {
 /// `count` samples of `g` (batch norm in eval mode) as u8 pixels, pixel =
 /// round((g + 1) * 127.5), from the latent codes of `sample_latents`.
 pub fn sample_pixels(ctx: &GpuContext, g: &GpuNet, count: usize, seed: u64) -> Result<Vec<u8>> {
+    pollster::block_on(sample_pixels_async(ctx, g, count, seed))
+}
+
+/// `sample_pixels` without blocking (a page awaits it).
+pub async fn sample_pixels_async(ctx: &GpuContext, g: &GpuNet, count: usize, seed: u64) -> Result<Vec<u8>> {
     let latent = g.spec.input_dim();
     let dim = g.spec.layers.last().map_or(0, |l| l.out);
     let z = sample_latents(count, latent, seed);
@@ -78,7 +83,7 @@ pub fn sample_pixels(ctx: &GpuContext, g: &GpuNet, count: usize, seed: u64) -> R
         let n = batch.min(count - start);
         let mut codes = z[start * latent..(start + n) * latent].to_vec();
         codes.resize(batch * latent, 0.0);
-        let out = sampler.run(ctx, &codes)?;
+        let out = sampler.run_async(ctx, &codes).await?;
         for img in images_from_outputs(&out[..n * dim], dim) {
             pixels.extend_from_slice(&img);
         }

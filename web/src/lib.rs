@@ -217,17 +217,13 @@ impl Engine {
             }
             let loaded = inner.generator.try_borrow().map_err(|_| busy())?;
             let session = inner.session.try_borrow().map_err(|_| busy())?;
-            let (net, dim): (&GpuNet, usize) = if from_loaded {
-                let g = loaded.as_ref().ok_or_else(|| js_err("no generator file loaded"))?;
-                (&g.net, g.height * g.width)
+            let net: &GpuNet = if from_loaded {
+                &loaded.as_ref().ok_or_else(|| js_err("no generator file loaded"))?.net
             } else {
-                let s = session.as_ref().ok_or_else(|| js_err("no training run"))?;
-                (&s.gan.g, s.gan.dim)
+                &session.as_ref().ok_or_else(|| js_err("no training run"))?.gan.g
             };
-            let z = evaluate::sample_latents(count, net.spec.input_dim(), seed as u64);
-            let sampler = train::Sampler::new(&inner.ctx, net, count).map_err(js_err)?;
-            let out = sampler.run_async(&inner.ctx, &z).await.map_err(js_err)?;
-            Ok(Uint8Array::from(&train::images_from_outputs(&out, dim).concat()[..]).into())
+            let pixels = evaluate::sample_pixels_async(&inner.ctx, net, count, seed as u64).await.map_err(js_err)?;
+            Ok(Uint8Array::from(&pixels[..]).into())
         })
     }
 
