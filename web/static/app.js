@@ -233,6 +233,7 @@ function startOrPause() {
 }
 
 async function runSelfTest() {
+  $('selftest').innerHTML = '<tr><td>running every kernel against its CPU reference...</td></tr>';
   const rows = JSON.parse(await engine.self_test());
   const failed = rows.filter((r) => !r.ok);
   state.selftest = { passed: rows.length - failed.length, failed: failed.length, results: rows };
@@ -282,6 +283,7 @@ async function main() {
     $('adapter').textContent = 'No WebGPU adapter.';
     throw new Error('WebGPU is here but gives no adapter (no usable GPU, or the browser blocks it): enable hardware acceleration; on Linux Chrome, enable chrome://flags/#enable-unsafe-webgpu and #ignore-gpu-blocklist');
   }
+  $('adapter').textContent = 'Opening the adapter, then timing and checking the kernel variants on it (a few seconds; longer on a software adapter)...';
   await init();
   engine = await open_engine();
   const a = JSON.parse(engine.adapter_json());
