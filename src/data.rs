@@ -38,6 +38,18 @@ impl ImageSet {
     pub fn dim(&self) -> usize {
         self.height * self.width
     }
+    /// The set's sizes and source without its pixels and labels.
+    pub fn clone_header(&self) -> ImageSet {
+        ImageSet {
+            count: self.count,
+            height: self.height,
+            width: self.width,
+            pixels: Vec::new(),
+            labels: None,
+            source: self.source.clone(),
+        }
+    }
+
     pub fn image(&self, i: usize) -> &[u8] {
         &self.pixels[i * self.dim()..(i + 1) * self.dim()]
     }

@@ -19,14 +19,17 @@ pub struct Session {
     staging: wgpu::Buffer,
 }
 
-/// The first `limit` images of `data` (all of them without a limit), checked
-/// to hold at least one batch of `batch`.
-pub fn first_images(data: &ImageSet, limit: Option<usize>, batch: usize) -> Result<ImageSet> {
+/// The first `limit` images of `data` (all of them, not copied, without a
+/// limit), checked to hold at least one batch of `batch`.
+pub fn first_images(data: &ImageSet, limit: Option<usize>, batch: usize) -> Result<std::borrow::Cow<'_, ImageSet>> {
     let data = match limit {
-        Some(n) if n < data.count => {
-            ImageSet { count: n, pixels: data.pixels[..n * data.dim()].to_vec(), labels: None, ..data.clone() }
-        }
-        _ => data.clone(),
+        Some(n) if n < data.count => std::borrow::Cow::Owned(ImageSet {
+            count: n,
+            pixels: data.pixels[..n * data.dim()].to_vec(),
+            labels: None,
+            ..data.clone_header()
+        }),
+        _ => std::borrow::Cow::Borrowed(data),
     };
     if data.count < batch {
         return Err(GanError::data(&data.source, format!("{} images, fewer than one batch of {batch}", data.count)));
