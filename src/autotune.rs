@@ -14,9 +14,14 @@
 //! - `GAN_WGPU_MATMUL=naive|tiled|reg4x4|sg32x32` overrides both;
 //!   `GAN_WGPU_AUTOTUNE=1` measures on CPU adapters too, `=0` uses the table
 //!   everywhere (`tiled` on GPUs).
+//!
+//! The choices are made here and set on the context (`open`,
+//! `choose_kernels`, or `choose_without_blocking` in a page); the context
+//! itself never chooses, and runs the reference kernels until it is told.
 
 use crate::context::GpuContext;
 use crate::error::{GanError, Result};
+pub use crate::kernels::choice::{Choice, ReduceChoice, Trial};
 use crate::kernels::matmul::{self, Form, Matmul, Variant};
 use crate::kernels::reduce::Reduce;
 use crate::kernels::{check_close, run};
@@ -49,32 +54,6 @@ pub const VERIFY_SHAPES: [(Form, usize, usize, usize); 6] = [
     (Form::NN, 37, 45, 23),
     (Form::TN, 37, 45, 23),
 ];
-
-/// The variant in use and how it was chosen (printed by `train` and `bench`).
-#[derive(Clone, Debug)]
-pub struct Choice {
-    pub variant: Variant,
-    pub how: String,
-    /// The measurements, when this launch made them.
-    pub trials: Option<Vec<Trial>>,
-}
-
-impl Choice {
-    /// "sg32x32 (the measured table for CPU adapters)" and the like.
-    pub fn describe(&self) -> String {
-        format!("{} ({})", self.variant.name(), self.how)
-    }
-}
-
-/// One variant measured on all the shapes.
-#[derive(Clone, Debug)]
-pub struct Trial {
-    pub variant: Variant,
-    /// Sum over the shapes of the median time per launch.
-    pub total_us: f64,
-    /// Whether every output agreed with the naive kernel's.
-    pub matches_reference: bool,
-}
 
 /// The fastest variant whose results agreed with the reference, if any.
 pub fn fastest(trials: &[Trial]) -> Option<Variant> {
@@ -455,9 +434,36 @@ fn table(ctx: &GpuContext, why: &str) -> Choice {
     Choice { variant, how: why.to_string(), trials: None }
 }
 
+/// Checks the `GAN_WGPU_MATMUL`, `GAN_WGPU_AUTOTUNE` and `GAN_WGPU_REDUCE`
+/// values (an error lists the valid ones), so that a bad one fails before
+/// any adapter work.
+pub fn check_env() -> Result<()> {
+    env_override()?;
+    env_autotune()?;
+    env_reduce()?;
+    Ok(())
+}
+
+/// Makes and sets `ctx`'s kernel choices (`choose`, `choose_reduce`) unless
+/// they were made. Native hosts; a page uses `choose_without_blocking`.
+pub fn choose_kernels(ctx: &GpuContext) {
+    if !ctx.kernels_chosen() {
+        ctx.set_kernel_choices(choose(ctx), choose_reduce(ctx));
+    }
+}
+
+/// A context on the adapter `choice` names with the limits `need` asks
+/// for, its kernels chosen: the settings checked first (`check_env`), then
+/// `GpuContext::new`, then `choose_kernels`.
+pub fn open(choice: &crate::context::DeviceChoice, need: &crate::context::Requirements) -> Result<GpuContext> {
+    check_env()?;
+    let ctx = GpuContext::new(choice, need)?;
+    choose_kernels(&ctx);
+    Ok(ctx)
+}
+
 /// The choice for `ctx`'s adapter (see the module header), verified on the
-/// adapter (see `verified`). Call through `GpuContext::matmul_choice`, which
-/// makes it once per context.
+/// adapter (see `verified`). `choose_kernels` sets it on the context.
 pub fn choose(ctx: &GpuContext) -> Choice {
     let choice = choose_unverified(ctx);
     let verify_cache = cache_dir().map(|d| d.join(VERIFIED_FILE));
@@ -467,8 +473,8 @@ pub fn choose(ctx: &GpuContext) -> Choice {
 }
 
 fn choose_unverified(ctx: &GpuContext) -> Choice {
-    // Both variables were checked when the context was built
-    // (`GpuContext::new` fails on a bad value); here they cannot fail.
+    // Both variables were checked before the context was built
+    // (`check_env`); here they cannot fail.
     if let Ok(Some(variant)) = env_override() {
         return Choice { variant, how: "GAN_WGPU_MATMUL".into(), trials: None };
     }
@@ -484,19 +490,6 @@ fn choose_unverified(ctx: &GpuContext) -> Choice {
             log::warn!("matmul autotune failed, using the table: {e}");
             table(ctx, &format!("the table: the autotune failed ({e})"))
         }
-    }
-}
-
-/// The shape of the batch reductions in use and how it was chosen.
-#[derive(Clone, Debug)]
-pub struct ReduceChoice {
-    pub variant: Reduce,
-    pub how: String,
-}
-
-impl ReduceChoice {
-    pub fn describe(&self) -> String {
-        format!("{} ({})", self.variant.name(), self.how)
     }
 }
 
@@ -630,7 +623,7 @@ pub async fn verify_reduce_async(ctx: &GpuContext, reduce: Reduce) -> Result<()>
 /// barrier-free wins on lavapipe); elsewhere both are timed on the step's
 /// reductions and the faster kept. The choice is verified against the CPU
 /// references on the adapter; if it disagrees, the other shape is used (and
-/// verified). Call through `GpuContext::reduce_choice`.
+/// verified). `choose_kernels` sets it on the context.
 pub fn choose_reduce(ctx: &GpuContext) -> ReduceChoice {
     let first = if let Ok(Some(variant)) = env_reduce() {
         ReduceChoice { variant, how: "GAN_WGPU_REDUCE".into() }

@@ -4,6 +4,7 @@
 //! panicking, so the caller can report them and keep its checkpoints intact).
 
 use crate::error::{GanError, Result};
+use crate::kernels::choice::{Choice, ReduceChoice};
 use std::collections::HashMap;
 use std::fmt::Write as _;
 use std::sync::{Arc, Mutex};
@@ -233,8 +234,10 @@ pub struct GpuContext {
     pub health: Arc<Mutex<DeviceHealth>>,
     modules: Mutex<HashMap<&'static str, wgpu::ShaderModule>>,
     pipelines: Mutex<HashMap<String, crate::kernels::Kernel>>,
-    matmul_choice: std::sync::OnceLock<crate::autotune::Choice>,
-    reduce_choice: std::sync::OnceLock<crate::autotune::ReduceChoice>,
+    matmul_choice: std::sync::OnceLock<Choice>,
+    reduce_choice: std::sync::OnceLock<ReduceChoice>,
+    /// What the kernels use until a choice is set.
+    reference: (Choice, ReduceChoice),
 }
 
 impl GpuContext {
@@ -246,10 +249,6 @@ impl GpuContext {
 
     /// `new` without blocking: what a browser page awaits.
     pub async fn new_async(choice: &DeviceChoice, need: &Requirements) -> Result<Self> {
-        // Settings read later are checked now, before any adapter work.
-        crate::autotune::env_override()?;
-        crate::autotune::env_autotune()?;
-        crate::autotune::env_reduce()?;
         let mode = LimitsMode::from_env()?;
         let (instance, mut adapters) = enumerate_adapters_async().await;
         if adapters.is_empty() {
@@ -342,6 +341,7 @@ impl GpuContext {
             pipelines: Mutex::new(HashMap::new()),
             matmul_choice: std::sync::OnceLock::new(),
             reduce_choice: std::sync::OnceLock::new(),
+            reference: (Choice::reference(), ReduceChoice::reference()),
         })
     }
 
@@ -365,22 +365,30 @@ impl GpuContext {
         Ok(twin)
     }
 
-    /// The matmul variant for this adapter and how it was chosen, made on
-    /// first use (on GPUs a measurement, cached on disk; see `autotune`).
-    pub fn matmul_choice(&self) -> &crate::autotune::Choice {
-        self.matmul_choice.get_or_init(|| crate::autotune::choose(self))
+    /// The matmul variant in use and how it was chosen: the one set by
+    /// `set_kernel_choices` (natively `autotune::choose_kernels`, in a page
+    /// `autotune::choose_without_blocking`), else the reference (`naive`).
+    pub fn matmul_choice(&self) -> &Choice {
+        self.matmul_choice.get().unwrap_or(&self.reference.0)
     }
 
-    /// The shape of the batch reductions and how it was chosen, made on
-    /// first use (see `autotune::choose_reduce`).
-    pub fn reduce_choice(&self) -> &crate::autotune::ReduceChoice {
-        self.reduce_choice.get_or_init(|| crate::autotune::choose_reduce(self))
+    /// The shape of the batch reductions in use, as `matmul_choice`; the
+    /// reference is `column`.
+    pub fn reduce_choice(&self) -> &ReduceChoice {
+        self.reduce_choice.get().unwrap_or(&self.reference.1)
     }
 
-    /// Sets both kernel choices ahead of first use, where `matmul_choice` and
-    /// `reduce_choice` must not measure (a browser page cannot block; see
-    /// `autotune::choose_without_blocking`). False if either was already made.
-    pub fn set_kernel_choices(&self, matmul: crate::autotune::Choice, reduce: crate::autotune::ReduceChoice) -> bool {
+    /// Whether the kernel choices were set (the reference is in use until then).
+    pub fn kernels_chosen(&self) -> bool {
+        self.matmul_choice.get().is_some() && self.reduce_choice.get().is_some()
+    }
+
+    /// Sets both kernel choices; kernels built afterwards use them. Made once:
+    /// false (and nothing changed) if either was already set.
+    pub fn set_kernel_choices(&self, matmul: Choice, reduce: ReduceChoice) -> bool {
+        if self.matmul_choice.get().is_some() || self.reduce_choice.get().is_some() {
+            return false;
+        }
         let a = self.matmul_choice.set(matmul).is_ok();
         let b = self.reduce_choice.set(reduce).is_ok();
         a && b

@@ -121,3 +121,21 @@ fn the_cache_key_hash_is_stable() {
     assert_eq!(autotune::stable_hash(b"a"), 0xaf63_dc4c_8601_ec8c);
     assert_eq!(autotune::stable_hash(b"foobar"), 0x8594_4171_f739_67e8);
 }
+
+/// The context makes no choice itself: a fresh one runs the reference
+/// kernels until `choose_kernels` (or a page's choice) sets them, once.
+#[test]
+fn a_context_uses_the_reference_kernels_until_a_choice_is_set() {
+    let Some(tuned) = common::ctx() else { return };
+    let fresh = gan_wgpu::GpuContext::new(&gan_wgpu::DeviceChoice::Auto, &gan_wgpu::Requirements::default()).unwrap();
+    assert!(!fresh.kernels_chosen());
+    assert_eq!(Variant::for_adapter(&fresh), Variant::Naive);
+    assert_eq!(gan_wgpu::kernels::reduce::Reduce::for_adapter(&fresh), gan_wgpu::kernels::reduce::Reduce::Column);
+    autotune::choose_kernels(&fresh);
+    assert!(fresh.kernels_chosen());
+    assert_eq!(fresh.matmul_choice().variant, tuned.matmul_choice().variant);
+    assert_eq!(fresh.reduce_choice().variant, tuned.reduce_choice().variant);
+    let again = autotune::Choice { variant: Variant::Tiled, how: "a second choice".into(), trials: None };
+    assert!(!fresh.set_kernel_choices(again, gan_wgpu::kernels::choice::ReduceChoice::reference()));
+    assert_eq!(fresh.matmul_choice().variant, tuned.matmul_choice().variant);
+}

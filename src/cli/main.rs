@@ -188,7 +188,7 @@ fn run(cli: Cli, interrupt: Arc<AtomicBool>, launch: std::time::Instant) -> gan_
         Command::Bench { quick, json, device, batch_size } => {
             positive("--batch-size", batch_size as f64)?;
             let choice = DeviceChoice::from_flag_or_env(device.as_deref())?;
-            let ctx = GpuContext::new(&choice, &Requirements::default())?;
+            let ctx = gan_wgpu::autotune::open(&choice, &Requirements::default())?;
             println!("adapter: {}", ctx.describe());
             // Made before the timed start-up, as `train` makes it.
             println!("matmul variant: {}", ctx.matmul_choice().describe());
@@ -252,7 +252,7 @@ fn run(cli: Cli, interrupt: Arc<AtomicBool>, launch: std::time::Instant) -> gan_
                 ..Requirements::default()
             };
             let choice = DeviceChoice::from_flag_or_env(a.device.as_deref())?;
-            let ctx = GpuContext::new(&choice, &need)?;
+            let ctx = gan_wgpu::autotune::open(&choice, &need)?;
             let mut quality =
                 QualityHook::new(a.eval_every, data_dir, cfg.out.clone(), cfg.resume.clone(), set.clone());
             let mut report = train_reporter();
@@ -288,7 +288,8 @@ fn sample(a: SampleArgs) -> gan_wgpu::Result<()> {
     // Read and check the files before opening a device.
     checkpoint::Loaded::open(&a.checkpoint)?;
     let latent_file = a.latent.as_ref().map(|p| checkpoint::read_npy_f32_2d(p).map(|l| (p, l))).transpose()?;
-    let ctx = GpuContext::new(&DeviceChoice::from_flag_or_env(a.device.as_deref())?, &Requirements::default())?;
+    let ctx =
+        gan_wgpu::autotune::open(&DeviceChoice::from_flag_or_env(a.device.as_deref())?, &Requirements::default())?;
     let g = evaluate::load_generator(&ctx, &a.checkpoint)?;
     let dim = g.height * g.width;
     let (count, z) = match latent_file {
@@ -542,7 +543,8 @@ fn eval(a: EvalArgs) -> gan_wgpu::Result<()> {
             ));
         }
     }
-    let ctx = GpuContext::new(&DeviceChoice::from_flag_or_env(a.device.as_deref())?, &Requirements::default())?;
+    let ctx =
+        gan_wgpu::autotune::open(&DeviceChoice::from_flag_or_env(a.device.as_deref())?, &Requirements::default())?;
     let c = classifier_for(&ctx, a.classifier.as_deref(), &train_set, &reference)?;
     println!("classifier: {}", describe_classifier(&c));
     let ev = evaluate::Evaluator::new(&ctx, c, &reference)?;

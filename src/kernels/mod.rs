@@ -10,6 +10,7 @@ pub mod batchnorm;
 pub mod bce;
 pub mod bias_act;
 pub mod ceiling;
+pub mod choice;
 pub mod gather;
 pub mod matmul;
 pub mod reduce;

@@ -42,9 +42,8 @@ fn warm_up_on_two_devices(ctx: &GpuContext, cfg: GanConfig, dim: usize) {
         return;
     }
     let t = Instant::now();
-    // The matmul choice first, so that the helper's device inherits it.
-    ctx.matmul_choice();
-    ctx.reduce_choice();
+    // The helper's device inherits the choices (`GpuContext::twin`); a
+    // context whose kernels were not chosen warms up the reference ones.
     let shared = WarmupShared::default();
     let (main, helper) = std::thread::scope(|s| {
         // The helper opens its device itself, so the main side starts at once.

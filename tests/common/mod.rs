@@ -16,7 +16,7 @@ pub const SKIP_VAR: &str = "GAN_WGPU_SKIP_GPU_TESTS";
 pub fn ctx() -> Option<&'static GpuContext> {
     static CTX: OnceLock<Result<GpuContext, String>> = OnceLock::new();
     let made = CTX.get_or_init(|| {
-        let c = GpuContext::new(
+        let c = gan_wgpu::autotune::open(
             &DeviceChoice::from_flag_or_env(None).map_err(|e| e.to_string())?,
             &Requirements::default(),
         )
