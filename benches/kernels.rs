@@ -7,12 +7,13 @@ use criterion::{criterion_group, criterion_main, Criterion};
 use gan_wgpu::kernels::{self, adam, matmul, Dispatch};
 use gan_wgpu::model;
 use gan_wgpu::train::{Gan, GanConfig};
-use gan_wgpu::{DeviceChoice, GpuContext, GpuTensor, Requirements};
+use gan_wgpu::{GpuContext, GpuTensor, Requirements, Settings};
 use rand::{Rng, SeedableRng};
 
 fn context() -> GpuContext {
-    let choice = DeviceChoice::from_flag_or_env(None).expect("GAN_WGPU_DEVICE");
-    match GpuContext::new(&choice, &Requirements::default()) {
+    let settings = Settings::from_env().expect("GAN_WGPU_* settings");
+    let choice = settings.device_choice(None).expect("GAN_WGPU_DEVICE");
+    match gan_wgpu::autotune::open(&choice, &Requirements::default(), &settings) {
         Ok(c) => c,
         Err(e) => panic!("cargo bench needs an adapter: {e}"),
     }

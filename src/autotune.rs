@@ -10,7 +10,7 @@
 //!   kernel, the fastest correct one kept. The choice is cached per adapter,
 //!   driver, crate version and matmul source in `matmul-autotune.tsv` under
 //!   `$GAN_WGPU_CACHE_DIR`, else `$XDG_CACHE_HOME/gan-wgpu`, else
-//!   `~/.cache/gan-wgpu`, so later launches start at once.
+//!   `~/.cache/gan-wgpu` (`Settings::cache_dir`), so later launches start at once.
 //! - `GAN_WGPU_MATMUL=naive|tiled|reg4x4|sg32x32` overrides both;
 //!   `GAN_WGPU_AUTOTUNE=1` measures on CPU adapters too, `=0` uses the table
 //!   everywhere (`tiled` on GPUs).
@@ -19,17 +19,18 @@
 //! `choose_kernels`, or `choose_without_blocking` in a page); the context
 //! itself never chooses, and runs the reference kernels until it is told.
 
-use crate::context::GpuContext;
+use crate::context::{DeviceChoice, GpuContext, Requirements};
 use crate::error::{GanError, Result};
 pub use crate::kernels::choice::{Choice, ReduceChoice, Trial};
 use crate::kernels::matmul::{self, Form, Matmul, Variant};
 use crate::kernels::reduce::Reduce;
 use crate::kernels::{check_close, run};
+use crate::settings::Settings;
 use crate::tensor::GpuTensor;
 use crate::timing::{time_dispatch, time_on_host, HostClock};
 use rand::{Rng, SeedableRng};
 use std::fmt::Write as _;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 /// The products measured: the model's largest of each form at batch 128
 /// (G's last layer forward, its input gradient, its weight gradient).
@@ -83,37 +84,6 @@ pub fn adapter_key(info: &wgpu::AdapterInfo) -> String {
 /// written by one build is found by the next.
 pub fn stable_hash(bytes: &[u8]) -> u64 {
     bytes.iter().fold(0xcbf2_9ce4_8422_2325u64, |h, &b| (h ^ b as u64).wrapping_mul(0x0000_0100_0000_01b3))
-}
-
-/// The variant forced by `GAN_WGPU_MATMUL`, checked: a value that names no
-/// variant is an error that lists the valid ones (a typo must not silently
-/// fall back to the default).
-pub fn env_override() -> Result<Option<Variant>> {
-    let Ok(value) = std::env::var("GAN_WGPU_MATMUL") else {
-        return Ok(None);
-    };
-    if value.is_empty() {
-        return Ok(None);
-    }
-    Variant::parse(&value).map(Some).ok_or_else(|| GanError::Env {
-        var: "GAN_WGPU_MATMUL",
-        value: value.clone(),
-        valid: Variant::ALL.map(Variant::name).join(", "),
-    })
-}
-
-/// `GAN_WGPU_AUTOTUNE`: unset, 0 or 1; anything else is an error.
-pub fn env_autotune() -> Result<Option<bool>> {
-    match std::env::var("GAN_WGPU_AUTOTUNE").as_deref() {
-        Err(_) | Ok("") => Ok(None),
-        Ok("0") => Ok(Some(false)),
-        Ok("1") => Ok(Some(true)),
-        Ok(other) => Err(GanError::Env {
-            var: "GAN_WGPU_AUTOTUNE",
-            value: other.to_string(),
-            valid: "0 (use the table), 1 (measure)".into(),
-        }),
-    }
 }
 
 /// Checks `variant` against `naive` on `shapes` (outputs pre-filled with NaN;
@@ -302,21 +272,6 @@ async fn time_matmuls_on_host(ctx: &GpuContext, clock: HostClock<'_>) -> Result<
     Ok(out)
 }
 
-/// `$GAN_WGPU_CACHE_DIR`, else `$XDG_CACHE_HOME/gan-wgpu`, else
-/// `~/.cache/gan-wgpu`, with the file name; None without any of them.
-pub fn default_cache_path() -> Option<PathBuf> {
-    Some(cache_dir()?.join(CACHE_FILE))
-}
-
-/// `$GAN_WGPU_CACHE_DIR`, else `$XDG_CACHE_HOME/gan-wgpu`, else `~/.cache/gan-wgpu`:
-/// where the autotune, verification and classifier caches live.
-pub fn cache_dir() -> Option<PathBuf> {
-    let var = |k: &str| std::env::var_os(k).filter(|v| !v.is_empty()).map(PathBuf::from);
-    var("GAN_WGPU_CACHE_DIR")
-        .or_else(|| var("XDG_CACHE_HOME").map(|d| d.join("gan-wgpu")))
-        .or_else(|| var("HOME").map(|d| d.join(".cache").join("gan-wgpu")))
-}
-
 /// The cached variant for `key` in the cache text, if a line has one.
 /// Lines that do not parse are ignored (they are measured again).
 pub fn cached_variant(text: &str, key: &str) -> Option<Variant> {
@@ -434,74 +389,48 @@ fn table(ctx: &GpuContext, why: &str) -> Choice {
     Choice { variant, how: why.to_string(), trials: None }
 }
 
-/// Checks the `GAN_WGPU_MATMUL`, `GAN_WGPU_AUTOTUNE` and `GAN_WGPU_REDUCE`
-/// values (an error lists the valid ones), so that a bad one fails before
-/// any adapter work.
-pub fn check_env() -> Result<()> {
-    env_override()?;
-    env_autotune()?;
-    env_reduce()?;
-    Ok(())
-}
-
 /// Makes and sets `ctx`'s kernel choices (`choose`, `choose_reduce`) unless
 /// they were made. Native hosts; a page uses `choose_without_blocking`.
-pub fn choose_kernels(ctx: &GpuContext) {
+pub fn choose_kernels(ctx: &GpuContext, settings: &Settings) {
     if !ctx.kernels_chosen() {
-        ctx.set_kernel_choices(choose(ctx), choose_reduce(ctx));
+        ctx.set_kernel_choices(choose(ctx, settings), choose_reduce(ctx, settings));
     }
 }
 
 /// A context on the adapter `choice` names with the limits `need` asks
-/// for, its kernels chosen: the settings checked first (`check_env`), then
-/// `GpuContext::new`, then `choose_kernels`.
-pub fn open(choice: &crate::context::DeviceChoice, need: &crate::context::Requirements) -> Result<GpuContext> {
-    check_env()?;
-    let ctx = GpuContext::new(choice, need)?;
-    choose_kernels(&ctx);
+/// for, opened as `settings` say, its kernels chosen (`choose_kernels`).
+pub fn open(choice: &DeviceChoice, need: &Requirements, settings: &Settings) -> Result<GpuContext> {
+    let ctx = GpuContext::new(choice, need, settings.device_options)?;
+    choose_kernels(&ctx, settings);
     Ok(ctx)
 }
 
 /// The choice for `ctx`'s adapter (see the module header), verified on the
 /// adapter (see `verified`). `choose_kernels` sets it on the context.
-pub fn choose(ctx: &GpuContext) -> Choice {
-    let choice = choose_unverified(ctx);
-    let verify_cache = cache_dir().map(|d| d.join(VERIFIED_FILE));
+pub fn choose(ctx: &GpuContext, settings: &Settings) -> Choice {
+    let choice = choose_unverified(ctx, settings);
+    let verify_cache = settings.cache_dir.as_ref().map(|d| d.join(VERIFIED_FILE));
     let choice = verified(ctx, choice, verify_cache.as_deref());
     log::info!("matmul variant: {}", choice.describe());
     choice
 }
 
-fn choose_unverified(ctx: &GpuContext) -> Choice {
-    // Both variables were checked before the context was built
-    // (`check_env`); here they cannot fail.
-    if let Ok(Some(variant)) = env_override() {
+fn choose_unverified(ctx: &GpuContext, settings: &Settings) -> Choice {
+    if let Some(variant) = settings.matmul {
         return Choice { variant, how: "GAN_WGPU_MATMUL".into(), trials: None };
     }
-    match env_autotune() {
-        Ok(Some(false)) => return table(ctx, "the table, GAN_WGPU_AUTOTUNE=0"),
-        Ok(Some(true)) => {}
-        _ if ctx.is_cpu_adapter() => return table(ctx, "the measured table for CPU adapters"),
-        _ => {}
+    match settings.autotune {
+        Some(false) => return table(ctx, "the table, GAN_WGPU_AUTOTUNE=0"),
+        Some(true) => {}
+        None if ctx.is_cpu_adapter() => return table(ctx, "the measured table for CPU adapters"),
+        None => {}
     }
-    match tune(ctx, &TUNE_SHAPES, default_cache_path().as_deref()) {
+    match tune(ctx, &TUNE_SHAPES, settings.cache_dir.as_ref().map(|d| d.join(CACHE_FILE)).as_deref()) {
         Ok(choice) => choice,
         Err(e) => {
             log::warn!("matmul autotune failed, using the table: {e}");
             table(ctx, &format!("the table: the autotune failed ({e})"))
         }
-    }
-}
-
-/// `GAN_WGPU_REDUCE=column|tree`, checked like `GAN_WGPU_MATMUL`.
-pub fn env_reduce() -> Result<Option<Reduce>> {
-    match std::env::var("GAN_WGPU_REDUCE").as_deref() {
-        Err(_) | Ok("") => Ok(None),
-        Ok(v) => Reduce::parse(v).map(Some).ok_or_else(|| GanError::Env {
-            var: "GAN_WGPU_REDUCE",
-            value: v.to_string(),
-            valid: Reduce::ALL.map(Reduce::name).join(", "),
-        }),
     }
 }
 
@@ -624,8 +553,8 @@ pub async fn verify_reduce_async(ctx: &GpuContext, reduce: Reduce) -> Result<()>
 /// reductions and the faster kept. The choice is verified against the CPU
 /// references on the adapter; if it disagrees, the other shape is used (and
 /// verified). `choose_kernels` sets it on the context.
-pub fn choose_reduce(ctx: &GpuContext) -> ReduceChoice {
-    let first = if let Ok(Some(variant)) = env_reduce() {
+pub fn choose_reduce(ctx: &GpuContext, settings: &Settings) -> ReduceChoice {
+    let first = if let Some(variant) = settings.reduce {
         ReduceChoice { variant, how: "GAN_WGPU_REDUCE".into() }
     } else if ctx.is_cpu_adapter() {
         ReduceChoice { variant: Reduce::Column, how: "the measured table for CPU adapters".into() }

@@ -37,19 +37,6 @@ impl std::str::FromStr for DeviceChoice {
     }
 }
 
-impl DeviceChoice {
-    /// `--device` when given, else GAN_WGPU_DEVICE, else auto.
-    pub fn from_flag_or_env(flag: Option<&str>) -> Result<Self> {
-        match flag {
-            Some(f) => f.parse(),
-            None => match std::env::var("GAN_WGPU_DEVICE") {
-                Ok(v) => v.parse(),
-                Err(_) => Ok(DeviceChoice::Auto),
-            },
-        }
-    }
-}
-
 /// Which limits and features the device is opened with.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum LimitsMode {
@@ -61,18 +48,19 @@ pub enum LimitsMode {
     WebGpu,
 }
 
-impl LimitsMode {
-    /// `GAN_WGPU_LIMITS`: unset or `adapter`, or `webgpu`; anything else is an error.
-    pub fn from_env() -> Result<Self> {
-        match std::env::var("GAN_WGPU_LIMITS").as_deref() {
-            Err(_) | Ok("") | Ok("adapter") => Ok(LimitsMode::Adapter),
-            Ok("webgpu") => Ok(LimitsMode::WebGpu),
-            Ok(other) => Err(GanError::Env {
-                var: "GAN_WGPU_LIMITS",
-                value: other.to_string(),
-                valid: "adapter (the default), webgpu (WebGPU's default limits, no optional features)".into(),
-            }),
-        }
+/// How the device is opened, as the host says (see `settings::Settings`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct DeviceOptions {
+    pub limits: LimitsMode,
+    /// Shaders without wgpu's runtime bounds checks (every kernel masks or
+    /// clamps its own indices, tested against the CPU references on odd
+    /// shapes; on lavapipe it gains little).
+    pub unchecked_shaders: bool,
+}
+
+impl Default for DeviceOptions {
+    fn default() -> Self {
+        DeviceOptions { limits: LimitsMode::Adapter, unchecked_shaders: false }
     }
 }
 
@@ -231,6 +219,7 @@ pub struct GpuContext {
     pub limits: wgpu::Limits,
     pub features: wgpu::Features,
     pub mode: LimitsMode,
+    unchecked_shaders: bool,
     pub health: Arc<Mutex<DeviceHealth>>,
     modules: Mutex<HashMap<&'static str, wgpu::ShaderModule>>,
     pipelines: Mutex<HashMap<String, crate::kernels::Kernel>>,
@@ -243,13 +232,12 @@ pub struct GpuContext {
 impl GpuContext {
     /// Builds the context on the adapter `choice` names, with the limits
     /// `need` asks for, blocking (`new_async` on pollster; native hosts).
-    pub fn new(choice: &DeviceChoice, need: &Requirements) -> Result<Self> {
-        pollster::block_on(Self::new_async(choice, need))
+    pub fn new(choice: &DeviceChoice, need: &Requirements, options: DeviceOptions) -> Result<Self> {
+        pollster::block_on(Self::new_async(choice, need, options))
     }
 
     /// `new` without blocking: what a browser page awaits.
-    pub async fn new_async(choice: &DeviceChoice, need: &Requirements) -> Result<Self> {
-        let mode = LimitsMode::from_env()?;
+    pub async fn new_async(choice: &DeviceChoice, need: &Requirements, options: DeviceOptions) -> Result<Self> {
         let (instance, mut adapters) = enumerate_adapters_async().await;
         if adapters.is_empty() {
             return Err(GanError::NoAdapter { backends: format!("{:?}", backends_from_env()) });
@@ -258,7 +246,7 @@ impl GpuContext {
         let index = choose_adapter(&infos, choice)?;
         let adapter = adapters.swap_remove(index);
         let info = infos[index].clone();
-        Self::open(instance, adapter, info, need, mode).await
+        Self::open(instance, adapter, info, need, options).await
     }
 
     /// Opens a device on `adapter` with the limits `need` asks for.
@@ -267,8 +255,9 @@ impl GpuContext {
         adapter: wgpu::Adapter,
         info: wgpu::AdapterInfo,
         need: &Requirements,
-        mode: LimitsMode,
+        options: DeviceOptions,
     ) -> Result<Self> {
+        let mode = options.limits;
         let has = match mode {
             LimitsMode::Adapter => adapter.limits(),
             LimitsMode::WebGpu => wgpu::Limits::default(),
@@ -336,6 +325,7 @@ impl GpuContext {
             limits: required_limits,
             features,
             mode,
+            unchecked_shaders: options.unchecked_shaders,
             health,
             modules: Mutex::new(HashMap::new()),
             pipelines: Mutex::new(HashMap::new()),
@@ -353,7 +343,7 @@ impl GpuContext {
             self.adapter.clone(),
             self.info.clone(),
             &Requirements::default(),
-            self.mode,
+            DeviceOptions { limits: self.mode, unchecked_shaders: self.unchecked_shaders },
         ))?;
         // Same adapter, same matmul variant: never measured twice.
         if let Some(choice) = self.matmul_choice.get() {
@@ -431,7 +421,7 @@ impl GpuContext {
             .or_insert_with(|| {
                 let desc =
                     wgpu::ShaderModuleDescriptor { label: Some(name), source: wgpu::ShaderSource::Wgsl(source.into()) };
-                if std::env::var("GAN_WGPU_UNCHECKED").as_deref() == Ok("1") {
+                if self.unchecked_shaders {
                     // SAFETY: every kernel masks or clamps its own indices
                     // (tested against the CPU references on odd shapes).
                     unsafe { self.device.create_shader_module_trusted(desc, wgpu::ShaderRuntimeChecks::unchecked()) }

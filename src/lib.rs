@@ -14,10 +14,12 @@ pub mod model;
 pub mod network;
 pub mod quality;
 pub mod selftest;
+pub mod settings;
 pub mod tensor;
 pub mod timing;
 pub mod train;
 
-pub use context::{DeviceChoice, GpuContext, LimitsMode, Requirements};
+pub use context::{DeviceChoice, DeviceOptions, GpuContext, LimitsMode, Requirements};
 pub use error::{GanError, Result};
+pub use settings::Settings;
 pub use tensor::GpuTensor;

@@ -127,11 +127,17 @@ fn the_cache_key_hash_is_stable() {
 #[test]
 fn a_context_uses_the_reference_kernels_until_a_choice_is_set() {
     let Some(tuned) = common::ctx() else { return };
-    let fresh = gan_wgpu::GpuContext::new(&gan_wgpu::DeviceChoice::Auto, &gan_wgpu::Requirements::default()).unwrap();
+    let settings = gan_wgpu::Settings::from_env().unwrap();
+    let fresh = gan_wgpu::GpuContext::new(
+        &settings.device_choice(None).unwrap(),
+        &gan_wgpu::Requirements::default(),
+        settings.device_options,
+    )
+    .unwrap();
     assert!(!fresh.kernels_chosen());
     assert_eq!(Variant::for_adapter(&fresh), Variant::Naive);
     assert_eq!(gan_wgpu::kernels::reduce::Reduce::for_adapter(&fresh), gan_wgpu::kernels::reduce::Reduce::Column);
-    autotune::choose_kernels(&fresh);
+    autotune::choose_kernels(&fresh, &settings);
     assert!(fresh.kernels_chosen());
     assert_eq!(fresh.matmul_choice().variant, tuned.matmul_choice().variant);
     assert_eq!(fresh.reduce_choice().variant, tuned.reduce_choice().variant);

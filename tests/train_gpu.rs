@@ -34,6 +34,7 @@ fn small_run_from(
         limit: None,
         stop_after_steps: stop_after,
         pause_after_steps: None,
+        warmup: true,
     };
     train::train(ctx, &cfg, &set, &AtomicBool::new(false)).unwrap()
 }

@@ -416,7 +416,13 @@ impl StepBench {
 
 /// Times the full training step on random data shaped like MNIST. `launch`
 /// is when the program started (for the time to the first step).
-pub fn run_step_bench(ctx: &GpuContext, batch: usize, steps: usize, launch: Instant) -> Result<StepBench> {
+pub fn run_step_bench(
+    ctx: &GpuContext,
+    batch: usize,
+    steps: usize,
+    launch: Instant,
+    warmup: bool,
+) -> Result<StepBench> {
     if steps == 0 {
         return Err(GanError::Flag { flag: "bench", why: "timing the step needs at least 1 step, got 0".into() });
     }
@@ -434,7 +440,9 @@ pub fn run_step_bench(ctx: &GpuContext, batch: usize, steps: usize, launch: Inst
     let cfg = GanConfig { batch, latent: 100, seed: 1, adam: gan_wgpu::kernels::adam::AdamConfig::default() };
     let g_spec = gan_wgpu::model::generator_spec(100, 784);
     let d_spec = gan_wgpu::model::discriminator_spec(784);
-    gan_wgpu::train::warm_up_pipelines(ctx, cfg, 784);
+    if warmup {
+        gan_wgpu::train::warm_up_pipelines(ctx, cfg, 784);
+    }
     let gan = Gan::new(ctx, cfg, &data, &g_spec.init_params(&mut r), &d_spec.init_params(&mut r))?;
     gan.start_epoch(ctx, 0, 0, 0)?;
     let mut runner = StepRunner::new(ctx);

@@ -5,9 +5,7 @@ mod bench;
 use clap::{Parser, Subcommand};
 use gan_wgpu::kernels::adam::AdamConfig;
 use gan_wgpu::train::{self, GanConfig, TrainConfig};
-use gan_wgpu::{
-    checkpoint, classifier, context, data, evaluate, images, DeviceChoice, GanError, GpuContext, Requirements,
-};
+use gan_wgpu::{checkpoint, classifier, context, data, evaluate, images, GanError, GpuContext, Requirements, Settings};
 use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -180,6 +178,8 @@ fn positive(flag: &'static str, v: f64) -> gan_wgpu::Result<()> {
 }
 
 fn run(cli: Cli, interrupt: Arc<AtomicBool>, launch: std::time::Instant) -> gan_wgpu::Result<()> {
+    // Every GAN_WGPU_* setting, checked before any adapter work.
+    let settings = Settings::from_env()?;
     match cli.command {
         Command::Devices => {
             print!("{}", context::describe_adapters()?);
@@ -187,13 +187,13 @@ fn run(cli: Cli, interrupt: Arc<AtomicBool>, launch: std::time::Instant) -> gan_
         }
         Command::Bench { quick, json, device, batch_size } => {
             positive("--batch-size", batch_size as f64)?;
-            let choice = DeviceChoice::from_flag_or_env(device.as_deref())?;
-            let ctx = gan_wgpu::autotune::open(&choice, &Requirements::default())?;
+            let choice = settings.device_choice(device.as_deref())?;
+            let ctx = gan_wgpu::autotune::open(&choice, &Requirements::default(), &settings)?;
             println!("adapter: {}", ctx.describe());
             // Made before the timed start-up, as `train` makes it.
             println!("matmul variant: {}", ctx.matmul_choice().describe());
             println!("reductions: {}", ctx.reduce_choice().describe());
-            let step = bench::run_step_bench(&ctx, batch_size, if quick { 20 } else { 100 }, launch)?;
+            let step = bench::run_step_bench(&ctx, batch_size, if quick { 20 } else { 100 }, launch, settings.warmup)?;
             print!("{}", bench::format_step(&step));
             println!(
                 "kernels: {}, median over trials ('*' = variant the trainer uses)",
@@ -240,6 +240,7 @@ fn run(cli: Cli, interrupt: Arc<AtomicBool>, launch: std::time::Instant) -> gan_
                 limit: a.limit,
                 stop_after_steps: a.stop_after_steps,
                 pause_after_steps: a.pause_after_steps,
+                warmup: settings.warmup,
             };
             cfg.validate()?;
             train::prepare_out_dir(&cfg.out)?;
@@ -251,10 +252,16 @@ fn run(cli: Cli, interrupt: Arc<AtomicBool>, launch: std::time::Instant) -> gan_
                 max_buffer_size: dataset_bytes,
                 ..Requirements::default()
             };
-            let choice = DeviceChoice::from_flag_or_env(a.device.as_deref())?;
-            let ctx = gan_wgpu::autotune::open(&choice, &need)?;
-            let mut quality =
-                QualityHook::new(a.eval_every, data_dir, cfg.out.clone(), cfg.resume.clone(), set.clone());
+            let choice = settings.device_choice(a.device.as_deref())?;
+            let ctx = gan_wgpu::autotune::open(&choice, &need, &settings)?;
+            let mut quality = QualityHook::new(
+                a.eval_every,
+                data_dir,
+                cfg.out.clone(),
+                cfg.resume.clone(),
+                set.clone(),
+                settings.cache_dir.clone(),
+            );
             let mut report = train_reporter();
             let summary = train::train_with_hook(
                 &ctx,
@@ -275,12 +282,12 @@ fn run(cli: Cli, interrupt: Arc<AtomicBool>, launch: std::time::Instant) -> gan_
             );
             Ok(())
         }
-        Command::Sample(a) => sample(a),
-        Command::Eval(a) => eval(a),
+        Command::Sample(a) => sample(a, &settings),
+        Command::Eval(a) => eval(a, &settings),
     }
 }
 
-fn sample(a: SampleArgs) -> gan_wgpu::Result<()> {
+fn sample(a: SampleArgs, settings: &Settings) -> gan_wgpu::Result<()> {
     positive("--count", a.count as f64)?;
     if a.out.is_none() && a.idx.is_none() {
         return Err(GanError::Flag { flag: "--out", why: "give --out FILE.png and/or --idx FILE".into() });
@@ -289,7 +296,7 @@ fn sample(a: SampleArgs) -> gan_wgpu::Result<()> {
     checkpoint::Loaded::open(&a.checkpoint)?;
     let latent_file = a.latent.as_ref().map(|p| checkpoint::read_npy_f32_2d(p).map(|l| (p, l))).transpose()?;
     let ctx =
-        gan_wgpu::autotune::open(&DeviceChoice::from_flag_or_env(a.device.as_deref())?, &Requirements::default())?;
+        gan_wgpu::autotune::open(&settings.device_choice(a.device.as_deref())?, &Requirements::default(), settings)?;
     let g = evaluate::load_generator(&ctx, &a.checkpoint)?;
     let dim = g.height * g.width;
     let (count, z) = match latent_file {
@@ -400,6 +407,7 @@ fn classifier_for(
     file: Option<&std::path::Path>,
     train_set: &data::ImageSet,
     test: &data::ImageSet,
+    cache_dir: Option<&std::path::Path>,
 ) -> gan_wgpu::Result<classifier::Classifier> {
     match file {
         Some(p) => classifier::load(p),
@@ -413,7 +421,7 @@ fn classifier_for(
                 train_set,
                 test,
                 &classifier::ClassifierConfig::default(),
-                gan_wgpu::autotune::cache_dir().as_deref(),
+                cache_dir,
                 &mut classifier_progress(),
             )
         }
@@ -445,6 +453,8 @@ struct QualityHook {
     out: PathBuf,
     resume: Option<PathBuf>,
     train_set: data::ImageSet,
+    /// Where the trained classifier is cached (`Settings::cache_dir`).
+    cache_dir: Option<PathBuf>,
     evaluator: Option<evaluate::Evaluator>,
     rows: Option<Vec<evaluate::QualityRow>>,
     disabled: bool,
@@ -457,8 +467,9 @@ impl QualityHook {
         out: PathBuf,
         resume: Option<PathBuf>,
         train_set: data::ImageSet,
+        cache_dir: Option<PathBuf>,
     ) -> Self {
-        QualityHook { every, data, out, resume, train_set, evaluator: None, rows: None, disabled: false }
+        QualityHook { every, data, out, resume, train_set, cache_dir, evaluator: None, rows: None, disabled: false }
     }
 
     fn after_epoch(&mut self, ctx: &GpuContext, gan: &train::Gan, epoch: usize, steps: u64) -> gan_wgpu::Result<()> {
@@ -469,7 +480,7 @@ impl QualityHook {
             let made = (|| -> gan_wgpu::Result<evaluate::Evaluator> {
                 classifier::classes_of(&self.train_set)?;
                 let reference = data::load_test(self.data.as_deref())?.unwrap_or_else(|| self.train_set.clone());
-                let c = classifier_for(ctx, None, &self.train_set, &reference)?;
+                let c = classifier_for(ctx, None, &self.train_set, &reference, self.cache_dir.as_deref())?;
                 println!("quality: classifier {}", describe_classifier(&c));
                 evaluate::Evaluator::new(ctx, c, &reference)
             })();
@@ -517,7 +528,7 @@ impl QualityHook {
     }
 }
 
-fn eval(a: EvalArgs) -> gan_wgpu::Result<()> {
+fn eval(a: EvalArgs, settings: &Settings) -> gan_wgpu::Result<()> {
     positive("--count", a.count as f64)?;
     if a.samples.is_none() && a.checkpoint.is_none() && !a.baselines {
         return Err(GanError::Flag {
@@ -544,8 +555,8 @@ fn eval(a: EvalArgs) -> gan_wgpu::Result<()> {
         }
     }
     let ctx =
-        gan_wgpu::autotune::open(&DeviceChoice::from_flag_or_env(a.device.as_deref())?, &Requirements::default())?;
-    let c = classifier_for(&ctx, a.classifier.as_deref(), &train_set, &reference)?;
+        gan_wgpu::autotune::open(&settings.device_choice(a.device.as_deref())?, &Requirements::default(), settings)?;
+    let c = classifier_for(&ctx, a.classifier.as_deref(), &train_set, &reference, settings.cache_dir.as_deref())?;
     println!("classifier: {}", describe_classifier(&c));
     let ev = evaluate::Evaluator::new(&ctx, c, &reference)?;
     println!("reference: the {split} split, {}", ev.reference_desc);

@@ -71,6 +71,9 @@ pub struct TrainConfig {
     /// After this many steps of this run, say so on stdout and wait for an
     /// interrupt (tests: a signal at a known step).
     pub pause_after_steps: Option<u64>,
+    /// Warm the pipelines up before the first step on CPU adapters
+    /// (`warm_up_pipelines`; `Settings::warmup`).
+    pub warmup: bool,
 }
 
 impl TrainConfig {
@@ -181,7 +184,9 @@ pub fn train_with_hook(
         None => initial_params(g.seed, g.latent, dim),
     };
     let t_warm = Instant::now();
-    warm_up_pipelines(ctx, g, dim);
+    if cfg.warmup {
+        warm_up_pipelines(ctx, g, dim);
+    }
     let warm_s = t_warm.elapsed().as_secs_f64();
     // Only a first launch (empty shader cache) waits this long; say why.
     if warm_s > 1.0 {

@@ -20,8 +20,9 @@ use super::*;
 /// main device's copy shares its pipeline objects with the real step through
 /// the context's pipeline cache; what the helper compiled reaches the main
 /// device through Mesa's shader cache. Neither copy touches the real step's
-/// buffers. Only on CPU adapters (GPU drivers compile at pipeline creation)
-/// and only with Mesa's cache on; GAN_WGPU_WARMUP=0 turns it off.
+/// buffers. Only on CPU adapters (GPU drivers compile at pipeline creation);
+/// the host decides whether to call it (`Settings::warmup`: not with Mesa's
+/// cache off, not with GAN_WGPU_WARMUP=0).
 pub fn warm_up_pipelines(ctx: &GpuContext, cfg: GanConfig, dim: usize) {
     // A browser compiles at pipeline creation, and its GPU objects stay on
     // one thread: nothing to warm up there.
@@ -33,12 +34,7 @@ pub fn warm_up_pipelines(ctx: &GpuContext, cfg: GanConfig, dim: usize) {
 
 #[cfg(not(target_arch = "wasm32"))]
 fn warm_up_on_two_devices(ctx: &GpuContext, cfg: GanConfig, dim: usize) {
-    let cache_off = |k: &str| matches!(std::env::var(k).as_deref(), Ok("1") | Ok("true"));
-    if !ctx.is_cpu_adapter()
-        || std::env::var("GAN_WGPU_WARMUP").as_deref() == Ok("0")
-        || cache_off("MESA_SHADER_CACHE_DISABLE")
-        || cache_off("MESA_DISK_CACHE_DISABLE")
-    {
+    if !ctx.is_cpu_adapter() {
         return;
     }
     let t = Instant::now();

@@ -1,7 +1,7 @@
 //! Shared test helpers: one GPU context per test binary, seeded random data.
 #![allow(dead_code)]
 
-use gan_wgpu::{DeviceChoice, GpuContext, Requirements};
+use gan_wgpu::{GpuContext, Requirements, Settings};
 use rand::{Rng, SeedableRng};
 use std::sync::OnceLock;
 
@@ -16,9 +16,11 @@ pub const SKIP_VAR: &str = "GAN_WGPU_SKIP_GPU_TESTS";
 pub fn ctx() -> Option<&'static GpuContext> {
     static CTX: OnceLock<Result<GpuContext, String>> = OnceLock::new();
     let made = CTX.get_or_init(|| {
+        let settings = Settings::from_env().map_err(|e| e.to_string())?;
         let c = gan_wgpu::autotune::open(
-            &DeviceChoice::from_flag_or_env(None).map_err(|e| e.to_string())?,
+            &settings.device_choice(None).map_err(|e| e.to_string())?,
             &Requirements::default(),
+            &settings,
         )
         .map_err(|e| e.to_string())?;
         eprintln!("test adapter: {}", c.describe());

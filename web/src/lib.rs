@@ -17,7 +17,7 @@ use gan_wgpu::evaluate::{self, LoadedGenerator};
 use gan_wgpu::kernels::adam::AdamConfig;
 use gan_wgpu::network::GpuNet;
 use gan_wgpu::train::{self, GanConfig, Session};
-use gan_wgpu::{DeviceChoice, GpuContext, Requirements};
+use gan_wgpu::{DeviceChoice, DeviceOptions, GpuContext, Requirements};
 use js_sys::{Float32Array, Promise, Uint8Array};
 use std::cell::RefCell;
 use std::path::Path;
@@ -66,7 +66,9 @@ pub struct Engine {
 /// each verified on it against the reference.
 #[wasm_bindgen]
 pub async fn open_engine() -> Result<Engine, JsValue> {
-    let ctx = GpuContext::new_async(&DeviceChoice::Auto, &Requirements::default()).await.map_err(js_err)?;
+    let ctx = GpuContext::new_async(&DeviceChoice::Auto, &Requirements::default(), DeviceOptions::default())
+        .await
+        .map_err(js_err)?;
     let (matmul, reduce) = autotune::choose_without_blocking(&ctx, Some(&performance_now)).await;
     ctx.set_kernel_choices(matmul, reduce);
     ctx.check_health("choosing the kernels").map_err(js_err)?;
