@@ -222,25 +222,30 @@ pub async fn choose_without_blocking(ctx: &GpuContext, clock: Option<HostClock<'
         }
         None => (table_reduce, "the table".to_string()),
     };
-    let other = if first == Reduce::Column { Reduce::Tree } else { Reduce::Column };
-    let reduce = match verify_reduce_async(ctx, first).await {
-        Ok(()) => ReduceChoice { variant: first, how: format!("{how}; verified against the CPU references") },
-        Err(e) => match verify_reduce_async(ctx, other).await {
-            Ok(()) => ReduceChoice {
-                variant: other,
-                how: format!(
-                    "{how}, but {} disagreed with the CPU references ({e}); {} agrees",
-                    first.name(),
+    let reduce = verified_reduce_async(ctx, ReduceChoice { variant: first, how }).await;
+    (matmul, reduce)
+}
+
+/// `first`, verified on the adapter against the CPU references; if it
+/// disagrees, the other shape, and the text says so.
+async fn verified_reduce_async(ctx: &GpuContext, first: ReduceChoice) -> ReduceChoice {
+    let other = if first.variant == Reduce::Column { Reduce::Tree } else { Reduce::Column };
+    match verify_reduce_async(ctx, first.variant).await {
+        Ok(()) => ReduceChoice { how: format!("{}; verified against the CPU references", first.how), ..first },
+        Err(e) => {
+            log::warn!("{} reductions disagree with the CPU references here, not used: {e}", first.variant.name());
+            let how = match verify_reduce_async(ctx, other).await {
+                Ok(()) => format!(
+                    "{}, but {} disagreed with the CPU references ({e}); {} agrees",
+                    first.how,
+                    first.variant.name(),
                     other.name()
                 ),
-            },
-            Err(e2) => ReduceChoice {
-                variant: first,
-                how: format!("{how}, but both shapes disagreed with the CPU references ({e}; {e2})"),
-            },
-        },
-    };
-    (matmul, reduce)
+                Err(e2) => format!("{}, but both shapes disagreed with the CPU references ({e}; {e2})", first.how),
+            };
+            ReduceChoice { variant: other, how }
+        }
+    }
 }
 
 /// Microseconds for the three `TUNE_SHAPES` products together, for each
@@ -569,23 +574,7 @@ pub fn choose_reduce(ctx: &GpuContext, settings: &Settings) -> ReduceChoice {
             }
         }
     };
-    let other = if first.variant == Reduce::Column { Reduce::Tree } else { Reduce::Column };
-    let choice = match verify_reduce(ctx, first.variant) {
-        Ok(()) => ReduceChoice { how: format!("{}; verified against the CPU references", first.how), ..first },
-        Err(e) => {
-            log::warn!("{} reductions disagree with the CPU references here, not used: {e}", first.variant.name());
-            let how = match verify_reduce(ctx, other) {
-                Ok(()) => format!(
-                    "{}, but {} disagreed with the CPU references ({e}); {} agrees",
-                    first.how,
-                    first.variant.name(),
-                    other.name()
-                ),
-                Err(e2) => format!("{}, but both shapes disagreed with the CPU references ({e}; {e2})", first.how),
-            };
-            ReduceChoice { variant: other, how }
-        }
-    };
+    let choice = pollster::block_on(verified_reduce_async(ctx, first));
     log::info!("reductions: {}", choice.describe());
     choice
 }

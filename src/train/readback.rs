@@ -44,15 +44,7 @@ impl Readback {
     /// Records the copy of the metrics, then the counters (with the
     /// divergence flag), into the next slot.
     fn record_copy(&self, enc: &mut wgpu::CommandEncoder, metrics: &GpuTensor, counters: &GpuTensor) {
-        let metrics_bytes = (METRICS_LEN * 4) as u64;
-        enc.copy_buffer_to_buffer(&metrics.buffer, metrics.offset, &self.bufs[self.next], 0, metrics_bytes);
-        enc.copy_buffer_to_buffer(
-            &counters.buffer,
-            counters.offset,
-            &self.bufs[self.next],
-            metrics_bytes,
-            READBACK_BYTES - metrics_bytes,
-        );
+        record_reading_copy(enc, metrics, counters, &self.bufs[self.next], 0);
     }
 
     /// After the submit: start mapping the slot just copied into.
@@ -83,14 +75,7 @@ impl Readback {
                     self.bufs[slot].unmap();
                     self.states[slot].store(IDLE, Ordering::Release);
                     self.queue.pop_front();
-                    let metrics: Vec<f32> = bytemuck::cast_slice(&words[..METRICS_LEN]).to_vec();
-                    out.push(StepReading {
-                        epoch,
-                        batch,
-                        step,
-                        metrics: metrics_from(&metrics),
-                        first_nonfinite: crate::kernels::adam::first_nonfinite_step(&words[METRICS_LEN..]),
-                    });
+                    out.push(StepReading::from_words(&words, epoch, batch, step));
                 }
                 FAILED => {
                     ctx.check_health("reading losses")?;
@@ -126,6 +111,41 @@ pub struct StepReading {
     /// The divergence flag as it stood after this step: the first global
     /// step (1-based) at which the model went non-finite this epoch.
     pub first_nonfinite: Option<u64>,
+}
+
+/// Records the copy of one step's metrics, then its counters (with the
+/// divergence flag), into `dst` at byte `at`: one readback slot of
+/// READBACK_BYTES.
+pub(super) fn record_reading_copy(
+    enc: &mut wgpu::CommandEncoder,
+    metrics: &GpuTensor,
+    counters: &GpuTensor,
+    dst: &wgpu::Buffer,
+    at: u64,
+) {
+    let metrics_bytes = (METRICS_LEN * 4) as u64;
+    enc.copy_buffer_to_buffer(&metrics.buffer, metrics.offset, dst, at, metrics_bytes);
+    enc.copy_buffer_to_buffer(
+        &counters.buffer,
+        counters.offset,
+        dst,
+        at + metrics_bytes,
+        READBACK_BYTES - metrics_bytes,
+    );
+}
+
+impl StepReading {
+    /// The reading in one readback slot's words (metrics, then counters).
+    pub(super) fn from_words(words: &[u32], epoch: usize, batch: usize, step: u64) -> Self {
+        let metrics: Vec<f32> = words[..METRICS_LEN].iter().map(|&w| f32::from_bits(w)).collect();
+        StepReading {
+            epoch,
+            batch,
+            step,
+            metrics: metrics_from(&metrics),
+            first_nonfinite: crate::kernels::adam::first_nonfinite_step(&words[METRICS_LEN..]),
+        }
+    }
 }
 
 impl StepRunner {

@@ -84,19 +84,15 @@ impl Session {
         if n == 0 {
             return Ok(Vec::new());
         }
-        let metrics_bytes = (METRICS_LEN * 4) as u64;
         let mut enc = ctx.device.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("train steps") });
         for i in 0..n as u64 {
             self.gan.record_step(&mut enc);
-            let at = i * READBACK_BYTES;
-            let (metrics, counters) = (&self.gan.metrics, &self.gan.counters);
-            enc.copy_buffer_to_buffer(&metrics.buffer, metrics.offset, &self.staging, at, metrics_bytes);
-            enc.copy_buffer_to_buffer(
-                &counters.buffer,
-                counters.offset,
+            readback::record_reading_copy(
+                &mut enc,
+                &self.gan.metrics,
+                &self.gan.counters,
                 &self.staging,
-                at + metrics_bytes,
-                READBACK_BYTES - metrics_bytes,
+                i * READBACK_BYTES,
             );
         }
         ctx.queue.submit([enc.finish()]);
@@ -104,14 +100,8 @@ impl Session {
         ctx.check_health("training steps")?;
         let mut out = Vec::with_capacity(n);
         for (i, slot) in words.chunks_exact(READBACK_BYTES as usize / 4).enumerate() {
-            let metrics: Vec<f32> = slot[..METRICS_LEN].iter().map(|&w| f32::from_bits(w)).collect();
-            out.push(StepReading {
-                epoch: self.progress.epoch,
-                batch: self.progress.batch_in_epoch + i,
-                step: self.progress.steps_done + i as u64 + 1,
-                metrics: metrics_from(&metrics),
-                first_nonfinite: crate::kernels::adam::first_nonfinite_step(&slot[METRICS_LEN..]),
-            });
+            let p = self.progress;
+            out.push(StepReading::from_words(slot, p.epoch, p.batch_in_epoch + i, p.steps_done + i as u64 + 1));
         }
         self.progress.batch_in_epoch += n;
         self.progress.steps_done += n as u64;
