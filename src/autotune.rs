@@ -83,7 +83,13 @@ pub fn adapter_key(info: &wgpu::AdapterInfo) -> String {
 /// Rust release (std's DefaultHasher promises neither), so a cache key
 /// written by one build is found by the next.
 pub fn stable_hash(bytes: &[u8]) -> u64 {
-    bytes.iter().fold(0xcbf2_9ce4_8422_2325u64, |h, &b| (h ^ b as u64).wrapping_mul(0x0000_0100_0000_01b3))
+    stable_hash_from(0xcbf2_9ce4_8422_2325, bytes)
+}
+
+/// `stable_hash` continued over more bytes: `stable_hash_from(stable_hash(a), b)`
+/// is the hash of a then b, without joining them.
+pub fn stable_hash_from(state: u64, bytes: &[u8]) -> u64 {
+    bytes.iter().fold(state, |h, &b| (h ^ b as u64).wrapping_mul(0x0000_0100_0000_01b3))
 }
 
 /// Checks `variant` against `naive` on `shapes` (outputs pre-filled with NaN;

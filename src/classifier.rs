@@ -84,12 +84,19 @@ pub fn classes_of(set: &ImageSet) -> Result<usize> {
     Ok(classes)
 }
 
-/// The cache key of a classifier trained on `set` with `cfg`.
-pub fn cache_key(set: &ImageSet, cfg: &ClassifierConfig) -> u64 {
-    let mut bytes = format!("{RECIPE} {cfg:?} {}x{} {}", set.height, set.width, set.count).into_bytes();
-    bytes.extend_from_slice(&set.pixels);
-    bytes.extend_from_slice(set.labels.as_deref().unwrap_or(&[]));
-    crate::autotune::stable_hash(&bytes)
+/// The cache key of a classifier trained on `set` with `cfg` and measured
+/// on `test`: the accuracy it carries is the one measured on `test`, so
+/// another test set (a held-out part instead of a test split) is another entry.
+pub fn cache_key(set: &ImageSet, test: &ImageSet, cfg: &ClassifierConfig) -> u64 {
+    use crate::autotune::{stable_hash, stable_hash_from};
+    let head = format!("{RECIPE} {cfg:?} {}x{} {} test {}", set.height, set.width, set.count, test.count);
+    let mut h = stable_hash(head.as_bytes());
+    for part in
+        [&set.pixels[..], set.labels.as_deref().unwrap_or(&[]), &test.pixels, test.labels.as_deref().unwrap_or(&[])]
+    {
+        h = stable_hash_from(h, part);
+    }
+    h
 }
 
 /// Trains a classifier on `train` and measures it on `test`, reporting
@@ -267,7 +274,7 @@ pub fn load_or_train(
     progress: &mut dyn FnMut(&Progress),
 ) -> Result<Classifier> {
     let path: Option<PathBuf> =
-        cache_dir.map(|d| d.join(format!("classifier-{:016x}.safetensors", cache_key(train_set, cfg))));
+        cache_dir.map(|d| d.join(format!("classifier-{:016x}.safetensors", cache_key(train_set, test, cfg))));
     if let Some(p) = path.as_deref().filter(|p| p.is_file()) {
         match load(p) {
             Ok(c) if c.classes == classes_of(train_set)? && c.height * c.width == train_set.dim() => {

@@ -220,7 +220,7 @@ pub fn load_train_dir(dir: &Path) -> Result<ImageSet> {
     })?;
     let labels = find(&train_dir, "train-labels-idx1-ubyte");
     let set = read_images(&images, labels.as_deref())?;
-    if let Some(test_images) = find(&dir.join("test"), "t10k-images-idx3-ubyte") {
+    if let Some(test_images) = find_test_images(dir) {
         let test = read_images(&test_images, None)?;
         if (test.height, test.width) != (set.height, set.width) {
             return Err(GanError::data(
@@ -250,18 +250,123 @@ pub fn embedded_mnist_test() -> Result<ImageSet> {
     )
 }
 
-/// The test split of `--data DIR` (DIR/test/t10k-images-idx3-ubyte[.gz] with
-/// its labels) when given, else the embedded MNIST test set; None when DIR
+/// The test images of a data folder: DIR/test/t10k-images-idx3-ubyte[.gz]
+/// (the seed's layout), else DIR/t10k-images-idx3-ubyte[.gz] beside the
+/// training files (the original MNIST download, Debian's Fashion-MNIST).
+fn find_test_images(dir: &Path) -> Option<PathBuf> {
+    [dir.join("test"), dir.to_path_buf()].into_iter().find_map(|d| find(&d, "t10k-images-idx3-ubyte"))
+}
+
+/// The test split of `--data DIR` (`find_test_images`, with the labels
+/// beside them) when given, else the embedded MNIST test set; None when DIR
 /// has no test split.
 pub fn load_test(dir: Option<&Path>) -> Result<Option<ImageSet>> {
     let Some(dir) = dir else {
         return embedded_mnist_test().map(Some);
     };
-    let test_dir = dir.join("test");
-    match find(&test_dir, "t10k-images-idx3-ubyte") {
-        Some(images) => read_images(&images, find(&test_dir, "t10k-labels-idx1-ubyte").as_deref()).map(Some),
+    match find_test_images(dir) {
+        Some(images) => {
+            let labels = images.parent().and_then(|d| find(d, "t10k-labels-idx1-ubyte"));
+            read_images(&images, labels.as_deref()).map(Some)
+        }
         None => Ok(None),
     }
+}
+
+/// Most images held out of a training split that has no test split beside it.
+pub const MAX_HELD_OUT: usize = 10_000;
+/// Without a test split, every HELD_OUT_STRIDE-th training image at least is
+/// held out (a sixth: MNIST's 10,000 test images for 60,000 training ones).
+pub const HELD_OUT_STRIDE: usize = 6;
+
+/// Where the reference images of an evaluation come from.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Reference {
+    /// The data's own test split.
+    TestSplit,
+    /// No test split: every `stride`-th training image (the last of each
+    /// `stride`) was held out, and the classifier trains on the others.
+    HeldOut { stride: usize, of: usize },
+}
+
+/// The classifier's training images and the reference images (its accuracy
+/// and the FID statistics) of an evaluation on `train`.
+#[derive(Clone, Debug)]
+pub struct EvalSplits {
+    pub train: ImageSet,
+    pub reference: ImageSet,
+    pub kind: Reference,
+}
+
+impl EvalSplits {
+    /// What the classifier's accuracy is measured on, for its line.
+    pub fn accuracy_name(&self) -> &'static str {
+        match self.kind {
+            Reference::TestSplit => "test accuracy",
+            Reference::HeldOut { .. } => "held-out accuracy",
+        }
+    }
+
+    /// The reference, for a line of output.
+    pub fn describe(&self) -> String {
+        match &self.kind {
+            Reference::TestSplit => format!("the test split, {} images from {}", self.reference.count, self.reference.source),
+            Reference::HeldOut { stride, of } => format!(
+                "{} images held out of the {of}-image training split (every {stride}th; the data has no t10k-* test files), \
+                 the classifier trains on the other {}",
+                self.reference.count, self.train.count
+            ),
+        }
+    }
+}
+
+/// The splits of an evaluation on `train` (the training set of `--data DIR`,
+/// or the embedded MNIST when `dir` is None): its test split where there is
+/// one, else images held out of `train` (`HeldOut`) so that no score is
+/// measured on images the classifier trained on.
+pub fn eval_splits(dir: Option<&Path>, train: &ImageSet) -> Result<EvalSplits> {
+    if let Some(test) = load_test(dir)? {
+        return Ok(EvalSplits { train: train.clone(), reference: test, kind: Reference::TestSplit });
+    }
+    let (kept, held) = hold_out(train)?;
+    let stride = held_out_stride(train.count);
+    Ok(EvalSplits { train: kept, reference: held, kind: Reference::HeldOut { stride, of: train.count } })
+}
+
+/// Every how many training images one is held out: a sixth, at most
+/// MAX_HELD_OUT images.
+pub fn held_out_stride(count: usize) -> usize {
+    HELD_OUT_STRIDE.max(count.div_ceil(MAX_HELD_OUT))
+}
+
+/// (kept, held out): image i is held out when i % stride == stride - 1.
+/// Spread over the set, so a set sorted by class still gives every class.
+pub fn hold_out(set: &ImageSet) -> Result<(ImageSet, ImageSet)> {
+    let stride = held_out_stride(set.count);
+    if set.count < stride {
+        return Err(GanError::data(
+            &set.source,
+            format!("{} images and no test split: too few to hold {stride} out", set.count),
+        ));
+    }
+    let dim = set.dim();
+    let mut parts = [set.clone_header(), set.clone_header()];
+    let mut labels: [Vec<u8>; 2] = [Vec::new(), Vec::new()];
+    for i in 0..set.count {
+        let part = usize::from(i % stride == stride - 1);
+        parts[part].pixels.extend_from_slice(set.image(i));
+        if let Some(l) = &set.labels {
+            labels[part].push(l[i]);
+        }
+    }
+    let [mut kept, mut held] = parts;
+    let [kept_labels, held_labels] = labels;
+    for (p, l, what) in [(&mut kept, kept_labels, "kept"), (&mut held, held_labels, "held out")] {
+        p.count = p.pixels.len() / dim;
+        p.labels = set.labels.is_some().then_some(l);
+        p.source = format!("{} ({what})", set.source);
+    }
+    Ok((kept, held))
 }
 
 /// `--data DIR` when given, else the embedded MNIST.

@@ -120,6 +120,7 @@ fn the_cache_key_hash_is_stable() {
     assert_eq!(autotune::stable_hash(b""), 0xcbf2_9ce4_8422_2325);
     assert_eq!(autotune::stable_hash(b"a"), 0xaf63_dc4c_8601_ec8c);
     assert_eq!(autotune::stable_hash(b"foobar"), 0x8594_4171_f739_67e8);
+    assert_eq!(autotune::stable_hash_from(autotune::stable_hash(b"foo"), b"bar"), 0x8594_4171_f739_67e8);
 }
 
 /// The context makes no choice itself: a fresh one runs the reference

@@ -26,7 +26,7 @@ fn mnist_classifier() -> Option<&'static (Classifier, PathBuf)> {
         let c = classifier::train(ctx, &train, &test, &cfg, &mut |_| {}).unwrap();
         // Cargo's scratch folder for integration tests, under target/.
         let cache = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("eval-gpu-cache");
-        let path = cache.join(format!("classifier-{:016x}.safetensors", classifier::cache_key(&train, &cfg)));
+        let path = cache.join(format!("classifier-{:016x}.safetensors", classifier::cache_key(&train, &test, &cfg)));
         std::fs::create_dir_all(&cache).unwrap();
         classifier::save(&path, &c).unwrap();
         eprintln!("classifier: test accuracy {:.4}, {:.1} s", c.test_accuracy, c.train_seconds);

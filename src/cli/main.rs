@@ -90,10 +90,10 @@ struct TrainArgs {
     /// Image folder in the seed's layout (DIR/train/train-images-idx3-ubyte[.gz]); default: the bundled MNIST.
     #[arg(long, value_name = "DIR")]
     data: Option<PathBuf>,
-    /// Output folder for images, checkpoints, losses and the resumable state.
-    #[arg(long, value_name = "DIR", default_value = "result")]
-    out: PathBuf,
-    /// Continue the run whose output folder (or state file) this is, with its loss history (no default: a new run).
+    /// Output folder for images, checkpoints, losses and the resumable state (default: with --resume the resumed run's folder, else ./result). One run at a time writes a folder.
+    #[arg(long, value_name = "DIR")]
+    out: Option<PathBuf>,
+    /// Continue the run whose output folder (or state file) this is, with its loss history; it must use the same data, --limit and sizes (no default: a new run).
     #[arg(long, value_name = "DIR")]
     resume: Option<PathBuf>,
     /// Score the generator every N epochs (FID, IS, classes covered against the test split; quality.csv, quality.png); 0: never.
@@ -226,6 +226,12 @@ fn run(cli: Cli, interrupt: Arc<AtomicBool>, launch: std::time::Instant) -> gan_
         }
         Command::Train(a) => {
             let data_dir = a.data.clone();
+            // A resumed run goes on in its own folder unless told otherwise.
+            let out = match (&a.out, &a.resume) {
+                (Some(o), _) => o.clone(),
+                (None, Some(r)) => train::run_dir_of(r),
+                (None, None) => PathBuf::from(train::DEFAULT_OUT_DIR),
+            };
             let cfg = TrainConfig {
                 epochs: a.epochs,
                 gan: GanConfig {
@@ -235,7 +241,7 @@ fn run(cli: Cli, interrupt: Arc<AtomicBool>, launch: std::time::Instant) -> gan_
                     adam: AdamConfig { lr: a.lr, beta1: a.beta1, beta2: a.beta2, eps: 1e-8 },
                 },
                 log_every: a.log_every,
-                out: a.out,
+                out,
                 resume: a.resume,
                 limit: a.limit,
                 stop_after_steps: a.stop_after_steps,
@@ -243,8 +249,25 @@ fn run(cli: Cli, interrupt: Arc<AtomicBool>, launch: std::time::Instant) -> gan_
                 warmup: settings.warmup,
             };
             cfg.validate()?;
-            train::prepare_out_dir(&cfg.out)?;
+            match &cfg.resume {
+                Some(r) => println!("outputs in {} (resuming {})", cfg.out.display(), r.display()),
+                None => println!("outputs in {}", cfg.out.display()),
+            }
+            // A new run locks its folder before loading anything, so a second
+            // run into it fails at once. A resumed run is first checked
+            // against its state (data, limit, sizes), so a mismatch writes nothing.
+            let early_lock = match cfg.resume {
+                None => Some(train::prepare_out_dir(&cfg.out)?),
+                Some(_) => None,
+            };
             let set = data::load(data_dir.as_deref())?;
+            let _lock = match early_lock {
+                Some(l) => l,
+                None => {
+                    train::check_resume(&cfg, &set)?;
+                    train::prepare_out_dir(&cfg.out)?
+                }
+            };
             let dataset_bytes = (set.pixels.len() as u64).div_ceil(4) * 4;
             let need = Requirements {
                 // The whole dataset is one storage binding.
@@ -428,9 +451,11 @@ fn classifier_for(
     }
 }
 
-fn describe_classifier(c: &classifier::Classifier) -> String {
+/// The classifier's line; `accuracy_name` says what its accuracy was
+/// measured on (`EvalSplits::accuracy_name`).
+fn describe_classifier(c: &classifier::Classifier, accuracy_name: &str) -> String {
     format!(
-        "{}-512-256-{} MLP, test accuracy {:.2}%, {} (training took {:.1} s)",
+        "{}-512-256-{} MLP, {accuracy_name} {:.2}%, {} (training took {:.1} s)",
         c.height * c.width,
         c.classes,
         100.0 * c.test_accuracy,
@@ -479,10 +504,11 @@ impl QualityHook {
         if self.evaluator.is_none() {
             let made = (|| -> gan_wgpu::Result<evaluate::Evaluator> {
                 classifier::classes_of(&self.train_set)?;
-                let reference = data::load_test(self.data.as_deref())?.unwrap_or_else(|| self.train_set.clone());
-                let c = classifier_for(ctx, None, &self.train_set, &reference, self.cache_dir.as_deref())?;
-                println!("quality: classifier {}", describe_classifier(&c));
-                evaluate::Evaluator::new(ctx, c, &reference)
+                let splits = data::eval_splits(self.data.as_deref(), &self.train_set)?;
+                let c = classifier_for(ctx, None, &splits.train, &splits.reference, self.cache_dir.as_deref())?;
+                println!("quality: classifier {}", describe_classifier(&c, splits.accuracy_name()));
+                println!("quality: reference {}", splits.describe());
+                evaluate::Evaluator::new(ctx, c, &splits.reference)
             })();
             match made {
                 Ok(ev) => self.evaluator = Some(ev),
@@ -536,12 +562,11 @@ fn eval(a: EvalArgs, settings: &Settings) -> gan_wgpu::Result<()> {
             why: "give --samples FILE.idx, --checkpoint G.safetensors and/or --baselines".into(),
         });
     }
-    let train_set = data::load(a.data.as_deref())?;
-    classifier::classes_of(&train_set)?;
-    let (reference, split) = match data::load_test(a.data.as_deref())? {
-        Some(t) => (t, "test"),
-        None => (train_set.clone(), "train (no test split)"),
-    };
+    let full_train = data::load(a.data.as_deref())?;
+    classifier::classes_of(&full_train)?;
+    let splits = data::eval_splits(a.data.as_deref(), &full_train)?;
+    drop(full_train);
+    let (train_set, reference) = (&splits.train, &splits.reference);
     let samples = a.samples.as_ref().map(|p| data::read_images(p, None)).transpose()?;
     if let Some(s) = &samples {
         if (s.height, s.width) != (reference.height, reference.width) {
@@ -556,10 +581,10 @@ fn eval(a: EvalArgs, settings: &Settings) -> gan_wgpu::Result<()> {
     }
     let ctx =
         gan_wgpu::autotune::open(&settings.device_choice(a.device.as_deref())?, &Requirements::default(), settings)?;
-    let c = classifier_for(&ctx, a.classifier.as_deref(), &train_set, &reference, settings.cache_dir.as_deref())?;
-    println!("classifier: {}", describe_classifier(&c));
-    let ev = evaluate::Evaluator::new(&ctx, c, &reference)?;
-    println!("reference: the {split} split, {}", ev.reference_desc);
+    let c = classifier_for(&ctx, a.classifier.as_deref(), train_set, reference, settings.cache_dir.as_deref())?;
+    println!("classifier: {}", describe_classifier(&c, splits.accuracy_name()));
+    let ev = evaluate::Evaluator::new(&ctx, c, reference)?;
+    println!("reference: {}", splits.describe());
     println!(
         "FID here is the Frechet distance in this classifier's {}-d penultimate features (not Inception's: not comparable with published FIDs)",
         classifier::FEATURE_DIM
@@ -629,6 +654,7 @@ fn eval(a: EvalArgs, settings: &Settings) -> gan_wgpu::Result<()> {
         };
         v["classifier"] = serde_json::json!({
             "test_accuracy": ev.classifier.test_accuracy,
+            "accuracy_measured_on": splits.describe(),
             "train_seconds": ev.classifier.train_seconds,
             "origin": ev.classifier.origin,
             "feature_dim": classifier::FEATURE_DIM,

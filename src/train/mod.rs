@@ -36,6 +36,7 @@ use std::time::Instant;
 mod gan;
 mod outputs;
 mod readback;
+mod run_dir;
 mod session;
 mod state;
 mod warmup;
@@ -43,14 +44,18 @@ mod warmup;
 pub use gan::{fixed_latent, images_from_outputs, metrics_from, Gan, GanConfig, Sampler};
 use outputs::{copy_epoch_grids, losses_csv, read_losses_csv, same_dir, write_epoch_outputs};
 pub use readback::{StepReading, StepRunner};
+pub use run_dir::{lock_out_dir, prepare_out_dir, OutDirLock, LOCK_FILE};
 pub use session::{first_images, initial_params, Session, MAX_STEPS_PER_CALL};
-pub use state::{find_latest_state, run_dir_of, state_files};
+pub use state::{check_resume, data_hash, find_latest_state, run_dir_of, state_files, RunIdentity, MODEL_NAME};
 use state::{load_state, save_state};
 pub use warmup::warm_up_pipelines;
 
 /// Seed of the 25 fixed latent codes of the per-epoch grids.
 pub const FIXED_LATENT_SEED: u64 = 1234;
 pub const GRID_SAMPLES: usize = 25;
+/// Where a new run writes when no output folder is given (a resumed run
+/// writes into the folder it resumes).
+pub const DEFAULT_OUT_DIR: &str = "result";
 const STATE_FORMAT: &str = "gan-wgpu-state-1";
 /// Metrics buffer: [loss_d, D(x), D(G(z)), loss_g, D(G(z)) after the D step, unused x3].
 const METRICS_LEN: usize = 8;
@@ -124,19 +129,6 @@ pub struct RunSummary {
     pub interrupted: bool,
 }
 
-/// Creates the output folders and checks that they can be written, so an
-/// unwritable --out fails before any training, not after an epoch.
-pub fn prepare_out_dir(out: &Path) -> Result<()> {
-    for sub in ["", "images", "checkpoints"] {
-        let d = out.join(sub);
-        std::fs::create_dir_all(&d).map_err(|e| GanError::io(&d, e))?;
-    }
-    let probe = out.join(".write-test");
-    checkpoint::atomic_write(&probe, b"ok")?;
-    let _ = std::fs::remove_file(&probe);
-    Ok(())
-}
-
 /// What runs after each epoch's outputs are written: (context, the GAN,
 /// the 0-based epoch just finished, steps done). `train --eval-every` scores
 /// the generator here.
@@ -159,14 +151,15 @@ pub fn train_with_hook(
     report: &mut Reporter,
 ) -> Result<RunSummary> {
     let g = cfg.gan;
+    let identity = RunIdentity::of(cfg, data);
     let data = first_images(data, cfg.limit, g.batch)?;
-    prepare_out_dir(&cfg.out)?;
 
     let dim = data.dim();
+    // The resumed state is read and checked before anything is written.
     let (state, progress) = match &cfg.resume {
         Some(dir) => {
             let path = find_latest_state(dir)?;
-            let s = load_state(&path, cfg, dim, data.count)?;
+            let s = load_state(&path, cfg, &identity, dim, data.count)?;
             report(TrainEvent::Note(format!(
                 "resuming from {} (epoch {}, step {} of the epoch, {} steps done)",
                 path.display(),
@@ -179,6 +172,8 @@ pub fn train_with_hook(
         }
         None => (None, Progress { epoch: 0, batch_in_epoch: 0, steps_done: 0 }),
     };
+    // Held until the run returns: no other run writes this folder meanwhile.
+    let _lock = prepare_out_dir(&cfg.out)?;
     let (g_params, d_params) = match &state {
         Some(s) => (s.g_params.clone(), s.d_params.clone()),
         None => initial_params(g.seed, g.latent, dim),
@@ -360,7 +355,7 @@ pub fn train_with_hook(
                 handle(rows, &mut losses, &mut last_log, report)?;
                 check_finite(&p)?;
                 checkpoint::atomic_write(&csv_path, losses_csv(&losses).as_bytes())?;
-                let path = save_state(ctx, &gan, cfg, &p)?;
+                let path = save_state(ctx, &gan, cfg, &identity, &p)?;
                 report(TrainEvent::EpochEnd {
                     epoch: p.epoch,
                     seconds: epoch_start.elapsed().as_secs_f64(),
@@ -383,7 +378,7 @@ pub fn train_with_hook(
         p.epoch += 1;
         p.batch_in_epoch = 0;
         write_epoch_outputs(ctx, cfg, &gan, &sampler, &fixed, &losses, finished, p.steps_done)?;
-        save_state(ctx, &gan, cfg, &p)?;
+        save_state(ctx, &gan, cfg, &identity, &p)?;
         report(TrainEvent::EpochEnd { epoch: finished, seconds: epoch_secs, finished: true });
         after_epoch(ctx, &gan, finished, p.steps_done)?;
         if interrupt.load(Ordering::Relaxed) || cfg.stop_after_steps.is_some_and(|n| steps_this_run >= n) {

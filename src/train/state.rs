@@ -60,7 +60,105 @@ pub(super) struct SavedState {
     pub(super) progress: Progress,
 }
 
-pub(super) fn save_state(ctx: &GpuContext, gan: &Gan, cfg: &TrainConfig, p: &Progress) -> Result<PathBuf> {
+/// What a resumed run must match besides the sizes: the model, the data
+/// (by content) and the image limit. Recorded in every state file.
+#[derive(Clone, Debug, PartialEq)]
+pub struct RunIdentity {
+    /// The architecture's name (`gan`).
+    pub model: &'static str,
+    /// FNV-1a of the whole data set's sizes, pixels and labels, before
+    /// `--limit` (`data_hash`).
+    pub data_hash: u64,
+    /// Where the data came from, for messages only.
+    pub data_source: String,
+    pub limit: Option<usize>,
+}
+
+/// The model every state file of this version trains.
+pub const MODEL_NAME: &str = "gan";
+
+/// The content hash of a data set (sizes, pixels, labels), as the
+/// classifier cache keys it.
+pub fn data_hash(set: &ImageSet) -> u64 {
+    let head = format!("{}x{}x{} labels {}", set.count, set.height, set.width, set.labels.is_some());
+    let h = crate::autotune::stable_hash(head.as_bytes());
+    let h = crate::autotune::stable_hash_from(h, &set.pixels);
+    crate::autotune::stable_hash_from(h, set.labels.as_deref().unwrap_or(&[]))
+}
+
+impl RunIdentity {
+    /// The identity of a run of `cfg` on `data` (the whole set, before the limit).
+    pub fn of(cfg: &TrainConfig, data: &ImageSet) -> Self {
+        RunIdentity {
+            model: MODEL_NAME,
+            data_hash: data_hash(data),
+            data_source: data.source.clone(),
+            limit: cfg.limit,
+        }
+    }
+
+    fn limit_text(limit: Option<usize>) -> String {
+        limit.map_or_else(|| "all".to_string(), |n| n.to_string())
+    }
+
+    fn meta(&self) -> Vec<(&'static str, String)> {
+        vec![
+            ("model", self.model.to_string()),
+            ("data_hash", format!("{:016x}", self.data_hash)),
+            ("data_source", self.data_source.clone()),
+            ("limit", Self::limit_text(self.limit)),
+        ]
+    }
+
+    /// Err names the first value the state's run had otherwise (both
+    /// values). States written before these keys existed are not checked on them.
+    fn check(&self, meta: &std::collections::HashMap<String, String>, path: &Path) -> Result<()> {
+        let bad = |why: String| GanError::Checkpoint { path: path.into(), why };
+        if let Some(m) = meta.get("model") {
+            if m != self.model {
+                return Err(bad(format!("the run trained model {m}; this run has model {}", self.model)));
+            }
+        }
+        if let Some(h) = meta.get("data_hash") {
+            let mine = format!("{:016x}", self.data_hash);
+            if *h != mine {
+                let theirs = meta.get("data_source").map_or("?", String::as_str);
+                return Err(bad(format!(
+                    "the run was started on other data: {theirs} (content hash {h}); this run has {} (content hash {mine}) (pass the same --data to resume)",
+                    self.data_source
+                )));
+            }
+        }
+        if let Some(l) = meta.get("limit") {
+            let mine = Self::limit_text(self.limit);
+            if *l != mine {
+                return Err(bad(format!("the run was started with --limit {l}; this run has --limit {mine}")));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Checks that the run `cfg` resumes can go on with `data` (the whole set)
+/// and these flags, reading only the state's metadata: Err names both
+/// values. Returns the state file. Writes nothing.
+pub fn check_resume(cfg: &TrainConfig, data: &ImageSet) -> Result<PathBuf> {
+    let Some(dir) = &cfg.resume else {
+        return Err(GanError::Flag { flag: "--resume", why: "no run to resume was given".into() });
+    };
+    let path = find_latest_state(dir)?;
+    let cut = first_images(data, cfg.limit, cfg.gan.batch)?;
+    check_state_meta(&Loaded::open(&path)?, cfg, &RunIdentity::of(cfg, data), cut.dim(), cut.count)?;
+    Ok(path)
+}
+
+pub(super) fn save_state(
+    ctx: &GpuContext,
+    gan: &Gan,
+    cfg: &TrainConfig,
+    identity: &RunIdentity,
+    p: &Progress,
+) -> Result<PathBuf> {
     let mut tensors = Vec::new();
     for (prefix, net) in [("g", &gan.g), ("d", &gan.d)] {
         for (name, t) in [("params", &net.params), ("m", &net.m), ("v", &net.v)] {
@@ -92,6 +190,7 @@ pub(super) fn save_state(ctx: &GpuContext, gan: &Gan, cfg: &TrainConfig, p: &Pro
         ("n_images", gan.n_images.to_string()),
     ]
     .into_iter()
+    .chain(identity.meta())
     .map(|(k, v)| (k.to_string(), v))
     .collect();
     let path = state_path(&cfg.out, p.epoch, p.batch_in_epoch);
@@ -106,13 +205,23 @@ pub(super) fn save_state(ctx: &GpuContext, gan: &Gan, cfg: &TrainConfig, p: &Pro
     Ok(path)
 }
 
-pub(super) fn load_state(path: &Path, cfg: &TrainConfig, dim: usize, n_images: usize) -> Result<SavedState> {
-    let f = Loaded::open(path)?;
+/// The state file's metadata, checked against this run: format, sizes,
+/// seed, then the identity.
+fn check_state_meta(
+    f: &Loaded,
+    cfg: &TrainConfig,
+    identity: &RunIdentity,
+    dim: usize,
+    n_images: usize,
+) -> Result<std::collections::HashMap<String, String>> {
+    let path = f.path.as_path();
     let meta = f.metadata()?;
     let bad = |why: String| GanError::Checkpoint { path: path.into(), why };
     if meta.get("format").map(String::as_str) != Some(STATE_FORMAT) {
         return Err(bad(format!("not a gan-wgpu training state (format {:?})", meta.get("format"))));
     }
+    // The flags a user names (--data, --limit) before the sizes they imply.
+    identity.check(&meta, path)?;
     let num = |k: &str| -> Result<u64> {
         meta.get(k).and_then(|v| v.parse().ok()).ok_or_else(|| bad(format!("metadata '{k}' missing or not a number")))
     };
@@ -130,6 +239,22 @@ pub(super) fn load_state(path: &Path, cfg: &TrainConfig, dim: usize, n_images: u
             )));
         }
     }
+    Ok(meta)
+}
+
+pub(super) fn load_state(
+    path: &Path,
+    cfg: &TrainConfig,
+    identity: &RunIdentity,
+    dim: usize,
+    n_images: usize,
+) -> Result<SavedState> {
+    let f = Loaded::open(path)?;
+    let meta = check_state_meta(&f, cfg, identity, dim, n_images)?;
+    let bad = |why: String| GanError::Checkpoint { path: path.into(), why };
+    let num = |k: &str| -> Result<u64> {
+        meta.get(k).and_then(|v| v.parse().ok()).ok_or_else(|| bad(format!("metadata '{k}' missing or not a number")))
+    };
     let g_spec = model::generator_spec(cfg.gan.latent, dim);
     let gl = g_spec.layout().len;
     let dl = model::discriminator_spec(dim).layout().len;
