@@ -1,19 +1,21 @@
 //! Which matmul variant the trainer uses on an adapter: measured, never
 //! guessed.
 //!
-//! - CPU adapters (lavapipe) use the table measured with `gan-wgpu bench` and
-//!   written down in README.md: `sg32x32` where subgroups of 8 or more exist,
-//!   else `reg4x4`. Measuring there would compile every variant first,
-//!   seconds of LLVM before the first step.
-//! - Any other adapter is measured once: every variant on the model's largest
+//! - Every adapter is measured once: every variant on the model's largest
 //!   product of each form (batch 128), each result checked against the naive
 //!   kernel, the fastest correct one kept. The choice is cached per adapter,
 //!   driver, crate version and matmul source in `matmul-autotune.tsv` under
 //!   `$GAN_WGPU_CACHE_DIR`, else `$XDG_CACHE_HOME/gan-wgpu`, else
-//!   `~/.cache/gan-wgpu` (`Settings::cache_dir`), so later launches start at once.
-//! - `GAN_WGPU_MATMUL=naive|tiled|reg4x4|sg32x32` overrides both;
-//!   `GAN_WGPU_AUTOTUNE=1` measures on CPU adapters too, `=0` uses the table
-//!   everywhere (`tiled` on GPUs).
+//!   `~/.cache/gan-wgpu` (`Settings::cache_dir`), so later launches start at
+//!   once. On CPU adapters (lavapipe, SwiftShader) the key also holds the
+//!   host CPU (`Settings::host_cpu`): the best variant there depends on the
+//!   CPU family. A CPU adapter first runs each variant once on the largest
+//!   product and times only those within `PRESCREEN_FACTOR` of the fastest,
+//!   so the barrier-bound kernels (seconds a product there) cost one run.
+//! - The table is the fallback when timing is off (`GAN_WGPU_AUTOTUNE=0`)
+//!   or fails: on CPU adapters `sg32x32` where subgroups of 8 or more exist,
+//!   else `reg4x4` (measured with `gan-wgpu bench`); `tiled` on GPUs.
+//! - `GAN_WGPU_MATMUL=naive|tiled|reg4x4|sg32x32` overrides both.
 //!
 //! The choices are made here and set on the context (`open`,
 //! `choose_kernels`, or `choose_without_blocking` in a page); the context
@@ -64,6 +66,21 @@ pub fn fastest(trials: &[Trial]) -> Option<Variant> {
 /// What identifies an adapter's measurements: name, PCI ids, backend,
 /// driver, and this build's matmul kernels (a new kernel means a new
 /// measurement). Tabs and newlines become spaces (the cache is a TSV).
+/// `adapter_key`, with the host CPU for CPU adapters (their kernels run on
+/// it): the key of the autotune's cache.
+pub fn tune_key(ctx: &GpuContext, host_cpu: Option<&str>) -> String {
+    let key = adapter_key(&ctx.info);
+    if ctx.is_cpu_adapter() {
+        format!("{key} cpu {}", host_cpu.unwrap_or("unknown")).replace(['\t', '\n', '\r'], " ")
+    } else {
+        key
+    }
+}
+
+/// On CPU adapters, variants slower than this many times the fastest in one
+/// run on the largest product are not timed further.
+pub const PRESCREEN_FACTOR: f64 = 3.0;
+
 pub fn adapter_key(info: &wgpu::AdapterInfo) -> String {
     let key = format!(
         "{} [{:04x}:{:04x}] {:?} {} {} gan-wgpu {} matmul {:016x}",
@@ -315,6 +332,7 @@ pub fn measure(ctx: &GpuContext, shapes: &[(Form, usize, usize, usize)]) -> Resu
     let mut trials: Vec<Trial> =
         variants.iter().map(|&variant| Trial { variant, total_us: 0.0, matches_reference: true }).collect();
     let mut r = rand_chacha::ChaCha8Rng::seed_from_u64(7);
+    let mut screened = false;
     for &(form, m, n, k) in shapes {
         let (sa, sb) = form.operand_shapes(m, n, k);
         let mut random = |len: usize| -> Vec<f32> { (0..len).map(|_| r.random_range(-1.0f32..1.0)).collect() };
@@ -327,7 +345,24 @@ pub fn measure(ctx: &GpuContext, shapes: &[(Form, usize, usize, usize)]) -> Resu
             run(ctx, &[&mm.dispatch])?;
             c.read_f32(ctx)?
         };
-        for trial in &mut trials {
+        // CPU adapters: one run each on the largest product, then only the
+        // variants within PRESCREEN_FACTOR of the fastest (the others keep an
+        // infinite time, so they are never chosen).
+        if ctx.is_cpu_adapter() && !screened && m * n * k == shapes.iter().map(|s| s.1 * s.2 * s.3).max().unwrap_or(0) {
+            screened = true;
+            let mut once = Vec::with_capacity(trials.len());
+            for trial in &trials {
+                let mm = Matmul::new(ctx, form, trial.variant, &a, &b, &c)?;
+                once.push(time_dispatch(ctx, &mm.dispatch, 1, 1)?.0);
+            }
+            let best = once.iter().copied().fold(f64::INFINITY, f64::min);
+            for (trial, us) in trials.iter_mut().zip(once) {
+                if us > PRESCREEN_FACTOR * best {
+                    trial.total_us = f64::INFINITY;
+                }
+            }
+        }
+        for trial in trials.iter_mut().filter(|t| t.total_us.is_finite()) {
             let mm = Matmul::new(ctx, form, trial.variant, &a, &b, &c)?;
             c.fill_nan(ctx)?;
             let (median_us, _) = time_dispatch(ctx, &mm.dispatch, 5, 3)?;
@@ -348,8 +383,13 @@ pub fn measure(ctx: &GpuContext, shapes: &[(Form, usize, usize, usize)]) -> Resu
 
 /// The cached choice for this adapter, else a measurement on `shapes`,
 /// written to `cache` (a cache that cannot be written is logged, not fatal).
-pub fn tune(ctx: &GpuContext, shapes: &[(Form, usize, usize, usize)], cache: Option<&Path>) -> Result<Choice> {
-    let key = adapter_key(&ctx.info);
+pub fn tune(
+    ctx: &GpuContext,
+    shapes: &[(Form, usize, usize, usize)],
+    cache: Option<&Path>,
+    host_cpu: Option<&str>,
+) -> Result<Choice> {
+    let key = tune_key(ctx, host_cpu);
     let text = cache.and_then(|p| std::fs::read_to_string(p).ok()).unwrap_or_default();
     if let (Some(path), Some(variant)) = (cache, cached_variant(&text, &key)) {
         return Ok(Choice {
@@ -365,8 +405,10 @@ pub fn tune(ctx: &GpuContext, shapes: &[(Form, usize, usize, usize)], cache: Opt
     })?;
     let detail: Vec<String> = trials
         .iter()
-        .map(|t| {
-            format!("{} {:.0} us{}", t.variant.name(), t.total_us, if t.matches_reference { "" } else { " (wrong)" })
+        .map(|t| match (t.total_us.is_finite(), t.matches_reference) {
+            (false, _) => format!("{} over {PRESCREEN_FACTOR}x the fastest in one run", t.variant.name()),
+            (true, true) => format!("{} {:.0} us", t.variant.name(), t.total_us),
+            (true, false) => format!("{} {:.0} us (wrong)", t.variant.name(), t.total_us),
         })
         .collect();
     let detail = detail.join(", ");
@@ -430,13 +472,11 @@ fn choose_unverified(ctx: &GpuContext, settings: &Settings) -> Choice {
     if let Some(variant) = settings.matmul {
         return Choice { variant, how: "GAN_WGPU_MATMUL".into(), trials: None };
     }
-    match settings.autotune {
-        Some(false) => return table(ctx, "the table, GAN_WGPU_AUTOTUNE=0"),
-        Some(true) => {}
-        None if ctx.is_cpu_adapter() => return table(ctx, "the measured table for CPU adapters"),
-        None => {}
+    if settings.autotune == Some(false) {
+        return table(ctx, "the table, GAN_WGPU_AUTOTUNE=0");
     }
-    match tune(ctx, &TUNE_SHAPES, settings.cache_dir.as_ref().map(|d| d.join(CACHE_FILE)).as_deref()) {
+    let cache = settings.cache_dir.as_ref().map(|d| d.join(CACHE_FILE));
+    match tune(ctx, &TUNE_SHAPES, cache.as_deref(), settings.host_cpu.as_deref()) {
         Ok(choice) => choice,
         Err(e) => {
             log::warn!("matmul autotune failed, using the table: {e}");

@@ -158,9 +158,9 @@ async fn softmax_cross_entropy(ctx: &GpuContext) -> Result<()> {
     check_close("softmax_ce dz", &gdz.read_f32_async(ctx).await?, &dz, 1e-5 / rows as f32, 1e-4).map_err(&err)
 }
 
-/// The benchmark's ceilings: the FMA loop against its CPU reference (the
-/// GPU may round a non-fused fma twice: 37 contracting steps, 32 values
-/// summed) and the streaming copy exactly.
+/// The benchmark's ceilings: both FMA loops against their CPU references
+/// (the GPU may round a non-fused fma twice: 37 contracting steps, 32 values
+/// summed; 37 * 8 steps, 16 values) and the streaming copy exactly.
 async fn ceilings(ctx: &GpuContext) -> Result<()> {
     use crate::kernels::ceiling;
     let err = mismatch("ceiling");
@@ -172,6 +172,16 @@ async fn ceilings(ctx: &GpuContext) -> Result<()> {
         &out.read_f32_async(ctx).await?,
         &ceiling::cpu_fma_peak(n, iters),
         32.0 * iters as f32 * 2f32.powi(-23) + 1e-6,
+        1e-6,
+    )
+    .map_err(&err)?;
+    let out = nan_tensor(ctx, &[n], "fma chunked out").await?;
+    run(ctx, &[&ceiling::fma_loop(ctx, ceiling::FmaLoop::Chunked, &out, iters)?])?;
+    check_close(
+        "fma chunked",
+        &out.read_f32_async(ctx).await?,
+        &ceiling::cpu_fma_chunked(n, iters),
+        16.0 * (iters * ceiling::FMA_CHAIN) as f32 * 2f32.powi(-23) + 1e-6,
         1e-6,
     )
     .map_err(&err)?;

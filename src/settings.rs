@@ -1,5 +1,6 @@
 //! How the host wants the library to run: the adapter, the device's limits,
-//! forced kernel variants, the autotune's cache, the pipeline warm-up. The
+//! forced kernel variants, the autotune's cache, the pipeline warm-up, and
+//! the host CPU that CPU adapters run on. The
 //! library reads no environment itself: the CLI (and the tests) read these
 //! once, before any adapter work, with `Settings::from_env`; a page uses the
 //! defaults. A value that names nothing valid is an error listing the valid
@@ -20,8 +21,8 @@ pub struct Settings {
     pub device_options: DeviceOptions,
     /// `GAN_WGPU_MATMUL`: this variant instead of the autotune's choice.
     pub matmul: Option<Variant>,
-    /// `GAN_WGPU_AUTOTUNE`: `1` measures on CPU adapters too, `0` uses the
-    /// table everywhere.
+    /// `GAN_WGPU_AUTOTUNE`: `0` uses the table (no timing); `1` or unset
+    /// measures the matmul variants on every adapter.
     pub autotune: Option<bool>,
     /// `GAN_WGPU_REDUCE`: this reduction shape instead of the choice.
     pub reduce: Option<Reduce>,
@@ -34,6 +35,30 @@ pub struct Settings {
     /// (`MESA_SHADER_CACHE_DISABLE`, `MESA_DISK_CACHE_DISABLE`), where the
     /// helper device's compiles could not reach the main one.
     pub warmup: bool,
+    /// The host CPU (`host_cpu_model`): CPU adapters run on it, so their
+    /// measured kernel choice is cached per CPU model too, and `bench`
+    /// prints it beside every figure from a CPU adapter.
+    pub host_cpu: Option<String>,
+}
+
+/// The host CPU as `/proc/cpuinfo` names it, with its family and model
+/// numbers and the logical CPUs: "Intel(R) Xeon(R) Processor (family 6
+/// model 207), 2 logical CPUs". None where there is no /proc/cpuinfo.
+pub fn host_cpu_model() -> Option<String> {
+    let text = std::fs::read_to_string("/proc/cpuinfo").ok()?;
+    let field = |key: &str| {
+        text.lines()
+            .find(|l| l.split(':').next().is_some_and(|k| k.trim() == key))
+            .and_then(|l| l.split_once(':'))
+            .map(|(_, v)| v.trim().to_string())
+    };
+    let name = field("model name").or_else(|| field("Model")).or_else(|| field("cpu model"))?;
+    let count = text.lines().filter(|l| l.split(':').next().is_some_and(|k| k.trim() == "processor")).count();
+    let ids = match (field("cpu family"), field("model")) {
+        (Some(f), Some(m)) => format!(" (family {f} model {m})"),
+        _ => String::new(),
+    };
+    Some(format!("{name}{ids}, {count} logical CPUs"))
 }
 
 impl Default for Settings {
@@ -48,6 +73,7 @@ impl Default for Settings {
             reduce: None,
             cache_dir: None,
             warmup: true,
+            host_cpu: None,
         }
     }
 }
@@ -113,6 +139,7 @@ impl Settings {
             reduce,
             cache_dir,
             warmup,
+            host_cpu: host_cpu_model(),
         })
     }
 

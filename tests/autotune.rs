@@ -34,23 +34,27 @@ fn fastest_ignores_variants_that_disagree_with_the_reference() {
 #[test]
 fn tune_measures_once_then_reads_the_cache() {
     let Some(ctx) = common::ctx() else { return };
-    let key = autotune::adapter_key(&ctx.info);
+    let cpu = "Test CPU (family 1 model 2), 2 logical CPUs";
+    let key = autotune::tune_key(ctx, Some(cpu));
     assert!(!key.contains('\t') && !key.contains('\n'), "{key}");
+    // CPU adapters keep a choice per host CPU; GPUs per adapter and driver.
+    assert_eq!(key.contains(cpu), ctx.is_cpu_adapter(), "{key}");
     let dir = tempfile::tempdir().unwrap();
     let cache = dir.path().join("sub").join(autotune::CACHE_FILE);
     // Small products that divide no tile; the subgroup kernel needs k % 4 == 0.
     let shapes = [(Form::NT, 33, 20, 12), (Form::NN, 9, 16, 8), (Form::TN, 16, 12, 8)];
-    let first = autotune::tune(ctx, &shapes, Some(&cache)).unwrap();
+    let first = autotune::tune(ctx, &shapes, Some(&cache), Some(cpu)).unwrap();
     let trials = first.trials.as_ref().expect("the first call measures");
     let expected = if Variant::subgroups_usable(ctx) { 4 } else { 3 };
     assert_eq!(trials.len(), expected, "{trials:?}");
     assert!(trials.iter().all(|t| t.matches_reference && t.total_us > 0.0), "{trials:?}");
+    assert!(trials.iter().any(|t| t.total_us.is_finite()), "a variant was timed: {trials:?}");
     assert_eq!(Some(first.variant), autotune::fastest(trials));
     assert!(first.how.contains("autotuned on this adapter:") && first.how.contains("cached in"), "{}", first.how);
     let text = std::fs::read_to_string(&cache).unwrap();
     assert_eq!(autotune::cached_variant(&text, &key), Some(first.variant), "{text}");
 
-    let second = autotune::tune(ctx, &shapes, Some(&cache)).unwrap();
+    let second = autotune::tune(ctx, &shapes, Some(&cache), Some(cpu)).unwrap();
     assert!(second.trials.is_none(), "the second call reads the cache");
     assert_eq!(second.variant, first.variant);
     assert!(second.how.contains("earlier"), "{}", second.how);
@@ -58,24 +62,40 @@ fn tune_measures_once_then_reads_the_cache() {
     // Without a cache every call measures; an unwritable cache is not fatal.
     let blocked = dir.path().join("a file").join(autotune::CACHE_FILE);
     std::fs::write(dir.path().join("a file"), b"not a folder").unwrap();
-    let third = autotune::tune(ctx, &shapes, Some(&blocked)).unwrap();
+    let third = autotune::tune(ctx, &shapes, Some(&blocked), Some(cpu)).unwrap();
     assert!(third.trials.is_some() && !third.how.contains("cached in"), "{}", third.how);
 }
 
+/// Every adapter's choice is measured (CPU adapters included: the best
+/// variant there depends on the CPU), and a measurement keeps the fastest
+/// variant that agreed with the reference.
 #[test]
-fn cpu_adapters_use_the_measured_table_without_compiling_every_variant() {
+fn the_choice_is_measured_on_every_adapter() {
     let Some(ctx) = common::ctx() else { return };
-    if !ctx.is_cpu_adapter()
-        || std::env::var_os("GAN_WGPU_MATMUL").is_some()
-        || std::env::var_os("GAN_WGPU_AUTOTUNE").is_some()
-    {
+    if std::env::var_os("GAN_WGPU_MATMUL").is_some() || std::env::var_os("GAN_WGPU_AUTOTUNE").is_some() {
         return;
     }
     let choice = ctx.matmul_choice();
-    assert!(choice.trials.is_none() && choice.how.contains("table"), "{}", choice.describe());
-    let want = if Variant::subgroups_usable(ctx) { Variant::Subgroup } else { Variant::Reg };
+    assert!(choice.how.contains("autotuned on this adapter"), "{}", choice.describe());
+    if let Some(trials) = &choice.trials {
+        assert_eq!(autotune::fastest(trials), Some(choice.variant), "{trials:?}");
+    }
+}
+
+/// With timing off, the table: on CPU adapters the subgroup kernel where
+/// subgroups of 8 or more exist, else the register-blocked one.
+#[test]
+fn the_table_is_the_fallback_when_timing_is_off() {
+    let Some(ctx) = common::ctx() else { return };
+    let settings = gan_wgpu::Settings { autotune: Some(false), ..Default::default() };
+    let choice = autotune::choose(ctx, &settings);
+    assert!(choice.trials.is_none() && choice.how.contains("the table, GAN_WGPU_AUTOTUNE=0"), "{}", choice.describe());
+    let want = match (ctx.is_cpu_adapter(), Variant::subgroups_usable(ctx)) {
+        (false, _) => Variant::Tiled,
+        (true, true) => Variant::Subgroup,
+        (true, false) => Variant::Reg,
+    };
     assert_eq!(choice.variant, want);
-    assert_eq!(Variant::for_adapter(ctx), want);
 }
 
 /// The chosen variant is checked against naive on small odd products of each

@@ -659,6 +659,18 @@ fn ceiling_kernels_match_reference() {
             atol,
             1e-6,
         );
+        // The chunked loop: 16 values summed, iters * FMA_CHAIN steps each.
+        out.fill_nan(ctx).unwrap();
+        let d = ceiling::fma_loop(ctx, ceiling::FmaLoop::Chunked, &out, iters).unwrap();
+        kernels::run(ctx, &[&d]).unwrap();
+        let steps = (iters * ceiling::FMA_CHAIN) as f32;
+        assert_close(
+            &format!("fma chunked {n}x{iters}"),
+            &out.read_f32(ctx).unwrap(),
+            &ceiling::cpu_fma_chunked(n, iters),
+            16.0 * steps * 2f32.powi(-23) + 1e-6,
+            1e-6,
+        );
     }
     for &floats in &[4usize, 260, 4 * 1003] {
         let data: Vec<f32> = (0..floats).map(|i| i as f32 * 0.25 - 3.0).collect();

@@ -182,20 +182,28 @@ pub fn run_kernel_bench(ctx: &GpuContext, opts: &BenchOptions) -> Result<Vec<Row
     {
         let (n, iters) = (64 * 1024, 256u32);
         let out = GpuTensor::zeros(ctx, &[n], "fma out");
-        let d = ceiling::fma_peak(ctx, &out, iters)?;
-        let (med, spread) = time_dispatch(ctx, &d, reps, trials)?;
         let best_cpu = rows.iter().filter_map(|r: &Row| r.cpu_gflops).fold(f64::NAN, f64::max);
-        rows.push(Row {
-            family: "ceiling".into(),
-            case: format!("FMA loop, no loads ({n} x {iters} x 8 vec4)"),
-            variant: "-".into(),
-            median_us: med,
-            spread_us: spread,
-            rate: ceiling::fma_flops(n, iters) / med / 1e3,
-            unit: "GFLOP/s",
-            cpu_gflops: best_cpu.is_finite().then_some(best_cpu),
-            chosen: false,
-        });
+        for (kind, case) in [
+            (ceiling::FmaLoop::PerFma, format!("FMA loop, one update per FMA ({n} x {iters} x 8 vec4)")),
+            (
+                ceiling::FmaLoop::Chunked,
+                format!("FMA loop, one update per {} FMAs, in registers: the real ceiling", ceiling::FMA_CHAIN),
+            ),
+        ] {
+            let d = ceiling::fma_loop(ctx, kind, &out, iters)?;
+            let (med, spread) = time_dispatch(ctx, &d, reps, trials)?;
+            rows.push(Row {
+                family: "ceiling".into(),
+                case,
+                variant: "-".into(),
+                median_us: med,
+                spread_us: spread,
+                rate: kind.flops(n, iters) / med / 1e3,
+                unit: "GFLOP/s",
+                cpu_gflops: best_cpu.is_finite().then_some(best_cpu),
+                chosen: false,
+            });
+        }
         let floats = 4 << 20;
         let (src, dst) = (GpuTensor::zeros(ctx, &[floats], "copy src"), GpuTensor::zeros(ctx, &[floats], "copy dst"));
         let d = ceiling::stream_copy(ctx, &src, &dst)?;
@@ -329,6 +337,7 @@ pub fn to_json(
     step: Option<&StepBench>,
     rows: &[Row],
     adapter: &str,
+    cpu: Option<&str>,
     matmul: &gan_wgpu::autotune::Choice,
     kernel_timing: &str,
 ) -> String {
@@ -370,6 +379,7 @@ pub fn to_json(
         .collect();
     let report = json!({
         "adapter": adapter,
+        "cpu": cpu,
         "matmul_choice": { "variant": matmul.variant.name(), "how": matmul.how },
         "step": step,
         "kernel_timing": kernel_timing,

@@ -190,6 +190,11 @@ fn run(cli: Cli, interrupt: Arc<AtomicBool>, launch: std::time::Instant) -> gan_
             let choice = settings.device_choice(device.as_deref())?;
             let ctx = gan_wgpu::autotune::open(&choice, &Requirements::default(), &settings)?;
             println!("adapter: {}", ctx.describe());
+            // A CPU adapter's figures are the host CPU's: name it with them.
+            let cpu = ctx.is_cpu_adapter().then(|| settings.host_cpu.clone().unwrap_or_else(|| "unknown".into()));
+            if let Some(c) = &cpu {
+                println!("cpu: {c} (every figure below is this CPU's, through the adapter)");
+            }
             // Made before the timed start-up, as `train` makes it.
             println!("matmul variant: {}", ctx.matmul_choice().describe());
             println!("reductions: {}", ctx.reduce_choice().describe());
@@ -208,6 +213,7 @@ fn run(cli: Cli, interrupt: Arc<AtomicBool>, launch: std::time::Instant) -> gan_
                         Some(&step),
                         &rows,
                         &ctx.describe(),
+                        cpu.as_deref(),
                         ctx.matmul_choice(),
                         gan_wgpu::timing::kernel_timing(&ctx),
                     ),

@@ -1,5 +1,7 @@
-//! The adapter's ceilings (shaders/ceiling.wgsl): a load-free FMA loop and a
-//! streaming copy, for the benchmark; launchers and CPU references.
+//! The adapter's ceilings (shaders/ceiling.wgsl): two load-free FMA loops
+//! (one loop-carried update per multiply-add, and the chunked one a kernel
+//! can reach: one per FMA_CHAIN) and a streaming copy, for the benchmark;
+//! launchers and CPU references.
 
 use super::{grid_1d, kernel, uniform, Dispatch, Slot};
 use crate::context::GpuContext;
@@ -22,15 +24,57 @@ struct Params {
     b: f32,
 }
 
+/// Dependent multiply-adds per loop-carried update in `fma_chunked`
+/// (FMA_CHAIN in the shader).
+pub const FMA_CHAIN: u32 = 8;
+
+/// The two FMA loops of ceiling.wgsl.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FmaLoop {
+    /// `fma_peak`: 8 vec4 accumulators, each loop-carried once per multiply-add.
+    PerFma,
+    /// `fma_chunked`: 4 vec4 accumulators in registers, each loop-carried
+    /// once per FMA_CHAIN multiply-adds: the limit a kernel can reach.
+    Chunked,
+}
+
+impl FmaLoop {
+    fn entry(self) -> &'static str {
+        match self {
+            FmaLoop::PerFma => "fma_peak",
+            FmaLoop::Chunked => "fma_chunked",
+        }
+    }
+
+    /// Multiply-adds per invocation and iteration.
+    fn fmas_per_iter(self) -> f64 {
+        match self {
+            FmaLoop::PerFma => 8.0 * 4.0,
+            FmaLoop::Chunked => 4.0 * 4.0 * FMA_CHAIN as f64,
+        }
+    }
+
+    /// FLOPs of `n` invocations of `iters` iterations (an FMA is 2).
+    pub fn flops(self, n: usize, iters: u32) -> f64 {
+        n as f64 * iters as f64 * self.fmas_per_iter() * 2.0
+    }
+}
+
 /// out[i] for i < out.numel(): `iters` rounds of 8 vec4 FMAs with nothing
-/// loaded (see the shader). FLOPs: `fma_flops(out.numel(), iters)`.
+/// loaded (see the shader). FLOPs: `FmaLoop::PerFma.flops(out.numel(), iters)`.
 pub fn fma_peak(ctx: &GpuContext, out: &GpuTensor, iters: u32) -> Result<Dispatch> {
+    fma_loop(ctx, FmaLoop::PerFma, out, iters)
+}
+
+/// out[i] for i < out.numel() from the FMA loop `kind` (see the shader).
+/// FLOPs: `kind.flops(out.numel(), iters)`.
+pub fn fma_loop(ctx: &GpuContext, kind: FmaLoop, out: &GpuTensor, iters: u32) -> Result<Dispatch> {
     let n = out.numel();
     let kern = kernel(
         ctx,
         "ceiling.wgsl",
         SOURCE,
-        "fma_peak",
+        kind.entry(),
         &[Slot::Uniform, Slot::Unused, Slot::Unused, Slot::ReadWrite],
         &[],
     );
@@ -38,14 +82,10 @@ pub fn fma_peak(ctx: &GpuContext, out: &GpuTensor, iters: u32) -> Result<Dispatc
     Ok(Dispatch::new(
         ctx,
         &kern,
-        &format!("fma peak {n}x{iters}"),
+        &format!("{} {n}x{iters}", kind.entry()),
         vec![p.as_entire_binding(), out.binding()],
         grid_1d(n, 64),
     ))
-}
-
-pub fn fma_flops(n: usize, iters: u32) -> f64 {
-    n as f64 * iters as f64 * 8.0 * 4.0 * 2.0
 }
 
 /// dst = src, vec4 by vec4 (lengths in floats, multiples of 4, equal).
@@ -73,6 +113,25 @@ pub fn stream_copy(ctx: &GpuContext, src: &GpuTensor, dst: &GpuTensor) -> Result
         vec![p.as_entire_binding(), src.binding(), dst.binding()],
         grid_1d(n / 4, 64),
     ))
+}
+
+/// The chunked FMA loop on the CPU: out[i] for i < n (4 accumulators
+/// starting at i / n + 0, 0.25, 0.5, 0.75; `iters` * FMA_CHAIN steps each).
+pub fn cpu_fma_chunked(n: usize, iters: u32) -> Vec<f32> {
+    (0..n)
+        .map(|i| {
+            let start = i as f32 / n as f32;
+            let mut total = 0f32;
+            for j in 0..4 {
+                let mut acc = j as f32 * 0.25 + start;
+                for _ in 0..iters * FMA_CHAIN {
+                    acc = acc.mul_add(FMA_A, FMA_B);
+                }
+                total += 4.0 * acc;
+            }
+            total
+        })
+        .collect()
 }
 
 /// The FMA loop on the CPU (f64 carried, rounded to f32 per step as the GPU
