@@ -297,6 +297,18 @@ fn bench_quick_writes_step_and_kernel_figures_as_json() {
         assert!(row["variant"].as_str().unwrap().starts_with(choice), "{row} is not {choice}");
     }
     assert!(kernels.iter().all(|k| k["median_us"].as_f64().unwrap() > 0.0));
+    // Both FMA ceilings: the per-FMA loop and the real one beside it.
+    let ceilings: Vec<&str> =
+        kernels.iter().filter(|k| k["family"] == "ceiling").map(|k| k["case"].as_str().unwrap()).collect();
+    assert!(ceilings.iter().any(|c| c.contains("one update per FMA")), "{ceilings:?}");
+    assert!(ceilings.iter().any(|c| c.contains("the real ceiling")), "{ceilings:?}");
+    // A CPU adapter's figures come with the CPU that made them.
+    let cpu_adapter = common::ctx().is_some_and(|c| c.is_cpu_adapter());
+    assert_eq!(stdout.contains("\ncpu: "), cpu_adapter, "{stdout}");
+    assert_eq!(v["cpu"].is_string(), cpu_adapter, "{}", v["cpu"]);
+    if cfg!(target_os = "linux") && cpu_adapter {
+        assert!(v["cpu"].as_str().unwrap().contains("logical CPUs"), "{}", v["cpu"]);
+    }
 }
 
 /// True when there is no adapter and skipping was asked for
