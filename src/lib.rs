@@ -6,6 +6,7 @@ pub mod checkpoint;
 pub mod classifier;
 pub mod context;
 pub mod data;
+pub mod defaults;
 pub mod error;
 pub mod evaluate;
 pub mod images;

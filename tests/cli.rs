@@ -486,3 +486,34 @@ fn an_adapter_short_of_a_limit_is_refused_in_one_line() {
     }
     assert!(!String::from_utf8_lossy(&out.stdout).contains("Epoch:"));
 }
+
+/// Each default lives in `gan_wgpu::defaults`: clap shows those values,
+/// the page reads them as JSON, and the page's files write none of their own.
+#[test]
+fn defaults_live_in_one_place_and_reach_clap_and_the_page() {
+    use gan_wgpu::defaults;
+    let out = gan().args(["train", "--help"]).output().unwrap();
+    let help = String::from_utf8_lossy(&out.stdout);
+    for (flag, value) in [
+        ("--batch-size", defaults::BATCH.to_string()),
+        ("--epochs", defaults::EPOCHS.to_string()),
+        ("--latent-size", defaults::LATENT.to_string()),
+        ("--lr", defaults::LR.to_string()),
+        ("--seed", defaults::SEED.to_string()),
+    ] {
+        let line = help.lines().position(|l| l.trim_start().starts_with(flag)).expect(flag);
+        let text: String = help.lines().skip(line).take(3).collect();
+        assert!(text.contains(&format!("[default: {value}]")), "{flag}: {text}");
+    }
+    let json: serde_json::Value = serde_json::from_str(&defaults::defaults_json()).unwrap();
+    assert_eq!(json["batch"], defaults::BATCH);
+    assert_eq!(json["lr"].as_f64(), Some(0.0002), "the shortest decimal form: {json}");
+    assert_eq!(json["seed"], defaults::SEED);
+    assert_eq!(json["grid_samples"], defaults::GRID_SAMPLES);
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("web/static");
+    let page = std::fs::read_to_string(root.join("app.js")).unwrap()
+        + &std::fs::read_to_string(root.join("index.html")).unwrap();
+    for written in ["value=\"128\"", "0.0002", "num('seed', 1)", "num('batch', 128)", ", 25, h, w"] {
+        assert!(!page.contains(written), "the page writes a default of its own: {written}");
+    }
+}

@@ -5,7 +5,9 @@ mod bench;
 use clap::{Parser, Subcommand};
 use gan_wgpu::kernels::adam::AdamConfig;
 use gan_wgpu::train::{self, GanConfig, TrainConfig};
-use gan_wgpu::{checkpoint, classifier, context, data, evaluate, images, GanError, GpuContext, Requirements, Settings};
+use gan_wgpu::{
+    checkpoint, classifier, context, data, defaults, evaluate, images, GanError, GpuContext, Requirements, Settings,
+};
 use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -56,7 +58,7 @@ enum Command {
         #[arg(long, value_name = "DEVICE")]
         device: Option<String>,
         /// Images per training step timed, in images.
-        #[arg(long, value_name = "N", default_value_t = 128)]
+        #[arg(long, value_name = "N", default_value_t = defaults::BATCH)]
         batch_size: usize,
     },
 }
@@ -64,25 +66,25 @@ enum Command {
 #[derive(clap::Args)]
 struct TrainArgs {
     /// Number of passes over the data set (epochs are numbered from 0, as the tutorial's files).
-    #[arg(long, value_name = "N", default_value_t = 200)]
+    #[arg(long, value_name = "N", default_value_t = defaults::EPOCHS)]
     epochs: usize,
     /// Real images per step (the generator makes as many), at least 2.
-    #[arg(long, value_name = "N", default_value_t = 128)]
+    #[arg(long, value_name = "N", default_value_t = defaults::BATCH)]
     batch_size: usize,
     /// Length of the generator's latent code z.
-    #[arg(long, value_name = "N", default_value_t = 100)]
+    #[arg(long, value_name = "N", default_value_t = defaults::LATENT)]
     latent_size: usize,
     /// Adam learning rate of both networks.
-    #[arg(long, value_name = "RATE", default_value_t = 2e-4)]
+    #[arg(long, value_name = "RATE", default_value_t = defaults::LR)]
     lr: f32,
     /// Adam beta1 (first-moment decay), in [0, 1).
-    #[arg(long, value_name = "B", default_value_t = 0.5)]
+    #[arg(long, value_name = "B", default_value_t = defaults::BETA1)]
     beta1: f32,
     /// Adam beta2 (second-moment decay), in [0, 1).
-    #[arg(long, value_name = "B", default_value_t = 0.999)]
+    #[arg(long, value_name = "B", default_value_t = defaults::BETA2)]
     beta2: f32,
     /// Seed of the initial weights, the shuffles and the latent codes.
-    #[arg(long, value_name = "S", default_value_t = 0)]
+    #[arg(long, value_name = "S", default_value_t = defaults::SEED)]
     seed: u64,
     /// Adapter: auto, discrete, integrated, cpu or an index from `gan-wgpu devices` (default: GAN_WGPU_DEVICE, else auto).
     #[arg(long, value_name = "DEVICE")]
@@ -97,10 +99,10 @@ struct TrainArgs {
     #[arg(long, value_name = "DIR")]
     resume: Option<PathBuf>,
     /// Score the generator every N epochs (FID, IS, classes covered against the test split; quality.csv, quality.png); 0: never.
-    #[arg(long, value_name = "N", default_value_t = 5)]
+    #[arg(long, value_name = "N", default_value_t = defaults::EVAL_EVERY)]
     eval_every: usize,
     /// Print and record the losses every N steps.
-    #[arg(long, value_name = "N", default_value_t = 10)]
+    #[arg(long, value_name = "N", default_value_t = defaults::LOG_EVERY)]
     log_every: u64,
     /// Train on the first N images only (default: all).
     #[arg(long, value_name = "N")]
@@ -122,10 +124,10 @@ struct EvalArgs {
     #[arg(long, value_name = "FILE")]
     checkpoint: Option<PathBuf>,
     /// Number of generator samples (and of baseline images) to score.
-    #[arg(long, value_name = "N", default_value_t = 10_000)]
+    #[arg(long, value_name = "N", default_value_t = defaults::EVAL_COUNT)]
     count: usize,
     /// Seed of the generator's latent codes (the same codes `sample --seed` draws).
-    #[arg(long, value_name = "S", default_value_t = 0)]
+    #[arg(long, value_name = "S", default_value_t = defaults::SEED)]
     seed: u64,
     /// Labelled image folder in the seed's layout: the classifier trains on DIR/train, the reference is DIR/test (else DIR/train); default: the bundled MNIST.
     #[arg(long, value_name = "DIR")]
@@ -150,10 +152,10 @@ struct SampleArgs {
     #[arg(long, value_name = "FILE")]
     checkpoint: PathBuf,
     /// Number of images to generate (ignored with --latent).
-    #[arg(long, value_name = "N", default_value_t = 25)]
+    #[arg(long, value_name = "N", default_value_t = defaults::GRID_SAMPLES)]
     count: usize,
     /// Seed of the latent codes (ignored with --latent).
-    #[arg(long, value_name = "S", default_value_t = 0)]
+    #[arg(long, value_name = "S", default_value_t = defaults::SEED)]
     seed: u64,
     /// float32 .npy file of shape (count, latent size) holding the latent codes (default: drawn from --seed).
     #[arg(long, value_name = "FILE")]
@@ -236,7 +238,7 @@ fn run(cli: Cli, interrupt: Arc<AtomicBool>, launch: std::time::Instant) -> gan_
             let out = match (&a.out, &a.resume) {
                 (Some(o), _) => o.clone(),
                 (None, Some(r)) => train::run_dir_of(r),
-                (None, None) => PathBuf::from(train::DEFAULT_OUT_DIR),
+                (None, None) => PathBuf::from(defaults::OUT_DIR),
             };
             let cfg = TrainConfig {
                 epochs: a.epochs,
@@ -244,7 +246,7 @@ fn run(cli: Cli, interrupt: Arc<AtomicBool>, launch: std::time::Instant) -> gan_
                     batch: a.batch_size,
                     latent: a.latent_size,
                     seed: a.seed,
-                    adam: AdamConfig { lr: a.lr, beta1: a.beta1, beta2: a.beta2, eps: 1e-8 },
+                    adam: AdamConfig { lr: a.lr, beta1: a.beta1, beta2: a.beta2, eps: defaults::EPS },
                 },
                 log_every: a.log_every,
                 out,
@@ -471,8 +473,8 @@ fn describe_classifier(c: &classifier::Classifier, accuracy_name: &str) -> Strin
 }
 
 /// Samples scored by `train --eval-every` (and their latent-code seed).
-const QUALITY_SAMPLES: usize = 10_000;
-const QUALITY_SEED: u64 = 0;
+const QUALITY_SAMPLES: usize = defaults::EVAL_COUNT;
+const QUALITY_SEED: u64 = defaults::SEED;
 
 /// `train --eval-every N`: after every N-th epoch, scores 10,000 samples of
 /// the generator, appends to quality.csv, draws quality.png, prints a line,

@@ -18,7 +18,8 @@ pub struct AdamConfig {
 impl Default for AdamConfig {
     /// The tutorial's settings.
     fn default() -> Self {
-        AdamConfig { lr: 2e-4, beta1: 0.5, beta2: 0.999, eps: 1e-8 }
+        use crate::defaults::{BETA1, BETA2, EPS, LR};
+        AdamConfig { lr: LR, beta1: BETA1, beta2: BETA2, eps: EPS }
     }
 }
 

@@ -52,10 +52,7 @@ pub use warmup::warm_up_pipelines;
 
 /// Seed of the 25 fixed latent codes of the per-epoch grids.
 pub const FIXED_LATENT_SEED: u64 = 1234;
-pub const GRID_SAMPLES: usize = 25;
-/// Where a new run writes when no output folder is given (a resumed run
-/// writes into the folder it resumes).
-pub const DEFAULT_OUT_DIR: &str = "result";
+pub use crate::defaults::GRID_SAMPLES;
 const STATE_FORMAT: &str = "gan-wgpu-state-1";
 /// Metrics buffer: [loss_d, D(x), D(G(z)), loss_g, D(G(z)) after the D step, unused x3].
 const METRICS_LEN: usize = 8;

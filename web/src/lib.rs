@@ -25,8 +25,8 @@ use std::rc::Rc;
 use wasm_bindgen::prelude::*;
 use wasm_bindgen_futures::future_to_promise;
 
-/// The generator's latent size, as in the tutorial.
-const LATENT: usize = 100;
+/// The generator's latent size, as in the tutorial (one default for the CLI and the page).
+const LATENT: usize = gan_wgpu::defaults::LATENT;
 
 fn js_err(e: impl std::fmt::Display) -> JsValue {
     JsError::new(&e.to_string()).into()
@@ -41,6 +41,13 @@ extern "C" {
     /// The page's clock, in milliseconds (`performance.now()`).
     #[wasm_bindgen(js_namespace = performance, js_name = now)]
     fn performance_now() -> f64;
+}
+
+/// The run's defaults (batch, lr, beta1, beta2, seed, latent,
+/// grid_samples, epochs) as JSON: the CLI's, from `gan_wgpu::defaults`.
+#[wasm_bindgen]
+pub fn defaults() -> String {
+    gan_wgpu::defaults::defaults_json()
 }
 
 #[wasm_bindgen(start)]

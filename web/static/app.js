@@ -2,7 +2,7 @@
 // draws what it returns. State for tests is in <pre id="status"> as JSON.
 // Query parameters: autostart=1, steps=N (stop after N steps), seed, batch,
 // lr, limit (images), selftest=1 (run the kernel self-test first).
-import init, { open_engine } from './gan_wgpu_web.js';
+import init, { open_engine, defaults } from './gan_wgpu_web.js';
 
 const $ = (id) => document.getElementById(id);
 const query = new URLSearchParams(location.search);
@@ -16,6 +16,9 @@ const state = {
 };
 const history = []; // [step, loss_d, loss_g]
 let engine = null;
+// The CLI's defaults (batch, lr, seed, grid_samples, ...), read from the
+// engine once it is loaded: no default is written in the page.
+let DEFAULTS = null;
 let busy = Promise.resolve(); // serialises the page's engine calls
 let timing = { steps: 0, ms: 0, calls: 0 };
 
@@ -61,7 +64,7 @@ function settings() {
     const v = Number(q != null ? q : $(id).value);
     return Number.isFinite(v) ? v : dflt;
   };
-  return { batch: num('batch', 128), lr: num('lr', 0.0002), seed: num('seed', 1), limit: num('limit', 0) };
+  return { batch: num('batch', DEFAULTS.batch), lr: num('lr', DEFAULTS.lr), seed: num('seed', DEFAULTS.seed), limit: num('limit', 0) };
 }
 
 function drawImages(canvas, pixels, count, height, width) {
@@ -129,7 +132,7 @@ function drawLoss() {
 async function drawGrid() {
   const [h, w] = engine.image_shape();
   const pixels = await engine.grid();
-  drawImages($('grid'), pixels, 25, h, w);
+  drawImages($('grid'), pixels, DEFAULTS.grid_samples, h, w);
   state.grid_steps = state.steps;
 }
 
@@ -253,7 +256,7 @@ async function runSelfTest() {
 
 async function sample(fromLoaded) {
   const seed = Number($('sample-seed').value) || 0;
-  const count = 25;
+  const count = DEFAULTS.grid_samples;
   const pixels = await engine.sample(seed, count, fromLoaded);
   const [h, w] = fromLoaded ? engine.loaded_shape() : engine.image_shape();
   drawImages($('samples'), pixels, count, h, w);
@@ -285,6 +288,11 @@ async function main() {
   }
   $('adapter').textContent = 'Opening the adapter, then timing and checking the kernel variants on it (a few seconds; longer on a software adapter)...';
   await init();
+  DEFAULTS = JSON.parse(defaults());
+  for (const id of ['batch', 'lr', 'seed']) {
+    if (query.get(id) == null) $(id).value = DEFAULTS[id];
+  }
+  $('sample-seed').value = DEFAULTS.seed;
   engine = await open_engine();
   const a = JSON.parse(engine.adapter_json());
   a.browser_info = browserInfo;

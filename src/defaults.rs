@@ -1,0 +1,51 @@
+//! Every default value of a run, in one place: the CLI's flags (clap's
+//! `default_value_t`), the library's configs and the browser page (which
+//! reads them as JSON through `defaults_json`) all take them from here.
+
+/// Passes over the data (the tutorial's 200).
+pub const EPOCHS: usize = 200;
+/// Real images per step (the generator makes as many).
+pub const BATCH: usize = 128;
+/// Length of the generator's latent code z.
+pub const LATENT: usize = 100;
+/// Adam's learning rate, both networks.
+pub const LR: f32 = 2e-4;
+/// Adam's first-moment decay.
+pub const BETA1: f32 = 0.5;
+/// Adam's second-moment decay.
+pub const BETA2: f32 = 0.999;
+/// Adam's epsilon.
+pub const EPS: f32 = 1e-8;
+/// Seed of the initial weights, the shuffles and the latent codes (also
+/// `sample`'s and `eval`'s latent-code seed).
+pub const SEED: u64 = 0;
+/// Log and record the losses every this many steps.
+pub const LOG_EVERY: u64 = 10;
+/// Score the generator every this many epochs during `train`.
+pub const EVAL_EVERY: usize = 5;
+/// Samples `eval` scores (and `train --eval-every` draws).
+pub const EVAL_COUNT: usize = 10_000;
+/// Where a new run writes when no output folder is given (a resumed run
+/// writes into the folder it resumes).
+pub const OUT_DIR: &str = "result";
+/// Images in an epoch grid, in `sample`'s default grid and in the page's grids.
+pub const GRID_SAMPLES: usize = 25;
+
+/// The defaults a page needs, as a JSON object: batch, lr, beta1, beta2,
+/// seed, latent, grid_samples, epochs.
+pub fn defaults_json() -> String {
+    // An f32 widened to f64 prints its binary expansion (0.00019999999...);
+    // its shortest decimal form is what a person typed.
+    let short = |x: f32| x.to_string().parse::<f64>().unwrap_or(x as f64);
+    serde_json::json!({
+        "batch": BATCH,
+        "lr": short(LR),
+        "beta1": short(BETA1),
+        "beta2": short(BETA2),
+        "seed": SEED,
+        "latent": LATENT,
+        "grid_samples": GRID_SAMPLES,
+        "epochs": EPOCHS,
+    })
+    .to_string()
+}
