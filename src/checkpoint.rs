@@ -185,6 +185,11 @@ impl Loaded {
         })
     }
 
+    /// The file's size in bytes.
+    pub fn len_bytes(&self) -> usize {
+        self.bytes.len()
+    }
+
     pub fn metadata(&self) -> Result<HashMap<String, String>> {
         let (_, meta) = SafeTensors::read_metadata(&self.bytes)
             .map_err(|e| GanError::Checkpoint { path: self.path.clone(), why: e.to_string() })?;
@@ -273,6 +278,7 @@ pub fn network_bytes(
         }
     }
     meta.push(("network".into(), spec.name.into()));
+    meta.push((crate::architecture::METADATA_KEY.into(), crate::architecture::to_json(spec)));
     meta.push(("format".into(), "pt".into()));
     let bytes = safetensors_bytes(&tensors, &meta)?;
     SafeTensors::deserialize(&bytes).map_err(|e| GanError::Checkpoint {
@@ -316,6 +322,16 @@ pub fn network_from(file: &Loaded, spec: &NetSpec) -> Result<NetCheckpoint> {
             }),
             None => None,
         });
+    }
+    // The tensors fit; what they cannot show (activations, batch-norm
+    // placement) must agree with the architecture the file records.
+    if let Some(recorded) = crate::architecture::from_metadata(&meta, path)? {
+        if let Some(why) = crate::architecture::difference(&recorded, spec) {
+            return Err(GanError::Checkpoint {
+                path: path.into(),
+                why: format!("the file's architecture differs: {why}"),
+            });
+        }
     }
     Ok(NetCheckpoint { params, bn, meta })
 }

@@ -29,8 +29,10 @@ pub struct LoadedGenerator {
     pub width: usize,
 }
 
-/// Loads a generator checkpoint: its sizes from its tensors, its image
-/// height and width from its metadata (see `checkpoint::image_shape`).
+/// Loads a generator checkpoint: its architecture from its metadata
+/// (`architecture`; files written before that key existed: the tutorial's
+/// generator, sized from its first and last weights), its image height and
+/// width from its metadata (see `checkpoint::image_shape`).
 pub fn load_generator(ctx: &GpuContext, path: &Path) -> Result<LoadedGenerator> {
     generator_from(ctx, &checkpoint::Loaded::open(path)?)
 }
@@ -43,15 +45,43 @@ pub fn generator_from(ctx: &GpuContext, file: &checkpoint::Loaded) -> Result<Loa
     if meta.get("network").is_some_and(|n| n != "generator") {
         return Err(bad(format!("this is a {} checkpoint, a generator checkpoint is expected", meta["network"])));
     }
-    let latent = match file.shape_of("model.0.weight").as_deref() {
-        Some([_, l]) => *l,
-        _ => return Err(bad("tensor 'model.0.weight' is missing or not 2-D: not a generator checkpoint".into())),
+    let spec = match crate::architecture::from_metadata(&meta, path)? {
+        Some(spec) if spec.name != "generator" => {
+            return Err(bad(format!("this is a {} checkpoint, a generator checkpoint is expected", spec.name)))
+        }
+        Some(spec) => {
+            // Every parameter is a float32 in the file: a spec asking for
+            // more than the file holds is corrupt, whatever it says.
+            if spec.layout().len.saturating_mul(4) > file.len_bytes() {
+                return Err(bad(format!(
+                    "metadata '{}' describes {} parameters, more than the file's {} bytes hold",
+                    crate::architecture::METADATA_KEY,
+                    spec.layout().len,
+                    file.len_bytes()
+                )));
+            }
+            spec
+        }
+        None => {
+            let latent = match file.shape_of("model.0.weight").as_deref() {
+                Some([_, l]) => *l,
+                _ => {
+                    return Err(bad("tensor 'model.0.weight' is missing or not 2-D: not a generator checkpoint".into()))
+                }
+            };
+            let dim = match file.shape_of("model.11.weight").as_deref() {
+                Some([d, _]) => *d,
+                _ => {
+                    return Err(
+                        bad("tensor 'model.11.weight' is missing or not 2-D: not a generator checkpoint".into()),
+                    )
+                }
+            };
+            model::generator_spec(latent, dim)
+        }
     };
-    let dim = match file.shape_of("model.11.weight").as_deref() {
-        Some([d, _]) => *d,
-        _ => return Err(bad("tensor 'model.11.weight' is missing or not 2-D: not a generator checkpoint".into())),
-    };
-    let spec = model::generator_spec(latent, dim);
+    let latent = spec.input_dim();
+    let dim = spec.layers.last().map_or(0, |l| l.out);
     let ck = checkpoint::network_from(file, &spec)?;
     let (height, width) = checkpoint::image_shape(path, &meta, dim)?;
     let counters = GpuTensor::zeros(ctx, &[4], "counters");

@@ -1,0 +1,128 @@
+//! A network's architecture as data in its checkpoint: a `NetSpec` written
+//! as JSON into the safetensors metadata (key `architecture`), so `sample`
+//! and `eval` rebuild the network from the file instead of guessing its
+//! sizes from its tensors.
+//!
+//! {"network": "generator", "layers": [{"name": "model.0", "in": 100,
+//!  "out": 128, "batch_norm": null, "activation": "relu"}, ...]}
+//!
+//! Each layer is a Linear named as in PyTorch's nn.Sequential (its
+//! state_dict prefix), the BatchNorm1d that follows it (its prefix, or
+//! null) and the activation after both.
+
+use crate::error::{GanError, Result};
+use crate::kernels::bias_act::Act;
+use crate::model::{DenseSpec, NetSpec};
+
+/// The metadata key the architecture is written under.
+pub const METADATA_KEY: &str = "architecture";
+/// The network names a checkpoint may hold.
+pub const NETWORKS: [&str; 3] = ["generator", "discriminator", "classifier"];
+/// Largest layer width accepted from a file (a corrupt one must not ask
+/// for an absurd allocation).
+pub const MAX_WIDTH: usize = 1 << 20;
+
+/// `spec` as the JSON object described in the module header.
+pub fn to_json(spec: &NetSpec) -> String {
+    let layers: Vec<serde_json::Value> = spec
+        .layers
+        .iter()
+        .map(|l| {
+            serde_json::json!({
+                "name": l.name,
+                "in": l.inp,
+                "out": l.out,
+                "batch_norm": l.bn,
+                "activation": l.act.name(),
+            })
+        })
+        .collect();
+    serde_json::json!({ "network": spec.name, "layers": layers }).to_string()
+}
+
+/// Parses and checks an architecture: a known network name, at least one
+/// layer, widths in 1..=MAX_WIDTH, each layer's input the previous layer's
+/// output, known activations, distinct names. Errors say what is wrong
+/// (the caller adds the file).
+pub fn from_json(text: &str) -> std::result::Result<NetSpec, String> {
+    let v: serde_json::Value = serde_json::from_str(text).map_err(|e| format!("not JSON ({e})"))?;
+    let name = v["network"].as_str().ok_or("no \"network\" name")?;
+    let name = NETWORKS
+        .into_iter()
+        .find(|n| *n == name)
+        .ok_or_else(|| format!("network \"{name}\" is none of {}", NETWORKS.join(", ")))?;
+    let layers = v["layers"].as_array().filter(|l| !l.is_empty()).ok_or("no \"layers\" list")?;
+    let mut out: Vec<DenseSpec> = Vec::with_capacity(layers.len());
+    for (i, l) in layers.iter().enumerate() {
+        let field = |k: &str| -> std::result::Result<usize, String> {
+            l[k].as_u64()
+                .map(|x| x as usize)
+                .filter(|x| (1..=MAX_WIDTH).contains(x))
+                .ok_or_else(|| format!("layer {i}: \"{k}\" is not a width in 1..={MAX_WIDTH}"))
+        };
+        let (inp, width) = (field("in")?, field("out")?);
+        if let Some(prev) = out.last() {
+            if prev.out != inp {
+                return Err(format!("layer {i} takes {inp} inputs, the layer before gives {}", prev.out));
+            }
+        }
+        let layer_name = l["name"].as_str().ok_or_else(|| format!("layer {i}: no \"name\""))?.to_string();
+        let bn = match &l["batch_norm"] {
+            serde_json::Value::Null => None,
+            serde_json::Value::String(s) => Some(s.clone()),
+            _ => return Err(format!("layer {i}: \"batch_norm\" is neither a name nor null")),
+        };
+        let act_name = l["activation"].as_str().ok_or_else(|| format!("layer {i}: no \"activation\""))?;
+        let act = Act::ALL.into_iter().find(|a| a.name() == act_name).ok_or_else(|| {
+            format!("layer {i}: activation \"{act_name}\" is none of {}", Act::ALL.map(Act::name).join(", "))
+        })?;
+        let taken = out.iter().any(|o| o.name == layer_name || o.bn.as_deref() == Some(&layer_name))
+            || bn.as_ref().is_some_and(|b| *b == layer_name || out.iter().any(|o| &o.name == b));
+        if taken {
+            return Err(format!("layer {i}: the name \"{layer_name}\" is used twice"));
+        }
+        out.push(DenseSpec { name: layer_name, inp, out: width, bn, act });
+    }
+    Ok(NetSpec { name, layers: out })
+}
+
+/// How `recorded` differs from `expected`, naming the first difference
+/// (the network, the layer count, or a layer's name, sizes, batch norm or
+/// activation); None when they are the same.
+pub fn difference(recorded: &NetSpec, expected: &NetSpec) -> Option<String> {
+    if recorded.name != expected.name {
+        return Some(format!("it is a {}, a {} is expected", recorded.name, expected.name));
+    }
+    if recorded.layers.len() != expected.layers.len() {
+        return Some(format!("{} layers, {} expected", recorded.layers.len(), expected.layers.len()));
+    }
+    let show = |l: &DenseSpec| {
+        format!(
+            "{} Linear({}, {}){}, {}",
+            l.name,
+            l.inp,
+            l.out,
+            l.bn.as_ref().map_or(String::new(), |b| format!(" + {b} BatchNorm1d")),
+            l.act.name()
+        )
+    };
+    recorded.layers.iter().zip(&expected.layers).enumerate().find_map(|(i, (r, e))| {
+        let (r, e) = (show(r), show(e));
+        (r != e).then(|| format!("layer {i} is {r}; {e} is expected"))
+    })
+}
+
+/// The architecture recorded in a checkpoint's metadata, if any; Err when it
+/// is there but unreadable, naming the file.
+pub fn from_metadata(
+    meta: &std::collections::HashMap<String, String>,
+    path: &std::path::Path,
+) -> Result<Option<NetSpec>> {
+    match meta.get(METADATA_KEY) {
+        None => Ok(None),
+        Some(text) => from_json(text).map(Some).map_err(|why| GanError::Checkpoint {
+            path: path.into(),
+            why: format!("metadata '{METADATA_KEY}': {why}"),
+        }),
+    }
+}

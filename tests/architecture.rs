@@ -1,0 +1,102 @@
+//! The architecture written into every network checkpoint: it round-trips,
+//! a malformed one is refused with what is wrong, and `sample`/`eval`'s
+//! loader rebuilds the generator from it (files without it still load).
+
+mod common;
+use gan_wgpu::architecture::{self, METADATA_KEY};
+use gan_wgpu::model::{self, BnStats, NetSpec};
+use gan_wgpu::{checkpoint, evaluate};
+
+fn specs() -> Vec<NetSpec> {
+    vec![model::generator_spec(100, 784), model::discriminator_spec(784), model::classifier_spec(30, 10)]
+}
+
+#[test]
+fn architectures_round_trip_through_json() {
+    for spec in specs() {
+        let text = architecture::to_json(&spec);
+        let back = architecture::from_json(&text).unwrap();
+        assert_eq!(back.name, spec.name);
+        assert_eq!(architecture::to_json(&back), text);
+        assert_eq!(back.param_entries(), spec.param_entries());
+    }
+}
+
+#[test]
+fn a_malformed_architecture_says_what_is_wrong() {
+    let good = architecture::to_json(&model::generator_spec(100, 784));
+    let cases = [
+        ("{", "not JSON"),
+        (r#"{"layers": []}"#, "no \"network\""),
+        (r#"{"network": "critic", "layers": []}"#, "none of generator, discriminator, classifier"),
+        (r#"{"network": "generator", "layers": []}"#, "no \"layers\""),
+        (&good.replacen("\"in\":128", "\"in\":129", 1), "layer 1 takes 129 inputs, the layer before gives 128"),
+        (&good.replacen("\"out\":128", "\"out\":0", 1), "\"out\" is not a width"),
+        (&good.replacen("\"out\":128", "\"out\":99999999999", 1), "\"out\" is not a width"),
+        (&good.replacen("\"tanh\"", "\"gelu\"", 1), "activation \"gelu\" is none of"),
+        (&good.replacen("\"model.2\"", "\"model.0\"", 1), "used twice"),
+    ];
+    for (text, needle) in cases {
+        let err = architecture::from_json(text).unwrap_err();
+        assert!(err.contains(needle), "{text}: {err}");
+    }
+}
+
+fn bn_of(spec: &NetSpec) -> Vec<Option<BnStats>> {
+    spec.layers
+        .iter()
+        .map(|l| {
+            l.bn.as_ref().map(|_| BnStats {
+                running_mean: vec![0.0; l.out],
+                running_var: vec![1.0; l.out],
+                num_batches_tracked: 3,
+            })
+        })
+        .collect()
+}
+
+/// A generator of another latent size and a non-square image loads from
+/// its recorded architecture; the same tensors without it load through the
+/// old guess; a tampered or mismatched one is refused naming the key.
+#[test]
+fn the_generator_is_rebuilt_from_its_recorded_architecture() {
+    let Some(ctx) = common::ctx() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let spec = model::generator_spec(64, 6 * 5);
+    let params = spec.init_params(&mut common::rng(3));
+    let meta = vec![("image_height".to_string(), "6".to_string()), ("image_width".to_string(), "5".to_string())];
+    let path = dir.path().join("g.safetensors");
+    checkpoint::save_network(&path, &spec, &params, &bn_of(&spec), meta.clone()).unwrap();
+    let file = checkpoint::Loaded::open(&path).unwrap();
+    assert_eq!(file.metadata().unwrap()[METADATA_KEY], architecture::to_json(&spec));
+    let g = evaluate::load_generator(ctx, &path).unwrap();
+    assert_eq!((g.latent, g.height, g.width), (64, 6, 5));
+    assert_eq!(architecture::to_json(&g.net.spec), architecture::to_json(&spec));
+
+    // The same file with the key's value swapped for a bad one: refused.
+    // Same length ("tanh" for "gelu"), so the header's size stays right.
+    let mut bytes = std::fs::read(&path).unwrap();
+    let needle = b"\\\"tanh\\\"";
+    let at = bytes.windows(needle.len()).position(|w| w == needle).expect("the header holds the escaped architecture");
+    bytes[at..at + needle.len()].copy_from_slice(b"\\\"gelu\\\"");
+    let bad = dir.path().join("bad.safetensors");
+    std::fs::write(&bad, &bytes).unwrap();
+    let err = evaluate::load_generator(ctx, &bad).err().expect("a tampered architecture is refused").to_string();
+    assert!(err.contains("metadata 'architecture'") && err.contains("gelu"), "{err}");
+
+    // Loaded as a network with the same tensors but another activation,
+    // the recorded architecture disagrees, naming the layer.
+    let mut relu_out = spec.clone();
+    relu_out.layers.last_mut().unwrap().act = gan_wgpu::kernels::bias_act::Act::Sigmoid;
+    let err = checkpoint::load_network(&path, &relu_out).err().unwrap().to_string();
+    assert!(
+        err.contains("the file's architecture differs: layer 4 is model.11 Linear(1024, 30), tanh; model.11 Linear(1024, 30), sigmoid is expected"),
+        "{err}"
+    );
+    // A discriminator's file is not a generator.
+    let d = model::discriminator_spec(30);
+    let dpath = dir.path().join("d.safetensors");
+    checkpoint::save_network(&dpath, &d, &d.init_params(&mut common::rng(4)), &bn_of(&d), meta).unwrap();
+    let err = evaluate::load_generator(ctx, &dpath).err().unwrap().to_string();
+    assert!(err.contains("discriminator checkpoint, a generator checkpoint is expected"), "{err}");
+}
