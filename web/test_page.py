@@ -92,7 +92,7 @@ def serve(directory):
     return server
 
 
-def start_chromium(chromium, adapter, profile):
+def start_chromium(chromium, adapter, profile, window):
     args = [
         chromium,
         "--headless=new",
@@ -102,7 +102,7 @@ def start_chromium(chromium, adapter, profile):
         "--remote-debugging-port=0",
         f"--user-data-dir={profile}",
         "--no-first-run",
-        "--window-size=1400,1050",
+        f"--window-size={window}",
         "about:blank",
     ]
     proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
@@ -178,6 +178,7 @@ def main():
     ap.add_argument("--limit", type=int, default=640)
     ap.add_argument("--timeout", type=int, default=900, help="seconds for the page's training")
     ap.add_argument("--screenshot", help="save a PNG of the page after training")
+    ap.add_argument("--window", default="1366,768", help="browser window size, W,H (the layout's target screen)")
     a = ap.parse_args()
 
     tmp = tempfile.mkdtemp(prefix="gan-wgpu-page-")
@@ -185,7 +186,7 @@ def main():
     proc = None
     try:
         native = None if a.adapter == "none" else native_first_losses(a.cli, a.steps, a.seed, a.batch, a.limit, tmp)
-        proc, port, browser_path = start_chromium(a.chromium, a.adapter, os.path.join(tmp, "profile"))
+        proc, port, browser_path = start_chromium(a.chromium, a.adapter, os.path.join(tmp, "profile"), a.window)
         downloads = os.path.join(tmp, "downloads")
         os.makedirs(downloads)
         browser = Cdp(f"ws://127.0.0.1:{port}{browser_path}")

@@ -89,10 +89,18 @@ function drawImages(canvas, pixels, count, height, width) {
   scratch.width = img.width;
   scratch.height = img.height;
   scratch.getContext('2d').putImageData(img, 0, 0);
+  // Pixel-crisp: a whole number of screen pixels per image pixel, as many
+  // as fit the canvas's box (data-box, in CSS pixels).
+  const box = Number(canvas.dataset.box) || img.width;
+  const scale = Math.max(1, Math.floor(box / Math.max(img.width, img.height)));
+  canvas.width = img.width * scale;
+  canvas.height = img.height * scale;
   const ctx = canvas.getContext('2d');
   ctx.imageSmoothingEnabled = false;
-  ctx.clearRect(0, 0, canvas.width, canvas.height);
   ctx.drawImage(scratch, 0, 0, canvas.width, canvas.height);
+  canvas.hidden = false;
+  const hint = document.getElementById(`${canvas.id}-hint`);
+  if (hint) hint.hidden = true;
 }
 
 function drawLoss() {
@@ -302,8 +310,14 @@ async function main() {
   }
   state.adapter = a;
   const compute = a.features.filter((f) => ['TIMESTAMP_QUERY', 'SUBGROUP', 'SHADER_F16'].includes(f));
-  $('adapter').textContent = `Adapter: ${a.name} (${a.backend}, ${a.device_type}); compute features: ${compute.join(', ') || 'none'}; ` +
-    `largest storage binding ${a.limits.max_storage_buffer_binding_size >> 20} MiB; matmul ${a.matmul}; reductions ${a.reductions}`;
+  $('adapter').innerHTML = '';
+  const line = (text, cls) => { const d = document.createElement('div'); d.textContent = text; if (cls) d.className = cls; $('adapter').append(d); };
+  line(`${a.name} · ${a.backend} · ${a.device_type}`, 'adapter-name');
+  // The variant names on the line; how each was chosen (the timings) on hover.
+  const short = (how) => how.split(' (')[0];
+  line(`compute features: ${compute.join(', ') || 'none'} \u00b7 largest storage binding ${a.limits.max_storage_buffer_binding_size >> 20} MiB \u00b7 ` +
+    `matmul ${short(a.matmul)} \u00b7 reductions ${short(a.reductions)}`, 'adapter-detail');
+  $('adapter').title = `matmul: ${a.matmul}\nreductions: ${a.reductions}`;
   publish();
   const response = await fetch('mnist/train-images-idx3-ubyte.gz');
   if (!response.ok) throw new Error(`fetching mnist/train-images-idx3-ubyte.gz: HTTP ${response.status}`);
