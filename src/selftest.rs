@@ -170,7 +170,7 @@ async fn ceilings(ctx: &GpuContext) -> Result<()> {
     check_close(
         "fma peak",
         &out.read_f32_async(ctx).await?,
-        &ceiling::cpu_fma_peak(n, iters),
+        &ceiling::cpu_fma_loop(ceiling::FmaLoop::PerFma, n, iters),
         32.0 * iters as f32 * 2f32.powi(-23) + 1e-6,
         1e-6,
     )
@@ -180,7 +180,7 @@ async fn ceilings(ctx: &GpuContext) -> Result<()> {
     check_close(
         "fma chunked",
         &out.read_f32_async(ctx).await?,
-        &ceiling::cpu_fma_chunked(n, iters),
+        &ceiling::cpu_fma_loop(ceiling::FmaLoop::Chunked, n, iters),
         16.0 * (iters * ceiling::FMA_CHAIN) as f32 * 2f32.powi(-23) + 1e-6,
         1e-6,
     )

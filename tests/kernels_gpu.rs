@@ -655,7 +655,7 @@ fn ceiling_kernels_match_reference() {
         assert_close(
             &format!("fma peak {n}x{iters}"),
             &out.read_f32(ctx).unwrap(),
-            &ceiling::cpu_fma_peak(n, iters),
+            &ceiling::cpu_fma_loop(ceiling::FmaLoop::PerFma, n, iters),
             atol,
             1e-6,
         );
@@ -667,7 +667,7 @@ fn ceiling_kernels_match_reference() {
         assert_close(
             &format!("fma chunked {n}x{iters}"),
             &out.read_f32(ctx).unwrap(),
-            &ceiling::cpu_fma_chunked(n, iters),
+            &ceiling::cpu_fma_loop(ceiling::FmaLoop::Chunked, n, iters),
             16.0 * steps * 2f32.powi(-23) + 1e-6,
             1e-6,
         );

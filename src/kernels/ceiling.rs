@@ -46,12 +46,25 @@ impl FmaLoop {
         }
     }
 
+    /// vec4 accumulators per invocation.
+    pub fn accumulators(self) -> usize {
+        match self {
+            FmaLoop::PerFma => 8,
+            FmaLoop::Chunked => 4,
+        }
+    }
+
+    /// Dependent multiply-adds each accumulator takes in `iters` iterations.
+    pub fn steps(self, iters: u32) -> u32 {
+        match self {
+            FmaLoop::PerFma => iters,
+            FmaLoop::Chunked => iters * FMA_CHAIN,
+        }
+    }
+
     /// Multiply-adds per invocation and iteration.
     fn fmas_per_iter(self) -> f64 {
-        match self {
-            FmaLoop::PerFma => 8.0 * 4.0,
-            FmaLoop::Chunked => 4.0 * 4.0 * FMA_CHAIN as f64,
-        }
+        (self.accumulators() * 4) as f64 * self.steps(1) as f64
     }
 
     /// FLOPs of `n` invocations of `iters` iterations (an FMA is 2).
@@ -115,35 +128,19 @@ pub fn stream_copy(ctx: &GpuContext, src: &GpuTensor, dst: &GpuTensor) -> Result
     ))
 }
 
-/// The chunked FMA loop on the CPU: out[i] for i < n (4 accumulators
-/// starting at i / n + 0, 0.25, 0.5, 0.75; `iters` * FMA_CHAIN steps each).
-pub fn cpu_fma_chunked(n: usize, iters: u32) -> Vec<f32> {
+/// An FMA loop on the CPU (rounded to f32 per step, as the GPU may round a
+/// non-fused fma): out[i] for i < n. Accumulator j of the loop's
+/// `kind.accumulators()` starts at j / accumulators + i / n and takes
+/// `kind.steps(iters)` steps; out[i] is 4 times their sum (vec4 lanes).
+pub fn cpu_fma_loop(kind: FmaLoop, n: usize, iters: u32) -> Vec<f32> {
+    let accs = kind.accumulators();
     (0..n)
         .map(|i| {
             let start = i as f32 / n as f32;
             let mut total = 0f32;
-            for j in 0..4 {
-                let mut acc = j as f32 * 0.25 + start;
-                for _ in 0..iters * FMA_CHAIN {
-                    acc = acc.mul_add(FMA_A, FMA_B);
-                }
-                total += 4.0 * acc;
-            }
-            total
-        })
-        .collect()
-}
-
-/// The FMA loop on the CPU (f64 carried, rounded to f32 per step as the GPU
-/// may round a non-fused fma): out[i] for i < n.
-pub fn cpu_fma_peak(n: usize, iters: u32) -> Vec<f32> {
-    (0..n)
-        .map(|i| {
-            let start = i as f32 / n as f32;
-            let mut total = 0f32;
-            for j in 0..8 {
-                let mut acc = j as f32 / 8.0 + start;
-                for _ in 0..iters {
+            for j in 0..accs {
+                let mut acc = j as f32 / accs as f32 + start;
+                for _ in 0..kind.steps(iters) {
                     acc = acc.mul_add(FMA_A, FMA_B);
                 }
                 total += 4.0 * acc;
