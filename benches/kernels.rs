@@ -46,7 +46,7 @@ fn benches(c: &mut Criterion) {
     let mut group = c.benchmark_group("elementwise");
     group.sample_size(20);
     let counters = GpuTensor::zeros(&ctx, &[4], "counters");
-    let n = model::generator_spec(100, 784).layout().len;
+    let n = model::GanArchitecture::tutorial(100, 784).generator.layout().len;
     let t = |s: &str| GpuTensor::zeros(&ctx, &[n], s);
     let (p, g, m, v) = (t("p"), t("g"), t("m"), t("v"));
     let a = adam::Adam::new(&ctx, adam::AdamConfig::default(), &p, &g, &m, &v, &counters).expect("adam");
@@ -84,8 +84,8 @@ fn benches(c: &mut Criterion) {
         source: "random".into(),
     };
     let cfg = GanConfig { batch: 128, latent: 100, seed: 1, adam: adam::AdamConfig::default() };
-    let gp = model::generator_spec(100, 784).init_params(&mut r);
-    let dp = model::discriminator_spec(784).init_params(&mut r);
+    let gp = model::GanArchitecture::tutorial(100, 784).generator.init_params(&mut r);
+    let dp = model::GanArchitecture::tutorial(100, 784).discriminator.init_params(&mut r);
     let gan = Gan::new(&ctx, cfg, &data, &gp, &dp).expect("gan");
     gan.start_epoch(&ctx, 0, 0, 0).expect("epoch");
     group.bench_function("batch 128", |bch| {

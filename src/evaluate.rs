@@ -77,7 +77,7 @@ pub fn generator_from(ctx: &GpuContext, file: &checkpoint::Loaded) -> Result<Loa
                     )
                 }
             };
-            model::generator_spec(latent, dim)
+            model::GanArchitecture::tutorial(latent, dim).generator
         }
     };
     let latent = spec.input_dim();

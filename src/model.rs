@@ -39,7 +39,32 @@ fn dense(i: usize, inp: usize, out: usize, bn: bool, act: Act) -> DenseSpec {
     DenseSpec { name: format!("model.{i}"), inp, out, bn: bn.then(|| format!("model.{}", i + 1)), act }
 }
 
-pub fn generator_spec(latent: usize, image_dim: usize) -> NetSpec {
+/// A GAN's two networks, sized from one config: what the trainer, its
+/// resumable state, the pipeline warm-up, the sampler's fallback and bench
+/// build from. The only place the tutorial's networks are named.
+#[derive(Clone, Debug)]
+pub struct GanArchitecture {
+    pub generator: NetSpec,
+    pub discriminator: NetSpec,
+}
+
+impl GanArchitecture {
+    /// The tutorial's pair (see the module header) for latent codes of
+    /// `latent` and images of `image_dim` pixels.
+    pub fn tutorial(latent: usize, image_dim: usize) -> Self {
+        GanArchitecture { generator: generator_spec(latent, image_dim), discriminator: discriminator_spec(image_dim) }
+    }
+
+    /// PyTorch's default initialisation of both networks from one stream,
+    /// the generator first: (generator, discriminator) parameters.
+    pub fn init_params(&self, rng: &mut impl Rng) -> (Vec<f32>, Vec<f32>) {
+        let g = self.generator.init_params(rng);
+        let d = self.discriminator.init_params(rng);
+        (g, d)
+    }
+}
+
+fn generator_spec(latent: usize, image_dim: usize) -> NetSpec {
     NetSpec {
         name: "generator",
         layers: vec![
@@ -52,7 +77,7 @@ pub fn generator_spec(latent: usize, image_dim: usize) -> NetSpec {
     }
 }
 
-pub fn discriminator_spec(image_dim: usize) -> NetSpec {
+fn discriminator_spec(image_dim: usize) -> NetSpec {
     NetSpec {
         name: "discriminator",
         layers: vec![
@@ -317,7 +342,8 @@ pub fn cpu_train_step(
 
 /// The matmul shapes of one training step at `batch`: (m, n, k, form, what).
 pub fn matmul_shapes(batch: usize) -> Vec<(usize, usize, usize, matmul::Form, String)> {
-    let layers: Vec<(usize, usize)> = [generator_spec(100, 784), discriminator_spec(784)]
+    let arch = GanArchitecture::tutorial(crate::defaults::LATENT, 784);
+    let layers: Vec<(usize, usize)> = [arch.generator, arch.discriminator]
         .iter()
         .flat_map(|net| net.layers.iter().map(|l| (l.inp, l.out)).collect::<Vec<_>>())
         .collect();

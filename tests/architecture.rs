@@ -8,7 +8,11 @@ use gan_wgpu::model::{self, BnStats, NetSpec};
 use gan_wgpu::{checkpoint, evaluate};
 
 fn specs() -> Vec<NetSpec> {
-    vec![model::generator_spec(100, 784), model::discriminator_spec(784), model::classifier_spec(30, 10)]
+    vec![
+        model::GanArchitecture::tutorial(100, 784).generator,
+        model::GanArchitecture::tutorial(100, 784).discriminator,
+        model::classifier_spec(30, 10),
+    ]
 }
 
 #[test]
@@ -24,7 +28,7 @@ fn architectures_round_trip_through_json() {
 
 #[test]
 fn a_malformed_architecture_says_what_is_wrong() {
-    let good = architecture::to_json(&model::generator_spec(100, 784));
+    let good = architecture::to_json(&model::GanArchitecture::tutorial(100, 784).generator);
     let cases = [
         ("{", "not JSON"),
         (r#"{"layers": []}"#, "no \"network\""),
@@ -62,7 +66,7 @@ fn bn_of(spec: &NetSpec) -> Vec<Option<BnStats>> {
 fn the_generator_is_rebuilt_from_its_recorded_architecture() {
     let Some(ctx) = common::ctx() else { return };
     let dir = tempfile::tempdir().unwrap();
-    let spec = model::generator_spec(64, 6 * 5);
+    let spec = model::GanArchitecture::tutorial(64, 6 * 5).generator;
     let params = spec.init_params(&mut common::rng(3));
     let meta = vec![("image_height".to_string(), "6".to_string()), ("image_width".to_string(), "5".to_string())];
     let path = dir.path().join("g.safetensors");
@@ -94,7 +98,7 @@ fn the_generator_is_rebuilt_from_its_recorded_architecture() {
         "{err}"
     );
     // A discriminator's file is not a generator.
-    let d = model::discriminator_spec(30);
+    let d = model::GanArchitecture::tutorial(100, 30).discriminator;
     let dpath = dir.path().join("d.safetensors");
     checkpoint::save_network(&dpath, &d, &d.init_params(&mut common::rng(4)), &bn_of(&d), meta).unwrap();
     let err = evaluate::load_generator(ctx, &dpath).err().unwrap().to_string();

@@ -92,7 +92,7 @@ fn scores_tell_real_noise_and_collapsed_sets_apart_repeatably() {
     assert_eq!(collapsed.classes_covered, 1, "{collapsed:?}");
     assert!(collapsed.fid > 10.0 * floor.fid && collapsed.inception_score < 1.5, "{collapsed:?}");
     // The same generator scored twice: the same numbers.
-    let spec = model::generator_spec(100, 784);
+    let spec = model::GanArchitecture::tutorial(100, 784).generator;
     let counters = GpuTensor::zeros(ctx, &[4], "counters");
     let g =
         GpuNet::new(ctx, spec.clone(), &spec.init_params(&mut common::rng(8)), &counters, Default::default()).unwrap();

@@ -117,8 +117,8 @@ fn sigkill_mid_run_leaves_only_loadable_files() {
     std::thread::sleep(Duration::from_millis(700));
     child.kill().unwrap();
     child.wait().unwrap();
-    let g = gan_wgpu::model::generator_spec(100, 784);
-    let d = gan_wgpu::model::discriminator_spec(784);
+    let g = gan_wgpu::model::GanArchitecture::tutorial(100, 784).generator;
+    let d = gan_wgpu::model::GanArchitecture::tutorial(100, 784).discriminator;
     for e in std::fs::read_dir(out.join("checkpoints")).unwrap() {
         let p = e.unwrap().path();
         let name = p.file_name().unwrap().to_string_lossy().into_owned();
@@ -319,7 +319,7 @@ fn idx_reader_survives_truncation_bit_flips_and_random_bytes() {
 fn checkpoint_loader_survives_corruption_and_names_tensors() {
     use rand::Rng;
     let dir = tempfile::tempdir().unwrap();
-    let spec = gan_wgpu::model::discriminator_spec(4);
+    let spec = gan_wgpu::model::GanArchitecture::tutorial(100, 4).discriminator;
     let mut r = common::rng(5);
     let params = spec.init_params(&mut r);
     let good = dir.path().join("d.safetensors");
@@ -339,7 +339,7 @@ fn checkpoint_loader_survives_corruption_and_names_tensors() {
         let _ = no_panic("bit flip", || checkpoint::load_network(&bad, &spec));
     }
     // A tensor of the wrong shape, a missing tensor, a wrong dtype: named.
-    let other = gan_wgpu::model::discriminator_spec(5);
+    let other = gan_wgpu::model::GanArchitecture::tutorial(100, 5).discriminator;
     let p5 = other.init_params(&mut r);
     checkpoint::save_network(&bad, &other, &p5, &[None, None, None], Default::default()).unwrap();
     let e = checkpoint::load_network(&bad, &spec).err().unwrap().to_string();
@@ -401,7 +401,7 @@ fn disk_full_is_one_clear_error_and_leaves_no_partial_files() {
         .unwrap_or_default();
     let g1 = checkpoint::load_network(
         &out.join("checkpoints/generator_0.safetensors"),
-        &gan_wgpu::model::generator_spec(100, 784),
+        &gan_wgpu::model::GanArchitecture::tutorial(100, 784).generator,
     );
     Command::new("umount").arg(&mnt).status().unwrap();
     let r = r.unwrap();

@@ -29,8 +29,8 @@ fn thousands_of_steps_keep_memory_flat() {
     };
     let batch = 4;
     let cfg = GanConfig { batch, latent: 100, seed: 3, adam: AdamConfig::default() };
-    let gp = model::generator_spec(100, 784).init_params(&mut r);
-    let dp = model::discriminator_spec(784).init_params(&mut r);
+    let gp = model::GanArchitecture::tutorial(100, 784).generator.init_params(&mut r);
+    let dp = model::GanArchitecture::tutorial(100, 784).discriminator.init_params(&mut r);
     let gan = Gan::new(ctx, cfg, &data, &gp, &dp).unwrap();
     let mut runner = StepRunner::new(ctx);
     let steps_per_epoch = gan.steps_per_epoch();

@@ -115,8 +115,8 @@ fn three_gpu_steps_match_the_cpu_reference_phase_by_phase() {
     let dim = set.dim();
     let cfg = GanConfig { batch, latent: 100, seed: 42, adam: AdamConfig::default() };
     let mut init = rng(1);
-    let g_spec = model::generator_spec(cfg.latent, dim);
-    let d_spec = model::discriminator_spec(dim);
+    let g_spec = model::GanArchitecture::tutorial(cfg.latent, dim).generator;
+    let d_spec = model::GanArchitecture::tutorial(100, dim).discriminator;
     let (gp, dp) = (g_spec.init_params(&mut init), d_spec.init_params(&mut init));
     let gan = Gan::new(ctx, cfg, &set, &gp, &dp).unwrap();
     let mut g = CpuNet::new(g_spec, gp.clone());

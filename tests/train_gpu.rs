@@ -194,7 +194,7 @@ fn a_short_run_writes_every_output_and_checkpoints_round_trip() {
     assert_eq!(image::AnimationDecoder::into_frames(gif).count(), 2);
 
     // The generator checkpoint, read back, gives the epoch grid exactly.
-    let spec = model::generator_spec(100, 784);
+    let spec = model::GanArchitecture::tutorial(100, 784).generator;
     let ck = checkpoint::load_network(&out.join("checkpoints/generator_1.safetensors"), &spec).unwrap();
     assert_eq!(ck.bn[1].as_ref().unwrap().num_batches_tracked, 6);
     let counters = gan_wgpu::GpuTensor::zeros(ctx, &[4], "counters");

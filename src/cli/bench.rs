@@ -448,12 +448,11 @@ pub fn run_step_bench(
         source: "random".into(),
     };
     let cfg = GanConfig { batch, latent: 100, seed: 1, adam: gan_wgpu::kernels::adam::AdamConfig::default() };
-    let g_spec = gan_wgpu::model::generator_spec(100, 784);
-    let d_spec = gan_wgpu::model::discriminator_spec(784);
+    let (g_params, d_params) = gan_wgpu::model::GanArchitecture::tutorial(cfg.latent, 784).init_params(&mut r);
     if warmup {
         gan_wgpu::train::warm_up_pipelines(ctx, cfg, 784);
     }
-    let gan = Gan::new(ctx, cfg, &data, &g_spec.init_params(&mut r), &d_spec.init_params(&mut r))?;
+    let gan = Gan::new(ctx, cfg, &data, &g_params, &d_params)?;
     gan.start_epoch(ctx, 0, 0, 0)?;
     let mut runner = StepRunner::new(ctx);
     runner.step(ctx, &gan, None)?;

@@ -86,8 +86,9 @@ impl Gan {
         let variant = Variant::for_adapter(ctx);
         let counters = GpuTensor::zeros(ctx, &[4], "counters");
         let metrics = GpuTensor::zeros(ctx, &[METRICS_LEN], "metrics");
-        let g = GpuNet::new(ctx, model::generator_spec(cfg.latent, dim), g_params, &counters, cfg.adam)?;
-        let d = GpuNet::new(ctx, model::discriminator_spec(dim), d_params, &counters, cfg.adam)?;
+        let arch = model::GanArchitecture::tutorial(cfg.latent, dim);
+        let g = GpuNet::new(ctx, arch.generator, g_params, &counters, cfg.adam)?;
+        let d = GpuNet::new(ctx, arch.discriminator, d_params, &counters, cfg.adam)?;
         let pixels = GpuTensor::from_u32(
             ctx,
             &[data.pixels.len().div_ceil(4)],

@@ -41,9 +41,7 @@ pub fn first_images(data: &ImageSet, limit: Option<usize>, batch: usize) -> Resu
 /// PyTorch's default init drawn from one ChaCha8 stream, G first.
 pub fn initial_params(seed: u64, latent: usize, dim: usize) -> (Vec<f32>, Vec<f32>) {
     let mut init_rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
-    let g = model::generator_spec(latent, dim).init_params(&mut init_rng);
-    let d = model::discriminator_spec(dim).init_params(&mut init_rng);
-    (g, d)
+    model::GanArchitecture::tutorial(latent, dim).init_params(&mut init_rng)
 }
 
 impl Session {

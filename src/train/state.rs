@@ -255,9 +255,10 @@ pub(super) fn load_state(
     let num = |k: &str| -> Result<u64> {
         meta.get(k).and_then(|v| v.parse().ok()).ok_or_else(|| bad(format!("metadata '{k}' missing or not a number")))
     };
-    let g_spec = model::generator_spec(cfg.gan.latent, dim);
+    let arch = model::GanArchitecture::tutorial(cfg.gan.latent, dim);
+    let g_spec = arch.generator;
     let gl = g_spec.layout().len;
-    let dl = model::discriminator_spec(dim).layout().len;
+    let dl = arch.discriminator.layout().len;
     let mut g_bn = Vec::new();
     for (i, l) in g_spec.layers.iter().enumerate() {
         g_bn.push(match l.bn {

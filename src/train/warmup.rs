@@ -129,8 +129,7 @@ fn compile_step_pipelines(
         labels: None,
         source: "warm-up".into(),
     };
-    let g = model::generator_spec(cfg.latent, dim).init_params(&mut r);
-    let d = model::discriminator_spec(dim).init_params(&mut r);
+    let (g, d) = model::GanArchitecture::tutorial(cfg.latent, dim).init_params(&mut r);
     let gan = Gan::new(ctx, cfg, &data, &g, &d)?;
     let step = gan.dispatches();
     // One workgroup compiles the pipeline as well as the whole grid.
