@@ -63,9 +63,6 @@ pub fn fastest(trials: &[Trial]) -> Option<Variant> {
     trials.iter().filter(|t| t.matches_reference).min_by(|a, b| a.total_us.total_cmp(&b.total_us)).map(|t| t.variant)
 }
 
-/// What identifies an adapter's measurements: name, PCI ids, backend,
-/// driver, and this build's matmul kernels (a new kernel means a new
-/// measurement). Tabs and newlines become spaces (the cache is a TSV).
 /// `adapter_key`, with the host CPU for CPU adapters (their kernels run on
 /// it): the key of the autotune's cache.
 pub fn tune_key(ctx: &GpuContext, host_cpu: Option<&str>) -> String {
@@ -81,6 +78,9 @@ pub fn tune_key(ctx: &GpuContext, host_cpu: Option<&str>) -> String {
 /// run on the largest product are not timed further.
 pub const PRESCREEN_FACTOR: f64 = 3.0;
 
+/// What identifies an adapter's measurements: name, PCI ids, backend,
+/// driver, and this build's matmul kernels (a new kernel means a new
+/// measurement). Tabs and newlines become spaces (the cache is a TSV).
 pub fn adapter_key(info: &wgpu::AdapterInfo) -> String {
     let key = format!(
         "{} [{:04x}:{:04x}] {:?} {} {} gan-wgpu {} matmul {:016x}",
@@ -332,7 +332,9 @@ pub fn measure(ctx: &GpuContext, shapes: &[(Form, usize, usize, usize)]) -> Resu
     let mut trials: Vec<Trial> =
         variants.iter().map(|&variant| Trial { variant, total_us: 0.0, matches_reference: true }).collect();
     let mut r = rand_chacha::ChaCha8Rng::seed_from_u64(7);
-    let mut screened = false;
+    // CPU adapters pre-screen on the largest product (the first of them).
+    let largest = shapes.iter().map(|s| s.1 * s.2 * s.3).max().unwrap_or(0);
+    let mut screen = ctx.is_cpu_adapter();
     for &(form, m, n, k) in shapes {
         let (sa, sb) = form.operand_shapes(m, n, k);
         let mut random = |len: usize| -> Vec<f32> { (0..len).map(|_| r.random_range(-1.0f32..1.0)).collect() };
@@ -348,8 +350,8 @@ pub fn measure(ctx: &GpuContext, shapes: &[(Form, usize, usize, usize)]) -> Resu
         // CPU adapters: one run each on the largest product, then only the
         // variants within PRESCREEN_FACTOR of the fastest (the others keep an
         // infinite time, so they are never chosen).
-        if ctx.is_cpu_adapter() && !screened && m * n * k == shapes.iter().map(|s| s.1 * s.2 * s.3).max().unwrap_or(0) {
-            screened = true;
+        if screen && m * n * k == largest {
+            screen = false;
             let mut once = Vec::with_capacity(trials.len());
             for trial in &trials {
                 let mm = Matmul::new(ctx, form, trial.variant, &a, &b, &c)?;

@@ -88,15 +88,8 @@ pub fn classes_of(set: &ImageSet) -> Result<usize> {
 /// on `test`: the accuracy it carries is the one measured on `test`, so
 /// another test set (a held-out part instead of a test split) is another entry.
 pub fn cache_key(set: &ImageSet, test: &ImageSet, cfg: &ClassifierConfig) -> u64 {
-    use crate::autotune::{stable_hash, stable_hash_from};
-    let head = format!("{RECIPE} {cfg:?} {}x{} {} test {}", set.height, set.width, set.count, test.count);
-    let mut h = stable_hash(head.as_bytes());
-    for part in
-        [&set.pixels[..], set.labels.as_deref().unwrap_or(&[]), &test.pixels, test.labels.as_deref().unwrap_or(&[])]
-    {
-        h = stable_hash_from(h, part);
-    }
-    h
+    let key = format!("{RECIPE} {cfg:?} train {:016x} test {:016x}", set.content_hash(), test.content_hash());
+    crate::autotune::stable_hash(key.as_bytes())
 }
 
 /// Trains a classifier on `train` and measures it on `test`, reporting

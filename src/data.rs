@@ -35,6 +35,16 @@ pub struct ImageSet {
 }
 
 impl ImageSet {
+    /// FNV-1a (`autotune::stable_hash`) of the set's sizes, pixels and
+    /// labels: its identity by content, whatever its path (a resumed run's
+    /// data, the classifier cache's key).
+    pub fn content_hash(&self) -> u64 {
+        use crate::autotune::{stable_hash, stable_hash_from};
+        let head = format!("{}x{}x{} labels {}", self.count, self.height, self.width, self.labels.is_some());
+        let h = stable_hash_from(stable_hash(head.as_bytes()), &self.pixels);
+        stable_hash_from(h, self.labels.as_deref().unwrap_or(&[]))
+    }
+
     pub fn dim(&self) -> usize {
         self.height * self.width
     }

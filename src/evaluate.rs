@@ -52,11 +52,11 @@ pub fn generator_from(ctx: &GpuContext, file: &checkpoint::Loaded) -> Result<Loa
         Some(spec) => {
             // Every parameter is a float32 in the file: a spec asking for
             // more than the file holds is corrupt, whatever it says.
-            if spec.layout().len.saturating_mul(4) > file.len_bytes() {
+            let params = spec.layout().len;
+            if params.saturating_mul(4) > file.len_bytes() {
                 return Err(bad(format!(
-                    "metadata '{}' describes {} parameters, more than the file's {} bytes hold",
+                    "metadata '{}' describes {params} parameters, more than the file's {} bytes hold",
                     crate::architecture::METADATA_KEY,
-                    spec.layout().len,
                     file.len_bytes()
                 )));
             }

@@ -159,32 +159,23 @@ async fn softmax_cross_entropy(ctx: &GpuContext) -> Result<()> {
 }
 
 /// The benchmark's ceilings: both FMA loops against their CPU references
-/// (the GPU may round a non-fused fma twice: 37 contracting steps, 32 values
-/// summed; 37 * 8 steps, 16 values) and the streaming copy exactly.
+/// (within `FmaLoop::tolerance`) and the streaming copy exactly.
 async fn ceilings(ctx: &GpuContext) -> Result<()> {
     use crate::kernels::ceiling;
     let err = mismatch("ceiling");
     let (n, iters) = (1001, 37);
-    let out = nan_tensor(ctx, &[n], "fma out").await?;
-    run(ctx, &[&ceiling::fma_peak(ctx, &out, iters)?])?;
-    check_close(
-        "fma peak",
-        &out.read_f32_async(ctx).await?,
-        &ceiling::cpu_fma_loop(ceiling::FmaLoop::PerFma, n, iters),
-        32.0 * iters as f32 * 2f32.powi(-23) + 1e-6,
-        1e-6,
-    )
-    .map_err(&err)?;
-    let out = nan_tensor(ctx, &[n], "fma chunked out").await?;
-    run(ctx, &[&ceiling::fma_loop(ctx, ceiling::FmaLoop::Chunked, &out, iters)?])?;
-    check_close(
-        "fma chunked",
-        &out.read_f32_async(ctx).await?,
-        &ceiling::cpu_fma_loop(ceiling::FmaLoop::Chunked, n, iters),
-        16.0 * (iters * ceiling::FMA_CHAIN) as f32 * 2f32.powi(-23) + 1e-6,
-        1e-6,
-    )
-    .map_err(&err)?;
+    for kind in ceiling::FmaLoop::ALL {
+        let out = nan_tensor(ctx, &[n], "fma out").await?;
+        run(ctx, &[&ceiling::fma_loop(ctx, kind, &out, iters)?])?;
+        check_close(
+            &format!("fma loop {kind:?}"),
+            &out.read_f32_async(ctx).await?,
+            &ceiling::cpu_fma_loop(kind, n, iters),
+            kind.tolerance(iters),
+            1e-6,
+        )
+        .map_err(&err)?;
+    }
     let data: Vec<f32> = (0..4 * 1003).map(|i| i as f32 * 0.5 - 7.0).collect();
     let src = GpuTensor::from_f32(ctx, &[data.len()], "copy src", &data)?;
     let dst = nan_tensor(ctx, &[data.len()], "copy dst").await?;

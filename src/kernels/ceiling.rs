@@ -39,6 +39,8 @@ pub enum FmaLoop {
 }
 
 impl FmaLoop {
+    pub const ALL: [FmaLoop; 2] = [FmaLoop::PerFma, FmaLoop::Chunked];
+
     fn entry(self) -> &'static str {
         match self {
             FmaLoop::PerFma => "fma_peak",
@@ -71,12 +73,15 @@ impl FmaLoop {
     pub fn flops(self, n: usize, iters: u32) -> f64 {
         n as f64 * iters as f64 * self.fmas_per_iter() * 2.0
     }
-}
 
-/// out[i] for i < out.numel(): `iters` rounds of 8 vec4 FMAs with nothing
-/// loaded (see the shader). FLOPs: `FmaLoop::PerFma.flops(out.numel(), iters)`.
-pub fn fma_peak(ctx: &GpuContext, out: &GpuTensor, iters: u32) -> Result<Dispatch> {
-    fma_loop(ctx, FmaLoop::PerFma, out, iters)
+    /// How far the GPU's out[i] may stand from `cpu_fma_loop`'s: a GPU may
+    /// round a non-fused fma twice, so each step adds at most an ULP of a
+    /// value near 1, and the contraction (a = 0.999) keeps the sum of the
+    /// steps' errors, times the values summed (4 a vec4 accumulator),
+    /// under values * steps * 2^-23.
+    pub fn tolerance(self, iters: u32) -> f32 {
+        (4 * self.accumulators()) as f32 * self.steps(iters) as f32 * 2f32.powi(-23) + 1e-6
+    }
 }
 
 /// out[i] for i < out.numel() from the FMA loop `kind` (see the shader).

@@ -46,7 +46,7 @@ use outputs::{copy_epoch_grids, losses_csv, read_losses_csv, same_dir, write_epo
 pub use readback::{StepReading, StepRunner};
 pub use run_dir::{lock_out_dir, prepare_out_dir, OutDirLock, LOCK_FILE};
 pub use session::{first_images, initial_params, Session, MAX_STEPS_PER_CALL};
-pub use state::{check_resume, data_hash, find_latest_state, run_dir_of, state_files, RunIdentity, MODEL_NAME};
+pub use state::{check_resume, find_latest_state, run_dir_of, state_files, RunIdentity, MODEL_NAME};
 use state::{load_state, save_state};
 pub use warmup::warm_up_pipelines;
 

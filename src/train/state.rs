@@ -66,8 +66,7 @@ pub(super) struct SavedState {
 pub struct RunIdentity {
     /// The architecture's name (`gan`).
     pub model: &'static str,
-    /// FNV-1a of the whole data set's sizes, pixels and labels, before
-    /// `--limit` (`data_hash`).
+    /// The whole data set's `ImageSet::content_hash`, before `--limit`.
     pub data_hash: u64,
     /// Where the data came from, for messages only.
     pub data_source: String,
@@ -77,21 +76,12 @@ pub struct RunIdentity {
 /// The model every state file of this version trains.
 pub const MODEL_NAME: &str = "gan";
 
-/// The content hash of a data set (sizes, pixels, labels), as the
-/// classifier cache keys it.
-pub fn data_hash(set: &ImageSet) -> u64 {
-    let head = format!("{}x{}x{} labels {}", set.count, set.height, set.width, set.labels.is_some());
-    let h = crate::autotune::stable_hash(head.as_bytes());
-    let h = crate::autotune::stable_hash_from(h, &set.pixels);
-    crate::autotune::stable_hash_from(h, set.labels.as_deref().unwrap_or(&[]))
-}
-
 impl RunIdentity {
     /// The identity of a run of `cfg` on `data` (the whole set, before the limit).
     pub fn of(cfg: &TrainConfig, data: &ImageSet) -> Self {
         RunIdentity {
             model: MODEL_NAME,
-            data_hash: data_hash(data),
+            data_hash: data.content_hash(),
             data_source: data.source.clone(),
             limit: cfg.limit,
         }
@@ -205,6 +195,14 @@ pub(super) fn save_state(
     Ok(path)
 }
 
+/// Metadata `key` of the state file `path` as a number.
+fn meta_u64(meta: &std::collections::HashMap<String, String>, key: &str, path: &Path) -> Result<u64> {
+    meta.get(key).and_then(|v| v.parse().ok()).ok_or_else(|| GanError::Checkpoint {
+        path: path.into(),
+        why: format!("metadata '{key}' missing or not a number"),
+    })
+}
+
 /// The state file's metadata, checked against this run: format, sizes,
 /// seed, then the identity.
 fn check_state_meta(
@@ -222,9 +220,7 @@ fn check_state_meta(
     }
     // The flags a user names (--data, --limit) before the sizes they imply.
     identity.check(&meta, path)?;
-    let num = |k: &str| -> Result<u64> {
-        meta.get(k).and_then(|v| v.parse().ok()).ok_or_else(|| bad(format!("metadata '{k}' missing or not a number")))
-    };
+    let num = |k: &str| meta_u64(&meta, k, path);
     for (k, want) in [
         ("batch_size", cfg.gan.batch as u64),
         ("latent_size", cfg.gan.latent as u64),
@@ -251,10 +247,7 @@ pub(super) fn load_state(
 ) -> Result<SavedState> {
     let f = Loaded::open(path)?;
     let meta = check_state_meta(&f, cfg, identity, dim, n_images)?;
-    let bad = |why: String| GanError::Checkpoint { path: path.into(), why };
-    let num = |k: &str| -> Result<u64> {
-        meta.get(k).and_then(|v| v.parse().ok()).ok_or_else(|| bad(format!("metadata '{k}' missing or not a number")))
-    };
+    let num = |k: &str| meta_u64(&meta, k, path);
     let arch = model::GanArchitecture::tutorial(cfg.gan.latent, dim);
     let g_spec = arch.generator;
     let gl = g_spec.layout().len;
