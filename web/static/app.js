@@ -263,7 +263,7 @@ async function runSelfTest() {
 }
 
 async function sample(fromLoaded) {
-  const seed = Number($('sample-seed').value) || 0;
+  const seed = Number($('sample-seed').value) || DEFAULTS.seed;
   const count = DEFAULTS.grid_samples;
   const pixels = await engine.sample(seed, count, fromLoaded);
   const [h, w] = fromLoaded ? engine.loaded_shape() : engine.image_shape();
