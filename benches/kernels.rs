@@ -83,7 +83,13 @@ fn benches(c: &mut Criterion) {
         labels: None,
         source: "random".into(),
     };
-    let cfg = GanConfig { batch: 128, latent: 100, seed: 1, adam: adam::AdamConfig::default() };
+    let cfg = GanConfig {
+        batch: 128,
+        latent: 100,
+        seed: 1,
+        adam: adam::AdamConfig::default(),
+        model: gan_wgpu::model::WhichModel::Gan,
+    };
     let gp = model::GanArchitecture::tutorial(100, 784).generator.init_params(&mut r);
     let dp = model::GanArchitecture::tutorial(100, 784).discriminator.init_params(&mut r);
     let gan = Gan::new(&ctx, cfg, &data, &gp, &dp).expect("gan");

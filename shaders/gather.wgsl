@@ -7,6 +7,9 @@
 // pixels are packed four to a u32, little-endian (byte i of the data set is
 // bits 8 (i % 4) .. of word i / 4). perm is the epoch's shuffled index list;
 // counters[1] is the batch number within the epoch.
+// gather_labels: the same rows' labels, as u32, from the u8 labels packed
+// the same way (binding 1):
+//   labels_out[row_offset + r] = label(perm[counters[1] * rows + r])
 // advance_counters: counters[0] += 1 (steps done), counters[1] += 1 (batch in
 // epoch); one invocation, recorded last in each training step.
 //
@@ -17,6 +20,7 @@
 //   3  storage  out      read_write  [(row_offset + rows), dim]
 //   4  storage  counters read        array<u32>  (gather_batch)
 //   5  storage  counters_rw read_write array<u32> (advance_counters; binding 5 only)
+//   6  storage  labels_out read_write [(row_offset + rows)] u32 (gather_labels)
 // gather_batch: 256 invocations a group, one element each; 2-D grid.
 
 struct Params {
@@ -32,6 +36,7 @@ struct Params {
 @group(0) @binding(3) var<storage, read_write> out: array<f32>;
 @group(0) @binding(4) var<storage, read> counters: array<u32>;
 @group(0) @binding(5) var<storage, read_write> counters_rw: array<u32>;
+@group(0) @binding(6) var<storage, read_write> labels_out: array<u32>;
 
 @compute @workgroup_size(256)
 fn gather_batch(@builtin(global_invocation_id) gid: vec3<u32>) {
@@ -46,6 +51,18 @@ fn gather_batch(@builtin(global_invocation_id) gid: vec3<u32>) {
     let word = pixels[byte_index / 4u];
     let pixel = (word >> (8u * (byte_index % 4u))) & 0xffu;
     out[(p.row_offset + r) * p.dim + c] = (f32(pixel) - 127.5) / 127.5;
+}
+
+@compute @workgroup_size(256)
+fn gather_labels(@builtin(global_invocation_id) gid: vec3<u32>) {
+    let r = gid.x;
+    if (r >= p.rows) {
+        return;
+    }
+    let slot = min(counters[1] * p.rows + r, p.perm_len - 1u);
+    let byte_index = perm[slot];
+    let word = pixels[byte_index / 4u];
+    labels_out[p.row_offset + r] = (word >> (8u * (byte_index % 4u))) & 0xffu;
 }
 
 @compute @workgroup_size(1)

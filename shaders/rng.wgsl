@@ -8,11 +8,16 @@
 // error 2^-11); outside it they have no bound.
 // draw = draw_base + counters[0]: the trainer's step counter advances it on
 // the GPU, so each step draws new latent codes with no host write.
+// rng_labels: labels[i] = floor(x * classes / 2^32) for the i-th u32 x of the
+// same sequence (x = bits[i % 4] of counter (i / 4, draw, stream, 0)):
+// uniform in 0..classes (the high word of x * classes, so no modulo bias
+// beyond 1 in 2^32 / classes).
 //
 // Bindings, group 0:
-//   0  uniform  p: Params {n, key_lo, key_hi, stream, draw_base}
-//   1  storage  out      read_write  [n] f32
+//   0  uniform  p: Params {n, key_lo, key_hi, stream, draw_base, classes}
+//   1  storage  out      read_write  [n] f32            (rng_normal)
 //   2  storage  counters read        array<u32>
+//   3  storage  labels   read_write  [n] u32            (rng_labels)
 // 64 invocations a group, four outputs each; 2-D grid past 65535 groups.
 
 struct Params {
@@ -21,7 +26,7 @@ struct Params {
     key_hi: u32,
     stream: u32,
     draw_base: u32,
-    _pad0: u32,
+    classes: u32,
     _pad1: u32,
     _pad2: u32,
 }
@@ -29,6 +34,7 @@ struct Params {
 @group(0) @binding(0) var<uniform> p: Params;
 @group(0) @binding(1) var<storage, read_write> out: array<f32>;
 @group(0) @binding(2) var<storage, read> counters: array<u32>;
+@group(0) @binding(3) var<storage, read_write> labels: array<u32>;
 
 // (hi, lo) 32-bit halves of the 64-bit product a * b, from 16-bit pieces
 // (WGSL has no 64-bit integers).
@@ -83,6 +89,22 @@ fn rng_normal(@builtin(global_invocation_id) gid: vec3<u32>) {
     for (var j = 0u; j < 4u; j++) {
         if (base + j < p.n) {
             out[base + j] = z[j];
+        }
+    }
+}
+
+@compute @workgroup_size(64)
+fn rng_labels(@builtin(global_invocation_id) gid: vec3<u32>) {
+    let q = gid.x + gid.y * 65535u * 64u;
+    let base = q * 4u;
+    if (base >= p.n) {
+        return;
+    }
+    let draw = p.draw_base + counters[0];
+    let bits = philox4x32_10(vec4<u32>(q, draw, p.stream, 0u), vec2<u32>(p.key_lo, p.key_hi));
+    for (var j = 0u; j < 4u; j++) {
+        if (base + j < p.n) {
+            labels[base + j] = mulhilo(bits[j], p.classes).x;
         }
     }
 }

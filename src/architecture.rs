@@ -8,11 +8,14 @@
 //!
 //! Each layer is a Linear named as in PyTorch's nn.Sequential (its
 //! state_dict prefix), the BatchNorm1d that follows it (its prefix, or
-//! null) and the activation after both.
+//! null) and the activation after both. A conditional network adds
+//! `"embedding": {"name": "label_emb", "classes": 10, "dim": 10}`, the label
+//! embedding joined after its input (its first layer's "in" counts the
+//! embedding's columns); an unconditional one has no such key.
 
 use crate::error::{GanError, Result};
 use crate::kernels::bias_act::Act;
-use crate::model::{DenseSpec, NetSpec};
+use crate::model::{DenseSpec, EmbeddingSpec, NetSpec};
 
 /// The metadata key the architecture is written under.
 pub const METADATA_KEY: &str = "architecture";
@@ -37,7 +40,11 @@ pub fn to_json(spec: &NetSpec) -> String {
             })
         })
         .collect();
-    serde_json::json!({ "network": spec.name, "layers": layers }).to_string()
+    let mut v = serde_json::json!({ "network": spec.name, "layers": layers });
+    if let Some(e) = &spec.embedding {
+        v["embedding"] = serde_json::json!({ "name": e.name, "classes": e.classes, "dim": e.dim });
+    }
+    v.to_string()
 }
 
 /// Parses and checks an architecture: a known network name, at least one
@@ -83,7 +90,27 @@ pub fn from_json(text: &str) -> std::result::Result<NetSpec, String> {
         }
         out.push(DenseSpec { name: layer_name, inp, out: width, bn, act });
     }
-    Ok(NetSpec { name, layers: out })
+    let embedding = match &v["embedding"] {
+        serde_json::Value::Null => None,
+        e => {
+            let size = |k: &str| -> std::result::Result<usize, String> {
+                e[k].as_u64()
+                    .map(|x| x as usize)
+                    .filter(|x| (1..=MAX_WIDTH).contains(x))
+                    .ok_or_else(|| format!("embedding: \"{k}\" is not a size in 1..={MAX_WIDTH}"))
+            };
+            let name = e["name"].as_str().ok_or("embedding: no \"name\"")?.to_string();
+            let (classes, dim) = (size("classes")?, size("dim")?);
+            if out[0].inp <= dim {
+                return Err(format!(
+                    "layer 0 takes {} inputs, no more than the embedding's {dim} columns joined to its input",
+                    out[0].inp
+                ));
+            }
+            Some(EmbeddingSpec { name, classes, dim })
+        }
+    };
+    Ok(NetSpec { name, embedding, layers: out })
 }
 
 /// How `recorded` differs from `expected`, naming the first difference
@@ -92,6 +119,13 @@ pub fn from_json(text: &str) -> std::result::Result<NetSpec, String> {
 pub fn difference(recorded: &NetSpec, expected: &NetSpec) -> Option<String> {
     if recorded.name != expected.name {
         return Some(format!("it is a {}, a {} is expected", recorded.name, expected.name));
+    }
+    if recorded.embedding != expected.embedding {
+        let show = |e: &Option<EmbeddingSpec>| {
+            e.as_ref()
+                .map_or("no label embedding".to_string(), |e| format!("{} Embedding({}, {})", e.name, e.classes, e.dim))
+        };
+        return Some(format!("it has {}; {} is expected", show(&recorded.embedding), show(&expected.embedding)));
     }
     if recorded.layers.len() != expected.layers.len() {
         return Some(format!("{} layers, {} expected", recorded.layers.len(), expected.layers.len()));

@@ -28,6 +28,9 @@ pub const EVAL_COUNT: usize = 10_000;
 /// Where a new run writes when no output folder is given (a resumed run
 /// writes into the folder it resumes).
 pub const OUT_DIR: &str = "result";
+/// Label classes a conditional model draws and embeds (MNIST's digits,
+/// Fashion-MNIST's garments).
+pub const CLASSES: usize = 10;
 /// Images in an epoch grid, in `sample`'s default grid and in the page's grids.
 pub const GRID_SAMPLES: usize = 25;
 

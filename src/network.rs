@@ -9,7 +9,7 @@ use crate::kernels::adam::{Adam, AdamConfig};
 use crate::kernels::batchnorm::{self, BnGrads, BnTensors};
 use crate::kernels::bias_act::{self, Act};
 use crate::kernels::matmul::{Epilogue, Form, Matmul, Variant};
-use crate::kernels::Dispatch;
+use crate::kernels::{embedding, Dispatch};
 use crate::model::{BnStats, NetSpec};
 use crate::tensor::{FlatLayout, GpuTensor};
 
@@ -28,6 +28,9 @@ pub struct GpuNet {
     pub m: GpuTensor,
     pub v: GpuTensor,
     pub bn: Vec<Option<GpuBn>>,
+    /// A conditional network: its first layer's weight and weight gradient
+    /// zero-padded to the joined rows' width, [out, W] (`embedding`).
+    pub padded_first: Option<(GpuTensor, GpuTensor)>,
     pub adam: Adam,
 }
 
@@ -73,7 +76,15 @@ impl GpuNet {
             })
             .collect::<Result<Vec<_>>>()?;
         let adam = Adam::new(ctx, config, &params, &grads, &m, &v, counters)?;
-        Ok(GpuNet { spec, layout, params, grads, m, v, bn, adam })
+        let padded_first = spec.embedding.as_ref().map(|_| {
+            let l = &spec.layers[0];
+            let shape = [l.out, embedding::padded_width(l.inp)];
+            (
+                GpuTensor::zeros(ctx, &shape, &format!("{name}.{}.weight (padded)", l.name)),
+                GpuTensor::zeros(ctx, &shape, &format!("{name}.{}.weight grad (padded)", l.name)),
+            )
+        });
+        Ok(GpuNet { spec, layout, params, grads, m, v, bn, padded_first, adam })
     }
 
     fn view_of(&self, flat: &GpuTensor, name: &str) -> Result<GpuTensor> {
@@ -141,6 +152,11 @@ pub struct LayerActs {
 pub struct Activations {
     pub rows: usize,
     pub layers: Vec<LayerActs>,
+    /// A conditional network: its input joined with the label embedding,
+    /// [rows, input + E] (in gradient buffers: that input's gradient).
+    pub joined: Option<GpuTensor>,
+    /// A conditional network's forward: the rows' labels, [rows] u32.
+    pub labels: Option<GpuTensor>,
 }
 
 impl Activations {
@@ -153,6 +169,25 @@ impl Activations {
         label: &str,
         out_override: Option<GpuTensor>,
     ) -> Result<Self> {
+        Self::alloc_labeled(ctx, spec, rows, label, out_override, None)
+    }
+
+    /// `alloc` for a conditional network's forward, reading the rows'
+    /// labels from `labels` ([rows] u32).
+    pub fn alloc_labeled(
+        ctx: &GpuContext,
+        spec: &NetSpec,
+        rows: usize,
+        label: &str,
+        out_override: Option<GpuTensor>,
+        labels: Option<&GpuTensor>,
+    ) -> Result<Self> {
+        if let Some(l) = labels {
+            l.expect_shape(&[rows])?;
+        }
+        let joined = spec.embedding.as_ref().map(|_| {
+            GpuTensor::zeros(ctx, &[rows, embedding::padded_width(spec.layers[0].inp)], &format!("{label}.joined"))
+        });
         let last = spec.layers.len() - 1;
         let mut layers = Vec::new();
         for (i, l) in spec.layers.iter().enumerate() {
@@ -166,7 +201,7 @@ impl Activations {
             };
             layers.push(LayerActs { pre, out });
         }
-        Ok(Activations { rows, layers })
+        Ok(Activations { rows, layers, joined, labels: labels.cloned() })
     }
 
     /// The first `rows` rows of every buffer.
@@ -177,6 +212,8 @@ impl Activations {
         };
         Ok(Activations {
             rows,
+            joined: self.joined.as_ref().map(cut).transpose()?,
+            labels: self.labels.as_ref().map(|l| l.view(0, &[rows], &format!("{}[:{rows}]", l.label))).transpose()?,
             layers: self
                 .layers
                 .iter()
@@ -188,7 +225,8 @@ impl Activations {
     }
 
     pub fn bytes(&self) -> u64 {
-        self.layers.iter().map(|l| l.out.bytes() + l.pre.as_ref().map_or(0, |p| p.bytes())).sum()
+        self.layers.iter().map(|l| l.out.bytes() + l.pre.as_ref().map_or(0, |p| p.bytes())).sum::<u64>()
+            + self.joined.as_ref().map_or(0, |j| j.bytes())
     }
 }
 
@@ -203,9 +241,24 @@ pub fn forward(
 ) -> Result<Vec<Dispatch>> {
     let mut out = Vec::new();
     let mut x = input.clone();
+    if let Some(e) = &net.spec.embedding {
+        let (joined, labels) =
+            acts.joined.as_ref().zip(acts.labels.as_ref()).ok_or_else(|| {
+                GanError::shape(net.spec.name, "a conditional network's forward needs its rows' labels")
+            })?;
+        let table = net.param(&format!("{}.weight", e.name))?;
+        let (padded, _) =
+            net.padded_first.as_ref().ok_or_else(|| GanError::shape(net.spec.name, "no padded weight"))?;
+        out.push(embedding::pad_weight(ctx, &net.param(&format!("{}.weight", net.spec.layers[0].name))?, padded)?);
+        out.push(embedding::join(ctx, input, &table, labels, joined)?);
+        x = joined.clone();
+    }
     for (i, l) in net.spec.layers.iter().enumerate() {
         let a = &acts.layers[i];
-        let w = net.param(&format!("{}.weight", l.name))?;
+        let w = match (i, &net.padded_first) {
+            (0, Some((padded, _))) => padded.clone(),
+            _ => net.param(&format!("{}.weight", l.name))?,
+        };
         let b = net.param(&format!("{}.bias", l.name))?;
         let target = a.pre.as_ref().unwrap_or(&a.out);
         // The bias, and the activation when no batch norm comes between,
@@ -287,14 +340,47 @@ pub fn backward(
                 out.push(bias_act::backward(ctx, l.act, &a.out, &dy, dbias.as_ref())?);
             }
         }
-        let layer_input = if i == 0 { input.clone() } else { acts.layers[i - 1].out.clone() };
+        let layer_input = match (i, &acts.joined) {
+            (0, Some(j)) => j.clone(),
+            (0, None) => input.clone(),
+            _ => acts.layers[i - 1].out.clone(),
+        };
+        let padded = if i == 0 { net.padded_first.as_ref() } else { None };
         if param_grads {
             let dw = net.grad(&format!("{}.weight", l.name))?;
-            out.push(Matmul::new(ctx, Form::TN, variant, &dy, &layer_input, &dw)?.dispatch);
+            match padded {
+                Some((_, padded_dw)) => {
+                    out.push(Matmul::new(ctx, Form::TN, variant, &dy, &layer_input, padded_dw)?.dispatch);
+                    out.push(embedding::crop_grad(ctx, padded_dw, &dw)?);
+                }
+                None => out.push(Matmul::new(ctx, Form::TN, variant, &dy, &layer_input, &dw)?.dispatch),
+            }
         }
-        let w = net.param(&format!("{}.weight", l.name))?;
+        let w = match padded {
+            Some((padded_w, _)) => padded_w.clone(),
+            None => net.param(&format!("{}.weight", l.name))?,
+        };
         if i > 0 {
             out.push(Matmul::new(ctx, Form::NN, variant, &dy, &w, &d_acts.layers[i - 1].out)?.dispatch);
+        } else if let Some(e) = &net.spec.embedding {
+            // The joined input's gradient: the embedding's columns give the
+            // table's gradient, the others the input's.
+            if param_grads || d_input.is_some() {
+                let d_joined = d_acts
+                    .joined
+                    .as_ref()
+                    .ok_or_else(|| GanError::shape(&l.name, "no joined-input gradient buffer"))?;
+                let labels = acts.labels.as_ref().ok_or_else(|| GanError::shape(&l.name, "no labels"))?;
+                out.push(Matmul::new(ctx, Form::NN, variant, &dy, &w, d_joined)?.dispatch);
+                let table = net.param(&format!("{}.weight", e.name))?;
+                if param_grads {
+                    let d_table = net.grad(&format!("{}.weight", e.name))?;
+                    out.push(embedding::table_grad(ctx, d_joined, labels, &d_table, net.spec.input_dim())?);
+                }
+                if let Some(d_in) = d_input {
+                    out.push(embedding::split(ctx, d_joined, d_in, &table)?);
+                }
+            }
         } else if let Some(d_in) = d_input {
             out.push(Matmul::new(ctx, Form::NN, variant, &dy, &w, d_in)?.dispatch);
         }

@@ -13,7 +13,13 @@ use std::sync::atomic::AtomicBool;
 fn session_steps_equal_the_trainers_losses_and_checkpoints() {
     let Some(ctx) = ctx() else { return };
     let set = random_set(100, 28, 28, 41);
-    let gan = GanConfig { batch: 32, latent: 100, seed: 17, adam: AdamConfig::default() };
+    let gan = GanConfig {
+        batch: 32,
+        latent: 100,
+        seed: 17,
+        adam: AdamConfig::default(),
+        model: gan_wgpu::model::WhichModel::Gan,
+    };
     let dir = tempfile::tempdir().unwrap();
     let cfg = TrainConfig {
         epochs: 2,

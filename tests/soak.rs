@@ -28,7 +28,8 @@ fn thousands_of_steps_keep_memory_flat() {
         source: "random".into(),
     };
     let batch = 4;
-    let cfg = GanConfig { batch, latent: 100, seed: 3, adam: AdamConfig::default() };
+    let cfg =
+        GanConfig { batch, latent: 100, seed: 3, adam: AdamConfig::default(), model: gan_wgpu::model::WhichModel::Gan };
     let gp = model::GanArchitecture::tutorial(100, 784).generator.init_params(&mut r);
     let dp = model::GanArchitecture::tutorial(100, 784).discriminator.init_params(&mut r);
     let gan = Gan::new(ctx, cfg, &data, &gp, &dp).unwrap();

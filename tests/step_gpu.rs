@@ -11,12 +11,14 @@
 //! against column reductions) could flip one and move a deep gradient by 7%.
 //! Then the same three steps, recorded whole in one submission each on a
 //! second GAN, give bit-identical parameters: the phases are the step.
+//! Both models: the conditional GAN's labels (drawn and gathered), its
+//! embedding joins and its table gradients are checked the same way.
 
 mod common;
 use common::{assert_close, ctx, random_set, rng};
 use gan_wgpu::kernels::adam::AdamConfig;
-use gan_wgpu::kernels::{self, bce, gather, rng as krng, Dispatch};
-use gan_wgpu::model::{self, CpuNet, LayerCache};
+use gan_wgpu::kernels::{self, bce, embedding, gather, rng as krng, Dispatch};
+use gan_wgpu::model::{CpuNet, LayerCache, WhichModel};
 use gan_wgpu::network::{Activations, GpuNet};
 use gan_wgpu::train::{Gan, GanConfig};
 use gan_wgpu::{GpuContext, GpuTensor};
@@ -38,9 +40,25 @@ fn close(what: &str, gpu: &[f32], cpu: &[f32], rel: f32) {
 /// The CPU reference's per-layer cache built from the GPU's buffers: the
 /// layer inputs, xhat and invstd of batch-norm layers, and the outputs, of
 /// the first `rows` rows.
-fn gpu_caches(ctx: &GpuContext, net: &GpuNet, acts: &Activations, input: &[f32], rows: usize) -> Vec<LayerCache> {
+fn gpu_caches(
+    ctx: &GpuContext,
+    net: &GpuNet,
+    acts: &Activations,
+    input: &[f32],
+    labels: &[u32],
+    rows: usize,
+) -> Vec<LayerCache> {
     let mut caches = Vec::new();
     let mut x = input.to_vec();
+    if let Some(e) = &net.spec.embedding {
+        let table = read(ctx, &net.param(&format!("{}.weight", e.name)).unwrap());
+        x = embedding::cpu_join(input, net.spec.input_dim(), &table, e.dim, &labels[..rows]);
+        let joined = acts.joined.as_ref().unwrap();
+        let width = joined.shape[1];
+        let padded = embedding::cpu_pad_columns(&x, net.spec.layers[0].inp, width);
+        let gpu = read(ctx, joined)[..rows * width].to_vec();
+        assert_eq!(gpu, padded, "{}: the joined input is [x | table[label] | 0]", net.spec.name);
+    }
     for (i, l) in net.spec.layers.iter().enumerate() {
         let cut = |t: &GpuTensor| read(ctx, t)[..rows * l.out].to_vec();
         let out = cut(&acts.layers[i].out);
@@ -48,7 +66,8 @@ fn gpu_caches(ctx: &GpuContext, net: &GpuNet, acts: &Activations, input: &[f32],
             (Some(pre), Some(bn)) => (cut(pre), read(ctx, &bn.invstd)),
             _ => (Vec::new(), Vec::new()),
         };
-        caches.push(LayerCache { input: x, xhat, invstd, out: out.clone() });
+        let labels = if i == 0 && net.spec.embedding.is_some() { labels[..rows].to_vec() } else { Vec::new() };
+        caches.push(LayerCache { input: x, labels, xhat, invstd, out: out.clone() });
         x = out;
     }
     caches
@@ -109,14 +128,25 @@ fn sync(ctx: &GpuContext, net: &GpuNet, cpu: &mut CpuNet) {
 
 #[test]
 fn three_gpu_steps_match_the_cpu_reference_phase_by_phase() {
+    three_steps_phase_by_phase(WhichModel::Gan);
+}
+
+#[test]
+fn three_conditional_gpu_steps_match_the_cpu_reference_phase_by_phase() {
+    three_steps_phase_by_phase(WhichModel::Cgan);
+}
+
+fn three_steps_phase_by_phase(model: WhichModel) {
     let Some(ctx) = ctx() else { return };
     let batch = 64;
-    let set = random_set(3 * batch, 28, 28, 7);
+    let mut set = random_set(3 * batch, 28, 28, 7);
+    let labels: Vec<u8> = (0..set.count).map(|i| ((i * 7 + 3) % 10) as u8).collect();
+    set.labels = Some(labels.clone());
     let dim = set.dim();
-    let cfg = GanConfig { batch, latent: 100, seed: 42, adam: AdamConfig::default() };
+    let cfg = GanConfig { batch, latent: 100, seed: 42, adam: AdamConfig::default(), model };
     let mut init = rng(1);
-    let g_spec = model::GanArchitecture::tutorial(cfg.latent, dim).generator;
-    let d_spec = model::GanArchitecture::tutorial(100, dim).discriminator;
+    let arch = cfg.architecture(dim);
+    let (g_spec, d_spec) = (arch.generator, arch.discriminator);
     let (gp, dp) = (g_spec.init_params(&mut init), d_spec.init_params(&mut init));
     let gan = Gan::new(ctx, cfg, &set, &gp, &dp).unwrap();
     let mut g = CpuNet::new(g_spec, gp.clone());
@@ -149,6 +179,8 @@ fn three_gpu_steps_match_the_cpu_reference_phase_by_phase() {
         kernels::run(ctx, &refs).unwrap();
     };
     let perm = Gan::permutation(cfg.seed, 0, set.count);
+    // The labels a conditional network's CPU forward joins (none for gan).
+    let cond = |l: &[u32]| -> Option<Vec<u32>> { model.is_conditional().then(|| l.to_vec()) };
     for step in 1..=3u32 {
         let what = format!("step {step}");
         next.set(0);
@@ -164,10 +196,22 @@ fn three_gpu_steps_match_the_cpu_reference_phase_by_phase() {
         let real = gather::cpu_gather(&set.pixels, dim, &perm, step as usize - 1, batch);
         // WGSL allows the division in (pixel - 127.5) / 127.5 2.5 ULP.
         assert_close(&format!("{what} real batch"), &d_in[batch * dim..], &real, 0.0, 3e-7);
+        let step_labels: Vec<u32> = match &gan.d_labels {
+            Some(l) => {
+                let stream =
+                    krng::RngStream { seed: cfg.seed, stream: gan_wgpu::train::FAKE_LABEL_STREAM, draw_base: 0 };
+                let mut want = krng::cpu_labels(batch, 10, stream, step - 1);
+                want.extend(gather::cpu_gather_labels(&labels, &perm, step as usize - 1, batch));
+                let got = l.read_u32(ctx).unwrap();
+                assert_eq!(got, want, "{what}: [fake; real] labels");
+                got
+            }
+            None => vec![0; 2 * batch],
+        };
 
         run_phase("G forward");
-        let g_cpu = g.forward(&z, batch, true);
-        let g_gpu = gpu_caches(ctx, &gan.g, &gan.g_acts, &z, batch);
+        let g_cpu = g.forward_labeled(&z, cond(&step_labels[..batch]).as_deref(), batch, true);
+        let g_gpu = gpu_caches(ctx, &gan.g, &gan.g_acts, &z, &step_labels, batch);
         check_forward(&format!("{what} G forward"), &g_gpu, &g_cpu);
         for (i, (gpu, cpu)) in gan.g.read_bn(ctx, step as i64).unwrap().iter().zip(&g.bn).enumerate() {
             if let (Some(a), Some(b)) = (gpu, cpu) {
@@ -180,8 +224,8 @@ fn three_gpu_steps_match_the_cpu_reference_phase_by_phase() {
         assert_eq!(&d_in[..batch * dim], &g_gpu.last().unwrap().out[..], "{what}: G(z) lands in D's input");
 
         run_phase("D forward (2B)");
-        let d_cpu = d.forward(&d_in, 2 * batch, true);
-        let d_gpu = gpu_caches(ctx, &gan.d, &gan.d_acts, &d_in, 2 * batch);
+        let d_cpu = d.forward_labeled(&d_in, cond(&step_labels).as_deref(), 2 * batch, true);
+        let d_gpu = gpu_caches(ctx, &gan.d, &gan.d_acts, &d_in, &step_labels, 2 * batch);
         check_forward(&format!("{what} D forward on [G(z); x]"), &d_gpu, &d_cpu);
 
         run_phase("loss D");
@@ -204,8 +248,8 @@ fn three_gpu_steps_match_the_cpu_reference_phase_by_phase() {
 
         run_phase("D forward (B)");
         let fake = &d_in[..batch * dim];
-        let d2_cpu = d.forward(fake, batch, true);
-        let d2_gpu = gpu_caches(ctx, &gan.d, &gan.d_acts, fake, batch);
+        let d2_cpu = d.forward_labeled(fake, cond(&step_labels[..batch]).as_deref(), batch, true);
+        let d2_gpu = gpu_caches(ctx, &gan.d, &gan.d_acts, fake, &step_labels, batch);
         check_forward(&format!("{what} updated D forward on G(z)"), &d2_gpu, &d2_cpu);
 
         run_phase("loss G");

@@ -27,7 +27,13 @@ fn small_run_from(
     let set = random_set(96, 28, 28, 3);
     let cfg = TrainConfig {
         epochs,
-        gan: GanConfig { batch: 32, latent: 100, seed: 9, adam: AdamConfig::default() },
+        gan: GanConfig {
+            batch: 32,
+            latent: 100,
+            seed: 9,
+            adam: AdamConfig::default(),
+            model: gan_wgpu::model::WhichModel::Gan,
+        },
         log_every: 1,
         out: out.to_path_buf(),
         resume: from.map(|p| p.to_path_buf()),

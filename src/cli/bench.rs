@@ -447,7 +447,13 @@ pub fn run_step_bench(
         labels: None,
         source: "random".into(),
     };
-    let cfg = GanConfig { batch, latent: 100, seed: 1, adam: gan_wgpu::kernels::adam::AdamConfig::default() };
+    let cfg = GanConfig {
+        batch,
+        latent: 100,
+        seed: 1,
+        adam: gan_wgpu::kernels::adam::AdamConfig::default(),
+        model: gan_wgpu::model::WhichModel::Gan,
+    };
     let (g_params, d_params) = gan_wgpu::model::GanArchitecture::tutorial(cfg.latent, 784).init_params(&mut r);
     if warmup {
         gan_wgpu::train::warm_up_pipelines(ctx, cfg, 784);

@@ -4,6 +4,7 @@ mod bench;
 
 use clap::{Parser, Subcommand};
 use gan_wgpu::kernels::adam::AdamConfig;
+use gan_wgpu::model::WhichModel;
 use gan_wgpu::train::{self, GanConfig, TrainConfig};
 use gan_wgpu::{
     checkpoint, classifier, context, data, defaults, evaluate, images, GanError, GpuContext, Requirements, Settings,
@@ -86,6 +87,9 @@ struct TrainArgs {
     /// Seed of the initial weights, the shuffles and the latent codes.
     #[arg(long, value_name = "S", default_value_t = defaults::SEED)]
     seed: u64,
+    /// The networks: gan (the tutorial's) or cgan (the same, conditioned on the class label; needs labelled data).
+    #[arg(long, value_name = "MODEL", default_value_t = WhichModel::default())]
+    model: WhichModel,
     /// Adapter: auto, discrete, integrated, cpu or an index from `gan-wgpu devices` (default: GAN_WGPU_DEVICE, else auto).
     #[arg(long, value_name = "DEVICE")]
     device: Option<String>,
@@ -247,6 +251,7 @@ fn run(cli: Cli, interrupt: Arc<AtomicBool>, launch: std::time::Instant) -> gan_
                     latent: a.latent_size,
                     seed: a.seed,
                     adam: AdamConfig { lr: a.lr, beta1: a.beta1, beta2: a.beta2, eps: defaults::EPS },
+                    model: a.model,
                 },
                 log_every: a.log_every,
                 out,

@@ -69,6 +69,56 @@ pub fn gather_batch(
     ))
 }
 
+/// labels_out[row_offset + r] = the label of image perm[counters[1] * rows + r]
+/// (the rows `gather_batch` gathers with the same offset and rows) from the
+/// packed u8 labels `labels` (`pack_pixels`).
+pub fn gather_labels(
+    ctx: &GpuContext,
+    labels: &GpuTensor,
+    perm: &GpuTensor,
+    labels_out: &GpuTensor,
+    row_offset: usize,
+    rows: usize,
+    counters: &GpuTensor,
+) -> Result<Dispatch> {
+    use Slot::*;
+    if row_offset + rows > labels_out.numel() || perm.numel() < rows {
+        return Err(GanError::shape(
+            &labels_out.label,
+            format!(
+                "gather of {rows} labels at {row_offset} into {} from {} indices",
+                labels_out.numel(),
+                perm.numel()
+            ),
+        ));
+    }
+    let kern = kernel(
+        ctx,
+        "gather.wgsl",
+        SOURCE,
+        "gather_labels",
+        &[Uniform, Read, Read, Unused, Read, Unused, ReadWrite],
+        &[],
+    );
+    let p = uniform(
+        ctx,
+        &labels_out.label,
+        &Params { rows: rows as u32, dim: 1, row_offset: row_offset as u32, perm_len: perm.numel() as u32 },
+    );
+    Ok(Dispatch::new(
+        ctx,
+        &kern,
+        &format!("gather labels {}", labels_out.label),
+        vec![p.as_entire_binding(), labels.binding(), perm.binding(), counters.binding(), labels_out.binding()],
+        grid_1d(rows, 256),
+    ))
+}
+
+/// CPU reference of gather_labels: the labels of `rows` images from perm[batch * rows].
+pub fn cpu_gather_labels(labels: &[u8], perm: &[u32], batch: usize, rows: usize) -> Vec<u32> {
+    (0..rows).map(|r| labels[perm[(batch * rows + r).min(perm.len() - 1)] as usize] as u32).collect()
+}
+
 /// counters[0] += 1 (steps done), counters[1] += 1 (batch within the epoch).
 pub fn advance_counters(ctx: &GpuContext, counters: &GpuTensor) -> Result<Dispatch> {
     use Slot::*;

@@ -11,6 +11,7 @@ pub mod bce;
 pub mod bias_act;
 pub mod ceiling;
 pub mod choice;
+pub mod embedding;
 pub mod gather;
 pub mod matmul;
 pub mod reduce;
@@ -60,6 +61,7 @@ pub const SHADERS: &[ShaderFile] = &[
     shader("adam.wgsl", adam::SOURCE, adam::SOURCE),
     shader("rng.wgsl", rng::SOURCE, rng::SOURCE),
     shader("gather.wgsl", gather::SOURCE, gather::SOURCE),
+    shader("embedding.wgsl", embedding::SOURCE, embedding::SOURCE),
     shader("softmax_ce.wgsl", softmax_ce::SOURCE, softmax_ce::SOURCE),
     shader("ceiling.wgsl", ceiling::SOURCE, ceiling::SOURCE),
 ];

@@ -15,7 +15,8 @@ struct Params {
     key_hi: u32,
     stream: u32,
     draw_base: u32,
-    _pad: [u32; 3],
+    classes: u32,
+    _pad: [u32; 2],
 }
 
 /// Which independent sequence a generator draws from.
@@ -39,7 +40,8 @@ pub fn normal(ctx: &GpuContext, out: &GpuTensor, s: RngStream, counters: &GpuTen
             key_hi: (s.seed >> 32) as u32,
             stream: s.stream,
             draw_base: s.draw_base,
-            _pad: [0; 3],
+            classes: 0,
+            _pad: [0; 2],
         },
     );
     Ok(Dispatch::new(
@@ -49,6 +51,55 @@ pub fn normal(ctx: &GpuContext, out: &GpuTensor, s: RngStream, counters: &GpuTen
         vec![p.as_entire_binding(), out.binding(), counters.binding()],
         grid_1d(n.div_ceil(4), 64),
     ))
+}
+
+/// Fills `labels` (u32) with numbers uniform in 0..classes for draw
+/// `draw_base + counters[0]`: a conditional GAN's fake labels.
+pub fn labels(
+    ctx: &GpuContext,
+    labels: &GpuTensor,
+    classes: usize,
+    s: RngStream,
+    counters: &GpuTensor,
+) -> Result<Dispatch> {
+    let n = labels.numel();
+    if classes == 0 {
+        return Err(crate::error::GanError::shape(&labels.label, "labels drawn from 0 classes"));
+    }
+    let kern =
+        kernel(ctx, "rng.wgsl", SOURCE, "rng_labels", &[Slot::Uniform, Slot::Unused, Slot::Read, Slot::ReadWrite], &[]);
+    let p = uniform(
+        ctx,
+        &labels.label,
+        &Params {
+            n: n as u32,
+            key_lo: s.seed as u32,
+            key_hi: (s.seed >> 32) as u32,
+            stream: s.stream,
+            draw_base: s.draw_base,
+            classes: classes as u32,
+            _pad: [0; 2],
+        },
+    );
+    Ok(Dispatch::new(
+        ctx,
+        &kern,
+        &format!("rng labels {}", labels.label),
+        vec![p.as_entire_binding(), counters.binding(), labels.binding()],
+        grid_1d(n.div_ceil(4), 64),
+    ))
+}
+
+/// CPU reference of `labels` with counters[0] = `steps_done`.
+pub fn cpu_labels(n: usize, classes: usize, s: RngStream, steps_done: u32) -> Vec<u32> {
+    let draw = s.draw_base.wrapping_add(steps_done);
+    let key = [s.seed as u32, (s.seed >> 32) as u32];
+    (0..n)
+        .map(|i| {
+            let bits = philox4x32_10([(i / 4) as u32, draw, s.stream, 0], key);
+            mulhilo(bits[i % 4], classes as u32).0
+        })
+        .collect()
 }
 
 fn mulhilo(a: u32, b: u32) -> (u32, u32) {

@@ -10,9 +10,17 @@ pub struct GanConfig {
     pub latent: usize,
     pub seed: u64,
     pub adam: AdamConfig,
+    /// Which pair of networks to train.
+    pub model: WhichModel,
 }
 
 impl GanConfig {
+    /// The networks this config trains on images of `image_dim` pixels (a
+    /// conditional model draws `defaults::CLASSES` labels).
+    pub fn architecture(&self, image_dim: usize) -> model::GanArchitecture {
+        self.model.architecture(self.latent, image_dim, crate::defaults::CLASSES)
+    }
+
     /// Checks the values (the CLI's flags, the page's form): errors name the
     /// CLI flag and what is wrong.
     pub fn validate(&self) -> Result<()> {
@@ -32,6 +40,31 @@ impl GanConfig {
         }
         Ok(())
     }
+}
+
+/// The Philox stream of a conditional model's fake labels (the latent codes
+/// draw stream 0 of the same seed).
+pub const FAKE_LABEL_STREAM: u32 = 2;
+
+/// The labels a conditional model trains on, checked: present, and each
+/// below `classes`. Errors name the data set.
+pub fn conditioning_labels(data: &ImageSet, classes: usize, model: WhichModel) -> Result<Vec<u8>> {
+    let labels = data.labels.as_ref().ok_or_else(|| {
+        GanError::data(
+            &data.source,
+            format!(
+                "--model {} needs the images' labels, and this data set has none (a train-labels-idx1-ubyte file beside the images)",
+                model.name()
+            ),
+        )
+    })?;
+    if let Some((i, l)) = labels.iter().enumerate().find(|(_, &l)| l as usize >= classes) {
+        return Err(GanError::data(
+            &data.source,
+            format!("label {l} of image {i} is not below {classes}, the classes --model {} draws", model.name()),
+        ));
+    }
+    Ok(labels[..data.count].to_vec())
 }
 
 /// Ok when `v` is finite and above zero, else an error naming `flag`.
@@ -61,6 +94,11 @@ pub struct Gan {
     /// [2B, dim]: rows 0..B = G(z), rows B..2B = the real batch.
     pub d_input: GpuTensor,
     pub pixels: GpuTensor,
+    /// A conditional model: the data set's labels, u8 packed four to a u32.
+    pub labels: Option<GpuTensor>,
+    /// A conditional model: [2B] u32, rows 0..B the fake batch's drawn
+    /// labels (G's too), rows B..2B the real batch's.
+    pub d_labels: Option<GpuTensor>,
     pub perm: GpuTensor,
     pub n_images: usize,
     pub variant: Variant,
@@ -86,7 +124,17 @@ impl Gan {
         let variant = Variant::for_adapter(ctx);
         let counters = GpuTensor::zeros(ctx, &[4], "counters");
         let metrics = GpuTensor::zeros(ctx, &[METRICS_LEN], "metrics");
-        let arch = model::GanArchitecture::tutorial(cfg.latent, dim);
+        let arch = cfg.architecture(dim);
+        let classes = arch.classes();
+        let labels = match classes {
+            Some(k) => Some(GpuTensor::from_u32(
+                ctx,
+                &[data.count.div_ceil(4)],
+                "dataset labels (u8 x4)",
+                &gather::pack_pixels(&conditioning_labels(data, k, cfg.model)?),
+            )?),
+            None => None,
+        };
         let g = GpuNet::new(ctx, arch.generator, g_params, &counters, cfg.adam)?;
         let d = GpuNet::new(ctx, arch.discriminator, d_params, &counters, cfg.adam)?;
         let pixels = GpuTensor::from_u32(
@@ -99,9 +147,11 @@ impl Gan {
         let z = GpuTensor::zeros(ctx, &[b, cfg.latent], "z");
         let d_input = GpuTensor::zeros(ctx, &[2 * b, dim], "d_input [fake; real]");
         let fake = d_input.view(0, &[b, dim], "fake")?;
-        let g_acts = Activations::alloc(ctx, &g.spec, b, "g", Some(fake.clone()))?;
+        let d_labels = classes.map(|_| GpuTensor::zeros(ctx, &[2 * b], "labels [fake; real]"));
+        let g_labels = d_labels.as_ref().map(|l| l.view(0, &[b], "fake labels")).transpose()?;
+        let g_acts = Activations::alloc_labeled(ctx, &g.spec, b, "g", Some(fake.clone()), g_labels.as_ref())?;
         let g_grads = Activations::alloc(ctx, &g.spec, b, "g_grad", None)?;
-        let d_acts = Activations::alloc(ctx, &d.spec, 2 * b, "d", None)?;
+        let d_acts = Activations::alloc_labeled(ctx, &d.spec, 2 * b, "d", None, d_labels.as_ref())?;
         let d_grads = Activations::alloc(ctx, &d.spec, 2 * b, "d_grad", None)?;
         let d_prob_grad = GpuTensor::zeros(ctx, &[2 * b, 1], "d_prob_grad");
         let d_fake_grad = GpuTensor::zeros(ctx, &[b, dim], "d_fake_grad");
@@ -116,10 +166,16 @@ impl Gan {
             step.extend(ds);
             phases.push((name, start..step.len()));
         };
-        let data_phase = vec![
+        let mut data_phase = vec![
             rng::normal(ctx, &z, rng::RngStream { seed: cfg.seed, stream: 0, draw_base: 0 }, &counters)?,
             gather::gather_batch(ctx, &pixels, &perm, &d_input, b, b, &counters)?,
         ];
+        if let (Some(k), Some(all), Some(dl)) = (classes, &labels, &d_labels) {
+            let fake_labels = dl.view(0, &[b], "fake labels")?;
+            let stream = rng::RngStream { seed: cfg.seed, stream: FAKE_LABEL_STREAM, draw_base: 0 };
+            data_phase.push(rng::labels(ctx, &fake_labels, k, stream, &counters)?);
+            data_phase.push(gather::gather_labels(ctx, all, &perm, dl, b, b, &counters)?);
+        }
         phase("latent + batch", &mut step, data_phase);
         phase("G forward", &mut step, network::forward(ctx, &g, &z, &g_acts, true, variant)?);
         // Discriminator step on [fake; real].
@@ -164,7 +220,8 @@ impl Gan {
             + d_acts.bytes()
             + d_grads.bytes()
             + d_prob_grad.bytes()
-            + d_fake_grad.bytes();
+            + d_fake_grad.bytes()
+            + d_labels.as_ref().map_or(0, |l| l.bytes());
         Ok(Gan {
             cfg,
             height: data.height,
@@ -177,6 +234,8 @@ impl Gan {
             z,
             d_input,
             pixels,
+            labels,
+            d_labels,
             perm,
             n_images: data.count,
             variant,
@@ -188,6 +247,11 @@ impl Gan {
             step,
             phases,
         })
+    }
+
+    /// The classes a conditional model draws (None: unconditional).
+    pub fn classes(&self) -> Option<usize> {
+        self.g.spec.embedding.as_ref().map(|e| e.classes)
     }
 
     pub fn dispatch_count(&self) -> usize {
@@ -310,7 +374,7 @@ impl Gan {
             ("gradients", gg + dg),
             ("Adam moments", gm + dm),
             ("activations", self.activation_bytes),
-            ("dataset", self.pixels.bytes() + self.perm.bytes()),
+            ("dataset", self.pixels.bytes() + self.perm.bytes() + self.labels.as_ref().map_or(0, |l| l.bytes())),
         ]
     }
 }
@@ -319,10 +383,12 @@ pub fn metrics_from(m: &[f32]) -> StepMetrics {
     StepMetrics { loss_d: m[0], d_real: m[1], d_fake: m[2], loss_g: m[3] }
 }
 
-/// The generator in evaluation mode (running statistics) on `n` latent codes.
+/// The generator in evaluation mode (running statistics) on `n` latent
+/// codes (and, for a conditional generator, `n` labels).
 pub struct Sampler {
     pub n: usize,
     z: GpuTensor,
+    labels: Option<GpuTensor>,
     acts: Activations,
     dispatches: Vec<Dispatch>,
 }
@@ -330,28 +396,107 @@ pub struct Sampler {
 impl Sampler {
     pub fn new(ctx: &GpuContext, g: &GpuNet, n: usize) -> Result<Self> {
         let z = GpuTensor::zeros(ctx, &[n, g.spec.input_dim()], "sample z");
-        let acts = Activations::alloc(ctx, &g.spec, n, "sample", None)?;
+        let labels = g.spec.embedding.as_ref().map(|_| GpuTensor::zeros(ctx, &[n], "sample labels"));
+        let acts = Activations::alloc_labeled(ctx, &g.spec, n, "sample", None, labels.as_ref())?;
         let dispatches = network::forward(ctx, g, &z, &acts, false, Variant::for_adapter(ctx))?;
-        Ok(Sampler { n, z, acts, dispatches })
+        Ok(Sampler { n, z, labels, acts, dispatches })
     }
 
-    /// Generator outputs in [-1, 1], [n, dim] flattened (blocking).
+    /// Whether the generator takes a class per sample.
+    pub fn is_conditional(&self) -> bool {
+        self.labels.is_some()
+    }
+
+    /// Generator outputs in [-1, 1], [n, dim] flattened (blocking), for an
+    /// unconditional generator.
     pub fn run(&self, ctx: &GpuContext, latent: &[f32]) -> Result<Vec<f32>> {
-        pollster::block_on(self.run_async(ctx, latent))
+        pollster::block_on(self.run_labeled_async(ctx, latent, None))
     }
 
     /// `run` without blocking (a page awaits it).
     pub async fn run_async(&self, ctx: &GpuContext, latent: &[f32]) -> Result<Vec<f32>> {
+        self.run_labeled_async(ctx, latent, None).await
+    }
+
+    /// `run` with each sample's class (`labels`, n of them), which a
+    /// conditional generator needs and an unconditional one refuses.
+    pub fn run_labeled(&self, ctx: &GpuContext, latent: &[f32], labels: Option<&[u32]>) -> Result<Vec<f32>> {
+        pollster::block_on(self.run_labeled_async(ctx, latent, labels))
+    }
+
+    pub async fn run_labeled_async(
+        &self,
+        ctx: &GpuContext,
+        latent: &[f32],
+        labels: Option<&[u32]>,
+    ) -> Result<Vec<f32>> {
+        match (&self.labels, labels) {
+            (Some(t), Some(l)) => {
+                if l.len() != self.n {
+                    return Err(GanError::shape("sample labels", format!("{} labels for {} samples", l.len(), self.n)));
+                }
+                t.write_u32(ctx, l)?
+            }
+            (None, None) => {}
+            (Some(_), None) => {
+                return Err(GanError::shape("generator", "a conditional generator needs a class for each sample"))
+            }
+            (None, Some(_)) => return Err(GanError::shape("generator", "an unconditional generator takes no classes")),
+        }
         self.z.write_f32(ctx, latent)?;
         let refs: Vec<&Dispatch> = self.dispatches.iter().collect();
         crate::kernels::run(ctx, &refs)?;
         self.acts.layers.last().expect("output").out.read_f32_async(ctx).await
     }
+
+    /// `run_labeled` on a grid's inputs.
+    pub fn run_grid(&self, ctx: &GpuContext, grid: &GridInputs) -> Result<Vec<f32>> {
+        self.run_labeled(ctx, &grid.latents, grid.labels.as_deref())
+    }
 }
 
 /// The 25 latent codes of the per-epoch grids.
 pub fn fixed_latent(latent: usize) -> Vec<f32> {
-    rng::cpu_normal(GRID_SAMPLES * latent, rng::RngStream { seed: FIXED_LATENT_SEED, stream: 1, draw_base: 0 }, 0)
+    fixed_codes(GRID_SAMPLES, latent)
+}
+
+/// The first `n` codes of the fixed latent stream (seed FIXED_LATENT_SEED).
+fn fixed_codes(n: usize, latent: usize) -> Vec<f32> {
+    rng::cpu_normal(n * latent, rng::RngStream { seed: FIXED_LATENT_SEED, stream: 1, draw_base: 0 }, 0)
+}
+
+/// What an epoch grid is drawn from: the latent codes, image after image,
+/// and a conditional model's classes.
+#[derive(Clone, Debug, PartialEq)]
+pub struct GridInputs {
+    pub latents: Vec<f32>,
+    pub labels: Option<Vec<u32>>,
+}
+
+impl GridInputs {
+    /// An unconditional model: the 25 fixed codes (a 5x5 grid). A
+    /// conditional one: a row per class, `classes` columns, column c the
+    /// fixed code c in every row (the same style, each class).
+    pub fn fixed(latent: usize, classes: Option<usize>) -> Self {
+        match classes {
+            None => GridInputs { latents: fixed_latent(latent), labels: None },
+            Some(k) => {
+                let codes = fixed_codes(k, latent);
+                GridInputs {
+                    latents: (0..k).flat_map(|_| codes.iter().copied()).collect(),
+                    labels: Some((0..k * k).map(|i| (i / k) as u32).collect()),
+                }
+            }
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.labels.as_ref().map_or(GRID_SAMPLES, Vec::len)
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
 }
 
 pub fn images_from_outputs(out: &[f32], dim: usize) -> Vec<Vec<u8>> {

@@ -23,7 +23,7 @@ use crate::images::{self, LossRow};
 use crate::kernels::adam::AdamConfig;
 use crate::kernels::matmul::Variant;
 use crate::kernels::{bce, gather, rng, Dispatch};
-use crate::model::{self, BnStats, NetSpec, StepMetrics};
+use crate::model::{self, BnStats, NetSpec, StepMetrics, WhichModel};
 use crate::network::{self, Activations, GpuNet};
 use crate::tensor::GpuTensor;
 use rand::SeedableRng;
@@ -41,12 +41,15 @@ mod session;
 mod state;
 mod warmup;
 
-pub use gan::{fixed_latent, images_from_outputs, metrics_from, Gan, GanConfig, Sampler};
+pub use gan::{
+    conditioning_labels, fixed_latent, images_from_outputs, metrics_from, Gan, GanConfig, GridInputs, Sampler,
+    FAKE_LABEL_STREAM,
+};
 use outputs::{copy_epoch_grids, losses_csv, read_losses_csv, same_dir, write_epoch_outputs};
 pub use readback::{StepReading, StepRunner};
 pub use run_dir::{lock_out_dir, prepare_out_dir, OutDirLock, LOCK_FILE};
 pub use session::{first_images, initial_params, Session, MAX_STEPS_PER_CALL};
-pub use state::{check_resume, find_latest_state, run_dir_of, state_files, RunIdentity, MODEL_NAME};
+pub use state::{check_resume, find_latest_state, run_dir_of, state_files, RunIdentity};
 use state::{load_state, save_state};
 pub use warmup::warm_up_pipelines;
 
@@ -173,7 +176,7 @@ pub fn train_with_hook(
     let _lock = prepare_out_dir(&cfg.out)?;
     let (g_params, d_params) = match &state {
         Some(s) => (s.g_params.clone(), s.d_params.clone()),
-        None => initial_params(g.seed, g.latent, dim),
+        None => initial_params(&g, dim),
     };
     let t_warm = Instant::now();
     if cfg.warmup {
@@ -195,11 +198,11 @@ pub fn train_with_hook(
         gan.d.v.write_f32(ctx, &s.d_v)?;
         gan.g.write_bn(ctx, &s.g_bn)?;
     }
-    let sampler = Sampler::new(ctx, &gan.g, GRID_SAMPLES)?;
-    let fixed = fixed_latent(g.latent);
+    let fixed = GridInputs::fixed(g.latent, gan.classes());
+    let sampler = Sampler::new(ctx, &gan.g, fixed.len())?;
     checkpoint::atomic_write(
         &cfg.out.join("fixed_latent.npy"),
-        &checkpoint::npy_bytes(&[GRID_SAMPLES, g.latent], &fixed),
+        &checkpoint::npy_bytes(&[fixed.len(), g.latent], &fixed.latents),
     )?;
     ctx.check_health("building the training graph")?;
     {

@@ -72,14 +72,14 @@ pub(super) fn write_epoch_outputs(
     cfg: &TrainConfig,
     gan: &Gan,
     sampler: &Sampler,
-    fixed: &[f32],
+    fixed: &GridInputs,
     losses: &[LossRow],
     epoch: usize,
     steps_done: u64,
 ) -> Result<()> {
     let out = &cfg.out;
     let (h, w) = (gan.height, gan.width);
-    let samples = sampler.run(ctx, fixed)?;
+    let samples = sampler.run_grid(ctx, fixed)?;
     images::save_grid(
         &out.join("images").join(format!("test_{epoch}.png")),
         &images_from_outputs(&samples, gan.dim),

@@ -13,7 +13,7 @@ pub const MAX_STEPS_PER_CALL: usize = 64;
 pub struct Session {
     pub gan: Gan,
     sampler: Sampler,
-    fixed: Vec<f32>,
+    fixed: GridInputs,
     pub progress: Progress,
     /// MAX_STEPS_PER_CALL readback slots: each step's metrics and counters.
     staging: wgpu::Buffer,
@@ -26,7 +26,7 @@ pub fn first_images(data: &ImageSet, limit: Option<usize>, batch: usize) -> Resu
         Some(n) if n < data.count => std::borrow::Cow::Owned(ImageSet {
             count: n,
             pixels: data.pixels[..n * data.dim()].to_vec(),
-            labels: None,
+            labels: data.labels.as_ref().map(|l| l[..n].to_vec()),
             ..data.clone_header()
         }),
         _ => std::borrow::Cow::Borrowed(data),
@@ -37,20 +37,22 @@ pub fn first_images(data: &ImageSet, limit: Option<usize>, batch: usize) -> Resu
     Ok(data)
 }
 
-/// The initial (generator, discriminator) parameters of a run with `seed`:
-/// PyTorch's default init drawn from one ChaCha8 stream, G first.
-pub fn initial_params(seed: u64, latent: usize, dim: usize) -> (Vec<f32>, Vec<f32>) {
-    let mut init_rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
-    model::GanArchitecture::tutorial(latent, dim).init_params(&mut init_rng)
+/// The initial (generator, discriminator) parameters of a run of `cfg` on
+/// images of `dim` pixels: PyTorch's default init drawn from one ChaCha8
+/// stream seeded with the run's seed, G first.
+pub fn initial_params(cfg: &GanConfig, dim: usize) -> (Vec<f32>, Vec<f32>) {
+    let mut init_rng = rand_chacha::ChaCha8Rng::seed_from_u64(cfg.seed);
+    cfg.architecture(dim).init_params(&mut init_rng)
 }
 
 impl Session {
     /// A fresh run on `data` (already cut to its limit) at epoch 0.
     pub fn new(ctx: &GpuContext, cfg: GanConfig, data: &ImageSet) -> Result<Self> {
         let data = first_images(data, None, cfg.batch)?;
-        let (g_params, d_params) = initial_params(cfg.seed, cfg.latent, data.dim());
+        let (g_params, d_params) = initial_params(&cfg, data.dim());
         let gan = Gan::new(ctx, cfg, &data, &g_params, &d_params)?;
-        let sampler = Sampler::new(ctx, &gan.g, GRID_SAMPLES)?;
+        let fixed = GridInputs::fixed(cfg.latent, gan.classes());
+        let sampler = Sampler::new(ctx, &gan.g, fixed.len())?;
         gan.start_epoch(ctx, 0, 0, 0)?;
         let staging = ctx.device.create_buffer(&wgpu::BufferDescriptor {
             label: Some("session metrics staging"),
@@ -59,13 +61,7 @@ impl Session {
             mapped_at_creation: false,
         });
         ctx.check_health("building the training graph")?;
-        Ok(Session {
-            sampler,
-            fixed: fixed_latent(cfg.latent),
-            progress: Progress { epoch: 0, batch_in_epoch: 0, steps_done: 0 },
-            staging,
-            gan,
-        })
+        Ok(Session { sampler, fixed, progress: Progress { epoch: 0, batch_in_epoch: 0, steps_done: 0 }, staging, gan })
     }
 
     /// Runs up to `n` steps (at most `MAX_STEPS_PER_CALL`, and never past the
@@ -111,10 +107,10 @@ impl Session {
         Ok(out)
     }
 
-    /// The 25 images of the fixed latent codes (the CLI's per-epoch grid),
-    /// u8 pixels image after image.
+    /// The images of the fixed grid (the CLI's per-epoch grid: 25, or a
+    /// conditional model's row per class), u8 pixels image after image.
     pub async fn grid(&self, ctx: &GpuContext) -> Result<Vec<u8>> {
-        let out = self.sampler.run_async(ctx, &self.fixed).await?;
+        let out = self.sampler.run_labeled_async(ctx, &self.fixed.latents, self.fixed.labels.as_deref()).await?;
         Ok(images_from_outputs(&out, self.gan.dim).concat())
     }
 

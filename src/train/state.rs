@@ -64,7 +64,7 @@ pub(super) struct SavedState {
 /// (by content) and the image limit. Recorded in every state file.
 #[derive(Clone, Debug, PartialEq)]
 pub struct RunIdentity {
-    /// The architecture's name (`gan`).
+    /// The model's name (`gan`, `cgan`; `WhichModel::name`).
     pub model: &'static str,
     /// The whole data set's `ImageSet::content_hash`, before `--limit`.
     pub data_hash: u64,
@@ -73,14 +73,11 @@ pub struct RunIdentity {
     pub limit: Option<usize>,
 }
 
-/// The model every state file of this version trains.
-pub const MODEL_NAME: &str = "gan";
-
 impl RunIdentity {
     /// The identity of a run of `cfg` on `data` (the whole set, before the limit).
     pub fn of(cfg: &TrainConfig, data: &ImageSet) -> Self {
         RunIdentity {
-            model: MODEL_NAME,
+            model: cfg.gan.model.name(),
             data_hash: data.content_hash(),
             data_source: data.source.clone(),
             limit: cfg.limit,
@@ -248,7 +245,7 @@ pub(super) fn load_state(
     let f = Loaded::open(path)?;
     let meta = check_state_meta(&f, cfg, identity, dim, n_images)?;
     let num = |k: &str| meta_u64(&meta, k, path);
-    let arch = model::GanArchitecture::tutorial(cfg.gan.latent, dim);
+    let arch = cfg.gan.architecture(dim);
     let g_spec = arch.generator;
     let gl = g_spec.layout().len;
     let dl = arch.discriminator.layout().len;

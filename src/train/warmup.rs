@@ -126,10 +126,11 @@ fn compile_step_pipelines(
         height: 1,
         width: dim,
         pixels: (0..cfg.batch * dim).map(|i| i as u8).collect(),
-        labels: None,
+        // Labels for a conditional model: image i is class i mod 10.
+        labels: Some((0..cfg.batch).map(|i| (i % crate::defaults::CLASSES) as u8).collect()),
         source: "warm-up".into(),
     };
-    let (g, d) = model::GanArchitecture::tutorial(cfg.latent, dim).init_params(&mut r);
+    let (g, d) = cfg.architecture(dim).init_params(&mut r);
     let gan = Gan::new(ctx, cfg, &data, &g, &d)?;
     let step = gan.dispatches();
     // One workgroup compiles the pipeline as well as the whole grid.
