@@ -42,8 +42,14 @@ pub fn png_bytes_gray(img: &image::GrayImage) -> Result<Vec<u8>> {
     Ok(out)
 }
 
+/// A square-ish grid of `images` (4x scale, 4-pixel gaps) as a PNG file.
 pub fn save_grid(path: &Path, images: &[Vec<u8>], h: usize, w: usize) -> Result<()> {
     let cols = (images.len() as f64).sqrt().ceil() as usize;
+    save_grid_with_columns(path, images, h, w, cols)
+}
+
+/// `save_grid` with `cols` images a row (a conditional sample: a row per class).
+pub fn save_grid_with_columns(path: &Path, images: &[Vec<u8>], h: usize, w: usize, cols: usize) -> Result<()> {
     let img = grid(images, h, w, cols.max(1), 4, 4);
     atomic_write(path, &png_bytes_gray(&img)?)
 }

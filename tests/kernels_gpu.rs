@@ -5,7 +5,9 @@
 mod common;
 use common::{assert_close, ctx, rng, uniform_vec};
 use gan_wgpu::kernels::reduce::Reduce;
-use gan_wgpu::kernels::{self, adam, batchnorm, bce, bias_act, ceiling, gather, matmul, rng as krng, softmax_ce};
+use gan_wgpu::kernels::{
+    self, adam, batchnorm, bce, bias_act, ceiling, embedding, gather, matmul, rng as krng, softmax_ce,
+};
 use gan_wgpu::GpuTensor;
 use rand::Rng;
 
@@ -677,4 +679,122 @@ fn ceiling_kernels_match_reference() {
         assert_eq!(dst.read_f32(ctx).unwrap(), data, "copy of {floats}");
     }
     assert!(ceiling::stream_copy(ctx, &GpuTensor::zeros(ctx, &[6], "a"), &GpuTensor::zeros(ctx, &[6], "b")).is_err());
+}
+
+/// The label embedding on shapes that divide no workgroup and widths that
+/// need padding (X + E = 7, 110, 794), labels out of range included (they
+/// read the last row), every output pre-filled with NaN: join, split and
+/// pad/crop only copy, so they are exact; the table gradient sums at most
+/// `rows` terms in row order on both sides, so it is exact too.
+#[test]
+fn embedding_join_split_and_table_gradient_match_reference() {
+    let Some(ctx) = ctx() else { return };
+    for &(rows, x_cols, classes, emb) in &[(3usize, 5usize, 3usize, 2usize), (65, 100, 10, 10), (257, 784, 10, 10)] {
+        let what = format!("embedding {rows}x{x_cols} + {classes}x{emb}");
+        let mut r = rng(rows as u64);
+        let x = uniform_vec(&mut r, rows * x_cols, -1.0, 1.0);
+        let table = uniform_vec(&mut r, classes * emb, -2.0, 2.0);
+        // The last label is out of range: the kernels clamp it to the last class.
+        let labels: Vec<u32> = (0..rows)
+            .map(|i| if i + 1 == rows { 250 } else { rand::Rng::random_range(&mut r, 0..classes as u32) })
+            .collect();
+        let cols = x_cols + emb;
+        let width = embedding::padded_width(cols);
+        assert!(width % 4 == 0 && width >= cols && width < cols + 4, "{what}: width {width}");
+        let gx = GpuTensor::from_f32(ctx, &[rows, x_cols], "x", &x).unwrap();
+        let gt = GpuTensor::from_f32(ctx, &[classes, emb], "table", &table).unwrap();
+        let gl = GpuTensor::from_u32(ctx, &[rows], "labels", &labels).unwrap();
+        let joined = GpuTensor::zeros(ctx, &[rows, width], "joined");
+        joined.fill_nan(ctx).unwrap();
+        kernels::run(ctx, &[&embedding::join(ctx, &gx, &gt, &gl, &joined).unwrap()]).unwrap();
+        let want = embedding::cpu_pad_columns(&embedding::cpu_join(&x, x_cols, &table, emb, &labels), cols, width);
+        assert_eq!(joined.read_f32(ctx).unwrap(), want, "{what}: join");
+
+        let d_joined_cpu = uniform_vec(&mut r, rows * cols, -1.0, 1.0);
+        let d_joined = GpuTensor::from_f32(
+            ctx,
+            &[rows, width],
+            "d_joined",
+            &embedding::cpu_pad_columns(&d_joined_cpu, cols, width),
+        )
+        .unwrap();
+        let d_x = GpuTensor::zeros(ctx, &[rows, x_cols], "d_x");
+        let d_table = GpuTensor::zeros(ctx, &[classes, emb], "d_table");
+        d_x.fill_nan(ctx).unwrap();
+        d_table.fill_nan(ctx).unwrap();
+        let split = embedding::split(ctx, &d_joined, &d_x, &gt).unwrap();
+        let grad = embedding::table_grad(ctx, &d_joined, &gl, &d_table, x_cols).unwrap();
+        kernels::run(ctx, &[&split, &grad]).unwrap();
+        let (want_dx, want_dt) = embedding::cpu_backward(&d_joined_cpu, x_cols, emb, classes, &labels);
+        assert_eq!(d_x.read_f32(ctx).unwrap(), want_dx, "{what}: split");
+        assert_eq!(d_table.read_f32(ctx).unwrap(), want_dt, "{what}: table gradient");
+
+        // The next layer's weight [out, cols] padded to W columns and its
+        // gradient cropped back.
+        let out = 37;
+        let w = uniform_vec(&mut r, out * cols, -1.0, 1.0);
+        let gw = GpuTensor::from_f32(ctx, &[out, cols], "w", &w).unwrap();
+        let padded = GpuTensor::zeros(ctx, &[out, width], "w padded");
+        padded.fill_nan(ctx).unwrap();
+        kernels::run(ctx, &[&embedding::pad_weight(ctx, &gw, &padded).unwrap()]).unwrap();
+        assert_eq!(padded.read_f32(ctx).unwrap(), embedding::cpu_pad_columns(&w, cols, width), "{what}: pad_weight");
+        let cropped = GpuTensor::zeros(ctx, &[out, cols], "w cropped");
+        cropped.fill_nan(ctx).unwrap();
+        kernels::run(ctx, &[&embedding::crop_grad(ctx, &padded, &cropped).unwrap()]).unwrap();
+        assert_eq!(cropped.read_f32(ctx).unwrap(), w, "{what}: crop_grad");
+    }
+    // Shapes that do not fit are errors naming the tensor.
+    let x = GpuTensor::zeros(ctx, &[4, 6], "x");
+    let t = GpuTensor::zeros(ctx, &[10, 10], "table");
+    let l = GpuTensor::zeros(ctx, &[4], "labels");
+    let unpadded = GpuTensor::zeros(ctx, &[4, 18], "joined");
+    let err = embedding::join(ctx, &x, &t, &l, &unpadded).unwrap_err().to_string();
+    assert!(err.contains("'joined'") && err.contains("multiple of 4"), "{err}");
+}
+
+/// Fake labels: the CPU reference's integers exactly, on counts that are
+/// not a multiple of 4, and about uniform over the classes.
+#[test]
+fn rng_labels_match_reference_and_are_uniform() {
+    let Some(ctx) = ctx() else { return };
+    let counters = GpuTensor::from_u32(ctx, &[4], "counters", &[5, 0, 0, 0]).unwrap();
+    for &(n, classes) in &[(1usize, 10usize), (7, 3), (129, 10), (100_003, 10)] {
+        let s = krng::RngStream { seed: 77, stream: 2, draw_base: 0 };
+        let out = GpuTensor::from_u32(ctx, &[n], "labels", &vec![u32::MAX; n]).unwrap();
+        kernels::run(ctx, &[&krng::labels(ctx, &out, classes, s, &counters).unwrap()]).unwrap();
+        let gpu = out.read_u32(ctx).unwrap();
+        assert_eq!(gpu, krng::cpu_labels(n, classes, s, 5), "rng labels n={n}");
+        assert!(gpu.iter().all(|&l| (l as usize) < classes));
+        if n > 100_000 {
+            let mut hist = vec![0usize; classes];
+            gpu.iter().for_each(|&l| hist[l as usize] += 1);
+            let expect = n as f64 / classes as f64;
+            // 5 standard deviations of a binomial count.
+            let sd = (expect * (1.0 - 1.0 / classes as f64)).sqrt();
+            assert!(hist.iter().all(|&h| (h as f64 - expect).abs() < 5.0 * sd), "histogram {hist:?}");
+        }
+    }
+}
+
+/// Real labels follow their images through the epoch's index list.
+#[test]
+fn gather_labels_follow_the_images() {
+    let Some(ctx) = ctx() else { return };
+    for &(n_images, rows) in &[(13usize, 3usize), (301, 128)] {
+        let mut r = rng(n_images as u64);
+        let labels: Vec<u8> = (0..n_images).map(|_| rand::Rng::random_range(&mut r, 0..10u8)).collect();
+        let mut perm: Vec<u32> = (0..n_images as u32).collect();
+        rand::seq::SliceRandom::shuffle(&mut perm[..], &mut r);
+        let gl = GpuTensor::from_u32(ctx, &[n_images.div_ceil(4)], "labels", &gather::pack_pixels(&labels)).unwrap();
+        let gperm = GpuTensor::from_u32(ctx, &[n_images], "perm", &perm).unwrap();
+        let out = GpuTensor::zeros(ctx, &[rows + 1], "batch labels");
+        for batch in 0..n_images / rows {
+            let counters = GpuTensor::from_u32(ctx, &[4], "counters", &[0, batch as u32, 0, 0]).unwrap();
+            out.write_u32(ctx, &vec![u32::MAX; rows + 1]).unwrap();
+            kernels::run(ctx, &[&gather::gather_labels(ctx, &gl, &gperm, &out, 1, rows, &counters).unwrap()]).unwrap();
+            let got = out.read_u32(ctx).unwrap();
+            assert_eq!(got[0], u32::MAX, "gather_labels wrote the spare slot");
+            assert_eq!(&got[1..], &gather::cpu_gather_labels(&labels, &perm, batch, rows)[..], "batch {batch}");
+        }
+    }
 }

@@ -164,6 +164,12 @@ struct SampleArgs {
     /// float32 .npy file of shape (count, latent size) holding the latent codes (default: drawn from --seed).
     #[arg(long, value_name = "FILE")]
     latent: Option<PathBuf>,
+    /// A conditional (cgan) generator: draw this class for every sample.
+    #[arg(long, value_name = "K", conflicts_with = "classes")]
+    class: Option<u32>,
+    /// A conditional (cgan) generator: a row per class, each from the same latent codes (default: every class).
+    #[arg(long, value_name = "K,K,...", value_delimiter = ',')]
+    classes: Option<Vec<u32>>,
     /// PNG file for a grid of the samples (give this and/or --idx).
     #[arg(long, value_name = "FILE")]
     out: Option<PathBuf>,
@@ -347,12 +353,62 @@ fn sample(a: SampleArgs, settings: &Settings) -> gan_wgpu::Result<()> {
         }
         None => (a.count, evaluate::sample_latents(a.count, g.latent, a.seed)),
     };
-    let sampler = train::Sampler::new(&ctx, &g.net, count)?;
-    let out = sampler.run(&ctx, &z)?;
+    // A conditional generator: the classes of each row (every row has the
+    // same codes); an unconditional one takes no class.
+    let rows: Option<Vec<u32>> = match (g.net.spec.embedding.as_ref(), a.class, a.classes) {
+        (None, None, None) => None,
+        (None, ..) => {
+            let flag = if a.class.is_some() { "--class" } else { "--classes" };
+            return Err(GanError::Flag {
+                flag,
+                why: format!(
+                    "{} is an unconditional generator (no label embedding): train with --model cgan to choose classes",
+                    a.checkpoint.display()
+                ),
+            });
+        }
+        (Some(e), class, classes) => {
+            let rows = match (class, classes) {
+                (Some(k), _) => vec![k],
+                (None, Some(ks)) => ks,
+                (None, None) => (0..e.classes as u32).collect(),
+            };
+            if let Some(k) = rows.iter().find(|&&k| k as usize >= e.classes) {
+                let flag = if a.class.is_some() { "--class" } else { "--classes" };
+                return Err(GanError::Flag {
+                    flag,
+                    why: format!("{k} is not a class of this generator (0..{})", e.classes - 1),
+                });
+            }
+            Some(rows)
+        }
+    };
+    let (z, labels, cols) = match &rows {
+        None => (z, None, None),
+        Some(rows) => {
+            let labels: Vec<u32> = rows.iter().flat_map(|&k| std::iter::repeat_n(k, count)).collect();
+            let z: Vec<f32> = rows.iter().flat_map(|_| z.iter().copied()).collect();
+            (z, Some(labels), (rows.len() > 1).then_some(count))
+        }
+    };
+    let total = labels.as_ref().map_or(count, Vec::len);
+    let sampler = train::Sampler::new(&ctx, &g.net, total)?;
+    let out = sampler.run_labeled(&ctx, &z, labels.as_deref())?;
     let imgs = train::images_from_outputs(&out, dim);
+    let count = total;
     if let Some(p) = &a.out {
-        images::save_grid(p, &imgs, g.height, g.width)?;
-        println!("{count} samples -> {}", p.display());
+        match cols {
+            Some(c) => images::save_grid_with_columns(p, &imgs, g.height, g.width, c)?,
+            None => images::save_grid(p, &imgs, g.height, g.width)?,
+        }
+        match &rows {
+            Some(r) => println!(
+                "{count} samples, classes {} -> {}",
+                r.iter().map(u32::to_string).collect::<Vec<_>>().join(","),
+                p.display()
+            ),
+            None => println!("{count} samples -> {}", p.display()),
+        }
     }
     if let Some(p) = &a.idx {
         let pixels: Vec<u8> = imgs.concat();
