@@ -90,13 +90,20 @@ pub fn generator_from(ctx: &GpuContext, file: &checkpoint::Loaded) -> Result<Loa
     Ok(LoadedGenerator { net, latent, height, width })
 }
 
+/// The classes `eval` asks a conditional generator for: sample i is class
+/// i mod `classes` (as many of each, within one).
+pub fn sample_labels(count: usize, classes: usize) -> Vec<u32> {
+    (0..count).map(|i| (i % classes) as u32).collect()
+}
+
 /// The latent codes `sample --seed` draws: N(0, 1) from stream 2.
 pub fn sample_latents(count: usize, latent: usize, seed: u64) -> Vec<f32> {
     rng::cpu_normal(count * latent, rng::RngStream { seed, stream: 2, draw_base: 0 }, 0)
 }
 
 /// `count` samples of `g` (batch norm in eval mode) as u8 pixels, pixel =
-/// round((g + 1) * 127.5), from the latent codes of `sample_latents`.
+/// round((g + 1) * 127.5), from the latent codes of `sample_latents` (and
+/// a conditional generator's classes of `sample_labels`).
 pub fn sample_pixels(ctx: &GpuContext, g: &GpuNet, count: usize, seed: u64) -> Result<Vec<u8>> {
     pollster::block_on(sample_pixels_async(ctx, g, count, seed))
 }
@@ -106,6 +113,7 @@ pub async fn sample_pixels_async(ctx: &GpuContext, g: &GpuNet, count: usize, see
     let latent = g.spec.input_dim();
     let dim = g.spec.layers.last().map_or(0, |l| l.out);
     let z = sample_latents(count, latent, seed);
+    let labels = g.spec.embedding.as_ref().map(|e| sample_labels(count, e.classes));
     let batch = BATCH.min(count.max(1));
     let sampler = Sampler::new(ctx, g, batch)?;
     let mut pixels = Vec::with_capacity(count * dim);
@@ -113,7 +121,12 @@ pub async fn sample_pixels_async(ctx: &GpuContext, g: &GpuNet, count: usize, see
         let n = batch.min(count - start);
         let mut codes = z[start * latent..(start + n) * latent].to_vec();
         codes.resize(batch * latent, 0.0);
-        let out = sampler.run_async(ctx, &codes).await?;
+        let batch_labels = labels.as_ref().map(|l| {
+            let mut b = l[start..start + n].to_vec();
+            b.resize(batch, 0);
+            b
+        });
+        let out = sampler.run_labeled_async(ctx, &codes, batch_labels.as_deref()).await?;
         for img in images_from_outputs(&out[..n * dim], dim) {
             pixels.extend_from_slice(&img);
         }
@@ -127,6 +140,9 @@ pub struct Evaluator {
     pub reference: Gaussian,
     /// "10000 images from <embedded>/t10k-images-idx3-ubyte.gz".
     pub reference_desc: String,
+    /// The Gaussian of each class's reference images (a labelled reference
+    /// with at least 2 images of every class), for a conditional generator.
+    pub reference_by_class: Option<Vec<Gaussian>>,
     extractor: FeatureExtractor,
 }
 
@@ -143,7 +159,21 @@ impl Evaluator {
         }
         let extractor = FeatureExtractor::new(ctx, &classifier, BATCH)?;
         let (features, _) = extractor.run(ctx, &reference.pixels, reference.count)?;
+        let reference_by_class = reference.labels.as_ref().and_then(|labels| {
+            (0..classifier.classes)
+                .map(|c| {
+                    let rows: Vec<f32> = features
+                        .chunks_exact(FEATURE_DIM)
+                        .zip(labels)
+                        .filter(|(_, l)| **l as usize == c)
+                        .flat_map(|(f, _)| f.iter().copied())
+                        .collect();
+                    (rows.len() >= 2 * FEATURE_DIM).then(|| quality::gaussian(&rows, FEATURE_DIM))
+                })
+                .collect::<Option<Vec<_>>>()
+        });
         Ok(Evaluator {
+            reference_by_class,
             reference: quality::gaussian(&features, FEATURE_DIM),
             reference_desc: format!("{} images from {}", reference.count, reference.source),
             classifier,
@@ -162,10 +192,23 @@ impl Evaluator {
         self.extractor.run(ctx, pixels, count)
     }
 
-    /// Scores `count` samples of `g` drawn with `seed`.
+    /// Scores `count` samples of `g` drawn with `seed`; a conditional
+    /// generator is asked for the classes of `sample_labels`, and its score
+    /// adds the conditional accuracy and each class's FID (against a
+    /// labelled reference).
     pub fn score_generator(&self, ctx: &GpuContext, g: &GpuNet, count: usize, seed: u64) -> Result<Score> {
         let pixels = sample_pixels(ctx, g, count, seed)?;
-        self.score_pixels(ctx, &pixels, count)
+        let (features, logits) = self.features(ctx, &pixels, count)?;
+        let classes = self.classifier.classes;
+        let mut score = quality::score(&features, FEATURE_DIM, &logits, classes, &self.reference);
+        if let (Some(e), Some(by_class)) = (&g.spec.embedding, &self.reference_by_class) {
+            if e.classes == classes {
+                let asked = sample_labels(count, classes);
+                score.conditional =
+                    Some(quality::conditional_score(&features, FEATURE_DIM, &logits, classes, &asked, by_class));
+            }
+        }
+        Ok(score)
     }
 }
 
@@ -178,17 +221,31 @@ pub struct QualityRow {
     pub inception_score: f64,
     pub classes_covered: usize,
     pub seconds: f64,
+    /// A conditional generator: (conditional accuracy, mean of the
+    /// per-class FIDs).
+    pub conditional: Option<(f64, f64)>,
 }
 
 pub const QUALITY_HEADER: &str = "epoch,step,fid,inception_score,classes_covered,seconds";
+/// The columns a conditional generator's rows add.
+pub const CONDITIONAL_COLUMNS: &str = "conditional_accuracy,mean_class_fid";
 
 pub fn quality_csv(rows: &[QualityRow]) -> String {
-    let mut s = format!("{QUALITY_HEADER}\n");
+    let conditional = rows.iter().any(|r| r.conditional.is_some());
+    let mut s =
+        if conditional { format!("{QUALITY_HEADER},{CONDITIONAL_COLUMNS}\n") } else { format!("{QUALITY_HEADER}\n") };
     for r in rows {
         s.push_str(&format!(
-            "{},{},{:.4},{:.4},{},{:.3}\n",
+            "{},{},{:.4},{:.4},{},{:.3}",
             r.epoch, r.step, r.fid, r.inception_score, r.classes_covered, r.seconds
         ));
+        if conditional {
+            match r.conditional {
+                Some((acc, fid)) => s.push_str(&format!(",{acc:.4},{fid:.4}")),
+                None => s.push_str(",,"),
+            }
+        }
+        s.push('\n');
     }
     s
 }
@@ -210,6 +267,7 @@ pub fn read_quality_csv(path: &Path, up_to_step: u64) -> Result<Vec<QualityRow>>
                 inception_score: f.get(3)?.parse().ok()?,
                 classes_covered: f.get(4)?.parse().ok()?,
                 seconds: f.get(5)?.parse().ok()?,
+                conditional: f.get(6).and_then(|a| a.parse().ok()).zip(f.get(7).and_then(|m| m.parse().ok())),
             })
         })
         .filter(|r| r.step <= up_to_step)

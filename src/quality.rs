@@ -92,8 +92,7 @@ pub fn inception_score(probs: &[f64], classes: usize) -> f64 {
 /// How many rows have each class as their (first) arg-max.
 pub fn class_histogram(logits: &[f32], classes: usize) -> Vec<usize> {
     let mut hist = vec![0; classes];
-    for row in logits.chunks_exact(classes) {
-        let arg = (1..classes).fold(0, |best, c| if row[c] > row[best] { c } else { best });
+    for arg in arg_max(logits, classes) {
         hist[arg] += 1;
     }
     hist
@@ -116,6 +115,64 @@ pub struct Score {
     pub inception_score: f64,
     pub classes_covered: usize,
     pub class_histogram: Vec<usize>,
+    /// A conditional generator's: how well it draws the class asked for.
+    pub conditional: Option<ConditionalScore>,
+}
+
+/// How well a conditional generator draws the class it is asked for.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ConditionalScore {
+    /// Share of the samples whose arg-max class is the class asked for.
+    pub accuracy: f64,
+    /// Per class: the FID of the samples asked for that class against the
+    /// reference images of that class.
+    pub fid_per_class: Vec<f64>,
+}
+
+impl ConditionalScore {
+    pub fn mean_fid(&self) -> f64 {
+        self.fid_per_class.iter().sum::<f64>() / self.fid_per_class.len().max(1) as f64
+    }
+}
+
+/// The arg-max class of each row of `logits` (the first on ties).
+pub fn arg_max(logits: &[f32], classes: usize) -> Vec<usize> {
+    logits
+        .chunks_exact(classes)
+        .map(|row| (1..classes).fold(0, |best, c| if row[c] > row[best] { c } else { best }))
+        .collect()
+}
+
+/// Scores samples drawn for the classes `asked` (one per row of
+/// `features` and `logits`): agreement of the arg-max class with the class
+/// asked for, and per class the FID against `reference_by_class[c]`.
+pub fn conditional_score(
+    features: &[f32],
+    feature_dim: usize,
+    logits: &[f32],
+    classes: usize,
+    asked: &[u32],
+    reference_by_class: &[Gaussian],
+) -> ConditionalScore {
+    let predicted = arg_max(logits, classes);
+    let hits = predicted.iter().zip(asked).filter(|(p, a)| **p == **a as usize).count();
+    let fid_per_class = reference_by_class
+        .iter()
+        .enumerate()
+        .map(|(c, reference)| {
+            let rows: Vec<f32> = features
+                .chunks_exact(feature_dim)
+                .zip(asked)
+                .filter(|(_, a)| **a as usize == c)
+                .flat_map(|(f, _)| f.iter().copied())
+                .collect();
+            if rows.len() < 2 * feature_dim {
+                return f64::NAN;
+            }
+            frechet_distance(&gaussian(&rows, feature_dim), reference)
+        })
+        .collect();
+    ConditionalScore { accuracy: hits as f64 / asked.len().max(1) as f64, fid_per_class }
 }
 
 /// Scores a set from its classifier features and logits against the
@@ -129,5 +186,6 @@ pub fn score(features: &[f32], feature_dim: usize, logits: &[f32], classes: usiz
         inception_score: inception_score(&softmax_rows(logits, classes), classes),
         classes_covered: classes_covered(&hist),
         class_histogram: hist,
+        conditional: None,
     }
 }

@@ -72,6 +72,7 @@ fn inception_score_and_coverage_known_answers() {
 #[test]
 fn quality_warnings_name_the_epoch() {
     let row = |epoch, fid, classes_covered| QualityRow {
+        conditional: None,
         epoch,
         step: 100 * (epoch as u64 + 1),
         fid,
@@ -98,4 +99,53 @@ fn quality_warnings_name_the_epoch() {
     assert_eq!(back.len(), 3);
     assert_eq!(back[1].classes_covered, 10);
     assert!((back[2].fid - 47.0).abs() < 1e-9);
+}
+
+/// Conditional accuracy is the share of samples whose arg-max class is the
+/// class asked for; a class's FID is against that class's reference only;
+/// quality.csv carries both columns through a round trip.
+#[test]
+fn conditional_score_counts_agreement_and_scores_each_class_against_its_own() {
+    let (classes, dim) = (3usize, 2usize);
+    let mut r = <rand_chacha::ChaCha8Rng as rand::SeedableRng>::seed_from_u64(5);
+    // Class c's features scatter around (10c, 0).
+    let feature = |c: usize, r: &mut rand_chacha::ChaCha8Rng| -> [f32; 2] {
+        [10.0 * c as f32 + rand::Rng::random_range(r, -1.0..1.0), rand::Rng::random_range(r, -1.0..1.0)]
+    };
+    let reference: Vec<quality::Gaussian> = (0..classes)
+        .map(|c| quality::gaussian(&(0..400).flat_map(|_| feature(c, &mut r)).collect::<Vec<f32>>(), dim))
+        .collect();
+    // 300 samples asked for i mod 3; each drawn as its class, except that
+    // every sample asked for class 2 looks like class 0.
+    let asked: Vec<u32> = (0..300).map(|i| (i % 3) as u32).collect();
+    let drawn: Vec<usize> = asked.iter().map(|&a| if a == 2 { 0 } else { a as usize }).collect();
+    let features: Vec<f32> = drawn.iter().flat_map(|&c| feature(c, &mut r)).collect();
+    let logits: Vec<f32> =
+        drawn.iter().flat_map(|&c| (0..classes).map(move |k| if k == c { 5.0 } else { 0.0 })).collect();
+    let s = quality::conditional_score(&features, dim, &logits, classes, &asked, &reference);
+    assert!((s.accuracy - 2.0 / 3.0).abs() < 1e-12, "{}", s.accuracy);
+    assert!(s.fid_per_class[0] < 0.5 && s.fid_per_class[1] < 0.5, "{:?}", s.fid_per_class);
+    assert!(s.fid_per_class[2] > 50.0, "class 2's samples sit at class 0's features: {:?}", s.fid_per_class);
+    assert!((s.mean_fid() - s.fid_per_class.iter().sum::<f64>() / 3.0).abs() < 1e-12);
+
+    let row = QualityRow {
+        epoch: 4,
+        step: 500,
+        fid: 12.5,
+        inception_score: 8.0,
+        classes_covered: 10,
+        seconds: 3.0,
+        conditional: Some((0.9512, 20.25)),
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("quality.csv");
+    let text = evaluate::quality_csv(&[row]);
+    assert!(
+        text.starts_with(
+            "epoch,step,fid,inception_score,classes_covered,seconds,conditional_accuracy,mean_class_fid\n"
+        ),
+        "{text}"
+    );
+    std::fs::write(&p, text).unwrap();
+    assert_eq!(evaluate::read_quality_csv(&p, 500).unwrap(), vec![row]);
 }

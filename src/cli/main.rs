@@ -608,12 +608,16 @@ impl QualityHook {
             inception_score: s.inception_score,
             classes_covered: s.classes_covered,
             seconds,
+            conditional: s.conditional.as_ref().map(|c| (c.accuracy, c.mean_fid())),
         });
         checkpoint::atomic_write(&csv, evaluate::quality_csv(rows).as_bytes())?;
         let points: Vec<(u64, f64, usize)> = rows.iter().map(|r| (r.step, r.fid, r.classes_covered)).collect();
         images::save_quality_plot(&self.out.join("quality.png"), &points, ev.classifier.classes)?;
+        let conditional = s.conditional.as_ref().map_or(String::new(), |c| {
+            format!(", conditional accuracy {:.2}%, mean class FID {:.2}", 100.0 * c.accuracy, c.mean_fid())
+        });
         println!(
-            "quality after epoch {epoch}: FID {:.2}, IS {:.2}, {}/{} classes covered ({} samples, {:.1} s)",
+            "quality after epoch {epoch}: FID {:.2}, IS {:.2}, {}/{} classes covered{conditional} ({} samples, {:.1} s)",
             s.fid, s.inception_score, s.classes_covered, ev.classifier.classes, s.n, seconds
         );
         for w in evaluate::warnings(rows, ev.classifier.classes) {
@@ -703,15 +707,31 @@ fn eval(a: EvalArgs, settings: &Settings) -> gan_wgpu::Result<()> {
             name, s.n, s.fid, s.inception_score, s.classes_covered, ev.classifier.classes, s.class_histogram
         );
     }
+    for (name, s) in &rows {
+        if let Some(c) = &s.conditional {
+            println!(
+                "{name}: conditional accuracy {:.2}% (the classifier agrees with the class asked for), FID per class {}, mean {:.2}",
+                100.0 * c.accuracy,
+                c.fid_per_class.iter().enumerate().map(|(k, f)| format!("{k}:{f:.1}")).collect::<Vec<_>>().join(" "),
+                c.mean_fid()
+            );
+        }
+    }
     if let Some(path) = &a.json {
         let score_json = |s: &gan_wgpu::quality::Score| {
-            serde_json::json!({
+            let mut v = serde_json::json!({
                 "n": s.n,
                 "fid": s.fid,
                 "inception_score": s.inception_score,
                 "classes_covered": s.classes_covered,
                 "class_histogram": s.class_histogram,
-            })
+            });
+            if let Some(c) = &s.conditional {
+                v["conditional_accuracy"] = c.accuracy.into();
+                v["fid_per_class"] = c.fid_per_class.clone().into();
+                v["mean_class_fid"] = c.mean_fid().into();
+            }
+            v
         };
         let mut v = match rows.first() {
             Some((name, s)) => {
