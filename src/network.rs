@@ -136,7 +136,8 @@ impl GpuNet {
     /// Bytes held on the GPU: (parameters, gradients, Adam moments, batch-norm state).
     pub fn memory(&self) -> (u64, u64, u64, u64) {
         let bn: u64 = self.bn.iter().flatten().map(|b| b.running_mean.bytes() * 3).sum();
-        (self.params.bytes(), self.grads.bytes(), self.m.bytes() + self.v.bytes(), bn)
+        let (pw, pg) = self.padded_first.as_ref().map_or((0, 0), |(w, g)| (w.bytes(), g.bytes()));
+        (self.params.bytes() + pw, self.grads.bytes() + pg, self.m.bytes() + self.v.bytes(), bn)
     }
 }
 

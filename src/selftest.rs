@@ -9,7 +9,7 @@ use crate::context::GpuContext;
 use crate::error::{GanError, Result};
 use crate::kernels::matmul::{self, Form, Variant};
 use crate::kernels::reduce::Reduce;
-use crate::kernels::{adam, bias_act, check_close, gather, rng, run, softmax_ce};
+use crate::kernels::{adam, bias_act, check_close, embedding, gather, rng, run, softmax_ce};
 use crate::tensor::GpuTensor;
 use rand::{Rng, SeedableRng};
 
@@ -139,6 +139,64 @@ async fn gather_batch(ctx: &GpuContext) -> Result<()> {
     Ok(())
 }
 
+/// Fake labels exactly, and a batch's real labels through the index list.
+async fn labels(ctx: &GpuContext) -> Result<()> {
+    let err = mismatch("labels");
+    let counters = GpuTensor::from_u32(ctx, &[4], "counters", &[5, 2, 0, 0])?;
+    let s = rng::RngStream { seed: 77, stream: 2, draw_base: 0 };
+    let fake = GpuTensor::from_u32(ctx, &[131], "fake labels", &[u32::MAX; 131])?;
+    run(ctx, &[&rng::labels(ctx, &fake, 10, s, &counters)?])?;
+    if fake.read_u32_async(ctx).await? != rng::cpu_labels(131, 10, s, 5) {
+        return Err(err("rng_labels differ from the CPU reference".into()));
+    }
+    let mut r = rand_chacha::ChaCha8Rng::seed_from_u64(26);
+    let (n_images, rows) = (13usize, 3usize);
+    let all: Vec<u8> = (0..n_images).map(|_| r.random_range(0..10u8)).collect();
+    let mut perm: Vec<u32> = (0..n_images as u32).collect();
+    rand::seq::SliceRandom::shuffle(&mut perm[..], &mut r);
+    let gall = GpuTensor::from_u32(ctx, &[n_images.div_ceil(4)], "labels", &gather::pack_pixels(&all))?;
+    let gperm = GpuTensor::from_u32(ctx, &[n_images], "perm", &perm)?;
+    let out = GpuTensor::from_u32(ctx, &[rows], "batch labels", &[u32::MAX; 3])?;
+    run(ctx, &[&gather::gather_labels(ctx, &gall, &gperm, &out, 0, rows, &counters)?])?;
+    if out.read_u32_async(ctx).await? != gather::cpu_gather_labels(&all, &perm, 2, rows) {
+        return Err(err("gather_labels differ from the CPU reference".into()));
+    }
+    Ok(())
+}
+
+/// The label embedding: join, split, table gradient, pad and crop, exactly
+/// (they copy, or sum in the CPU's order).
+async fn label_embedding(ctx: &GpuContext) -> Result<()> {
+    let err = mismatch("embedding");
+    let mut r = rand_chacha::ChaCha8Rng::seed_from_u64(27);
+    let (rows, x_cols, classes, emb) = (19usize, 13usize, 10usize, 10usize);
+    let (cols, width) = (x_cols + emb, embedding::padded_width(x_cols + emb));
+    let x = random(&mut r, rows * x_cols, -1.0, 1.0);
+    let table = random(&mut r, classes * emb, -1.0, 1.0);
+    let labels: Vec<u32> = (0..rows).map(|_| r.random_range(0..classes as u32)).collect();
+    let gx = GpuTensor::from_f32(ctx, &[rows, x_cols], "x", &x)?;
+    let gt = GpuTensor::from_f32(ctx, &[classes, emb], "table", &table)?;
+    let gl = GpuTensor::from_u32(ctx, &[rows], "labels", &labels)?;
+    let joined = nan_tensor(ctx, &[rows, width], "joined").await?;
+    run(ctx, &[&embedding::join(ctx, &gx, &gt, &gl, &joined)?])?;
+    let want = embedding::cpu_pad_columns(&embedding::cpu_join(&x, x_cols, &table, emb, &labels), cols, width);
+    check_close("embedding join", &joined.read_f32_async(ctx).await?, &want, 0.0, 0.0).map_err(&err)?;
+    let dj = random(&mut r, rows * cols, -1.0, 1.0);
+    let gdj = GpuTensor::from_f32(ctx, &[rows, width], "d_joined", &embedding::cpu_pad_columns(&dj, cols, width))?;
+    let dx = nan_tensor(ctx, &[rows, x_cols], "d_x").await?;
+    let dt = nan_tensor(ctx, &[classes, emb], "d_table").await?;
+    run(ctx, &[&embedding::split(ctx, &gdj, &dx, &gt)?, &embedding::table_grad(ctx, &gdj, &gl, &dt, x_cols)?])?;
+    let (want_dx, want_dt) = embedding::cpu_backward(&dj, x_cols, emb, classes, &labels);
+    check_close("embedding split", &dx.read_f32_async(ctx).await?, &want_dx, 0.0, 0.0).map_err(&err)?;
+    check_close("embedding table gradient", &dt.read_f32_async(ctx).await?, &want_dt, 0.0, 0.0).map_err(&err)?;
+    let w = random(&mut r, 7 * cols, -1.0, 1.0);
+    let gw = GpuTensor::from_f32(ctx, &[7, cols], "w", &w)?;
+    let padded = nan_tensor(ctx, &[7, width], "w padded").await?;
+    let cropped = nan_tensor(ctx, &[7, cols], "w cropped").await?;
+    run(ctx, &[&embedding::pad_weight(ctx, &gw, &padded)?, &embedding::crop_grad(ctx, &padded, &cropped)?])?;
+    check_close("embedding pad and crop", &cropped.read_f32_async(ctx).await?, &w, 0.0, 0.0).map_err(&err)
+}
+
 async fn softmax_cross_entropy(ctx: &GpuContext) -> Result<()> {
     let mut r = rand_chacha::ChaCha8Rng::seed_from_u64(25);
     let (rows, classes) = (65usize, 13usize);
@@ -209,6 +267,8 @@ pub async fn run_all(ctx: &GpuContext) -> Vec<CheckResult> {
     push("adam.wgsl", "two updates of 1028 parameters".into(), adam_update(ctx).await);
     push("rng.wgsl", "1001 normals within WGSL's bounds".into(), rng_normal(ctx).await);
     push("gather.wgsl", "a batch through the index list, counters".into(), gather_batch(ctx).await);
+    push("rng.wgsl", "131 fake labels, and a batch's real labels gathered (gather.wgsl)".into(), labels(ctx).await);
+    push("embedding.wgsl", "join, split, table gradient, pad and crop".into(), label_embedding(ctx).await);
     push("softmax_ce.wgsl", "65x13 loss and gradient".into(), softmax_cross_entropy(ctx).await);
     push("ceiling.wgsl", "the FMA loop and the streaming copy".into(), ceilings(ctx).await);
     out
