@@ -1,11 +1,11 @@
-//! Soak: a few thousand small training steps through the trainer's loop with
+//! Soak: a few thousand small training steps through the trainer's loop (a
+//! `Session`, as `train` and the page drive it) with
 //! host and GPU memory flat. Alone in its test binary so that the process-wide
 //! counters see nothing else.
 
 mod common;
 use gan_wgpu::kernels::adam::AdamConfig;
-use gan_wgpu::model;
-use gan_wgpu::train::{Gan, GanConfig, StepRunner};
+use gan_wgpu::train::{GanConfig, Session};
 use rand::Rng;
 
 fn rss_bytes() -> u64 {
@@ -30,29 +30,22 @@ fn thousands_of_steps_keep_memory_flat() {
     let batch = 4;
     let cfg =
         GanConfig { batch, latent: 100, seed: 3, adam: AdamConfig::default(), model: gan_wgpu::model::WhichModel::Gan };
-    let gp = model::GanArchitecture::tutorial(100, 784).generator.init_params(&mut r);
-    let dp = model::GanArchitecture::tutorial(100, 784).discriminator.init_params(&mut r);
-    let gan = Gan::new(ctx, cfg, &data, &gp, &dp).unwrap();
-    let mut runner = StepRunner::new(ctx);
-    let steps_per_epoch = gan.steps_per_epoch();
+    let mut session = Session::new(ctx, cfg, &data).unwrap();
     let mut readings = 0usize;
     let mut step = 0u64;
+    // Chunks of up to 10 steps, as `train` runs them at --log-every 10 (an
+    // epoch here is 16 steps: chunks of 10 and 6, across epoch rollovers).
     let mut run = |count: u64, step: &mut u64, readings: &mut usize| {
-        for _ in 0..count {
-            let batch_in_epoch = (*step as usize) % steps_per_epoch;
-            if batch_in_epoch == 0 {
-                gan.start_epoch(ctx, *step as usize / steps_per_epoch, 0, *step).unwrap();
-            }
-            let tag = (*step + 1).is_multiple_of(10).then_some((0, batch_in_epoch, *step + 1));
-            for r in runner.step(ctx, &gan, tag).unwrap() {
+        let end = *step + count;
+        while *step < end {
+            let n = ((end - *step) as usize).min(10).min(session.steps_left_in_epoch());
+            for r in pollster::block_on(session.run_steps(ctx, n)).unwrap() {
                 assert!(r.metrics.loss_d.is_finite() && r.metrics.loss_g.is_finite());
                 assert_eq!(r.first_nonfinite, None);
+                assert_eq!(r.step, *step + 1);
                 *readings += 1;
+                *step += 1;
             }
-            *step += 1;
-        }
-        for _ in runner.finish(ctx).unwrap() {
-            *readings += 1;
         }
     };
     // Warm-up: 200 steps (pipelines, caches and allocator pools settle).
@@ -72,7 +65,7 @@ fn thousands_of_steps_keep_memory_flat() {
         rss_a as f64 / 1048576.0,
         rss_b as f64 / 1048576.0
     );
-    assert_eq!(readings, 220, "one reading every 10 steps");
+    assert_eq!(readings, 2200, "one reading a step");
     assert_eq!((buffers_a, bytes_a), (buffers_b, bytes_b), "GPU memory changed between step 200 and step 2200");
     assert!(rss_b < rss_a + 4 * 1048576, "host memory grew from {rss_a} to {rss_b} bytes");
 }

@@ -436,7 +436,7 @@ pub fn run_step_bench(
     if steps == 0 {
         return Err(GanError::Flag { flag: "bench", why: "timing the step needs at least 1 step, got 0".into() });
     }
-    use gan_wgpu::train::{Gan, GanConfig, StepRunner};
+    use gan_wgpu::train::{GanConfig, Session};
     let n = (batch * 8).max(1024);
     let mut r = rand::rngs::StdRng::seed_from_u64(1);
     let data = gan_wgpu::data::ImageSet {
@@ -454,25 +454,22 @@ pub fn run_step_bench(
         adam: gan_wgpu::kernels::adam::AdamConfig::default(),
         model: gan_wgpu::model::WhichModel::Gan,
     };
-    let (g_params, d_params) = gan_wgpu::model::GanArchitecture::tutorial(cfg.latent, 784).init_params(&mut r);
     if warmup {
         gan_wgpu::train::warm_up_pipelines(ctx, cfg, 784);
     }
-    let gan = Gan::new(ctx, cfg, &data, &g_params, &d_params)?;
-    gan.start_epoch(ctx, 0, 0, 0)?;
-    let mut runner = StepRunner::new(ctx);
-    runner.step(ctx, &gan, None)?;
-    runner.finish(ctx)?;
+    let mut session = Session::new(ctx, cfg, &data)?;
+    pollster::block_on(session.run_steps(ctx, 1))?;
     let first_step_s = launch.elapsed().as_secs_f64();
-    // Warm-up, then the timed run with the trainer's loop: losses copied out
-    // every 10 steps and read a step or more late.
+    // Warm-up, then the timed run with the trainer's loop: chunks of 10
+    // steps (`train`'s default --log-every), each one submission, every
+    // step's losses read back.
     let mut run = |count: usize| -> Result<f64> {
         let t = Instant::now();
-        for s in 0..count {
-            let tag = ((s + 1) % 10 == 0).then_some((0, s, s as u64));
-            runner.step(ctx, &gan, tag)?;
+        let mut left = count;
+        while left > 0 {
+            let n = left.min(10).min(session.steps_left_in_epoch());
+            left -= pollster::block_on(session.run_steps(ctx, n))?.len();
         }
-        runner.finish(ctx)?;
         Ok(t.elapsed().as_secs_f64())
     };
     run(5)?;
@@ -481,6 +478,7 @@ pub fn run_step_bench(
         (b, bytes)
     };
     let secs = run(steps)?;
+    let gan = &session.gan;
     let memory_after_run = {
         let (b, bytes, _) = ctx.gpu_memory();
         (b, bytes)

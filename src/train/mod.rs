@@ -12,8 +12,9 @@
 //!   step counters advance.
 //! G's forward runs once per step (its batch-norm running statistics move
 //! once per step, as in PyTorch's DCGAN loop that reuses `fake`).
-//! The host reads back only the 8-float metrics buffer every --log-every
-//! steps, through a ring of staging buffers mapped a step or more later.
+//! The steps run in chunks (to the next logged step) of one submission each,
+//! through a `Session`, the loop the page drives too; the host reads back
+//! each step's 8 metrics and 4 counters at the end of its chunk.
 
 use crate::checkpoint::{self, Loaded, OwnedTensor};
 use crate::context::GpuContext;
@@ -27,10 +28,8 @@ use crate::model::{self, BnStats, NetSpec, StepMetrics, WhichModel};
 use crate::network::{self, Activations, GpuNet};
 use crate::tensor::GpuTensor;
 use rand::SeedableRng;
-use std::collections::VecDeque;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
-use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
 mod gan;
@@ -46,9 +45,10 @@ pub use gan::{
     FAKE_LABEL_STREAM,
 };
 use outputs::{copy_epoch_grids, losses_csv, read_losses_csv, same_dir, write_epoch_outputs};
-pub use readback::{StepReading, StepRunner};
+pub use readback::StepReading;
 pub use run_dir::{lock_out_dir, prepare_out_dir, OutDirLock, LOCK_FILE};
 pub use session::{first_images, initial_params, Session, MAX_STEPS_PER_CALL};
+use state::SavedState;
 pub use state::{check_resume, find_latest_state, run_dir_of, state_files, RunIdentity};
 use state::{load_state, save_state};
 pub use warmup::warm_up_pipelines;
@@ -141,7 +141,9 @@ pub fn train(ctx: &GpuContext, cfg: &TrainConfig, data: &ImageSet, interrupt: &A
 }
 
 /// `train`, calling `after_epoch` once each epoch's files are written and
-/// telling `report` what happens.
+/// telling `report` what happens. It drives a `Session`, the stepping loop
+/// the browser page drives too, a chunk of steps at a time (to the next
+/// logged step), and writes the files between chunks.
 pub fn train_with_hook(
     ctx: &GpuContext,
     cfg: &TrainConfig,
@@ -156,7 +158,7 @@ pub fn train_with_hook(
 
     let dim = data.dim();
     // The resumed state is read and checked before anything is written.
-    let (state, progress) = match &cfg.resume {
+    let state = match &cfg.resume {
         Some(dir) => {
             let path = find_latest_state(dir)?;
             let s = load_state(&path, cfg, &identity, dim, data.count)?;
@@ -167,17 +169,12 @@ pub fn train_with_hook(
                 s.progress.batch_in_epoch,
                 s.progress.steps_done
             )));
-            let p = s.progress;
-            (Some(s), p)
+            Some(s)
         }
-        None => (None, Progress { epoch: 0, batch_in_epoch: 0, steps_done: 0 }),
+        None => None,
     };
     // Held until the run returns: no other run writes this folder meanwhile.
     let _lock = prepare_out_dir(&cfg.out)?;
-    let (g_params, d_params) = match &state {
-        Some(s) => (s.g_params.clone(), s.d_params.clone()),
-        None => initial_params(&g, dim),
-    };
     let t_warm = Instant::now();
     if cfg.warmup {
         warm_up_pipelines(ctx, g, dim);
@@ -190,31 +187,25 @@ pub fn train_with_hook(
         )));
     }
     let t0 = Instant::now();
-    let gan = Gan::new(ctx, g, &data, &g_params, &d_params)?;
-    if let Some(s) = &state {
-        gan.g.m.write_f32(ctx, &s.g_m)?;
-        gan.g.v.write_f32(ctx, &s.g_v)?;
-        gan.d.m.write_f32(ctx, &s.d_m)?;
-        gan.d.v.write_f32(ctx, &s.d_v)?;
-        gan.g.write_bn(ctx, &s.g_bn)?;
-    }
-    let fixed = GridInputs::fixed(g.latent, gan.classes());
-    let sampler = Sampler::new(ctx, &gan.g, fixed.len())?;
+    let mut session = Session::start(ctx, g, &data, state.as_ref())?;
+    drop(state);
+    let progress = session.progress;
     checkpoint::atomic_write(
         &cfg.out.join("fixed_latent.npy"),
-        &checkpoint::npy_bytes(&[fixed.len(), g.latent], &fixed.latents),
+        &checkpoint::npy_bytes(&[session.fixed.len(), g.latent], &session.fixed.latents),
     )?;
-    ctx.check_health("building the training graph")?;
     {
+        let gan = &session.gan;
         report(TrainEvent::Note(format!("adapter: {}", ctx.describe())));
         report(TrainEvent::Note(format!(
-            "data: {} images {}x{} from {}; {} steps an epoch at batch {}; matmul variant {}; reductions {}",
+            "data: {} images {}x{} from {}; {} steps an epoch at batch {}; model {}; matmul variant {}; reductions {}",
             data.count,
             data.height,
             data.width,
             data.source,
             gan.steps_per_epoch(),
             g.batch,
+            g.model.name(),
             ctx.matmul_choice().describe(),
             ctx.reduce_choice().describe()
         )));
@@ -246,38 +237,25 @@ pub fn train_with_hook(
         }
         None => Vec::new(),
     };
-    let mut runner = StepRunner::new(ctx);
-    let mut p = progress;
-    let steps_per_epoch = gan.steps_per_epoch();
+    let steps_per_epoch = session.steps_per_epoch();
     let mut steps_this_run = 0u64;
-    let mut last_log: (Instant, u64);
-    // Where a 1-based global step falls: (0-based epoch, 1-based step in it).
-    let position = |step: u64| -> (u64, u64) {
-        let spe = steps_per_epoch as u64;
-        ((step - 1) / spe, (step - 1) % spe + 1)
-    };
-    let diverged = |step: u64, epoch_in_progress: usize| -> GanError {
-        let (epoch, in_epoch) = position(step);
-        GanError::Diverged(format!(
-            "the model went non-finite (inf or NaN) at epoch {epoch}, step {in_epoch} of the epoch (global step {step}); {}",
-            if epoch_in_progress == 0 {
-                "no checkpoint had been written yet".to_string()
-            } else {
-                format!(
-                    "nothing was written after it: the last good checkpoints are epoch {}'s, kept as they were (a lower --lr may help)",
-                    epoch_in_progress - 1
-                )
-            }
-        ))
-    };
-    // Before any checkpoint or state is written: the model must be finite.
-    let check_finite = |p: &Progress| -> Result<()> {
-        match gan.first_nonfinite_step(ctx)? {
-            Some(step) => Err(diverged(step, p.epoch)),
-            None => Ok(()),
+    // The files say where a divergence leaves them.
+    let with_files_note = |e: GanError, epoch_in_progress: usize| -> GanError {
+        match e {
+            GanError::Diverged(m) => GanError::Diverged(format!(
+                "{m}; {}",
+                if epoch_in_progress == 0 {
+                    "no checkpoint had been written yet".to_string()
+                } else {
+                    format!(
+                        "nothing was written after it: the last good checkpoints are epoch {}'s, kept as they were (a lower --lr may help)",
+                        epoch_in_progress - 1
+                    )
+                }
+            )),
+            other => other,
         }
     };
-
     let log_line = |epoch: usize, batch: usize, m: &StepMetrics, secs: f64| {
         format!(
             "Epoch:[{:>3}/{:>3}], step:[{:>4}/{:>4}], loss_d:{:.6} , loss_g:{:.6} , time:{:.6}s, lr:{:.6}",
@@ -292,35 +270,35 @@ pub fn train_with_hook(
         )
     };
 
-    while p.epoch < cfg.epochs {
+    let mut epoch = progress.epoch;
+    while epoch < cfg.epochs {
         let epoch_start = Instant::now();
         // A step's printed time is the mean since the last log within this
         // epoch: the previous epoch's images and checkpoints are not a step.
-        last_log = (epoch_start, p.steps_done);
-        gan.start_epoch(ctx, p.epoch, p.batch_in_epoch, p.steps_done)?;
-        report(TrainEvent::EpochStart {
-            epoch: p.epoch,
-            epochs: cfg.epochs,
-            steps: steps_per_epoch,
-            done: p.batch_in_epoch,
-        });
-        let handle = |rows: Vec<StepReading>,
-                      losses: &mut Vec<LossRow>,
-                      last_log: &mut (Instant, u64),
-                      report: &mut Reporter|
-         -> Result<()> {
-            for r in rows {
-                if let Some(step) = r.first_nonfinite {
-                    return Err(diverged(step, r.epoch));
-                }
-                let m = r.metrics;
-                // The D-output means propagate a NaN that the clamped logs of
-                // the loss could hide, so all four are checked.
-                if ![m.loss_d, m.loss_g, m.d_real, m.d_fake].iter().all(|v| v.is_finite()) {
-                    return Err(diverged(r.step, r.epoch));
-                }
+        let mut last_log = (epoch_start, session.progress.steps_done);
+        let done = if session.progress.epoch == epoch { session.progress.batch_in_epoch } else { 0 };
+        report(TrainEvent::EpochStart { epoch, epochs: cfg.epochs, steps: steps_per_epoch, done });
+        loop {
+            let p = session.progress;
+            let at = if p.epoch == epoch { p.batch_in_epoch } else { 0 };
+            if at == steps_per_epoch {
+                break;
+            }
+            // A chunk ends at the next logged step, the epoch's end, or a
+            // step where the run is asked to stop or pause.
+            let to_log = cfg.log_every as usize - at % cfg.log_every as usize;
+            let limits = [cfg.stop_after_steps, cfg.pause_after_steps]
+                .into_iter()
+                .flatten()
+                .filter(|&n| n > steps_this_run)
+                .map(|n| (n - steps_this_run) as usize);
+            let chunk = limits.fold(to_log.min(steps_per_epoch - at), usize::min);
+            let readings = pollster::block_on(session.run_steps(ctx, chunk)).map_err(|e| with_files_note(e, epoch))?;
+            steps_this_run += readings.len() as u64;
+            for r in readings.iter().filter(|r| (r.batch as u64 + 1).is_multiple_of(cfg.log_every)) {
                 let secs = last_log.0.elapsed().as_secs_f64() / (r.step - last_log.1).max(1) as f64;
-                *last_log = (Instant::now(), r.step);
+                last_log = (Instant::now(), r.step);
+                let m = r.metrics;
                 losses.push(LossRow {
                     epoch: r.epoch,
                     step: r.step,
@@ -332,35 +310,18 @@ pub fn train_with_hook(
                 });
                 report(TrainEvent::Logged(log_line(r.epoch, r.batch, &m, secs)));
             }
-            Ok(())
-        };
-        while p.batch_in_epoch < steps_per_epoch {
-            let log_now = (p.batch_in_epoch as u64 + 1).is_multiple_of(cfg.log_every);
-            let tag = log_now.then_some((p.epoch, p.batch_in_epoch, p.steps_done + 1));
-            let rows = runner.step(ctx, &gan, tag)?;
-            p.steps_done += 1;
-            p.batch_in_epoch += 1;
-            steps_this_run += 1;
-            handle(rows, &mut losses, &mut last_log, report)?;
+            let p = session.progress;
             report(TrainEvent::Position(p.batch_in_epoch));
             if cfg.pause_after_steps == Some(steps_this_run) {
-                let rows = runner.finish(ctx)?;
-                handle(rows, &mut losses, &mut last_log, report)?;
                 report(TrainEvent::Note(format!("paused after {steps_this_run} steps, waiting for a signal")));
                 wait_for_interrupt(interrupt);
             }
             let stop = interrupt.load(Ordering::Relaxed) || cfg.stop_after_steps.is_some_and(|n| steps_this_run >= n);
             if stop && p.batch_in_epoch < steps_per_epoch {
-                let rows = runner.finish(ctx)?;
-                handle(rows, &mut losses, &mut last_log, report)?;
-                check_finite(&p)?;
+                session.check_finite(ctx).map_err(|e| with_files_note(e, epoch))?;
                 checkpoint::atomic_write(&csv_path, losses_csv(&losses).as_bytes())?;
-                let path = save_state(ctx, &gan, cfg, &identity, &p)?;
-                report(TrainEvent::EpochEnd {
-                    epoch: p.epoch,
-                    seconds: epoch_start.elapsed().as_secs_f64(),
-                    finished: false,
-                });
+                let path = save_state(ctx, &session.gan, cfg, &identity, &p)?;
+                report(TrainEvent::EpochEnd { epoch, seconds: epoch_start.elapsed().as_secs_f64(), finished: false });
                 report(TrainEvent::Note(format!(
                     "stopped at epoch {}, step {} of the epoch; state saved to {}",
                     p.epoch,
@@ -370,21 +331,21 @@ pub fn train_with_hook(
                 return Ok(RunSummary { progress: p, losses, interrupted: true });
             }
         }
-        let rows = runner.finish(ctx)?;
-        handle(rows, &mut losses, &mut last_log, report)?;
-        check_finite(&p)?;
+        session.check_finite(ctx).map_err(|e| with_files_note(e, epoch))?;
         let epoch_secs = epoch_start.elapsed().as_secs_f64();
-        let finished = p.epoch;
-        p.epoch += 1;
-        p.batch_in_epoch = 0;
-        write_epoch_outputs(ctx, cfg, &gan, &sampler, &fixed, &losses, finished, p.steps_done)?;
-        save_state(ctx, &gan, cfg, &identity, &p)?;
+        let finished = epoch;
+        epoch += 1;
+        // Saved as the start of the next epoch (the session starts it at its next step).
+        let p = Progress { epoch, batch_in_epoch: 0, steps_done: session.progress.steps_done };
+        write_epoch_outputs(ctx, cfg, &session, &losses, finished, p.steps_done)?;
+        save_state(ctx, &session.gan, cfg, &identity, &p)?;
         report(TrainEvent::EpochEnd { epoch: finished, seconds: epoch_secs, finished: true });
-        after_epoch(ctx, &gan, finished, p.steps_done)?;
+        after_epoch(ctx, &session.gan, finished, p.steps_done)?;
         if interrupt.load(Ordering::Relaxed) || cfg.stop_after_steps.is_some_and(|n| steps_this_run >= n) {
             return Ok(RunSummary { progress: p, losses, interrupted: p.epoch < cfg.epochs });
         }
     }
+    let p = Progress { epoch, batch_in_epoch: 0, steps_done: session.progress.steps_done };
     Ok(RunSummary { progress: p, losses, interrupted: false })
 }
 

@@ -70,16 +70,15 @@ pub(super) fn copy_epoch_grids(from: &Path, to: &Path, epochs: usize) -> Result<
 pub(super) fn write_epoch_outputs(
     ctx: &GpuContext,
     cfg: &TrainConfig,
-    gan: &Gan,
-    sampler: &Sampler,
-    fixed: &GridInputs,
+    session: &Session,
     losses: &[LossRow],
     epoch: usize,
     steps_done: u64,
 ) -> Result<()> {
     let out = &cfg.out;
+    let gan = &session.gan;
     let (h, w) = (gan.height, gan.width);
-    let samples = sampler.run_grid(ctx, fixed)?;
+    let samples = pollster::block_on(session.grid_outputs(ctx))?;
     images::save_grid(
         &out.join("images").join(format!("test_{epoch}.png")),
         &images_from_outputs(&samples, gan.dim),

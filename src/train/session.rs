@@ -1,8 +1,8 @@
-//! A training run that its host drives a few steps at a time and awaits,
-//! never blocking: what a browser page runs (it must yield to the browser
-//! between submissions). Same initial weights, batches, latent codes and
-//! step graph as `train`, so the same seed gives the same losses; no files,
-//! no clock (the host times it).
+//! The one stepping loop: a training run that its host drives a few steps
+//! at a time and awaits. The CLI's `train` blocks on it (pollster) between
+//! its files and log lines; a browser page awaits it between frames. Epoch
+//! rollover, per-step readback of the losses and the divergence check live
+//! here, once. No files, no clock (the host times it).
 
 use super::*;
 
@@ -13,7 +13,10 @@ pub const MAX_STEPS_PER_CALL: usize = 64;
 pub struct Session {
     pub gan: Gan,
     sampler: Sampler,
-    fixed: GridInputs,
+    /// What the epoch grids are drawn from (`GridInputs::fixed`).
+    pub fixed: GridInputs,
+    /// Where the run stands; `batch_in_epoch` reaches the epoch's steps at
+    /// its end, and the next `run_steps` starts the next epoch.
     pub progress: Progress,
     /// MAX_STEPS_PER_CALL readback slots: each step's metrics and counters.
     staging: wgpu::Buffer,
@@ -48,12 +51,32 @@ pub fn initial_params(cfg: &GanConfig, dim: usize) -> (Vec<f32>, Vec<f32>) {
 impl Session {
     /// A fresh run on `data` (already cut to its limit) at epoch 0.
     pub fn new(ctx: &GpuContext, cfg: GanConfig, data: &ImageSet) -> Result<Self> {
+        Self::start(ctx, cfg, data, None)
+    }
+
+    /// A run on `data` (already cut to its limit): fresh, or going on from
+    /// a saved state (parameters, Adam moments, running statistics, position).
+    pub(super) fn start(ctx: &GpuContext, cfg: GanConfig, data: &ImageSet, state: Option<&SavedState>) -> Result<Self> {
         let data = first_images(data, None, cfg.batch)?;
-        let (g_params, d_params) = initial_params(&cfg, data.dim());
-        let gan = Gan::new(ctx, cfg, &data, &g_params, &d_params)?;
+        let gan = match state {
+            Some(s) => {
+                let gan = Gan::new(ctx, cfg, &data, &s.g_params, &s.d_params)?;
+                gan.g.m.write_f32(ctx, &s.g_m)?;
+                gan.g.v.write_f32(ctx, &s.g_v)?;
+                gan.d.m.write_f32(ctx, &s.d_m)?;
+                gan.d.v.write_f32(ctx, &s.d_v)?;
+                gan.g.write_bn(ctx, &s.g_bn)?;
+                gan
+            }
+            None => {
+                let (g_params, d_params) = initial_params(&cfg, data.dim());
+                Gan::new(ctx, cfg, &data, &g_params, &d_params)?
+            }
+        };
+        let progress = state.map_or(Progress { epoch: 0, batch_in_epoch: 0, steps_done: 0 }, |s| s.progress);
         let fixed = GridInputs::fixed(cfg.latent, gan.classes());
         let sampler = Sampler::new(ctx, &gan.g, fixed.len())?;
-        gan.start_epoch(ctx, 0, 0, 0)?;
+        gan.start_epoch(ctx, progress.epoch, progress.batch_in_epoch, progress.steps_done)?;
         let staging = ctx.device.create_buffer(&wgpu::BufferDescriptor {
             label: Some("session metrics staging"),
             size: READBACK_BYTES * MAX_STEPS_PER_CALL as u64,
@@ -61,12 +84,27 @@ impl Session {
             mapped_at_creation: false,
         });
         ctx.check_health("building the training graph")?;
-        Ok(Session { sampler, fixed, progress: Progress { epoch: 0, batch_in_epoch: 0, steps_done: 0 }, staging, gan })
+        Ok(Session { sampler, fixed, progress, staging, gan })
+    }
+
+    pub fn steps_per_epoch(&self) -> usize {
+        self.gan.steps_per_epoch()
+    }
+
+    /// The steps a `run_steps` call would run now at most: to the end of the
+    /// epoch (of the next one, at an epoch's end), within MAX_STEPS_PER_CALL.
+    pub fn steps_left_in_epoch(&self) -> usize {
+        let spe = self.steps_per_epoch();
+        match self.progress.batch_in_epoch {
+            b if b == spe => spe,
+            b => spe - b,
+        }
     }
 
     /// Runs up to `n` steps (at most `MAX_STEPS_PER_CALL`, and never past the
-    /// end of the epoch) in one submission and returns every step's losses.
-    /// A step that went non-finite ends the run with `GanError::Diverged`.
+    /// end of the epoch; at an epoch's end it starts the next) in one
+    /// submission and returns every step's losses. A step that went
+    /// non-finite ends the run with `GanError::Diverged` naming it.
     pub async fn run_steps(&mut self, ctx: &GpuContext, n: usize) -> Result<Vec<StepReading>> {
         let spe = self.gan.steps_per_epoch();
         if self.progress.batch_in_epoch == spe {
@@ -99,18 +137,47 @@ impl Session {
         }
         self.progress.batch_in_epoch += n;
         self.progress.steps_done += n as u64;
-        if let Some(step) = out.iter().find_map(|r| r.first_nonfinite) {
-            return Err(GanError::Diverged(format!(
-                "the model went non-finite (inf or NaN) at global step {step}; a lower learning rate may help"
-            )));
+        for r in &out {
+            if let Some(step) = r.first_nonfinite {
+                return Err(self.diverged(step));
+            }
+            // The D-output means propagate a NaN that the clamped logs of
+            // the loss could hide, so all four are checked.
+            let m = r.metrics;
+            if ![m.loss_d, m.loss_g, m.d_real, m.d_fake].iter().all(|v| v.is_finite()) {
+                return Err(self.diverged(r.step));
+            }
         }
         Ok(out)
+    }
+
+    /// The error for a model that went non-finite at 1-based global `step`.
+    pub fn diverged(&self, step: u64) -> GanError {
+        let spe = self.gan.steps_per_epoch() as u64;
+        let (epoch, in_epoch) = ((step - 1) / spe, (step - 1) % spe + 1);
+        GanError::Diverged(format!(
+            "the model went non-finite (inf or NaN) at epoch {epoch}, step {in_epoch} of the epoch (global step {step})"
+        ))
+    }
+
+    /// Ok unless the model went non-finite since the epoch started
+    /// (blocking read of the counters' flag; before anything is saved).
+    pub fn check_finite(&self, ctx: &GpuContext) -> Result<()> {
+        match self.gan.first_nonfinite_step(ctx)? {
+            Some(step) => Err(self.diverged(step)),
+            None => Ok(()),
+        }
+    }
+
+    /// The generator's outputs in [-1, 1] on the fixed grid.
+    pub async fn grid_outputs(&self, ctx: &GpuContext) -> Result<Vec<f32>> {
+        self.sampler.run_labeled_async(ctx, &self.fixed.latents, self.fixed.labels.as_deref()).await
     }
 
     /// The images of the fixed grid (the CLI's per-epoch grid: 25, or a
     /// conditional model's row per class), u8 pixels image after image.
     pub async fn grid(&self, ctx: &GpuContext) -> Result<Vec<u8>> {
-        let out = self.sampler.run_labeled_async(ctx, &self.fixed.latents, self.fixed.labels.as_deref()).await?;
+        let out = self.grid_outputs(ctx).await?;
         Ok(images_from_outputs(&out, self.gan.dim).concat())
     }
 
