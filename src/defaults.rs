@@ -35,7 +35,7 @@ pub const CLASSES: usize = 10;
 pub const GRID_SAMPLES: usize = 25;
 
 /// The defaults a page needs, as a JSON object: batch, lr, beta1, beta2,
-/// seed, latent, grid_samples, epochs.
+/// seed, latent, grid_samples, epochs, model, models, classes.
 pub fn defaults_json() -> String {
     // An f32 widened to f64 prints its binary expansion (0.00019999999...);
     // its shortest decimal form is what a person typed.
@@ -49,6 +49,9 @@ pub fn defaults_json() -> String {
         "latent": LATENT,
         "grid_samples": GRID_SAMPLES,
         "epochs": EPOCHS,
+        "model": crate::model::WhichModel::default().name(),
+        "models": crate::model::WhichModel::ALL.map(crate::model::WhichModel::name),
+        "classes": CLASSES,
     })
     .to_string()
 }

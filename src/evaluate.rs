@@ -110,10 +110,22 @@ pub fn sample_pixels(ctx: &GpuContext, g: &GpuNet, count: usize, seed: u64) -> R
 
 /// `sample_pixels` without blocking (a page awaits it).
 pub async fn sample_pixels_async(ctx: &GpuContext, g: &GpuNet, count: usize, seed: u64) -> Result<Vec<u8>> {
+    let labels = g.spec.embedding.as_ref().map(|e| sample_labels(count, e.classes));
+    sample_pixels_labeled_async(ctx, g, count, seed, labels.as_deref()).await
+}
+
+/// `sample_pixels_async` with the classes a conditional generator draws
+/// (`count` of them; None for an unconditional one).
+pub async fn sample_pixels_labeled_async(
+    ctx: &GpuContext,
+    g: &GpuNet,
+    count: usize,
+    seed: u64,
+    labels: Option<&[u32]>,
+) -> Result<Vec<u8>> {
     let latent = g.spec.input_dim();
     let dim = g.spec.layers.last().map_or(0, |l| l.out);
     let z = sample_latents(count, latent, seed);
-    let labels = g.spec.embedding.as_ref().map(|e| sample_labels(count, e.classes));
     let batch = BATCH.min(count.max(1));
     let sampler = Sampler::new(ctx, g, batch)?;
     let mut pixels = Vec::with_capacity(count * dim);

@@ -100,6 +100,16 @@ fn scores_tell_real_noise_and_collapsed_sets_apart_repeatably() {
     let b = ev.score_generator(ctx, &g, 1200, 3).unwrap();
     assert_eq!(a, b);
     assert_eq!(a.n, 1200);
+    assert_eq!(a.conditional, None, "an unconditional generator has no conditional score");
+    // A conditional generator: asked for each class in turn, scored per class.
+    let spec = model::GanArchitecture::conditional(100, 784, 10).generator;
+    let g =
+        GpuNet::new(ctx, spec.clone(), &spec.init_params(&mut common::rng(9)), &counters, Default::default()).unwrap();
+    let s = ev.score_generator(ctx, &g, 3000, 3).unwrap();
+    let c = s.conditional.expect("a conditional score");
+    assert!((0.0..=1.0).contains(&c.accuracy), "{c:?}");
+    assert_eq!(c.fid_per_class.len(), 10);
+    assert!(c.fid_per_class.iter().all(|f| f.is_finite() && *f > 0.0), "{c:?}");
 }
 
 fn gan() -> Command {

@@ -3,6 +3,9 @@
 //! outputs, samples the class asked for, and refuses what it cannot do.
 
 mod common;
+use gan_wgpu::kernels::embedding;
+use gan_wgpu::model::{CpuNet, GanArchitecture};
+use gan_wgpu::network::GpuNet;
 use std::path::Path;
 use std::process::Command;
 
@@ -199,4 +202,36 @@ fn class_flags_are_refused_for_an_unconditional_generator_and_cgan_needs_labels(
     let err = String::from_utf8_lossy(&bad.stderr);
     assert_eq!(bad.status.code(), Some(1), "{err}");
     assert!(err.contains("--model cgan needs the images' labels") && err.contains("unlabelled"), "{err}");
+}
+
+/// A conditional generator's pixels for given latent codes and labels equal
+/// its CPU reference's (batch norm in eval mode, running statistics set
+/// away from 0 and 1), to 1e-4 of the output's scale: the step test's
+/// tolerance for a forward pass. Its joined input's padding is zero.
+#[test]
+fn a_conditional_generator_samples_as_its_cpu_reference() {
+    let Some(ctx) = common::ctx() else { return };
+    let spec = GanArchitecture::conditional(100, 784, 10).generator;
+    let params = spec.init_params(&mut common::rng(3));
+    let mut cpu = CpuNet::new(spec.clone(), params.clone());
+    let counters = gan_wgpu::GpuTensor::zeros(ctx, &[4], "counters");
+    let g = GpuNet::new(ctx, spec.clone(), &params, &counters, Default::default()).unwrap();
+    let mut r = common::rng(4);
+    for b in cpu.bn.iter_mut().flatten() {
+        b.running_mean = common::uniform_vec(&mut r, b.running_mean.len(), -0.5, 0.5);
+        b.running_var = common::uniform_vec(&mut r, b.running_var.len(), 0.5, 2.0);
+    }
+    g.write_bn(ctx, &cpu.bn).unwrap();
+    let n = 37;
+    let z = common::uniform_vec(&mut r, n * 100, -2.0, 2.0);
+    let labels: Vec<u32> = (0..n as u32).map(|i| (i * 3) % 10).collect();
+    let sampler = gan_wgpu::train::Sampler::new(ctx, &g, n).unwrap();
+    assert!(sampler.is_conditional());
+    let gpu = sampler.run_labeled(ctx, &z, Some(&labels)).unwrap();
+    let want = cpu.forward_labeled(&z, Some(&labels), n, false).pop().unwrap().out;
+    common::assert_close("conditional generator", &gpu, &want, 1e-4, 1e-4);
+    // Without labels, or with labels for an unconditional one: errors.
+    let err = sampler.run(ctx, &z).unwrap_err().to_string();
+    assert!(err.contains("needs a class for each sample"), "{err}");
+    assert_eq!(embedding::padded_width(110), 112);
 }

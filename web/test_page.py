@@ -11,8 +11,11 @@ fixed seed. Then it asserts:
   - the live grid canvas is not blank;
   - the generator the page downloads loads in `gan-wgpu sample`, and gives
     the page's own pixels for the same latent codes within one grey level
-    (the page loads the downloaded file back through its file input).
-Prints one JSON line of measurements. Needs: chromium, websocket-client.
+    (the page loads the downloaded file back through its file input);
+    for cgan, the page's "draw a 7" on the loaded file against
+    `gan-wgpu sample --class 7`.
+Each model of --models (gan, then cgan) trains in its own page load, in one
+browser. Prints one JSON line of measurements per model. Needs: chromium, websocket-client.
 
     python3 web/test_page.py --adapter swiftshader --cli target/release/gan-wgpu
 """
@@ -152,11 +155,11 @@ def check_no_webgpu(cdp):
     print(json.dumps({"adapter": "none", "error": error}))
 
 
-def native_first_losses(cli, steps, seed, batch, limit, tmp):
-    out = os.path.join(tmp, "native-run")
+def native_first_losses(cli, model, seed, batch, limit, tmp):
+    out = os.path.join(tmp, f"native-run-{model}")
     subprocess.run(
-        [cli, "train", "--epochs", "1", "--limit", str(limit), "--batch-size", str(batch), "--seed", str(seed),
-         "--log-every", "1", "--eval-every", "0", "--out", out],
+        [cli, "train", "--model", model, "--epochs", "1", "--limit", str(limit), "--batch-size", str(batch),
+         "--seed", str(seed), "--log-every", "1", "--eval-every", "0", "--stop-after-steps", "2", "--out", out],
         check=True, stdout=subprocess.DEVNULL,
     )
     rows = open(os.path.join(out, "losses.csv")).read().splitlines()
@@ -166,97 +169,85 @@ def native_first_losses(cli, steps, seed, batch, limit, tmp):
     return float(first["loss_d"]), float(first["loss_g"])
 
 
-def main():
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--adapter", choices=sorted(ADAPTER_FLAGS), required=True)
-    ap.add_argument("--dist", default="web/dist")
-    ap.add_argument("--cli", default="target/release/gan-wgpu")
-    ap.add_argument("--chromium", default=shutil.which("chromium") or "chromium")
-    ap.add_argument("--steps", type=int, default=20)
-    ap.add_argument("--seed", type=int, default=7)
-    ap.add_argument("--batch", type=int, default=32)
-    ap.add_argument("--limit", type=int, default=640)
-    ap.add_argument("--timeout", type=int, default=900, help="seconds for the page's training")
-    ap.add_argument("--screenshot", help="save a PNG of the page after training")
-    ap.add_argument("--window", default="1366,768", help="browser window size, W,H (the layout's target screen)")
-    a = ap.parse_args()
+def check_model(cdp, a, model, first, tmp, server, downloads):
+    """One page load training `model`; returns its measurements."""
+    native = native_first_losses(a.cli, model, a.seed, a.batch, a.limit, tmp)
+    query = f"autostart=1&steps={a.steps}&seed={a.seed}&batch={a.batch}&limit={a.limit}&model={model}"
+    if first:
+        query += "&selftest=1"
+    url = f"http://127.0.0.1:{server.server_address[1]}/index.html?{query}"
+    t0 = time.time()
+    cdp.call("Page.navigate", url=url)
+    status = wait_for(cdp, lambda s: s.get("done") and (s.get("settings") or {}).get("model") == model,
+                      f"{a.steps} training steps of {model}", a.timeout)
+    page_seconds = time.time() - t0
 
-    tmp = tempfile.mkdtemp(prefix="gan-wgpu-page-")
-    server = serve(a.dist)
-    proc = None
-    try:
-        native = None if a.adapter == "none" else native_first_losses(a.cli, a.steps, a.seed, a.batch, a.limit, tmp)
-        proc, port, browser_path = start_chromium(a.chromium, a.adapter, os.path.join(tmp, "profile"), a.window)
-        downloads = os.path.join(tmp, "downloads")
-        os.makedirs(downloads)
-        browser = Cdp(f"ws://127.0.0.1:{port}{browser_path}")
-        browser.call("Browser.setDownloadBehavior", behavior="allow", downloadPath=downloads)
-        targets = json.load(urllib.request.urlopen(f"http://127.0.0.1:{port}/json/list"))
-        page = next(t for t in targets if t["type"] == "page")
-        cdp = Cdp(page["webSocketDebuggerUrl"])
-        cdp.call("Page.enable")
-        cdp.call("Runtime.enable")
-        query = f"autostart=1&selftest=1&steps={a.steps}&seed={a.seed}&batch={a.batch}&limit={a.limit}"
-        url = f"http://127.0.0.1:{server.server_address[1]}/index.html?{query}"
-        t0 = time.time()
-        cdp.call("Page.navigate", url=url)
-        if a.adapter == "none":
-            check_no_webgpu(cdp)
-            return
-        status = wait_for(cdp, lambda s: s.get("done"), f"{a.steps} training steps", a.timeout)
-        page_seconds = time.time() - t0
-
-        # The self-test: every kernel family against its CPU reference.
+    # The self-test: every kernel family against its CPU reference.
+    passed = None
+    if first:
         st = status.get("selftest") or {}
         failed = [r for r in st.get("results", []) if not r["ok"]]
         check(not failed, f"kernel self-test failed in the page: {failed}")
-        check(st.get("passed", 0) >= 10, f"the self-test ran {st.get('passed')} checks")
+        passed = st.get("passed", 0)
+        check(passed >= 10, f"the self-test ran {passed} checks")
 
-        # Losses: finite, and the first step's equal the CLI's.
-        check(status["steps"] == a.steps, f"the page ran {status['steps']} steps, not {a.steps}")
-        for k in ("loss_d", "loss_g", "first_loss_d", "first_loss_g"):
-            check(isinstance(status.get(k), (int, float)) and math.isfinite(status[k]), f"{k} = {status.get(k)}")
-        dd, dg = abs(status["first_loss_d"] - native[0]), abs(status["first_loss_g"] - native[1])
-        check(dd <= 1e-4 and dg <= 1e-4,
-              f"first-step losses: page {status['first_loss_d']}, {status['first_loss_g']}; native CLI {native}")
+    # Losses: finite, and the first step's equal the CLI's.
+    check(status["steps"] == a.steps, f"the page ran {status['steps']} steps, not {a.steps}")
+    for k in ("loss_d", "loss_g", "first_loss_d", "first_loss_g"):
+        check(isinstance(status.get(k), (int, float)) and math.isfinite(status[k]), f"{k} = {status.get(k)}")
+    dd, dg = abs(status["first_loss_d"] - native[0]), abs(status["first_loss_g"] - native[1])
+    check(dd <= 1e-4 and dg <= 1e-4,
+          f"{model} first-step losses: page {status['first_loss_d']}, {status['first_loss_g']}; native CLI {native}")
 
-        # The live grid is drawn: many grey levels, not one colour.
-        levels = cdp.eval(
-            "(() => { const c = document.getElementById('grid');"
-            " const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;"
-            " const seen = new Set(); for (let i = 0; i < d.length; i += 4) seen.add(d[i]); return seen.size; })()"
-        )
-        check(levels >= 32, f"the grid canvas shows {levels} grey levels: blank")
+    # The live grid is drawn: many grey levels, not one colour.
+    levels = cdp.eval(
+        "(() => { const c = document.getElementById('grid');"
+        " const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;"
+        " const seen = new Set(); for (let i = 0; i < d.length; i += 4) seen.add(d[i]); return seen.size; })()"
+    )
+    check(levels >= 32, f"the {model} grid canvas shows {levels} grey levels: blank")
 
-        if a.screenshot:
-            shot = cdp.call("Page.captureScreenshot", format="png")
-            with open(a.screenshot, "wb") as f:
-                f.write(base64.b64decode(shot["data"]))
+    if a.screenshot and first:
+        shot = cdp.call("Page.captureScreenshot", format="png")
+        with open(a.screenshot, "wb") as f:
+            f.write(base64.b64decode(shot["data"]))
 
-        # Download the generator, load it back into the page, sample seed 0.
-        cdp.eval("document.getElementById('download-g').click()")
-        deadline = time.time() + 60
-        saved = []
-        while time.time() < deadline and not saved:
-            saved = [f for f in os.listdir(downloads) if f.endswith(".safetensors")]
-            time.sleep(0.2)
-        check(saved, "the page's generator download did not arrive")
-        gen_path = os.path.join(downloads, saved[0])
-        time.sleep(0.5)
-        doc = cdp.call("DOM.getDocument")
-        node = cdp.call("DOM.querySelector", nodeId=doc["root"]["nodeId"], selector="#gen-file")
-        cdp.call("DOM.setFileInputFiles", files=[gen_path], nodeId=node["nodeId"])
-        wait_for(cdp, lambda s: (s.get("sample") or {}).get("from") == "file", "sampling the loaded file", 300)
-        page_pixels = base64.b64decode(cdp.eval("window.ganLastSample"))
-        idx = os.path.join(tmp, "cli-samples.idx")
-        subprocess.run([a.cli, "sample", "--checkpoint", gen_path, "--seed", "0", "--count", "25", "--idx", idx],
-                       check=True, stdout=subprocess.DEVNULL)
-        cli_pixels = open(idx, "rb").read()[16:]
-        check(len(cli_pixels) == len(page_pixels) == 25 * 784,
-              f"{len(page_pixels)} pixels in the page, {len(cli_pixels)} from the CLI")
-        worst = max(abs(p - c) for p, c in zip(page_pixels, cli_pixels))
-        check(worst <= 1, f"page and CLI samples differ by up to {worst} grey levels")
+    # Download the generator, load it back into the page, sample seed 0
+    # (cgan: "draw a 7").
+    for f in os.listdir(downloads):
+        os.remove(os.path.join(downloads, f))
+    cdp.eval("document.getElementById('download-g').click()")
+    deadline = time.time() + 60
+    saved = []
+    while time.time() < deadline and not saved:
+        saved = [f for f in os.listdir(downloads) if f.endswith(".safetensors")]
+        time.sleep(0.2)
+    check(saved, "the page's generator download did not arrive")
+    gen_path = os.path.join(tmp, f"page-{model}-generator.safetensors")
+    time.sleep(0.5)
+    shutil.copy(os.path.join(downloads, saved[0]), gen_path)
+    doc = cdp.call("DOM.getDocument")
+    node = cdp.call("DOM.querySelector", nodeId=doc["root"]["nodeId"], selector="#gen-file")
+    cdp.call("DOM.setFileInputFiles", files=[gen_path], nodeId=node["nodeId"])
+    wait_for(cdp, lambda s: (s.get("sample") or {}).get("from") == "file", "sampling the loaded file", 300)
+    cli_args = ["--count", "25", "--seed", "0"]
+    if model == "cgan":
+        check(not cdp.eval("document.getElementById('draw-7').disabled"), "draw a 7 is disabled for a cgan file")
+        cdp.eval("document.getElementById('draw-7').click()")
+        wait_for(cdp, lambda s: (s.get("sample") or {}).get("class") == 7, "drawing a 7 from the file", 300)
+        cli_args += ["--class", "7"]
+    page_pixels = base64.b64decode(cdp.eval("window.ganLastSample"))
+    idx = os.path.join(tmp, f"cli-samples-{model}.idx")
+    subprocess.run([a.cli, "sample", "--checkpoint", gen_path, *cli_args, "--idx", idx],
+                   check=True, stdout=subprocess.DEVNULL)
+    cli_pixels = open(idx, "rb").read()[16:]
+    check(len(cli_pixels) == len(page_pixels) == 25 * 784,
+          f"{len(page_pixels)} pixels in the page, {len(cli_pixels)} from the CLI")
+    worst = max(abs(p - c) for p, c in zip(page_pixels, cli_pixels))
+    check(worst <= 1, f"{model}: page and CLI samples differ by up to {worst} grey levels")
 
+    error = None
+    if first:
         # A file that is no checkpoint: one line in the page, no crash.
         bad = os.path.join(tmp, "not-a-checkpoint.safetensors")
         with open(bad, "wb") as f:
@@ -271,20 +262,60 @@ def main():
         shown = cdp.eval("document.getElementById('error').textContent")
         check(shown == error, f"the page shows {shown!r}, the status says {error!r}")
 
-        print(json.dumps({
-            "adapter": a.adapter,
-            "page_adapter": status["adapter"].get("name"),
-            "matmul": status["adapter"].get("matmul"),
-            "reductions": status["adapter"].get("reductions"),
-            "steps": status["steps"],
-            "steps_per_s": status["steps_per_s"],
-            "first_loss_page": [status["first_loss_d"], status["first_loss_g"]],
-            "first_loss_native": list(native),
-            "sample_max_grey_diff": worst,
-            "selftest_passed": st["passed"],
-            "page_seconds": round(page_seconds, 1),
-            "bad_file_error": error,
-        }))
+    return {
+        "adapter": a.adapter,
+        "model": model,
+        "page_adapter": status["adapter"].get("name"),
+        "matmul": status["adapter"].get("matmul"),
+        "reductions": status["adapter"].get("reductions"),
+        "steps": status["steps"],
+        "steps_per_s": status["steps_per_s"],
+        "first_loss_page": [status["first_loss_d"], status["first_loss_g"]],
+        "first_loss_native": list(native),
+        "sample_max_grey_diff": worst,
+        "selftest_passed": passed,
+        "page_seconds": round(page_seconds, 1),
+        "bad_file_error": error,
+    }
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--adapter", choices=sorted(ADAPTER_FLAGS), required=True)
+    ap.add_argument("--dist", default="web/dist")
+    ap.add_argument("--cli", default="target/release/gan-wgpu")
+    ap.add_argument("--chromium", default=shutil.which("chromium") or "chromium")
+    ap.add_argument("--models", default="gan,cgan", help="the models to train in the page, in order")
+    ap.add_argument("--steps", type=int, default=20)
+    ap.add_argument("--seed", type=int, default=7)
+    ap.add_argument("--batch", type=int, default=32)
+    ap.add_argument("--limit", type=int, default=640)
+    ap.add_argument("--timeout", type=int, default=900, help="seconds for the page's training")
+    ap.add_argument("--screenshot", help="save a PNG of the page after training (the first model)")
+    ap.add_argument("--window", default="1366,768", help="browser window size, W,H (the layout's target screen)")
+    a = ap.parse_args()
+
+    tmp = tempfile.mkdtemp(prefix="gan-wgpu-page-")
+    server = serve(a.dist)
+    proc = None
+    try:
+        proc, port, browser_path = start_chromium(a.chromium, a.adapter, os.path.join(tmp, "profile"), a.window)
+        downloads = os.path.join(tmp, "downloads")
+        os.makedirs(downloads)
+        browser = Cdp(f"ws://127.0.0.1:{port}{browser_path}")
+        browser.call("Browser.setDownloadBehavior", behavior="allow", downloadPath=downloads)
+        targets = json.load(urllib.request.urlopen(f"http://127.0.0.1:{port}/json/list"))
+        page = next(t for t in targets if t["type"] == "page")
+        cdp = Cdp(page["webSocketDebuggerUrl"])
+        cdp.call("Page.enable")
+        cdp.call("Runtime.enable")
+        if a.adapter == "none":
+            url = f"http://127.0.0.1:{server.server_address[1]}/index.html?autostart=1"
+            cdp.call("Page.navigate", url=url)
+            check_no_webgpu(cdp)
+            return
+        for i, model in enumerate(a.models.split(",")):
+            print(json.dumps(check_model(cdp, a, model, i == 0, tmp, server, downloads)))
     finally:
         if proc is not None:
             proc.kill()

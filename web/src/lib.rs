@@ -15,6 +15,7 @@ use gan_wgpu::checkpoint::Loaded;
 use gan_wgpu::data::{self, ImageSet};
 use gan_wgpu::evaluate::{self, LoadedGenerator};
 use gan_wgpu::kernels::adam::AdamConfig;
+use gan_wgpu::model::WhichModel;
 use gan_wgpu::network::GpuNet;
 use gan_wgpu::train::{self, GanConfig, Session};
 use gan_wgpu::{DeviceChoice, DeviceOptions, GpuContext, Requirements};
@@ -115,21 +116,36 @@ impl Engine {
         .to_string()
     }
 
-    /// Decodes an IDX image file (gzipped or raw, as in assets/mnist) into
+    /// Decodes an IDX image file (gzipped or raw, as in assets/mnist), and
+    /// its IDX labels file if given (a conditional model needs them), into
     /// the training set; returns a one-line description.
-    pub fn load_images(&self, bytes: &[u8], name: &str) -> Result<String, JsValue> {
-        let set = data::images_from_bytes(bytes, Path::new(name), None).map_err(js_err)?;
+    pub fn load_images(
+        &self,
+        bytes: &[u8],
+        name: &str,
+        labels: Option<Vec<u8>>,
+        labels_name: Option<String>,
+    ) -> Result<String, JsValue> {
+        let labels_name = labels_name.unwrap_or_else(|| "labels".into());
+        let labels = labels.as_deref().map(|l| (l, Path::new(&labels_name)));
+        let set = data::images_from_bytes(bytes, Path::new(name), labels).map_err(js_err)?;
         let desc = format!("{} images {}x{} from {name}", set.count, set.height, set.width);
         *self.inner.data.try_borrow_mut().map_err(|_| busy())? = Some(set);
         Ok(desc)
     }
 
-    /// Starts a fresh run (the CLI's `train --batch-size B --lr LR --seed S
-    /// --limit L`: same weights, batches and losses). Returns the steps of
-    /// one epoch.
-    pub fn new_session(&self, batch: usize, lr: f32, seed: u32, limit: usize) -> Result<usize, JsValue> {
-        let cfg =
-            GanConfig { batch, latent: LATENT, seed: seed as u64, adam: AdamConfig { lr, ..AdamConfig::default() } };
+    /// Starts a fresh run (the CLI's `train --model M --batch-size B --lr LR
+    /// --seed S --limit L`: same weights, batches and losses). Returns the
+    /// steps of one epoch.
+    pub fn new_session(&self, model: &str, batch: usize, lr: f32, seed: u32, limit: usize) -> Result<usize, JsValue> {
+        let model: WhichModel = model.parse().map_err(js_err)?;
+        let cfg = GanConfig {
+            batch,
+            latent: LATENT,
+            seed: seed as u64,
+            adam: AdamConfig { lr, ..AdamConfig::default() },
+            model,
+        };
         cfg.validate().map_err(js_err)?;
         let data = self.inner.data.try_borrow().map_err(|_| busy())?;
         let data = data.as_ref().ok_or_else(|| js_err("no training images loaded"))?;
@@ -168,8 +184,18 @@ impl Engine {
         })
     }
 
-    /// The 25 images of the fixed latent codes under the generator being
-    /// trained, u8 pixels image after image.
+    /// [images, columns] of the live grid: 25 in 5 columns, or a
+    /// conditional model's row per class.
+    pub fn grid_shape(&self) -> Result<Vec<u32>, JsValue> {
+        let slot = self.inner.session.try_borrow().map_err(|_| busy())?;
+        let session = slot.as_ref().ok_or_else(|| js_err("no training run"))?;
+        let n = session.fixed.len();
+        let cols = session.gan.classes().unwrap_or_else(|| (n as f64).sqrt().ceil() as usize);
+        Ok(vec![n as u32, cols as u32])
+    }
+
+    /// The images of the fixed grid under the generator being trained, u8
+    /// pixels image after image.
     pub fn grid(&self) -> Promise {
         let inner = self.inner.clone();
         future_to_promise(async move {
@@ -210,15 +236,20 @@ impl Engine {
         let file = Loaded::from_bytes(bytes, Path::new(&name)).map_err(js_err)?;
         let g = evaluate::generator_from(&self.inner.ctx, &file).map_err(js_err)?;
         self.inner.ctx.check_health("loading the generator").map_err(js_err)?;
-        let info = serde_json::json!({ "name": name, "latent": g.latent, "height": g.height, "width": g.width });
+        let classes = g.net.spec.embedding.as_ref().map(|e| e.classes);
+        let info = serde_json::json!({
+            "name": name, "latent": g.latent, "height": g.height, "width": g.width, "classes": classes,
+        });
         *self.inner.generator.try_borrow_mut().map_err(|_| busy())? = Some(g);
         Ok(info.to_string())
     }
 
     /// `count` samples from the loaded generator (`from_loaded`) or the one
     /// being trained, on the latent codes `gan-wgpu sample --seed SEED
-    /// --count COUNT` draws; u8 pixels image after image.
-    pub fn sample(&self, seed: u32, count: usize, from_loaded: bool) -> Promise {
+    /// --count COUNT` draws; u8 pixels image after image. A conditional
+    /// generator draws class `class` for every sample (`sample --class`),
+    /// or with a negative `class` class i mod 10 for sample i (`eval`'s).
+    pub fn sample(&self, seed: u32, count: usize, from_loaded: bool, class: i32) -> Promise {
         let inner = self.inner.clone();
         future_to_promise(async move {
             if count == 0 || count > 400 {
@@ -231,7 +262,18 @@ impl Engine {
             } else {
                 &session.as_ref().ok_or_else(|| js_err("no training run"))?.gan.g
             };
-            let pixels = evaluate::sample_pixels_async(&inner.ctx, net, count, seed as u64).await.map_err(js_err)?;
+            let labels = match (&net.spec.embedding, class) {
+                (None, c) if c >= 0 => return Err(js_err("this generator is unconditional: it draws no class")),
+                (None, _) => None,
+                (Some(e), c) if c >= e.classes as i32 => {
+                    return Err(js_err(format!("{c} is not a class of this generator (0..{})", e.classes - 1)))
+                }
+                (Some(e), c) if c < 0 => Some(evaluate::sample_labels(count, e.classes)),
+                (Some(_), c) => Some(vec![c as u32; count]),
+            };
+            let pixels = evaluate::sample_pixels_labeled_async(&inner.ctx, net, count, seed as u64, labels.as_deref())
+                .await
+                .map_err(js_err)?;
             Ok(Uint8Array::from(&pixels[..]).into())
         })
     }

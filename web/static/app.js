@@ -1,7 +1,8 @@
 // The page: drives the engine (gan_wgpu_web.wasm) one call at a time and
 // draws what it returns. State for tests is in <pre id="status"> as JSON.
-// Query parameters: autostart=1, steps=N (stop after N steps), seed, batch,
-// lr, limit (images), selftest=1 (run the kernel self-test first).
+// Query parameters: autostart=1, steps=N (stop after N steps), model
+// (gan|cgan), seed, batch, lr, limit (images), selftest=1 (run the kernel
+// self-test first).
 import init, { open_engine, defaults } from './gan_wgpu_web.js';
 
 const $ = (id) => document.getElementById(id);
@@ -21,6 +22,8 @@ let engine = null;
 let DEFAULTS = null;
 let busy = Promise.resolve(); // serialises the page's engine calls
 let timing = { steps: 0, ms: 0, calls: 0 };
+// Classes of the loaded generator file (null: none loaded, or unconditional).
+let loadedClasses = null;
 
 function publish() {
   $('status').textContent = JSON.stringify(state, null, 1);
@@ -64,11 +67,12 @@ function settings() {
     const v = Number(q != null ? q : $(id).value);
     return Number.isFinite(v) ? v : dflt;
   };
-  return { batch: num('batch', DEFAULTS.batch), lr: num('lr', DEFAULTS.lr), seed: num('seed', DEFAULTS.seed), limit: num('limit', 0) };
+  const model = query.get('model') || $('model').value || DEFAULTS.model;
+  return { model, batch: num('batch', DEFAULTS.batch), lr: num('lr', DEFAULTS.lr), seed: num('seed', DEFAULTS.seed), limit: num('limit', 0) };
 }
 
-function drawImages(canvas, pixels, count, height, width) {
-  const cols = Math.ceil(Math.sqrt(count));
+function drawImages(canvas, pixels, count, height, width, columns) {
+  const cols = columns || Math.ceil(Math.sqrt(count));
   const rows = Math.ceil(count / cols);
   const pad = 2;
   const img = new ImageData(cols * (width + pad) + pad, rows * (height + pad) + pad);
@@ -139,8 +143,9 @@ function drawLoss() {
 
 async function drawGrid() {
   const [h, w] = engine.image_shape();
+  const [count, cols] = engine.grid_shape();
   const pixels = await engine.grid();
-  drawImages($('grid'), pixels, DEFAULTS.grid_samples, h, w);
+  drawImages($('grid'), pixels, count, h, w, cols);
   state.grid_steps = state.steps;
 }
 
@@ -157,7 +162,7 @@ function download(bytes, name) {
 
 function reset() {
   const s = settings();
-  const stepsPerEpoch = engine.new_session(s.batch, s.lr, s.seed, s.limit);
+  const stepsPerEpoch = engine.new_session(s.model, s.batch, s.lr, s.seed, s.limit);
   Object.assign(state, {
     steps: 0, epoch: 0, loss_d: null, loss_g: null, steps_per_s: null,
     first_loss_d: null, first_loss_g: null, done: false, settings: { ...s, steps_per_epoch: stepsPerEpoch },
@@ -165,6 +170,14 @@ function reset() {
   history.length = 0;
   timing = { steps: 0, ms: 0, calls: 0 };
   drawLoss();
+  updateDrawButtons();
+}
+
+// The "draw a K" buttons work on a conditional generator: the loaded file's,
+// else the model in training's.
+function updateDrawButtons() {
+  const on = loadedClasses != null || (state.settings && state.settings.model === 'cgan');
+  for (const b of document.querySelectorAll('#draw-row button')) b.disabled = !on;
 }
 
 // Steps a call: grows while a call takes under 150 ms, shrinks past 500 ms,
@@ -262,21 +275,33 @@ async function runSelfTest() {
   publish();
 }
 
-async function sample(fromLoaded) {
+// `count` samples (the CLI's `sample --seed S --count N`, with `--class K`
+// when `cls` >= 0); a conditional generator without a class draws every
+// class in turn, a column each.
+async function sample(fromLoaded, cls = -1) {
   const seed = Number($('sample-seed').value) || DEFAULTS.seed;
-  const count = DEFAULTS.grid_samples;
-  const pixels = await engine.sample(seed, count, fromLoaded);
+  const conditional = fromLoaded ? loadedClasses != null : state.settings.model === 'cgan';
+  const count = conditional && cls < 0 ? 2 * DEFAULTS.classes : DEFAULTS.grid_samples;
+  const pixels = await engine.sample(seed, count, fromLoaded, cls);
   const [h, w] = fromLoaded ? engine.loaded_shape() : engine.image_shape();
-  drawImages($('samples'), pixels, count, h, w);
+  drawImages($('samples'), pixels, count, h, w, conditional && cls < 0 ? DEFAULTS.classes : 0);
   // The pixels, for the browser test's comparison with `gan-wgpu sample`.
   window.ganLastSample = btoa(String.fromCharCode(...pixels));
-  state.sample = { seed, count, from: fromLoaded ? 'file' : 'training', height: h, width: w };
+  state.sample = { seed, count, from: fromLoaded ? 'file' : 'training', class: cls, height: h, width: w };
+  $('sample-info').textContent = cls >= 0 ? `${count} samples of class ${cls}` : '';
   publish();
 }
 
 async function main() {
   for (const id of ['batch', 'lr', 'seed', 'limit']) {
     if (query.get(id) != null) $(id).value = query.get(id);
+  }
+  for (let k = 0; k < 10; k++) {
+    const b = document.createElement('button');
+    b.textContent = String(k);
+    b.id = `draw-${k}`;
+    b.disabled = true;
+    $('draw-row').append(b);
   }
   if (!navigator.gpu) {
     $('adapter').textContent = 'No WebGPU here.';
@@ -301,6 +326,12 @@ async function main() {
     if (query.get(id) == null) $(id).value = DEFAULTS[id];
   }
   $('sample-seed').value = DEFAULTS.seed;
+  for (const m of DEFAULTS.models) {
+    const o = document.createElement('option');
+    o.value = o.textContent = m;
+    $('model').append(o);
+  }
+  $('model').value = query.get('model') || DEFAULTS.model;
   engine = await open_engine();
   const a = JSON.parse(engine.adapter_json());
   a.browser_info = browserInfo;
@@ -319,9 +350,13 @@ async function main() {
     `matmul ${short(a.matmul)} \u00b7 reductions ${short(a.reductions)}`, 'adapter-detail');
   $('adapter').title = `matmul: ${a.matmul}\nreductions: ${a.reductions}`;
   publish();
-  const response = await fetch('mnist/train-images-idx3-ubyte.gz');
-  if (!response.ok) throw new Error(`fetching mnist/train-images-idx3-ubyte.gz: HTTP ${response.status}`);
-  engine.load_images(new Uint8Array(await response.arrayBuffer()), 'mnist/train-images-idx3-ubyte.gz');
+  const fetchBytes = async (path) => {
+    const response = await fetch(path);
+    if (!response.ok) throw new Error(`fetching ${path}: HTTP ${response.status}`);
+    return new Uint8Array(await response.arrayBuffer());
+  };
+  const images = 'mnist/train-images-idx3-ubyte.gz', labels = 'mnist/train-labels-idx1-ubyte.gz';
+  engine.load_images(await fetchBytes(images), images, await fetchBytes(labels), labels);
   reset();
   for (const id of ['start', 'reset', 'download-g', 'download-d', 'sample-live', 'selftest-run']) $(id).disabled = false;
   $('start').onclick = startOrPause;
@@ -337,12 +372,16 @@ async function main() {
     if (!file) return;
     clearError();
     const info = JSON.parse(engine.load_generator(new Uint8Array(await file.arrayBuffer()), file.name));
-    $('sample-info').textContent = `${info.name}: latent ${info.latent}, images ${info.height}x${info.width}`;
+    loadedClasses = info.classes;
+    updateDrawButtons();
     $('sample').disabled = false;
     await sample(true);
+    $('sample-info').textContent = `${info.name}: latent ${info.latent}, images ${info.height}x${info.width}` +
+      (info.classes ? `, ${info.classes} classes` : '');
   });
   $('sample').onclick = () => serial(() => sample(true));
   $('sample-live').onclick = () => serial(() => sample(false));
+  for (let k = 0; k < 10; k++) $(`draw-${k}`).onclick = () => serial(() => sample(loadedClasses != null, k));
   $('selftest-run').onclick = () => serial(runSelfTest);
   await drawGrid();
   publish();
