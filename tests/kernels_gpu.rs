@@ -700,7 +700,7 @@ fn embedding_join_split_and_table_gradient_match_reference() {
             .collect();
         let cols = x_cols + emb;
         let width = embedding::padded_width(cols);
-        assert!(width % 4 == 0 && width >= cols && width < cols + 4, "{what}: width {width}");
+        assert!(width.is_multiple_of(4) && width >= cols && width < cols + 4, "{what}: width {width}");
         let gx = GpuTensor::from_f32(ctx, &[rows, x_cols], "x", &x).unwrap();
         let gt = GpuTensor::from_f32(ctx, &[classes, emb], "table", &table).unwrap();
         let gl = GpuTensor::from_u32(ctx, &[rows], "labels", &labels).unwrap();
