@@ -64,6 +64,12 @@ fn philox4x32_10(counter: vec4<u32>, key: vec2<u32>) -> vec4<u32> {
     return c;
 }
 
+// The four u32 of counter (q, draw, stream, 0) of this step's draw.
+fn draw_bits(q: u32) -> vec4<u32> {
+    let draw = p.draw_base + counters[0];
+    return philox4x32_10(vec4<u32>(q, draw, p.stream, 0u), vec2<u32>(p.key_lo, p.key_hi));
+}
+
 const TWO_PI: f32 = 6.283185307179586;
 
 fn box_muller(x: u32, y: u32) -> vec2<f32> {
@@ -81,8 +87,7 @@ fn rng_normal(@builtin(global_invocation_id) gid: vec3<u32>) {
     if (base >= p.n) {
         return;
     }
-    let draw = p.draw_base + counters[0];
-    let bits = philox4x32_10(vec4<u32>(q, draw, p.stream, 0u), vec2<u32>(p.key_lo, p.key_hi));
+    let bits = draw_bits(q);
     let z01 = box_muller(bits.x, bits.y);
     let z23 = box_muller(bits.z, bits.w);
     let z = vec4<f32>(z01, z23);
@@ -100,8 +105,7 @@ fn rng_labels(@builtin(global_invocation_id) gid: vec3<u32>) {
     if (base >= p.n) {
         return;
     }
-    let draw = p.draw_base + counters[0];
-    let bits = philox4x32_10(vec4<u32>(q, draw, p.stream, 0u), vec2<u32>(p.key_lo, p.key_hi));
+    let bits = draw_bits(q);
     for (var j = 0u; j < 4u; j++) {
         if (base + j < p.n) {
             labels[base + j] = mulhilo(bits[j], p.classes).x;

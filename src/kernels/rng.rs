@@ -19,6 +19,21 @@ struct Params {
     _pad: [u32; 2],
 }
 
+impl Params {
+    /// `n` numbers of stream `s` (`classes`: rng_labels' range, else 0).
+    fn new(n: usize, s: RngStream, classes: usize) -> Self {
+        Params {
+            n: n as u32,
+            key_lo: s.seed as u32,
+            key_hi: (s.seed >> 32) as u32,
+            stream: s.stream,
+            draw_base: s.draw_base,
+            classes: classes as u32,
+            _pad: [0; 2],
+        }
+    }
+}
+
 /// Which independent sequence a generator draws from.
 #[derive(Clone, Copy, Debug)]
 pub struct RngStream {
@@ -31,19 +46,7 @@ pub struct RngStream {
 pub fn normal(ctx: &GpuContext, out: &GpuTensor, s: RngStream, counters: &GpuTensor) -> Result<Dispatch> {
     let n = out.numel();
     let kern = kernel(ctx, "rng.wgsl", SOURCE, "rng_normal", &[Slot::Uniform, Slot::ReadWrite, Slot::Read], &[]);
-    let p = uniform(
-        ctx,
-        &out.label,
-        &Params {
-            n: n as u32,
-            key_lo: s.seed as u32,
-            key_hi: (s.seed >> 32) as u32,
-            stream: s.stream,
-            draw_base: s.draw_base,
-            classes: 0,
-            _pad: [0; 2],
-        },
-    );
+    let p = uniform(ctx, &out.label, &Params::new(n, s, 0));
     Ok(Dispatch::new(
         ctx,
         &kern,
@@ -68,19 +71,7 @@ pub fn labels(
     }
     let kern =
         kernel(ctx, "rng.wgsl", SOURCE, "rng_labels", &[Slot::Uniform, Slot::Unused, Slot::Read, Slot::ReadWrite], &[]);
-    let p = uniform(
-        ctx,
-        &labels.label,
-        &Params {
-            n: n as u32,
-            key_lo: s.seed as u32,
-            key_hi: (s.seed >> 32) as u32,
-            stream: s.stream,
-            draw_base: s.draw_base,
-            classes: classes as u32,
-            _pad: [0; 2],
-        },
-    );
+    let p = uniform(ctx, &labels.label, &Params::new(n, s, classes));
     Ok(Dispatch::new(
         ctx,
         &kern,
