@@ -1,0 +1,322 @@
+//! `gan-wgpu eval` and `train --eval-every`: the classifier, its progress,
+//! and the scores of samples, generators and baselines.
+
+use super::*;
+
+/// Prints the classifier's training progress on stderr: a bar on a
+/// terminal, a line per epoch otherwise.
+fn classifier_progress() -> impl FnMut(&classifier::Progress) {
+    let bar = std::io::stderr().is_terminal().then(|| {
+        let b = indicatif::ProgressBar::new(0);
+        b.set_style(
+            indicatif::ProgressStyle::with_template("classifier {msg} [{bar:30}] {pos}/{len} steps, eta {eta}")
+                .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+        );
+        b
+    });
+    move |p: &classifier::Progress| {
+        let msg =
+            format!("epoch {}/{}: loss {:.4}, batch accuracy {:.1}%", p.epoch, p.epochs, p.loss, 100.0 * p.accuracy);
+        match &bar {
+            Some(b) => {
+                b.set_length((p.steps * p.epochs) as u64);
+                b.set_position((p.epoch * p.steps + p.step) as u64);
+                b.set_message(msg);
+                if p.epoch + 1 == p.epochs && p.step == p.steps {
+                    b.finish_and_clear();
+                }
+            }
+            None if p.step == p.steps => eprintln!("classifier {msg}"),
+            None => {}
+        }
+    }
+}
+
+/// The classifier for a data set: `--classifier FILE`, else the cached or
+/// newly trained one, with progress shown.
+fn classifier_for(
+    ctx: &GpuContext,
+    file: Option<&std::path::Path>,
+    train_set: &data::ImageSet,
+    test: &data::ImageSet,
+    cache_dir: Option<&std::path::Path>,
+) -> gan_wgpu::Result<classifier::Classifier> {
+    match file {
+        Some(p) => classifier::load(p),
+        None => {
+            eprintln!(
+                "classifier: looking in the cache, else training one on {} ({} images)",
+                train_set.source, train_set.count
+            );
+            classifier::load_or_train(
+                ctx,
+                train_set,
+                test,
+                &classifier::ClassifierConfig::default(),
+                cache_dir,
+                &mut classifier_progress(),
+            )
+        }
+    }
+}
+
+/// The classifier's line; `accuracy_name` says what its accuracy was
+/// measured on (`EvalSplits::accuracy_name`).
+fn describe_classifier(c: &classifier::Classifier, accuracy_name: &str) -> String {
+    format!(
+        "{}-512-256-{} MLP, {accuracy_name} {:.2}%, {} (training took {:.1} s)",
+        c.height * c.width,
+        c.classes,
+        100.0 * c.test_accuracy,
+        c.origin,
+        c.train_seconds
+    )
+}
+
+/// Samples scored by `train --eval-every` (and their latent-code seed).
+const QUALITY_SAMPLES: usize = defaults::EVAL_COUNT;
+const QUALITY_SEED: u64 = defaults::SEED;
+
+/// `train --eval-every N`: after every N-th epoch, scores 10,000 samples of
+/// the generator, appends to quality.csv, draws quality.png, prints a line,
+/// and warns on too few classes or a rising FID. The classifier and the
+/// reference statistics are made at the first evaluation.
+pub(super) struct QualityHook {
+    every: usize,
+    data: Option<PathBuf>,
+    out: PathBuf,
+    resume: Option<PathBuf>,
+    train_set: data::ImageSet,
+    /// Where the trained classifier is cached (`Settings::cache_dir`).
+    cache_dir: Option<PathBuf>,
+    evaluator: Option<evaluate::Evaluator>,
+    rows: Option<Vec<evaluate::QualityRow>>,
+    disabled: bool,
+}
+
+impl QualityHook {
+    pub(super) fn new(
+        every: usize,
+        data: Option<PathBuf>,
+        out: PathBuf,
+        resume: Option<PathBuf>,
+        train_set: data::ImageSet,
+        cache_dir: Option<PathBuf>,
+    ) -> Self {
+        QualityHook { every, data, out, resume, train_set, cache_dir, evaluator: None, rows: None, disabled: false }
+    }
+
+    pub(super) fn after_epoch(
+        &mut self,
+        ctx: &GpuContext,
+        gan: &train::Gan,
+        epoch: usize,
+        steps: u64,
+    ) -> gan_wgpu::Result<()> {
+        if self.every == 0 || self.disabled || !(epoch + 1).is_multiple_of(self.every) {
+            return Ok(());
+        }
+        if self.evaluator.is_none() {
+            let made = (|| -> gan_wgpu::Result<evaluate::Evaluator> {
+                classifier::classes_of(&self.train_set)?;
+                let splits = data::eval_splits(self.data.as_deref(), &self.train_set)?;
+                let c = classifier_for(ctx, None, &splits.train, &splits.reference, self.cache_dir.as_deref())?;
+                println!("quality: classifier {}", describe_classifier(&c, splits.accuracy_name()));
+                println!("quality: reference {}", splits.describe());
+                evaluate::Evaluator::new(ctx, c, &splits.reference)
+            })();
+            match made {
+                Ok(ev) => self.evaluator = Some(ev),
+                Err(e) => {
+                    eprintln!("warning: --eval-every is off for this run: {e}");
+                    self.disabled = true;
+                    return Ok(());
+                }
+            }
+        }
+        let ev = self.evaluator.as_ref().expect("made above");
+        let csv = self.out.join("quality.csv");
+        if self.rows.is_none() {
+            // A resumed run keeps the rows of the steps before it.
+            let from = self.resume.as_deref().map(train::run_dir_of).unwrap_or_else(|| self.out.clone());
+            let mut rows = evaluate::read_quality_csv(&from.join("quality.csv"), steps)?;
+            rows.retain(|r| r.step < steps);
+            self.rows = Some(rows);
+        }
+        let t = std::time::Instant::now();
+        let s = ev.score_generator(ctx, &gan.g, QUALITY_SAMPLES, QUALITY_SEED)?;
+        let seconds = t.elapsed().as_secs_f64();
+        let rows = self.rows.as_mut().expect("read above");
+        rows.push(evaluate::QualityRow {
+            epoch,
+            step: steps,
+            fid: s.fid,
+            inception_score: s.inception_score,
+            classes_covered: s.classes_covered,
+            seconds,
+            conditional: s.conditional.as_ref().map(|c| (c.accuracy, c.mean_fid())),
+        });
+        checkpoint::atomic_write(&csv, evaluate::quality_csv(rows).as_bytes())?;
+        let points: Vec<(u64, f64, usize)> = rows.iter().map(|r| (r.step, r.fid, r.classes_covered)).collect();
+        images::save_quality_plot(&self.out.join("quality.png"), &points, ev.classifier.classes)?;
+        let conditional = s.conditional.as_ref().map_or(String::new(), |c| {
+            format!(", conditional accuracy {:.2}%, mean class FID {:.2}", 100.0 * c.accuracy, c.mean_fid())
+        });
+        println!(
+            "quality after epoch {epoch}: FID {:.2}, IS {:.2}, {}/{} classes covered{conditional} ({} samples, {:.1} s)",
+            s.fid, s.inception_score, s.classes_covered, ev.classifier.classes, s.n, seconds
+        );
+        for w in evaluate::warnings(rows, ev.classifier.classes) {
+            eprintln!("warning: {w}");
+        }
+        Ok(())
+    }
+}
+
+pub(super) fn eval(a: EvalArgs, settings: &Settings) -> gan_wgpu::Result<()> {
+    positive("--count", a.count as f64)?;
+    if a.samples.is_none() && a.checkpoint.is_none() && !a.baselines {
+        return Err(GanError::Flag {
+            flag: "--samples",
+            why: "give --samples FILE.idx, --checkpoint G.safetensors and/or --baselines".into(),
+        });
+    }
+    let full_train = data::load(a.data.as_deref())?;
+    classifier::classes_of(&full_train)?;
+    let splits = data::eval_splits(a.data.as_deref(), &full_train)?;
+    drop(full_train);
+    let (train_set, reference) = (&splits.train, &splits.reference);
+    let samples = a.samples.as_ref().map(|p| data::read_images(p, None)).transpose()?;
+    if let Some(s) = &samples {
+        if (s.height, s.width) != (reference.height, reference.width) {
+            return Err(GanError::data(
+                &s.source,
+                format!(
+                    "samples are {}x{}, the reference images {}x{}",
+                    s.height, s.width, reference.height, reference.width
+                ),
+            ));
+        }
+    }
+    let ctx =
+        gan_wgpu::autotune::open(&settings.device_choice(a.device.as_deref())?, &Requirements::default(), settings)?;
+    let c = classifier_for(&ctx, a.classifier.as_deref(), train_set, reference, settings.cache_dir.as_deref())?;
+    println!("classifier: {}", describe_classifier(&c, splits.accuracy_name()));
+    let ev = evaluate::Evaluator::new(&ctx, c, reference)?;
+    println!("reference: {}", splits.describe());
+    println!(
+        "FID here is the Frechet distance in this classifier's {}-d penultimate features (not Inception's: not comparable with published FIDs)",
+        classifier::FEATURE_DIM
+    );
+    let mut rows: Vec<(String, gan_wgpu::quality::Score)> = Vec::new();
+    if let Some(s) = &samples {
+        rows.push((format!("samples {}", s.source), ev.score_pixels(&ctx, &s.pixels, s.count)?));
+    }
+    if let Some(p) = &a.checkpoint {
+        let g = evaluate::load_generator(&ctx, p)?;
+        if g.height * g.width != reference.dim() {
+            return Err(GanError::Checkpoint {
+                path: p.clone(),
+                why: format!(
+                    "the generator makes {}x{} images, the reference set has {}x{}",
+                    g.height, g.width, reference.height, reference.width
+                ),
+            });
+        }
+        let score = ev.score_generator(&ctx, &g.net, a.count, a.seed)?;
+        rows.push((format!("generator {} ({} samples, seed {})", p.display(), a.count, a.seed), score));
+    }
+    let mut baselines = Vec::new();
+    if a.baselines {
+        let n = a.count.min(train_set.count);
+        let dim = train_set.dim();
+        baselines.push((
+            "real train images (the floor)".to_string(),
+            ev.score_pixels(&ctx, &train_set.pixels[..n * dim], n)?,
+        ));
+        let mut r = <rand_chacha::ChaCha8Rng as rand::SeedableRng>::seed_from_u64(a.seed);
+        let noise: Vec<u8> = (0..n * dim).map(|_| rand::Rng::random::<u8>(&mut r)).collect();
+        baselines.push(("uniform noise".to_string(), ev.score_pixels(&ctx, &noise, n)?));
+        let labels = train_set.labels.as_ref().expect("classes_of checked the labels");
+        let one: Vec<u8> = (0..train_set.count)
+            .filter(|&i| labels[i] == 1)
+            .take(n)
+            .flat_map(|i| train_set.image(i).to_vec())
+            .collect();
+        let k = one.len() / dim;
+        baselines.push(("collapsed: real images of class 1 only".to_string(), ev.score_pixels(&ctx, &one, k)?));
+    }
+    println!("{:<58} {:>6} {:>9} {:>6} {:>8}  class histogram", "set", "n", "FID", "IS", "classes");
+    for (name, s) in rows.iter().chain(&baselines) {
+        println!(
+            "{:<58} {:>6} {:>9.2} {:>6.2} {:>5}/{:<2}  {:?}",
+            name, s.n, s.fid, s.inception_score, s.classes_covered, ev.classifier.classes, s.class_histogram
+        );
+    }
+    for (name, s) in &rows {
+        if let Some(c) = &s.conditional {
+            println!(
+                "{name}: conditional accuracy {:.2}% (the classifier agrees with the class asked for), FID per class {}, mean {:.2}",
+                100.0 * c.accuracy,
+                c.fid_per_class.iter().enumerate().map(|(k, f)| format!("{k}:{f:.1}")).collect::<Vec<_>>().join(" "),
+                c.mean_fid()
+            );
+        }
+    }
+    if let Some(path) = &a.json {
+        let score_json = |s: &gan_wgpu::quality::Score| {
+            let mut v = serde_json::json!({
+                "n": s.n,
+                "fid": s.fid,
+                "inception_score": s.inception_score,
+                "classes_covered": s.classes_covered,
+                "class_histogram": s.class_histogram,
+            });
+            if let Some(c) = &s.conditional {
+                v["conditional_accuracy"] = c.accuracy.into();
+                v["fid_per_class"] = c.fid_per_class.clone().into();
+                v["mean_class_fid"] = c.mean_fid().into();
+            }
+            v
+        };
+        let mut v = match rows.first() {
+            Some((name, s)) => {
+                let mut v = score_json(s);
+                v["set"] = name.clone().into();
+                v
+            }
+            None => serde_json::json!({}),
+        };
+        v["classifier"] = serde_json::json!({
+            "test_accuracy": ev.classifier.test_accuracy,
+            "accuracy_measured_on": splits.describe(),
+            "train_seconds": ev.classifier.train_seconds,
+            "origin": ev.classifier.origin,
+            "feature_dim": classifier::FEATURE_DIM,
+        });
+        v["reference"] = ev.reference_desc.clone().into();
+        if rows.len() > 1 {
+            v["others"] = rows[1..]
+                .iter()
+                .map(|(n, s)| {
+                    let mut j = score_json(s);
+                    j["set"] = n.clone().into();
+                    j
+                })
+                .collect();
+        }
+        if !baselines.is_empty() {
+            v["baselines"] = baselines
+                .iter()
+                .map(|(n, s)| {
+                    let mut j = score_json(s);
+                    j["set"] = n.clone().into();
+                    j
+                })
+                .collect();
+        }
+        let text = serde_json::to_string_pretty(&v).map_err(|e| GanError::data(path, e.to_string()))?;
+        checkpoint::atomic_write(path, text.as_bytes())?;
+    }
+    Ok(())
+}

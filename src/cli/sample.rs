@@ -1,0 +1,93 @@
+//! `gan-wgpu sample`: images from a generator checkpoint, a row per class
+//! for a conditional one.
+
+use super::*;
+
+pub(super) fn sample(a: SampleArgs, settings: &Settings) -> gan_wgpu::Result<()> {
+    positive("--count", a.count as f64)?;
+    if a.out.is_none() && a.idx.is_none() {
+        return Err(GanError::Flag { flag: "--out", why: "give --out FILE.png and/or --idx FILE".into() });
+    }
+    // Read and check the files before opening a device.
+    checkpoint::Loaded::open(&a.checkpoint)?;
+    let latent_file = a.latent.as_ref().map(|p| checkpoint::read_npy_f32_2d(p).map(|l| (p, l))).transpose()?;
+    let ctx =
+        gan_wgpu::autotune::open(&settings.device_choice(a.device.as_deref())?, &Requirements::default(), settings)?;
+    let g = evaluate::load_generator(&ctx, &a.checkpoint)?;
+    let dim = g.height * g.width;
+    let (count, z) = match latent_file {
+        Some((p, (rows, cols, z))) => {
+            if cols != g.latent {
+                return Err(GanError::data(
+                    p,
+                    format!("latent codes are {cols} wide, the generator takes {}", g.latent),
+                ));
+            }
+            (rows, z)
+        }
+        None => (a.count, evaluate::sample_latents(a.count, g.latent, a.seed)),
+    };
+    // A conditional generator: the classes of each row (every row has the
+    // same codes); an unconditional one takes no class.
+    let rows: Option<Vec<u32>> = match (g.net.spec.embedding.as_ref(), a.class, a.classes) {
+        (None, None, None) => None,
+        (None, ..) => {
+            let flag = if a.class.is_some() { "--class" } else { "--classes" };
+            return Err(GanError::Flag {
+                flag,
+                why: format!(
+                    "{} is an unconditional generator (no label embedding): train with --model cgan to choose classes",
+                    a.checkpoint.display()
+                ),
+            });
+        }
+        (Some(e), class, classes) => {
+            let rows = match (class, classes) {
+                (Some(k), _) => vec![k],
+                (None, Some(ks)) => ks,
+                (None, None) => (0..e.classes as u32).collect(),
+            };
+            if let Some(k) = rows.iter().find(|&&k| k as usize >= e.classes) {
+                let flag = if a.class.is_some() { "--class" } else { "--classes" };
+                return Err(GanError::Flag {
+                    flag,
+                    why: format!("{k} is not a class of this generator (0..{})", e.classes - 1),
+                });
+            }
+            Some(rows)
+        }
+    };
+    let (z, labels, cols) = match &rows {
+        None => (z, None, None),
+        Some(rows) => {
+            let labels: Vec<u32> = rows.iter().flat_map(|&k| std::iter::repeat_n(k, count)).collect();
+            let z: Vec<f32> = rows.iter().flat_map(|_| z.iter().copied()).collect();
+            (z, Some(labels), (rows.len() > 1).then_some(count))
+        }
+    };
+    let total = labels.as_ref().map_or(count, Vec::len);
+    let sampler = train::Sampler::new(&ctx, &g.net, total)?;
+    let out = sampler.run_labeled(&ctx, &z, labels.as_deref())?;
+    let imgs = train::images_from_outputs(&out, dim);
+    let count = total;
+    if let Some(p) = &a.out {
+        match cols {
+            Some(c) => images::save_grid_with_columns(p, &imgs, g.height, g.width, c)?,
+            None => images::save_grid(p, &imgs, g.height, g.width)?,
+        }
+        match &rows {
+            Some(r) => println!(
+                "{count} samples, classes {} -> {}",
+                r.iter().map(u32::to_string).collect::<Vec<_>>().join(","),
+                p.display()
+            ),
+            None => println!("{count} samples -> {}", p.display()),
+        }
+    }
+    if let Some(p) = &a.idx {
+        let pixels: Vec<u8> = imgs.concat();
+        checkpoint::atomic_write(p, &data::idx_bytes(count, g.height, g.width, &pixels))?;
+        println!("{count} samples (IDX uint8 {count}x{}x{}) -> {}", g.height, g.width, p.display());
+    }
+    Ok(())
+}
