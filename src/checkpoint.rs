@@ -57,6 +57,21 @@ impl OwnedTensor {
     pub fn f32(shape: Vec<usize>, v: &[f32]) -> Self {
         OwnedTensor { dtype: Dtype::F32, shape, data: bytemuck::cast_slice(v).to_vec() }
     }
+
+    /// `v` rounded to IEEE half precision (round to nearest even).
+    pub fn f16(shape: Vec<usize>, v: &[f32]) -> Self {
+        let data = v.iter().flat_map(|&x| half::f16::from_f32(x).to_le_bytes()).collect();
+        OwnedTensor { dtype: Dtype::F16, shape, data }
+    }
+
+    /// `v` as `dtype` (F32 or F16).
+    fn float(dtype: Dtype, shape: Vec<usize>, v: &[f32]) -> Self {
+        if dtype == Dtype::F16 {
+            Self::f16(shape, v)
+        } else {
+            Self::f32(shape, v)
+        }
+    }
 }
 
 impl safetensors::View for &OwnedTensor {
@@ -204,17 +219,21 @@ impl Loaded {
         GanError::Checkpoint { path: self.path.clone(), why }
     }
 
-    /// Tensor `name` as f32 values of exactly `shape`.
+    /// Tensor `name` as f32 values of exactly `shape` (stored as F32, or as
+    /// F16 and widened exactly).
     pub fn f32(&self, name: &str, shape: &[usize]) -> Result<Vec<f32>> {
         let st = self.parsed()?;
         let t = st.tensor(name).map_err(|_| self.err(format!("tensor '{name}' is missing")))?;
-        if t.dtype() != Dtype::F32 {
-            return Err(self.err(format!("tensor '{name}' has dtype {:?}, expected F32", t.dtype())));
-        }
         if t.shape() != shape {
             return Err(self.err(format!("tensor '{name}' has shape {:?}, expected {shape:?}", t.shape())));
         }
-        Ok(t.data().chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect())
+        match t.dtype() {
+            Dtype::F32 => Ok(t.data().chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect()),
+            Dtype::F16 => {
+                Ok(t.data().chunks_exact(2).map(|c| half::f16::from_le_bytes([c[0], c[1]]).to_f32()).collect())
+            }
+            other => Err(self.err(format!("tensor '{name}' has dtype {other:?}, expected F32 or F16"))),
+        }
     }
 
     pub fn i64_scalar(&self, name: &str) -> Result<i64> {
@@ -259,18 +278,30 @@ pub fn network_bytes(
     spec: &NetSpec,
     params: &[f32],
     bn: &[Option<BnStats>],
+    meta: Vec<(String, String)>,
+) -> Result<Vec<u8>> {
+    network_bytes_as(Dtype::F32, spec, params, bn, meta)
+}
+
+/// `network_bytes` with the float tensors (parameters, running statistics)
+/// stored as `dtype`: F32, or F16 for a file half the size.
+pub fn network_bytes_as(
+    dtype: Dtype,
+    spec: &NetSpec,
+    params: &[f32],
+    bn: &[Option<BnStats>],
     mut meta: Vec<(String, String)>,
 ) -> Result<Vec<u8>> {
     let layout = spec.layout();
     let mut tensors = Vec::new();
     for (name, shape, off) in &layout.entries {
         let n: usize = shape.iter().product();
-        tensors.push((name.clone(), OwnedTensor::f32(shape.clone(), &params[*off..off + n])));
+        tensors.push((name.clone(), OwnedTensor::float(dtype, shape.clone(), &params[*off..off + n])));
     }
     for (l, stats) in spec.layers.iter().zip(bn) {
         if let (Some(b), Some(s)) = (&l.bn, stats) {
-            tensors.push((format!("{b}.running_mean"), OwnedTensor::f32(vec![l.out], &s.running_mean)));
-            tensors.push((format!("{b}.running_var"), OwnedTensor::f32(vec![l.out], &s.running_var)));
+            tensors.push((format!("{b}.running_mean"), OwnedTensor::float(dtype, vec![l.out], &s.running_mean)));
+            tensors.push((format!("{b}.running_var"), OwnedTensor::float(dtype, vec![l.out], &s.running_var)));
             tensors.push((
                 format!("{b}.num_batches_tracked"),
                 OwnedTensor { dtype: Dtype::I64, shape: vec![], data: s.num_batches_tracked.to_le_bytes().to_vec() },

@@ -350,11 +350,11 @@ fn checkpoint_loader_survives_corruption_and_names_tensors() {
     assert!(e.contains("tensor 'model.0.bias' is missing"), "{e}");
     let tensors = vec![(
         "model.0.weight".to_string(),
-        checkpoint::OwnedTensor { dtype: safetensors::Dtype::F16, shape: vec![512, 4], data: vec![0; 4096] },
+        checkpoint::OwnedTensor { dtype: safetensors::Dtype::BF16, shape: vec![512, 4], data: vec![0; 4096] },
     )];
     checkpoint::save_safetensors(&bad, &tensors, &[]).unwrap();
     let e = checkpoint::load_network(&bad, &spec).err().unwrap().to_string();
-    assert!(e.contains("dtype F16, expected F32"), "{e}");
+    assert!(e.contains("dtype BF16, expected F32 or F16"), "{e}");
     let e = checkpoint::load_network(&dir.path().join("absent.safetensors"), &spec).err().unwrap().to_string();
     assert!(e.contains("absent.safetensors"), "{e}");
 }

@@ -175,10 +175,11 @@ impl QualityHook {
 
 pub(super) fn eval(a: EvalArgs, settings: &Settings) -> gan_wgpu::Result<()> {
     positive("--count", a.count as f64)?;
-    if a.samples.is_none() && a.checkpoint.is_none() && !a.baselines {
+    if a.samples.is_none() && a.checkpoint.is_none() && !a.baselines && a.export_classifier.is_none() {
         return Err(GanError::Flag {
             flag: "--samples",
-            why: "give --samples FILE.idx, --checkpoint G.safetensors and/or --baselines".into(),
+            why: "give --samples FILE.idx, --checkpoint G.safetensors, --baselines and/or --export-classifier FILE"
+                .into(),
         });
     }
     let full_train = data::load(a.data.as_deref())?;
@@ -202,6 +203,18 @@ pub(super) fn eval(a: EvalArgs, settings: &Settings) -> gan_wgpu::Result<()> {
         gan_wgpu::autotune::open(&settings.device_choice(a.device.as_deref())?, &Requirements::default(), settings)?;
     let c = classifier_for(&ctx, a.classifier.as_deref(), train_set, reference, settings.cache_dir.as_deref())?;
     println!("classifier: {}", describe_classifier(&c, splits.accuracy_name()));
+    if let Some(p) = &a.export_classifier {
+        classifier::save_f16(p, &c)?;
+        let half = classifier::load(p)?;
+        println!(
+            "classifier in half precision -> {} ({} bytes; {} {:.2}%, f32 {:.2}%)",
+            p.display(),
+            std::fs::metadata(p).map_or(0, |m| m.len()),
+            splits.accuracy_name(),
+            100.0 * classifier::accuracy(&ctx, &half, reference)?,
+            100.0 * c.test_accuracy
+        );
+    }
     let ev = evaluate::Evaluator::new(&ctx, c, reference)?;
     println!("reference: {}", splits.describe());
     println!(
