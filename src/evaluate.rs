@@ -123,6 +123,12 @@ pub async fn sample_pixels_labeled_async(
     seed: u64,
     labels: Option<&[u32]>,
 ) -> Result<Vec<u8>> {
+    if labels.is_some_and(|l| l.len() != count) {
+        return Err(GanError::shape(
+            "sample labels",
+            format!("{} labels for {count} samples", labels.map_or(0, <[u32]>::len)),
+        ));
+    }
     let latent = g.spec.input_dim();
     let dim = g.spec.layers.last().map_or(0, |l| l.out);
     let z = sample_latents(count, latent, seed);

@@ -48,7 +48,7 @@ pub const FAKE_LABEL_STREAM: u32 = 2;
 
 /// The labels a conditional model trains on, checked: present, and each
 /// below `classes`. Errors name the data set.
-pub fn conditioning_labels(data: &ImageSet, classes: usize, model: WhichModel) -> Result<Vec<u8>> {
+fn conditioning_labels(data: &ImageSet, classes: usize, model: WhichModel) -> Result<Vec<u8>> {
     let labels = data.labels.as_ref().ok_or_else(|| {
         GanError::data(
             &data.source,
@@ -413,17 +413,13 @@ impl Sampler {
         pollster::block_on(self.run_labeled_async(ctx, latent, None))
     }
 
-    /// `run` without blocking (a page awaits it).
-    pub async fn run_async(&self, ctx: &GpuContext, latent: &[f32]) -> Result<Vec<f32>> {
-        self.run_labeled_async(ctx, latent, None).await
-    }
-
     /// `run` with each sample's class (`labels`, n of them), which a
     /// conditional generator needs and an unconditional one refuses.
     pub fn run_labeled(&self, ctx: &GpuContext, latent: &[f32], labels: Option<&[u32]>) -> Result<Vec<f32>> {
         pollster::block_on(self.run_labeled_async(ctx, latent, labels))
     }
 
+    /// `run_labeled` without blocking (a page awaits it).
     pub async fn run_labeled_async(
         &self,
         ctx: &GpuContext,
@@ -447,11 +443,6 @@ impl Sampler {
         let refs: Vec<&Dispatch> = self.dispatches.iter().collect();
         crate::kernels::run(ctx, &refs)?;
         self.acts.layers.last().expect("output").out.read_f32_async(ctx).await
-    }
-
-    /// `run_labeled` on a grid's inputs.
-    pub fn run_grid(&self, ctx: &GpuContext, grid: &GridInputs) -> Result<Vec<f32>> {
-        self.run_labeled(ctx, &grid.latents, grid.labels.as_deref())
     }
 }
 

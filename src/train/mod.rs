@@ -41,8 +41,7 @@ mod state;
 mod warmup;
 
 pub use gan::{
-    conditioning_labels, fixed_latent, images_from_outputs, metrics_from, Gan, GanConfig, GridInputs, Sampler,
-    FAKE_LABEL_STREAM,
+    fixed_latent, images_from_outputs, metrics_from, Gan, GanConfig, GridInputs, Sampler, FAKE_LABEL_STREAM,
 };
 use outputs::{copy_epoch_grids, losses_csv, read_losses_csv, same_dir, write_epoch_outputs};
 pub use readback::StepReading;
