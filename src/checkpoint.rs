@@ -290,7 +290,20 @@ pub fn network_bytes_as(
     spec: &NetSpec,
     params: &[f32],
     bn: &[Option<BnStats>],
+    meta: Vec<(String, String)>,
+) -> Result<Vec<u8>> {
+    network_bytes_with(dtype, spec, params, bn, meta, Vec::new())
+}
+
+/// `network_bytes_as` with `extra` tensors after the network's (data that
+/// travels with it, such as a classifier's reference statistics).
+pub fn network_bytes_with(
+    dtype: Dtype,
+    spec: &NetSpec,
+    params: &[f32],
+    bn: &[Option<BnStats>],
     mut meta: Vec<(String, String)>,
+    extra: Vec<(String, OwnedTensor)>,
 ) -> Result<Vec<u8>> {
     let layout = spec.layout();
     let mut tensors = Vec::new();
@@ -308,6 +321,7 @@ pub fn network_bytes_as(
             ));
         }
     }
+    tensors.extend(extra);
     meta.push(("network".into(), spec.name.into()));
     meta.push((crate::architecture::METADATA_KEY.into(), crate::architecture::to_json(spec)));
     meta.push(("format".into(), "pt".into()));

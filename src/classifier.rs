@@ -223,9 +223,20 @@ pub fn save(path: &Path, c: &Classifier) -> Result<()> {
 /// `save` with every float tensor in half precision (about 1 MB for
 /// MNIST's: the size a web page ships); `load` reads it back widened.
 pub fn save_f16(path: &Path, c: &Classifier) -> Result<()> {
-    let bytes = checkpoint::network_bytes_as(safetensors::Dtype::F16, &c.spec, &c.params, &c.bn, save_meta(c))
+    let bytes = f16_bytes(c, Vec::new(), Vec::new())
         .map_err(|e| GanError::Checkpoint { path: path.into(), why: e.to_string() })?;
     checkpoint::atomic_write(path, &bytes)
+}
+
+/// The bytes of `save_f16`'s file, with `extra` tensors and metadata.
+pub fn f16_bytes(
+    c: &Classifier,
+    extra: Vec<(String, checkpoint::OwnedTensor)>,
+    extra_meta: Vec<(String, String)>,
+) -> Result<Vec<u8>> {
+    let mut meta = save_meta(c);
+    meta.extend(extra_meta);
+    checkpoint::network_bytes_with(safetensors::Dtype::F16, &c.spec, &c.params, &c.bn, meta, extra)
 }
 
 fn save_meta(c: &Classifier) -> Vec<(String, String)> {
@@ -240,7 +251,12 @@ fn save_meta(c: &Classifier) -> Vec<(String, String)> {
 
 /// Loads a classifier written by `save` (its sizes come from the file).
 pub fn load(path: &Path) -> Result<Classifier> {
-    let file = checkpoint::Loaded::open(path)?;
+    from_file(&checkpoint::Loaded::open(path)?)
+}
+
+/// `load` on a file already read (a page fetches it).
+pub fn from_file(file: &checkpoint::Loaded) -> Result<Classifier> {
+    let path = file.path.as_path();
     let bad = |why: String| GanError::Checkpoint { path: path.into(), why };
     let (Some([_, dim]), Some([classes, _])) = (
         file.shape_of("model.0.weight").as_deref().and_then(|s| <[usize; 2]>::try_from(s).ok()),
@@ -250,7 +266,7 @@ pub fn load(path: &Path) -> Result<Classifier> {
     };
     let meta = file.metadata()?;
     let spec = model::classifier_spec(dim, classes);
-    let ck = checkpoint::load_network(path, &spec)?;
+    let ck = checkpoint::network_from(file, &spec)?;
     let num = |k: &str| meta.get(k).and_then(|v| v.parse::<f64>().ok());
     let (height, width) = checkpoint::image_shape(path, &meta, dim)?;
     Ok(Classifier {
@@ -329,6 +345,11 @@ impl FeatureExtractor {
     /// Features and logits of `count` u8 images (pixel scaled to [-1, 1]
     /// as in training), in batches; a last partial batch is padded.
     pub fn run(&self, ctx: &GpuContext, pixels: &[u8], count: usize) -> Result<(Vec<f32>, Vec<f32>)> {
+        pollster::block_on(self.run_async(ctx, pixels, count))
+    }
+
+    /// `run` without blocking (a page awaits it).
+    pub async fn run_async(&self, ctx: &GpuContext, pixels: &[u8], count: usize) -> Result<(Vec<f32>, Vec<f32>)> {
         if pixels.len() < count * self.dim {
             return Err(GanError::shape(
                 "images",
@@ -345,8 +366,10 @@ impl FeatureExtractor {
             x.resize(self.batch * self.dim, 0.0);
             self.input.write_f32(ctx, &x)?;
             kernels::run(ctx, &refs)?;
-            features.extend_from_slice(&self.acts.layers[FEATURE_LAYER].out.read_f32(ctx)?[..n * FEATURE_DIM]);
-            logits.extend_from_slice(&self.acts.layers.last().expect("logits").out.read_f32(ctx)?[..n * self.classes]);
+            let f = self.acts.layers[FEATURE_LAYER].out.read_f32_async(ctx).await?;
+            features.extend_from_slice(&f[..n * FEATURE_DIM]);
+            let l = self.acts.layers.last().expect("logits").out.read_f32_async(ctx).await?;
+            logits.extend_from_slice(&l[..n * self.classes]);
         }
         Ok((features, logits))
     }

@@ -31,11 +31,20 @@ pub const OUT_DIR: &str = "result";
 /// Label classes a conditional model draws and embeds (MNIST's digits,
 /// Fashion-MNIST's garments).
 pub const CLASSES: usize = 10;
+/// Samples the page scores for its live quality curve (1,000 samples: a
+/// FID within a few percent of itself from draw to draw).
+pub const LIVE_QUALITY_COUNT: usize = 1000;
+/// The page scores its generator every this many steps.
+pub const LIVE_QUALITY_EVERY: u64 = 250;
+/// The classifier file the page fetches for its live quality (written by
+/// `gan-wgpu eval --export-classifier`, shipped beside the page).
+pub const LIVE_QUALITY_CLASSIFIER: &str = "mnist-classifier.f16.safetensors";
 /// Images in an epoch grid, in `sample`'s default grid and in the page's grids.
 pub const GRID_SAMPLES: usize = 25;
 
 /// The defaults a page needs, as a JSON object: batch, lr, beta1, beta2,
-/// seed, latent, grid_samples, epochs, model, models, classes.
+/// seed, latent, grid_samples, epochs, model, models, classes, quality_count,
+/// quality_every, quality_classifier.
 pub fn defaults_json() -> String {
     // An f32 widened to f64 prints its binary expansion (0.00019999999...);
     // its shortest decimal form is what a person typed.
@@ -52,6 +61,9 @@ pub fn defaults_json() -> String {
         "model": crate::model::WhichModel::default().name(),
         "models": crate::model::WhichModel::ALL.map(crate::model::WhichModel::name),
         "classes": CLASSES,
+        "quality_count": LIVE_QUALITY_COUNT,
+        "quality_every": LIVE_QUALITY_EVERY,
+        "quality_classifier": LIVE_QUALITY_CLASSIFIER,
     })
     .to_string()
 }

@@ -21,6 +21,36 @@ use std::path::Path;
 /// Images a classifier batch holds.
 pub const BATCH: usize = 500;
 
+/// The reference Gaussian's tensors in a classifier file for scoring
+/// (`scoring_file_bytes`): mean [FEATURE_DIM], covariance [FEATURE_DIM,
+/// FEATURE_DIM], f32; and the metadata keys of its image count and source.
+pub const REFERENCE_MEAN: &str = "reference.mean";
+pub const REFERENCE_COV: &str = "reference.cov";
+pub const REFERENCE_COUNT_KEY: &str = "reference_images";
+pub const REFERENCE_DESC_KEY: &str = "reference";
+
+/// The file a page scores with (`gan-wgpu eval --export-classifier`): `c`
+/// in half precision (about 1 MB for MNIST's), and the Gaussian of the
+/// half-precision classifier's features of `reference` (f32, 256 KB), so
+/// that the page needs neither the reference images nor the f32 weights.
+pub fn scoring_file_bytes(ctx: &GpuContext, c: &Classifier, reference: &ImageSet) -> Result<Vec<u8>> {
+    let half_bytes = crate::classifier::f16_bytes(c, Vec::new(), Vec::new())?;
+    let half =
+        crate::classifier::from_file(&checkpoint::Loaded::from_bytes(half_bytes, Path::new("<f16 classifier>"))?)?;
+    let ev = Evaluator::new(ctx, half, reference)?;
+    let g = &ev.reference;
+    let mean: Vec<f32> = g.mean.iter().map(|&v| v as f32).collect();
+    let cov: Vec<f32> = (0..FEATURE_DIM).flat_map(|r| (0..FEATURE_DIM).map(move |c| g.cov[(r, c)] as f32)).collect();
+    crate::classifier::f16_bytes(
+        c,
+        vec![
+            (REFERENCE_MEAN.into(), checkpoint::OwnedTensor::f32(vec![FEATURE_DIM], &mean)),
+            (REFERENCE_COV.into(), checkpoint::OwnedTensor::f32(vec![FEATURE_DIM, FEATURE_DIM], &cov)),
+        ],
+        vec![(REFERENCE_COUNT_KEY.into(), g.n.to_string()), (REFERENCE_DESC_KEY.into(), ev.reference_desc.clone())],
+    )
+}
+
 /// A generator read from a checkpoint, on the GPU in evaluation mode.
 pub struct LoadedGenerator {
     pub net: GpuNet,
@@ -199,6 +229,32 @@ impl Evaluator {
         })
     }
 
+    /// The evaluator a page scores with: the classifier and reference
+    /// Gaussian of a file made by `scoring_file_bytes` (`gan-wgpu eval
+    /// --export-classifier`). It has no per-class reference, so a
+    /// conditional generator's score has its accuracy and no class FIDs.
+    pub fn from_file(ctx: &GpuContext, file: &checkpoint::Loaded) -> Result<Self> {
+        let classifier = crate::classifier::from_file(file)?;
+        let meta = file.metadata()?;
+        let missing = |why: GanError| {
+            GanError::Checkpoint {
+            path: file.path.clone(),
+            why: format!("{why}: no reference statistics in this classifier file (write it with `gan-wgpu eval --export-classifier FILE`)"),
+        }
+        };
+        let mean = file.f32(REFERENCE_MEAN, &[FEATURE_DIM]).map_err(missing)?;
+        let cov = file.f32(REFERENCE_COV, &[FEATURE_DIM, FEATURE_DIM]).map_err(missing)?;
+        let n = meta.get(REFERENCE_COUNT_KEY).and_then(|v| v.parse().ok()).unwrap_or(0);
+        let reference = Gaussian {
+            n,
+            mean: nalgebra::DVector::from_iterator(FEATURE_DIM, mean.iter().map(|&v| v as f64)),
+            cov: nalgebra::DMatrix::from_row_iterator(FEATURE_DIM, FEATURE_DIM, cov.iter().map(|&v| v as f64)),
+        };
+        let reference_desc = meta.get(REFERENCE_DESC_KEY).cloned().unwrap_or_else(|| format!("{n} images"));
+        let extractor = FeatureExtractor::new(ctx, &classifier, BATCH)?;
+        Ok(Evaluator { classifier, reference, reference_desc, reference_by_class: None, extractor })
+    }
+
     /// Scores `count` u8 images against the reference.
     pub fn score_pixels(&self, ctx: &GpuContext, pixels: &[u8], count: usize) -> Result<Score> {
         let (features, logits) = self.features(ctx, pixels, count)?;
@@ -215,13 +271,20 @@ impl Evaluator {
     /// adds the conditional accuracy and each class's FID (against a
     /// labelled reference).
     pub fn score_generator(&self, ctx: &GpuContext, g: &GpuNet, count: usize, seed: u64) -> Result<Score> {
-        let pixels = sample_pixels(ctx, g, count, seed)?;
-        let (features, logits) = self.features(ctx, &pixels, count)?;
+        pollster::block_on(self.score_generator_async(ctx, g, count, seed))
+    }
+
+    /// `score_generator` without blocking (a page awaits it). Without a
+    /// per-class reference a conditional score has no class FIDs.
+    pub async fn score_generator_async(&self, ctx: &GpuContext, g: &GpuNet, count: usize, seed: u64) -> Result<Score> {
+        let pixels = sample_pixels_async(ctx, g, count, seed).await?;
+        let (features, logits) = self.extractor.run_async(ctx, &pixels, count).await?;
         let classes = self.classifier.classes;
         let mut score = quality::score(&features, FEATURE_DIM, &logits, classes, &self.reference);
-        if let (Some(e), Some(by_class)) = (&g.spec.embedding, &self.reference_by_class) {
+        if let Some(e) = &g.spec.embedding {
             if e.classes == classes {
                 let asked = sample_labels(count, classes);
+                let by_class = self.reference_by_class.as_deref().unwrap_or(&[]);
                 score.conditional =
                     Some(quality::conditional_score(&features, FEATURE_DIM, &logits, classes, &asked, by_class));
             }

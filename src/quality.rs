@@ -130,8 +130,13 @@ pub struct ConditionalScore {
 }
 
 impl ConditionalScore {
+    /// The mean of the class FIDs; NaN when there are none (no per-class
+    /// reference).
     pub fn mean_fid(&self) -> f64 {
-        self.fid_per_class.iter().sum::<f64>() / self.fid_per_class.len().max(1) as f64
+        if self.fid_per_class.is_empty() {
+            return f64::NAN;
+        }
+        self.fid_per_class.iter().sum::<f64>() / self.fid_per_class.len() as f64
     }
 }
 

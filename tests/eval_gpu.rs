@@ -5,12 +5,16 @@
 
 mod common;
 use common::ctx;
+use gan_wgpu::checkpoint::Loaded;
 use gan_wgpu::classifier::{self, Classifier, ClassifierConfig, FeatureExtractor, FEATURE_DIM};
 use gan_wgpu::evaluate::{self, Evaluator};
+use gan_wgpu::kernels::adam::AdamConfig;
+use gan_wgpu::model::WhichModel;
 use gan_wgpu::model::{self, CpuNet};
 use gan_wgpu::network::GpuNet;
+use gan_wgpu::train::{self, GanConfig, Session};
 use gan_wgpu::{data, GpuTensor};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::OnceLock;
 
@@ -221,4 +225,70 @@ fn eval_and_train_eval_every_end_to_end() {
     let stderr = String::from_utf8_lossy(&o.stderr);
     assert_eq!(o.status.code(), Some(1), "{stderr}");
     assert!(stderr.contains("--samples") && stderr.trim().lines().count() == 1, "{stderr}");
+}
+
+/// The page's scorer (the f16 classifier file with its reference Gaussian,
+/// `eval --export-classifier`) against `eval`'s (the f32 classifier, the
+/// test images): for the same generator and latent codes, FID within 2%,
+/// the same classes covered, conditional accuracy within 2 points.
+#[test]
+fn the_pages_classifier_file_scores_as_eval_does() {
+    let Some((c, _)) = mnist_classifier() else { return };
+    let ctx = ctx().unwrap();
+    let test = data::embedded_mnist_test().unwrap();
+    let bytes = evaluate::scoring_file_bytes(ctx, c, &test).unwrap();
+    assert!(bytes.len() < 1_400_000, "{} bytes", bytes.len());
+    let file = Loaded::from_bytes(bytes, Path::new("scoring.safetensors")).unwrap();
+    let page = Evaluator::from_file(ctx, &file).unwrap();
+    assert_eq!(page.reference.n, 10_000);
+    assert!(page.reference_desc.contains("t10k-images"), "{}", page.reference_desc);
+    let eval = Evaluator::new(ctx, c.clone(), &test).unwrap();
+    // A cgan after 256 steps of batch 64 (it draws mostly one digit yet).
+    let train_set = data::embedded_mnist().unwrap();
+    let data = train::first_images(&train_set, Some(8192), 64).unwrap();
+    let cfg = GanConfig { batch: 64, latent: 100, seed: 1, adam: AdamConfig::default(), model: WhichModel::Cgan };
+    let mut session = Session::new(ctx, cfg, &data).unwrap();
+    for _ in 0..2 {
+        pollster::block_on(session.run_steps(ctx, 128)).unwrap();
+    }
+    let (a, b) = (
+        eval.score_generator(ctx, &session.gan.g, 1000, 0).unwrap(),
+        page.score_generator(ctx, &session.gan.g, 1000, 0).unwrap(),
+    );
+    eprintln!("eval: {a:?}\npage: {b:?}");
+    assert!((a.fid - b.fid).abs() <= 0.02 * a.fid, "FID: eval {}, page {}", a.fid, b.fid);
+    assert_eq!(a.classes_covered, b.classes_covered);
+    let (ca, cb) = (a.conditional.unwrap(), b.conditional.unwrap());
+    assert!(
+        (ca.accuracy - cb.accuracy).abs() <= 0.02,
+        "conditional accuracy: eval {}, page {}",
+        ca.accuracy,
+        cb.accuracy
+    );
+    assert_eq!(ca.fid_per_class.len(), 10);
+    assert!(cb.fid_per_class.is_empty() && cb.mean_fid().is_nan(), "the page's file has no per-class reference");
+    // Real training images (every class, FID near the floor).
+    let n = 1000;
+    let (a, b) = (
+        eval.score_pixels(ctx, &train_set.pixels[..n * 784], n).unwrap(),
+        page.score_pixels(ctx, &train_set.pixels[..n * 784], n).unwrap(),
+    );
+    eprintln!("real, eval: {a:?}\nreal, page: {b:?}");
+    assert!((a.fid - b.fid).abs() <= 0.02 * a.fid, "real images' FID: eval {}, page {}", a.fid, b.fid);
+    assert_eq!((a.classes_covered, b.classes_covered), (10, 10));
+}
+
+/// A classifier file without the reference statistics: one error naming
+/// the file and the command that writes a complete one.
+#[test]
+fn a_classifier_file_without_its_reference_is_refused() {
+    let Some((c, path)) = mnist_classifier() else { return };
+    let ctx = ctx().unwrap();
+    let half = path.with_extension("bare-f16.safetensors");
+    classifier::save_f16(&half, c).unwrap();
+    let e = Evaluator::from_file(ctx, &Loaded::open(&half).unwrap()).err().expect("refused").to_string();
+    assert!(
+        e.contains("bare-f16.safetensors") && e.contains("reference.mean") && e.contains("--export-classifier"),
+        "{e}"
+    );
 }

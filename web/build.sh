@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Builds the page into web/dist/: the engine as wasm (wasm-bindgen), the
-# page's HTML and script, and MNIST's training images and labels (the same
+# page (web/static: HTML, script, the live quality's classifier file), and
+# MNIST's training images and labels (the same
 # gz files the CLI embeds). Installs the wasm target and wasm-bindgen-cli at the version
 # Cargo.lock pins when they are missing (about 8 minutes the first time).
 # Serve with: python3 -m http.server -d web/dist
@@ -22,7 +23,7 @@ rm -rf "$dist"
 mkdir -p "$dist/mnist"
 wasm-bindgen --target web --no-typescript --out-dir "$dist" \
   target/wasm32-unknown-unknown/web/gan_wgpu_web.wasm
-cp web/static/index.html web/static/app.js "$dist/"
+cp web/static/* "$dist/"
 cp assets/mnist/train/train-images-idx3-ubyte.gz assets/mnist/train/train-labels-idx1-ubyte.gz "$dist/mnist/"
 echo "build.sh: built $dist ($(du -k "$dist/gan_wgpu_web_bg.wasm" | cut -f1) KiB of wasm)"
 echo "serve it: python3 -m http.server -d $dist   (then open http://localhost:8000)"

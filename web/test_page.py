@@ -13,7 +13,11 @@ fixed seed. Then it asserts:
     the page's own pixels for the same latent codes within one grey level
     (the page loads the downloaded file back through its file input);
     for cgan, the page's "draw a 7" on the loaded file against
-    `gan-wgpu sample --class 7`.
+    `gan-wgpu sample --class 7`;
+  - the page's live quality of that generator (its classifier file, 1,000
+    samples) equals `gan-wgpu eval`'s with the same file, latents and count:
+    FID within 2%, the same classes covered, for cgan the conditional
+    accuracy within 2 points.
 Each model of --models (gan, then cgan) trains in its own page load, in one
 browser. Prints one JSON line of measurements per model. Needs: chromium, websocket-client.
 
@@ -172,14 +176,17 @@ def native_first_losses(cli, model, seed, batch, limit, tmp):
 def check_model(cdp, a, model, first, tmp, server, downloads):
     """One page load training `model`; returns its measurements."""
     native = native_first_losses(a.cli, model, a.seed, a.batch, a.limit, tmp)
-    query = f"autostart=1&steps={a.steps}&seed={a.seed}&batch={a.batch}&limit={a.limit}&model={model}"
+    # quality_every=steps: the page scores the generator it then downloads.
+    query = (f"autostart=1&steps={a.steps}&seed={a.seed}&batch={a.batch}&limit={a.limit}&model={model}"
+             f"&quality_every={a.steps}")
     if first:
         query += "&selftest=1"
     url = f"http://127.0.0.1:{server.server_address[1]}/index.html?{query}"
     t0 = time.time()
     cdp.call("Page.navigate", url=url)
-    status = wait_for(cdp, lambda s: s.get("done") and (s.get("settings") or {}).get("model") == model,
-                      f"{a.steps} training steps of {model}", a.timeout)
+    status = wait_for(cdp, lambda s: s.get("done") and (s.get("settings") or {}).get("model") == model
+                      and (s.get("quality_off") or any(q["step"] == a.steps for q in s.get("quality", []))),
+                      f"{a.steps} training steps of {model}, then its live quality", a.timeout)
     page_seconds = time.time() - t0
 
     # The self-test: every kernel family against its CPU reference.
@@ -246,6 +253,25 @@ def check_model(cdp, a, model, first, tmp, server, downloads):
     worst = max(abs(p - c) for p, c in zip(page_pixels, cli_pixels))
     check(worst <= 1, f"{model}: page and CLI samples differ by up to {worst} grey levels")
 
+    # The live quality: the page's scores of the generator it downloaded
+    # equal `gan-wgpu eval`'s with the same classifier file, latents and count.
+    check(not status.get("quality_off"), f"the page's live quality is off: {status.get('quality_off')}")
+    page_q = next(q for q in status["quality"] if q["step"] == a.steps)
+    eval_json = os.path.join(tmp, f"eval-{model}.json")
+    subprocess.run([a.cli, "eval", "--checkpoint", gen_path, "--classifier", os.path.join(a.dist, status["scorer"]["name"]),
+                    "--count", str(page_q["n"]), "--seed", str(page_q["seed"]), "--json", eval_json],
+                   check=True, stdout=subprocess.DEVNULL)
+    cli_q = json.load(open(eval_json))
+    fid_rel = abs(page_q["fid"] - cli_q["fid"]) / cli_q["fid"]
+    check(fid_rel <= 0.02, f"{model}: the page's FID {page_q['fid']:.3f}, eval's {cli_q['fid']:.3f}")
+    check(page_q["classes_covered"] == cli_q["classes_covered"],
+          f"{model}: the page covers {page_q['classes_covered']} classes, eval {cli_q['classes_covered']}")
+    if model == "cgan":
+        acc = (page_q.get("conditional_accuracy"), cli_q.get("conditional_accuracy"))
+        check(None not in acc and abs(acc[0] - acc[1]) <= 0.02, f"cgan conditional accuracy: page, eval {acc}")
+    else:
+        acc = None
+
     error = None
     if first:
         # A file that is no checkpoint: one line in the page, no crash.
@@ -273,6 +299,9 @@ def check_model(cdp, a, model, first, tmp, server, downloads):
         "first_loss_page": [status["first_loss_d"], status["first_loss_g"]],
         "first_loss_native": list(native),
         "sample_max_grey_diff": worst,
+        "quality_page": {k: page_q.get(k) for k in ("n", "fid", "classes_covered", "conditional_accuracy", "seconds")},
+        "quality_eval": {"fid": cli_q["fid"], "classes_covered": cli_q["classes_covered"],
+                         "conditional_accuracy": cli_q.get("conditional_accuracy")},
         "selftest_passed": passed,
         "page_seconds": round(page_seconds, 1),
         "bad_file_error": error,

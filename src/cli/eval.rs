@@ -204,10 +204,11 @@ pub(super) fn eval(a: EvalArgs, settings: &Settings) -> gan_wgpu::Result<()> {
     let c = classifier_for(&ctx, a.classifier.as_deref(), train_set, reference, settings.cache_dir.as_deref())?;
     println!("classifier: {}", describe_classifier(&c, splits.accuracy_name()));
     if let Some(p) = &a.export_classifier {
-        classifier::save_f16(p, &c)?;
+        checkpoint::atomic_write(p, &evaluate::scoring_file_bytes(&ctx, &c, reference)?)?;
         let half = classifier::load(p)?;
         println!(
-            "classifier in half precision -> {} ({} bytes; {} {:.2}%, f32 {:.2}%)",
+            "classifier in half precision, with the reference Gaussian of its features of {} -> {} ({} bytes; {} {:.2}%, f32 {:.2}%)",
+            splits.describe(),
             p.display(),
             std::fs::metadata(p).map_or(0, |m| m.len()),
             splits.accuracy_name(),
@@ -259,7 +260,9 @@ pub(super) fn eval(a: EvalArgs, settings: &Settings) -> gan_wgpu::Result<()> {
         let k = one.len() / dim;
         baselines.push(("collapsed: real images of class 1 only".to_string(), ev.score_pixels(&ctx, &one, k)?));
     }
-    println!("{:<58} {:>6} {:>9} {:>6} {:>8}  class histogram", "set", "n", "FID", "IS", "classes");
+    if !rows.is_empty() || !baselines.is_empty() {
+        println!("{:<58} {:>6} {:>9} {:>6} {:>8}  class histogram", "set", "n", "FID", "IS", "classes");
+    }
     for (name, s) in rows.iter().chain(&baselines) {
         println!(
             "{:<58} {:>6} {:>9.2} {:>6.2} {:>5}/{:<2}  {:?}",

@@ -13,7 +13,7 @@
 use gan_wgpu::autotune;
 use gan_wgpu::checkpoint::Loaded;
 use gan_wgpu::data::{self, ImageSet};
-use gan_wgpu::evaluate::{self, LoadedGenerator};
+use gan_wgpu::evaluate::{self, Evaluator, LoadedGenerator};
 use gan_wgpu::kernels::adam::AdamConfig;
 use gan_wgpu::model::WhichModel;
 use gan_wgpu::network::GpuNet;
@@ -61,6 +61,8 @@ struct Inner {
     data: RefCell<Option<ImageSet>>,
     session: RefCell<Option<Session>>,
     generator: RefCell<Option<LoadedGenerator>>,
+    /// The classifier and reference statistics of the live quality.
+    scorer: RefCell<Option<Evaluator>>,
 }
 
 /// The engine on the browser's adapter.
@@ -86,6 +88,7 @@ pub async fn open_engine() -> Result<Engine, JsValue> {
             data: RefCell::new(None),
             session: RefCell::new(None),
             generator: RefCell::new(None),
+            scorer: RefCell::new(None),
         }),
     })
 }
@@ -275,6 +278,56 @@ impl Engine {
                 .await
                 .map_err(js_err)?;
             Ok(Uint8Array::from(&pixels[..]).into())
+        })
+    }
+
+    /// Loads the classifier file of the live quality (`gan-wgpu eval
+    /// --export-classifier`: f16 weights and the reference Gaussian).
+    /// Returns JSON: classes, image height and width, the classifier's test
+    /// accuracy and the reference it was measured against.
+    pub fn load_scorer(&self, bytes: Vec<u8>, name: String) -> Result<String, JsValue> {
+        let file = Loaded::from_bytes(bytes, Path::new(&name)).map_err(js_err)?;
+        let ev = Evaluator::from_file(&self.inner.ctx, &file).map_err(js_err)?;
+        self.inner.ctx.check_health("loading the classifier").map_err(js_err)?;
+        let c = &ev.classifier;
+        let info = serde_json::json!({
+            "name": name, "classes": c.classes, "height": c.height, "width": c.width,
+            "test_accuracy": c.test_accuracy, "reference": ev.reference_desc,
+        });
+        *self.inner.scorer.try_borrow_mut().map_err(|_| busy())? = Some(ev);
+        Ok(info.to_string())
+    }
+
+    /// Scores `count` samples of the generator in training (batch norm in
+    /// eval mode; latent codes of `gan-wgpu eval --seed SEED --count
+    /// COUNT`, a conditional generator asked for class i mod 10): resolves
+    /// to JSON {n, fid, inception_score, classes_covered, class_histogram,
+    /// conditional_accuracy (cgan), seconds}, `eval`'s numbers.
+    pub fn score(&self, count: usize, seed: u32) -> Promise {
+        let inner = self.inner.clone();
+        future_to_promise(async move {
+            let scorer = inner.scorer.try_borrow().map_err(|_| busy())?;
+            let scorer = scorer.as_ref().ok_or_else(|| js_err("no classifier loaded: the live quality is off"))?;
+            let session = inner.session.try_borrow().map_err(|_| busy())?;
+            let g = &session.as_ref().ok_or_else(|| js_err("no training run"))?.gan.g;
+            let image = g.spec.layers.last().map_or(0, |l| l.out);
+            if image != scorer.classifier.height * scorer.classifier.width {
+                return Err(js_err(format!(
+                    "the generator makes images of {image} pixels, the classifier takes {}x{}",
+                    scorer.classifier.height, scorer.classifier.width
+                )));
+            }
+            let t0 = performance_now();
+            let s = scorer.score_generator_async(&inner.ctx, g, count, seed as u64).await.map_err(js_err)?;
+            let mut v = serde_json::json!({
+                "n": s.n, "fid": s.fid, "inception_score": s.inception_score,
+                "classes_covered": s.classes_covered, "class_histogram": s.class_histogram,
+                "seconds": (performance_now() - t0) / 1000.0,
+            });
+            if let Some(c) = &s.conditional {
+                v["conditional_accuracy"] = c.accuracy.into();
+            }
+            Ok(JsValue::from_str(&v.to_string()))
         })
     }
 

@@ -2,7 +2,8 @@
 // draws what it returns. State for tests is in <pre id="status"> as JSON.
 // Query parameters: autostart=1, steps=N (stop after N steps), model
 // (gan|cgan), seed, batch, lr, limit (images), selftest=1 (run the kernel
-// self-test first).
+// self-test first), quality_every=N (score the generator every N steps; 0:
+// never).
 import init, { open_engine, defaults } from './gan_wgpu_web.js';
 
 const $ = (id) => document.getElementById(id);
@@ -14,6 +15,9 @@ const state = {
   adapter: null, error: null, first_loss_d: null, first_loss_g: null,
   done: false, running: false, steps_target: null, settings: null,
   selftest: null, sample: null, grid_steps: null,
+  // The live quality: the classifier file's description (null until
+  // loaded), why it is off, and a row per scoring.
+  scorer: null, quality_off: null, quality: [],
 };
 const history = []; // [step, loss_d, loss_g]
 let engine = null;
@@ -107,6 +111,65 @@ function drawImages(canvas, pixels, count, height, width, columns) {
   if (hint) hint.hidden = true;
 }
 
+// Steps between scorings of the generator (0: never).
+function qualityEvery() {
+  if (state.scorer == null) return 0;
+  const v = Number(query.get('quality_every') != null ? query.get('quality_every') : $('quality-every').value);
+  return Number.isFinite(v) && v > 0 ? Math.floor(v) : 0;
+}
+
+// The FID curve (left axis) and, for cgan, the conditional accuracy (right
+// axis, 0-100%), over the steps scored.
+function drawQuality() {
+  const c = $('quality');
+  const rows = state.quality;
+  c.hidden = rows.length === 0;
+  if (!rows.length) return;
+  const ctx = c.getContext('2d');
+  ctx.clearRect(0, 0, c.width, c.height);
+  ctx.font = '11px sans-serif';
+  const left = 38, right = c.width - 38, top = 10, bottom = c.height - 16;
+  const hi = Math.max(1, ...rows.map((r) => r.fid));
+  const first = rows[0].step, last = rows[rows.length - 1].step;
+  const x = (s) => rows.length === 1 ? (left + right) / 2 : left + (right - left) * (s - first) / (last - first);
+  ctx.strokeStyle = '#999';
+  ctx.beginPath(); ctx.moveTo(left, top); ctx.lineTo(left, bottom); ctx.lineTo(right, bottom); ctx.lineTo(right, top); ctx.stroke();
+  ctx.fillStyle = '#555';
+  ctx.fillText(`step ${first}`, left, c.height - 3);
+  if (rows.length > 1) ctx.fillText(`${last}`, right - 30, c.height - 3);
+  const series = [['fid', '#1f77b4', 'FID', (v) => bottom - (bottom - top) * v / hi]];
+  ctx.fillStyle = '#1f77b4';
+  ctx.fillText(hi.toFixed(0), 2, top + 8);
+  ctx.fillText('0', 26, bottom);
+  if (rows.some((r) => r.conditional_accuracy != null)) {
+    series.push(['conditional_accuracy', '#2ca02c', 'right class', (v) => bottom - (bottom - top) * v]);
+    ctx.fillStyle = '#2ca02c';
+    ctx.fillText('100%', right + 4, top + 8);
+    ctx.fillText('0%', right + 4, bottom);
+  }
+  series.forEach(([key, color, name, y], k) => {
+    ctx.strokeStyle = ctx.fillStyle = color;
+    ctx.beginPath();
+    rows.forEach((r, i) => { if (i === 0) ctx.moveTo(x(r.step), y(r[key])); else ctx.lineTo(x(r.step), y(r[key])); });
+    ctx.stroke();
+    for (const r of rows) ctx.fillRect(x(r.step) - 2, y(r[key]) - 2, 4, 4);
+    ctx.fillText(name, left + 8 + 80 * k, top + 10);
+  });
+}
+
+// Scores the generator in training (`gan-wgpu eval`'s numbers on the
+// latent codes of its default seed) and adds a point to the curve.
+async function scoreQuality() {
+  const q = JSON.parse(await engine.score(DEFAULTS.quality_count, DEFAULTS.seed));
+  q.step = state.steps;
+  q.seed = DEFAULTS.seed;
+  state.quality.push(q);
+  const acc = q.conditional_accuracy != null ? `, right class ${(100 * q.conditional_accuracy).toFixed(1)}%` : '';
+  $('quality-line').textContent = `step ${q.step}: FID ${q.fid.toFixed(1)}, ${q.classes_covered} of ` +
+    `${DEFAULTS.classes} classes covered${acc} (${q.n} samples, ${q.seconds.toFixed(1)} s)`;
+  drawQuality();
+}
+
 function drawLoss() {
   const c = $('loss');
   const ctx = c.getContext('2d');
@@ -168,8 +231,10 @@ function reset() {
     first_loss_d: null, first_loss_g: null, done: false, settings: { ...s, steps_per_epoch: stepsPerEpoch },
   });
   history.length = 0;
+  state.quality = [];
   timing = { steps: 0, ms: 0, calls: 0 };
   drawLoss();
+  drawQuality();
   updateDrawButtons();
 }
 
@@ -194,7 +259,10 @@ async function trainTick() {
     state.done = true;
     return;
   }
-  const want = state.steps_target == null ? chunk : Math.min(chunk, state.steps_target - state.steps);
+  let want = state.steps_target == null ? chunk : Math.min(chunk, state.steps_target - state.steps);
+  // Stop the call at the next scoring, so the score is of that step's generator.
+  const every = qualityEvery();
+  if (every > 0) want = Math.min(want, every - (state.steps % every));
   const t0 = performance.now();
   const rows = await engine.run_steps(want);
   const ms = performance.now() - t0;
@@ -227,6 +295,7 @@ async function trainTick() {
   if (state.grid_steps == null || state.steps - state.grid_steps >= GRID_EVERY_STEPS || finished) {
     await drawGrid();
   }
+  if (every > 0 && n > 0 && state.steps % every === 0) await scoreQuality();
   drawLoss();
   publish();
 }
@@ -326,6 +395,7 @@ async function main() {
     if (query.get(id) == null) $(id).value = DEFAULTS[id];
   }
   $('sample-seed').value = DEFAULTS.seed;
+  $('quality-every').value = query.get('quality_every') != null ? query.get('quality_every') : DEFAULTS.quality_every;
   for (const m of DEFAULTS.models) {
     const o = document.createElement('option');
     o.value = o.textContent = m;
@@ -357,6 +427,14 @@ async function main() {
   };
   const images = 'mnist/train-images-idx3-ubyte.gz', labels = 'mnist/train-labels-idx1-ubyte.gz';
   engine.load_images(await fetchBytes(images), images, await fetchBytes(labels), labels);
+  // The live quality's classifier: without it the page trains as before.
+  try {
+    const name = DEFAULTS.quality_classifier;
+    state.scorer = JSON.parse(engine.load_scorer(await fetchBytes(name), name));
+  } catch (e) {
+    state.quality_off = oneLine(e);
+    $('quality-line').textContent = `Live quality is off: ${state.quality_off}`;
+  }
   reset();
   for (const id of ['start', 'reset', 'download-g', 'download-d', 'sample-live', 'selftest-run']) $(id).disabled = false;
   $('start').onclick = startOrPause;
