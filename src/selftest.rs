@@ -9,7 +9,7 @@ use crate::context::GpuContext;
 use crate::error::{GanError, Result};
 use crate::kernels::matmul::{self, Form, Variant};
 use crate::kernels::reduce::Reduce;
-use crate::kernels::{adam, bias_act, check_close, embedding, gather, rng, run, softmax_ce};
+use crate::kernels::{adam, bias_act, check_close, conv, embedding, gather, rng, run, softmax_ce};
 use crate::tensor::GpuTensor;
 use rand::{Rng, SeedableRng};
 
@@ -164,6 +164,30 @@ async fn labels(ctx: &GpuContext) -> Result<()> {
     Ok(())
 }
 
+/// Convolutions: im2col and col2im exactly, and a Conv2d (k4 s2 p1, odd
+/// sizes) through im2col and the adapter's matmul against the direct
+/// definition.
+async fn convolution(ctx: &GpuContext) -> Result<()> {
+    let err = mismatch("conv");
+    let mut r = rand_chacha::ChaCha8Rng::seed_from_u64(27);
+    let g = conv::ConvGeometry::conv(3, 7, 5, 3, 4, 2, 1);
+    let (m, k, out) = (g.positions(), g.patch(), 5);
+    let (x, w) = (random(&mut r, g.image_len(), -1.0, 1.0), random(&mut r, out * k, -1.0, 1.0));
+    let gx = GpuTensor::from_f32(ctx, &[g.n * g.h * g.w, g.c], "x", &x)?;
+    let gw = GpuTensor::from_f32(ctx, &[out, k], "weight", &w)?;
+    let cols = nan_tensor(ctx, &[m, k], "cols").await?;
+    let y = nan_tensor(ctx, &[m, out], "y").await?;
+    let back = nan_tensor(ctx, &[g.n * g.h * g.w, g.c], "col2im").await?;
+    let mm = matmul::Matmul::new(ctx, Form::NT, Variant::for_adapter(ctx), &cols, &gw, &y)?;
+    run(ctx, &[&conv::im2col(ctx, &gx, &cols, &g)?, &mm.dispatch, &conv::col2im(ctx, &cols, &back, &g)?])?;
+    let want_cols = conv::cpu_im2col(&x, &g);
+    check_close("im2col", &cols.read_f32_async(ctx).await?, &want_cols, 0.0, 0.0).map_err(&err)?;
+    check_close("col2im", &back.read_f32_async(ctx).await?, &conv::cpu_col2im(&want_cols, &g), 0.0, 0.0)
+        .map_err(&err)?;
+    let want: Vec<f32> = conv::cpu_conv2d(&x, &w, out, &g).into_iter().map(|v| v as f32).collect();
+    check_close("conv2d forward", &y.read_f32_async(ctx).await?, &want, 2e-6 * k as f32 + 1e-6, 1e-4).map_err(&err)
+}
+
 /// The label embedding: join, split, table gradient, pad and crop, exactly
 /// (they copy, or sum in the CPU's order).
 async fn label_embedding(ctx: &GpuContext) -> Result<()> {
@@ -269,6 +293,7 @@ pub async fn run_all(ctx: &GpuContext) -> Vec<CheckResult> {
     push("gather.wgsl", "a batch through the index list, counters".into(), gather_batch(ctx).await);
     push("rng.wgsl", "131 fake labels, and a batch's real labels gathered (gather.wgsl)".into(), labels(ctx).await);
     push("embedding.wgsl", "join, split, table gradient, pad and crop".into(), label_embedding(ctx).await);
+    push("conv.wgsl", "im2col, col2im, Conv2d through the matmul".into(), convolution(ctx).await);
     push("softmax_ce.wgsl", "65x13 loss and gradient".into(), softmax_cross_entropy(ctx).await);
     push("ceiling.wgsl", "the FMA loop and the streaming copy".into(), ceilings(ctx).await);
     out

@@ -11,6 +11,7 @@ pub mod bce;
 pub mod bias_act;
 pub mod ceiling;
 pub mod choice;
+pub mod conv;
 pub mod embedding;
 pub mod gather;
 pub mod matmul;
@@ -58,6 +59,7 @@ pub const SHADERS: &[ShaderFile] = &[
     shader("bias_act.wgsl", bias_act::FILE, bias_act::SOURCE),
     shader("batchnorm.wgsl", batchnorm::FILE, batchnorm::SOURCE),
     shader("bce.wgsl", bce::SOURCE, bce::SOURCE),
+    shader("conv.wgsl", conv::SOURCE, conv::SOURCE),
     shader("adam.wgsl", adam::SOURCE, adam::SOURCE),
     shader("rng.wgsl", rng::SOURCE, rng::SOURCE),
     shader("gather.wgsl", gather::SOURCE, gather::SOURCE),

@@ -1,0 +1,226 @@
+//! Convolutions as matmuls (shaders/conv.wgsl): im2col and col2im on NHWC
+//! images, their launchers, and CPU references: the two movements in plain
+//! loops, and Conv2d and ConvTranspose2d computed directly (PyTorch's
+//! definitions, no columns) to check the whole against.
+//!
+//! NHWC, because the matmul over patches gives [N*OH*OW, OC] rows that are
+//! already NHWC, and every per-channel kernel (bias and activation,
+//! batch norm and its reductions) then works on it as on a dense layer's
+//! [rows, features], with rows = N*H*W: BatchNorm2d is BatchNorm1d over
+//! those rows. For 1-channel images NHWC and NCHW are the same bytes.
+
+use super::{grid_1d, kernel, uniform, Dispatch, Slot};
+use crate::context::GpuContext;
+use crate::error::{GanError, Result};
+use crate::tensor::GpuTensor;
+
+pub const SOURCE: &str = include_str!("../../shaders/conv.wgsl");
+
+/// An image [n, h, w, c] and the grid [n, oh, ow] of k x k kernel positions
+/// over it (stride, zero padding `pad`). For Conv2d the image is the input;
+/// for ConvTranspose2d it is the output (the grid is the input).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ConvGeometry {
+    pub n: usize,
+    pub h: usize,
+    pub w: usize,
+    pub c: usize,
+    pub oh: usize,
+    pub ow: usize,
+    pub k: usize,
+    pub stride: usize,
+    pub pad: usize,
+}
+
+impl ConvGeometry {
+    /// A Conv2d's geometry: image h x w, grid (h + 2 pad - k) / stride + 1.
+    pub fn conv(n: usize, h: usize, w: usize, c: usize, k: usize, stride: usize, pad: usize) -> Self {
+        let out = |s: usize| (s + 2 * pad).saturating_sub(k) / stride.max(1) + 1;
+        ConvGeometry { n, h, w, c, oh: out(h), ow: out(w), k, stride, pad }
+    }
+
+    /// A ConvTranspose2d's geometry for an input grid ih x iw: image
+    /// (ih - 1) stride - 2 pad + k.
+    pub fn transposed(n: usize, ih: usize, iw: usize, c: usize, k: usize, stride: usize, pad: usize) -> Self {
+        let out = |s: usize| ((s - 1) * stride + k).saturating_sub(2 * pad);
+        ConvGeometry { n, h: out(ih), w: out(iw), c, oh: ih, ow: iw, k, stride, pad }
+    }
+
+    /// Rows of the columns: kernel positions, n * oh * ow.
+    pub fn positions(&self) -> usize {
+        self.n * self.oh * self.ow
+    }
+
+    /// Width of a column row: c * k * k.
+    pub fn patch(&self) -> usize {
+        self.c * self.k * self.k
+    }
+
+    /// Elements of the image, n * h * w * c.
+    pub fn image_len(&self) -> usize {
+        self.n * self.h * self.w * self.c
+    }
+
+    /// The same geometry for the first `n` images.
+    pub fn with_batch(self, n: usize) -> Self {
+        ConvGeometry { n, ..self }
+    }
+
+    fn check(&self, what: &str) -> Result<()> {
+        let round_trip = ConvGeometry::conv(self.n, self.h, self.w, self.c, self.k, self.stride, self.pad);
+        if self.k == 0 || self.stride == 0 || self.pad >= self.k || (round_trip.oh, round_trip.ow) != (self.oh, self.ow)
+        {
+            return Err(GanError::shape(what, format!("inconsistent convolution geometry {self:?}")));
+        }
+        Ok(())
+    }
+}
+
+#[repr(C)]
+#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
+struct Params {
+    v: [u32; 12],
+}
+
+fn params(g: &ConvGeometry) -> Params {
+    let mut v = [0u32; 12];
+    for (slot, x) in v.iter_mut().zip([g.n, g.h, g.w, g.c, g.oh, g.ow, g.k, g.stride, g.pad]) {
+        *slot = x as u32;
+    }
+    Params { v }
+}
+
+fn expect_len(t: &GpuTensor, len: usize, what: &str) -> Result<()> {
+    if t.numel() != len {
+        return Err(GanError::shape(&t.label, format!("{} elements, {what} needs {len}", t.numel())));
+    }
+    Ok(())
+}
+
+/// cols [positions, patch] = the patches of image `x` [n*h*w, c].
+pub fn im2col(ctx: &GpuContext, x: &GpuTensor, cols: &GpuTensor, g: &ConvGeometry) -> Result<Dispatch> {
+    g.check(&cols.label)?;
+    expect_len(x, g.image_len(), "the image")?;
+    expect_len(cols, g.positions() * g.patch(), "the columns")?;
+    let kern = kernel(ctx, "conv.wgsl", SOURCE, "im2col", &[Slot::Uniform, Slot::Read, Slot::ReadWrite], &[]);
+    let u = uniform(ctx, &cols.label, &params(g));
+    Ok(Dispatch::new(
+        ctx,
+        &kern,
+        &format!("im2col {}", cols.label),
+        vec![u.as_entire_binding(), x.binding(), cols.binding()],
+        grid_1d(cols.numel(), 256),
+    ))
+}
+
+/// x [n*h*w, c] = each element's sum of the column entries that cover it.
+pub fn col2im(ctx: &GpuContext, cols: &GpuTensor, x: &GpuTensor, g: &ConvGeometry) -> Result<Dispatch> {
+    g.check(&x.label)?;
+    expect_len(x, g.image_len(), "the image")?;
+    expect_len(cols, g.positions() * g.patch(), "the columns")?;
+    let kern = kernel(ctx, "conv.wgsl", SOURCE, "col2im", &[Slot::Uniform, Slot::Read, Slot::ReadWrite], &[]);
+    let u = uniform(ctx, &x.label, &params(g));
+    Ok(Dispatch::new(
+        ctx,
+        &kern,
+        &format!("col2im {}", x.label),
+        vec![u.as_entire_binding(), cols.binding(), x.binding()],
+        grid_1d(x.numel(), 256),
+    ))
+}
+
+/// The image position patch entry (c, kh, kw) of position (n, oh, ow)
+/// reads, if inside the image.
+fn source(g: &ConvGeometry, n: usize, oh: usize, ow: usize, c: usize, kh: usize, kw: usize) -> Option<usize> {
+    let ih = (oh * g.stride + kh).checked_sub(g.pad).filter(|&i| i < g.h)?;
+    let iw = (ow * g.stride + kw).checked_sub(g.pad).filter(|&i| i < g.w)?;
+    Some(((n * g.h + ih) * g.w + iw) * g.c + c)
+}
+
+/// Visits every (position row, patch column, image index) pair in the
+/// order (n, oh, ow, c, kh, kw).
+fn for_each_tap(g: &ConvGeometry, mut f: impl FnMut(usize, usize, usize)) {
+    let kk = g.k * g.k;
+    for n in 0..g.n {
+        for oh in 0..g.oh {
+            for ow in 0..g.ow {
+                let row = (n * g.oh + oh) * g.ow + ow;
+                for c in 0..g.c {
+                    for kh in 0..g.k {
+                        for kw in 0..g.k {
+                            if let Some(i) = source(g, n, oh, ow, c, kh, kw) {
+                                f(row, c * kk + kh * g.k + kw, i);
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+pub fn cpu_im2col(x: &[f32], g: &ConvGeometry) -> Vec<f32> {
+    let width = g.patch();
+    let mut cols = vec![0.0; g.positions() * width];
+    for_each_tap(g, |row, col, i| cols[row * width + col] = x[i]);
+    cols
+}
+
+/// col2im summed per image element in the shader's order (kh, then kw,
+/// ascending), so that the GPU's result equals it exactly.
+pub fn cpu_col2im(cols: &[f32], g: &ConvGeometry) -> Vec<f32> {
+    let (kk, width) = (g.k * g.k, g.patch());
+    let mut x = vec![0.0; g.image_len()];
+    for n in 0..g.n {
+        for ih in 0..g.h {
+            for iw in 0..g.w {
+                for c in 0..g.c {
+                    let mut sum = 0.0f32;
+                    for kh in 0..g.k {
+                        let Some(th) = (ih + g.pad).checked_sub(kh) else { continue };
+                        if th % g.stride != 0 || th / g.stride >= g.oh {
+                            continue;
+                        }
+                        for kw in 0..g.k {
+                            let Some(tw) = (iw + g.pad).checked_sub(kw) else { continue };
+                            if tw % g.stride != 0 || tw / g.stride >= g.ow {
+                                continue;
+                            }
+                            let row = (n * g.oh + th / g.stride) * g.ow + tw / g.stride;
+                            sum += cols[row * width + c * kk + kh * g.k + kw];
+                        }
+                    }
+                    x[((n * g.h + ih) * g.w + iw) * g.c + c] = sum;
+                }
+            }
+        }
+    }
+    x
+}
+
+/// PyTorch's Conv2d (no bias) computed directly, in f64: x NHWC [n, h, w,
+/// c], weight [out, c, k, k]; returns [n, oh, ow, out].
+pub fn cpu_conv2d(x: &[f32], weight: &[f32], out: usize, g: &ConvGeometry) -> Vec<f64> {
+    let width = g.patch();
+    let mut y = vec![0f64; g.positions() * out];
+    for_each_tap(g, |row, col, i| {
+        for o in 0..out {
+            y[row * out + o] += weight[o * width + col] as f64 * x[i] as f64;
+        }
+    });
+    y
+}
+
+/// PyTorch's ConvTranspose2d (no bias) computed directly, in f64: x NHWC
+/// [n, oh, ow, inp] (the grid side of `g`), weight [inp, g.c, k, k];
+/// returns the image [n, h, w, g.c].
+pub fn cpu_conv_transpose2d(x: &[f32], weight: &[f32], inp: usize, g: &ConvGeometry) -> Vec<f64> {
+    let width = g.patch();
+    let mut y = vec![0f64; g.image_len()];
+    for_each_tap(g, |row, col, i| {
+        for ic in 0..inp {
+            y[i] += x[row * inp + ic] as f64 * weight[ic * width + col] as f64;
+        }
+    });
+    y
+}

@@ -1,0 +1,201 @@
+//! Convolutions (shaders/conv.wgsl around the matmul kernels) against their
+//! CPU references, on every adapter of the CI matrix: im2col and col2im
+//! exactly; Conv2d and ConvTranspose2d as columns and matmuls, for every
+//! matmul variant, against PyTorch's definitions computed directly; and
+//! their input and weight gradients against finite differences of those
+//! definitions. Geometries that divide nothing, outputs pre-filled with NaN.
+//! Tolerances: the matmul tests' (f32 sums of k products of numbers in
+//! [-1, 1]: 2e-6 k + 1e-6 absolute, 1e-4 relative).
+
+mod common;
+use common::{assert_close, ctx, rng, uniform_vec};
+use gan_wgpu::kernels::conv::{self, ConvGeometry};
+use gan_wgpu::kernels::matmul::{Form, Matmul, Variant};
+use gan_wgpu::kernels::{self, Dispatch};
+use gan_wgpu::{GpuContext, GpuTensor};
+
+/// Conv2d geometries: DCGAN's k4 s2 p1 on odd sizes, a k3 s1 p1, and D's
+/// last layer (7x7 to 1x1).
+fn conv_geometries() -> Vec<ConvGeometry> {
+    vec![
+        ConvGeometry::conv(3, 7, 5, 3, 4, 2, 1),
+        ConvGeometry::conv(2, 6, 9, 2, 3, 1, 1),
+        ConvGeometry::conv(2, 7, 7, 5, 7, 1, 0),
+    ]
+}
+
+/// ConvTranspose2d geometries: G's first layer (1x1 to 7x7) and k4 s2 p1 on
+/// an odd grid (5x3 to 10x6).
+fn transposed_geometries() -> Vec<ConvGeometry> {
+    vec![ConvGeometry::transposed(3, 1, 1, 5, 7, 1, 0), ConvGeometry::transposed(2, 5, 3, 3, 4, 2, 1)]
+}
+
+fn nan_tensor(ctx: &GpuContext, shape: &[usize], label: &str) -> GpuTensor {
+    let t = GpuTensor::zeros(ctx, shape, label);
+    t.fill_nan(ctx).unwrap();
+    t
+}
+
+fn run(ctx: &GpuContext, ds: &[Dispatch]) {
+    kernels::run(ctx, &ds.iter().collect::<Vec<_>>()).unwrap();
+}
+
+fn matmul(ctx: &GpuContext, form: Form, variant: Variant, a: &GpuTensor, b: &GpuTensor, c: &GpuTensor) -> Dispatch {
+    Matmul::new(ctx, form, variant, a, b, c).unwrap().dispatch
+}
+
+fn atol(k: usize) -> f32 {
+    2e-6 * k as f32 + 1e-6
+}
+
+/// (L(v + h) - L(v - h)) / 2h at `indices` of `v`, L computed in f64.
+fn finite_differences(v: &[f32], indices: &[usize], loss: impl Fn(&[f32]) -> f64) -> Vec<f32> {
+    indices
+        .iter()
+        .map(|&i| {
+            let mut p = v.to_vec();
+            p[i] = v[i] + 0.01;
+            let up = loss(&p);
+            let hi = p[i];
+            p[i] = v[i] - 0.01;
+            let down = loss(&p);
+            ((up - down) / (hi - p[i]) as f64) as f32
+        })
+        .collect()
+}
+
+fn some_indices(len: usize, count: usize) -> Vec<usize> {
+    (0..count).map(|i| (i * 7919 + 13) % len).collect()
+}
+
+#[test]
+fn im2col_and_col2im_equal_the_cpu_exactly() {
+    let Some(ctx) = ctx() else { return };
+    for (i, g) in conv_geometries().into_iter().chain(transposed_geometries()).enumerate() {
+        let mut r = rng(i as u64);
+        let x = uniform_vec(&mut r, g.image_len(), -1.0, 1.0);
+        let gx = GpuTensor::from_f32(ctx, &[g.n * g.h * g.w, g.c], "x", &x).unwrap();
+        let gcols = nan_tensor(ctx, &[g.positions(), g.patch()], "cols");
+        run(ctx, &[conv::im2col(ctx, &gx, &gcols, &g).unwrap()]);
+        let cols = conv::cpu_im2col(&x, &g);
+        assert_eq!(gcols.read_f32(ctx).unwrap(), cols, "im2col {g:?}");
+        // col2im of arbitrary columns (not only of im2col's).
+        let cols = uniform_vec(&mut r, cols.len(), -1.0, 1.0);
+        gcols.write_f32(ctx, &cols).unwrap();
+        let gimg = nan_tensor(ctx, &[g.n * g.h * g.w, g.c], "image");
+        run(ctx, &[conv::col2im(ctx, &gcols, &gimg, &g).unwrap()]);
+        assert_eq!(gimg.read_f32(ctx).unwrap(), conv::cpu_col2im(&cols, &g), "col2im {g:?}");
+    }
+}
+
+/// Conv2d: y = im2col(x) W^T; dW = dy^T im2col(x); dx = col2im(dy W). The
+/// gradients are of L = sum(y * r) for a random r (so dy = r).
+#[test]
+fn conv2d_forward_and_gradients() {
+    let Some(ctx) = ctx() else { return };
+    let out = 5;
+    for (i, g) in conv_geometries().into_iter().enumerate() {
+        let mut r = rng(10 + i as u64);
+        let (m, k) = (g.positions(), g.patch());
+        let x = uniform_vec(&mut r, g.image_len(), -1.0, 1.0);
+        let w = uniform_vec(&mut r, out * k, -1.0, 1.0);
+        let dy = uniform_vec(&mut r, m * out, -1.0, 1.0);
+        let gx = GpuTensor::from_f32(ctx, &[g.n * g.h * g.w, g.c], "x", &x).unwrap();
+        let gw = GpuTensor::from_f32(ctx, &[out, k], "weight", &w).unwrap();
+        let gdy = GpuTensor::from_f32(ctx, &[m, out], "dy", &dy).unwrap();
+        let cpu_y: Vec<f32> = conv::cpu_conv2d(&x, &w, out, &g).into_iter().map(|v| v as f32).collect();
+        let loss = |x: &[f32], w: &[f32]| -> f64 {
+            conv::cpu_conv2d(x, w, out, &g).iter().zip(&dy).map(|(y, r)| y * *r as f64).sum()
+        };
+        for variant in Variant::ALL {
+            let cols = nan_tensor(ctx, &[m, k], "cols");
+            let y = nan_tensor(ctx, &[m, out], "y");
+            let dw = nan_tensor(ctx, &[out, k], "dw");
+            let dcols = nan_tensor(ctx, &[m, k], "dcols");
+            let dx = nan_tensor(ctx, &[g.n * g.h * g.w, g.c], "dx");
+            run(
+                ctx,
+                &[
+                    conv::im2col(ctx, &gx, &cols, &g).unwrap(),
+                    matmul(ctx, Form::NT, variant, &cols, &gw, &y),
+                    matmul(ctx, Form::TN, variant, &gdy, &cols, &dw),
+                    matmul(ctx, Form::NN, variant, &gdy, &gw, &dcols),
+                    conv::col2im(ctx, &dcols, &dx, &g).unwrap(),
+                ],
+            );
+            let what = format!("conv2d {} {g:?}", variant.name());
+            assert_close(&format!("{what} forward"), &y.read_f32(ctx).unwrap(), &cpu_y, atol(k), 1e-4);
+            let (dx, dw) = (dx.read_f32(ctx).unwrap(), dw.read_f32(ctx).unwrap());
+            let xi = some_indices(x.len(), 12);
+            let wi = some_indices(w.len(), 12);
+            let fd_x = finite_differences(&x, &xi, |x| loss(x, &w));
+            let fd_w = finite_differences(&w, &wi, |w| loss(&x, w));
+            let pick = |v: &[f32], idx: &[usize]| idx.iter().map(|&i| v[i]).collect::<Vec<_>>();
+            assert_close(&format!("{what} dx vs finite differences"), &pick(&dx, &xi), &fd_x, atol(m), 1e-3);
+            assert_close(&format!("{what} dW vs finite differences"), &pick(&dw, &wi), &fd_w, atol(m), 1e-3);
+        }
+    }
+}
+
+/// ConvTranspose2d: y = col2im(x W); dW = x^T im2col(dy); dx = im2col(dy) W^T,
+/// for L = sum(y * r).
+#[test]
+fn conv_transpose2d_forward_and_gradients() {
+    let Some(ctx) = ctx() else { return };
+    let inp = 6;
+    for (i, g) in transposed_geometries().into_iter().enumerate() {
+        let mut r = rng(20 + i as u64);
+        let (m, k) = (g.positions(), g.patch());
+        let x = uniform_vec(&mut r, m * inp, -1.0, 1.0);
+        let w = uniform_vec(&mut r, inp * k, -1.0, 1.0);
+        let dy = uniform_vec(&mut r, g.image_len(), -1.0, 1.0);
+        let gx = GpuTensor::from_f32(ctx, &[m, inp], "x", &x).unwrap();
+        let gw = GpuTensor::from_f32(ctx, &[inp, k], "weight", &w).unwrap();
+        let gdy = GpuTensor::from_f32(ctx, &[g.n * g.h * g.w, g.c], "dy", &dy).unwrap();
+        let cpu_y: Vec<f32> = conv::cpu_conv_transpose2d(&x, &w, inp, &g).into_iter().map(|v| v as f32).collect();
+        let loss = |x: &[f32], w: &[f32]| -> f64 {
+            conv::cpu_conv_transpose2d(x, w, inp, &g).iter().zip(&dy).map(|(y, r)| y * *r as f64).sum()
+        };
+        for variant in Variant::ALL {
+            let cols = nan_tensor(ctx, &[m, k], "cols");
+            let y = nan_tensor(ctx, &[g.n * g.h * g.w, g.c], "y");
+            let dcols = nan_tensor(ctx, &[m, k], "dcols");
+            let dw = nan_tensor(ctx, &[inp, k], "dw");
+            let dx = nan_tensor(ctx, &[m, inp], "dx");
+            run(
+                ctx,
+                &[
+                    matmul(ctx, Form::NN, variant, &gx, &gw, &cols),
+                    conv::col2im(ctx, &cols, &y, &g).unwrap(),
+                    conv::im2col(ctx, &gdy, &dcols, &g).unwrap(),
+                    matmul(ctx, Form::TN, variant, &gx, &dcols, &dw),
+                    matmul(ctx, Form::NT, variant, &dcols, &gw, &dx),
+                ],
+            );
+            let what = format!("conv_transpose2d {} {g:?}", variant.name());
+            assert_close(&format!("{what} forward"), &y.read_f32(ctx).unwrap(), &cpu_y, atol(inp * g.k * g.k), 1e-4);
+            let (dx, dw) = (dx.read_f32(ctx).unwrap(), dw.read_f32(ctx).unwrap());
+            let xi = some_indices(x.len(), 12);
+            let wi = some_indices(w.len(), 12);
+            let fd_x = finite_differences(&x, &xi, |x| loss(x, &w));
+            let fd_w = finite_differences(&w, &wi, |w| loss(&x, w));
+            let pick = |v: &[f32], idx: &[usize]| idx.iter().map(|&i| v[i]).collect::<Vec<_>>();
+            assert_close(&format!("{what} dx vs finite differences"), &pick(&dx, &xi), &fd_x, atol(k), 1e-3);
+            assert_close(&format!("{what} dW vs finite differences"), &pick(&dw, &wi), &fd_w, atol(m), 1e-3);
+        }
+    }
+}
+
+#[test]
+fn inconsistent_geometries_are_refused() {
+    let Some(ctx) = ctx() else { return };
+    let g = ConvGeometry::conv(2, 7, 7, 3, 4, 2, 1);
+    let x = GpuTensor::zeros(ctx, &[2 * 7 * 7, 3], "x");
+    let cols = GpuTensor::zeros(ctx, &[g.positions(), g.patch() + 1], "cols");
+    let e = conv::im2col(ctx, &x, &cols, &g).err().expect("refused").to_string();
+    assert!(e.contains("cols"), "{e}");
+    let bad = ConvGeometry { oh: 5, ..g };
+    let cols = GpuTensor::zeros(ctx, &[bad.positions(), bad.patch()], "cols");
+    let e = conv::im2col(ctx, &x, &cols, &bad).err().expect("refused").to_string();
+    assert!(e.contains("geometry"), "{e}");
+}
