@@ -192,10 +192,10 @@ fn inconsistent_geometries_are_refused() {
     let g = ConvGeometry::conv(2, 7, 7, 3, 4, 2, 1);
     let x = GpuTensor::zeros(ctx, &[2 * 7 * 7, 3], "x");
     let cols = GpuTensor::zeros(ctx, &[g.positions(), g.patch() + 1], "cols");
-    let e = conv::im2col(ctx, &x, &cols, &g).err().expect("refused").to_string();
+    let e = conv::im2col(ctx, &x, &cols, &g).expect_err("refused").to_string();
     assert!(e.contains("cols"), "{e}");
     let bad = ConvGeometry { oh: 5, ..g };
     let cols = GpuTensor::zeros(ctx, &[bad.positions(), bad.patch()], "cols");
-    let e = conv::im2col(ctx, &x, &cols, &bad).err().expect("refused").to_string();
+    let e = conv::im2col(ctx, &x, &cols, &bad).expect_err("refused").to_string();
     assert!(e.contains("geometry"), "{e}");
 }
