@@ -1,6 +1,10 @@
 // batchnorm.wgsl: BatchNorm1d over x: [rows = batch, cols = features], fused
-// with the activation that follows it (RELU) and, in backward, with the bias
-// gradient of the dense layer before it.
+// with the activation that follows it (ACT, activation.wgsl's codes) and, in
+// backward, with the bias gradient of the layer before it. BatchNorm2d on
+// NHWC images is the same with rows = N*H*W (conv.wgsl's layout).
+// ACCUMULATE (backward): dgamma, dbeta and dbias are added to, not
+// overwritten: the second of two row groups normalised apart (a
+// discriminator's real and fake halves) adds its sums to the first's.
 //
 // train forward, per feature c (B = rows):
 //   mean = sum_r x / B;  var = sum_r (x - mean)^2 / B      (biased)
@@ -16,7 +20,7 @@
 //   dbias = sum_r dx       (bias of the dense layer feeding the batch norm)
 //
 // Bindings, group 0:
-//   0  uniform  p: Params {rows, cols, momentum, eps}
+//   0  uniform  p: Params {rows, cols, momentum, eps, first_row}
 //   1  storage  gamma        read        [cols]
 //   2  storage  beta         read        [cols]
 //   3  storage  x            read_write  [rows, cols]  train: x -> xhat; eval: x;
@@ -39,13 +43,20 @@
 // tree_sum2 (tree_reduce.wgsl, prepended): cols / 8 groups, what a GPU wants.
 // bn_forward_eval: 64 invocations a group, one element each.
 
-override RELU: bool = true;
+override ACT: u32 = 1u;
+override ACCUMULATE: bool = false;
 
 struct Params {
     rows: u32,
     cols: u32,
     momentum: f32,
     eps: f32,
+    // The rows normalised are first_row .. first_row + rows of the buffers
+    // (a row group; 0 for a whole batch).
+    first_row: u32,
+    _pad0: u32,
+    _pad1: u32,
+    _pad2: u32,
 }
 
 @group(0) @binding(0) var<uniform> p: Params;
@@ -61,18 +72,36 @@ struct Params {
 @group(0) @binding(10) var<storage, read_write> dbeta: array<f32>;
 @group(0) @binding(11) var<storage, read_write> dbias: array<f32>;
 
-fn act(v: f32) -> f32 {
-    if (RELU) {
-        return max(v, 0.0);
-    }
-    return v;
+// Flat index of row r (of the group) and column c.
+fn at(r: u32, c: u32) -> u32 {
+    return (p.first_row + r) * p.cols + c;
 }
 
-fn act_grad_from_output(out: f32) -> f32 {
-    if (RELU) {
-        return select(0.0, 1.0, out > 0.0);
+fn act(v: f32) -> f32 {
+    return act_apply(ACT, v);
+}
+
+fn bn_act_grad(out: f32) -> f32 {
+    return act_grad_from_output(ACT, out);
+}
+
+// The sums of one column, written or (ACCUMULATE) added.
+fn store_grads(c: u32, sum_g: f32, sum_gx: f32) {
+    if (ACCUMULATE) {
+        dbeta[c] += sum_g;
+        dgamma[c] += sum_gx;
+    } else {
+        dbeta[c] = sum_g;
+        dgamma[c] = sum_gx;
     }
-    return 1.0;
+}
+
+fn store_dbias(c: u32, sum_dx: f32) {
+    if (ACCUMULATE) {
+        dbias[c] += sum_dx;
+    } else {
+        dbias[c] = sum_dx;
+    }
 }
 
 @compute @workgroup_size(64)
@@ -84,12 +113,12 @@ fn bn_forward_train(@builtin(global_invocation_id) gid: vec3<u32>) {
     let n = f32(p.rows);
     var sum = 0.0;
     for (var r = 0u; r < p.rows; r++) {
-        sum += x[r * p.cols + c];
+        sum += x[at(r, c)];
     }
     let mean = sum / n;
     var sq = 0.0;
     for (var r = 0u; r < p.rows; r++) {
-        let d = x[r * p.cols + c] - mean;
+        let d = x[at(r, c)] - mean;
         sq += d * d;
     }
     let variance = sq / n;
@@ -101,7 +130,7 @@ fn bn_forward_train(@builtin(global_invocation_id) gid: vec3<u32>) {
     let g = gamma[c];
     let b = beta[c];
     for (var r = 0u; r < p.rows; r++) {
-        let i = r * p.cols + c;
+        let i = at(r, c);
         let xh = (x[i] - mean) * inv;
         x[i] = xh;
         y[i] = act(g * xh + b);
@@ -128,24 +157,23 @@ fn bn_backward(@builtin(global_invocation_id) gid: vec3<u32>) {
     var sum_g = 0.0;
     var sum_gx = 0.0;
     for (var r = 0u; r < p.rows; r++) {
-        let i = r * p.cols + c;
-        let g = dy[i] * act_grad_from_output(y[i]);
+        let i = at(r, c);
+        let g = dy[i] * bn_act_grad(y[i]);
         sum_g += g;
         sum_gx += g * x[i];
     }
-    dbeta[c] = sum_g;
-    dgamma[c] = sum_gx;
+    store_grads(c, sum_g, sum_gx);
     let n = f32(p.rows);
     let scale = gamma[c] * invstd[c] / n;
     var sum_dx = 0.0;
     for (var r = 0u; r < p.rows; r++) {
-        let i = r * p.cols + c;
-        let g = dy[i] * act_grad_from_output(y[i]);
+        let i = at(r, c);
+        let g = dy[i] * bn_act_grad(y[i]);
         let dx = scale * (n * g - sum_g - x[i] * sum_gx);
         dy[i] = dx;
         sum_dx += dx;
     }
-    dbias[c] = sum_dx;
+    store_dbias(c, sum_dx);
 }
 
 // The train forward with the batch sums shaped for GPUs (see the header).
@@ -159,14 +187,14 @@ fn bn_forward_train_tree(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_i
     var sum = 0.0;
     if (valid) {
         for (var r = lane; r < p.rows; r += TREE_LANES) {
-            sum += x[r * p.cols + c];
+            sum += x[at(r, c)];
         }
     }
     let mean = tree_sum2(col, lane, vec2(sum, 0.0)).x / n;
     var sq = 0.0;
     if (valid) {
         for (var r = lane; r < p.rows; r += TREE_LANES) {
-            let d = x[r * p.cols + c] - mean;
+            let d = x[at(r, c)] - mean;
             sq += d * d;
         }
     }
@@ -185,7 +213,7 @@ fn bn_forward_train_tree(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_i
     let b = beta[c];
     // Each lane rewrites only the rows it read.
     for (var r = lane; r < p.rows; r += TREE_LANES) {
-        let i = r * p.cols + c;
+        let i = at(r, c);
         let xh = (x[i] - mean) * inv;
         x[i] = xh;
         y[i] = act(g * xh + b);
@@ -202,8 +230,8 @@ fn bn_backward_tree(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invoca
     var sums = vec2(0.0);
     if (valid) {
         for (var r = lane; r < p.rows; r += TREE_LANES) {
-            let i = r * p.cols + c;
-            let g = dy[i] * act_grad_from_output(y[i]);
+            let i = at(r, c);
+            let g = dy[i] * bn_act_grad(y[i]);
             sums += vec2(g, g * x[i]);
         }
     }
@@ -213,14 +241,13 @@ fn bn_backward_tree(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invoca
     var sum_dx = 0.0;
     if (valid) {
         if (lane == 0u) {
-            dbeta[c] = sum_g;
-            dgamma[c] = sum_gx;
+            store_grads(c, sum_g, sum_gx);
         }
         let n = f32(p.rows);
         let scale = gamma[c] * invstd[c] / n;
         for (var r = lane; r < p.rows; r += TREE_LANES) {
-            let i = r * p.cols + c;
-            let g = dy[i] * act_grad_from_output(y[i]);
+            let i = at(r, c);
+            let g = dy[i] * bn_act_grad(y[i]);
             let dx = scale * (n * g - sum_g - x[i] * sum_gx);
             dy[i] = dx;
             sum_dx += dx;
@@ -228,6 +255,6 @@ fn bn_backward_tree(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invoca
     }
     let dbias_sum = tree_sum2(col, lane, vec2(sum_dx, 0.0)).x;
     if (valid && lane == 0u) {
-        dbias[c] = dbias_sum;
+        store_dbias(c, dbias_sum);
     }
 }

@@ -8,14 +8,17 @@
 //!
 //! Each layer is a Linear named as in PyTorch's nn.Sequential (its
 //! state_dict prefix), the BatchNorm1d that follows it (its prefix, or
-//! null) and the activation after both. A conditional network adds
+//! null) and the activation after both. A convolution adds "kind"
+//! ("conv2d" or "conv_transpose2d"; absent: Linear), its input's "h" and
+//! "w", "k", "stride" and "pad", with "in"/"out" counting channels; a layer
+//! without bias adds "bias": false. A conditional network adds
 //! `"embedding": {"name": "label_emb", "classes": 10, "dim": 10}`, the label
 //! embedding joined after its input (its first layer's "in" counts the
 //! embedding's columns); an unconditional one has no such key.
 
 use crate::error::{GanError, Result};
 use crate::kernels::bias_act::Act;
-use crate::model::{DenseSpec, EmbeddingSpec, NetSpec};
+use crate::model::{EmbeddingSpec, LayerKind, LayerSpec, NetSpec};
 
 /// The metadata key the architecture is written under.
 pub const METADATA_KEY: &str = "architecture";
@@ -31,13 +34,28 @@ pub fn to_json(spec: &NetSpec) -> String {
         .layers
         .iter()
         .map(|l| {
-            serde_json::json!({
+            let mut v = serde_json::json!({
                 "name": l.name,
                 "in": l.inp,
                 "out": l.out,
                 "batch_norm": l.bn,
                 "activation": l.act.name(),
-            })
+            });
+            let conv = match l.kind {
+                LayerKind::Dense => None,
+                LayerKind::Conv { h, w, k, stride, pad } => Some(("conv2d", h, w, k, stride, pad)),
+                LayerKind::ConvTranspose { h, w, k, stride, pad } => Some(("conv_transpose2d", h, w, k, stride, pad)),
+            };
+            if let Some((kind, h, w, k, stride, pad)) = conv {
+                for (key, value) in [("h", h), ("w", w), ("k", k), ("stride", stride), ("pad", pad)] {
+                    v[key] = value.into();
+                }
+                v["kind"] = kind.into();
+            }
+            if !l.bias {
+                v["bias"] = false.into();
+            }
+            v
         })
         .collect();
     let mut v = serde_json::json!({ "network": spec.name, "layers": layers });
@@ -59,7 +77,7 @@ pub fn from_json(text: &str) -> std::result::Result<NetSpec, String> {
         .find(|n| *n == name)
         .ok_or_else(|| format!("network \"{name}\" is none of {}", NETWORKS.join(", ")))?;
     let layers = v["layers"].as_array().filter(|l| !l.is_empty()).ok_or("no \"layers\" list")?;
-    let mut out: Vec<DenseSpec> = Vec::with_capacity(layers.len());
+    let mut out: Vec<LayerSpec> = Vec::with_capacity(layers.len());
     for (i, l) in layers.iter().enumerate() {
         let field = |k: &str| -> std::result::Result<usize, String> {
             l[k].as_u64()
@@ -68,9 +86,48 @@ pub fn from_json(text: &str) -> std::result::Result<NetSpec, String> {
                 .ok_or_else(|| format!("layer {i}: \"{k}\" is not a width in 1..={MAX_WIDTH}"))
         };
         let (inp, width) = (field("in")?, field("out")?);
+        let kind = match l["kind"].as_str() {
+            None => LayerKind::Dense,
+            Some(kind @ ("conv2d" | "conv_transpose2d")) => {
+                let (h, w, k, stride) = (field("h")?, field("w")?, field("k")?, field("stride")?);
+                let pad = l["pad"]
+                    .as_u64()
+                    .map(|p| p as usize)
+                    .filter(|&p| p < k)
+                    .ok_or_else(|| format!("layer {i}: \"pad\" is not a padding below the kernel size {k}"))?;
+                if kind == "conv2d" {
+                    if h + 2 * pad < k || w + 2 * pad < k {
+                        return Err(format!("layer {i}: a {k}x{k} kernel does not fit a padded {h}x{w} image"));
+                    }
+                    LayerKind::Conv { h, w, k, stride, pad }
+                } else {
+                    if (h - 1) * stride + k <= 2 * pad {
+                        return Err(format!("layer {i}: a transposed convolution with no output"));
+                    }
+                    LayerKind::ConvTranspose { h, w, k, stride, pad }
+                }
+            }
+            Some(other) => return Err(format!("layer {i}: kind \"{other}\" is none of conv2d, conv_transpose2d")),
+        };
+        let bias = match &l["bias"] {
+            serde_json::Value::Null => true,
+            serde_json::Value::Bool(b) => *b,
+            _ => return Err(format!("layer {i}: \"bias\" is not true or false")),
+        };
+        let layer = LayerSpec { name: String::new(), kind, inp, out: width, bias, bn: None, act: Act::Identity };
+        if layer.in_positions() * inp > MAX_WIDTH || layer.out_positions() * width > MAX_WIDTH {
+            return Err(format!("layer {i}: more than {MAX_WIDTH} values a sample"));
+        }
         if let Some(prev) = out.last() {
             if prev.out != inp {
                 return Err(format!("layer {i} takes {inp} inputs, the layer before gives {}", prev.out));
+            }
+            if prev.out_positions() != layer.in_positions() {
+                return Err(format!(
+                    "layer {i} reads {} positions a sample, the layer before gives {}",
+                    layer.in_positions(),
+                    prev.out_positions()
+                ));
             }
         }
         let layer_name = l["name"].as_str().ok_or_else(|| format!("layer {i}: no \"name\""))?.to_string();
@@ -88,7 +145,7 @@ pub fn from_json(text: &str) -> std::result::Result<NetSpec, String> {
         if taken {
             return Err(format!("layer {i}: the name \"{layer_name}\" is used twice"));
         }
-        out.push(DenseSpec { name: layer_name, inp, out: width, bn, act });
+        out.push(LayerSpec { name: layer_name, bn, act, ..layer });
     }
     let embedding = match &v["embedding"] {
         serde_json::Value::Null => None,
@@ -110,7 +167,8 @@ pub fn from_json(text: &str) -> std::result::Result<NetSpec, String> {
             Some(EmbeddingSpec { name, classes, dim })
         }
     };
-    Ok(NetSpec { name, embedding, layers: out })
+    // The scheme that drew the first weights is not part of the file.
+    Ok(NetSpec { name, embedding, layers: out, init: Default::default() })
 }
 
 /// How `recorded` differs from `expected`, naming the first difference
@@ -130,13 +188,18 @@ pub fn difference(recorded: &NetSpec, expected: &NetSpec) -> Option<String> {
     if recorded.layers.len() != expected.layers.len() {
         return Some(format!("{} layers, {} expected", recorded.layers.len(), expected.layers.len()));
     }
-    let show = |l: &DenseSpec| {
+    let show = |l: &LayerSpec| {
+        let (on, norm) = match l.kind {
+            LayerKind::Dense => (String::new(), "BatchNorm1d"),
+            LayerKind::Conv { h, w, .. } | LayerKind::ConvTranspose { h, w, .. } => {
+                (format!(" on {h}x{w}"), "BatchNorm2d")
+            }
+        };
         format!(
-            "{} Linear({}, {}){}, {}",
+            "{} {}{on}{}, {}",
             l.name,
-            l.inp,
-            l.out,
-            l.bn.as_ref().map_or(String::new(), |b| format!(" + {b} BatchNorm1d")),
+            l.describe(),
+            l.bn.as_ref().map_or(String::new(), |b| format!(" + {b} {norm}")),
             l.act.name()
         )
     };

@@ -28,6 +28,8 @@ pub const EVAL_COUNT: usize = 10_000;
 /// Where a new run writes when no output folder is given (a resumed run
 /// writes into the folder it resumes).
 pub const OUT_DIR: &str = "result";
+/// DCGAN's base channel count W (`--width`): G 2W, W, 1; D W, 2W, 1.
+pub const DCGAN_WIDTH: usize = 64;
 /// Label classes a conditional model draws and embeds (MNIST's digits,
 /// Fashion-MNIST's garments).
 pub const CLASSES: usize = 10;

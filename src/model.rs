@@ -14,24 +14,131 @@
 //! after each network's input: G takes [z | emb(y)] (latent + classes), D
 //! takes [image | emb(y)] (dim + classes).
 //!
-//! Also here: PyTorch's default initialisation and a CPU reference of a
-//! whole training step built from the kernels' CPU references.
+//! DCGAN (`WhichModel::Dcgan`, PyTorch's examples/dcgan for 28x28, width
+//! W): G main.0 ConvTranspose2d(z, 2W, 7, 1, 0) main.1 BatchNorm2d ReLU,
+//! main.3 ConvTranspose2d(2W, W, 4, 2, 1) main.4 BN ReLU, main.6
+//! ConvTranspose2d(W, 1, 4, 2, 1) Tanh; D main.0 Conv2d(1, W, 4, 2, 1)
+//! LeakyReLU(0.2), main.2 Conv2d(W, 2W, 4, 2, 1) main.3 BN LeakyReLU(0.2),
+//! main.5 Conv2d(2W, 1, 7, 1, 0) Sigmoid; no biases; weights N(0, 0.02).
+//! Images are NHWC (kernels/conv.rs says why).
+//!
+//! Also here: PyTorch's default initialisation and DCGAN's; the CPU
+//! reference is in `cpu_reference`.
 
-use crate::kernels::adam::{cpu_adam_update, AdamConfig};
-use crate::kernels::bias_act::{self, Act};
-use crate::kernels::{batchnorm, bce, embedding, matmul};
+use crate::kernels::bias_act::Act;
+use crate::kernels::conv::ConvGeometry;
+use crate::kernels::matmul;
 use crate::tensor::FlatLayout;
 use rand::Rng;
 
+pub use crate::cpu_reference::{cpu_train_step, cpu_train_step_labeled, CpuNet, CpuStep, LayerCache, StepMetrics};
+
+/// How a layer's weight meets its input.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LayerKind {
+    /// Linear: y = x W^T, weight [out, inp].
+    Dense,
+    /// Conv2d on NHWC images h x w of `inp` channels: y = im2col(x) W^T,
+    /// weight [out, inp, k, k] (flat [out, inp k k]).
+    Conv { h: usize, w: usize, k: usize, stride: usize, pad: usize },
+    /// ConvTranspose2d from an h x w grid of `inp` channels: y =
+    /// col2im(x W), weight [inp, out, k, k] (flat [inp, out k k]).
+    ConvTranspose { h: usize, w: usize, k: usize, stride: usize, pad: usize },
+}
+
 #[derive(Clone, Debug)]
-pub struct DenseSpec {
-    /// state_dict prefix of the Linear, e.g. "model.2".
+pub struct LayerSpec {
+    /// state_dict prefix of the layer, e.g. "model.2".
     pub name: String,
+    pub kind: LayerKind,
+    /// Input features (Dense) or channels (convolutions).
     pub inp: usize,
+    /// Output features or channels.
     pub out: usize,
-    /// state_dict prefix of the BatchNorm1d that follows, if any.
+    /// Whether the layer has a bias (PyTorch's bias=...).
+    pub bias: bool,
+    /// state_dict prefix of the BatchNorm1d/2d that follows, if any.
     pub bn: Option<String>,
     pub act: Act,
+}
+
+impl LayerSpec {
+    /// The convolution's geometry for `batch` images (None for Dense): the
+    /// image is the input for Conv2d, the output for ConvTranspose2d.
+    pub fn geometry(&self, batch: usize) -> Option<ConvGeometry> {
+        match self.kind {
+            LayerKind::Dense => None,
+            LayerKind::Conv { h, w, k, stride, pad } => Some(ConvGeometry::conv(batch, h, w, self.inp, k, stride, pad)),
+            LayerKind::ConvTranspose { h, w, k, stride, pad } => {
+                Some(ConvGeometry::transposed(batch, h, w, self.out, k, stride, pad))
+            }
+        }
+    }
+
+    /// Spatial positions of one sample's input (1 for Dense).
+    pub fn in_positions(&self) -> usize {
+        match (self.kind, self.geometry(1)) {
+            (LayerKind::Conv { .. }, Some(g)) => g.h * g.w,
+            (LayerKind::ConvTranspose { .. }, Some(g)) => g.oh * g.ow,
+            _ => 1,
+        }
+    }
+
+    /// Spatial positions of one sample's output (1 for Dense).
+    pub fn out_positions(&self) -> usize {
+        match (self.kind, self.geometry(1)) {
+            (LayerKind::Conv { .. }, Some(g)) => g.oh * g.ow,
+            (LayerKind::ConvTranspose { .. }, Some(g)) => g.h * g.w,
+            _ => 1,
+        }
+    }
+
+    /// The weight's shape as PyTorch stores it.
+    pub fn weight_shape(&self) -> Vec<usize> {
+        match self.kind {
+            LayerKind::Dense => vec![self.out, self.inp],
+            LayerKind::Conv { k, .. } => vec![self.out, self.inp, k, k],
+            LayerKind::ConvTranspose { k, .. } => vec![self.inp, self.out, k, k],
+        }
+    }
+
+    /// The weight as the layer's matmul reads it: [out, inp] (Dense),
+    /// [out, inp k k] (Conv2d), [inp, out k k] (ConvTranspose2d).
+    pub fn weight_matrix(&self) -> [usize; 2] {
+        let s = self.weight_shape();
+        [s[0], s[1..].iter().product()]
+    }
+
+    /// PyTorch's fan-in of the weight: its dimension 1 times the kernel area.
+    pub fn fan_in(&self) -> usize {
+        self.weight_matrix()[1]
+    }
+
+    /// "Linear(784, 512)", "Conv2d(1, 64, 4, 2, 1, bias=False)", ...
+    pub fn describe(&self) -> String {
+        let bias = if self.bias { "" } else { ", bias=False" };
+        match self.kind {
+            LayerKind::Dense => format!("Linear({}, {}{bias})", self.inp, self.out),
+            LayerKind::Conv { k, stride, pad, .. } => {
+                format!("Conv2d({}, {}, {k}, {stride}, {pad}{bias})", self.inp, self.out)
+            }
+            LayerKind::ConvTranspose { k, stride, pad, .. } => {
+                format!("ConvTranspose2d({}, {}, {k}, {stride}, {pad}{bias})", self.inp, self.out)
+            }
+        }
+    }
+}
+
+/// How a network's parameters are drawn before training.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum InitScheme {
+    /// PyTorch's defaults (weights and biases uniform in +-1/sqrt(fan_in);
+    /// batch norm 1 and 0).
+    #[default]
+    PyTorch,
+    /// The DCGAN paper's: weights N(0, 0.02), batch-norm gamma N(1, 0.02),
+    /// beta 0.
+    Dcgan,
 }
 
 /// A label embedding (PyTorch's nn.Embedding(classes, dim)) whose row for
@@ -50,7 +157,8 @@ pub struct NetSpec {
     pub name: &'static str,
     /// The label embedding joined to the input, for a conditional network.
     pub embedding: Option<EmbeddingSpec>,
-    pub layers: Vec<DenseSpec>,
+    pub layers: Vec<LayerSpec>,
+    pub init: InitScheme,
 }
 
 /// The models `train --model` builds: candle's `WhichModel`, one trainer for all.
@@ -61,16 +169,19 @@ pub enum WhichModel {
     Gan,
     /// The same GAN conditioned on the class label (Mirza and Osindero 2014).
     Cgan,
+    /// A convolutional GAN (Radford et al. 2015; PyTorch's examples/dcgan).
+    Dcgan,
 }
 
 impl WhichModel {
-    pub const ALL: [WhichModel; 2] = [WhichModel::Gan, WhichModel::Cgan];
+    pub const ALL: [WhichModel; 3] = [WhichModel::Gan, WhichModel::Cgan, WhichModel::Dcgan];
 
     /// The name `--model` takes and state files record.
     pub fn name(self) -> &'static str {
         match self {
             WhichModel::Gan => "gan",
             WhichModel::Cgan => "cgan",
+            WhichModel::Dcgan => "dcgan",
         }
     }
 
@@ -79,11 +190,20 @@ impl WhichModel {
     }
 
     /// The model's two networks for latent codes of `latent` and images of
-    /// `image_dim` pixels (`classes` labels for a conditional model).
-    pub fn architecture(self, latent: usize, image_dim: usize, classes: usize) -> GanArchitecture {
+    /// `height` x `width` pixels (`classes` labels for a conditional model;
+    /// `dcgan_width` channels W for DCGAN). Err says why the images do not
+    /// suit the model.
+    pub fn architecture(
+        self,
+        latent: usize,
+        (height, width): (usize, usize),
+        classes: usize,
+        dcgan_width: usize,
+    ) -> Result<GanArchitecture, String> {
         match self {
-            WhichModel::Gan => GanArchitecture::tutorial(latent, image_dim),
-            WhichModel::Cgan => GanArchitecture::conditional(latent, image_dim, classes),
+            WhichModel::Gan => Ok(GanArchitecture::tutorial(latent, height * width)),
+            WhichModel::Cgan => Ok(GanArchitecture::conditional(latent, height * width, classes)),
+            WhichModel::Dcgan => GanArchitecture::dcgan(latent, (height, width), dcgan_width),
         }
     }
 
@@ -106,8 +226,21 @@ impl std::str::FromStr for WhichModel {
     }
 }
 
-fn dense(i: usize, inp: usize, out: usize, bn: bool, act: Act) -> DenseSpec {
-    DenseSpec { name: format!("model.{i}"), inp, out, bn: bn.then(|| format!("model.{}", i + 1)), act }
+fn dense(i: usize, inp: usize, out: usize, bn: bool, act: Act) -> LayerSpec {
+    LayerSpec {
+        name: format!("model.{i}"),
+        kind: LayerKind::Dense,
+        inp,
+        out,
+        bias: true,
+        bn: bn.then(|| format!("model.{}", i + 1)),
+        act,
+    }
+}
+
+/// A DCGAN layer `main.{i}` without bias, its batch norm (if any) `main.{i + 1}`.
+fn conv_layer(i: usize, kind: LayerKind, inp: usize, out: usize, bn: bool, act: Act) -> LayerSpec {
+    LayerSpec { name: format!("main.{i}"), kind, inp, out, bias: false, bn: bn.then(|| format!("main.{}", i + 1)), act }
 }
 
 /// A GAN's two networks, sized from one config: what the trainer, its
@@ -137,6 +270,42 @@ impl GanArchitecture {
             generator: generator_spec(latent, image_dim, Some(emb.clone())),
             discriminator: discriminator_spec(image_dim, Some(emb)),
         }
+    }
+
+    /// DCGAN (see the module header) for square 1-channel images of side s
+    /// (a multiple of 4; 28 for MNIST, where s / 4 = 7 is the first and last
+    /// kernel), base width `w` channels.
+    pub fn dcgan(latent: usize, (height, width): (usize, usize), w: usize) -> Result<Self, String> {
+        if height != width || height % 4 != 0 || height == 0 || w == 0 {
+            return Err(format!(
+                "dcgan needs square images whose side is a multiple of 4 (MNIST's 28x28), and a width of at least 1; \
+                 these are {height}x{width}, width {w}"
+            ));
+        }
+        let (s, q) = (height, height / 4);
+        let t = |h, k, stride, pad| LayerKind::ConvTranspose { h, w: h, k, stride, pad };
+        let c = |h, k, stride, pad| LayerKind::Conv { h, w: h, k, stride, pad };
+        let generator = NetSpec {
+            name: "generator",
+            embedding: None,
+            layers: vec![
+                conv_layer(0, t(1, q, 1, 0), latent, 2 * w, true, Act::Relu),
+                conv_layer(3, t(q, 4, 2, 1), 2 * w, w, true, Act::Relu),
+                conv_layer(6, t(2 * q, 4, 2, 1), w, 1, false, Act::Tanh),
+            ],
+            init: InitScheme::Dcgan,
+        };
+        let discriminator = NetSpec {
+            name: "discriminator",
+            embedding: None,
+            layers: vec![
+                conv_layer(0, c(s, 4, 2, 1), 1, w, false, Act::LeakyRelu),
+                conv_layer(2, c(2 * q, 4, 2, 1), w, 2 * w, true, Act::LeakyRelu),
+                conv_layer(5, c(q, q, 1, 0), 2 * w, 1, false, Act::Sigmoid),
+            ],
+            init: InitScheme::Dcgan,
+        };
+        Ok(GanArchitecture { generator, discriminator })
     }
 
     /// The number of classes a conditional pair draws (None: unconditional).
@@ -169,6 +338,7 @@ fn generator_spec(latent: usize, image_dim: usize, embedding: Option<EmbeddingSp
             dense(11, 1024, image_dim, false, Act::Tanh),
         ],
         embedding,
+        init: InitScheme::PyTorch,
     }
 }
 
@@ -181,6 +351,7 @@ fn discriminator_spec(image_dim: usize, embedding: Option<EmbeddingSpec>) -> Net
             dense(4, 256, 1, false, Act::Sigmoid),
         ],
         embedding,
+        init: InitScheme::PyTorch,
     }
 }
 
@@ -197,21 +368,25 @@ pub fn classifier_spec(image_dim: usize, classes: usize) -> NetSpec {
             dense(3, 512, 256, true, Act::Relu),
             dense(6, 256, classes, false, Act::Identity),
         ],
+        init: InitScheme::PyTorch,
     }
 }
 
 impl NetSpec {
     /// Trainable tensors in state_dict order: the embedding's weight
-    /// [classes, dim] if any, then per layer weight [out, in], bias [out],
-    /// then the batch norm's weight (gamma) and bias (beta).
+    /// [classes, dim] if any, then per layer its weight (`weight_shape`),
+    /// bias [out] if it has one, then the batch norm's weight (gamma) and
+    /// bias (beta).
     pub fn param_entries(&self) -> Vec<(String, Vec<usize>)> {
         let mut v = Vec::new();
         if let Some(e) = &self.embedding {
             v.push((format!("{}.weight", e.name), vec![e.classes, e.dim]));
         }
         for l in &self.layers {
-            v.push((format!("{}.weight", l.name), vec![l.out, l.inp]));
-            v.push((format!("{}.bias", l.name), vec![l.out]));
+            v.push((format!("{}.weight", l.name), l.weight_shape()));
+            if l.bias {
+                v.push((format!("{}.bias", l.name), vec![l.out]));
+            }
             if let Some(bn) = &l.bn {
                 v.push((format!("{bn}.weight"), vec![l.out]));
                 v.push((format!("{bn}.bias"), vec![l.out]));
@@ -224,15 +399,23 @@ impl NetSpec {
         FlatLayout::new(&self.param_entries())
     }
 
-    /// Columns of the data input (z, an image), without the embedding's.
+    /// Values of one sample's data input (z, an image), without the
+    /// embedding's columns.
     pub fn input_dim(&self) -> usize {
-        self.layers[0].inp - self.embedding.as_ref().map_or(0, |e| e.dim)
+        let first = &self.layers[0];
+        first.inp * first.in_positions() - self.embedding.as_ref().map_or(0, |e| e.dim)
     }
 
-    /// PyTorch defaults: Linear weight and bias uniform in +-1/sqrt(fan_in)
-    /// (kaiming_uniform with a = sqrt(5) gives the same bound); batch-norm
-    /// gamma 1, beta 0; an embedding N(0, 1) (Box-Muller, drawn after every
-    /// layer so that a network without one draws as before). Returns the
+    /// Values of one sample's output (an image's pixels, D's 1).
+    pub fn output_dim(&self) -> usize {
+        self.layers.last().map_or(0, |l| l.out * l.out_positions())
+    }
+
+    /// `self.init`'s scheme. PyTorch's defaults: weight and bias uniform in
+    /// +-1/sqrt(fan_in) (kaiming_uniform with a = sqrt(5) gives the same
+    /// bound), batch-norm gamma 1, beta 0. DCGAN's: weights N(0, 0.02),
+    /// gamma N(1, 0.02), beta 0. An embedding is N(0, 1), drawn after every
+    /// layer so that a network without one draws as before. Returns the
     /// flat parameter vector.
     pub fn init_params(&self, rng: &mut impl Rng) -> Vec<f32> {
         let layout = self.layout();
@@ -244,26 +427,34 @@ impl NetSpec {
                 continue;
             }
             let is_bn = self.layers.iter().any(|l| l.bn.as_deref().is_some_and(|b| name.starts_with(&format!("{b}."))));
-            if is_bn {
-                let v = if name.ends_with(".weight") { 1.0 } else { 0.0 };
-                dst.iter_mut().for_each(|x| *x = v);
-            } else {
-                let layer =
-                    self.layers.iter().find(|l| name.starts_with(&format!("{}.", l.name))).expect("layer of entry");
-                let bound = 1.0 / (layer.inp as f32).sqrt();
-                dst.iter_mut().for_each(|x| *x = rng.random_range(-bound..bound));
+            match (self.init, is_bn, name.ends_with(".weight")) {
+                (InitScheme::PyTorch, true, weight) => dst.fill(if weight { 1.0 } else { 0.0 }),
+                (InitScheme::PyTorch, false, _) => {
+                    let layer =
+                        self.layers.iter().find(|l| name.starts_with(&format!("{}.", l.name))).expect("layer of entry");
+                    let bound = 1.0 / (layer.fan_in() as f32).sqrt();
+                    dst.iter_mut().for_each(|x| *x = rng.random_range(-bound..bound));
+                }
+                (InitScheme::Dcgan, true, true) => dst.iter_mut().for_each(|x| *x = 1.0 + 0.02 * normal(rng)),
+                (InitScheme::Dcgan, false, true) => dst.iter_mut().for_each(|x| *x = 0.02 * normal(rng)),
+                (InitScheme::Dcgan, _, false) => dst.fill(0.0),
             }
         }
         if let Some(e) = &self.embedding {
             let (_, _, off) = layout.find(&format!("{}.weight", e.name)).expect("embedding entry");
             for x in &mut flat[*off..off + e.classes * e.dim] {
-                let u1: f64 = 1.0 - rng.random::<f64>();
-                let u2: f64 = rng.random::<f64>();
-                *x = ((-2.0 * u1.ln()).sqrt() * (std::f64::consts::TAU * u2).cos()) as f32;
+                *x = normal(rng);
             }
         }
         flat
     }
+}
+
+/// One N(0, 1) draw (Box-Muller, the cosine branch).
+fn normal(rng: &mut impl Rng) -> f32 {
+    let u1: f64 = 1.0 - rng.random::<f64>();
+    let u2: f64 = rng.random::<f64>();
+    ((-2.0 * u1.ln()).sqrt() * (std::f64::consts::TAU * u2).cos()) as f32
 }
 
 /// Running statistics of the batch norms, per layer (None where a layer has none).
@@ -278,234 +469,6 @@ impl BnStats {
     pub fn new(features: usize) -> Self {
         BnStats { running_mean: vec![0.0; features], running_var: vec![1.0; features], num_batches_tracked: 0 }
     }
-}
-
-/// A network on the CPU: the reference the GPU trainer is tested against.
-#[derive(Clone, Debug)]
-pub struct CpuNet {
-    pub spec: NetSpec,
-    pub layout: FlatLayout,
-    pub params: Vec<f32>,
-    pub m: Vec<f32>,
-    pub v: Vec<f32>,
-    pub bn: Vec<Option<BnStats>>,
-}
-
-/// What the backward pass needs from the forward, per layer.
-pub struct LayerCache {
-    /// The layer's input (the first layer's: joined with the embedding).
-    pub input: Vec<f32>,
-    /// The first layer of a conditional network: the labels of its rows.
-    pub labels: Vec<u32>,
-    /// Batch-norm layers: xhat.
-    pub xhat: Vec<f32>,
-    pub invstd: Vec<f32>,
-    pub out: Vec<f32>,
-}
-
-impl CpuNet {
-    pub fn new(spec: NetSpec, params: Vec<f32>) -> Self {
-        let layout = spec.layout();
-        let n = layout.len;
-        let bn = spec.layers.iter().map(|l| l.bn.as_ref().map(|_| BnStats::new(l.out))).collect();
-        CpuNet { spec, layout, params, m: vec![0.0; n], v: vec![0.0; n], bn }
-    }
-
-    pub fn tensor(&self, name: &str) -> &[f32] {
-        let (_, shape, off) = self.layout.find(name).unwrap_or_else(|| panic!("no tensor {name}"));
-        &self.params[*off..off + shape.iter().product::<usize>()]
-    }
-
-    /// Forward over `rows` inputs; `train` uses batch statistics and updates
-    /// the running ones. For an unconditional network.
-    pub fn forward(&mut self, input: &[f32], rows: usize, train: bool) -> Vec<LayerCache> {
-        self.forward_labeled(input, None, rows, train)
-    }
-
-    /// `forward` with the rows' labels, which a conditional network joins
-    /// to its input through its embedding (panics when it needs them and
-    /// gets none: a reference for tests).
-    pub fn forward_labeled(
-        &mut self,
-        input: &[f32],
-        labels: Option<&[u32]>,
-        rows: usize,
-        train: bool,
-    ) -> Vec<LayerCache> {
-        let mut caches = Vec::new();
-        let mut x = input.to_vec();
-        let mut row_labels = Vec::new();
-        if let Some(e) = &self.spec.embedding {
-            let labels = labels.expect("a conditional network's forward needs labels");
-            let table = self.tensor(&format!("{}.weight", e.name));
-            x = embedding::cpu_join(input, self.spec.input_dim(), table, e.dim, labels);
-            row_labels = labels.to_vec();
-        }
-        for (li, l) in self.spec.layers.clone().iter().enumerate() {
-            let w = self.tensor(&format!("{}.weight", l.name)).to_vec();
-            let b = self.tensor(&format!("{}.bias", l.name)).to_vec();
-            let z = matmul::cpu_matmul(matmul::Form::NT, &x, &w, rows, l.out, l.inp);
-            let mut cache = LayerCache {
-                input: x.clone(),
-                labels: std::mem::take(&mut row_labels),
-                xhat: vec![],
-                invstd: vec![],
-                out: vec![],
-            };
-            if let Some(bn) = &l.bn {
-                let pre = bias_act::cpu_forward(Act::Identity, &z, Some(&b), rows, l.out);
-                let gamma = self.tensor(&format!("{bn}.weight")).to_vec();
-                let beta = self.tensor(&format!("{bn}.bias")).to_vec();
-                let stats = self.bn[li].as_mut().expect("bn stats");
-                if train {
-                    let f = batchnorm::cpu_forward_train(
-                        &pre,
-                        rows,
-                        l.out,
-                        &gamma,
-                        &beta,
-                        &mut stats.running_mean,
-                        &mut stats.running_var,
-                        l.act == Act::Relu,
-                    );
-                    stats.num_batches_tracked += 1;
-                    cache.xhat = f.xhat;
-                    cache.invstd = f.invstd;
-                    cache.out = f.y;
-                } else {
-                    cache.out = batchnorm::cpu_forward_eval(
-                        &pre,
-                        rows,
-                        l.out,
-                        &gamma,
-                        &beta,
-                        &stats.running_mean,
-                        &stats.running_var,
-                        l.act == Act::Relu,
-                    );
-                }
-            } else {
-                cache.out = bias_act::cpu_forward(l.act, &z, Some(&b), rows, l.out);
-            }
-            x = cache.out.clone();
-            caches.push(cache);
-        }
-        caches
-    }
-
-    /// Backward from d_out (gradient w.r.t. the last output). Returns the flat
-    /// parameter gradient and the gradient w.r.t. the input.
-    pub fn backward(&self, caches: &[LayerCache], d_out: &[f32], rows: usize) -> (Vec<f32>, Vec<f32>) {
-        let mut grads = vec![0f32; self.layout.len];
-        let mut dy = d_out.to_vec();
-        let put = |grads: &mut Vec<f32>, name: &str, vals: &[f32]| {
-            let (_, _, off) = self.layout.find(name).expect("grad entry");
-            grads[*off..off + vals.len()].copy_from_slice(vals);
-        };
-        for (li, l) in self.spec.layers.iter().enumerate().rev() {
-            let c = &caches[li];
-            let dz = if let Some(bn) = &l.bn {
-                let gamma = self.tensor(&format!("{bn}.weight"));
-                let (dx, dgamma, dbeta, dbias) =
-                    batchnorm::cpu_backward(&dy, &c.out, &c.xhat, gamma, &c.invstd, rows, l.out, l.act == Act::Relu);
-                put(&mut grads, &format!("{bn}.weight"), &dgamma);
-                put(&mut grads, &format!("{bn}.bias"), &dbeta);
-                put(&mut grads, &format!("{}.bias", l.name), &dbias);
-                dx
-            } else {
-                let (dz, dbias) = bias_act::cpu_backward(l.act, &c.out, &dy, rows, l.out);
-                put(&mut grads, &format!("{}.bias", l.name), &dbias);
-                dz
-            };
-            let dw = matmul::cpu_matmul(matmul::Form::TN, &dz, &c.input, l.out, l.inp, rows);
-            put(&mut grads, &format!("{}.weight", l.name), &dw);
-            let w = self.tensor(&format!("{}.weight", l.name));
-            dy = matmul::cpu_matmul(matmul::Form::NN, &dz, w, rows, l.inp, l.out);
-        }
-        if let Some(e) = &self.spec.embedding {
-            let (d_x, d_table) =
-                embedding::cpu_backward(&dy, self.spec.input_dim(), e.dim, e.classes, &caches[0].labels);
-            put(&mut grads, &format!("{}.weight", e.name), &d_table);
-            dy = d_x;
-        }
-        (grads, dy)
-    }
-
-    pub fn adam_step(&mut self, config: AdamConfig, t: u32, grads: &[f32]) {
-        cpu_adam_update(config, t, &mut self.params, grads, &mut self.m, &mut self.v);
-    }
-}
-
-/// What a CPU reference step produced, gradients included.
-#[derive(Clone, Debug)]
-pub struct CpuStep {
-    pub metrics: StepMetrics,
-    /// D's parameter gradient of the D step, flat.
-    pub d_grads: Vec<f32>,
-    /// G's parameter gradient of the G step, flat.
-    pub g_grads: Vec<f32>,
-}
-
-/// Losses and discriminator outputs of one step.
-#[derive(Clone, Copy, Debug, Default, PartialEq)]
-pub struct StepMetrics {
-    pub loss_d: f32,
-    pub loss_g: f32,
-    /// Mean D(x) over the real batch.
-    pub d_real: f32,
-    /// Mean D(G(z)) over the fake batch, before the D update.
-    pub d_fake: f32,
-}
-
-/// One training step on the CPU, as the GPU trainer records it: G forward
-/// once (train mode); D step on [fake; real]; G step with the same fake batch
-/// and the updated D. `t` is the 1-based step number for Adam.
-pub fn cpu_train_step(
-    g: &mut CpuNet,
-    d: &mut CpuNet,
-    real: &[f32],
-    z: &[f32],
-    batch: usize,
-    config: AdamConfig,
-    t: u32,
-) -> CpuStep {
-    cpu_train_step_labeled(g, d, real, z, None, batch, config, t)
-}
-
-/// `cpu_train_step` for a conditional pair: `labels` = (the fake batch's
-/// drawn labels, the real batch's labels), B each.
-#[allow(clippy::too_many_arguments)]
-pub fn cpu_train_step_labeled(
-    g: &mut CpuNet,
-    d: &mut CpuNet,
-    real: &[f32],
-    z: &[f32],
-    labels: Option<(&[u32], &[u32])>,
-    batch: usize,
-    config: AdamConfig,
-    t: u32,
-) -> CpuStep {
-    let dim = d.spec.input_dim();
-    let fake_labels = labels.map(|l| l.0);
-    let both_labels: Option<Vec<u32>> = labels.map(|(f, r)| [f, r].concat());
-    let g_caches = g.forward_labeled(z, fake_labels, batch, true);
-    let fake = g_caches.last().expect("generator output").out.clone();
-    let mut d_in = fake.clone();
-    d_in.extend_from_slice(real);
-    let d_caches = d.forward_labeled(&d_in, both_labels.as_deref(), 2 * batch, true);
-    let prob = &d_caches.last().expect("d output").out;
-    let (loss_d, dprob, d_real, d_fake) = bce::cpu_forward_backward(prob, batch);
-    let (d_grads, _) = d.backward(&d_caches, &dprob, 2 * batch);
-    d.adam_step(config, t, &d_grads);
-
-    let d_caches = d.forward_labeled(&fake, fake_labels, batch, true);
-    let prob = &d_caches.last().expect("d output").out;
-    let (loss_g, dprob, _, _) = bce::cpu_forward_backward(prob, 0);
-    let (_, d_fake_img) = d.backward(&d_caches, &dprob, batch);
-    debug_assert_eq!(d_fake_img.len(), batch * dim);
-    let (g_grads, _) = g.backward(&g_caches, &d_fake_img, batch);
-    g.adam_step(config, t, &g_grads);
-    CpuStep { metrics: StepMetrics { loss_d, loss_g, d_real, d_fake }, d_grads, g_grads }
 }
 
 /// The matmul shapes of one training step at `batch`: (m, n, k, form, what).

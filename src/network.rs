@@ -6,19 +6,29 @@
 use crate::context::GpuContext;
 use crate::error::{GanError, Result};
 use crate::kernels::adam::{Adam, AdamConfig};
-use crate::kernels::batchnorm::{self, BnGrads, BnTensors};
+use crate::kernels::batchnorm::{self, BnGrads, BnTensors, RowGroup};
 use crate::kernels::bias_act::{self, Act};
 use crate::kernels::matmul::{Epilogue, Form, Matmul, Variant};
-use crate::kernels::{embedding, Dispatch};
-use crate::model::{BnStats, NetSpec};
+use crate::kernels::reduce::Reduce;
+use crate::kernels::{conv, embedding, Dispatch};
+use crate::model::{BnStats, LayerKind, LayerSpec, NetSpec};
 use crate::tensor::{FlatLayout, GpuTensor};
 
 pub struct GpuBn {
     pub running_mean: GpuTensor,
     pub running_var: GpuTensor,
-    /// 1/sqrt(var + eps) of the last training forward, for backward.
-    pub invstd: GpuTensor,
+    /// 1/sqrt(var + eps) of the last training forward, per row group, for
+    /// backward.
+    pub invstd: Vec<GpuTensor>,
+    /// Where the batch-norm backward writes the gradients nobody reads
+    /// (gamma, beta and the layer's bias: the bias of a layer without one,
+    /// all three in a backward without parameter gradients), [out] each.
+    pub scratch: [GpuTensor; 3],
 }
+
+/// Row groups a batch norm may normalise apart in one forward (a
+/// discriminator's fake and real halves).
+pub const MAX_BN_GROUPS: usize = 2;
 
 pub struct GpuNet {
     pub spec: NetSpec,
@@ -69,7 +79,12 @@ impl GpuNet {
                                 &format!("{name}.{b}.running_var"),
                                 &vec![1.0; l.out],
                             )?,
-                            invstd: GpuTensor::zeros(ctx, &[l.out], &format!("{name}.{b}.invstd")),
+                            invstd: (0..MAX_BN_GROUPS)
+                                .map(|g| GpuTensor::zeros(ctx, &[l.out], &format!("{name}.{b}.invstd[{g}]")))
+                                .collect(),
+                            scratch: ["dgamma", "dbeta", "dbias"].map(|g| {
+                                GpuTensor::zeros(ctx, &[l.out], &format!("{name}.{b}.{g} (scratch)"))
+                            }),
                         })
                     })
                     .transpose()
@@ -101,6 +116,12 @@ impl GpuNet {
 
     pub fn grad(&self, name: &str) -> Result<GpuTensor> {
         self.view_of(&self.grads, name)
+    }
+
+    /// Layer `l`'s weight as its matmul reads it (`LayerSpec::weight_matrix`),
+    /// from `flat` (params or grads).
+    fn weight_matrix(&self, flat: &GpuTensor, l: &LayerSpec) -> Result<GpuTensor> {
+        self.view_of(flat, &format!("{}.weight", l.name))?.reshaped(&l.weight_matrix())
     }
 
     /// The batch-norm running statistics (blocking: `read_bn_async` on pollster).
@@ -135,22 +156,28 @@ impl GpuNet {
 
     /// Bytes held on the GPU: (parameters, gradients, Adam moments, batch-norm state).
     pub fn memory(&self) -> (u64, u64, u64, u64) {
-        let bn: u64 = self.bn.iter().flatten().map(|b| b.running_mean.bytes() * 3).sum();
+        let bn: u64 = self.bn.iter().flatten().map(|b| b.running_mean.bytes() * (5 + MAX_BN_GROUPS as u64)).sum();
         let (pw, pg) = self.padded_first.as_ref().map_or((0, 0), |(w, g)| (w.bytes(), g.bytes()));
         (self.params.bytes() + pw, self.grads.bytes() + pg, self.m.bytes() + self.v.bytes(), bn)
     }
 }
 
-/// Activation buffers of one layer, [rows, out].
+/// Activation buffers of one layer: [rows, out] with rows = samples x the
+/// layer's output positions (NHWC for convolutions).
 #[derive(Clone)]
 pub struct LayerActs {
-    /// Batch-norm layers: the dense output, overwritten with xhat in training.
+    /// Batch-norm layers: the layer's output before it, overwritten with
+    /// xhat in training.
     pub pre: Option<GpuTensor>,
     pub out: GpuTensor,
+    /// Convolutions: their columns [positions, patch] (Conv2d: the input's
+    /// im2col; ConvTranspose2d: x W). In gradient buffers: their gradient.
+    pub cols: Option<GpuTensor>,
 }
 
 #[derive(Clone)]
 pub struct Activations {
+    /// Samples.
     pub rows: usize,
     pub layers: Vec<LayerActs>,
     /// A conditional network: its input joined with the label embedding,
@@ -192,24 +219,29 @@ impl Activations {
         let last = spec.layers.len() - 1;
         let mut layers = Vec::new();
         for (i, l) in spec.layers.iter().enumerate() {
-            let pre = l.bn.as_ref().map(|_| GpuTensor::zeros(ctx, &[rows, l.out], &format!("{label}.{}.pre", l.name)));
+            let n = rows * l.out_positions();
+            let pre = l.bn.as_ref().map(|_| GpuTensor::zeros(ctx, &[n, l.out], &format!("{label}.{}.pre", l.name)));
             let out = match (&out_override, i == last) {
                 (Some(o), true) => {
-                    o.expect_shape(&[rows, l.out])?;
-                    o.clone()
+                    o.expect_shape(&[rows, l.out * l.out_positions()])?;
+                    o.reshaped(&[n, l.out])?
                 }
-                _ => GpuTensor::zeros(ctx, &[rows, l.out], &format!("{label}.{}.out", l.name)),
+                _ => GpuTensor::zeros(ctx, &[n, l.out], &format!("{label}.{}.out", l.name)),
             };
-            layers.push(LayerActs { pre, out });
+            let cols = l
+                .geometry(rows)
+                .map(|g| GpuTensor::zeros(ctx, &[g.positions(), g.patch()], &format!("{label}.{}.cols", l.name)));
+            layers.push(LayerActs { pre, out, cols });
         }
         Ok(Activations { rows, layers, joined, labels: labels.cloned() })
     }
 
-    /// The first `rows` rows of every buffer.
+    /// The first `rows` samples of every buffer.
     pub fn first_rows(&self, rows: usize) -> Result<Self> {
         let cut = |t: &GpuTensor| -> Result<GpuTensor> {
-            let cols = t.shape[1];
-            t.view(0, &[rows, cols], &format!("{}[:{rows}]", t.label))
+            let [n, cols] = t.dims2()?;
+            let keep = n / self.rows * rows;
+            t.view(0, &[keep, cols], &format!("{}[:{keep}]", t.label))
         };
         Ok(Activations {
             rows,
@@ -219,16 +251,27 @@ impl Activations {
                 .layers
                 .iter()
                 .map(|l| -> Result<LayerActs> {
-                    Ok(LayerActs { pre: l.pre.as_ref().map(cut).transpose()?, out: cut(&l.out)? })
+                    Ok(LayerActs {
+                        pre: l.pre.as_ref().map(cut).transpose()?,
+                        out: cut(&l.out)?,
+                        cols: l.cols.as_ref().map(cut).transpose()?,
+                    })
                 })
                 .collect::<Result<_>>()?,
         })
     }
 
     pub fn bytes(&self) -> u64 {
-        self.layers.iter().map(|l| l.out.bytes() + l.pre.as_ref().map_or(0, |p| p.bytes())).sum::<u64>()
+        self.layers
+            .iter()
+            .map(|l| l.out.bytes() + l.pre.as_ref().map_or(0, |p| p.bytes()) + l.cols.as_ref().map_or(0, |c| c.bytes()))
+            .sum::<u64>()
             + self.joined.as_ref().map_or(0, |j| j.bytes())
     }
+}
+
+fn no_cols(l: &LayerSpec) -> GanError {
+    GanError::shape(&l.name, "a convolution without its column buffer")
 }
 
 /// Forward dispatches: input [rows, in] through every layer into `acts`.
@@ -240,6 +283,25 @@ pub fn forward(
     train: bool,
     variant: Variant,
 ) -> Result<Vec<Dispatch>> {
+    forward_grouped(ctx, net, input, acts, train, variant, 1)
+}
+
+/// `forward` with the samples in `groups` equal row groups that each batch
+/// norm normalises apart in training (a discriminator's [fake; real], as
+/// PyTorch's two passes do), the last group's first (PyTorch's example
+/// passes the real batch first: the running statistics see that order).
+pub fn forward_grouped(
+    ctx: &GpuContext,
+    net: &GpuNet,
+    input: &GpuTensor,
+    acts: &Activations,
+    train: bool,
+    variant: Variant,
+    groups: usize,
+) -> Result<Vec<Dispatch>> {
+    if groups == 0 || groups > MAX_BN_GROUPS {
+        return Err(GanError::shape(net.spec.name, format!("{groups} batch-norm row groups (1..={MAX_BN_GROUPS})")));
+    }
     let mut out = Vec::new();
     let mut x = input.clone();
     if let Some(e) = &net.spec.embedding {
@@ -258,20 +320,33 @@ pub fn forward(
         let a = &acts.layers[i];
         let w = match (i, &net.padded_first) {
             (0, Some((padded, _))) => padded.clone(),
-            _ => net.param(&format!("{}.weight", l.name))?,
+            _ => net.weight_matrix(&net.params, l)?,
         };
-        let b = net.param(&format!("{}.bias", l.name))?;
+        let b = if l.bias { Some(net.param(&format!("{}.bias", l.name))?) } else { None };
         let target = a.pre.as_ref().unwrap_or(&a.out);
         // The bias, and the activation when no batch norm comes between,
-        // are applied in the matmul's epilogue.
+        // are applied in the matmul's epilogue (after col2im for a
+        // transposed convolution).
         let act = if l.bn.is_some() { Act::Identity } else { l.act };
-        let epilogue = Epilogue { bias: Some(&b), act };
-        out.push(Matmul::with_epilogue(ctx, Form::NT, variant, &x, &w, target, epilogue)?.dispatch);
-        if let (Some(bn_name), Some(state)) = (&l.bn, &net.bn[i]) {
-            let relu = l.act == Act::Relu;
-            if !matches!(l.act, Act::Relu | Act::Identity) {
-                return Err(GanError::shape(&l.name, "batch norm is fused with ReLU or nothing"));
+        let epilogue = Epilogue { bias: b.as_ref(), act };
+        match (l.kind, l.geometry(acts.rows)) {
+            (LayerKind::Conv { .. }, Some(g)) => {
+                let cols = a.cols.as_ref().ok_or_else(|| no_cols(l))?;
+                out.push(conv::im2col(ctx, &x, cols, &g)?);
+                out.push(Matmul::with_epilogue(ctx, Form::NT, variant, cols, &w, target, epilogue)?.dispatch);
             }
+            (LayerKind::ConvTranspose { .. }, Some(g)) => {
+                let cols = a.cols.as_ref().ok_or_else(|| no_cols(l))?;
+                let x2 = x.reshaped(&[g.positions(), l.inp])?;
+                out.push(Matmul::new(ctx, Form::NN, variant, &x2, &w, cols)?.dispatch);
+                out.push(conv::col2im(ctx, cols, target, &g)?);
+                if b.is_some() || act != Act::Identity {
+                    out.push(bias_act::forward(ctx, act, target, b.as_ref())?);
+                }
+            }
+            _ => out.push(Matmul::with_epilogue(ctx, Form::NT, variant, &x, &w, target, epilogue)?.dispatch),
+        }
+        if let (Some(bn_name), Some(state)) = (&l.bn, &net.bn[i]) {
             let gamma = net.param(&format!("{bn_name}.weight"))?;
             let beta = net.param(&format!("{bn_name}.bias"))?;
             let t = BnTensors {
@@ -280,11 +355,24 @@ pub fn forward(
                 running_mean: &state.running_mean,
                 running_var: &state.running_var,
             };
-            out.push(if train {
-                batchnorm::forward_train(ctx, target, &a.out, &t, &state.invstd, relu)?
+            if train {
+                for g in (0..groups).rev() {
+                    let group = RowGroup { index: g, count: groups };
+                    let reduce = Reduce::for_adapter(ctx);
+                    out.push(batchnorm::forward_train_group(
+                        ctx,
+                        target,
+                        &a.out,
+                        &t,
+                        &state.invstd[g],
+                        l.act,
+                        reduce,
+                        group,
+                    )?);
+                }
             } else {
-                batchnorm::forward_eval(ctx, target, &a.out, &t, relu)?
-            });
+                out.push(batchnorm::forward_eval(ctx, target, &a.out, &t, l.act)?);
+            }
         }
         x = a.out.clone();
     }
@@ -307,38 +395,64 @@ pub fn backward(
     d_input: Option<&GpuTensor>,
     variant: Variant,
 ) -> Result<Vec<Dispatch>> {
+    backward_grouped(ctx, net, input, acts, d_acts, d_out, param_grads, d_input, variant, 1)
+}
+
+/// `backward` after a `forward_grouped` with `groups` row groups: each
+/// group's batch-norm backward apart, their parameter gradients summed.
+#[allow(clippy::too_many_arguments)]
+pub fn backward_grouped(
+    ctx: &GpuContext,
+    net: &GpuNet,
+    input: &GpuTensor,
+    acts: &Activations,
+    d_acts: &Activations,
+    d_out: &GpuTensor,
+    param_grads: bool,
+    d_input: Option<&GpuTensor>,
+    variant: Variant,
+    groups: usize,
+) -> Result<Vec<Dispatch>> {
     let mut out = Vec::new();
     let last = net.spec.layers.len() - 1;
     for (i, l) in net.spec.layers.iter().enumerate().rev() {
         let a = &acts.layers[i];
-        let dy = if i == last { d_out.clone() } else { d_acts.layers[i].out.clone() };
+        let dy = if i == last { d_out.reshaped(&a.out.shape)? } else { d_acts.layers[i].out.clone() };
         match (&l.bn, &net.bn[i]) {
             (Some(bn_name), Some(state)) => {
-                if !param_grads {
-                    return Err(GanError::shape(&l.name, "batch-norm backward always writes parameter gradients"));
-                }
-                let (dgamma, dbeta, dbias) = (
-                    net.grad(&format!("{bn_name}.weight"))?,
-                    net.grad(&format!("{bn_name}.bias"))?,
-                    net.grad(&format!("{}.bias", l.name))?,
-                );
+                let [sg, sb, sbias] = &state.scratch;
+                let (dgamma, dbeta, dbias) = match (param_grads, l.bias) {
+                    (false, _) => (sg.clone(), sb.clone(), sbias.clone()),
+                    (true, has_bias) => (
+                        net.grad(&format!("{bn_name}.weight"))?,
+                        net.grad(&format!("{bn_name}.bias"))?,
+                        if has_bias { net.grad(&format!("{}.bias", l.name))? } else { sbias.clone() },
+                    ),
+                };
                 let gamma = net.param(&format!("{bn_name}.weight"))?;
                 let pre = a.pre.as_ref().ok_or_else(|| GanError::shape(&l.name, "no saved pre-activation"))?;
                 let grads = BnGrads { dgamma: &dgamma, dbeta: &dbeta, dbias: &dbias };
-                out.push(batchnorm::backward(
-                    ctx,
-                    &dy,
-                    &a.out,
-                    pre,
-                    &gamma,
-                    &state.invstd,
-                    &grads,
-                    l.act == Act::Relu,
-                )?);
+                for g in 0..groups {
+                    out.push(batchnorm::backward_group(
+                        ctx,
+                        &dy,
+                        &a.out,
+                        pre,
+                        &gamma,
+                        &state.invstd[g],
+                        &grads,
+                        l.act,
+                        g > 0,
+                        Reduce::for_adapter(ctx),
+                        RowGroup { index: g, count: groups },
+                    )?);
+                }
             }
             _ => {
-                let dbias = if param_grads { Some(net.grad(&format!("{}.bias", l.name))?) } else { None };
-                out.push(bias_act::backward(ctx, l.act, &a.out, &dy, dbias.as_ref())?);
+                let dbias = if param_grads && l.bias { Some(net.grad(&format!("{}.bias", l.name))?) } else { None };
+                if dbias.is_some() || l.act != Act::Identity {
+                    out.push(bias_act::backward(ctx, l.act, &a.out, &dy, dbias.as_ref())?);
+                }
             }
         }
         let layer_input = match (i, &acts.joined) {
@@ -346,6 +460,37 @@ pub fn backward(
             (0, None) => input.clone(),
             _ => acts.layers[i - 1].out.clone(),
         };
+        // Where the input's gradient goes: the layer below's, the caller's,
+        // or (first layer, none asked) nowhere.
+        let d_prev = if i > 0 { Some(d_acts.layers[i - 1].out.clone()) } else { d_input.cloned() };
+        if let (LayerKind::Conv { .. } | LayerKind::ConvTranspose { .. }, Some(g)) = (l.kind, l.geometry(acts.rows)) {
+            let cols = a.cols.as_ref().ok_or_else(|| no_cols(l))?;
+            let dcols = d_acts.layers[i].cols.as_ref().ok_or_else(|| no_cols(l))?;
+            let w = net.weight_matrix(&net.params, l)?;
+            let dw = net.weight_matrix(&net.grads, l)?;
+            if matches!(l.kind, LayerKind::Conv { .. }) {
+                // y = cols W^T: dW = dy^T cols; dcols = dy W; dx = col2im(dcols).
+                if param_grads {
+                    out.push(Matmul::new(ctx, Form::TN, variant, &dy, cols, &dw)?.dispatch);
+                }
+                if let Some(dx) = &d_prev {
+                    out.push(Matmul::new(ctx, Form::NN, variant, &dy, &w, dcols)?.dispatch);
+                    out.push(conv::col2im(ctx, dcols, dx, &g)?);
+                }
+            } else {
+                // y = col2im(x W): dcols = im2col(dy); dW = x^T dcols; dx = dcols W^T.
+                out.push(conv::im2col(ctx, &dy, dcols, &g)?);
+                if param_grads {
+                    let x2 = layer_input.reshaped(&[g.positions(), l.inp])?;
+                    out.push(Matmul::new(ctx, Form::TN, variant, &x2, dcols, &dw)?.dispatch);
+                }
+                if let Some(dx) = &d_prev {
+                    let dx2 = dx.reshaped(&[g.positions(), l.inp])?;
+                    out.push(Matmul::new(ctx, Form::NT, variant, dcols, &w, &dx2)?.dispatch);
+                }
+            }
+            continue;
+        }
         let padded = if i == 0 { net.padded_first.as_ref() } else { None };
         if param_grads {
             let dw = net.grad(&format!("{}.weight", l.name))?;

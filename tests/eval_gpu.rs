@@ -246,7 +246,14 @@ fn the_pages_classifier_file_scores_as_eval_does() {
     // A cgan after 256 steps of batch 64 (it draws mostly one digit yet).
     let train_set = data::embedded_mnist().unwrap();
     let data = train::first_images(&train_set, Some(8192), 64).unwrap();
-    let cfg = GanConfig { batch: 64, latent: 100, seed: 1, adam: AdamConfig::default(), model: WhichModel::Cgan };
+    let cfg = GanConfig {
+        batch: 64,
+        latent: 100,
+        seed: 1,
+        adam: AdamConfig::default(),
+        model: WhichModel::Cgan,
+        dcgan_width: gan_wgpu::defaults::DCGAN_WIDTH,
+    };
     let mut session = Session::new(ctx, cfg, &data).unwrap();
     for _ in 0..2 {
         pollster::block_on(session.run_steps(ctx, 128)).unwrap();

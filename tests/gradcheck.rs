@@ -4,6 +4,7 @@
 
 mod common;
 use common::{rng, uniform_vec};
+use gan_wgpu::kernels::bias_act::Act;
 use gan_wgpu::kernels::{batchnorm, bce, bias_act, matmul, softmax_ce};
 
 const H: f64 = 1e-2;
@@ -62,7 +63,7 @@ fn bias_act_backward_matches_finite_differences() {
 #[test]
 fn batchnorm_backward_matches_finite_differences() {
     let (rows, cols) = (6, 3);
-    for relu in [false, true] {
+    for relu in [Act::Identity, Act::Relu, Act::LeakyRelu] {
         let mut r = rng(2);
         let x = uniform_vec(&mut r, rows * cols, -2.0, 2.0);
         let gamma = uniform_vec(&mut r, cols, 0.5, 1.5);
@@ -75,7 +76,7 @@ fn batchnorm_backward_matches_finite_differences() {
         let out = fwd(&x, &gamma, &beta);
         let (dx, dgamma, dbeta, dbias) =
             batchnorm::cpu_backward(&w, &out.y, &out.xhat, &gamma, &out.invstd, rows, cols, relu);
-        let what = format!("batchnorm relu={relu}");
+        let what = format!("batchnorm {}", relu.name());
         check(&format!("{what} dx"), &x, &dx, &|xv| weighted(&w, &fwd(xv, &gamma, &beta).y));
         check(&format!("{what} dgamma"), &gamma, &dgamma, &|g| weighted(&w, &fwd(&x, g, &beta).y));
         check(&format!("{what} dbeta"), &beta, &dbeta, &|b| weighted(&w, &fwd(&x, &gamma, b).y));

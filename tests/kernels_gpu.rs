@@ -249,15 +249,16 @@ fn bias_act_forward_and_backward_all_activations() {
     }
 }
 
-const BN_SHAPES: &[(usize, usize)] = &[(2, 1), (3, 5), (63, 65), (65, 127), (128, 256), (128, 1024), (127, 784)];
+/// [rows, features]; (6272, 128): BatchNorm2d over a batch of 128 7x7 NHWC images.
+const BN_SHAPES: &[(usize, usize)] =
+    &[(2, 1), (3, 5), (63, 65), (65, 127), (128, 256), (128, 1024), (127, 784), (6272, 128)];
 
 #[test]
 fn batchnorm_train_eval_and_backward() {
     let Some(ctx) = ctx() else { return };
     for (i, &(rows, cols)) in BN_SHAPES.iter().enumerate() {
-        for (relu, reduce) in
-            [(true, Reduce::Column), (false, Reduce::Column), (true, Reduce::Tree), (false, Reduce::Tree)]
-        {
+        let acts = [bias_act::Act::Relu, bias_act::Act::Identity, bias_act::Act::LeakyRelu];
+        for (relu, reduce) in acts.into_iter().flat_map(|a| Reduce::ALL.map(|r| (a, r))) {
             let mut r = rng(2000 + i as u64);
             let x = uniform_vec(&mut r, rows * cols, -2.0, 3.0);
             let gamma = uniform_vec(&mut r, cols, 0.5, 1.5);
@@ -265,7 +266,7 @@ fn batchnorm_train_eval_and_backward() {
             let mut rm = uniform_vec(&mut r, cols, -0.1, 0.1);
             let mut rv = uniform_vec(&mut r, cols, 0.9, 1.1);
             let dy = uniform_vec(&mut r, rows * cols, -1.0, 1.0);
-            let what = format!("batchnorm relu={relu} {} {rows}x{cols}", reduce.name());
+            let what = format!("batchnorm {} {} {rows}x{cols}", relu.name(), reduce.name());
 
             let t = |name: &str, shape: &[usize], data: &[f32]| GpuTensor::from_f32(ctx, shape, name, data).unwrap();
             let gx = t("x", &[rows, cols], &x);
@@ -305,7 +306,7 @@ fn batchnorm_train_eval_and_backward() {
             };
             let (gdg, gdb, gdbias) = (nan("dgamma"), nan("dbeta"), nan("dbias"));
             let grads = batchnorm::BnGrads { dgamma: &gdg, dbeta: &gdb, dbias: &gdbias };
-            let bwd = batchnorm::backward_with(ctx, &gdy, &gyc, &gxh, &gg, &gis, &grads, relu, reduce).unwrap();
+            let bwd = batchnorm::backward_with(ctx, &gdy, &gyc, &gxh, &gg, &gis, &grads, relu, false, reduce).unwrap();
             kernels::run(ctx, &[&bwd]).unwrap();
             let (dx, dgamma, dbeta, dbias) =
                 batchnorm::cpu_backward(&dy, &cpu.y, &cpu.xhat, &gamma, &cpu.invstd, rows, cols, relu);
@@ -313,8 +314,32 @@ fn batchnorm_train_eval_and_backward() {
             assert_close(&format!("{what} dx"), &gdy.read_f32(ctx).unwrap(), &dx, 2e-5, 1e-3);
             assert_close(&format!("{what} dgamma"), &gdg.read_f32(ctx).unwrap(), &dgamma, sum_tol, 1e-4);
             assert_close(&format!("{what} dbeta"), &gdb.read_f32(ctx).unwrap(), &dbeta, sum_tol, 1e-4);
-            // dbias sums dx, which sums to ~0 per feature: absolute tolerance only.
-            assert_close(&format!("{what} dbias"), &gdbias.read_f32(ctx).unwrap(), &dbias, 1e-4, 0.0);
+            // dbias sums dx, which sums to ~0 per feature: absolute tolerance
+            // only, growing with the f32 sum's length.
+            let dbias_tol = 1e-4 + 2e-8 * rows as f32;
+            assert_close(&format!("{what} dbias"), &gdbias.read_f32(ctx).unwrap(), &dbias, dbias_tol, 0.0);
+
+            // A second row group's backward adds its sums to the first's.
+            let gdy2 = t("dy again", &[rows, cols], &dy);
+            let bwd2 = batchnorm::backward_with(ctx, &gdy2, &gyc, &gxh, &gg, &gis, &grads, relu, true, reduce).unwrap();
+            kernels::run(ctx, &[&bwd2]).unwrap();
+            let twice = |v: &[f32]| v.iter().map(|x| 2.0 * x).collect::<Vec<f32>>();
+            assert_close(&format!("{what} dx (accumulating)"), &gdy2.read_f32(ctx).unwrap(), &dx, 2e-5, 1e-3);
+            assert_close(
+                &format!("{what} dgamma x2"),
+                &gdg.read_f32(ctx).unwrap(),
+                &twice(&dgamma),
+                2.0 * sum_tol,
+                1e-4,
+            );
+            assert_close(&format!("{what} dbeta x2"), &gdb.read_f32(ctx).unwrap(), &twice(&dbeta), 2.0 * sum_tol, 1e-4);
+            assert_close(
+                &format!("{what} dbias x2"),
+                &gdbias.read_f32(ctx).unwrap(),
+                &twice(&dbias),
+                2.0 * dbias_tol,
+                0.0,
+            );
         }
     }
 }

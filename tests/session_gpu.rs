@@ -19,6 +19,7 @@ fn session_steps_equal_the_trainers_losses_and_checkpoints() {
         seed: 17,
         adam: AdamConfig::default(),
         model: gan_wgpu::model::WhichModel::Gan,
+        dcgan_width: gan_wgpu::defaults::DCGAN_WIDTH,
     };
     let dir = tempfile::tempdir().unwrap();
     let cfg = TrainConfig {

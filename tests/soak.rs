@@ -28,8 +28,14 @@ fn thousands_of_steps_keep_memory_flat() {
         source: "random".into(),
     };
     let batch = 4;
-    let cfg =
-        GanConfig { batch, latent: 100, seed: 3, adam: AdamConfig::default(), model: gan_wgpu::model::WhichModel::Gan };
+    let cfg = GanConfig {
+        batch,
+        latent: 100,
+        seed: 3,
+        adam: AdamConfig::default(),
+        model: gan_wgpu::model::WhichModel::Gan,
+        dcgan_width: gan_wgpu::defaults::DCGAN_WIDTH,
+    };
     let mut session = Session::new(ctx, cfg, &data).unwrap();
     let mut readings = 0usize;
     let mut step = 0u64;

@@ -18,7 +18,7 @@ mod common;
 use common::{assert_close, ctx, random_set, rng};
 use gan_wgpu::kernels::adam::AdamConfig;
 use gan_wgpu::kernels::{self, bce, embedding, gather, rng as krng, Dispatch};
-use gan_wgpu::model::{CpuNet, LayerCache, WhichModel};
+use gan_wgpu::model::{CpuNet, LayerCache, LayerKind, WhichModel};
 use gan_wgpu::network::{Activations, GpuNet};
 use gan_wgpu::train::{Gan, GanConfig};
 use gan_wgpu::{GpuContext, GpuTensor};
@@ -38,8 +38,9 @@ fn close(what: &str, gpu: &[f32], cpu: &[f32], rel: f32) {
 }
 
 /// The CPU reference's per-layer cache built from the GPU's buffers: the
-/// layer inputs, xhat and invstd of batch-norm layers, and the outputs, of
-/// the first `rows` rows.
+/// layer inputs, a convolution's columns, xhat and invstd (of each of
+/// `groups` row groups) of batch-norm layers, and the outputs, of the first
+/// `rows` samples.
 fn gpu_caches(
     ctx: &GpuContext,
     net: &GpuNet,
@@ -47,6 +48,7 @@ fn gpu_caches(
     input: &[f32],
     labels: &[u32],
     rows: usize,
+    groups: usize,
 ) -> Vec<LayerCache> {
     let mut caches = Vec::new();
     let mut x = input.to_vec();
@@ -60,14 +62,18 @@ fn gpu_caches(
         assert_eq!(gpu, padded, "{}: the joined input is [x | table[label] | 0]", net.spec.name);
     }
     for (i, l) in net.spec.layers.iter().enumerate() {
-        let cut = |t: &GpuTensor| read(ctx, t)[..rows * l.out].to_vec();
+        let cut = |t: &GpuTensor| read(ctx, t)[..rows * l.out_positions() * l.out].to_vec();
         let out = cut(&acts.layers[i].out);
         let (xhat, invstd) = match (&acts.layers[i].pre, &net.bn[i]) {
-            (Some(pre), Some(bn)) => (cut(pre), read(ctx, &bn.invstd)),
+            (Some(pre), Some(bn)) => (cut(pre), bn.invstd[..groups].iter().flat_map(|t| read(ctx, t)).collect()),
             _ => (Vec::new(), Vec::new()),
         };
+        let cols = match (&acts.layers[i].cols, l.kind) {
+            (Some(c), LayerKind::Conv { .. }) => read(ctx, c)[..rows * l.out_positions() * c.shape[1]].to_vec(),
+            _ => Vec::new(),
+        };
         let labels = if i == 0 && net.spec.embedding.is_some() { labels[..rows].to_vec() } else { Vec::new() };
-        caches.push(LayerCache { input: x, labels, xhat, invstd, out: out.clone() });
+        caches.push(LayerCache { input: x, labels, cols, xhat, invstd, out: out.clone() });
         x = out;
     }
     caches
@@ -119,6 +125,16 @@ fn check_adam(ctx: &GpuContext, what: &str, net: &GpuNet, cpu: &mut CpuNet, adam
     assert_close(&format!("{what} v"), &read(ctx, &net.v), &cpu.v, 1e-9, 1e-5);
 }
 
+/// The batch-norm running statistics of the GPU network against the CPU's.
+fn check_running_stats(ctx: &GpuContext, what: &str, net: &GpuNet, cpu: &CpuNet) {
+    for (i, (gpu, cpu)) in net.read_bn(ctx, 0).unwrap().iter().zip(&cpu.bn).enumerate() {
+        if let (Some(a), Some(b)) = (gpu, cpu) {
+            assert_close(&format!("{what} bn{i} running_mean"), &a.running_mean, &b.running_mean, 1e-5, 1e-4);
+            assert_close(&format!("{what} bn{i} running_var"), &a.running_var, &b.running_var, 1e-5, 1e-4);
+        }
+    }
+}
+
 /// The CPU network set to the GPU's parameters and Adam moments.
 fn sync(ctx: &GpuContext, net: &GpuNet, cpu: &mut CpuNet) {
     cpu.params = read(ctx, &net.params);
@@ -136,6 +152,14 @@ fn three_conditional_gpu_steps_match_the_cpu_reference_phase_by_phase() {
     three_steps_phase_by_phase(WhichModel::Cgan);
 }
 
+/// DCGAN (width 8: the CPU reference's convolutions stay quick): the
+/// convolutions, BatchNorm2d in G, and D's batch norm on the fake and real
+/// halves apart.
+#[test]
+fn three_dcgan_gpu_steps_match_the_cpu_reference_phase_by_phase() {
+    three_steps_phase_by_phase(WhichModel::Dcgan);
+}
+
 fn three_steps_phase_by_phase(model: WhichModel) {
     let Some(ctx) = ctx() else { return };
     let batch = 64;
@@ -143,9 +167,9 @@ fn three_steps_phase_by_phase(model: WhichModel) {
     let labels: Vec<u8> = (0..set.count).map(|i| ((i * 7 + 3) % 10) as u8).collect();
     set.labels = Some(labels.clone());
     let dim = set.dim();
-    let cfg = GanConfig { batch, latent: 100, seed: 42, adam: AdamConfig::default(), model };
+    let cfg = GanConfig { batch, latent: 100, seed: 42, adam: AdamConfig::default(), model, dcgan_width: 8 };
     let mut init = rng(1);
-    let arch = cfg.architecture(dim);
+    let arch = cfg.architecture(set.height, set.width).unwrap();
     let (g_spec, d_spec) = (arch.generator, arch.discriminator);
     let (gp, dp) = (g_spec.init_params(&mut init), d_spec.init_params(&mut init));
     let gan = Gan::new(ctx, cfg, &set, &gp, &dp).unwrap();
@@ -211,22 +235,18 @@ fn three_steps_phase_by_phase(model: WhichModel) {
 
         run_phase("G forward");
         let g_cpu = g.forward_labeled(&z, cond(&step_labels[..batch]).as_deref(), batch, true);
-        let g_gpu = gpu_caches(ctx, &gan.g, &gan.g_acts, &z, &step_labels, batch);
+        let g_gpu = gpu_caches(ctx, &gan.g, &gan.g_acts, &z, &step_labels, batch, 1);
         check_forward(&format!("{what} G forward"), &g_gpu, &g_cpu);
-        for (i, (gpu, cpu)) in gan.g.read_bn(ctx, step as i64).unwrap().iter().zip(&g.bn).enumerate() {
-            if let (Some(a), Some(b)) = (gpu, cpu) {
-                assert_close(&format!("{what} bn{i} running_mean"), &a.running_mean, &b.running_mean, 1e-5, 1e-4);
-                assert_close(&format!("{what} bn{i} running_var"), &a.running_var, &b.running_var, 1e-5, 1e-4);
-            }
-        }
+        check_running_stats(ctx, &format!("{what} G"), &gan.g, &g);
         // G's output is the fake half of D's input.
         let d_in = read(ctx, &gan.d_input);
         assert_eq!(&d_in[..batch * dim], &g_gpu.last().unwrap().out[..], "{what}: G(z) lands in D's input");
 
         run_phase("D forward (2B)");
-        let d_cpu = d.forward_labeled(&d_in, cond(&step_labels).as_deref(), 2 * batch, true);
-        let d_gpu = gpu_caches(ctx, &gan.d, &gan.d_acts, &d_in, &step_labels, 2 * batch);
+        let d_cpu = d.forward_grouped(&d_in, cond(&step_labels).as_deref(), 2 * batch, true, 2);
+        let d_gpu = gpu_caches(ctx, &gan.d, &gan.d_acts, &d_in, &step_labels, 2 * batch, 2);
         check_forward(&format!("{what} D forward on [G(z); x]"), &d_gpu, &d_cpu);
+        check_running_stats(ctx, &format!("{what} D"), &gan.d, &d);
 
         run_phase("loss D");
         let prob = &d_gpu.last().unwrap().out;
@@ -239,7 +259,7 @@ fn three_steps_phase_by_phase(model: WhichModel) {
         assert_close(&format!("{what} dloss_d/dp"), &dprob_gpu, &dprob, 1e-6, 1e-5);
 
         run_phase("D backward");
-        let (d_grads, _) = d.backward(&d_gpu, &dprob_gpu, 2 * batch);
+        let (d_grads, _) = d.backward_grouped(&d_gpu, &dprob_gpu, 2 * batch, 2);
         check_grads(&what, &gan.d, &read(ctx, &gan.d.grads), &d_grads);
 
         run_phase("Adam D");
@@ -249,7 +269,7 @@ fn three_steps_phase_by_phase(model: WhichModel) {
         run_phase("D forward (B)");
         let fake = &d_in[..batch * dim];
         let d2_cpu = d.forward_labeled(fake, cond(&step_labels[..batch]).as_deref(), batch, true);
-        let d2_gpu = gpu_caches(ctx, &gan.d, &gan.d_acts, fake, &step_labels, batch);
+        let d2_gpu = gpu_caches(ctx, &gan.d, &gan.d_acts, fake, &step_labels, batch, 1);
         check_forward(&format!("{what} updated D forward on G(z)"), &d2_gpu, &d2_cpu);
 
         run_phase("loss G");
@@ -298,4 +318,5 @@ fn three_steps_phase_by_phase(model: WhichModel) {
         }
     }
     assert_eq!(gan.g.read_bn(ctx, 3).unwrap(), whole.g.read_bn(ctx, 3).unwrap());
+    assert_eq!(gan.d.read_bn(ctx, 3).unwrap(), whole.d.read_bn(ctx, 3).unwrap());
 }

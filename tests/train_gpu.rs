@@ -33,6 +33,7 @@ fn small_run_from(
             seed: 9,
             adam: AdamConfig::default(),
             model: gan_wgpu::model::WhichModel::Gan,
+            dcgan_width: gan_wgpu::defaults::DCGAN_WIDTH,
         },
         log_every: 1,
         out: out.to_path_buf(),

@@ -260,10 +260,10 @@ pub fn run_kernel_bench(ctx: &GpuContext, opts: &BenchOptions) -> Result<Vec<Row
         let grads = batchnorm::BnGrads { dgamma: &dg, dbeta: &dbe, dbias: &dbi };
         for reduce in Reduce::ALL {
             let used = reduce == reduce_in_use;
-            let f = batchnorm::forward_train_with(ctx, &x, &y, &bn, &inv, true, reduce)?;
+            let f = batchnorm::forward_train_with(ctx, &x, &y, &bn, &inv, bias_act::Act::Relu, reduce)?;
             let case = format!("train forward {b}x{cols}");
             rows.push(timed_row("batchnorm", case, reduce.name(), used, &[f], 16.0 * (b * cols) as f64)?);
-            let bw = batchnorm::backward_with(ctx, &dy, &y, &x, &g, &inv, &grads, true, reduce)?;
+            let bw = batchnorm::backward_with(ctx, &dy, &y, &x, &g, &inv, &grads, bias_act::Act::Relu, false, reduce)?;
             let case = format!("backward {b}x{cols}");
             rows.push(timed_row("batchnorm", case, reduce.name(), used, &[bw], 28.0 * (b * cols) as f64)?);
         }
@@ -453,9 +453,10 @@ pub fn run_step_bench(
         seed: 1,
         adam: gan_wgpu::kernels::adam::AdamConfig::default(),
         model: gan_wgpu::model::WhichModel::Gan,
+        dcgan_width: gan_wgpu::defaults::DCGAN_WIDTH,
     };
     if warmup {
-        gan_wgpu::train::warm_up_pipelines(ctx, cfg, 784);
+        gan_wgpu::train::warm_up_pipelines(ctx, cfg, (28, 28));
     }
     let mut session = Session::new(ctx, cfg, &data)?;
     pollster::block_on(session.run_steps(ctx, 1))?;

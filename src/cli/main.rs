@@ -89,9 +89,12 @@ struct TrainArgs {
     /// Seed of the initial weights, the shuffles and the latent codes.
     #[arg(long, value_name = "S", default_value_t = defaults::SEED)]
     seed: u64,
-    /// The networks: gan (the tutorial's) or cgan (the same, conditioned on the class label; needs labelled data).
+    /// The networks: gan (the tutorial's), cgan (the same, conditioned on the class label; needs labelled data) or dcgan (convolutional; square images, side a multiple of 4).
     #[arg(long, value_name = "MODEL", default_value_t = WhichModel::default())]
     model: WhichModel,
+    /// dcgan's base channel count W: G 2W, W, 1 channels; D W, 2W, 1.
+    #[arg(long, value_name = "W", default_value_t = defaults::DCGAN_WIDTH)]
+    width: usize,
     /// Adapter: auto, discrete, integrated, cpu or an index from `gan-wgpu devices` (default: GAN_WGPU_DEVICE, else auto).
     #[arg(long, value_name = "DEVICE")]
     device: Option<String>,
@@ -263,6 +266,7 @@ fn run(cli: Cli, interrupt: Arc<AtomicBool>, launch: std::time::Instant) -> gan_
                     seed: a.seed,
                     adam: AdamConfig { lr: a.lr, beta1: a.beta1, beta2: a.beta2, eps: defaults::EPS },
                     model: a.model,
+                    dcgan_width: a.width,
                 },
                 log_every: a.log_every,
                 out,

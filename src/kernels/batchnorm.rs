@@ -1,5 +1,7 @@
-//! BatchNorm1d with fused ReLU (shaders/batchnorm.wgsl): launchers and CPU reference.
+//! BatchNorm1d (and BatchNorm2d on NHWC rows) with the activation after it
+//! fused (shaders/batchnorm.wgsl): launchers and CPU reference.
 
+use super::bias_act::{cpu_act, cpu_act_grad_from_output, Act};
 use super::reduce::{Reduce, TREE_COLS};
 use super::{grid_1d, groups_for, kernel, uniform, Dispatch, Slot};
 use crate::context::GpuContext;
@@ -8,8 +10,11 @@ use crate::tensor::GpuTensor;
 
 pub const FILE: &str = include_str!("../../shaders/batchnorm.wgsl");
 /// What the launchers compile: tree_reduce.wgsl, then this file.
-pub const SOURCE: &str =
-    concat!(include_str!("../../shaders/tree_reduce.wgsl"), include_str!("../../shaders/batchnorm.wgsl"));
+pub const SOURCE: &str = concat!(
+    include_str!("../../shaders/activation.wgsl"),
+    include_str!("../../shaders/tree_reduce.wgsl"),
+    include_str!("../../shaders/batchnorm.wgsl")
+);
 pub const EPS: f32 = 1e-5;
 pub const MOMENTUM: f32 = 0.1;
 
@@ -20,6 +25,44 @@ struct Params {
     cols: u32,
     momentum: f32,
     eps: f32,
+    first_row: u32,
+    _pad: [u32; 3],
+}
+
+/// Which rows of the buffers a launch normalises: group `index` of `count`
+/// equal groups (a discriminator's fake and real halves are two).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RowGroup {
+    pub index: usize,
+    pub count: usize,
+}
+
+impl RowGroup {
+    /// Every row.
+    pub const ALL: RowGroup = RowGroup { index: 0, count: 1 };
+
+    /// (first row, rows) of the group among `rows`; Err unless they divide.
+    fn range(self, rows: usize, label: &str) -> Result<(usize, usize)> {
+        if self.count == 0 || self.index >= self.count || rows % self.count != 0 {
+            return Err(crate::error::GanError::shape(
+                label,
+                format!("{rows} rows do not make row group {} of {}", self.index, self.count),
+            ));
+        }
+        let per = rows / self.count;
+        Ok((self.index * per, per))
+    }
+}
+
+fn params(rows: usize, cols: usize, first_row: usize) -> Params {
+    Params {
+        rows: rows as u32,
+        cols: cols as u32,
+        momentum: MOMENTUM,
+        eps: EPS,
+        first_row: first_row as u32,
+        _pad: [0; 3],
+    }
 }
 
 /// The per-feature tensors of one batch-norm layer.
@@ -37,8 +80,8 @@ fn check_features(cols: usize, ts: &[&GpuTensor]) -> Result<()> {
     Ok(())
 }
 
-fn relu_constant(relu: bool) -> [(&'static str, f64); 1] {
-    [("RELU", relu as u8 as f64)]
+fn act_constant(act: Act) -> [(&'static str, f64); 1] {
+    [("ACT", act.code() as f64)]
 }
 
 /// Training forward: x [rows, cols] becomes xhat, y = act(gamma xhat + beta),
@@ -49,9 +92,9 @@ pub fn forward_train(
     y: &GpuTensor,
     bn: &BnTensors,
     invstd: &GpuTensor,
-    relu: bool,
+    act: Act,
 ) -> Result<Dispatch> {
-    forward_train_with(ctx, x, y, bn, invstd, relu, Reduce::for_adapter(ctx))
+    forward_train_with(ctx, x, y, bn, invstd, act, Reduce::for_adapter(ctx))
 }
 
 /// `forward_train` with the batch sums in the given shape.
@@ -61,10 +104,28 @@ pub fn forward_train_with(
     y: &GpuTensor,
     bn: &BnTensors,
     invstd: &GpuTensor,
-    relu: bool,
+    act: Act,
     reduce: Reduce,
 ) -> Result<Dispatch> {
+    forward_train_group(ctx, x, y, bn, invstd, act, reduce, RowGroup::ALL)
+}
+
+/// `forward_train_with` on one row group of the buffers, with its own
+/// batch statistics (its invstd in `invstd`; the running statistics take
+/// one update per group launched).
+#[allow(clippy::too_many_arguments)]
+pub fn forward_train_group(
+    ctx: &GpuContext,
+    x: &GpuTensor,
+    y: &GpuTensor,
+    bn: &BnTensors,
+    invstd: &GpuTensor,
+    act: Act,
+    reduce: Reduce,
+    group: RowGroup,
+) -> Result<Dispatch> {
     let [rows, cols] = x.dims2()?;
+    let (first_row, group_rows) = group.range(rows, &x.label)?;
     y.expect_shape(&[rows, cols])?;
     check_features(cols, &[bn.gamma, bn.beta, bn.running_mean, bn.running_var, invstd])?;
     use Slot::*;
@@ -74,13 +135,13 @@ pub fn forward_train_with(
         SOURCE,
         entry("bn_forward_train", reduce),
         &[Uniform, Read, Read, ReadWrite, ReadWrite, ReadWrite, ReadWrite, ReadWrite],
-        &relu_constant(relu),
+        &act_constant(act),
     );
-    let p = uniform(ctx, &x.label, &Params { rows: rows as u32, cols: cols as u32, momentum: MOMENTUM, eps: EPS });
+    let p = uniform(ctx, &x.label, &params(group_rows, cols, first_row));
     Ok(Dispatch::new(
         ctx,
         &kern,
-        &format!("batchnorm train forward ({}) {}", reduce.name(), x.label),
+        &format!("batchnorm train forward ({}) {}{}", reduce.name(), x.label, group_label(group)),
         vec![
             p.as_entire_binding(),
             bn.gamma.binding(),
@@ -93,6 +154,14 @@ pub fn forward_train_with(
         ],
         column_groups(cols, reduce),
     ))
+}
+
+fn group_label(group: RowGroup) -> String {
+    if group.count == 1 {
+        String::new()
+    } else {
+        format!(" (row group {} of {})", group.index, group.count)
+    }
 }
 
 fn entry(name: &'static str, reduce: Reduce) -> &'static str {
@@ -111,7 +180,7 @@ fn column_groups(cols: usize, reduce: Reduce) -> [u32; 3] {
 }
 
 /// Evaluation forward from running statistics; x is left unchanged.
-pub fn forward_eval(ctx: &GpuContext, x: &GpuTensor, y: &GpuTensor, bn: &BnTensors, relu: bool) -> Result<Dispatch> {
+pub fn forward_eval(ctx: &GpuContext, x: &GpuTensor, y: &GpuTensor, bn: &BnTensors, act: Act) -> Result<Dispatch> {
     let [rows, cols] = x.dims2()?;
     y.expect_shape(&[rows, cols])?;
     check_features(cols, &[bn.gamma, bn.beta, bn.running_mean, bn.running_var])?;
@@ -122,9 +191,9 @@ pub fn forward_eval(ctx: &GpuContext, x: &GpuTensor, y: &GpuTensor, bn: &BnTenso
         SOURCE,
         "bn_forward_eval",
         &[Uniform, Read, Read, ReadWrite, ReadWrite, ReadWrite, ReadWrite],
-        &relu_constant(relu),
+        &act_constant(act),
     );
-    let p = uniform(ctx, &x.label, &Params { rows: rows as u32, cols: cols as u32, momentum: MOMENTUM, eps: EPS });
+    let p = uniform(ctx, &x.label, &params(rows, cols, 0));
     Ok(Dispatch::new(
         ctx,
         &kern,
@@ -163,12 +232,13 @@ pub fn backward(
     gamma: &GpuTensor,
     invstd: &GpuTensor,
     grads: &BnGrads,
-    relu: bool,
+    act: Act,
 ) -> Result<Dispatch> {
-    backward_with(ctx, dy, y, xhat, gamma, invstd, grads, relu, Reduce::for_adapter(ctx))
+    backward_with(ctx, dy, y, xhat, gamma, invstd, grads, act, false, Reduce::for_adapter(ctx))
 }
 
-/// `backward` with the batch sums in the given shape.
+/// `backward` with the batch sums in the given shape; with `accumulate`
+/// dgamma, dbeta and dbias are added to (a second row group's sums).
 #[allow(clippy::too_many_arguments)]
 pub fn backward_with(
     ctx: &GpuContext,
@@ -178,10 +248,31 @@ pub fn backward_with(
     gamma: &GpuTensor,
     invstd: &GpuTensor,
     grads: &BnGrads,
-    relu: bool,
+    act: Act,
+    accumulate: bool,
     reduce: Reduce,
 ) -> Result<Dispatch> {
+    backward_group(ctx, dy, y, xhat, gamma, invstd, grads, act, accumulate, reduce, RowGroup::ALL)
+}
+
+/// `backward_with` on one row group (its invstd in `invstd`); the second
+/// group of two accumulates.
+#[allow(clippy::too_many_arguments)]
+pub fn backward_group(
+    ctx: &GpuContext,
+    dy: &GpuTensor,
+    y: &GpuTensor,
+    xhat: &GpuTensor,
+    gamma: &GpuTensor,
+    invstd: &GpuTensor,
+    grads: &BnGrads,
+    act: Act,
+    accumulate: bool,
+    reduce: Reduce,
+    group: RowGroup,
+) -> Result<Dispatch> {
     let [rows, cols] = dy.dims2()?;
+    let (first_row, group_rows) = group.range(rows, &dy.label)?;
     y.expect_shape(&[rows, cols])?;
     xhat.expect_shape(&[rows, cols])?;
     check_features(cols, &[gamma, invstd, grads.dgamma, grads.dbeta, grads.dbias])?;
@@ -195,13 +286,13 @@ pub fn backward_with(
             Uniform, Read, Unused, ReadWrite, ReadWrite, Unused, Unused, ReadWrite, ReadWrite, ReadWrite, ReadWrite,
             ReadWrite,
         ],
-        &relu_constant(relu),
+        &[("ACT", act.code() as f64), ("ACCUMULATE", accumulate as u8 as f64)],
     );
-    let p = uniform(ctx, &dy.label, &Params { rows: rows as u32, cols: cols as u32, momentum: MOMENTUM, eps: EPS });
+    let p = uniform(ctx, &dy.label, &params(group_rows, cols, first_row));
     Ok(Dispatch::new(
         ctx,
         &kern,
-        &format!("batchnorm backward ({}) {}", reduce.name(), dy.label),
+        &format!("batchnorm backward ({}) {}{}", reduce.name(), dy.label, group_label(group)),
         vec![
             p.as_entire_binding(),
             gamma.binding(),
@@ -224,14 +315,6 @@ pub struct CpuBnForward {
     pub invstd: Vec<f32>,
 }
 
-fn relu_if(relu: bool, v: f32) -> f32 {
-    if relu {
-        v.max(0.0)
-    } else {
-        v
-    }
-}
-
 /// CPU reference of the training forward; updates running_mean/var in place.
 #[allow(clippy::too_many_arguments)]
 pub fn cpu_forward_train(
@@ -242,7 +325,7 @@ pub fn cpu_forward_train(
     beta: &[f32],
     running_mean: &mut [f32],
     running_var: &mut [f32],
-    relu: bool,
+    act: Act,
 ) -> CpuBnForward {
     let mut out = CpuBnForward { xhat: vec![0.0; rows * cols], y: vec![0.0; rows * cols], invstd: vec![0.0; cols] };
     let n = rows as f64;
@@ -259,7 +342,7 @@ pub fn cpu_forward_train(
             let i = r * cols + c;
             let xh = ((x[i] as f64 - mean) * inv) as f32;
             out.xhat[i] = xh;
-            out.y[i] = relu_if(relu, gamma[c] * xh + beta[c]);
+            out.y[i] = cpu_act(act, gamma[c] * xh + beta[c]);
         }
     }
     out
@@ -275,14 +358,14 @@ pub fn cpu_forward_eval(
     beta: &[f32],
     running_mean: &[f32],
     running_var: &[f32],
-    relu: bool,
+    act: Act,
 ) -> Vec<f32> {
     let mut y = vec![0.0; rows * cols];
     for r in 0..rows {
         for c in 0..cols {
             let i = r * cols + c;
             let xh = (x[i] - running_mean[c]) / (running_var[c] + EPS).sqrt();
-            y[i] = relu_if(relu, gamma[c] * xh + beta[c]);
+            y[i] = cpu_act(act, gamma[c] * xh + beta[c]);
         }
     }
     y
@@ -298,16 +381,13 @@ pub fn cpu_backward(
     invstd: &[f32],
     rows: usize,
     cols: usize,
-    relu: bool,
+    act: Act,
 ) -> (Vec<f32>, Vec<f32>, Vec<f32>, Vec<f32>) {
     let mut dx = vec![0.0; rows * cols];
     let (mut dgamma, mut dbeta, mut dbias) = (vec![0.0; cols], vec![0.0; cols], vec![0.0; cols]);
     let n = rows as f64;
     for c in 0..cols {
-        let g = |i: usize| -> f64 {
-            let d = if relu && y[i] <= 0.0 { 0.0 } else { 1.0 };
-            dy[i] as f64 * d
-        };
+        let g = |i: usize| -> f64 { dy[i] as f64 * cpu_act_grad_from_output(act, y[i]) as f64 };
         let sum_g: f64 = (0..rows).map(|r| g(r * cols + c)).sum();
         let sum_gx: f64 = (0..rows).map(|r| g(r * cols + c) * xhat[r * cols + c] as f64).sum();
         dbeta[c] = sum_g as f32;

@@ -12,13 +12,18 @@ pub struct GanConfig {
     pub adam: AdamConfig,
     /// Which pair of networks to train.
     pub model: WhichModel,
+    /// DCGAN's base channel count W (`--width`; other models ignore it).
+    pub dcgan_width: usize,
 }
 
 impl GanConfig {
-    /// The networks this config trains on images of `image_dim` pixels (a
-    /// conditional model draws `defaults::CLASSES` labels).
-    pub fn architecture(&self, image_dim: usize) -> model::GanArchitecture {
-        self.model.architecture(self.latent, image_dim, crate::defaults::CLASSES)
+    /// The networks this config trains on images of `height` x `width`
+    /// pixels (a conditional model draws `defaults::CLASSES` labels); an
+    /// error names the flag and why the images do not suit the model.
+    pub fn architecture(&self, height: usize, width: usize) -> Result<model::GanArchitecture> {
+        self.model
+            .architecture(self.latent, (height, width), crate::defaults::CLASSES, self.dcgan_width)
+            .map_err(|why| GanError::Flag { flag: "--model", why })
     }
 
     /// Checks the values (the CLI's flags, the page's form): errors name the
@@ -32,6 +37,7 @@ impl GanConfig {
             });
         }
         positive("--latent-size", self.latent as f64)?;
+        positive("--width", self.dcgan_width as f64)?;
         positive("--lr", self.adam.lr as f64)?;
         for (flag, b) in [("--beta1", self.adam.beta1), ("--beta2", self.adam.beta2)] {
             if !(0.0..1.0).contains(&b) {
@@ -124,7 +130,7 @@ impl Gan {
         let variant = Variant::for_adapter(ctx);
         let counters = GpuTensor::zeros(ctx, &[4], "counters");
         let metrics = GpuTensor::zeros(ctx, &[METRICS_LEN], "metrics");
-        let arch = cfg.architecture(dim);
+        let arch = cfg.architecture(data.height, data.width)?;
         let classes = arch.classes();
         let labels = match classes {
             Some(k) => Some(GpuTensor::from_u32(
@@ -179,13 +185,15 @@ impl Gan {
         phase("latent + batch", &mut step, data_phase);
         phase("G forward", &mut step, network::forward(ctx, &g, &z, &g_acts, true, variant)?);
         // Discriminator step on [fake; real].
-        phase("D forward (2B)", &mut step, network::forward(ctx, &d, &d_input, &d_acts, true, variant)?);
+        // Batch norm in D (dcgan) normalises the fake and the real half
+        // apart, as PyTorch's separate passes do.
+        phase("D forward (2B)", &mut step, network::forward_grouped(ctx, &d, &d_input, &d_acts, true, variant, 2)?);
         let d_prob = &d_acts.layers.last().expect("d output").out;
         phase("loss D", &mut step, bce::forward_backward(ctx, d_prob, &d_prob_grad, b, &metrics, 0, &counters)?);
         phase(
             "D backward",
             &mut step,
-            network::backward(ctx, &d, &d_input, &d_acts, &d_grads, &d_prob_grad, true, None, variant)?,
+            network::backward_grouped(ctx, &d, &d_input, &d_acts, &d_grads, &d_prob_grad, true, None, variant, 2)?,
         );
         phase("Adam D", &mut step, vec![d.adam.dispatch.clone()]);
         // Generator step through the updated discriminator.
@@ -356,10 +364,13 @@ impl Gan {
             &g_bn,
             meta(&self.g.spec),
         )?;
+        // D's batch norms (dcgan) update three times a step, as in
+        // PyTorch's example: the real half, the fake half, the G step's pass.
+        let d_bn = self.d.read_bn_async(ctx, 3 * steps_done as i64).await?;
         let d = checkpoint::network_bytes(
             &self.d.spec,
             &self.d.params.read_f32_async(ctx).await?,
-            &vec![None; self.d.spec.layers.len()],
+            &d_bn,
             meta(&self.d.spec),
         )?;
         Ok((g, d))
@@ -368,9 +379,9 @@ impl Gan {
     /// Bytes on the GPU: (parameters, gradients, moments, activations, dataset).
     pub fn memory(&self) -> [(&'static str, u64); 5] {
         let (gp, gg, gm, gbn) = self.g.memory();
-        let (dp, dg, dm, _) = self.d.memory();
+        let (dp, dg, dm, dbn) = self.d.memory();
         [
-            ("parameters", gp + dp + gbn),
+            ("parameters", gp + dp + gbn + dbn),
             ("gradients", gg + dg),
             ("Adam moments", gm + dm),
             ("activations", self.activation_bytes),

@@ -155,12 +155,11 @@ pub fn train_with_hook(
     let identity = RunIdentity::of(cfg, data);
     let data = first_images(data, cfg.limit, g.batch)?;
 
-    let dim = data.dim();
     // The resumed state is read and checked before anything is written.
     let state = match &cfg.resume {
         Some(dir) => {
             let path = find_latest_state(dir)?;
-            let s = load_state(&path, cfg, &identity, dim, data.count)?;
+            let s = load_state(&path, cfg, &identity, (data.height, data.width), data.count)?;
             report(TrainEvent::Note(format!(
                 "resuming from {} (epoch {}, step {} of the epoch, {} steps done)",
                 path.display(),
@@ -176,7 +175,7 @@ pub fn train_with_hook(
     let _lock = prepare_out_dir(&cfg.out)?;
     let t_warm = Instant::now();
     if cfg.warmup {
-        warm_up_pipelines(ctx, g, dim);
+        warm_up_pipelines(ctx, g, (data.height, data.width));
     }
     let warm_s = t_warm.elapsed().as_secs_f64();
     // Only a first launch (empty shader cache) waits this long; say why.

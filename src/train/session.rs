@@ -41,11 +41,11 @@ pub fn first_images(data: &ImageSet, limit: Option<usize>, batch: usize) -> Resu
 }
 
 /// The initial (generator, discriminator) parameters of a run of `cfg` on
-/// images of `dim` pixels: PyTorch's default init drawn from one ChaCha8
-/// stream seeded with the run's seed, G first.
-pub fn initial_params(cfg: &GanConfig, dim: usize) -> (Vec<f32>, Vec<f32>) {
+/// `data`'s images: the model's init scheme drawn from one ChaCha8 stream
+/// seeded with the run's seed, G first.
+pub fn initial_params(cfg: &GanConfig, data: &ImageSet) -> Result<(Vec<f32>, Vec<f32>)> {
     let mut init_rng = rand_chacha::ChaCha8Rng::seed_from_u64(cfg.seed);
-    cfg.architecture(dim).init_params(&mut init_rng)
+    Ok(cfg.architecture(data.height, data.width)?.init_params(&mut init_rng))
 }
 
 impl Session {
@@ -66,10 +66,11 @@ impl Session {
                 gan.d.m.write_f32(ctx, &s.d_m)?;
                 gan.d.v.write_f32(ctx, &s.d_v)?;
                 gan.g.write_bn(ctx, &s.g_bn)?;
+                gan.d.write_bn(ctx, &s.d_bn)?;
                 gan
             }
             None => {
-                let (g_params, d_params) = initial_params(&cfg, data.dim());
+                let (g_params, d_params) = initial_params(&cfg, &data)?;
                 Gan::new(ctx, cfg, &data, &g_params, &d_params)?
             }
         };

@@ -57,6 +57,7 @@ pub(super) struct SavedState {
     pub(super) d_m: Vec<f32>,
     pub(super) d_v: Vec<f32>,
     pub(super) g_bn: Vec<Option<BnStats>>,
+    pub(super) d_bn: Vec<Option<BnStats>>,
     pub(super) progress: Progress,
 }
 
@@ -152,16 +153,18 @@ pub(super) fn save_state(
             tensors.push((format!("{prefix}.{name}"), OwnedTensor::f32(vec![t.numel()], &t.read_f32(ctx)?)));
         }
     }
-    for (i, bn) in gan.g.bn.iter().enumerate() {
-        if let Some(b) = bn {
-            tensors.push((
-                format!("g.bn{i}.running_mean"),
-                OwnedTensor::f32(vec![b.running_mean.numel()], &b.running_mean.read_f32(ctx)?),
-            ));
-            tensors.push((
-                format!("g.bn{i}.running_var"),
-                OwnedTensor::f32(vec![b.running_var.numel()], &b.running_var.read_f32(ctx)?),
-            ));
+    for (prefix, net) in [("g", &gan.g), ("d", &gan.d)] {
+        for (i, bn) in net.bn.iter().enumerate() {
+            if let Some(b) = bn {
+                tensors.push((
+                    format!("{prefix}.bn{i}.running_mean"),
+                    OwnedTensor::f32(vec![b.running_mean.numel()], &b.running_mean.read_f32(ctx)?),
+                ));
+                tensors.push((
+                    format!("{prefix}.bn{i}.running_var"),
+                    OwnedTensor::f32(vec![b.running_var.numel()], &b.running_var.read_f32(ctx)?),
+                ));
+            }
         }
     }
     let g = &cfg.gan;
@@ -239,27 +242,33 @@ pub(super) fn load_state(
     path: &Path,
     cfg: &TrainConfig,
     identity: &RunIdentity,
-    dim: usize,
+    (height, width): (usize, usize),
     n_images: usize,
 ) -> Result<SavedState> {
     let f = Loaded::open(path)?;
-    let meta = check_state_meta(&f, cfg, identity, dim, n_images)?;
+    let meta = check_state_meta(&f, cfg, identity, height * width, n_images)?;
     let num = |k: &str| meta_u64(&meta, k, path);
-    let arch = cfg.gan.architecture(dim);
-    let g_spec = arch.generator;
-    let gl = g_spec.layout().len;
+    let arch = cfg.gan.architecture(height, width)?;
+    let gl = arch.generator.layout().len;
     let dl = arch.discriminator.layout().len;
-    let mut g_bn = Vec::new();
-    for (i, l) in g_spec.layers.iter().enumerate() {
-        g_bn.push(match l.bn {
-            Some(_) => Some(BnStats {
-                running_mean: f.f32(&format!("g.bn{i}.running_mean"), &[l.out])?,
-                running_var: f.f32(&format!("g.bn{i}.running_var"), &[l.out])?,
-                num_batches_tracked: num("steps_done")? as i64,
-            }),
-            None => None,
-        });
-    }
+    let steps = num("steps_done")? as i64;
+    // Batch-norm statistics per network (the counts are the checkpoints').
+    let bn_of = |prefix: &str, spec: &crate::model::NetSpec| -> Result<Vec<Option<BnStats>>> {
+        spec.layers
+            .iter()
+            .enumerate()
+            .map(|(i, l)| match l.bn {
+                Some(_) => Ok(Some(BnStats {
+                    running_mean: f.f32(&format!("{prefix}.bn{i}.running_mean"), &[l.out])?,
+                    running_var: f.f32(&format!("{prefix}.bn{i}.running_var"), &[l.out])?,
+                    num_batches_tracked: steps,
+                })),
+                None => Ok(None),
+            })
+            .collect()
+    };
+    let g_bn = bn_of("g", &arch.generator)?;
+    let d_bn = bn_of("d", &arch.discriminator)?;
     Ok(SavedState {
         g_params: f.f32("g.params", &[gl])?,
         d_params: f.f32("d.params", &[dl])?,
@@ -268,6 +277,7 @@ pub(super) fn load_state(
         d_m: f.f32("d.m", &[dl])?,
         d_v: f.f32("d.v", &[dl])?,
         g_bn,
+        d_bn,
         progress: Progress {
             epoch: num("epoch")? as usize,
             batch_in_epoch: num("batch_in_epoch")? as usize,

@@ -23,17 +23,17 @@ use super::*;
 /// buffers. Only on CPU adapters (GPU drivers compile at pipeline creation);
 /// the host decides whether to call it (`Settings::warmup`: not with Mesa's
 /// cache off, not with GAN_WGPU_WARMUP=0).
-pub fn warm_up_pipelines(ctx: &GpuContext, cfg: GanConfig, dim: usize) {
+pub fn warm_up_pipelines(ctx: &GpuContext, cfg: GanConfig, shape: (usize, usize)) {
     // A browser compiles at pipeline creation, and its GPU objects stay on
     // one thread: nothing to warm up there.
     #[cfg(target_arch = "wasm32")]
-    let _ = (ctx, cfg, dim);
+    let _ = (ctx, cfg, shape);
     #[cfg(not(target_arch = "wasm32"))]
-    warm_up_on_two_devices(ctx, cfg, dim);
+    warm_up_on_two_devices(ctx, cfg, shape);
 }
 
 #[cfg(not(target_arch = "wasm32"))]
-fn warm_up_on_two_devices(ctx: &GpuContext, cfg: GanConfig, dim: usize) {
+fn warm_up_on_two_devices(ctx: &GpuContext, cfg: GanConfig, shape: (usize, usize)) {
     if !ctx.is_cpu_adapter() {
         return;
     }
@@ -47,9 +47,9 @@ fn warm_up_on_two_devices(ctx: &GpuContext, cfg: GanConfig, dim: usize) {
             // Marks the helper done however it ends, a panic included, so
             // that the main side never waits for it in vain.
             let _done = HelperDone(&shared);
-            ctx.twin().and_then(|twin| compile_step_pipelines(&twin, cfg, dim, &shared, false))
+            ctx.twin().and_then(|twin| compile_step_pipelines(&twin, cfg, shape, &shared, false))
         });
-        let main = compile_step_pipelines(ctx, cfg, dim, &shared, true);
+        let main = compile_step_pipelines(ctx, cfg, shape, &shared, true);
         let helper = helper.join().unwrap_or_else(|_| {
             Err(GanError::Device { during: "pipeline warm-up".into(), message: "the helper thread panicked".into() })
         });
@@ -116,21 +116,21 @@ impl Drop for HelperDone<'_> {
 fn compile_step_pipelines(
     ctx: &GpuContext,
     cfg: GanConfig,
-    dim: usize,
+    (height, width): (usize, usize),
     shared: &WarmupShared,
     main: bool,
 ) -> Result<usize> {
     let mut r = rand_chacha::ChaCha8Rng::seed_from_u64(0);
     let data = ImageSet {
         count: cfg.batch,
-        height: 1,
-        width: dim,
-        pixels: (0..cfg.batch * dim).map(|i| i as u8).collect(),
+        height,
+        width,
+        pixels: (0..cfg.batch * height * width).map(|i| i as u8).collect(),
         // Labels for a conditional model: image i is class i mod 10.
         labels: Some((0..cfg.batch).map(|i| (i % crate::defaults::CLASSES) as u8).collect()),
         source: "warm-up".into(),
     };
-    let (g, d) = cfg.architecture(dim).init_params(&mut r);
+    let (g, d) = cfg.architecture(height, width)?.init_params(&mut r);
     let gan = Gan::new(ctx, cfg, &data, &g, &d)?;
     let step = gan.dispatches();
     // One workgroup compiles the pipeline as well as the whole grid.

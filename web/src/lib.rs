@@ -148,6 +148,7 @@ impl Engine {
             seed: seed as u64,
             adam: AdamConfig { lr, ..AdamConfig::default() },
             model,
+            dcgan_width: gan_wgpu::defaults::DCGAN_WIDTH,
         };
         cfg.validate().map_err(js_err)?;
         let data = self.inner.data.try_borrow().map_err(|_| busy())?;
