@@ -111,7 +111,7 @@ pub fn generator_from(ctx: &GpuContext, file: &checkpoint::Loaded) -> Result<Loa
         }
     };
     let latent = spec.input_dim();
-    let dim = spec.layers.last().map_or(0, |l| l.out);
+    let dim = spec.output_dim();
     let ck = checkpoint::network_from(file, &spec)?;
     let (height, width) = checkpoint::image_shape(path, &meta, dim)?;
     let counters = GpuTensor::zeros(ctx, &[4], "counters");
@@ -160,7 +160,7 @@ pub async fn sample_pixels_labeled_async(
         ));
     }
     let latent = g.spec.input_dim();
-    let dim = g.spec.layers.last().map_or(0, |l| l.out);
+    let dim = g.spec.output_dim();
     let z = sample_latents(count, latent, seed);
     let batch = BATCH.min(count.max(1));
     let sampler = Sampler::new(ctx, g, batch)?;

@@ -82,9 +82,8 @@ impl GpuNet {
                             invstd: (0..MAX_BN_GROUPS)
                                 .map(|g| GpuTensor::zeros(ctx, &[l.out], &format!("{name}.{b}.invstd[{g}]")))
                                 .collect(),
-                            scratch: ["dgamma", "dbeta", "dbias"].map(|g| {
-                                GpuTensor::zeros(ctx, &[l.out], &format!("{name}.{b}.{g} (scratch)"))
-                            }),
+                            scratch: ["dgamma", "dbeta", "dbias"]
+                                .map(|g| GpuTensor::zeros(ctx, &[l.out], &format!("{name}.{b}.{g} (scratch)"))),
                         })
                     })
                     .transpose()

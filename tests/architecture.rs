@@ -12,6 +12,9 @@ fn specs() -> Vec<NetSpec> {
         model::GanArchitecture::tutorial(100, 784).generator,
         model::GanArchitecture::tutorial(100, 784).discriminator,
         model::classifier_spec(30, 10),
+        model::GanArchitecture::dcgan(100, (28, 28), 64).unwrap().generator,
+        model::GanArchitecture::dcgan(100, (28, 28), 64).unwrap().discriminator,
+        model::GanArchitecture::conditional(100, 784, 10).discriminator,
     ]
 }
 
@@ -23,7 +26,27 @@ fn architectures_round_trip_through_json() {
         assert_eq!(back.name, spec.name);
         assert_eq!(architecture::to_json(&back), text);
         assert_eq!(back.param_entries(), spec.param_entries());
+        assert_eq!(architecture::difference(&back, &spec), None);
     }
+    // A convolution's geometry is part of it: another kernel size differs.
+    let d = model::GanArchitecture::dcgan(100, (28, 28), 64).unwrap().discriminator;
+    let text = architecture::to_json(&d).replace("\"k\":7", "\"k\":5");
+    let other = architecture::from_json(&text).unwrap();
+    let why = architecture::difference(&other, &d).unwrap();
+    assert!(why.contains("main.5 Conv2d(128, 1, 5, 1, 0, bias=False) on 7x7"), "{why}");
+}
+
+/// A convolution whose positions do not follow from the layer before, or
+/// an unknown kind: refused with the layer named.
+#[test]
+fn a_convolution_that_does_not_fit_is_refused() {
+    let d = model::GanArchitecture::dcgan(100, (28, 28), 64).unwrap().discriminator;
+    let text = architecture::to_json(&d);
+    let bad = text.replacen("\"h\":14", "\"h\":13", 1);
+    let e = architecture::from_json(&bad).unwrap_err();
+    assert!(e.contains("layer 1") && e.contains("positions"), "{e}");
+    let e = architecture::from_json(&text.replacen("conv2d", "conv3d", 1)).unwrap_err();
+    assert!(e.contains("conv3d"), "{e}");
 }
 
 #[test]

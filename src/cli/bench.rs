@@ -336,6 +336,7 @@ pub fn format_rows(rows: &[Row]) -> String {
 pub fn to_json(
     step: Option<&StepBench>,
     rows: &[Row],
+    convolutions: serde_json::Value,
     adapter: &str,
     cpu: Option<&str>,
     matmul: &gan_wgpu::autotune::Choice,
@@ -384,6 +385,7 @@ pub fn to_json(
         "step": step,
         "kernel_timing": kernel_timing,
         "kernels": kernels,
+        "convolutions": convolutions,
     });
     format!("{report}\n")
 }
@@ -428,6 +430,7 @@ impl StepBench {
 /// is when the program started (for the time to the first step).
 pub fn run_step_bench(
     ctx: &GpuContext,
+    model: gan_wgpu::model::WhichModel,
     batch: usize,
     steps: usize,
     launch: Instant,
@@ -444,7 +447,7 @@ pub fn run_step_bench(
         height: 28,
         width: 28,
         pixels: (0..n * 784).map(|_| rand::Rng::random::<u8>(&mut r)).collect(),
-        labels: None,
+        labels: Some((0..n).map(|i| (i % gan_wgpu::defaults::CLASSES) as u8).collect()),
         source: "random".into(),
     };
     let cfg = GanConfig {
@@ -452,7 +455,7 @@ pub fn run_step_bench(
         latent: 100,
         seed: 1,
         adam: gan_wgpu::kernels::adam::AdamConfig::default(),
-        model: gan_wgpu::model::WhichModel::Gan,
+        model,
         dcgan_width: gan_wgpu::defaults::DCGAN_WIDTH,
     };
     if warmup {

@@ -1,6 +1,7 @@
 //! gan-wgpu command line.
 
 mod bench;
+mod bench_conv;
 mod eval;
 mod sample;
 
@@ -63,6 +64,9 @@ enum Command {
         /// Images per training step timed, in images.
         #[arg(long, value_name = "N", default_value_t = defaults::BATCH)]
         batch_size: usize,
+        /// The model whose training step is timed (the kernel and convolution tables are the same for every model).
+        #[arg(long, value_name = "MODEL", default_value_t = WhichModel::default())]
+        model: WhichModel,
     },
 }
 
@@ -205,7 +209,7 @@ fn run(cli: Cli, interrupt: Arc<AtomicBool>, launch: std::time::Instant) -> gan_
             print!("{}", context::describe_adapters()?);
             Ok(())
         }
-        Command::Bench { quick, json, device, batch_size } => {
+        Command::Bench { quick, json, device, batch_size, model } => {
             positive("--batch-size", batch_size as f64)?;
             let choice = settings.device_choice(device.as_deref())?;
             let ctx = gan_wgpu::autotune::open(&choice, &Requirements::default(), &settings)?;
@@ -218,7 +222,8 @@ fn run(cli: Cli, interrupt: Arc<AtomicBool>, launch: std::time::Instant) -> gan_
             // Made before the timed start-up, as `train` makes it.
             println!("matmul variant: {}", ctx.matmul_choice().describe());
             println!("reductions: {}", ctx.reduce_choice().describe());
-            let step = bench::run_step_bench(&ctx, batch_size, if quick { 20 } else { 100 }, launch, settings.warmup)?;
+            let steps = if quick { 20 } else { 100 };
+            let step = bench::run_step_bench(&ctx, model, batch_size, steps, launch, settings.warmup)?;
             print!("{}", bench::format_step(&step));
             println!(
                 "kernels: {}, median over trials ('*' = variant the trainer uses)",
@@ -226,12 +231,19 @@ fn run(cli: Cli, interrupt: Arc<AtomicBool>, launch: std::time::Instant) -> gan_
             );
             let rows = bench::run_kernel_bench(&ctx, &bench::BenchOptions { quick, batch: batch_size })?;
             print!("{}", bench::format_rows(&rows));
+            println!(
+                "convolutions of dcgan's step (width {}), columns and matmul, against the matmul alone:",
+                defaults::DCGAN_WIDTH
+            );
+            let conv = bench_conv::run_conv_bench(&ctx, batch_size, quick)?;
+            print!("{}", bench_conv::format_conv(&conv));
             if let Some(path) = json {
                 std::fs::write(
                     &path,
                     bench::to_json(
                         Some(&step),
                         &rows,
+                        bench_conv::conv_json(&conv),
                         &ctx.describe(),
                         cpu.as_deref(),
                         ctx.matmul_choice(),

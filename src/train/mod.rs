@@ -154,6 +154,8 @@ pub fn train_with_hook(
     let g = cfg.gan;
     let identity = RunIdentity::of(cfg, data);
     let data = first_images(data, cfg.limit, g.batch)?;
+    // Images the model cannot shape are refused before any work.
+    g.architecture(data.height, data.width)?;
 
     // The resumed state is read and checked before anything is written.
     let state = match &cfg.resume {

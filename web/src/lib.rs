@@ -311,7 +311,7 @@ impl Engine {
             let scorer = scorer.as_ref().ok_or_else(|| js_err("no classifier loaded: the live quality is off"))?;
             let session = inner.session.try_borrow().map_err(|_| busy())?;
             let g = &session.as_ref().ok_or_else(|| js_err("no training run"))?.gan.g;
-            let image = g.spec.layers.last().map_or(0, |l| l.out);
+            let image = g.spec.output_dim();
             if image != scorer.classifier.height * scorer.classifier.width {
                 return Err(js_err(format!(
                     "the generator makes images of {image} pixels, the classifier takes {}x{}",

@@ -1,0 +1,137 @@
+//! `gan-wgpu bench`'s convolution table: every convolution of DCGAN's step
+//! at the bench's batch (G on B images, D on 2B), forward and input
+//! gradient, as the trainer runs it (im2col or col2im and the adapter's
+//! matmul), against that matmul alone at the same GEMM shape (m, n, k): what
+//! the explicit columns cost. A weight gradient is a matmul over the
+//! forward's columns and makes none, so it is not listed.
+
+use gan_wgpu::context::GpuContext;
+use gan_wgpu::error::{GanError, Result};
+use gan_wgpu::kernels::matmul::{Form, Matmul, Variant};
+use gan_wgpu::kernels::{conv, Dispatch};
+use gan_wgpu::model::{GanArchitecture, LayerKind};
+use gan_wgpu::tensor::GpuTensor;
+use gan_wgpu::timing::time_dispatch;
+use std::fmt::Write as _;
+
+pub struct ConvRow {
+    /// "D main.2 Conv2d(64, 128, 4, 2, 1) forward".
+    pub case: String,
+    /// The GEMM: m x n x k in `form`.
+    pub gemm: (usize, usize, usize, Form),
+    pub matmul_us: f64,
+    /// im2col or col2im.
+    pub columns_us: f64,
+}
+
+impl ConvRow {
+    fn flops(&self) -> f64 {
+        2.0 * (self.gemm.0 * self.gemm.1 * self.gemm.2) as f64
+    }
+
+    /// The convolution's rate, columns included.
+    pub fn conv_gflops(&self) -> f64 {
+        self.flops() / (self.matmul_us + self.columns_us) / 1e3
+    }
+
+    pub fn matmul_gflops(&self) -> f64 {
+        self.flops() / self.matmul_us / 1e3
+    }
+}
+
+fn zeros(ctx: &GpuContext, shape: &[usize], label: &str) -> GpuTensor {
+    GpuTensor::zeros(ctx, shape, label)
+}
+
+pub fn run_conv_bench(ctx: &GpuContext, batch: usize, quick: bool) -> Result<Vec<ConvRow>> {
+    let (reps, trials) = if quick { (3, 3) } else { (10, 7) };
+    let variant = Variant::for_adapter(ctx);
+    let arch = GanArchitecture::dcgan(gan_wgpu::defaults::LATENT, (28, 28), gan_wgpu::defaults::DCGAN_WIDTH)
+        .map_err(|why| GanError::Flag { flag: "bench", why })?;
+    let mut rows = Vec::new();
+    let time = |d: &Dispatch| -> Result<f64> { Ok(time_dispatch(ctx, d, reps, trials)?.0) };
+    for (net, tag, samples) in [(&arch.generator, "G", batch), (&arch.discriminator, "D", 2 * batch)] {
+        for l in &net.layers {
+            let Some(g) = l.geometry(samples) else { continue };
+            let (m, p) = (g.positions(), g.patch());
+            let image = zeros(ctx, &[g.n * g.h * g.w, g.c], "image");
+            let cols = zeros(ctx, &[m, p], "cols");
+            let [wr, wc] = l.weight_matrix();
+            let w = zeros(ctx, &[wr, wc], "weight");
+            let name = format!("{tag} {} {}", l.name, l.describe().replace(", bias=False", ""));
+            let mut push =
+                |what: &str, mm: Matmul, columns: Dispatch, gemm: (usize, usize, usize, Form)| -> Result<()> {
+                    rows.push(ConvRow {
+                        case: format!("{name} {what}"),
+                        gemm,
+                        matmul_us: time(&mm.dispatch)?,
+                        columns_us: time(&columns)?,
+                    });
+                    Ok(())
+                };
+            match l.kind {
+                LayerKind::Conv { .. } => {
+                    // forward: y [m, out] = im2col(x) W^T; input gradient:
+                    // dcols [m, p] = dy W, dx = col2im(dcols).
+                    let y = zeros(ctx, &[m, l.out], "y");
+                    let mm = Matmul::new(ctx, Form::NT, variant, &cols, &w, &y)?;
+                    push("forward", mm, conv::im2col(ctx, &image, &cols, &g)?, (m, l.out, p, Form::NT))?;
+                    let mm = Matmul::new(ctx, Form::NN, variant, &y, &w, &cols)?;
+                    push("input grad", mm, conv::col2im(ctx, &cols, &image, &g)?, (m, p, l.out, Form::NN))?;
+                }
+                LayerKind::ConvTranspose { .. } => {
+                    // forward: cols = x W, y = col2im(cols); input gradient:
+                    // dcols = im2col(dy), dx [m, inp] = dcols W^T.
+                    let x = zeros(ctx, &[m, l.inp], "x");
+                    let mm = Matmul::new(ctx, Form::NN, variant, &x, &w, &cols)?;
+                    push("forward", mm, conv::col2im(ctx, &cols, &image, &g)?, (m, p, l.inp, Form::NN))?;
+                    let mm = Matmul::new(ctx, Form::NT, variant, &cols, &w, &x)?;
+                    push("input grad", mm, conv::im2col(ctx, &image, &cols, &g)?, (m, l.inp, p, Form::NT))?;
+                }
+                LayerKind::Dense => {}
+            }
+        }
+    }
+    Ok(rows)
+}
+
+pub fn format_conv(rows: &[ConvRow]) -> String {
+    let mut s = String::new();
+    let _ = writeln!(
+        s,
+        "{:<50} {:>20} {:>10} {:>10} {:>9} {:>9} {:>6}",
+        "convolution", "GEMM m x n x k", "matmul us", "cols us", "conv GF/s", "mm GF/s", "conv/mm"
+    );
+    for r in rows {
+        let (m, n, k, form) = r.gemm;
+        let _ = writeln!(
+            s,
+            "{:<50} {:>20} {:>10.1} {:>10.1} {:>9.2} {:>9.2} {:>5.1}%",
+            r.case,
+            format!("{m}x{n}x{k} {}", form.name()),
+            r.matmul_us,
+            r.columns_us,
+            r.conv_gflops(),
+            r.matmul_gflops(),
+            100.0 * r.conv_gflops() / r.matmul_gflops()
+        );
+    }
+    s
+}
+
+pub fn conv_json(rows: &[ConvRow]) -> serde_json::Value {
+    rows.iter()
+        .map(|r| {
+            let (m, n, k, form) = r.gemm;
+            serde_json::json!({
+                "case": r.case,
+                "gemm": [m, n, k],
+                "form": form.name(),
+                "matmul_us": r.matmul_us,
+                "columns_us": r.columns_us,
+                "conv_gflops": r.conv_gflops(),
+                "matmul_gflops": r.matmul_gflops(),
+            })
+        })
+        .collect()
+}

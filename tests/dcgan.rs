@@ -1,0 +1,149 @@
+//! `train --model dcgan`: its generator against the CPU reference, a run
+//! from the CLI writing every output with PyTorch's examples/dcgan names,
+//! resuming bit for bit (both networks' batch-norm state saved), and the
+//! images it cannot shape refused in one line.
+
+mod common;
+use gan_wgpu::model::{CpuNet, GanArchitecture};
+use gan_wgpu::network::GpuNet;
+use gan_wgpu::train::{images_from_outputs, Sampler};
+use std::path::Path;
+use std::process::Command;
+
+fn gan() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_gan-wgpu"))
+}
+
+/// A DCGAN generator at the default width (64) in evaluation mode, running
+/// statistics set away from 0 and 1: its outputs equal the CPU reference's
+/// to 1e-4 of their scale (the step test's forward tolerance), and its
+/// pixels within one grey level.
+#[test]
+fn a_dcgan_generator_samples_as_its_cpu_reference() {
+    let Some(ctx) = common::ctx() else { return };
+    let spec = GanArchitecture::dcgan(100, (28, 28), gan_wgpu::defaults::DCGAN_WIDTH).unwrap().generator;
+    let params = spec.init_params(&mut common::rng(3));
+    let mut cpu = CpuNet::new(spec.clone(), params.clone());
+    let counters = gan_wgpu::GpuTensor::zeros(ctx, &[4], "counters");
+    let g = GpuNet::new(ctx, spec.clone(), &params, &counters, Default::default()).unwrap();
+    let mut r = common::rng(4);
+    for b in cpu.bn.iter_mut().flatten() {
+        b.running_mean = common::uniform_vec(&mut r, b.running_mean.len(), -0.05, 0.05);
+        b.running_var = common::uniform_vec(&mut r, b.running_var.len(), 0.005, 0.02);
+    }
+    g.write_bn(ctx, &cpu.bn).unwrap();
+    let n = 9;
+    let z = common::uniform_vec(&mut r, n * 100, -2.0, 2.0);
+    let gpu = Sampler::new(ctx, &g, n).unwrap().run(ctx, &z).unwrap();
+    let want = cpu.forward(&z, n, false).pop().unwrap().out;
+    let scale = want.iter().fold(1e-6f32, |m, v| m.max(v.abs()));
+    assert!(scale > 0.1, "the outputs span something: {scale}");
+    common::assert_close("dcgan generator", &gpu, &want, 1e-4 * scale, 1e-4);
+    let (a, b) = (images_from_outputs(&gpu, 784).concat(), images_from_outputs(&want, 784).concat());
+    let worst = a.iter().zip(&b).map(|(x, y)| x.abs_diff(*y)).max().unwrap();
+    assert!(worst <= 1, "pixels differ by {worst} grey levels");
+}
+
+fn tensor_shape(path: &Path, name: &str) -> Vec<usize> {
+    let bytes = std::fs::read(path).unwrap();
+    let st = safetensors::SafeTensors::deserialize(&bytes).unwrap();
+    st.tensor(name).unwrap_or_else(|_| panic!("{name} in {}", path.display())).shape().to_vec()
+}
+
+/// A short dcgan run (width 8) writes every output; its checkpoints hold
+/// examples/dcgan's tensors (G main.0 ConvTranspose2d [z, 2W, 7, 7], D
+/// main.3 BatchNorm2d with running statistics); `sample` reads the
+/// generator back; two epochs in one run equal one epoch resumed for a
+/// second, bit for bit.
+#[test]
+fn dcgan_trains_from_the_cli_resumes_and_samples() {
+    if common::ctx().is_none() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let train = |out: &Path, epochs: &str, resume: Option<&Path>| {
+        let mut c = gan();
+        c.args(["train", "--model", "dcgan", "--width", "8", "--epochs", epochs, "--limit", "256"])
+            .args(["--batch-size", "32", "--eval-every", "0", "--log-every", "2", "--out"])
+            .arg(out);
+        if let Some(r) = resume {
+            c.arg("--resume").arg(r);
+        }
+        let run = c.output().unwrap();
+        assert!(run.status.success(), "{}", String::from_utf8_lossy(&run.stderr));
+    };
+    let whole = dir.path().join("whole");
+    train(&whole, "2", None);
+    for f in [
+        "images/test_0.png",
+        "images/test_1.png",
+        "checkpoints/generator_1.safetensors",
+        "checkpoints/discriminator_1.safetensors",
+        "losses.csv",
+        "losses.png",
+        "progress.gif",
+        "fixed_latent.npy",
+    ] {
+        assert!(whole.join(f).is_file(), "no {f}");
+    }
+    let g = whole.join("checkpoints/generator_1.safetensors");
+    let d = whole.join("checkpoints/discriminator_1.safetensors");
+    assert_eq!(tensor_shape(&g, "main.0.weight"), [100, 16, 7, 7]);
+    assert_eq!(tensor_shape(&g, "main.1.running_var"), [16]);
+    assert_eq!(tensor_shape(&g, "main.6.weight"), [8, 1, 4, 4]);
+    assert_eq!(tensor_shape(&d, "main.0.weight"), [8, 1, 4, 4]);
+    assert_eq!(tensor_shape(&d, "main.3.running_mean"), [16]);
+    assert_eq!(tensor_shape(&d, "main.5.weight"), [1, 16, 7, 7]);
+
+    let half = dir.path().join("half");
+    train(&half, "1", None);
+    train(&half, "2", Some(&half));
+    for f in ["losses.csv", "checkpoints/generator_1.safetensors", "checkpoints/discriminator_1.safetensors"] {
+        let (a, b) = (std::fs::read(whole.join(f)).unwrap(), std::fs::read(half.join(f)).unwrap());
+        if f.ends_with(".csv") {
+            // The seconds column differs; every other column must not.
+            let strip = |s: &[u8]| -> Vec<String> {
+                String::from_utf8_lossy(s).lines().map(|l| l.rsplit_once(',').unwrap().0.to_string()).collect()
+            };
+            assert_eq!(strip(&a), strip(&b), "losses of the resumed run");
+        } else {
+            assert_eq!(a, b, "{f}: resumed and uninterrupted runs differ");
+        }
+    }
+
+    let idx = dir.path().join("s.idx");
+    let out = gan().args(["sample", "--count", "4", "--seed", "1", "--idx"]).arg(&idx).arg("--checkpoint").arg(&g).output();
+    let out = out.unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let samples = gan_wgpu::data::read_images(&idx, None).unwrap();
+    assert_eq!((samples.count, samples.height, samples.width), (4, 28, 28));
+    // After 16 steps the running statistics (momentum 0.1) are far from the
+    // batch's, so evaluation-mode samples are nearly flat; not constant.
+    let levels: std::collections::HashSet<u8> = samples.pixels.iter().copied().collect();
+    assert!(levels.len() > 1, "samples are constant");
+}
+
+/// Images dcgan cannot shape (not square, or a side that is no multiple of
+/// 4): one line naming --model and the images' size.
+#[test]
+fn dcgan_refuses_images_it_cannot_shape() {
+    if common::ctx().is_none() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("odd");
+    std::fs::create_dir_all(data.join("train")).unwrap();
+    std::fs::write(data.join("train/train-images-idx3-ubyte"), gan_wgpu::data::idx_bytes(64, 30, 30, &[7u8; 64 * 900]))
+        .unwrap();
+    let bad = gan()
+        .args(["train", "--model", "dcgan", "--epochs", "1", "--batch-size", "32", "--eval-every", "0", "--data"])
+        .arg(&data)
+        .arg("--out")
+        .arg(dir.path().join("x"))
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&bad.stderr);
+    assert_eq!(bad.status.code(), Some(1), "{err}");
+    assert_eq!(err.trim().lines().count(), 1, "one line: {err}");
+    assert!(err.contains("--model") && err.contains("30x30"), "{err}");
+}
