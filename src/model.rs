@@ -276,7 +276,7 @@ impl GanArchitecture {
     /// (a multiple of 4; 28 for MNIST, where s / 4 = 7 is the first and last
     /// kernel), base width `w` channels.
     pub fn dcgan(latent: usize, (height, width): (usize, usize), w: usize) -> Result<Self, String> {
-        if height != width || height % 4 != 0 || height == 0 || w == 0 {
+        if height != width || !height.is_multiple_of(4) || height == 0 || w == 0 {
             return Err(format!(
                 "dcgan needs square images whose side is a multiple of 4 (MNIST's 28x28), and a width of at least 1; \
                  these are {height}x{width}, width {w}"

@@ -43,7 +43,7 @@ impl RowGroup {
 
     /// (first row, rows) of the group among `rows`; Err unless they divide.
     fn range(self, rows: usize, label: &str) -> Result<(usize, usize)> {
-        if self.count == 0 || self.index >= self.count || rows % self.count != 0 {
+        if self.count == 0 || self.index >= self.count || !rows.is_multiple_of(self.count) {
             return Err(crate::error::GanError::shape(
                 label,
                 format!("{rows} rows do not make row group {} of {}", self.index, self.count),
