@@ -22,10 +22,13 @@
 // Shapes: x [N, H, W, C] (flat [N*H*W, C]), cols [N*OH*OW, C*K*K].
 //
 // Bindings, group 0:
-//   0  uniform  g: Geometry {n, h, w, c, oh, ow, k, stride, pad}
+//   0  uniform  g: Geometry {n, h, w, c, oh, ow, k, stride, pad} (the
+//               kernels read n; the rest, as constants C, H, W, OH, OW, K,
+//               STRIDE, PAD, must equal it)
 //   1  storage  src  read        im2col: x; col2im: cols
 //   2  storage  dst  read_write  im2col: cols; col2im: x
-// 256 invocations a group, one output element each; 2-D grid past 65535 groups.
+// 256 invocations a group; im2col: one per (position, channel), writing
+// its k*k values; col2im: one per image element. 2-D grid past 65535 groups.
 
 struct Geometry {
     n: u32,
@@ -42,6 +45,18 @@ struct Geometry {
     _pad2: u32,
 }
 
+// The geometry but n, as pipeline constants: the index arithmetic's
+// divisions are then by constants, which compilers turn into multiplies
+// (a CPU adapter divides lane by lane otherwise). One pipeline a geometry.
+override C: u32 = 1u;
+override H: u32 = 1u;
+override W: u32 = 1u;
+override OH: u32 = 1u;
+override OW: u32 = 1u;
+override K: u32 = 1u;
+override STRIDE: u32 = 1u;
+override PAD: u32 = 0u;
+
 @group(0) @binding(0) var<uniform> g: Geometry;
 @group(0) @binding(1) var<storage, read> src: array<f32>;
 @group(0) @binding(2) var<storage, read_write> dst: array<f32>;
@@ -50,58 +65,73 @@ fn flat_index(gid: vec3<u32>) -> u32 {
     return gid.x + gid.y * 65535u * 256u;
 }
 
+// One invocation per (kernel position, channel): it writes that patch's
+// k*k values (contiguous in cols), so the index arithmetic is paid once
+// per k*k values, not per value.
 @compute @workgroup_size(256)
 fn im2col(@builtin(global_invocation_id) gid: vec3<u32>) {
     let i = flat_index(gid);
-    let kk = g.k * g.k;
-    let width = g.c * kk;
-    if (i >= g.n * g.oh * g.ow * width) {
+    if (i >= g.n * OH * OW * C) {
         return;
     }
-    let row = i / width;
-    let col = i % width;
-    let c = col / kk;
-    let kh = (col % kk) / g.k;
-    let kw = col % g.k;
-    let ow = row % g.ow;
-    let oh = (row / g.ow) % g.oh;
-    let n = row / (g.ow * g.oh);
+    let c = i % C;
+    let row = i / C;
+    let ow = row % OW;
+    let oh = (row / OW) % OH;
+    let n = row / (OW * OH);
+    let base = row * C * K * K + c * K * K;
     // Signed: positions past the top or left edge read the zero padding.
-    let ih = i32(oh * g.stride + kh) - i32(g.pad);
-    let iw = i32(ow * g.stride + kw) - i32(g.pad);
-    var v = 0.0;
-    if (ih >= 0 && iw >= 0 && u32(ih) < g.h && u32(iw) < g.w) {
-        v = src[((n * g.h + u32(ih)) * g.w + u32(iw)) * g.c + c];
+    let top = i32(oh * STRIDE) - i32(PAD);
+    let left = i32(ow * STRIDE) - i32(PAD);
+    for (var kh = 0u; kh < K; kh++) {
+        let ih = top + i32(kh);
+        let row_inside = ih >= 0 && u32(ih) < H;
+        for (var kw = 0u; kw < K; kw++) {
+            let iw = left + i32(kw);
+            var v = 0.0;
+            if (row_inside && iw >= 0 && u32(iw) < W) {
+                v = src[((n * H + u32(ih)) * W + u32(iw)) * C + c];
+            }
+            dst[base + kh * K + kw] = v;
+        }
     }
-    dst[i] = v;
 }
 
+// The grid positions o whose kernel covers image coordinate i along one
+// axis: o*S - P + t = i for a tap t < K, i.e. o in [lo, hi] (as i32; lo >
+// hi when none). Two divisions, whatever K.
+fn covering(i: u32, grid: u32) -> vec2<i32> {
+    let shifted = i32(i + PAD);
+    // Smallest o with o*S >= shifted - (K - 1); largest with o*S <= shifted.
+    let lo = max(0, (shifted - i32(K) + i32(STRIDE)) / i32(STRIDE));
+    let hi = min(i32(grid) - 1, shifted / i32(STRIDE));
+    return vec2(lo, hi);
+}
+
+// One invocation per image element: it sums the column entries that cover
+// it, visiting only the covering positions, kh then kw ascending (the CPU
+// reference's order: o from hi down to lo).
 @compute @workgroup_size(256)
 fn col2im(@builtin(global_invocation_id) gid: vec3<u32>) {
     let i = flat_index(gid);
-    if (i >= g.n * g.h * g.w * g.c) {
+    if (i >= g.n * H * W * C) {
         return;
     }
-    let c = i % g.c;
-    let iw = (i / g.c) % g.w;
-    let ih = (i / (g.c * g.w)) % g.h;
-    let n = i / (g.c * g.w * g.h);
-    let kk = g.k * g.k;
-    let width = g.c * kk;
+    let c = i % C;
+    let pixel = i / C;
+    let iw = pixel % W;
+    let ih = (pixel / W) % H;
+    let n = pixel / (W * H);
+    let kk = K * K;
+    let width = C * kk;
+    let rows = covering(ih, OH);
+    let cols = covering(iw, OW);
     var sum = 0.0;
-    for (var kh = 0u; kh < g.k; kh++) {
-        let th = i32(ih + g.pad) - i32(kh);
-        if (th < 0 || u32(th) % g.stride != 0u || u32(th) / g.stride >= g.oh) {
-            continue;
-        }
-        let oh = u32(th) / g.stride;
-        for (var kw = 0u; kw < g.k; kw++) {
-            let tw = i32(iw + g.pad) - i32(kw);
-            if (tw < 0 || u32(tw) % g.stride != 0u || u32(tw) / g.stride >= g.ow) {
-                continue;
-            }
-            let ow = u32(tw) / g.stride;
-            sum += src[((n * g.oh + oh) * g.ow + ow) * width + c * kk + kh * g.k + kw];
+    for (var oh = rows.y; oh >= rows.x; oh--) {
+        let kh = u32(i32(ih + PAD) - oh * i32(STRIDE));
+        for (var ow = cols.y; ow >= cols.x; ow--) {
+            let kw = u32(i32(iw + PAD) - ow * i32(STRIDE));
+            sum += src[((n * OH + u32(oh)) * OW + u32(ow)) * width + c * kk + kh * K + kw];
         }
     }
     dst[i] = sum;

@@ -112,7 +112,8 @@ fn dcgan_trains_from_the_cli_resumes_and_samples() {
     }
 
     let idx = dir.path().join("s.idx");
-    let out = gan().args(["sample", "--count", "4", "--seed", "1", "--idx"]).arg(&idx).arg("--checkpoint").arg(&g).output();
+    let out =
+        gan().args(["sample", "--count", "4", "--seed", "1", "--idx"]).arg(&idx).arg("--checkpoint").arg(&g).output();
     let out = out.unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let samples = gan_wgpu::data::read_images(&idx, None).unwrap();

@@ -90,6 +90,20 @@ fn params(g: &ConvGeometry) -> Params {
     Params { v }
 }
 
+/// The geometry but n as the shader's pipeline constants.
+fn constants(g: &ConvGeometry) -> [(&'static str, f64); 8] {
+    [
+        ("C", g.c as f64),
+        ("H", g.h as f64),
+        ("W", g.w as f64),
+        ("OH", g.oh as f64),
+        ("OW", g.ow as f64),
+        ("K", g.k as f64),
+        ("STRIDE", g.stride as f64),
+        ("PAD", g.pad as f64),
+    ]
+}
+
 fn expect_len(t: &GpuTensor, len: usize, what: &str) -> Result<()> {
     if t.numel() != len {
         return Err(GanError::shape(&t.label, format!("{} elements, {what} needs {len}", t.numel())));
@@ -102,14 +116,14 @@ pub fn im2col(ctx: &GpuContext, x: &GpuTensor, cols: &GpuTensor, g: &ConvGeometr
     g.check(&cols.label)?;
     expect_len(x, g.image_len(), "the image")?;
     expect_len(cols, g.positions() * g.patch(), "the columns")?;
-    let kern = kernel(ctx, "conv.wgsl", SOURCE, "im2col", &[Slot::Uniform, Slot::Read, Slot::ReadWrite], &[]);
+    let kern = kernel(ctx, "conv.wgsl", SOURCE, "im2col", &[Slot::Uniform, Slot::Read, Slot::ReadWrite], &constants(g));
     let u = uniform(ctx, &cols.label, &params(g));
     Ok(Dispatch::new(
         ctx,
         &kern,
         &format!("im2col {}", cols.label),
         vec![u.as_entire_binding(), x.binding(), cols.binding()],
-        grid_1d(cols.numel(), 256),
+        grid_1d(g.positions() * g.c, 256),
     ))
 }
 
@@ -118,7 +132,7 @@ pub fn col2im(ctx: &GpuContext, cols: &GpuTensor, x: &GpuTensor, g: &ConvGeometr
     g.check(&x.label)?;
     expect_len(x, g.image_len(), "the image")?;
     expect_len(cols, g.positions() * g.patch(), "the columns")?;
-    let kern = kernel(ctx, "conv.wgsl", SOURCE, "col2im", &[Slot::Uniform, Slot::Read, Slot::ReadWrite], &[]);
+    let kern = kernel(ctx, "conv.wgsl", SOURCE, "col2im", &[Slot::Uniform, Slot::Read, Slot::ReadWrite], &constants(g));
     let u = uniform(ctx, &x.label, &params(g));
     Ok(Dispatch::new(
         ctx,
