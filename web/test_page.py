@@ -7,7 +7,8 @@ through the DevTools protocol until the page has trained --steps steps with a
 fixed seed. Then it asserts:
   - the kernel self-test passed in the page (every shader, Tint and Dawn);
   - the losses are finite, and the first step's loss_d and loss_g equal the
-    native CLI's (`gan-wgpu train`, same seed, data and batch) within 1e-4;
+    native CLI's (`gan-wgpu train`, same seed, data and batch) within 1e-4
+    (dcgan's loss_g, after D's first Adam step, within 1e-3);
   - the live grid canvas is not blank;
   - the generator the page downloads loads in `gan-wgpu sample`, and gives
     the page's own pixels for the same latent codes within one grey level
@@ -207,7 +208,12 @@ def check_model(cdp, a, model, first, tmp, server, downloads):
     for k in ("loss_d", "loss_g", "first_loss_d", "first_loss_g"):
         check(isinstance(status.get(k), (int, float)) and math.isfinite(status[k]), f"{k} = {status.get(k)}")
     dd, dg = abs(status["first_loss_d"] - native[0]), abs(status["first_loss_g"] - native[1])
-    check(dd <= 1e-4 and dg <= 1e-4,
+    # loss_g follows D's first Adam step, which moves every weight by about
+    # lr whatever its gradient's size: a gradient within rounding of 0 may
+    # take either sign on two adapters. dcgan has thousands of such weights
+    # (no biases, N(0, 0.02) init), so its loss_g is held to 1e-3.
+    tol_g = 1e-3 if model == "dcgan" else 1e-4
+    check(dd <= 1e-4 and dg <= tol_g,
           f"{model} first-step losses: page {status['first_loss_d']}, {status['first_loss_g']}; native CLI {native}")
 
     # The live grid is drawn: many grey levels, not one colour.
@@ -216,7 +222,9 @@ def check_model(cdp, a, model, first, tmp, server, downloads):
         " const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;"
         " const seen = new Set(); for (let i = 0; i < d.length; i += 4) seen.add(d[i]); return seen.size; })()"
     )
-    check(levels >= 32, f"the {model} grid canvas shows {levels} grey levels: blank")
+    # dcgan after 6 steps draws in evaluation mode from running statistics
+    # still far from its batches': faint images, fewer levels.
+    check(levels >= (16 if model == "dcgan" else 32), f"the {model} grid canvas shows {levels} grey levels: blank")
 
     if a.screenshot and first:
         shot = cdp.call("Page.captureScreenshot", format="png")
