@@ -5,21 +5,27 @@
 // A geometry pairs an image [N, H, W, C] with a grid of kernel positions
 // [N, OH, OW]: position (oh, ow) covers image rows oh*S - P + kh and
 // columns ow*S - P + kw for kh, kw < K (outside the image: zero).
-// A column row holds one position's patch, C*K*K wide, in (c, kh, kw) order:
-// the order of PyTorch's weight [OC, C, K, K] (Conv2d) and [C, OC, K, K]
-// (ConvTranspose2d) flattened per output or input channel.
+// A column row holds one position's patch, K*K*C wide, in (kh, kw, c)
+// order: the image's own NHWC order, so a patch row is K runs of K*C
+// contiguous values, and the engine stores convolution weights to match:
+// Conv2d [OC, K, K, C], ConvTranspose2d [C_in, K, K, OC] (PyTorch's
+// [OC, C, K, K] and [C_in, OC, K, K] with the channel moved last;
+// checkpoints are converted on the way in and out).
 //
-// im2col:  cols[(n, oh, ow), (c, kh, kw)] = x[n, oh*S - P + kh, ow*S - P + kw, c]
+// im2col:  cols[(n, oh, ow), (kh, kw, c)] = x[n, oh*S - P + kh, ow*S - P + kw, c]
 //          (0 outside the image)
 //   Conv2d forward: y [N*OH*OW, OC] = cols x W^T; its weight gradient
 //   dW = dy^T x cols; ConvTranspose2d's input gradient starts here too.
 // col2im:  x[n, ih, iw, c] = sum over kh, kw (in that order) with
 //          oh = (ih + P - kh) / S and ow = (iw + P - kw) / S whole and
-//          inside the grid of cols[(n, oh, ow), (c, kh, kw)]
+//          inside the grid of cols[(n, oh, ow), (kh, kw, c)]
 //   Conv2d's input gradient (dcols = dy x W); ConvTranspose2d's forward
 //   (cols = x W). One invocation per image element sums its own terms in a
 //   fixed order: no atomics, deterministic, equal to the CPU reference.
-// Shapes: x [N, H, W, C] (flat [N*H*W, C]), cols [N*OH*OW, C*K*K].
+// Shapes: x [N, H, W, C] (flat [N*H*W, C]), cols [N*OH*OW, K*K*C].
+// When the kernel covers the whole image at one position (K = H = W, no
+// padding, a 1x1 grid) the columns are the image's bytes: the launcher
+// then runs neither kernel (kernels/conv.rs, `ConvGeometry::is_whole`).
 //
 // Bindings, group 0:
 //   0  uniform  g: Geometry {n, h, w, c, oh, ow, k, stride, pad} (the
@@ -28,7 +34,8 @@
 //   1  storage  src  read        im2col: x; col2im: cols
 //   2  storage  dst  read_write  im2col: cols; col2im: x
 // 256 invocations a group; im2col: one per (position, channel), writing
-// its k*k values; col2im: one per image element. 2-D grid past 65535 groups.
+// its k*k values (neighbouring invocations write neighbouring channels);
+// col2im: one per image element. 2-D grid past 65535 groups.
 
 struct Geometry {
     n: u32,
@@ -65,9 +72,10 @@ fn flat_index(gid: vec3<u32>) -> u32 {
     return gid.x + gid.y * 65535u * 256u;
 }
 
-// One invocation per (kernel position, channel): it writes that patch's
-// k*k values (contiguous in cols), so the index arithmetic is paid once
-// per k*k values, not per value.
+// One invocation per (kernel position, channel): it writes that channel's
+// k*k values of the patch, so the index arithmetic is paid once per k*k
+// values, not per value; neighbouring invocations read and write
+// neighbouring addresses.
 @compute @workgroup_size(256)
 fn im2col(@builtin(global_invocation_id) gid: vec3<u32>) {
     let i = flat_index(gid);
@@ -79,7 +87,7 @@ fn im2col(@builtin(global_invocation_id) gid: vec3<u32>) {
     let ow = row % OW;
     let oh = (row / OW) % OH;
     let n = row / (OW * OH);
-    let base = row * C * K * K + c * K * K;
+    let base = row * K * K * C + c;
     // Signed: positions past the top or left edge read the zero padding.
     let top = i32(oh * STRIDE) - i32(PAD);
     let left = i32(ow * STRIDE) - i32(PAD);
@@ -92,7 +100,7 @@ fn im2col(@builtin(global_invocation_id) gid: vec3<u32>) {
             if (row_inside && iw >= 0 && u32(iw) < W) {
                 v = src[((n * H + u32(ih)) * W + u32(iw)) * C + c];
             }
-            dst[base + kh * K + kw] = v;
+            dst[base + (kh * K + kw) * C] = v;
         }
     }
 }
@@ -122,8 +130,7 @@ fn col2im(@builtin(global_invocation_id) gid: vec3<u32>) {
     let iw = pixel % W;
     let ih = (pixel / W) % H;
     let n = pixel / (W * H);
-    let kk = K * K;
-    let width = C * kk;
+    let width = K * K * C;
     let rows = covering(ih, OH);
     let cols = covering(iw, OW);
     var sum = 0.0;
@@ -131,7 +138,7 @@ fn col2im(@builtin(global_invocation_id) gid: vec3<u32>) {
         let kh = u32(i32(ih + PAD) - oh * i32(STRIDE));
         for (var ow = cols.y; ow >= cols.x; ow--) {
             let kw = u32(i32(iw + PAD) - ow * i32(STRIDE));
-            sum += src[((n * OH + u32(oh)) * OW + u32(ow)) * width + c * kk + kh * K + kw];
+            sum += src[((n * OH + u32(oh)) * OW + u32(ow)) * width + (kh * K + kw) * C + c];
         }
     }
     dst[i] = sum;

@@ -250,8 +250,8 @@ impl Loaded {
     }
 }
 
-/// A network checkpoint: its spec, flat parameters (spec.layout() order) and
-/// batch-norm statistics.
+/// A network checkpoint: its spec, flat parameters (spec.layout() order,
+/// the engine's element order) and batch-norm statistics.
 pub struct NetCheckpoint {
     pub params: Vec<f32>,
     pub bn: Vec<Option<BnStats>>,
@@ -306,6 +306,9 @@ pub fn network_bytes_with(
     extra: Vec<(String, OwnedTensor)>,
 ) -> Result<Vec<u8>> {
     let layout = spec.layout();
+    let mut pytorch = params.to_vec();
+    spec.params_to_pytorch(&mut pytorch);
+    let params = pytorch.as_slice();
     let mut tensors = Vec::new();
     for (name, shape, off) in &layout.entries {
         let n: usize = shape.iter().product();
@@ -357,6 +360,7 @@ pub fn network_from(file: &Loaded, spec: &NetSpec) -> Result<NetCheckpoint> {
         let v = file.f32(name, shape)?;
         params[*off..off + v.len()].copy_from_slice(&v);
     }
+    spec.params_from_pytorch(&mut params);
     let mut bn = Vec::new();
     for l in &spec.layers {
         bn.push(match &l.bn {

@@ -26,7 +26,7 @@
 //! reference is in `cpu_reference`.
 
 use crate::kernels::bias_act::Act;
-use crate::kernels::conv::ConvGeometry;
+use crate::kernels::conv::{self, ConvGeometry};
 use crate::kernels::matmul;
 use crate::tensor::FlatLayout;
 use rand::Rng;
@@ -39,10 +39,12 @@ pub enum LayerKind {
     /// Linear: y = x W^T, weight [out, inp].
     Dense,
     /// Conv2d on NHWC images h x w of `inp` channels: y = im2col(x) W^T,
-    /// weight [out, inp, k, k] (flat [out, inp k k]).
+    /// weight [out, k, k, inp] in the engine (flat [out, k k inp]),
+    /// PyTorch's [out, inp, k, k] in checkpoints.
     Conv { h: usize, w: usize, k: usize, stride: usize, pad: usize },
     /// ConvTranspose2d from an h x w grid of `inp` channels: y =
-    /// col2im(x W), weight [inp, out, k, k] (flat [inp, out k k]).
+    /// col2im(x W), weight [inp, k, k, out] in the engine (flat [inp,
+    /// k k out]), PyTorch's [inp, out, k, k] in checkpoints.
     ConvTranspose { h: usize, w: usize, k: usize, stride: usize, pad: usize },
 }
 
@@ -103,10 +105,21 @@ impl LayerSpec {
     }
 
     /// The weight as the layer's matmul reads it: [out, inp] (Dense),
-    /// [out, inp k k] (Conv2d), [inp, out k k] (ConvTranspose2d).
+    /// [out, k k inp] (Conv2d), [inp, k k out] (ConvTranspose2d).
     pub fn weight_matrix(&self) -> [usize; 2] {
         let s = self.weight_shape();
         [s[0], s[1..].iter().product()]
+    }
+
+    /// A convolution weight's (lead, channels, k) for `conv::to_patch_order`:
+    /// PyTorch's [lead, channels, k, k] is the engine's [lead, k, k,
+    /// channels]. None for Dense.
+    pub fn patch_order(&self) -> Option<(usize, usize, usize)> {
+        match self.kind {
+            LayerKind::Dense => None,
+            LayerKind::Conv { k, .. } => Some((self.out, self.inp, k)),
+            LayerKind::ConvTranspose { k, .. } => Some((self.inp, self.out, k)),
+        }
     }
 
     /// PyTorch's fan-in of the weight: its dimension 1 times the kernel area.
@@ -395,8 +408,33 @@ impl NetSpec {
         v
     }
 
+    /// The flat parameters' layout: `param_entries` in order, each tensor
+    /// in PyTorch's element order except convolution weights, which are
+    /// in the engine's (`LayerSpec::patch_order`).
     pub fn layout(&self) -> FlatLayout {
         FlatLayout::new(&self.param_entries())
+    }
+
+    /// Converts flat parameters (or anything laid out like them: gradients,
+    /// Adam moments) from PyTorch's element order to the engine's.
+    pub fn params_from_pytorch(&self, flat: &mut [f32]) {
+        self.reorder(flat, conv::to_patch_order)
+    }
+
+    /// `params_from_pytorch`'s inverse, for a checkpoint.
+    pub fn params_to_pytorch(&self, flat: &mut [f32]) {
+        self.reorder(flat, conv::to_pytorch_order)
+    }
+
+    fn reorder(&self, flat: &mut [f32], f: fn(&[f32], usize, usize, usize) -> Vec<f32>) {
+        let layout = self.layout();
+        for l in &self.layers {
+            let Some((lead, c, k)) = l.patch_order() else { continue };
+            let (_, _, off) = layout.find(&format!("{}.weight", l.name)).expect("a layer's weight entry");
+            let w = &mut flat[*off..off + lead * c * k * k];
+            let reordered = f(w, lead, c, k);
+            w.copy_from_slice(&reordered);
+        }
     }
 
     /// Values of one sample's data input (z, an image), without the
@@ -416,7 +454,8 @@ impl NetSpec {
     /// bound), batch-norm gamma 1, beta 0. DCGAN's: weights N(0, 0.02),
     /// gamma N(1, 0.02), beta 0. An embedding is N(0, 1), drawn after every
     /// layer so that a network without one draws as before. Returns the
-    /// flat parameter vector.
+    /// flat parameter vector (drawn in PyTorch's order, then converted to
+    /// the engine's).
     pub fn init_params(&self, rng: &mut impl Rng) -> Vec<f32> {
         let layout = self.layout();
         let mut flat = vec![0f32; layout.len];
@@ -446,6 +485,7 @@ impl NetSpec {
                 *x = normal(rng);
             }
         }
+        self.params_from_pytorch(&mut flat);
         flat
     }
 }

@@ -227,8 +227,11 @@ impl Activations {
                 }
                 _ => GpuTensor::zeros(ctx, &[n, l.out], &format!("{label}.{}.out", l.name)),
             };
+            // A kernel covering its whole image reads or writes the image
+            // as its columns: no buffer.
             let cols = l
                 .geometry(rows)
+                .filter(|g| !g.is_whole())
                 .map(|g| GpuTensor::zeros(ctx, &[g.positions(), g.patch()], &format!("{label}.{}.cols", l.name)));
             layers.push(LayerActs { pre, out, cols });
         }
@@ -329,6 +332,20 @@ pub fn forward_grouped(
         let act = if l.bn.is_some() { Act::Identity } else { l.act };
         let epilogue = Epilogue { bias: b.as_ref(), act };
         match (l.kind, l.geometry(acts.rows)) {
+            (LayerKind::Conv { .. } | LayerKind::ConvTranspose { .. }, Some(g)) if g.is_whole() => {
+                // The image is the column row: Conv2d is y [n, out] = x [n,
+                // k k c] W^T; ConvTranspose2d is y [n, k k out] = x [n, inp] W.
+                let form = if matches!(l.kind, LayerKind::Conv { .. }) { Form::NT } else { Form::NN };
+                let x2 = x.reshaped(&[acts.rows, l.inp * l.in_positions()])?;
+                let y2 = target.reshaped(&[acts.rows, l.out * l.out_positions()])?;
+                if form == Form::NN && b.is_some() {
+                    // The epilogue's bias is per column: here a column is a (kh, kw, out).
+                    out.push(Matmul::new(ctx, form, variant, &x2, &w, &y2)?.dispatch);
+                    out.push(bias_act::forward(ctx, act, target, b.as_ref())?);
+                } else {
+                    out.push(Matmul::with_epilogue(ctx, form, variant, &x2, &w, &y2, epilogue)?.dispatch);
+                }
+            }
             (LayerKind::Conv { .. }, Some(g)) => {
                 let cols = a.cols.as_ref().ok_or_else(|| no_cols(l))?;
                 out.push(conv::im2col(ctx, &x, cols, &g)?);
@@ -463,10 +480,29 @@ pub fn backward_grouped(
         // or (first layer, none asked) nowhere.
         let d_prev = if i > 0 { Some(d_acts.layers[i - 1].out.clone()) } else { d_input.cloned() };
         if let (LayerKind::Conv { .. } | LayerKind::ConvTranspose { .. }, Some(g)) = (l.kind, l.geometry(acts.rows)) {
-            let cols = a.cols.as_ref().ok_or_else(|| no_cols(l))?;
-            let dcols = d_acts.layers[i].cols.as_ref().ok_or_else(|| no_cols(l))?;
             let w = net.weight_matrix(&net.params, l)?;
             let dw = net.weight_matrix(&net.grads, l)?;
+            if g.is_whole() {
+                // No columns (forward says why): the layer is a dense one
+                // on [n, k k c] rows. Conv2d: dW = dy^T x, dx = dy W;
+                // ConvTranspose2d: dW = x^T dy, dx = dy W^T.
+                let rows = acts.rows;
+                let x2 = layer_input.reshaped(&[rows, l.inp * l.in_positions()])?;
+                let dy2 = dy.reshaped(&[rows, l.out * l.out_positions()])?;
+                let dx2 = d_prev.as_ref().map(|d| d.reshaped(&[rows, l.inp * l.in_positions()])).transpose()?;
+                let conv2d = matches!(l.kind, LayerKind::Conv { .. });
+                if param_grads {
+                    let (a, b) = if conv2d { (&dy2, &x2) } else { (&x2, &dy2) };
+                    out.push(Matmul::new(ctx, Form::TN, variant, a, b, &dw)?.dispatch);
+                }
+                if let Some(dx) = &dx2 {
+                    let form = if conv2d { Form::NN } else { Form::NT };
+                    out.push(Matmul::new(ctx, form, variant, &dy2, &w, dx)?.dispatch);
+                }
+                continue;
+            }
+            let cols = a.cols.as_ref().ok_or_else(|| no_cols(l))?;
+            let dcols = d_acts.layers[i].cols.as_ref().ok_or_else(|| no_cols(l))?;
             if matches!(l.kind, LayerKind::Conv { .. }) {
                 // y = cols W^T: dW = dy^T cols; dcols = dy W; dx = col2im(dcols).
                 if param_grads {

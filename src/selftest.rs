@@ -174,7 +174,7 @@ async fn convolution(ctx: &GpuContext) -> Result<()> {
     let (m, k, out) = (g.positions(), g.patch(), 5);
     let (x, w) = (random(&mut r, g.image_len(), -1.0, 1.0), random(&mut r, out * k, -1.0, 1.0));
     let gx = GpuTensor::from_f32(ctx, &[g.n * g.h * g.w, g.c], "x", &x)?;
-    let gw = GpuTensor::from_f32(ctx, &[out, k], "weight", &w)?;
+    let gw = GpuTensor::from_f32(ctx, &[out, k], "weight", &conv::to_patch_order(&w, out, g.c, g.k))?;
     let cols = nan_tensor(ctx, &[m, k], "cols").await?;
     let y = nan_tensor(ctx, &[m, out], "y").await?;
     let back = nan_tensor(ctx, &[g.n * g.h * g.w, g.c], "col2im").await?;

@@ -127,3 +127,36 @@ fn the_generator_is_rebuilt_from_its_recorded_architecture() {
     let err = evaluate::load_generator(ctx, &dpath).err().unwrap().to_string();
     assert!(err.contains("discriminator checkpoint, a generator checkpoint is expected"), "{err}");
 }
+
+/// Convolution weights live in the engine in (kh, kw, c) order (the
+/// columns'), in checkpoints in PyTorch's (c, kh, kw): the conversion moves
+/// each element where PyTorch's indexing says, and a file written and read
+/// back gives the same flat parameters.
+#[test]
+fn convolution_weights_are_in_pytorch_order_in_checkpoints() {
+    use gan_wgpu::kernels::conv;
+    // [lead 1, c 2, k 2]: PyTorch a b c d | e f g h (channel-major).
+    let pytorch: Vec<f32> = (0..8).map(|i| i as f32).collect();
+    let engine = conv::to_patch_order(&pytorch, 1, 2, 2);
+    assert_eq!(engine, [0.0, 4.0, 1.0, 5.0, 2.0, 6.0, 3.0, 7.0]);
+    assert_eq!(conv::to_pytorch_order(&engine, 1, 2, 2), pytorch);
+    for spec in specs() {
+        let params = spec.init_params(&mut common::rng(5));
+        let bytes = checkpoint::network_bytes(&spec, &params, &bn_of(&spec), vec![]).unwrap();
+        let st = safetensors::SafeTensors::deserialize(&bytes).unwrap();
+        let layout = spec.layout();
+        for l in &spec.layers {
+            let name = format!("{}.weight", l.name);
+            let (_, shape, off) = layout.find(&name).unwrap();
+            let flat = &params[*off..off + shape.iter().product::<usize>()];
+            let stored: Vec<f32> = bytemuck::pod_collect_to_vec(st.tensor(&name).unwrap().data());
+            let want = match l.patch_order() {
+                Some((lead, c, k)) => conv::to_pytorch_order(flat, lead, c, k),
+                None => flat.to_vec(),
+            };
+            assert_eq!(stored, want, "{} {name}", spec.name);
+        }
+        let file = checkpoint::Loaded::from_bytes(bytes, std::path::Path::new("mem")).unwrap();
+        assert_eq!(checkpoint::network_from(&file, &spec).unwrap().params, params, "{}", spec.name);
+    }
+}

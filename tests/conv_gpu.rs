@@ -79,6 +79,10 @@ fn im2col_and_col2im_equal_the_cpu_exactly() {
         run(ctx, &[conv::im2col(ctx, &gx, &gcols, &g).unwrap()]);
         let cols = conv::cpu_im2col(&x, &g);
         assert_eq!(gcols.read_f32(ctx).unwrap(), cols, "im2col {g:?}");
+        // The network skips both movements for these: they must be the identity.
+        if g.is_whole() {
+            assert_eq!(cols, x, "im2col of a whole-image geometry {g:?}");
+        }
         // col2im of arbitrary columns (not only of im2col's).
         let cols = uniform_vec(&mut r, cols.len(), -1.0, 1.0);
         gcols.write_f32(ctx, &cols).unwrap();
@@ -101,7 +105,8 @@ fn conv2d_forward_and_gradients() {
         let w = uniform_vec(&mut r, out * k, -1.0, 1.0);
         let dy = uniform_vec(&mut r, m * out, -1.0, 1.0);
         let gx = GpuTensor::from_f32(ctx, &[g.n * g.h * g.w, g.c], "x", &x).unwrap();
-        let gw = GpuTensor::from_f32(ctx, &[out, k], "weight", &w).unwrap();
+        // w is in PyTorch's order, the GPU's copy in the engine's.
+        let gw = GpuTensor::from_f32(ctx, &[out, k], "weight", &conv::to_patch_order(&w, out, g.c, g.k)).unwrap();
         let gdy = GpuTensor::from_f32(ctx, &[m, out], "dy", &dy).unwrap();
         let cpu_y: Vec<f32> = conv::cpu_conv2d(&x, &w, out, &g).into_iter().map(|v| v as f32).collect();
         let loss = |x: &[f32], w: &[f32]| -> f64 {
@@ -125,7 +130,8 @@ fn conv2d_forward_and_gradients() {
             );
             let what = format!("conv2d {} {g:?}", variant.name());
             assert_close(&format!("{what} forward"), &y.read_f32(ctx).unwrap(), &cpu_y, atol(k), 1e-4);
-            let (dx, dw) = (dx.read_f32(ctx).unwrap(), dw.read_f32(ctx).unwrap());
+            let dw = conv::to_pytorch_order(&dw.read_f32(ctx).unwrap(), out, g.c, g.k);
+            let dx = dx.read_f32(ctx).unwrap();
             let xi = some_indices(x.len(), 12);
             let wi = some_indices(w.len(), 12);
             let fd_x = finite_differences(&x, &xi, |x| loss(x, &w));
@@ -150,7 +156,7 @@ fn conv_transpose2d_forward_and_gradients() {
         let w = uniform_vec(&mut r, inp * k, -1.0, 1.0);
         let dy = uniform_vec(&mut r, g.image_len(), -1.0, 1.0);
         let gx = GpuTensor::from_f32(ctx, &[m, inp], "x", &x).unwrap();
-        let gw = GpuTensor::from_f32(ctx, &[inp, k], "weight", &w).unwrap();
+        let gw = GpuTensor::from_f32(ctx, &[inp, k], "weight", &conv::to_patch_order(&w, inp, g.c, g.k)).unwrap();
         let gdy = GpuTensor::from_f32(ctx, &[g.n * g.h * g.w, g.c], "dy", &dy).unwrap();
         let cpu_y: Vec<f32> = conv::cpu_conv_transpose2d(&x, &w, inp, &g).into_iter().map(|v| v as f32).collect();
         let loss = |x: &[f32], w: &[f32]| -> f64 {
@@ -174,7 +180,8 @@ fn conv_transpose2d_forward_and_gradients() {
             );
             let what = format!("conv_transpose2d {} {g:?}", variant.name());
             assert_close(&format!("{what} forward"), &y.read_f32(ctx).unwrap(), &cpu_y, atol(inp * g.k * g.k), 1e-4);
-            let (dx, dw) = (dx.read_f32(ctx).unwrap(), dw.read_f32(ctx).unwrap());
+            let dw = conv::to_pytorch_order(&dw.read_f32(ctx).unwrap(), inp, g.c, g.k);
+            let dx = dx.read_f32(ctx).unwrap();
             let xi = some_indices(x.len(), 12);
             let wi = some_indices(w.len(), 12);
             let fd_x = finite_differences(&x, &xi, |x| loss(x, &w));

@@ -97,9 +97,18 @@ fn dcgan_trains_from_the_cli_resumes_and_samples() {
 
     let half = dir.path().join("half");
     train(&half, "1", None);
+    // The same state as an older engine wrote it (format 1: convolution
+    // weights and their Adam moments in PyTorch's order) resumes the same.
+    let legacy = dir.path().join("legacy");
+    copy_dir(&half, &legacy);
+    write_state_in_pytorch_order(&legacy);
     train(&half, "2", Some(&half));
-    for f in ["losses.csv", "checkpoints/generator_1.safetensors", "checkpoints/discriminator_1.safetensors"] {
-        let (a, b) = (std::fs::read(whole.join(f)).unwrap(), std::fs::read(half.join(f)).unwrap());
+    train(&legacy, "2", Some(&legacy));
+    for (f, run) in ["losses.csv", "checkpoints/generator_1.safetensors", "checkpoints/discriminator_1.safetensors"]
+        .into_iter()
+        .flat_map(|f| [(f, &half), (f, &legacy)])
+    {
+        let (a, b) = (std::fs::read(whole.join(f)).unwrap(), std::fs::read(run.join(f)).unwrap());
         if f.ends_with(".csv") {
             // The seconds column differs; every other column must not.
             let strip = |s: &[u8]| -> Vec<String> {
@@ -122,6 +131,45 @@ fn dcgan_trains_from_the_cli_resumes_and_samples() {
     // batch's, so evaluation-mode samples are nearly flat; not constant.
     let levels: std::collections::HashSet<u8> = samples.pixels.iter().copied().collect();
     assert!(levels.len() > 1, "samples are constant");
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for e in std::fs::read_dir(from).unwrap() {
+        let e = e.unwrap();
+        if e.file_type().unwrap().is_dir() {
+            copy_dir(&e.path(), &to.join(e.file_name()));
+        } else {
+            std::fs::copy(e.path(), to.join(e.file_name())).unwrap();
+        }
+    }
+}
+
+/// Rewrites the run's newest state file as format 1 (before convolution
+/// weights were kept in (kh, kw, c) order): flat parameters and moments in
+/// PyTorch's order.
+fn write_state_in_pytorch_order(run: &Path) {
+    use gan_wgpu::checkpoint::{save_safetensors, Loaded, OwnedTensor};
+    let path = gan_wgpu::train::find_latest_state(run).unwrap();
+    let file = Loaded::open(&path).unwrap();
+    let mut meta = file.metadata().unwrap();
+    assert_eq!(meta.insert("format".into(), "gan-wgpu-state-1".into()).as_deref(), Some("gan-wgpu-state-2"));
+    let arch = GanArchitecture::dcgan(100, (28, 28), 8).unwrap();
+    let bytes = std::fs::read(&path).unwrap();
+    let st = safetensors::SafeTensors::deserialize(&bytes).unwrap();
+    let mut tensors = Vec::new();
+    let mut converted = 0;
+    for (name, view) in st.tensors() {
+        let mut v: Vec<f32> = bytemuck::pod_collect_to_vec(view.data());
+        if let Some((net, "params" | "m" | "v")) = name.split_once('.') {
+            let spec = if net == "g" { &arch.generator } else { &arch.discriminator };
+            spec.params_to_pytorch(&mut v);
+            converted += 1;
+        }
+        tensors.push((name, OwnedTensor::f32(view.shape().to_vec(), &v)));
+    }
+    assert_eq!(converted, 6, "g and d: params, m, v");
+    save_safetensors(&path, &tensors, &meta.into_iter().collect::<Vec<_>>()).unwrap();
 }
 
 /// Images dcgan cannot shape (not square, or a side that is no multiple of

@@ -68,8 +68,14 @@ fn gpu_caches(
             (Some(pre), Some(bn)) => (cut(pre), bn.invstd[..groups].iter().flat_map(|t| read(ctx, t)).collect()),
             _ => (Vec::new(), Vec::new()),
         };
+        // A Conv2d's columns: the GPU's, or for a kernel covering the whole
+        // image (no column buffer) the input itself.
         let cols = match (&acts.layers[i].cols, l.kind) {
             (Some(c), LayerKind::Conv { .. }) => read(ctx, c)[..rows * l.out_positions() * c.shape[1]].to_vec(),
+            (None, LayerKind::Conv { .. }) => {
+                assert!(l.geometry(rows).unwrap().is_whole(), "{}: a Conv2d without columns", l.name);
+                x.clone()
+            }
             _ => Vec::new(),
         };
         let labels = if i == 0 && net.spec.embedding.is_some() { labels[..rows].to_vec() } else { Vec::new() };

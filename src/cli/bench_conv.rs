@@ -3,7 +3,9 @@
 //! gradient, as the trainer runs it (im2col or col2im and the adapter's
 //! matmul), against that matmul alone at the same GEMM shape (m, n, k): what
 //! the explicit columns cost. A weight gradient is a matmul over the
-//! forward's columns and makes none, so it is not listed.
+//! forward's columns and makes none, so it is not listed; nor do layers
+//! whose kernel covers the whole image (their image is their columns), so
+//! their rows show no column time.
 
 use gan_wgpu::context::GpuContext;
 use gan_wgpu::error::{GanError, Result};
@@ -20,7 +22,7 @@ pub struct ConvRow {
     /// The GEMM: m x n x k in `form`.
     pub gemm: (usize, usize, usize, Form),
     pub matmul_us: f64,
-    /// im2col or col2im.
+    /// im2col or col2im (0 where the layer needs none).
     pub columns_us: f64,
 }
 
@@ -59,13 +61,14 @@ pub fn run_conv_bench(ctx: &GpuContext, batch: usize, quick: bool) -> Result<Vec
             let [wr, wc] = l.weight_matrix();
             let w = zeros(ctx, &[wr, wc], "weight");
             let name = format!("{tag} {} {}", l.name, l.describe().replace(", bias=False", ""));
+            let whole = g.is_whole();
             let mut push =
                 |what: &str, mm: Matmul, columns: Dispatch, gemm: (usize, usize, usize, Form)| -> Result<()> {
                     rows.push(ConvRow {
                         case: format!("{name} {what}"),
                         gemm,
                         matmul_us: time(&mm.dispatch)?,
-                        columns_us: time(&columns)?,
+                        columns_us: if whole { 0.0 } else { time(&columns)? },
                     });
                     Ok(())
                 };

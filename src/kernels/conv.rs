@@ -8,6 +8,11 @@
 //! batch norm and its reductions) then works on it as on a dense layer's
 //! [rows, features], with rows = N*H*W: BatchNorm2d is BatchNorm1d over
 //! those rows. For 1-channel images NHWC and NCHW are the same bytes.
+//!
+//! Columns are in (kh, kw, c) order, the image's own, and so are the
+//! engine's convolution weights (`to_patch_order`; checkpoints keep
+//! PyTorch's order): a layer whose kernel covers its whole image at one
+//! position then needs no columns at all, its image is its column row.
 
 use super::{grid_1d, kernel, uniform, Dispatch, Slot};
 use crate::context::GpuContext;
@@ -51,9 +56,16 @@ impl ConvGeometry {
         self.n * self.oh * self.ow
     }
 
-    /// Width of a column row: c * k * k.
+    /// Width of a column row: k * k * c.
     pub fn patch(&self) -> usize {
-        self.c * self.k * self.k
+        self.k * self.k * self.c
+    }
+
+    /// One kernel position covering the whole image (k = h = w, no
+    /// padding): im2col and col2im are then the identity, the image
+    /// [n, k, k, c] being the columns [n, k k c] byte for byte.
+    pub fn is_whole(&self) -> bool {
+        self.oh == 1 && self.ow == 1 && self.pad == 0 && self.h == self.k && self.w == self.k
     }
 
     /// Elements of the image, n * h * w * c.
@@ -143,7 +155,7 @@ pub fn col2im(ctx: &GpuContext, cols: &GpuTensor, x: &GpuTensor, g: &ConvGeometr
     ))
 }
 
-/// The image position patch entry (c, kh, kw) of position (n, oh, ow)
+/// The image position patch entry (kh, kw, c) of position (n, oh, ow)
 /// reads, if inside the image.
 fn source(g: &ConvGeometry, n: usize, oh: usize, ow: usize, c: usize, kh: usize, kw: usize) -> Option<usize> {
     let ih = (oh * g.stride + kh).checked_sub(g.pad).filter(|&i| i < g.h)?;
@@ -151,10 +163,9 @@ fn source(g: &ConvGeometry, n: usize, oh: usize, ow: usize, c: usize, kh: usize,
     Some(((n * g.h + ih) * g.w + iw) * g.c + c)
 }
 
-/// Visits every (position row, patch column, image index) pair in the
-/// order (n, oh, ow, c, kh, kw).
-fn for_each_tap(g: &ConvGeometry, mut f: impl FnMut(usize, usize, usize)) {
-    let kk = g.k * g.k;
+/// Visits every tap inside the image as (position row, channel, kh, kw,
+/// image index), in the order (n, oh, ow, c, kh, kw).
+fn for_each_tap(g: &ConvGeometry, mut f: impl FnMut(usize, usize, usize, usize, usize)) {
     for n in 0..g.n {
         for oh in 0..g.oh {
             for ow in 0..g.ow {
@@ -163,7 +174,7 @@ fn for_each_tap(g: &ConvGeometry, mut f: impl FnMut(usize, usize, usize)) {
                     for kh in 0..g.k {
                         for kw in 0..g.k {
                             if let Some(i) = source(g, n, oh, ow, c, kh, kw) {
-                                f(row, c * kk + kh * g.k + kw, i);
+                                f(row, c, kh, kw, i);
                             }
                         }
                     }
@@ -173,17 +184,22 @@ fn for_each_tap(g: &ConvGeometry, mut f: impl FnMut(usize, usize, usize)) {
     }
 }
 
+/// Column index of patch entry (kh, kw, c).
+fn patch_col(g: &ConvGeometry, c: usize, kh: usize, kw: usize) -> usize {
+    (kh * g.k + kw) * g.c + c
+}
+
 pub fn cpu_im2col(x: &[f32], g: &ConvGeometry) -> Vec<f32> {
     let width = g.patch();
     let mut cols = vec![0.0; g.positions() * width];
-    for_each_tap(g, |row, col, i| cols[row * width + col] = x[i]);
+    for_each_tap(g, |row, c, kh, kw, i| cols[row * width + patch_col(g, c, kh, kw)] = x[i]);
     cols
 }
 
 /// col2im summed per image element in the shader's order (kh, then kw,
 /// ascending), so that the GPU's result equals it exactly.
 pub fn cpu_col2im(cols: &[f32], g: &ConvGeometry) -> Vec<f32> {
-    let (kk, width) = (g.k * g.k, g.patch());
+    let width = g.patch();
     let mut x = vec![0.0; g.image_len()];
     for n in 0..g.n {
         for ih in 0..g.h {
@@ -201,7 +217,7 @@ pub fn cpu_col2im(cols: &[f32], g: &ConvGeometry) -> Vec<f32> {
                                 continue;
                             }
                             let row = (n * g.oh + th / g.stride) * g.ow + tw / g.stride;
-                            sum += cols[row * width + c * kk + kh * g.k + kw];
+                            sum += cols[row * width + patch_col(g, c, kh, kw)];
                         }
                     }
                     x[((n * g.h + ih) * g.w + iw) * g.c + c] = sum;
@@ -213,28 +229,55 @@ pub fn cpu_col2im(cols: &[f32], g: &ConvGeometry) -> Vec<f32> {
 }
 
 /// PyTorch's Conv2d (no bias) computed directly, in f64: x NHWC [n, h, w,
-/// c], weight [out, c, k, k]; returns [n, oh, ow, out].
+/// c], weight in PyTorch's order [out, c, k, k]; returns [n, oh, ow, out].
 pub fn cpu_conv2d(x: &[f32], weight: &[f32], out: usize, g: &ConvGeometry) -> Vec<f64> {
     let width = g.patch();
     let mut y = vec![0f64; g.positions() * out];
-    for_each_tap(g, |row, col, i| {
+    for_each_tap(g, |row, c, kh, kw, i| {
         for o in 0..out {
-            y[row * out + o] += weight[o * width + col] as f64 * x[i] as f64;
+            y[row * out + o] += weight[o * width + (c * g.k + kh) * g.k + kw] as f64 * x[i] as f64;
         }
     });
     y
 }
 
 /// PyTorch's ConvTranspose2d (no bias) computed directly, in f64: x NHWC
-/// [n, oh, ow, inp] (the grid side of `g`), weight [inp, g.c, k, k];
-/// returns the image [n, h, w, g.c].
+/// [n, oh, ow, inp] (the grid side of `g`), weight in PyTorch's order
+/// [inp, g.c, k, k]; returns the image [n, h, w, g.c].
 pub fn cpu_conv_transpose2d(x: &[f32], weight: &[f32], inp: usize, g: &ConvGeometry) -> Vec<f64> {
     let width = g.patch();
     let mut y = vec![0f64; g.image_len()];
-    for_each_tap(g, |row, col, i| {
+    for_each_tap(g, |row, c, kh, kw, i| {
         for ic in 0..inp {
-            y[i] += x[row * inp + ic] as f64 * weight[ic * width + col] as f64;
+            y[i] += x[row * inp + ic] as f64 * weight[ic * width + (c * g.k + kh) * g.k + kw] as f64;
         }
     });
     y
+}
+
+/// A weight from PyTorch's order [lead, c, k, k] to the engine's
+/// [lead, k, k, c] (the columns' order). `lead` is Conv2d's output
+/// channels or ConvTranspose2d's input channels; `c` the image's channels.
+pub fn to_patch_order(weight: &[f32], lead: usize, c: usize, k: usize) -> Vec<f32> {
+    let mut out = vec![0.0; weight.len()];
+    for (pytorch, engine) in patch_order_pairs(lead, c, k) {
+        out[engine] = weight[pytorch];
+    }
+    out
+}
+
+/// `to_patch_order`'s inverse: [lead, k, k, c] back to [lead, c, k, k].
+pub fn to_pytorch_order(weight: &[f32], lead: usize, c: usize, k: usize) -> Vec<f32> {
+    let mut out = vec![0.0; weight.len()];
+    for (pytorch, engine) in patch_order_pairs(lead, c, k) {
+        out[pytorch] = weight[engine];
+    }
+    out
+}
+
+/// (index in PyTorch's order, index in the engine's) for every element.
+fn patch_order_pairs(lead: usize, c: usize, k: usize) -> impl Iterator<Item = (usize, usize)> {
+    (0..lead).flat_map(move |l| {
+        (0..c).flat_map(move |ci| (0..k * k).map(move |t| (((l * c + ci) * k * k) + t, (l * k * k + t) * c + ci)))
+    })
 }

@@ -55,7 +55,11 @@ pub use warmup::warm_up_pipelines;
 /// Seed of the 25 fixed latent codes of the per-epoch grids.
 pub const FIXED_LATENT_SEED: u64 = 1234;
 pub use crate::defaults::GRID_SAMPLES;
-const STATE_FORMAT: &str = "gan-wgpu-state-1";
+/// Training states' format: 2 stores convolution weights (and their Adam
+/// moments) in the engine's (kh, kw, c) order; 1, PyTorch's, is converted
+/// when resumed.
+const STATE_FORMAT: &str = "gan-wgpu-state-2";
+const STATE_FORMAT_PYTORCH_ORDER: &str = "gan-wgpu-state-1";
 /// Metrics buffer: [loss_d, D(x), D(G(z)), loss_g, D(G(z)) after the D step, unused x3].
 const METRICS_LEN: usize = 8;
 /// A readback slot: the metrics, then the 4 step counters (divergence flag).

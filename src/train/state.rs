@@ -215,7 +215,7 @@ fn check_state_meta(
     let path = f.path.as_path();
     let meta = f.metadata()?;
     let bad = |why: String| GanError::Checkpoint { path: path.into(), why };
-    if meta.get("format").map(String::as_str) != Some(STATE_FORMAT) {
+    if !matches!(meta.get("format").map(String::as_str), Some(STATE_FORMAT | STATE_FORMAT_PYTORCH_ORDER)) {
         return Err(bad(format!("not a gan-wgpu training state (format {:?})", meta.get("format"))));
     }
     // The flags a user names (--data, --limit) before the sizes they imply.
@@ -249,8 +249,6 @@ pub(super) fn load_state(
     let meta = check_state_meta(&f, cfg, identity, height * width, n_images)?;
     let num = |k: &str| meta_u64(&meta, k, path);
     let arch = cfg.gan.architecture(height, width)?;
-    let gl = arch.generator.layout().len;
-    let dl = arch.discriminator.layout().len;
     let steps = num("steps_done")? as i64;
     // Batch-norm statistics per network (the counts are the checkpoints').
     let bn_of = |prefix: &str, spec: &crate::model::NetSpec| -> Result<Vec<Option<BnStats>>> {
@@ -269,13 +267,22 @@ pub(super) fn load_state(
     };
     let g_bn = bn_of("g", &arch.generator)?;
     let d_bn = bn_of("d", &arch.discriminator)?;
+    let pytorch_order = meta.get("format").map(String::as_str) == Some(STATE_FORMAT_PYTORCH_ORDER);
+    let flat = |name: &str, spec: &crate::model::NetSpec| -> Result<Vec<f32>> {
+        let mut v = f.f32(name, &[spec.layout().len])?;
+        if pytorch_order {
+            spec.params_from_pytorch(&mut v);
+        }
+        Ok(v)
+    };
+    let (g, d) = (&arch.generator, &arch.discriminator);
     Ok(SavedState {
-        g_params: f.f32("g.params", &[gl])?,
-        d_params: f.f32("d.params", &[dl])?,
-        g_m: f.f32("g.m", &[gl])?,
-        g_v: f.f32("g.v", &[gl])?,
-        d_m: f.f32("d.m", &[dl])?,
-        d_v: f.f32("d.v", &[dl])?,
+        g_params: flat("g.params", g)?,
+        d_params: flat("d.params", d)?,
+        g_m: flat("g.m", g)?,
+        g_v: flat("g.v", g)?,
+        d_m: flat("d.m", d)?,
+        d_v: flat("d.v", d)?,
         g_bn,
         d_bn,
         progress: Progress {
