@@ -10,7 +10,7 @@ use crate::kernels::batchnorm::{self, BnGrads, BnTensors, RowGroup};
 use crate::kernels::bias_act::{self, Act};
 use crate::kernels::matmul::{Epilogue, Form, Matmul, Variant};
 use crate::kernels::reduce::Reduce;
-use crate::kernels::{conv, embedding, Dispatch};
+use crate::kernels::{conv, conv_gemm, embedding, Dispatch};
 use crate::model::{BnStats, LayerKind, LayerSpec, NetSpec};
 use crate::tensor::{FlatLayout, GpuTensor};
 
@@ -263,6 +263,22 @@ impl Activations {
         })
     }
 
+    /// The same buffers without the columns that only a weight gradient
+    /// would read, for Conv2d layers whose forward is an implicit GEMM: for
+    /// a pass whose backward computes input gradients only (D's pass in
+    /// G's step), which then writes no columns.
+    pub fn without_weight_grad_columns(&self, ctx: &GpuContext, spec: &NetSpec, variant: Variant) -> Self {
+        let mut acts = self.clone();
+        for (a, l) in acts.layers.iter_mut().zip(&spec.layers) {
+            if let (LayerKind::Conv { .. }, Some(g)) = (l.kind, l.geometry(self.rows)) {
+                if uses_implicit_gemm(ctx, variant, &g) {
+                    a.cols = None;
+                }
+            }
+        }
+        acts
+    }
+
     pub fn bytes(&self) -> u64 {
         self.layers
             .iter()
@@ -274,6 +290,14 @@ impl Activations {
 
 fn no_cols(l: &LayerSpec) -> GanError {
     GanError::shape(&l.name, "a convolution without its column buffer")
+}
+
+/// Whether a Conv2d forward with matmul `variant` reads its patches from the
+/// image (conv_gemm) rather than from columns: with the subgroup matmul, on
+/// channels in multiples of 4 (on lavapipe it runs faster than the matmul
+/// over written columns, docs/performance.md).
+pub fn uses_implicit_gemm(ctx: &GpuContext, variant: Variant, g: &conv::ConvGeometry) -> bool {
+    variant == Variant::Subgroup && !g.is_whole() && conv_gemm::applies(ctx, g)
 }
 
 /// Forward dispatches: input [rows, in] through every layer into `acts`.
@@ -347,9 +371,18 @@ pub fn forward_grouped(
                 }
             }
             (LayerKind::Conv { .. }, Some(g)) => {
-                let cols = a.cols.as_ref().ok_or_else(|| no_cols(l))?;
-                out.push(conv::im2col(ctx, &x, cols, &g)?);
-                out.push(Matmul::with_epilogue(ctx, Form::NT, variant, cols, &w, target, epilogue)?.dispatch);
+                // Columns are written where the buffer exists: the weight
+                // gradient reads them. The product itself reads the image
+                // (implicit GEMM) where that kernel applies.
+                if let Some(cols) = &a.cols {
+                    out.push(conv::im2col(ctx, &x, cols, &g)?);
+                }
+                if uses_implicit_gemm(ctx, variant, &g) {
+                    out.push(conv_gemm::conv2d_forward(ctx, &x, &w, target, &g, epilogue)?);
+                } else {
+                    let cols = a.cols.as_ref().ok_or_else(|| no_cols(l))?;
+                    out.push(Matmul::with_epilogue(ctx, Form::NT, variant, cols, &w, target, epilogue)?.dispatch);
+                }
             }
             (LayerKind::ConvTranspose { .. }, Some(g)) => {
                 let cols = a.cols.as_ref().ok_or_else(|| no_cols(l))?;
@@ -501,11 +534,11 @@ pub fn backward_grouped(
                 }
                 continue;
             }
-            let cols = a.cols.as_ref().ok_or_else(|| no_cols(l))?;
             let dcols = d_acts.layers[i].cols.as_ref().ok_or_else(|| no_cols(l))?;
             if matches!(l.kind, LayerKind::Conv { .. }) {
                 // y = cols W^T: dW = dy^T cols; dcols = dy W; dx = col2im(dcols).
                 if param_grads {
+                    let cols = a.cols.as_ref().ok_or_else(|| no_cols(l))?;
                     out.push(Matmul::new(ctx, Form::TN, variant, &dy, cols, &dw)?.dispatch);
                 }
                 if let Some(dx) = &d_prev {

@@ -9,7 +9,8 @@ use crate::context::GpuContext;
 use crate::error::{GanError, Result};
 use crate::kernels::matmul::{self, Form, Variant};
 use crate::kernels::reduce::Reduce;
-use crate::kernels::{adam, bias_act, check_close, conv, embedding, gather, rng, run, softmax_ce};
+use crate::kernels::bias_act::Act;
+use crate::kernels::{adam, bias_act, check_close, conv, conv_gemm, embedding, gather, rng, run, softmax_ce};
 use crate::tensor::GpuTensor;
 use rand::{Rng, SeedableRng};
 
@@ -188,6 +189,25 @@ async fn convolution(ctx: &GpuContext) -> Result<()> {
     check_close("conv2d forward", &y.read_f32_async(ctx).await?, &want, 2e-6 * k as f32 + 1e-6, 1e-4).map_err(&err)
 }
 
+/// The implicit-GEMM Conv2d forward (k4 s2 p1, odd sizes, 37 output
+/// channels) with its epilogue against the direct definition.
+async fn implicit_convolution(ctx: &GpuContext, g: conv::ConvGeometry) -> Result<()> {
+    let err = mismatch("implicit conv");
+    let mut r = rand_chacha::ChaCha8Rng::seed_from_u64(28);
+    let (m, k, out) = (g.positions(), g.patch(), 37);
+    let (x, w) = (random(&mut r, g.image_len(), -1.0, 1.0), random(&mut r, out * k, -1.0, 1.0));
+    let b = random(&mut r, out, -1.0, 1.0);
+    let gx = GpuTensor::from_f32(ctx, &[g.n * g.h * g.w, g.c], "x", &x)?;
+    let gw = GpuTensor::from_f32(ctx, &[out, k], "weight", &conv::to_patch_order(&w, out, g.c, g.k))?;
+    let gb = GpuTensor::from_f32(ctx, &[out], "bias", &b)?;
+    let y = nan_tensor(ctx, &[m, out], "y").await?;
+    let epilogue = matmul::Epilogue { bias: Some(&gb), act: Act::LeakyRelu };
+    run(ctx, &[&conv_gemm::conv2d_forward(ctx, &gx, &gw, &y, &g, epilogue)?])?;
+    let z: Vec<f32> = conv::cpu_conv2d(&x, &w, out, &g).into_iter().map(|v| v as f32).collect();
+    let want = bias_act::cpu_forward(Act::LeakyRelu, &z, Some(&b), m, out);
+    check_close("implicit conv2d", &y.read_f32_async(ctx).await?, &want, 2e-6 * k as f32 + 1e-6, 1e-4).map_err(&err)
+}
+
 /// The label embedding: join, split, table gradient, pad and crop, exactly
 /// (they copy, or sum in the CPU's order).
 async fn label_embedding(ctx: &GpuContext) -> Result<()> {
@@ -294,6 +314,11 @@ pub async fn run_all(ctx: &GpuContext) -> Vec<CheckResult> {
     push("rng.wgsl", "131 fake labels, and a batch's real labels gathered (gather.wgsl)".into(), labels(ctx).await);
     push("embedding.wgsl", "join, split, table gradient, pad and crop".into(), label_embedding(ctx).await);
     push("conv.wgsl", "im2col, col2im, Conv2d through the matmul".into(), convolution(ctx).await);
+    let geometry = conv::ConvGeometry::conv(3, 7, 5, 8, 4, 2, 1);
+    if conv_gemm::applies(ctx, &geometry) {
+        let what = "the implicit-GEMM Conv2d with bias+LeakyReLU".into();
+        push("conv_gemm_sg.wgsl", what, implicit_convolution(ctx, geometry).await);
+    }
     push("softmax_ce.wgsl", "65x13 loss and gradient".into(), softmax_cross_entropy(ctx).await);
     push("ceiling.wgsl", "the FMA loop and the streaming copy".into(), ceilings(ctx).await);
     out

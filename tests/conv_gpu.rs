@@ -206,3 +206,49 @@ fn inconsistent_geometries_are_refused() {
     let e = conv::im2col(ctx, &x, &cols, &bad).expect_err("refused").to_string();
     assert!(e.contains("geometry"), "{e}");
 }
+
+/// The implicit-GEMM Conv2d forward (patches read from the image inside the
+/// subgroup matmul) against the direct definition, with a bias and
+/// LeakyReLU in its epilogue, on geometries of 4, 8 and 12 channels that
+/// divide no tile (37 output channels; 3x7x5, 2x6x9, 5x14x14 images). Where
+/// the adapter has no usable subgroups the launcher must refuse it, naming
+/// the need.
+#[test]
+fn implicit_gemm_conv2d_forward_equals_the_definition() {
+    use gan_wgpu::kernels::bias_act::{self, Act};
+    use gan_wgpu::kernels::conv_gemm;
+    use gan_wgpu::kernels::matmul::Epilogue;
+    let Some(ctx) = ctx() else { return };
+    let out = 37;
+    let geometries = [
+        ConvGeometry::conv(3, 7, 5, 4, 4, 2, 1),
+        ConvGeometry::conv(2, 6, 9, 8, 3, 1, 1),
+        ConvGeometry::conv(5, 14, 14, 12, 4, 2, 1),
+    ];
+    for (i, g) in geometries.into_iter().enumerate() {
+        let mut r = rng(40 + i as u64);
+        let (m, k) = (g.positions(), g.patch());
+        let x = uniform_vec(&mut r, g.image_len(), -1.0, 1.0);
+        let w = uniform_vec(&mut r, out * k, -1.0, 1.0);
+        let bias = uniform_vec(&mut r, out, -1.0, 1.0);
+        let gx = GpuTensor::from_f32(ctx, &[g.n * g.h * g.w, g.c], "x", &x).unwrap();
+        let gw = GpuTensor::from_f32(ctx, &[out, k], "weight", &conv::to_patch_order(&w, out, g.c, g.k)).unwrap();
+        let gbias = GpuTensor::from_f32(ctx, &[out], "bias", &bias).unwrap();
+        let y = nan_tensor(ctx, &[m, out], "y");
+        let epilogue = Epilogue { bias: Some(&gbias), act: Act::LeakyRelu };
+        let launched = conv_gemm::conv2d_forward(ctx, &gx, &gw, &y, &g, epilogue);
+        if !gan_wgpu::kernels::matmul::Variant::subgroups_usable(ctx) {
+            assert!(!conv_gemm::applies(ctx, &g));
+            let e = launched.expect_err("refused without subgroups").to_string();
+            assert!(e.contains("subgroups"), "{e}");
+            continue;
+        }
+        assert!(conv_gemm::applies(ctx, &g));
+        run(ctx, &[launched.unwrap()]);
+        let z: Vec<f32> = conv::cpu_conv2d(&x, &w, out, &g).into_iter().map(|v| v as f32).collect();
+        let want = bias_act::cpu_forward(Act::LeakyRelu, &z, Some(&bias), m, out);
+        assert_close(&format!("implicit conv2d {g:?}"), &y.read_f32(ctx).unwrap(), &want, atol(k), 1e-4);
+    }
+    // Channels that are no multiple of 4 are not its job.
+    assert!(!conv_gemm::applies(ctx, &ConvGeometry::conv(2, 7, 7, 3, 4, 2, 1)));
+}

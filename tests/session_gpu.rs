@@ -82,8 +82,9 @@ fn session_steps_equal_the_trainers_losses_and_checkpoints() {
 fn the_page_self_test_passes_on_this_adapter() {
     let Some(ctx) = ctx() else { return };
     let results = pollster::block_on(gan_wgpu::selftest::run_all(ctx));
-    // Every shader file but the optional subgroup one is exercised.
-    for shader in gan_wgpu::kernels::SHADERS.iter().filter(|s| s.features.is_empty()) {
+    // Every shader file is exercised, the subgroup ones where subgroups are usable.
+    let subgroups = gan_wgpu::kernels::matmul::Variant::subgroups_usable(ctx);
+    for shader in gan_wgpu::kernels::SHADERS.iter().filter(|s| s.features.is_empty() || subgroups) {
         let covered = results.iter().any(|r| r.shader == shader.name)
             || ["activation.wgsl", "matmul_common.wgsl", "bce.wgsl"].contains(&shader.name);
         assert!(covered, "{} is not in the self-test", shader.name);

@@ -17,9 +17,10 @@
 mod common;
 use common::{assert_close, ctx, random_set, rng};
 use gan_wgpu::kernels::adam::AdamConfig;
-use gan_wgpu::kernels::{self, bce, embedding, gather, rng as krng, Dispatch};
+use gan_wgpu::kernels::matmul::Variant;
+use gan_wgpu::kernels::{self, bce, conv, embedding, gather, rng as krng, Dispatch};
 use gan_wgpu::model::{CpuNet, LayerCache, LayerKind, WhichModel};
-use gan_wgpu::network::{Activations, GpuNet};
+use gan_wgpu::network::{self, Activations, GpuNet};
 use gan_wgpu::train::{Gan, GanConfig};
 use gan_wgpu::{GpuContext, GpuTensor};
 
@@ -68,13 +69,16 @@ fn gpu_caches(
             (Some(pre), Some(bn)) => (cut(pre), bn.invstd[..groups].iter().flat_map(|t| read(ctx, t)).collect()),
             _ => (Vec::new(), Vec::new()),
         };
-        // A Conv2d's columns: the GPU's, or for a kernel covering the whole
-        // image (no column buffer) the input itself.
-        let cols = match (&acts.layers[i].cols, l.kind) {
-            (Some(c), LayerKind::Conv { .. }) => read(ctx, c)[..rows * l.out_positions() * c.shape[1]].to_vec(),
-            (None, LayerKind::Conv { .. }) => {
-                assert!(l.geometry(rows).unwrap().is_whole(), "{}: a Conv2d without columns", l.name);
-                x.clone()
+        // A Conv2d's columns: the GPU's; for a kernel covering the whole
+        // image (no column buffer) the input itself; for an implicit-GEMM
+        // forward whose pass needs no weight gradient (no buffer either),
+        // the CPU's im2col.
+        let cols = match (&acts.layers[i].cols, l.kind, l.geometry(rows)) {
+            (Some(c), LayerKind::Conv { .. }, _) => read(ctx, c)[..rows * l.out_positions() * c.shape[1]].to_vec(),
+            (None, LayerKind::Conv { .. }, Some(g)) if g.is_whole() => x.clone(),
+            (None, LayerKind::Conv { .. }, Some(g)) => {
+                assert!(network::uses_implicit_gemm(ctx, Variant::for_adapter(ctx), &g), "{}: no columns", l.name);
+                conv::cpu_im2col(&x, &g)
             }
             _ => Vec::new(),
         };

@@ -5,12 +5,15 @@
 //! the explicit columns cost. A weight gradient is a matmul over the
 //! forward's columns and makes none, so it is not listed; nor do layers
 //! whose kernel covers the whole image (their image is their columns), so
-//! their rows show no column time.
+//! their rows show no column time. Where the implicit GEMM applies
+//! (conv_gemm: the patches read inside the subgroup matmul, channels in
+//! multiples of 4), its time is listed beside.
 
 use gan_wgpu::context::GpuContext;
 use gan_wgpu::error::{GanError, Result};
+use gan_wgpu::kernels::matmul::Epilogue;
 use gan_wgpu::kernels::matmul::{Form, Matmul, Variant};
-use gan_wgpu::kernels::{conv, Dispatch};
+use gan_wgpu::kernels::{conv, conv_gemm, Dispatch};
 use gan_wgpu::model::{GanArchitecture, LayerKind};
 use gan_wgpu::tensor::GpuTensor;
 use gan_wgpu::timing::time_dispatch;
@@ -24,6 +27,8 @@ pub struct ConvRow {
     pub matmul_us: f64,
     /// im2col or col2im (0 where the layer needs none).
     pub columns_us: f64,
+    /// The implicit GEMM doing the whole (columns and matmul), where it applies.
+    pub implicit_us: Option<f64>,
 }
 
 impl ConvRow {
@@ -38,6 +43,10 @@ impl ConvRow {
 
     pub fn matmul_gflops(&self) -> f64 {
         self.flops() / self.matmul_us / 1e3
+    }
+
+    pub fn implicit_gflops(&self) -> Option<f64> {
+        self.implicit_us.map(|us| self.flops() / us / 1e3)
     }
 }
 
@@ -62,34 +71,46 @@ pub fn run_conv_bench(ctx: &GpuContext, batch: usize, quick: bool) -> Result<Vec
             let w = zeros(ctx, &[wr, wc], "weight");
             let name = format!("{tag} {} {}", l.name, l.describe().replace(", bias=False", ""));
             let whole = g.is_whole();
-            let mut push =
-                |what: &str, mm: Matmul, columns: Dispatch, gemm: (usize, usize, usize, Form)| -> Result<()> {
-                    rows.push(ConvRow {
-                        case: format!("{name} {what}"),
-                        gemm,
-                        matmul_us: time(&mm.dispatch)?,
-                        columns_us: if whole { 0.0 } else { time(&columns)? },
-                    });
-                    Ok(())
-                };
+            let implicit = !whole && conv_gemm::applies(ctx, &g);
+            let mut push = |what: &str,
+                            mm: Matmul,
+                            columns: Dispatch,
+                            gemm: (usize, usize, usize, Form),
+                            implicit: Option<Dispatch>|
+             -> Result<()> {
+                rows.push(ConvRow {
+                    case: format!("{name} {what}"),
+                    gemm,
+                    matmul_us: time(&mm.dispatch)?,
+                    columns_us: if whole { 0.0 } else { time(&columns)? },
+                    implicit_us: implicit.as_ref().map(time).transpose()?,
+                });
+                Ok(())
+            };
             match l.kind {
                 LayerKind::Conv { .. } => {
                     // forward: y [m, out] = im2col(x) W^T; input gradient:
                     // dcols [m, p] = dy W, dx = col2im(dcols).
                     let y = zeros(ctx, &[m, l.out], "y");
                     let mm = Matmul::new(ctx, Form::NT, variant, &cols, &w, &y)?;
-                    push("forward", mm, conv::im2col(ctx, &image, &cols, &g)?, (m, l.out, p, Form::NT))?;
+                    let imp = implicit
+                        .then(|| conv_gemm::conv2d_forward(ctx, &image, &w, &y, &g, Epilogue::NONE))
+                        .transpose()?;
+                    push("forward", mm, conv::im2col(ctx, &image, &cols, &g)?, (m, l.out, p, Form::NT), imp)?;
                     let mm = Matmul::new(ctx, Form::NN, variant, &y, &w, &cols)?;
-                    push("input grad", mm, conv::col2im(ctx, &cols, &image, &g)?, (m, p, l.out, Form::NN))?;
+                    push("input grad", mm, conv::col2im(ctx, &cols, &image, &g)?, (m, p, l.out, Form::NN), None)?;
                 }
                 LayerKind::ConvTranspose { .. } => {
                     // forward: cols = x W, y = col2im(cols); input gradient:
                     // dcols = im2col(dy), dx [m, inp] = dcols W^T.
                     let x = zeros(ctx, &[m, l.inp], "x");
                     let mm = Matmul::new(ctx, Form::NN, variant, &x, &w, &cols)?;
-                    push("forward", mm, conv::col2im(ctx, &cols, &image, &g)?, (m, p, l.inp, Form::NN))?;
+                    push("forward", mm, conv::col2im(ctx, &cols, &image, &g)?, (m, p, l.inp, Form::NN), None)?;
                     let mm = Matmul::new(ctx, Form::NT, variant, &cols, &w, &x)?;
-                    push("input grad", mm, conv::im2col(ctx, &image, &cols, &g)?, (m, l.inp, p, Form::NT))?;
+                    let imp = implicit
+                        .then(|| conv_gemm::conv2d_forward(ctx, &image, &w, &x, &g, Epilogue::NONE))
+                        .transpose()?;
+                    push("input grad", mm, conv::im2col(ctx, &image, &cols, &g)?, (m, l.inp, p, Form::NT), imp)?;
                 }
                 LayerKind::Dense => {}
             }
@@ -102,21 +123,31 @@ pub fn format_conv(rows: &[ConvRow]) -> String {
     let mut s = String::new();
     let _ = writeln!(
         s,
-        "{:<50} {:>20} {:>10} {:>10} {:>9} {:>9} {:>6}",
-        "convolution", "GEMM m x n x k", "matmul us", "cols us", "conv GF/s", "mm GF/s", "conv/mm"
+        "{:<50} {:>20} {:>10} {:>10} {:>9} {:>9} {:>7} {:>11} {:>8}",
+        "convolution",
+        "GEMM m x n x k",
+        "matmul us",
+        "cols us",
+        "conv GF/s",
+        "mm GF/s",
+        "conv/mm",
+        "implicit us",
+        "impl/mm"
     );
     for r in rows {
         let (m, n, k, form) = r.gemm;
         let _ = writeln!(
             s,
-            "{:<50} {:>20} {:>10.1} {:>10.1} {:>9.2} {:>9.2} {:>5.1}%",
+            "{:<50} {:>20} {:>10.1} {:>10.1} {:>9.2} {:>9.2} {:>6.1}% {:>11} {:>8}",
             r.case,
             format!("{m}x{n}x{k} {}", form.name()),
             r.matmul_us,
             r.columns_us,
             r.conv_gflops(),
             r.matmul_gflops(),
-            100.0 * r.conv_gflops() / r.matmul_gflops()
+            100.0 * r.conv_gflops() / r.matmul_gflops(),
+            r.implicit_us.map_or("-".into(), |us| format!("{us:.1}")),
+            r.implicit_gflops().map_or("-".into(), |gf| format!("{:.1}%", 100.0 * gf / r.matmul_gflops()))
         );
     }
     s
@@ -132,6 +163,7 @@ pub fn conv_json(rows: &[ConvRow]) -> serde_json::Value {
                 "form": form.name(),
                 "matmul_us": r.matmul_us,
                 "columns_us": r.columns_us,
+                "implicit_us": r.implicit_us,
                 "conv_gflops": r.conv_gflops(),
                 "matmul_gflops": r.matmul_gflops(),
             })

@@ -43,7 +43,7 @@ pub enum Form {
 
 impl Form {
     pub const ALL: [Form; 3] = [Form::NN, Form::NT, Form::TN];
-    fn code(self) -> u32 {
+    pub(super) fn code(self) -> u32 {
         match self {
             Form::NN => 0,
             Form::NT => 1,
@@ -126,18 +126,19 @@ impl Variant {
 /// request sends to the naive kernel rather than to reg4x4.
 pub const SMALL_PRODUCT: usize = 1 << 17;
 
+/// matmul_common.wgsl's uniform (conv_gemm.rs fills it too).
 #[repr(C)]
 #[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
-struct Params {
-    m: u32,
-    n: u32,
-    k: u32,
-    act: u32,
-    has_bias: u32,
+pub(super) struct Params {
+    pub m: u32,
+    pub n: u32,
+    pub k: u32,
+    pub act: u32,
+    pub has_bias: u32,
     /// Form::code again: matmul_sg reads the form from here, not from the
     /// FORM override, so that one pipeline serves all three forms.
-    form: u32,
-    _pad: [u32; 2],
+    pub form: u32,
+    pub _pad: [u32; 2],
 }
 
 /// What the forward form applies before storing: C = act(C + bias).

@@ -12,6 +12,7 @@ pub mod bias_act;
 pub mod ceiling;
 pub mod choice;
 pub mod conv;
+pub mod conv_gemm;
 pub mod embedding;
 pub mod gather;
 pub mod matmul;
@@ -53,6 +54,12 @@ pub const SHADERS: &[ShaderFile] = &[
         name: "matmul_sg.wgsl",
         file: matmul::SG_FILE,
         source: matmul::SG_SOURCE,
+        features: wgpu::Features::SUBGROUP,
+    },
+    ShaderFile {
+        name: "conv_gemm_sg.wgsl",
+        file: conv_gemm::FILE,
+        source: conv_gemm::SOURCE,
         features: wgpu::Features::SUBGROUP,
     },
     shader("tree_reduce.wgsl", reduce::PRELUDE, reduce::PRELUDE),

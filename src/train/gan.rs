@@ -161,7 +161,7 @@ impl Gan {
         let d_grads = Activations::alloc(ctx, &d.spec, 2 * b, "d_grad", None)?;
         let d_prob_grad = GpuTensor::zeros(ctx, &[2 * b, 1], "d_prob_grad");
         let d_fake_grad = GpuTensor::zeros(ctx, &[b, dim], "d_fake_grad");
-        let d_acts_b = d_acts.first_rows(b)?;
+        let d_acts_b = d_acts.first_rows(b)?.without_weight_grad_columns(ctx, &d.spec, variant);
         let d_grads_b = d_grads.first_rows(b)?;
         let d_prob_grad_b = d_prob_grad.view(0, &[b, 1], "d_prob_grad[:B]")?;
 

@@ -1,0 +1,113 @@
+// conv_gemm_sg.wgsl: Conv2d's forward as an implicit GEMM, the patches
+// gathered from the image inside matmul_sg's loop instead of written to
+// columns first (conv.wgsl's im2col):
+//
+//   y [N*OH*OW, OC] = act(im2col(x) [N*OH*OW, K*K*C] W^T + bias)
+//   x: NHWC image [N, H, W, C]; W: [OC, K, K, C] (the engine's weight order,
+//   kernels/conv.rs); row (n, oh, ow) of im2col(x) at column (kh, kw, c) is
+//   x[n, oh*S - P + kh, ow*S - P + kw, c], 0 outside the image.
+//
+// It is matmul_sg's NT form (prepended, with matmul_common.wgsl and
+// activation.wgsl; same subgroup of 8 per 32x32 tile of y, same epilogue)
+// with op(A)'s four vec4 loads per k-step read from the image: a k-step of 4
+// is 4 channels of one tap (kh, kw), contiguous in NHWC when C % 4 == 0
+// (the launcher checks), so a row's load stays one vec4 load; rows whose
+// tap falls in the padding load 0. ConvTranspose2d's input gradient,
+// im2col(dy) W^T, is the same product.
+//
+// Bindings: matmul_common.wgsl's 0 (p: m = N*OH*OW, n = OC, k = K*K*C,
+// act, has_bias), 3 (c: y), 4 (a4: the image x as vec4), 5 (b4: W as vec4),
+// 6 (bias). The geometry but n as pipeline constants (conv.wgsl's names), so
+// the index arithmetic divides by constants. Needs SUBGROUP.
+
+override C: u32 = 4u;
+override H: u32 = 1u;
+override W: u32 = 1u;
+override OH: u32 = 1u;
+override OW: u32 = 1u;
+override K: u32 = 1u;
+override STRIDE: u32 = 1u;
+override PAD: u32 = 0u;
+
+@compute @workgroup_size(8)
+fn conv_gemm_sg(@builtin(workgroup_id) wid: vec3<u32>, @builtin(subgroup_invocation_id) lane: u32) {
+    let row0 = wid.y * SG_ROWS;
+    let col0 = wid.x * SG_COLS;
+    let c4 = C / 4u;
+    let k4 = p.k / 4u;
+    // The lane's four rows (clamped: past the edge they load and are not
+    // stored): their image's first vec4 and their patch's top-left corner.
+    let rows = min(vec4(row0 + lane) + vec4(0u, 8u, 16u, 24u), vec4(p.m - 1u));
+    let ow = rows % OW;
+    let oh = (rows / OW) % OH;
+    let image = (rows / (OW * OH)) * (H * W * c4);
+    let top = vec4<i32>(oh * STRIDE) - i32(PAD);
+    let left = vec4<i32>(ow * STRIDE) - i32(PAD);
+    var b_at = min(vec4(col0 + lane) + vec4(0u, 8u, 16u, 24u), vec4(p.n - 1u)) * k4;
+    var acc: array<vec4<f32>, 32>;
+    for (var kh = 0u; kh < K; kh++) {
+        let ih = top + i32(kh);
+        let row_in = (ih >= vec4(0)) & (ih < vec4(i32(H)));
+        for (var kw = 0u; kw < K; kw++) {
+            let iw = left + i32(kw);
+            let inside = row_in & (iw >= vec4(0)) & (iw < vec4(i32(W)));
+            // vec4 index of channel 0 of tap (kh, kw) per row; 0 (any
+            // valid index) for taps in the padding, whose values are zeroed.
+            let at = select(vec4(0u), image + (vec4<u32>(ih) * W + vec4<u32>(iw)) * c4, inside);
+            for (var cb = 0u; cb < c4; cb++) {
+                let a = array(select(vec4(0.0), a4[at.x + cb], inside.x), select(vec4(0.0), a4[at.y + cb], inside.y),
+                              select(vec4(0.0), a4[at.z + cb], inside.z), select(vec4(0.0), a4[at.w + cb], inside.w));
+                let b = transpose4_if(array(b4[b_at.x], b4[b_at.y], b4[b_at.z], b4[b_at.w]), true);
+                b_at += vec4(1u);
+                acc[0] = fma_k4(acc[0], subgroupBroadcast(a[0], 0u), b);
+                acc[1] = fma_k4(acc[1], subgroupBroadcast(a[0], 1u), b);
+                acc[2] = fma_k4(acc[2], subgroupBroadcast(a[0], 2u), b);
+                acc[3] = fma_k4(acc[3], subgroupBroadcast(a[0], 3u), b);
+                acc[4] = fma_k4(acc[4], subgroupBroadcast(a[0], 4u), b);
+                acc[5] = fma_k4(acc[5], subgroupBroadcast(a[0], 5u), b);
+                acc[6] = fma_k4(acc[6], subgroupBroadcast(a[0], 6u), b);
+                acc[7] = fma_k4(acc[7], subgroupBroadcast(a[0], 7u), b);
+                acc[8] = fma_k4(acc[8], subgroupBroadcast(a[1], 0u), b);
+                acc[9] = fma_k4(acc[9], subgroupBroadcast(a[1], 1u), b);
+                acc[10] = fma_k4(acc[10], subgroupBroadcast(a[1], 2u), b);
+                acc[11] = fma_k4(acc[11], subgroupBroadcast(a[1], 3u), b);
+                acc[12] = fma_k4(acc[12], subgroupBroadcast(a[1], 4u), b);
+                acc[13] = fma_k4(acc[13], subgroupBroadcast(a[1], 5u), b);
+                acc[14] = fma_k4(acc[14], subgroupBroadcast(a[1], 6u), b);
+                acc[15] = fma_k4(acc[15], subgroupBroadcast(a[1], 7u), b);
+                acc[16] = fma_k4(acc[16], subgroupBroadcast(a[2], 0u), b);
+                acc[17] = fma_k4(acc[17], subgroupBroadcast(a[2], 1u), b);
+                acc[18] = fma_k4(acc[18], subgroupBroadcast(a[2], 2u), b);
+                acc[19] = fma_k4(acc[19], subgroupBroadcast(a[2], 3u), b);
+                acc[20] = fma_k4(acc[20], subgroupBroadcast(a[2], 4u), b);
+                acc[21] = fma_k4(acc[21], subgroupBroadcast(a[2], 5u), b);
+                acc[22] = fma_k4(acc[22], subgroupBroadcast(a[2], 6u), b);
+                acc[23] = fma_k4(acc[23], subgroupBroadcast(a[2], 7u), b);
+                acc[24] = fma_k4(acc[24], subgroupBroadcast(a[3], 0u), b);
+                acc[25] = fma_k4(acc[25], subgroupBroadcast(a[3], 1u), b);
+                acc[26] = fma_k4(acc[26], subgroupBroadcast(a[3], 2u), b);
+                acc[27] = fma_k4(acc[27], subgroupBroadcast(a[3], 3u), b);
+                acc[28] = fma_k4(acc[28], subgroupBroadcast(a[3], 4u), b);
+                acc[29] = fma_k4(acc[29], subgroupBroadcast(a[3], 5u), b);
+                acc[30] = fma_k4(acc[30], subgroupBroadcast(a[3], 6u), b);
+                acc[31] = fma_k4(acc[31], subgroupBroadcast(a[3], 7u), b);
+            }
+        }
+    }
+    // matmul_sg's NT epilogue and store: the lane's columns lane + 8j.
+    var bias4 = vec4(0.0);
+    if (p.has_bias != 0u) {
+        bias4 = vec4(bias[min(col0 + lane, p.n - 1u)], bias[min(col0 + lane + 8u, p.n - 1u)],
+                     bias[min(col0 + lane + 16u, p.n - 1u)], bias[min(col0 + lane + 24u, p.n - 1u)]);
+    }
+    for (var r = 0u; r < SG_ROWS; r++) {
+        let row = row0 + r;
+        let v = act_apply4(p.act, acc[r] + bias4);
+        for (var j = 0u; j < 4u; j++) {
+            let col = col0 + lane + 8u * j;
+            if (row < p.m && col < p.n) {
+                c[row * p.n + col] = v[j];
+            }
+        }
+    }
+}
