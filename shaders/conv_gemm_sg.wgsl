@@ -15,10 +15,12 @@
 // tap falls in the padding load 0. ConvTranspose2d's input gradient,
 // im2col(dy) W^T, is the same product.
 //
-// Bindings: matmul_common.wgsl's 0 (p: m = N*OH*OW, n = OC, k = K*K*C,
-// act, has_bias), 3 (c: y), 4 (a4: the image x as vec4), 5 (b4: W as vec4),
-// 6 (bias). The geometry but n as pipeline constants (conv.wgsl's names), so
-// the index arithmetic divides by constants. Needs SUBGROUP.
+// Bindings: matmul_common.wgsl's. conv_gemm_sg: 0 (p: m = N*OH*OW, n = OC,
+// k = K*K*C, act, has_bias), 3 (c: y), 4 (a4: the image x as vec4), 5 (b4:
+// W as vec4), 6 (bias). conv_weight_grad_sg (below): 0 (p: m = OC,
+// n = K*K*C, k = N*OH*OW), 3 (c: dW), 4 (a4: dy as vec4), 5 (b4: the image
+// x as vec4). The geometry but n as pipeline constants (conv.wgsl's names),
+// so the index arithmetic divides by constants. Needs SUBGROUP.
 
 override C: u32 = 4u;
 override H: u32 = 1u;
@@ -107,6 +109,90 @@ fn conv_gemm_sg(@builtin(workgroup_id) wid: vec3<u32>, @builtin(subgroup_invocat
             let col = col0 + lane + 8u * j;
             if (row < p.m && col < p.n) {
                 c[row * p.n + col] = v[j];
+            }
+        }
+    }
+}
+
+// Conv2d's weight gradient over the same implicit patches:
+//
+//   dW [OC, K*K*C] = dy [P, OC]^T im2col(x) [P, K*K*C],  P = N*OH*OW
+//
+// matmul_sg's TN form (M = OC, N = K*K*C, K = P: p.m, p.n, p.k) with op(B)'s
+// loads read from the image: a lane's four columns are 4 channels of one tap
+// (kh, kw), fixed for the whole loop, and a k-step is 4 kernel positions.
+// ConvTranspose2d's weight gradient x^T im2col(dy) is the same product. The
+// launcher asks OC, C and P to be multiples of 4 (the TN form's vec4 loads).
+@compute @workgroup_size(8)
+fn conv_weight_grad_sg(@builtin(workgroup_id) wid: vec3<u32>, @builtin(subgroup_invocation_id) lane: u32) {
+    let row0 = wid.y * SG_ROWS;
+    let col0 = wid.x * SG_COLS;
+    let c4 = C / 4u;
+    let m4 = p.m / 4u;
+    let n4 = p.n / 4u;
+    let k4 = p.k / 4u;
+    var a_at = vec4(0u, 1u, 2u, 3u) * m4 + min(row0 / 4u + lane, m4 - 1u);
+    // The lane's tap and channel group (clamped like matmul_sg's columns).
+    let column = min(col0 / 4u + lane, n4 - 1u);
+    let channel = column % c4;
+    let tap = column / c4;
+    let kh = i32(tap / K);
+    let kw = i32(tap % K);
+    var acc: array<vec4<f32>, 32>;
+    for (var kb = 0u; kb < k4; kb++) {
+        let a = transpose4_if(array(a4[a_at.x], a4[a_at.y], a4[a_at.z], a4[a_at.w]), true);
+        a_at += vec4(4u * m4);
+        // Positions 4kb..4kb+3: (n, oh, ow), the image row and column the
+        // lane's tap reads there.
+        let pos = vec4(4u * kb) + vec4(0u, 1u, 2u, 3u);
+        let ow = pos % OW;
+        let oh = (pos / OW) % OH;
+        let ih = vec4<i32>(oh * STRIDE) - i32(PAD) + kh;
+        let iw = vec4<i32>(ow * STRIDE) - i32(PAD) + kw;
+        let inside = (ih >= vec4(0)) & (ih < vec4(i32(H))) & (iw >= vec4(0)) & (iw < vec4(i32(W)));
+        let at = select(vec4(0u), ((pos / (OW * OH)) * H + vec4<u32>(ih)) * W * c4 + vec4<u32>(iw) * c4 + channel, inside);
+        let b = array(select(vec4(0.0), b4[at.x], inside.x), select(vec4(0.0), b4[at.y], inside.y),
+                      select(vec4(0.0), b4[at.z], inside.z), select(vec4(0.0), b4[at.w], inside.w));
+        acc[0] = fma_k4(acc[0], subgroupBroadcast(a[0], 0u), b);
+        acc[1] = fma_k4(acc[1], subgroupBroadcast(a[0], 1u), b);
+        acc[2] = fma_k4(acc[2], subgroupBroadcast(a[0], 2u), b);
+        acc[3] = fma_k4(acc[3], subgroupBroadcast(a[0], 3u), b);
+        acc[4] = fma_k4(acc[4], subgroupBroadcast(a[0], 4u), b);
+        acc[5] = fma_k4(acc[5], subgroupBroadcast(a[0], 5u), b);
+        acc[6] = fma_k4(acc[6], subgroupBroadcast(a[0], 6u), b);
+        acc[7] = fma_k4(acc[7], subgroupBroadcast(a[0], 7u), b);
+        acc[8] = fma_k4(acc[8], subgroupBroadcast(a[1], 0u), b);
+        acc[9] = fma_k4(acc[9], subgroupBroadcast(a[1], 1u), b);
+        acc[10] = fma_k4(acc[10], subgroupBroadcast(a[1], 2u), b);
+        acc[11] = fma_k4(acc[11], subgroupBroadcast(a[1], 3u), b);
+        acc[12] = fma_k4(acc[12], subgroupBroadcast(a[1], 4u), b);
+        acc[13] = fma_k4(acc[13], subgroupBroadcast(a[1], 5u), b);
+        acc[14] = fma_k4(acc[14], subgroupBroadcast(a[1], 6u), b);
+        acc[15] = fma_k4(acc[15], subgroupBroadcast(a[1], 7u), b);
+        acc[16] = fma_k4(acc[16], subgroupBroadcast(a[2], 0u), b);
+        acc[17] = fma_k4(acc[17], subgroupBroadcast(a[2], 1u), b);
+        acc[18] = fma_k4(acc[18], subgroupBroadcast(a[2], 2u), b);
+        acc[19] = fma_k4(acc[19], subgroupBroadcast(a[2], 3u), b);
+        acc[20] = fma_k4(acc[20], subgroupBroadcast(a[2], 4u), b);
+        acc[21] = fma_k4(acc[21], subgroupBroadcast(a[2], 5u), b);
+        acc[22] = fma_k4(acc[22], subgroupBroadcast(a[2], 6u), b);
+        acc[23] = fma_k4(acc[23], subgroupBroadcast(a[2], 7u), b);
+        acc[24] = fma_k4(acc[24], subgroupBroadcast(a[3], 0u), b);
+        acc[25] = fma_k4(acc[25], subgroupBroadcast(a[3], 1u), b);
+        acc[26] = fma_k4(acc[26], subgroupBroadcast(a[3], 2u), b);
+        acc[27] = fma_k4(acc[27], subgroupBroadcast(a[3], 3u), b);
+        acc[28] = fma_k4(acc[28], subgroupBroadcast(a[3], 4u), b);
+        acc[29] = fma_k4(acc[29], subgroupBroadcast(a[3], 5u), b);
+        acc[30] = fma_k4(acc[30], subgroupBroadcast(a[3], 6u), b);
+        acc[31] = fma_k4(acc[31], subgroupBroadcast(a[3], 7u), b);
+    }
+    // matmul_sg's TN store: tile row 8s + l holds dW row 4l + s.
+    for (var r = 0u; r < SG_ROWS; r++) {
+        let row = row0 + 4u * (r % 8u) + r / 8u;
+        for (var j = 0u; j < 4u; j++) {
+            let col = col0 + lane * 4u + j;
+            if (row < p.m && col < p.n) {
+                c[row * p.n + col] = acc[r][j];
             }
         }
     }

@@ -6,6 +6,7 @@ pub mod autotune;
 pub mod checkpoint;
 pub mod classifier;
 pub mod context;
+pub mod conv_layer;
 pub mod cpu_reference;
 pub mod data;
 pub mod defaults;

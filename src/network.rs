@@ -4,14 +4,15 @@
 //! preallocated activation buffers. Everything is built once.
 
 use crate::context::GpuContext;
+use crate::conv_layer::{self, ConvPass};
 use crate::error::{GanError, Result};
 use crate::kernels::adam::{Adam, AdamConfig};
 use crate::kernels::batchnorm::{self, BnGrads, BnTensors, RowGroup};
 use crate::kernels::bias_act::{self, Act};
 use crate::kernels::matmul::{Epilogue, Form, Matmul, Variant};
 use crate::kernels::reduce::Reduce;
-use crate::kernels::{conv, conv_gemm, embedding, Dispatch};
-use crate::model::{BnStats, LayerKind, LayerSpec, NetSpec};
+use crate::kernels::{embedding, Dispatch};
+use crate::model::{BnStats, LayerSpec, NetSpec};
 use crate::tensor::{FlatLayout, GpuTensor};
 
 pub struct GpuBn {
@@ -263,17 +264,24 @@ impl Activations {
         })
     }
 
-    /// The same buffers without the columns that only a weight gradient
-    /// would read, for Conv2d layers whose forward is an implicit GEMM: for
-    /// a pass whose backward computes input gradients only (D's pass in
-    /// G's step), which then writes no columns.
-    pub fn without_weight_grad_columns(&self, ctx: &GpuContext, spec: &NetSpec, variant: Variant) -> Self {
+    /// The same buffers without the column buffers that passes built with
+    /// `variant` never read (`conv_layer::columns_read`): those of a pass
+    /// whose backward computes `weight_grads` or not; `gradients` says
+    /// whether these are a backward's gradient buffers. Dropped buffers are
+    /// freed once no other view holds them.
+    pub fn keeping_read_columns(
+        &self,
+        ctx: &GpuContext,
+        spec: &NetSpec,
+        variant: Variant,
+        weight_grads: bool,
+        gradients: bool,
+    ) -> Self {
         let mut acts = self.clone();
         for (a, l) in acts.layers.iter_mut().zip(&spec.layers) {
-            if let (LayerKind::Conv { .. }, Some(g)) = (l.kind, l.geometry(self.rows)) {
-                if uses_implicit_gemm(ctx, variant, &g) {
-                    a.cols = None;
-                }
+            let (forward, backward) = conv_layer::columns_read(ctx, variant, l, self.rows, weight_grads);
+            if !(if gradients { backward } else { forward }) {
+                a.cols = None;
             }
         }
         acts
@@ -286,18 +294,6 @@ impl Activations {
             .sum::<u64>()
             + self.joined.as_ref().map_or(0, |j| j.bytes())
     }
-}
-
-fn no_cols(l: &LayerSpec) -> GanError {
-    GanError::shape(&l.name, "a convolution without its column buffer")
-}
-
-/// Whether a Conv2d forward with matmul `variant` reads its patches from the
-/// image (conv_gemm) rather than from columns: with the subgroup matmul, on
-/// channels in multiples of 4 (on lavapipe it runs faster than the matmul
-/// over written columns, docs/performance.md).
-pub fn uses_implicit_gemm(ctx: &GpuContext, variant: Variant, g: &conv::ConvGeometry) -> bool {
-    variant == Variant::Subgroup && !g.is_whole() && conv_gemm::applies(ctx, g)
 }
 
 /// Forward dispatches: input [rows, in] through every layer into `acts`.
@@ -355,45 +351,12 @@ pub fn forward_grouped(
         // transposed convolution).
         let act = if l.bn.is_some() { Act::Identity } else { l.act };
         let epilogue = Epilogue { bias: b.as_ref(), act };
-        match (l.kind, l.geometry(acts.rows)) {
-            (LayerKind::Conv { .. } | LayerKind::ConvTranspose { .. }, Some(g)) if g.is_whole() => {
-                // The image is the column row: Conv2d is y [n, out] = x [n,
-                // k k c] W^T; ConvTranspose2d is y [n, k k out] = x [n, inp] W.
-                let form = if matches!(l.kind, LayerKind::Conv { .. }) { Form::NT } else { Form::NN };
-                let x2 = x.reshaped(&[acts.rows, l.inp * l.in_positions()])?;
-                let y2 = target.reshaped(&[acts.rows, l.out * l.out_positions()])?;
-                if form == Form::NN && b.is_some() {
-                    // The epilogue's bias is per column: here a column is a (kh, kw, out).
-                    out.push(Matmul::new(ctx, form, variant, &x2, &w, &y2)?.dispatch);
-                    out.push(bias_act::forward(ctx, act, target, b.as_ref())?);
-                } else {
-                    out.push(Matmul::with_epilogue(ctx, form, variant, &x2, &w, &y2, epilogue)?.dispatch);
-                }
+        match l.geometry(acts.rows) {
+            Some(geometry) => {
+                let pass = ConvPass { layer: l, geometry, rows: acts.rows, weight: &w, cols: a.cols.as_ref(), variant };
+                out.extend(pass.forward(ctx, &x, target, b.as_ref(), act)?);
             }
-            (LayerKind::Conv { .. }, Some(g)) => {
-                // Columns are written where the buffer exists: the weight
-                // gradient reads them. The product itself reads the image
-                // (implicit GEMM) where that kernel applies.
-                if let Some(cols) = &a.cols {
-                    out.push(conv::im2col(ctx, &x, cols, &g)?);
-                }
-                if uses_implicit_gemm(ctx, variant, &g) {
-                    out.push(conv_gemm::conv2d_forward(ctx, &x, &w, target, &g, epilogue)?);
-                } else {
-                    let cols = a.cols.as_ref().ok_or_else(|| no_cols(l))?;
-                    out.push(Matmul::with_epilogue(ctx, Form::NT, variant, cols, &w, target, epilogue)?.dispatch);
-                }
-            }
-            (LayerKind::ConvTranspose { .. }, Some(g)) => {
-                let cols = a.cols.as_ref().ok_or_else(|| no_cols(l))?;
-                let x2 = x.reshaped(&[g.positions(), l.inp])?;
-                out.push(Matmul::new(ctx, Form::NN, variant, &x2, &w, cols)?.dispatch);
-                out.push(conv::col2im(ctx, cols, target, &g)?);
-                if b.is_some() || act != Act::Identity {
-                    out.push(bias_act::forward(ctx, act, target, b.as_ref())?);
-                }
-            }
-            _ => out.push(Matmul::with_epilogue(ctx, Form::NT, variant, &x, &w, target, epilogue)?.dispatch),
+            None => out.push(Matmul::with_epilogue(ctx, Form::NT, variant, &x, &w, target, epilogue)?.dispatch),
         }
         if let (Some(bn_name), Some(state)) = (&l.bn, &net.bn[i]) {
             let gamma = net.param(&format!("{bn_name}.weight"))?;
@@ -512,51 +475,12 @@ pub fn backward_grouped(
         // Where the input's gradient goes: the layer below's, the caller's,
         // or (first layer, none asked) nowhere.
         let d_prev = if i > 0 { Some(d_acts.layers[i - 1].out.clone()) } else { d_input.cloned() };
-        if let (LayerKind::Conv { .. } | LayerKind::ConvTranspose { .. }, Some(g)) = (l.kind, l.geometry(acts.rows)) {
+        if let Some(geometry) = l.geometry(acts.rows) {
             let w = net.weight_matrix(&net.params, l)?;
-            let dw = net.weight_matrix(&net.grads, l)?;
-            if g.is_whole() {
-                // No columns (forward says why): the layer is a dense one
-                // on [n, k k c] rows. Conv2d: dW = dy^T x, dx = dy W;
-                // ConvTranspose2d: dW = x^T dy, dx = dy W^T.
-                let rows = acts.rows;
-                let x2 = layer_input.reshaped(&[rows, l.inp * l.in_positions()])?;
-                let dy2 = dy.reshaped(&[rows, l.out * l.out_positions()])?;
-                let dx2 = d_prev.as_ref().map(|d| d.reshaped(&[rows, l.inp * l.in_positions()])).transpose()?;
-                let conv2d = matches!(l.kind, LayerKind::Conv { .. });
-                if param_grads {
-                    let (a, b) = if conv2d { (&dy2, &x2) } else { (&x2, &dy2) };
-                    out.push(Matmul::new(ctx, Form::TN, variant, a, b, &dw)?.dispatch);
-                }
-                if let Some(dx) = &dx2 {
-                    let form = if conv2d { Form::NN } else { Form::NT };
-                    out.push(Matmul::new(ctx, form, variant, &dy2, &w, dx)?.dispatch);
-                }
-                continue;
-            }
-            let dcols = d_acts.layers[i].cols.as_ref().ok_or_else(|| no_cols(l))?;
-            if matches!(l.kind, LayerKind::Conv { .. }) {
-                // y = cols W^T: dW = dy^T cols; dcols = dy W; dx = col2im(dcols).
-                if param_grads {
-                    let cols = a.cols.as_ref().ok_or_else(|| no_cols(l))?;
-                    out.push(Matmul::new(ctx, Form::TN, variant, &dy, cols, &dw)?.dispatch);
-                }
-                if let Some(dx) = &d_prev {
-                    out.push(Matmul::new(ctx, Form::NN, variant, &dy, &w, dcols)?.dispatch);
-                    out.push(conv::col2im(ctx, dcols, dx, &g)?);
-                }
-            } else {
-                // y = col2im(x W): dcols = im2col(dy); dW = x^T dcols; dx = dcols W^T.
-                out.push(conv::im2col(ctx, &dy, dcols, &g)?);
-                if param_grads {
-                    let x2 = layer_input.reshaped(&[g.positions(), l.inp])?;
-                    out.push(Matmul::new(ctx, Form::TN, variant, &x2, dcols, &dw)?.dispatch);
-                }
-                if let Some(dx) = &d_prev {
-                    let dx2 = dx.reshaped(&[g.positions(), l.inp])?;
-                    out.push(Matmul::new(ctx, Form::NT, variant, dcols, &w, &dx2)?.dispatch);
-                }
-            }
+            let dw = if param_grads { Some(net.weight_matrix(&net.grads, l)?) } else { None };
+            let pass = ConvPass { layer: l, geometry, rows: acts.rows, weight: &w, cols: a.cols.as_ref(), variant };
+            let dcols = d_acts.layers[i].cols.as_ref();
+            out.extend(pass.backward(ctx, &layer_input, &dy, dw.as_ref(), d_prev.as_ref(), dcols)?);
             continue;
         }
         let padded = if i == 0 { net.padded_first.as_ref() } else { None };

@@ -7,9 +7,9 @@
 use crate::autotune;
 use crate::context::GpuContext;
 use crate::error::{GanError, Result};
+use crate::kernels::bias_act::Act;
 use crate::kernels::matmul::{self, Form, Variant};
 use crate::kernels::reduce::Reduce;
-use crate::kernels::bias_act::Act;
 use crate::kernels::{adam, bias_act, check_close, conv, conv_gemm, embedding, gather, rng, run, softmax_ce};
 use crate::tensor::GpuTensor;
 use rand::{Rng, SeedableRng};

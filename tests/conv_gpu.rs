@@ -252,3 +252,43 @@ fn implicit_gemm_conv2d_forward_equals_the_definition() {
     // Channels that are no multiple of 4 are not its job.
     assert!(!conv_gemm::applies(ctx, &ConvGeometry::conv(2, 7, 7, 3, 4, 2, 1)));
 }
+
+/// The implicit-GEMM weight gradient dy^T im2col(x) against the CPU's
+/// im2col and product, for Conv2d geometries and a ConvTranspose2d one (its
+/// x^T im2col(dy)), 12 rows of dW (no tile's multiple); refused where the
+/// adapter has no usable subgroups, or positions are no multiple of 4.
+#[test]
+fn implicit_gemm_weight_gradient_equals_the_cpu() {
+    use gan_wgpu::kernels::conv_gemm;
+    use gan_wgpu::kernels::matmul::cpu_matmul;
+    let Some(ctx) = ctx() else { return };
+    let lead = 12;
+    let geometries = [
+        ConvGeometry::conv(2, 7, 5, 4, 4, 2, 1),
+        ConvGeometry::conv(2, 6, 9, 8, 3, 1, 1),
+        ConvGeometry::conv(4, 14, 14, 12, 4, 2, 1),
+        ConvGeometry::transposed(4, 5, 3, 8, 4, 2, 1),
+    ];
+    for (i, g) in geometries.into_iter().enumerate() {
+        let mut r = rng(50 + i as u64);
+        let (m, k) = (g.positions(), g.patch());
+        let x = uniform_vec(&mut r, g.image_len(), -1.0, 1.0);
+        let dy = uniform_vec(&mut r, m * lead, -1.0, 1.0);
+        let gx = GpuTensor::from_f32(ctx, &[g.n * g.h * g.w, g.c], "image", &x).unwrap();
+        let gdy = GpuTensor::from_f32(ctx, &[m, lead], "dy", &dy).unwrap();
+        let dw = nan_tensor(ctx, &[lead, k], "dw");
+        let launched = conv_gemm::weight_grad(ctx, &gdy, &gx, &dw, &g);
+        if !gan_wgpu::kernels::matmul::Variant::subgroups_usable(ctx) {
+            let e = launched.expect_err("refused without subgroups").to_string();
+            assert!(e.contains("subgroups"), "{e}");
+            continue;
+        }
+        run(ctx, &[launched.unwrap()]);
+        let want = cpu_matmul(Form::TN, &dy, &conv::cpu_im2col(&x, &g), lead, k, m);
+        assert_close(&format!("implicit dW {g:?}"), &dw.read_f32(ctx).unwrap(), &want, atol(m), 1e-4);
+    }
+    // 1 x 3 x 2 positions, or 6 rows of dW: the explicit path's.
+    let six_positions = ConvGeometry::conv(1, 7, 5, 4, 4, 2, 1);
+    assert!(!conv_gemm::applies_to_weight_grad(ctx, &six_positions, lead));
+    assert!(!conv_gemm::applies_to_weight_grad(ctx, &six_positions.with_batch(2), 6));
+}

@@ -16,11 +16,12 @@
 
 mod common;
 use common::{assert_close, ctx, random_set, rng};
+use gan_wgpu::conv_layer;
 use gan_wgpu::kernels::adam::AdamConfig;
 use gan_wgpu::kernels::matmul::Variant;
 use gan_wgpu::kernels::{self, bce, conv, embedding, gather, rng as krng, Dispatch};
 use gan_wgpu::model::{CpuNet, LayerCache, LayerKind, WhichModel};
-use gan_wgpu::network::{self, Activations, GpuNet};
+use gan_wgpu::network::{Activations, GpuNet};
 use gan_wgpu::train::{Gan, GanConfig};
 use gan_wgpu::{GpuContext, GpuTensor};
 
@@ -77,7 +78,7 @@ fn gpu_caches(
             (Some(c), LayerKind::Conv { .. }, _) => read(ctx, c)[..rows * l.out_positions() * c.shape[1]].to_vec(),
             (None, LayerKind::Conv { .. }, Some(g)) if g.is_whole() => x.clone(),
             (None, LayerKind::Conv { .. }, Some(g)) => {
-                assert!(network::uses_implicit_gemm(ctx, Variant::for_adapter(ctx), &g), "{}: no columns", l.name);
+                assert!(conv_layer::uses_implicit_gemm(ctx, Variant::for_adapter(ctx), &g), "{}: no columns", l.name);
                 conv::cpu_im2col(&x, &g)
             }
             _ => Vec::new(),

@@ -1,8 +1,9 @@
-//! Conv2d's forward as an implicit GEMM (shaders/conv_gemm_sg.wgsl): the
-//! subgroup matmul reading its patches straight from the NHWC image, no
-//! columns written. Needs SUBGROUP (a module of its own) and channels in
-//! multiples of 4. The reference is conv.rs's explicit path: im2col then the
-//! matmul (and, for the whole, `conv::cpu_conv2d`).
+//! Conv2d's forward and weight gradient as implicit GEMMs
+//! (shaders/conv_gemm_sg.wgsl): the subgroup matmul reading its patches
+//! straight from the NHWC image, no columns written. Needs SUBGROUP (a
+//! module of its own) and channels in multiples of 4. The reference is
+//! conv.rs's explicit path: im2col then the matmul (and, for the whole,
+//! `conv::cpu_conv2d`).
 
 use super::bias_act::Act;
 use super::conv::ConvGeometry;
@@ -26,6 +27,75 @@ pub const SOURCE: &str = concat!(
 /// subgroup matmul is usable and a k-step of 4 stays inside one tap.
 pub fn applies(ctx: &GpuContext, g: &ConvGeometry) -> bool {
     Variant::subgroups_usable(ctx) && g.c.is_multiple_of(4)
+}
+
+/// Whether the weight gradient's implicit GEMM applies to `g` with `lead`
+/// rows of dW (Conv2d's output channels, ConvTranspose2d's input ones):
+/// `applies`, and the TN form's vec4 loads along lead and positions.
+pub fn applies_to_weight_grad(ctx: &GpuContext, g: &ConvGeometry, lead: usize) -> bool {
+    applies(ctx, g) && lead.is_multiple_of(4) && g.positions().is_multiple_of(4)
+}
+
+/// The geometry but n as the shader's pipeline constants.
+fn constants(g: &ConvGeometry) -> [(&'static str, f64); 8] {
+    [
+        ("C", g.c as f64),
+        ("H", g.h as f64),
+        ("W", g.w as f64),
+        ("OH", g.oh as f64),
+        ("OW", g.ow as f64),
+        ("K", g.k as f64),
+        ("STRIDE", g.stride as f64),
+        ("PAD", g.pad as f64),
+    ]
+}
+
+/// dW [lead, k*k*c] = dy^T im2col(x): dy [positions, lead], x the image
+/// [n*h*w, c]. Conv2d's weight gradient (dy its output's gradient), and
+/// ConvTranspose2d's (x^T im2col(dy): pass its input as `dy` and its
+/// output's gradient as the image).
+pub fn weight_grad(
+    ctx: &GpuContext,
+    dy: &GpuTensor,
+    x: &GpuTensor,
+    dw: &GpuTensor,
+    g: &ConvGeometry,
+) -> Result<Dispatch> {
+    let [m, lead] = dy.dims2()?;
+    if !applies_to_weight_grad(ctx, g, lead) {
+        return Err(GanError::shape(
+            &dw.label,
+            format!(
+                "the implicit-GEMM weight gradient needs subgroups of 8 or more and channels ({}), rows ({lead}) and positions ({}) in multiples of 4",
+                g.c,
+                g.positions()
+            ),
+        ));
+    }
+    let k = g.patch();
+    if x.numel() != g.image_len() || m != g.positions() || dw.dims2()? != [lead, k] {
+        return Err(GanError::shape(
+            &dw.label,
+            format!(
+                "implicit weight gradient: dy '{}' {:?}, image '{}' {:?}, dW {:?} do not fit {g:?}",
+                dy.label, dy.shape, x.label, x.shape, dw.shape
+            ),
+        ));
+    }
+    let slots = [Slot::Uniform, Slot::Unused, Slot::Unused, Slot::ReadWrite, Slot::Read, Slot::Read, Slot::Unused];
+    let kern = kernel(ctx, "conv_gemm_sg.wgsl", SOURCE, "conv_weight_grad_sg", &slots, &constants(g));
+    let params = uniform(
+        ctx,
+        &dw.label,
+        &Params { m: lead as u32, n: k as u32, k: m as u32, act: 0, has_bias: 0, form: Form::TN.code(), _pad: [0; 2] },
+    );
+    Ok(Dispatch::new(
+        ctx,
+        &kern,
+        &format!("implicit conv dW {lead}x{k}x{m} -> {}", dw.label),
+        vec![params.as_entire_binding(), dw.binding(), dy.binding(), x.binding()],
+        [groups_for(k, 32), groups_for(lead, 32), 1],
+    ))
 }
 
 /// y [positions, out] = act(im2col(x) W^T + bias) with x the image
@@ -63,18 +133,8 @@ pub fn conv2d_forward(
             return Err(GanError::shape(&b.label, format!("bias has {} elements for {out} channels", b.numel())));
         }
     }
-    let constants = [
-        ("C", g.c as f64),
-        ("H", g.h as f64),
-        ("W", g.w as f64),
-        ("OH", g.oh as f64),
-        ("OW", g.ow as f64),
-        ("K", g.k as f64),
-        ("STRIDE", g.stride as f64),
-        ("PAD", g.pad as f64),
-    ];
     let slots = [Slot::Uniform, Slot::Unused, Slot::Unused, Slot::ReadWrite, Slot::Read, Slot::Read, Slot::Read];
-    let kern = kernel(ctx, "conv_gemm_sg.wgsl", SOURCE, "conv_gemm_sg", &slots, &constants);
+    let kern = kernel(ctx, "conv_gemm_sg.wgsl", SOURCE, "conv_gemm_sg", &slots, &constants(g));
     let params = uniform(
         ctx,
         &y.label,
