@@ -2,12 +2,12 @@
 //! at the bench's batch (G on B images, D on 2B), forward and input
 //! gradient, as the trainer runs it (im2col or col2im and the adapter's
 //! matmul), against that matmul alone at the same GEMM shape (m, n, k): what
-//! the explicit columns cost. A weight gradient is a matmul over the
-//! forward's columns and makes none, so it is not listed; nor do layers
-//! whose kernel covers the whole image (their image is their columns), so
-//! their rows show no column time. Where the implicit GEMM applies
-//! (conv_gemm: the patches read inside the subgroup matmul, channels in
-//! multiples of 4), its time is listed beside.
+//! the explicit columns cost. A weight gradient is a matmul over columns
+//! another row already made (the forward's, or the input gradient's for a
+//! transposed convolution), so its row shows no column time; nor do layers
+//! whose kernel covers the whole image (their image is their columns).
+//! Where the implicit GEMM applies (conv_gemm: the patches read inside the
+//! subgroup matmul, channels in multiples of 4), its time is listed beside.
 
 use gan_wgpu::context::GpuContext;
 use gan_wgpu::error::{GanError, Result};
@@ -72,9 +72,11 @@ pub fn run_conv_bench(ctx: &GpuContext, batch: usize, quick: bool) -> Result<Vec
             let name = format!("{tag} {} {}", l.name, l.describe().replace(", bias=False", ""));
             let whole = g.is_whole();
             let implicit = !whole && conv_gemm::applies(ctx, &g);
+            let lead = if matches!(l.kind, LayerKind::Conv { .. }) { l.out } else { l.inp };
+            let implicit_dw = implicit && conv_gemm::applies_to_weight_grad(ctx, &g, lead);
             let mut push = |what: &str,
                             mm: Matmul,
-                            columns: Dispatch,
+                            columns: Option<Dispatch>,
                             gemm: (usize, usize, usize, Form),
                             implicit: Option<Dispatch>|
              -> Result<()> {
@@ -82,7 +84,10 @@ pub fn run_conv_bench(ctx: &GpuContext, batch: usize, quick: bool) -> Result<Vec
                     case: format!("{name} {what}"),
                     gemm,
                     matmul_us: time(&mm.dispatch)?,
-                    columns_us: if whole { 0.0 } else { time(&columns)? },
+                    columns_us: match columns {
+                        Some(c) if !whole => time(&c)?,
+                        _ => 0.0,
+                    },
                     implicit_us: implicit.as_ref().map(time).transpose()?,
                 });
                 Ok(())
@@ -96,21 +101,29 @@ pub fn run_conv_bench(ctx: &GpuContext, batch: usize, quick: bool) -> Result<Vec
                     let imp = implicit
                         .then(|| conv_gemm::conv2d_forward(ctx, &image, &w, &y, &g, Epilogue::NONE))
                         .transpose()?;
-                    push("forward", mm, conv::im2col(ctx, &image, &cols, &g)?, (m, l.out, p, Form::NT), imp)?;
+                    push("forward", mm, Some(conv::im2col(ctx, &image, &cols, &g)?), (m, l.out, p, Form::NT), imp)?;
                     let mm = Matmul::new(ctx, Form::NN, variant, &y, &w, &cols)?;
-                    push("input grad", mm, conv::col2im(ctx, &cols, &image, &g)?, (m, p, l.out, Form::NN), None)?;
+                    push("input grad", mm, Some(conv::col2im(ctx, &cols, &image, &g)?), (m, p, l.out, Form::NN), None)?;
+                    // dW [out, p] = dy^T cols.
+                    let mm = Matmul::new(ctx, Form::TN, variant, &y, &cols, &w)?;
+                    let imp = implicit_dw.then(|| conv_gemm::weight_grad(ctx, &y, &image, &w, &g)).transpose()?;
+                    push("weight grad", mm, None, (l.out, p, m, Form::TN), imp)?;
                 }
                 LayerKind::ConvTranspose { .. } => {
                     // forward: cols = x W, y = col2im(cols); input gradient:
                     // dcols = im2col(dy), dx [m, inp] = dcols W^T.
                     let x = zeros(ctx, &[m, l.inp], "x");
                     let mm = Matmul::new(ctx, Form::NN, variant, &x, &w, &cols)?;
-                    push("forward", mm, conv::col2im(ctx, &cols, &image, &g)?, (m, p, l.inp, Form::NN), None)?;
+                    push("forward", mm, Some(conv::col2im(ctx, &cols, &image, &g)?), (m, p, l.inp, Form::NN), None)?;
                     let mm = Matmul::new(ctx, Form::NT, variant, &cols, &w, &x)?;
                     let imp = implicit
                         .then(|| conv_gemm::conv2d_forward(ctx, &image, &w, &x, &g, Epilogue::NONE))
                         .transpose()?;
-                    push("input grad", mm, conv::im2col(ctx, &image, &cols, &g)?, (m, l.inp, p, Form::NT), imp)?;
+                    push("input grad", mm, Some(conv::im2col(ctx, &image, &cols, &g)?), (m, l.inp, p, Form::NT), imp)?;
+                    // dW [inp, p] = x^T dcols.
+                    let mm = Matmul::new(ctx, Form::TN, variant, &x, &cols, &w)?;
+                    let imp = implicit_dw.then(|| conv_gemm::weight_grad(ctx, &x, &image, &w, &g)).transpose()?;
+                    push("weight grad", mm, None, (l.inp, p, m, Form::TN), imp)?;
                 }
                 LayerKind::Dense => {}
             }
