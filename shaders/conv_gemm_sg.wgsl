@@ -61,38 +61,7 @@ fn conv_gemm_sg(@builtin(workgroup_id) wid: vec3<u32>, @builtin(subgroup_invocat
                               select(vec4(0.0), a4[at.z + cb], inside.z), select(vec4(0.0), a4[at.w + cb], inside.w));
                 let b = transpose4_if(array(b4[b_at.x], b4[b_at.y], b4[b_at.z], b4[b_at.w]), true);
                 b_at += vec4(1u);
-                acc[0] = fma_k4(acc[0], subgroupBroadcast(a[0], 0u), b);
-                acc[1] = fma_k4(acc[1], subgroupBroadcast(a[0], 1u), b);
-                acc[2] = fma_k4(acc[2], subgroupBroadcast(a[0], 2u), b);
-                acc[3] = fma_k4(acc[3], subgroupBroadcast(a[0], 3u), b);
-                acc[4] = fma_k4(acc[4], subgroupBroadcast(a[0], 4u), b);
-                acc[5] = fma_k4(acc[5], subgroupBroadcast(a[0], 5u), b);
-                acc[6] = fma_k4(acc[6], subgroupBroadcast(a[0], 6u), b);
-                acc[7] = fma_k4(acc[7], subgroupBroadcast(a[0], 7u), b);
-                acc[8] = fma_k4(acc[8], subgroupBroadcast(a[1], 0u), b);
-                acc[9] = fma_k4(acc[9], subgroupBroadcast(a[1], 1u), b);
-                acc[10] = fma_k4(acc[10], subgroupBroadcast(a[1], 2u), b);
-                acc[11] = fma_k4(acc[11], subgroupBroadcast(a[1], 3u), b);
-                acc[12] = fma_k4(acc[12], subgroupBroadcast(a[1], 4u), b);
-                acc[13] = fma_k4(acc[13], subgroupBroadcast(a[1], 5u), b);
-                acc[14] = fma_k4(acc[14], subgroupBroadcast(a[1], 6u), b);
-                acc[15] = fma_k4(acc[15], subgroupBroadcast(a[1], 7u), b);
-                acc[16] = fma_k4(acc[16], subgroupBroadcast(a[2], 0u), b);
-                acc[17] = fma_k4(acc[17], subgroupBroadcast(a[2], 1u), b);
-                acc[18] = fma_k4(acc[18], subgroupBroadcast(a[2], 2u), b);
-                acc[19] = fma_k4(acc[19], subgroupBroadcast(a[2], 3u), b);
-                acc[20] = fma_k4(acc[20], subgroupBroadcast(a[2], 4u), b);
-                acc[21] = fma_k4(acc[21], subgroupBroadcast(a[2], 5u), b);
-                acc[22] = fma_k4(acc[22], subgroupBroadcast(a[2], 6u), b);
-                acc[23] = fma_k4(acc[23], subgroupBroadcast(a[2], 7u), b);
-                acc[24] = fma_k4(acc[24], subgroupBroadcast(a[3], 0u), b);
-                acc[25] = fma_k4(acc[25], subgroupBroadcast(a[3], 1u), b);
-                acc[26] = fma_k4(acc[26], subgroupBroadcast(a[3], 2u), b);
-                acc[27] = fma_k4(acc[27], subgroupBroadcast(a[3], 3u), b);
-                acc[28] = fma_k4(acc[28], subgroupBroadcast(a[3], 4u), b);
-                acc[29] = fma_k4(acc[29], subgroupBroadcast(a[3], 5u), b);
-                acc[30] = fma_k4(acc[30], subgroupBroadcast(a[3], 6u), b);
-                acc[31] = fma_k4(acc[31], subgroupBroadcast(a[3], 7u), b);
+                tile_fma(&acc, a, b);
             }
         }
     }
@@ -153,38 +122,7 @@ fn conv_weight_grad_sg(@builtin(workgroup_id) wid: vec3<u32>, @builtin(subgroup_
         let at = select(vec4(0u), ((pos / (OW * OH)) * H + vec4<u32>(ih)) * W * c4 + vec4<u32>(iw) * c4 + channel, inside);
         let b = array(select(vec4(0.0), b4[at.x], inside.x), select(vec4(0.0), b4[at.y], inside.y),
                       select(vec4(0.0), b4[at.z], inside.z), select(vec4(0.0), b4[at.w], inside.w));
-        acc[0] = fma_k4(acc[0], subgroupBroadcast(a[0], 0u), b);
-        acc[1] = fma_k4(acc[1], subgroupBroadcast(a[0], 1u), b);
-        acc[2] = fma_k4(acc[2], subgroupBroadcast(a[0], 2u), b);
-        acc[3] = fma_k4(acc[3], subgroupBroadcast(a[0], 3u), b);
-        acc[4] = fma_k4(acc[4], subgroupBroadcast(a[0], 4u), b);
-        acc[5] = fma_k4(acc[5], subgroupBroadcast(a[0], 5u), b);
-        acc[6] = fma_k4(acc[6], subgroupBroadcast(a[0], 6u), b);
-        acc[7] = fma_k4(acc[7], subgroupBroadcast(a[0], 7u), b);
-        acc[8] = fma_k4(acc[8], subgroupBroadcast(a[1], 0u), b);
-        acc[9] = fma_k4(acc[9], subgroupBroadcast(a[1], 1u), b);
-        acc[10] = fma_k4(acc[10], subgroupBroadcast(a[1], 2u), b);
-        acc[11] = fma_k4(acc[11], subgroupBroadcast(a[1], 3u), b);
-        acc[12] = fma_k4(acc[12], subgroupBroadcast(a[1], 4u), b);
-        acc[13] = fma_k4(acc[13], subgroupBroadcast(a[1], 5u), b);
-        acc[14] = fma_k4(acc[14], subgroupBroadcast(a[1], 6u), b);
-        acc[15] = fma_k4(acc[15], subgroupBroadcast(a[1], 7u), b);
-        acc[16] = fma_k4(acc[16], subgroupBroadcast(a[2], 0u), b);
-        acc[17] = fma_k4(acc[17], subgroupBroadcast(a[2], 1u), b);
-        acc[18] = fma_k4(acc[18], subgroupBroadcast(a[2], 2u), b);
-        acc[19] = fma_k4(acc[19], subgroupBroadcast(a[2], 3u), b);
-        acc[20] = fma_k4(acc[20], subgroupBroadcast(a[2], 4u), b);
-        acc[21] = fma_k4(acc[21], subgroupBroadcast(a[2], 5u), b);
-        acc[22] = fma_k4(acc[22], subgroupBroadcast(a[2], 6u), b);
-        acc[23] = fma_k4(acc[23], subgroupBroadcast(a[2], 7u), b);
-        acc[24] = fma_k4(acc[24], subgroupBroadcast(a[3], 0u), b);
-        acc[25] = fma_k4(acc[25], subgroupBroadcast(a[3], 1u), b);
-        acc[26] = fma_k4(acc[26], subgroupBroadcast(a[3], 2u), b);
-        acc[27] = fma_k4(acc[27], subgroupBroadcast(a[3], 3u), b);
-        acc[28] = fma_k4(acc[28], subgroupBroadcast(a[3], 4u), b);
-        acc[29] = fma_k4(acc[29], subgroupBroadcast(a[3], 5u), b);
-        acc[30] = fma_k4(acc[30], subgroupBroadcast(a[3], 6u), b);
-        acc[31] = fma_k4(acc[31], subgroupBroadcast(a[3], 7u), b);
+        tile_fma(&acc, a, b);
     }
     // matmul_sg's TN store: tile row 8s + l holds dW row 4l + s.
     for (var r = 0u; r < SG_ROWS; r++) {

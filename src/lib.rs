@@ -1,6 +1,7 @@
 //! gan-wgpu: a fully-connected GAN trained on the GPU through WebGPU compute
 //! shaders. See README.md.
 
+pub mod activations;
 pub mod architecture;
 pub mod autotune;
 pub mod checkpoint;

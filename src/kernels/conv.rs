@@ -102,8 +102,9 @@ fn params(g: &ConvGeometry) -> Params {
     Params { v }
 }
 
-/// The geometry but n as the shader's pipeline constants.
-fn constants(g: &ConvGeometry) -> [(&'static str, f64); 8] {
+/// The geometry but n as the shaders' pipeline constants (conv.wgsl's and
+/// conv_gemm_sg.wgsl's names).
+pub(super) fn constants(g: &ConvGeometry) -> [(&'static str, f64); 8] {
     [
         ("C", g.c as f64),
         ("H", g.h as f64),

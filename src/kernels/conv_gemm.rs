@@ -6,7 +6,7 @@
 //! `conv::cpu_conv2d`).
 
 use super::bias_act::Act;
-use super::conv::ConvGeometry;
+use super::conv::{self, ConvGeometry};
 use super::matmul::{Epilogue, Form, Params, Variant};
 use super::{groups_for, kernel, uniform, Dispatch, Slot};
 use crate::context::GpuContext;
@@ -34,20 +34,6 @@ pub fn applies(ctx: &GpuContext, g: &ConvGeometry) -> bool {
 /// `applies`, and the TN form's vec4 loads along lead and positions.
 pub fn applies_to_weight_grad(ctx: &GpuContext, g: &ConvGeometry, lead: usize) -> bool {
     applies(ctx, g) && lead.is_multiple_of(4) && g.positions().is_multiple_of(4)
-}
-
-/// The geometry but n as the shader's pipeline constants.
-fn constants(g: &ConvGeometry) -> [(&'static str, f64); 8] {
-    [
-        ("C", g.c as f64),
-        ("H", g.h as f64),
-        ("W", g.w as f64),
-        ("OH", g.oh as f64),
-        ("OW", g.ow as f64),
-        ("K", g.k as f64),
-        ("STRIDE", g.stride as f64),
-        ("PAD", g.pad as f64),
-    ]
 }
 
 /// dW [lead, k*k*c] = dy^T im2col(x): dy [positions, lead], x the image
@@ -83,7 +69,7 @@ pub fn weight_grad(
         ));
     }
     let slots = [Slot::Uniform, Slot::Unused, Slot::Unused, Slot::ReadWrite, Slot::Read, Slot::Read, Slot::Unused];
-    let kern = kernel(ctx, "conv_gemm_sg.wgsl", SOURCE, "conv_weight_grad_sg", &slots, &constants(g));
+    let kern = kernel(ctx, "conv_gemm_sg.wgsl", SOURCE, "conv_weight_grad_sg", &slots, &conv::constants(g));
     let params = uniform(
         ctx,
         &dw.label,
@@ -134,7 +120,7 @@ pub fn conv2d_forward(
         }
     }
     let slots = [Slot::Uniform, Slot::Unused, Slot::Unused, Slot::ReadWrite, Slot::Read, Slot::Read, Slot::Read];
-    let kern = kernel(ctx, "conv_gemm_sg.wgsl", SOURCE, "conv_gemm_sg", &slots, &constants(g));
+    let kern = kernel(ctx, "conv_gemm_sg.wgsl", SOURCE, "conv_gemm_sg", &slots, &conv::constants(g));
     let params = uniform(
         ctx,
         &y.label,
