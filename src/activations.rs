@@ -1,15 +1,38 @@
 //! A network's activation buffers: per layer its output, pre-activation
 //! (before a batch norm) and convolution columns, allocated once for a
-//! number of samples; views of the first rows for a smaller pass, and the
-//! column buffers no chosen kernel reads dropped.
+//! number of samples (only the column buffers the chosen kernels read);
+//! views of the first rows for a smaller pass.
 
 use crate::context::GpuContext;
 use crate::conv_layer;
 use crate::error::Result;
 use crate::kernels::embedding;
 use crate::kernels::matmul::Variant;
-use crate::model::NetSpec;
+use crate::model::{LayerSpec, NetSpec};
 use crate::tensor::GpuTensor;
+
+/// Which passes a set of buffers serves, for the column buffers they read
+/// (`conv_layer::columns_read`): built with matmul `variant`, with a
+/// backward computing weight gradients or not; `gradients` when the
+/// buffers are a backward's gradient buffers.
+#[derive(Clone, Copy, Debug)]
+pub struct ColumnUse {
+    pub variant: Variant,
+    pub weight_grads: bool,
+    pub gradients: bool,
+}
+
+impl ColumnUse {
+    /// Whether those passes read layer `l`'s column buffer at `rows` samples.
+    pub fn reads(&self, ctx: &GpuContext, l: &LayerSpec, rows: usize) -> bool {
+        let (forward, backward) = conv_layer::columns_read(ctx, self.variant, l, rows, self.weight_grads);
+        if self.gradients {
+            backward
+        } else {
+            forward
+        }
+    }
+}
 
 /// Activation buffers of one layer: [rows, out] with rows = samples x the
 /// layer's output positions (NHWC for convolutions).
@@ -59,6 +82,20 @@ impl Activations {
         out_override: Option<GpuTensor>,
         labels: Option<&GpuTensor>,
     ) -> Result<Self> {
+        Self::alloc_columns(ctx, spec, rows, label, out_override, labels, None)
+    }
+
+    /// `alloc_labeled` with only the column buffers `columns`' passes read
+    /// (every non-whole convolution's when None).
+    pub fn alloc_columns(
+        ctx: &GpuContext,
+        spec: &NetSpec,
+        rows: usize,
+        label: &str,
+        out_override: Option<GpuTensor>,
+        labels: Option<&GpuTensor>,
+        columns: Option<ColumnUse>,
+    ) -> Result<Self> {
         if let Some(l) = labels {
             l.expect_shape(&[rows])?;
         }
@@ -81,7 +118,7 @@ impl Activations {
             // as its columns: no buffer.
             let cols = l
                 .geometry(rows)
-                .filter(|g| !g.is_whole())
+                .filter(|g| !g.is_whole() && columns.is_none_or(|u| u.reads(ctx, l, rows)))
                 .map(|g| GpuTensor::zeros(ctx, &[g.positions(), g.patch()], &format!("{label}.{}.cols", l.name)));
             layers.push(LayerActs { pre, out, cols });
         }
@@ -113,23 +150,12 @@ impl Activations {
         })
     }
 
-    /// The same buffers without the column buffers that passes built with
-    /// `variant` never read (`conv_layer::columns_read`): those of a pass
-    /// whose backward computes `weight_grads` or not; `gradients` says
-    /// whether these are a backward's gradient buffers. Dropped buffers are
-    /// freed once no other view holds them.
-    pub fn keeping_read_columns(
-        &self,
-        ctx: &GpuContext,
-        spec: &NetSpec,
-        variant: Variant,
-        weight_grads: bool,
-        gradients: bool,
-    ) -> Self {
+    /// The same buffers (views) without the column buffers `columns`'
+    /// passes never read.
+    pub fn keeping_read_columns(&self, ctx: &GpuContext, spec: &NetSpec, columns: ColumnUse) -> Self {
         let mut acts = self.clone();
         for (a, l) in acts.layers.iter_mut().zip(&spec.layers) {
-            let (forward, backward) = conv_layer::columns_read(ctx, variant, l, self.rows, weight_grads);
-            if !(if gradients { backward } else { forward }) {
+            if !columns.reads(ctx, l, self.rows) {
                 a.cols = None;
             }
         }

@@ -16,7 +16,7 @@ use crate::kernels::{embedding, Dispatch};
 use crate::model::{BnStats, LayerSpec, NetSpec};
 use crate::tensor::{FlatLayout, GpuTensor};
 
-pub use crate::activations::{Activations, LayerActs};
+pub use crate::activations::{Activations, ColumnUse, LayerActs};
 
 pub struct GpuBn {
     pub running_mean: GpuTensor,

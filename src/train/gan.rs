@@ -155,18 +155,20 @@ impl Gan {
         let fake = d_input.view(0, &[b, dim], "fake")?;
         let d_labels = classes.map(|_| GpuTensor::zeros(ctx, &[2 * b], "labels [fake; real]"));
         let g_labels = d_labels.as_ref().map(|l| l.view(0, &[b], "fake labels")).transpose()?;
-        let g_acts = Activations::alloc_labeled(ctx, &g.spec, b, "g", Some(fake.clone()), g_labels.as_ref())?;
-        // Column buffers the chosen kernels never read are dropped (implicit
+        // Only the column buffers the chosen kernels read are made (implicit
         // GEMMs read their patches from the images).
-        let g_grads = Activations::alloc(ctx, &g.spec, b, "g_grad", None)?
-            .keeping_read_columns(ctx, &g.spec, variant, true, true);
-        let d_acts = Activations::alloc_labeled(ctx, &d.spec, 2 * b, "d", None, d_labels.as_ref())?
-            .keeping_read_columns(ctx, &d.spec, variant, true, false);
-        let d_grads = Activations::alloc(ctx, &d.spec, 2 * b, "d_grad", None)?;
+        let acts_use = ColumnUse { variant, weight_grads: true, gradients: false };
+        let grads_use = ColumnUse { gradients: true, ..acts_use };
+        let fake_out = Some(fake.clone());
+        let g_acts = Activations::alloc_columns(ctx, &g.spec, b, "g", fake_out, g_labels.as_ref(), Some(acts_use))?;
+        let g_grads = Activations::alloc_columns(ctx, &g.spec, b, "g_grad", None, None, Some(grads_use))?;
+        let d_acts = Activations::alloc_columns(ctx, &d.spec, 2 * b, "d", None, d_labels.as_ref(), Some(acts_use))?;
+        let d_grads = Activations::alloc_columns(ctx, &d.spec, 2 * b, "d_grad", None, None, Some(grads_use))?;
         let d_prob_grad = GpuTensor::zeros(ctx, &[2 * b, 1], "d_prob_grad");
         let d_fake_grad = GpuTensor::zeros(ctx, &[b, dim], "d_fake_grad");
         // D's pass in G's step computes no weight gradient.
-        let d_acts_b = d_acts.first_rows(b)?.keeping_read_columns(ctx, &d.spec, variant, false, false);
+        let d_acts_b =
+            d_acts.first_rows(b)?.keeping_read_columns(ctx, &d.spec, ColumnUse { weight_grads: false, ..acts_use });
         let d_grads_b = d_grads.first_rows(b)?;
         let d_prob_grad_b = d_prob_grad.view(0, &[b, 1], "d_prob_grad[:B]")?;
 

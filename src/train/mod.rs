@@ -25,7 +25,7 @@ use crate::kernels::adam::AdamConfig;
 use crate::kernels::matmul::Variant;
 use crate::kernels::{bce, gather, rng, Dispatch};
 use crate::model::{self, BnStats, NetSpec, StepMetrics, WhichModel};
-use crate::network::{self, Activations, GpuNet};
+use crate::network::{self, Activations, ColumnUse, GpuNet};
 use crate::tensor::GpuTensor;
 use rand::SeedableRng;
 use std::path::{Path, PathBuf};
