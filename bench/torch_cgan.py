@@ -24,25 +24,15 @@ wrote: the architecture is the same), so `gan-wgpu eval` scores it:
     gan-wgpu eval --checkpoint /tmp/pt_cgan_g14.safetensors
 """
 import argparse
-import gzip
 import os
-import struct
 import time
 
 import numpy as np
 import torch
-from safetensors import safe_open
-from safetensors.torch import save_file
 from torch import nn
 
+from torch_common import read_idx, save_generator, template_metadata
 
-def read_idx(path):
-    opener = gzip.open if path.endswith(".gz") else open
-    with opener(path, "rb") as f:
-        data = f.read()
-    ndims = data[3]
-    dims = struct.unpack(">" + "I" * ndims, data[4 : 4 + 4 * ndims])
-    return np.frombuffer(data, dtype=np.uint8, offset=4 + 4 * ndims).reshape(dims)
 
 
 class Generator(nn.Module):
@@ -83,6 +73,7 @@ def main():
     ap.add_argument("--dropout", type=float, default=0.0, help="Dropout(P) after D's hidden layers (0: the issue's D)")
     ap.add_argument("--leaky-generator", action="store_true", help="LeakyReLU(0.2) in G instead of ReLU")
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--limit", type=int, default=0, help="train on the first N images only (a smoke test)")
     ap.add_argument("--data", default=os.path.join(os.path.dirname(__file__), "..", "assets", "mnist"))
     ap.add_argument("--template", required=True, help="a cgan generator checkpoint whose metadata is copied")
     ap.add_argument("--out", required=True, help="prefix: PREFIX_g{epoch}.safetensors")
@@ -91,10 +82,11 @@ def main():
     torch.manual_seed(a.seed)
     images = read_idx(os.path.join(a.data, "train", "train-images-idx3-ubyte.gz"))
     labels = read_idx(os.path.join(a.data, "train", "train-labels-idx1-ubyte.gz"))
+    if a.limit:
+        images, labels = images[: a.limit], labels[: a.limit]
     x_all = torch.from_numpy((images.reshape(len(images), -1).astype(np.float32) - 127.5) / 127.5)
     y_all = torch.from_numpy(labels.astype(np.int64))
-    with safe_open(a.template, "pt") as f:
-        metadata = dict(f.metadata())
+    metadata = template_metadata(a.template)
     save = {int(e) for e in a.save.split(",")}
     g, d = Generator(a.leaky_generator), Discriminator(a.dropout)
     opt_g = torch.optim.Adam(g.parameters(), 2e-4, betas=(0.5, 0.999))
@@ -117,9 +109,7 @@ def main():
             steps += 1
         print(f"epoch {epoch}: {time.time() - start:.1f} s, loss_d {loss_d.item():.4f}, loss_g {loss_g.item():.4f}", flush=True)
         if epoch in save:
-            tensors = {k: v.detach().contiguous() for k, v in g.state_dict().items()}
-            save_file(tensors, f"{a.out}_g{epoch}.safetensors",
-                      metadata={**metadata, "epoch": str(epoch), "steps_done": str(steps)})
+            save_generator(g, f"{a.out}_g{epoch}.safetensors", metadata, epoch, steps)
 
 
 if __name__ == "__main__":

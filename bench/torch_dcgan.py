@@ -21,25 +21,16 @@ are written as IDX for `gan-wgpu eval --samples`:
     gan-wgpu eval --samples /tmp/pt_dcgan_g4_train_mode.idx
 """
 import argparse
-import gzip
 import os
 import struct
 import time
 
 import numpy as np
 import torch
-from safetensors import safe_open
-from safetensors.torch import save_file
 from torch import nn
 
+from torch_common import read_idx, save_generator, template_metadata
 
-def read_idx(path):
-    opener = gzip.open if path.endswith(".gz") else open
-    with opener(path, "rb") as f:
-        data = f.read()
-    ndims = data[3]
-    dims = struct.unpack(">" + "I" * ndims, data[4 : 4 + 4 * ndims])
-    return np.frombuffer(data, dtype=np.uint8, offset=4 + 4 * ndims).reshape(dims)
 
 
 class Generator(nn.Module):
@@ -101,8 +92,7 @@ def main():
     if a.limit:
         images = images[: a.limit]
     x_all = torch.from_numpy((images.astype(np.float32) - 127.5) / 127.5).unsqueeze(1)
-    with safe_open(a.template, "pt") as f:
-        metadata = dict(f.metadata())
+    metadata = template_metadata(a.template)
     save = {int(e) for e in a.save.split(",")}
     g, d = Generator(), Discriminator()
     g.apply(weights_init)
@@ -127,9 +117,7 @@ def main():
             steps += 1
         print(f"epoch {epoch}: {time.time() - start:.1f} s, loss_d {loss_d.item():.4f}, loss_g {loss_g.item():.4f}", flush=True)
         if epoch in save:
-            tensors = {k: v.detach().contiguous() for k, v in g.state_dict().items()}
-            save_file(tensors, f"{a.out}_g{epoch}.safetensors",
-                      metadata={**metadata, "epoch": str(epoch), "steps_done": str(steps)})
+            save_generator(g, f"{a.out}_g{epoch}.safetensors", metadata, epoch, steps)
             train_mode_samples(g, f"{a.out}_g{epoch}_train_mode.idx")
 
 
