@@ -13,6 +13,8 @@
 // uniform in 0..classes (the high word of x * classes, so no modulo bias
 // beyond 1 in 2^32 / classes).
 //
+// Prepended with philox.wgsl (mulhilo, philox4x32_10).
+//
 // Bindings, group 0:
 //   0  uniform  p: Params {n, key_lo, key_hi, stream, draw_base, classes}
 //   1  storage  out      read_write  [n] f32            (rng_normal)
@@ -35,34 +37,6 @@ struct Params {
 @group(0) @binding(1) var<storage, read_write> out: array<f32>;
 @group(0) @binding(2) var<storage, read> counters: array<u32>;
 @group(0) @binding(3) var<storage, read_write> labels: array<u32>;
-
-// (hi, lo) 32-bit halves of the 64-bit product a * b, from 16-bit pieces
-// (WGSL has no 64-bit integers).
-fn mulhilo(a: u32, b: u32) -> vec2<u32> {
-    let a_lo = a & 0xffffu;
-    let a_hi = a >> 16u;
-    let b_lo = b & 0xffffu;
-    let b_hi = b >> 16u;
-    let ll = a_lo * b_lo;
-    let lh = a_lo * b_hi;
-    let hl = a_hi * b_lo;
-    let hh = a_hi * b_hi;
-    let mid = (ll >> 16u) + (lh & 0xffffu) + (hl & 0xffffu);
-    let hi = hh + (lh >> 16u) + (hl >> 16u) + (mid >> 16u);
-    return vec2<u32>(hi, a * b);
-}
-
-fn philox4x32_10(counter: vec4<u32>, key: vec2<u32>) -> vec4<u32> {
-    var c = counter;
-    var k = key;
-    for (var round = 0u; round < 10u; round++) {
-        let p0 = mulhilo(0xD2511F53u, c.x);
-        let p1 = mulhilo(0xCD9E8D57u, c.z);
-        c = vec4<u32>(p1.x ^ c.y ^ k.x, p1.y, p0.x ^ c.w ^ k.y, p0.y);
-        k = k + vec2<u32>(0x9E3779B9u, 0xBB67AE85u);
-    }
-    return c;
-}
 
 // The four u32 of counter (q, draw, stream, 0) of this step's draw.
 fn draw_bits(q: u32) -> vec4<u32> {

@@ -11,7 +11,8 @@
 //! null) and the activation after both. A convolution adds "kind"
 //! ("conv2d" or "conv_transpose2d"; absent: Linear), its input's "h" and
 //! "w", "k", "stride" and "pad", with "in"/"out" counting channels; a layer
-//! without bias adds "bias": false. A conditional network adds
+//! without bias adds "bias": false; one with dropout after its
+//! activation (training only) adds "dropout": p. A conditional network adds
 //! `"embedding": {"name": "label_emb", "classes": 10, "dim": 10}`, the label
 //! embedding joined after its input (its first layer's "in" counts the
 //! embedding's columns); an unconditional one has no such key.
@@ -54,6 +55,9 @@ pub fn to_json(spec: &NetSpec) -> String {
             }
             if !l.bias {
                 v["bias"] = false.into();
+            }
+            if let Some(p) = l.dropout {
+                v["dropout"] = p.into();
             }
             v
         })
@@ -114,7 +118,8 @@ pub fn from_json(text: &str) -> std::result::Result<NetSpec, String> {
             serde_json::Value::Bool(b) => *b,
             _ => return Err(format!("layer {i}: \"bias\" is not true or false")),
         };
-        let layer = LayerSpec { name: String::new(), kind, inp, out: width, bias, bn: None, act: Act::Identity };
+        let layer =
+            LayerSpec { name: String::new(), kind, inp, out: width, bias, bn: None, act: Act::Identity, dropout: None };
         if layer.in_positions() * inp > MAX_WIDTH || layer.out_positions() * width > MAX_WIDTH {
             return Err(format!("layer {i}: more than {MAX_WIDTH} values a sample"));
         }
@@ -145,7 +150,16 @@ pub fn from_json(text: &str) -> std::result::Result<NetSpec, String> {
         if taken {
             return Err(format!("layer {i}: the name \"{layer_name}\" is used twice"));
         }
-        out.push(LayerSpec { name: layer_name, bn, act, ..layer });
+        let dropout = match &l["dropout"] {
+            serde_json::Value::Null => None,
+            serde_json::Value::Number(p) => Some(p.as_f64().unwrap_or(f64::NAN) as f32),
+            _ => return Err(format!("layer {i}: \"dropout\" is not a probability")),
+        };
+        let layer = LayerSpec { name: layer_name, bn, act, dropout, ..layer };
+        if let Some(why) = layer.dropout_error() {
+            return Err(format!("layer {i}: {why}"));
+        }
+        out.push(layer);
     }
     let embedding = match &v["embedding"] {
         serde_json::Value::Null => None,
@@ -196,11 +210,12 @@ pub fn difference(recorded: &NetSpec, expected: &NetSpec) -> Option<String> {
             }
         };
         format!(
-            "{} {}{on}{}, {}",
+            "{} {}{on}{}, {}{}",
             l.name,
             l.describe(),
             l.bn.as_ref().map_or(String::new(), |b| format!(" + {b} {norm}")),
-            l.act.name()
+            l.act.name(),
+            l.dropout.map_or(String::new(), |p| format!(", Dropout({p})"))
         )
     };
     recorded.layers.iter().zip(&expected.layers).enumerate().find_map(|(i, (r, e))| {

@@ -4,6 +4,7 @@
 
 use crate::kernels::adam::{cpu_adam_update, AdamConfig};
 use crate::kernels::bias_act::{self, Act};
+use crate::kernels::dropout::{self, DropoutDraw};
 use crate::kernels::{batchnorm, bce, conv, embedding, matmul};
 use crate::model::{BnStats, LayerKind, NetSpec};
 use crate::tensor::FlatLayout;
@@ -31,6 +32,9 @@ pub struct LayerCache {
     pub xhat: Vec<f32>,
     pub invstd: Vec<f32>,
     pub out: Vec<f32>,
+    /// Dropout layers in training: the mask the output was multiplied by
+    /// (0 or 1 / (1 - p)), which multiplies the gradient too; else empty.
+    pub mask: Vec<f32>,
 }
 
 impl CpuNet {
@@ -49,7 +53,7 @@ impl CpuNet {
     /// Forward over `samples` inputs; `train` uses batch statistics and
     /// updates the running ones. For an unconditional network.
     pub fn forward(&mut self, input: &[f32], samples: usize, train: bool) -> Vec<LayerCache> {
-        self.forward_grouped(input, None, samples, train, 1)
+        self.forward_grouped(input, None, samples, train, 1, None)
     }
 
     /// `forward` with the samples' labels, which a conditional network joins
@@ -62,14 +66,16 @@ impl CpuNet {
         samples: usize,
         train: bool,
     ) -> Vec<LayerCache> {
-        self.forward_grouped(input, labels, samples, train, 1)
+        self.forward_grouped(input, labels, samples, train, 1, None)
     }
 
     /// `forward_labeled` with the samples in `groups` equal groups that
     /// batch norm normalises apart in training (a discriminator's fake and
     /// real halves, as PyTorch's separate passes do), the last group's
     /// running-statistics update first (PyTorch's example passes the real
-    /// half first), as the GPU does.
+    /// half first), as the GPU does. `masks` (the pass's draw and the steps
+    /// done) gives a training pass's dropout masks (panics when it needs
+    /// them and gets none).
     pub fn forward_grouped(
         &mut self,
         input: &[f32],
@@ -77,6 +83,7 @@ impl CpuNet {
         samples: usize,
         train: bool,
         groups: usize,
+        masks: Option<(DropoutDraw, u32)>,
     ) -> Vec<LayerCache> {
         let mut caches = Vec::new();
         let mut x = input.to_vec();
@@ -98,6 +105,7 @@ impl CpuNet {
                 xhat: vec![],
                 invstd: vec![],
                 out: vec![],
+                mask: vec![],
             };
             let z = match (l.kind, l.geometry(samples)) {
                 (LayerKind::Conv { .. }, Some(g)) => {
@@ -152,6 +160,11 @@ impl CpuNet {
             } else {
                 cache.out = bias_act::cpu_forward(l.act, &z, bias.as_deref(), rows, l.out);
             }
+            if let (Some(p), true) = (l.dropout, train) {
+                let (draw, steps_done) = masks.expect("a training pass through dropout needs its masks' draw");
+                cache.mask = dropout::cpu_mask(cache.out.len(), p, draw.layer(li), steps_done);
+                dropout::cpu_apply(&mut cache.out, &cache.mask);
+            }
             x = cache.out.clone();
             caches.push(cache);
         }
@@ -182,6 +195,7 @@ impl CpuNet {
         for (li, l) in self.spec.layers.iter().enumerate().rev() {
             let c = &caches[li];
             let (rows_in, rows) = (samples * l.in_positions(), samples * l.out_positions());
+            dropout::cpu_apply(&mut dy, &c.mask);
             let dz = if let Some(bn) = &l.bn {
                 let gamma = self.tensor(&format!("{bn}.weight"));
                 let per = rows / groups;
@@ -284,11 +298,12 @@ pub fn cpu_train_step(
     config: AdamConfig,
     t: u32,
 ) -> CpuStep {
-    cpu_train_step_labeled(g, d, real, z, None, batch, config, t)
+    cpu_train_step_labeled(g, d, real, z, None, batch, config, t, 0)
 }
 
 /// `cpu_train_step` for a conditional pair: `labels` = (the fake batch's
-/// drawn labels, the real batch's labels), B each.
+/// drawn labels, the real batch's labels), B each; `seed` draws D's
+/// dropout masks as the GPU trainer does.
 #[allow(clippy::too_many_arguments)]
 pub fn cpu_train_step_labeled(
     g: &mut CpuNet,
@@ -299,7 +314,10 @@ pub fn cpu_train_step_labeled(
     batch: usize,
     config: AdamConfig,
     t: u32,
+    seed: u64,
 ) -> CpuStep {
+    let masks = |stream| Some((DropoutDraw { seed, stream }, t - 1));
+    let (d_step, g_step) = (masks(dropout::D_STEP_STREAM), masks(dropout::G_STEP_STREAM));
     let dim = d.spec.input_dim();
     let fake_labels = labels.map(|l| l.0);
     let both_labels: Option<Vec<u32>> = labels.map(|(f, r)| [f, r].concat());
@@ -307,13 +325,13 @@ pub fn cpu_train_step_labeled(
     let fake = g_caches.last().expect("generator output").out.clone();
     let mut d_in = fake.clone();
     d_in.extend_from_slice(real);
-    let d_caches = d.forward_grouped(&d_in, both_labels.as_deref(), 2 * batch, true, 2);
+    let d_caches = d.forward_grouped(&d_in, both_labels.as_deref(), 2 * batch, true, 2, d_step);
     let prob = &d_caches.last().expect("d output").out;
     let (loss_d, dprob, d_real, d_fake) = bce::cpu_forward_backward(prob, batch);
     let (d_grads, _) = d.backward_grouped(&d_caches, &dprob, 2 * batch, 2);
     d.adam_step(config, t, &d_grads);
 
-    let d_caches = d.forward_labeled(&fake, fake_labels, batch, true);
+    let d_caches = d.forward_grouped(&fake, fake_labels, batch, true, 1, g_step);
     let prob = &d_caches.last().expect("d output").out;
     let (loss_g, dprob, _, _) = bce::cpu_forward_backward(prob, 0);
     let (_, d_fake_img) = d.backward(&d_caches, &dprob, batch);

@@ -12,7 +12,9 @@
 //! The conditional GAN (`WhichModel::Cgan`) has the same layers, with a
 //! label embedding nn.Embedding(classes, classes) named `label_emb` joined
 //! after each network's input: G takes [z | emb(y)] (latent + classes), D
-//! takes [image | emb(y)] (dim + classes).
+//! takes [image | emb(y)] (dim + classes). Its G uses LeakyReLU(0.2) where
+//! the tutorial's uses ReLU, and its D has Dropout(0.5) after each hidden
+//! LeakyReLU (model.0, model.3, model.6): without them it collapses.
 //!
 //! DCGAN (`WhichModel::Dcgan`, PyTorch's examples/dcgan for 28x28, width
 //! W): G main.0 ConvTranspose2d(z, 2W, 7, 1, 0) main.1 BatchNorm2d ReLU,
@@ -62,6 +64,11 @@ pub struct LayerSpec {
     /// state_dict prefix of the BatchNorm1d/2d that follows, if any.
     pub bn: Option<String>,
     pub act: Act,
+    /// Dropout's probability after the activation, in training only
+    /// (PyTorch's nn.Dropout, which takes a `model.N` index of its own);
+    /// None: no dropout. Only after an activation with f(c v) = c f(v) for
+    /// c >= 0 and without batch norm (`dropout_error`).
+    pub dropout: Option<f32>,
 }
 
 impl LayerSpec {
@@ -125,6 +132,21 @@ impl LayerSpec {
     /// PyTorch's fan-in of the weight: its dimension 1 times the kernel area.
     pub fn fan_in(&self) -> usize {
         self.weight_matrix()[1]
+    }
+
+    /// Why this layer's dropout cannot be trained, if it cannot: the
+    /// backward reads the activation's derivative from the dropped output,
+    /// which only identity, ReLU and LeakyReLU allow, and batch norm's
+    /// backward reads the undropped output.
+    pub fn dropout_error(&self) -> Option<String> {
+        let p = self.dropout?;
+        if let Err(why) = crate::kernels::dropout::check_probability(p) {
+            return Some(why);
+        }
+        if !matches!(self.act, Act::Identity | Act::Relu | Act::LeakyRelu) {
+            return Some(format!("dropout after {} (only after identity, relu or leaky_relu_0.2)", self.act.name()));
+        }
+        self.bn.as_ref().map(|b| format!("dropout after the batch norm {b} (not supported)"))
     }
 
     /// "Linear(784, 512)", "Conv2d(1, 64, 4, 2, 1, bias=False)", ...
@@ -248,13 +270,18 @@ fn dense(i: usize, inp: usize, out: usize, bn: bool, act: Act) -> LayerSpec {
         bias: true,
         bn: bn.then(|| format!("model.{}", i + 1)),
         act,
+        dropout: None,
     }
 }
 
 /// A DCGAN layer `main.{i}` without bias, its batch norm (if any) `main.{i + 1}`.
 fn conv_layer(i: usize, kind: LayerKind, inp: usize, out: usize, bn: bool, act: Act) -> LayerSpec {
-    LayerSpec { name: format!("main.{i}"), kind, inp, out, bias: false, bn: bn.then(|| format!("main.{}", i + 1)), act }
+    let bn = bn.then(|| format!("main.{}", i + 1));
+    LayerSpec { name: format!("main.{i}"), kind, inp, out, bias: false, bn, act, dropout: None }
 }
+
+/// The conditional discriminator's dropout probability.
+pub const CGAN_DROPOUT: f32 = 0.5;
 
 /// A GAN's two networks, sized from one config: what the trainer, its
 /// resumable state, the pipeline warm-up, the sampler's fallback and bench
@@ -276,13 +303,29 @@ impl GanArchitecture {
     }
 
     /// The conditional pair: the tutorial's layers, each network with an
-    /// Embedding(classes, classes) `label_emb` joined after its input.
+    /// Embedding(classes, classes) `label_emb` joined after its input, and
+    /// what keeps the pair from collapsing onto one image per class on
+    /// MNIST (docs/quality.md): LeakyReLU(0.2) in G's hidden layers and
+    /// Dropout(CGAN_DROPOUT) after D's hidden LeakyReLUs, which shifts D's
+    /// names to model.0, model.3, model.6 as nn.Sequential counts them.
     pub fn conditional(latent: usize, image_dim: usize, classes: usize) -> Self {
         let emb = EmbeddingSpec { name: "label_emb".into(), classes, dim: classes };
-        GanArchitecture {
-            generator: generator_spec(latent, image_dim, Some(emb.clone())),
-            discriminator: discriminator_spec(image_dim, Some(emb)),
+        let mut generator = generator_spec(latent, image_dim, Some(emb.clone()));
+        for l in generator.layers.iter_mut().filter(|l| l.act == Act::Relu) {
+            l.act = Act::LeakyRelu;
         }
+        let dropout = |l: LayerSpec| LayerSpec { dropout: Some(CGAN_DROPOUT), ..l };
+        let discriminator = NetSpec {
+            name: "discriminator",
+            layers: vec![
+                dropout(dense(0, joined(image_dim, &Some(emb.clone())), 512, false, Act::LeakyRelu)),
+                dropout(dense(3, 512, 256, false, Act::LeakyRelu)),
+                dense(6, 256, 1, false, Act::Sigmoid),
+            ],
+            embedding: Some(emb),
+            init: InitScheme::PyTorch,
+        };
+        GanArchitecture { generator, discriminator }
     }
 
     /// DCGAN (see the module header) for square 1-channel images of side s

@@ -10,6 +10,7 @@ use crate::error::{GanError, Result};
 use crate::kernels::adam::{Adam, AdamConfig};
 use crate::kernels::batchnorm::{self, BnGrads, BnTensors, RowGroup};
 use crate::kernels::bias_act::{self, Act};
+use crate::kernels::dropout::{self, DropoutDraw};
 use crate::kernels::matmul::{Epilogue, Form, Matmul, Variant};
 use crate::kernels::reduce::Reduce;
 use crate::kernels::{embedding, Dispatch};
@@ -165,7 +166,27 @@ impl GpuNet {
     }
 }
 
-/// Forward dispatches: input [rows, in] through every layer into `acts`.
+/// Where a training pass draws its dropout masks: the pass's Philox draw
+/// (layer l uses `draw.layer(l)`) at the step in `counters[0]`. A forward
+/// and the backward after it take the same masks.
+#[derive(Clone, Copy)]
+pub struct DropoutMasks<'a> {
+    pub draw: DropoutDraw,
+    pub counters: &'a GpuTensor,
+}
+
+/// The masks of a training pass over `net`, Err when it has dropout and
+/// none are given.
+fn masks_for<'a>(net: &GpuNet, train: bool, masks: Option<DropoutMasks<'a>>) -> Result<Option<DropoutMasks<'a>>> {
+    match (train && net.spec.layers.iter().any(|l| l.dropout.is_some()), masks) {
+        (true, None) => Err(GanError::shape(net.spec.name, "a training pass through dropout needs its masks' draw")),
+        (true, m) => Ok(m),
+        (false, _) => Ok(None),
+    }
+}
+
+/// Forward dispatches: input [rows, in] through every layer into `acts`
+/// (a network without dropout, or not training).
 pub fn forward(
     ctx: &GpuContext,
     net: &GpuNet,
@@ -174,13 +195,15 @@ pub fn forward(
     train: bool,
     variant: Variant,
 ) -> Result<Vec<Dispatch>> {
-    forward_grouped(ctx, net, input, acts, train, variant, 1)
+    forward_grouped(ctx, net, input, acts, train, variant, 1, None)
 }
 
 /// `forward` with the samples in `groups` equal row groups that each batch
 /// norm normalises apart in training (a discriminator's [fake; real], as
 /// PyTorch's two passes do), the last group's first (PyTorch's example
 /// passes the real batch first: the running statistics see that order).
+/// A training pass through dropout layers applies `masks` to their outputs.
+#[allow(clippy::too_many_arguments)]
 pub fn forward_grouped(
     ctx: &GpuContext,
     net: &GpuNet,
@@ -189,7 +212,9 @@ pub fn forward_grouped(
     train: bool,
     variant: Variant,
     groups: usize,
+    masks: Option<DropoutMasks>,
 ) -> Result<Vec<Dispatch>> {
+    let masks = masks_for(net, train, masks)?;
     if groups == 0 || groups > MAX_BN_GROUPS {
         return Err(GanError::shape(net.spec.name, format!("{groups} batch-norm row groups (1..={MAX_BN_GROUPS})")));
     }
@@ -255,6 +280,9 @@ pub fn forward_grouped(
                 out.push(batchnorm::forward_eval(ctx, target, &a.out, &t, l.act)?);
             }
         }
+        if let (Some(p), Some(m)) = (l.dropout, masks) {
+            out.push(dropout::apply(ctx, &a.out, p, m.draw.layer(i), m.counters)?);
+        }
         x = a.out.clone();
     }
     Ok(out)
@@ -276,11 +304,13 @@ pub fn backward(
     d_input: Option<&GpuTensor>,
     variant: Variant,
 ) -> Result<Vec<Dispatch>> {
-    backward_grouped(ctx, net, input, acts, d_acts, d_out, param_grads, d_input, variant, 1)
+    backward_grouped(ctx, net, input, acts, d_acts, d_out, param_grads, d_input, variant, 1, None)
 }
 
 /// `backward` after a `forward_grouped` with `groups` row groups: each
-/// group's batch-norm backward apart, their parameter gradients summed.
+/// group's batch-norm backward apart, their parameter gradients summed;
+/// `masks` as that forward's (the gradient of a dropped output is
+/// multiplied by the same mask, in place).
 #[allow(clippy::too_many_arguments)]
 pub fn backward_grouped(
     ctx: &GpuContext,
@@ -293,12 +323,17 @@ pub fn backward_grouped(
     d_input: Option<&GpuTensor>,
     variant: Variant,
     groups: usize,
+    masks: Option<DropoutMasks>,
 ) -> Result<Vec<Dispatch>> {
+    let masks = masks_for(net, true, masks)?;
     let mut out = Vec::new();
     let last = net.spec.layers.len() - 1;
     for (i, l) in net.spec.layers.iter().enumerate().rev() {
         let a = &acts.layers[i];
         let dy = if i == last { d_out.reshaped(&a.out.shape)? } else { d_acts.layers[i].out.clone() };
+        if let (Some(p), Some(m)) = (l.dropout, masks) {
+            out.push(dropout::apply(ctx, &dy, p, m.draw.layer(i), m.counters)?);
+        }
         match (&l.bn, &net.bn[i]) {
             (Some(bn_name), Some(state)) => {
                 let [sg, sb, sbias] = &state.scratch;

@@ -10,7 +10,7 @@ use crate::error::{GanError, Result};
 use crate::kernels::bias_act::Act;
 use crate::kernels::matmul::{self, Form, Variant};
 use crate::kernels::reduce::Reduce;
-use crate::kernels::{adam, bias_act, check_close, conv, conv_gemm, embedding, gather, rng, run, softmax_ce};
+use crate::kernels::{adam, bias_act, check_close, conv, conv_gemm, dropout, embedding, gather, rng, run, softmax_ce};
 use crate::tensor::GpuTensor;
 use rand::{Rng, SeedableRng};
 
@@ -165,6 +165,28 @@ async fn labels(ctx: &GpuContext) -> Result<()> {
     Ok(())
 }
 
+/// Dropout (p = 0.3) on 1029 values: the CPU reference's bit for bit, and
+/// the same mask again on a second dispatch (the backward's).
+async fn dropout_mask(ctx: &GpuContext) -> Result<()> {
+    let err = mismatch("dropout");
+    let counters = GpuTensor::from_u32(ctx, &[4], "counters", &[5, 2, 0, 0])?;
+    let draw = dropout::DropoutDraw { seed: 77, stream: dropout::D_STEP_STREAM };
+    let x: Vec<f32> = (0..1029).map(|i| (i as f32 * 0.37).sin()).collect();
+    let t = GpuTensor::from_f32(ctx, &[x.len()], "dropout x", &x)?;
+    let apply = dropout::apply(ctx, &t, 0.3, draw, &counters)?;
+    let mask = dropout::cpu_mask(x.len(), 0.3, draw, 5);
+    let mut want = x.clone();
+    for pass in ["forward", "backward"] {
+        run(ctx, &[&apply])?;
+        dropout::cpu_apply(&mut want, &mask);
+        let got = t.read_f32_async(ctx).await?;
+        if got.iter().zip(&want).any(|(a, b)| a.to_bits() != b.to_bits()) {
+            return Err(err(format!("the {pass} dispatch differs from the CPU reference")));
+        }
+    }
+    Ok(())
+}
+
 /// Convolutions: im2col and col2im exactly, and a Conv2d (k4 s2 p1, odd
 /// sizes) through im2col and the adapter's matmul against the direct
 /// definition.
@@ -313,6 +335,7 @@ pub async fn run_all(ctx: &GpuContext) -> Vec<CheckResult> {
     push("gather.wgsl", "a batch through the index list, counters".into(), gather_batch(ctx).await);
     push("rng.wgsl", "131 fake labels, and a batch's real labels gathered (gather.wgsl)".into(), labels(ctx).await);
     push("embedding.wgsl", "join, split, table gradient, pad and crop".into(), label_embedding(ctx).await);
+    push("dropout.wgsl", "1029 values at p = 0.3, forward and backward".into(), dropout_mask(ctx).await);
     push("conv.wgsl", "im2col, col2im, Conv2d through the matmul".into(), convolution(ctx).await);
     let geometry = conv::ConvGeometry::conv(3, 7, 5, 8, 4, 2, 1);
     if conv_gemm::applies(ctx, &geometry) {

@@ -14,8 +14,39 @@ fn specs() -> Vec<NetSpec> {
         model::classifier_spec(30, 10),
         model::GanArchitecture::dcgan(100, (28, 28), 64).unwrap().generator,
         model::GanArchitecture::dcgan(100, (28, 28), 64).unwrap().discriminator,
+        model::GanArchitecture::conditional(100, 784, 10).generator,
         model::GanArchitecture::conditional(100, 784, 10).discriminator,
     ]
+}
+
+/// The conditional D's dropout is part of its architecture: written, read
+/// back, told apart from a D without it; a probability outside [0, 1), or
+/// dropout where the backward cannot train it, is refused naming the layer.
+#[test]
+fn dropout_is_recorded_and_checked() {
+    let d = model::GanArchitecture::conditional(100, 784, 10).discriminator;
+    let p: Vec<Option<f32>> = d.layers.iter().map(|l| l.dropout).collect();
+    assert_eq!(p, [Some(model::CGAN_DROPOUT), Some(model::CGAN_DROPOUT), None]);
+    let text = architecture::to_json(&d);
+    assert!(text.contains("\"dropout\":0.5"), "{text}");
+    let without = architecture::from_json(&text.replace(",\"dropout\":0.5", "")).unwrap();
+    let why = architecture::difference(&without, &d).unwrap();
+    assert!(
+        why.contains("layer 0 is model.0 Linear(794, 512), leaky_relu_0.2;")
+            && why.ends_with("Dropout(0.5) is expected"),
+        "{why}"
+    );
+    for (bad, needle) in [
+        (text.replacen("\"dropout\":0.5", "\"dropout\":1.0", 1), "layer 0: dropout probability 1 is not in [0, 1)"),
+        (text.replacen("\"dropout\":0.5", "\"dropout\":\"half\"", 1), "layer 0: \"dropout\" is not a probability"),
+        (
+            text.replacen("\"activation\":\"leaky_relu_0.2\"", "\"activation\":\"tanh\"", 1),
+            "layer 0: dropout after tanh",
+        ),
+    ] {
+        let err = architecture::from_json(&bad).unwrap_err();
+        assert!(err.contains(needle), "{bad}: {err}");
+    }
 }
 
 #[test]

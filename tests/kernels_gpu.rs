@@ -6,7 +6,7 @@ mod common;
 use common::{assert_close, ctx, rng, uniform_vec};
 use gan_wgpu::kernels::reduce::Reduce;
 use gan_wgpu::kernels::{
-    self, adam, batchnorm, bce, bias_act, ceiling, embedding, gather, matmul, rng as krng, softmax_ce,
+    self, adam, batchnorm, bce, bias_act, ceiling, dropout, embedding, gather, matmul, rng as krng, softmax_ce,
 };
 use gan_wgpu::GpuTensor;
 use rand::Rng;
@@ -799,6 +799,58 @@ fn rng_labels_match_reference_and_are_uniform() {
             assert!(hist.iter().all(|&h| (h as f64 - expect).abs() < 5.0 * sd), "histogram {hist:?}");
         }
     }
+}
+
+/// Dropout in place: the CPU reference's values bit for bit (one f32
+/// multiply, which WGSL rounds correctly) on counts that are not a multiple
+/// of 4; a dropped element is 0 even where x is NaN; about 1 - p kept; the
+/// mask depends on the stream and the step; and a second dispatch (the
+/// backward's) multiplies by the same mask.
+#[test]
+fn dropout_matches_reference_and_keeps_one_minus_p() {
+    let Some(ctx) = ctx() else { return };
+    let counters = GpuTensor::from_u32(ctx, &[4], "counters", &[5, 0, 0, 0]).unwrap();
+    let draw = dropout::DropoutDraw { seed: 77, stream: 16 };
+    let mut r = rng(11);
+    for &(n, p) in &[(1usize, 0.5f32), (7, 0.3), (129, 0.0), (1029, 0.5), (100_003, 0.3)] {
+        let mut x = uniform_vec(&mut r, n, -1.0, 1.0);
+        let mask = dropout::cpu_mask(n, p, draw, 5);
+        // NaN where the mask drops: the output must still be 0.
+        if let Some(j) = mask.iter().position(|&m| m == 0.0) {
+            x[j] = f32::NAN;
+        }
+        let t = GpuTensor::from_f32(ctx, &[n], "x", &x).unwrap();
+        let apply = dropout::apply(ctx, &t, p, draw, &counters).unwrap();
+        kernels::run(ctx, &[&apply]).unwrap();
+        let mut want = x.clone();
+        dropout::cpu_apply(&mut want, &mask);
+        let gpu = t.read_f32(ctx).unwrap();
+        assert!(gpu.iter().zip(&want).all(|(a, b)| a.to_bits() == b.to_bits()), "dropout n={n} p={p}");
+        // The backward's dispatch: the same mask again.
+        kernels::run(ctx, &[&apply]).unwrap();
+        dropout::cpu_apply(&mut want, &mask);
+        let twice = t.read_f32(ctx).unwrap();
+        assert!(twice.iter().zip(&want).all(|(a, b)| a.to_bits() == b.to_bits()), "dropout twice n={n} p={p}");
+        let kept = mask.iter().filter(|&&m| m != 0.0).count() as f64;
+        assert!(mask.iter().all(|&m| m == 0.0 || m == 1.0 / (1.0 - p)));
+        if p == 0.0 {
+            assert_eq!(kept as usize, n);
+        }
+        if n > 100_000 {
+            let q = 1.0 - p as f64;
+            let sd = (n as f64 * q * (1.0 - q)).sqrt();
+            assert!((kept - n as f64 * q).abs() < 5.0 * sd, "kept {kept} of {n} at p = {p}");
+            let other_stream = dropout::cpu_mask(n, p, draw.layer(1), 5);
+            let other_step = dropout::cpu_mask(n, p, draw, 6);
+            for other in [other_stream, other_step] {
+                let same = other.iter().zip(&mask).filter(|(a, b)| a == b).count() as f64;
+                // Independent masks agree on q^2 + p^2 of the elements.
+                let agree = q * q + (p * p) as f64;
+                assert!((same / n as f64 - agree).abs() < 0.01, "masks of another stream or step agree on {same}");
+            }
+        }
+    }
+    assert!(dropout::apply(ctx, &GpuTensor::zeros(ctx, &[4], "x"), 1.0, draw, &counters).is_err());
 }
 
 /// Real labels follow their images through the epoch's index list.

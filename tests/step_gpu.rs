@@ -18,6 +18,7 @@ mod common;
 use common::{assert_close, ctx, random_set, rng};
 use gan_wgpu::conv_layer;
 use gan_wgpu::kernels::adam::AdamConfig;
+use gan_wgpu::kernels::dropout::{self, DropoutDraw};
 use gan_wgpu::kernels::matmul::Variant;
 use gan_wgpu::kernels::{self, bce, conv, embedding, gather, rng as krng, Dispatch};
 use gan_wgpu::model::{CpuNet, LayerCache, LayerKind, WhichModel};
@@ -84,15 +85,23 @@ fn gpu_caches(
             _ => Vec::new(),
         };
         let labels = if i == 0 && net.spec.embedding.is_some() { labels[..rows].to_vec() } else { Vec::new() };
-        caches.push(LayerCache { input: x, labels, cols, xhat, invstd, out: out.clone() });
+        caches.push(LayerCache { input: x, labels, cols, xhat, invstd, out: out.clone(), mask: Vec::new() });
         x = out;
     }
     caches
 }
 
-/// Compares each layer's output of a CPU forward with the GPU's.
-fn check_forward(what: &str, gpu: &[LayerCache], cpu: &[LayerCache]) {
-    for (i, (g, c)) in gpu.iter().zip(cpu).enumerate() {
+/// Compares each layer's output of a CPU forward with the GPU's: a dropout
+/// layer's dropped outputs are exactly 0 on both. The GPU caches take the
+/// CPU's dropout masks (for the backward), which the outputs just checked.
+fn check_forward(what: &str, gpu: &mut [LayerCache], cpu: &[LayerCache]) {
+    for (i, (g, c)) in gpu.iter_mut().zip(cpu).enumerate() {
+        if !c.mask.is_empty() {
+            let dropped = c.mask.iter().zip(&g.out).filter(|(m, _)| **m == 0.0);
+            assert!(dropped.clone().all(|(_, y)| *y == 0.0), "{what} layer {i}: a dropped output is not 0");
+            assert!(dropped.count() > 0, "{what} layer {i}: dropout dropped nothing");
+            g.mask = c.mask.clone();
+        }
         // Products over up to 1024 terms in f32 against f64 sums, then batch
         // norm (which divides by a standard deviation): 1e-4 of the scale.
         close(&format!("{what} layer {i} output"), &g.out, &c.out, 1e-4);
@@ -246,17 +255,20 @@ fn three_steps_phase_by_phase(model: WhichModel) {
 
         run_phase("G forward");
         let g_cpu = g.forward_labeled(&z, cond(&step_labels[..batch]).as_deref(), batch, true);
-        let g_gpu = gpu_caches(ctx, &gan.g, &gan.g_acts, &z, &step_labels, batch, 1);
-        check_forward(&format!("{what} G forward"), &g_gpu, &g_cpu);
+        let mut g_gpu = gpu_caches(ctx, &gan.g, &gan.g_acts, &z, &step_labels, batch, 1);
+        check_forward(&format!("{what} G forward"), &mut g_gpu, &g_cpu);
         check_running_stats(ctx, &format!("{what} G"), &gan.g, &g);
         // G's output is the fake half of D's input.
         let d_in = read(ctx, &gan.d_input);
         assert_eq!(&d_in[..batch * dim], &g_gpu.last().unwrap().out[..], "{what}: G(z) lands in D's input");
 
         run_phase("D forward (2B)");
-        let d_cpu = d.forward_grouped(&d_in, cond(&step_labels).as_deref(), 2 * batch, true, 2);
-        let d_gpu = gpu_caches(ctx, &gan.d, &gan.d_acts, &d_in, &step_labels, 2 * batch, 2);
-        check_forward(&format!("{what} D forward on [G(z); x]"), &d_gpu, &d_cpu);
+        // D's dropout masks (cgan): each pass its own, drawn at the steps done.
+        let masks = |stream| Some((DropoutDraw { seed: cfg.seed, stream }, step - 1));
+        let d_cpu =
+            d.forward_grouped(&d_in, cond(&step_labels).as_deref(), 2 * batch, true, 2, masks(dropout::D_STEP_STREAM));
+        let mut d_gpu = gpu_caches(ctx, &gan.d, &gan.d_acts, &d_in, &step_labels, 2 * batch, 2);
+        check_forward(&format!("{what} D forward on [G(z); x]"), &mut d_gpu, &d_cpu);
         check_running_stats(ctx, &format!("{what} D"), &gan.d, &d);
 
         run_phase("loss D");
@@ -279,9 +291,16 @@ fn three_steps_phase_by_phase(model: WhichModel) {
 
         run_phase("D forward (B)");
         let fake = &d_in[..batch * dim];
-        let d2_cpu = d.forward_labeled(fake, cond(&step_labels[..batch]).as_deref(), batch, true);
-        let d2_gpu = gpu_caches(ctx, &gan.d, &gan.d_acts, fake, &step_labels, batch, 1);
-        check_forward(&format!("{what} updated D forward on G(z)"), &d2_gpu, &d2_cpu);
+        let d2_cpu = d.forward_grouped(
+            fake,
+            cond(&step_labels[..batch]).as_deref(),
+            batch,
+            true,
+            1,
+            masks(dropout::G_STEP_STREAM),
+        );
+        let mut d2_gpu = gpu_caches(ctx, &gan.d, &gan.d_acts, fake, &step_labels, batch, 1);
+        check_forward(&format!("{what} updated D forward on G(z)"), &mut d2_gpu, &d2_cpu);
 
         run_phase("loss G");
         let prob_b = &d2_gpu.last().unwrap().out;

@@ -13,6 +13,7 @@ pub mod ceiling;
 pub mod choice;
 pub mod conv;
 pub mod conv_gemm;
+pub mod dropout;
 pub mod embedding;
 pub mod gather;
 pub mod matmul;
@@ -27,6 +28,8 @@ use wgpu::util::DeviceExt;
 
 /// The activations prepended to the shaders that apply one (WGSL has no include).
 pub const ACTIVATION_WGSL: &str = include_str!("../../shaders/activation.wgsl");
+/// Philox4x32-10, prepended to rng.wgsl and dropout.wgsl.
+pub const PHILOX_WGSL: &str = include_str!("../../shaders/philox.wgsl");
 
 /// One shader file in `shaders/`.
 pub struct ShaderFile {
@@ -68,7 +71,9 @@ pub const SHADERS: &[ShaderFile] = &[
     shader("bce.wgsl", bce::SOURCE, bce::SOURCE),
     shader("conv.wgsl", conv::SOURCE, conv::SOURCE),
     shader("adam.wgsl", adam::SOURCE, adam::SOURCE),
-    shader("rng.wgsl", rng::SOURCE, rng::SOURCE),
+    shader("philox.wgsl", PHILOX_WGSL, PHILOX_WGSL),
+    shader("rng.wgsl", rng::FILE, rng::SOURCE),
+    shader("dropout.wgsl", dropout::FILE, dropout::SOURCE),
     shader("gather.wgsl", gather::SOURCE, gather::SOURCE),
     shader("embedding.wgsl", embedding::SOURCE, embedding::SOURCE),
     shader("softmax_ce.wgsl", softmax_ce::SOURCE, softmax_ce::SOURCE),

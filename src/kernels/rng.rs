@@ -5,7 +5,8 @@ use crate::context::GpuContext;
 use crate::error::Result;
 use crate::tensor::GpuTensor;
 
-pub const SOURCE: &str = include_str!("../../shaders/rng.wgsl");
+pub const FILE: &str = include_str!("../../shaders/rng.wgsl");
+pub const SOURCE: &str = concat!(include_str!("../../shaders/philox.wgsl"), include_str!("../../shaders/rng.wgsl"));
 
 #[repr(C)]
 #[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
@@ -98,7 +99,7 @@ fn mulhilo(a: u32, b: u32) -> (u32, u32) {
     ((prod >> 32) as u32, prod as u32)
 }
 
-/// Philox4x32-10, as in rng.wgsl.
+/// Philox4x32-10, as in philox.wgsl.
 pub fn philox4x32_10(counter: [u32; 4], key: [u32; 2]) -> [u32; 4] {
     let mut c = counter;
     let mut k = key;

@@ -194,23 +194,48 @@ impl Gan {
         // Discriminator step on [fake; real].
         // Batch norm in D (dcgan) normalises the fake and the real half
         // apart, as PyTorch's separate passes do.
-        phase("D forward (2B)", &mut step, network::forward_grouped(ctx, &d, &d_input, &d_acts, true, variant, 2)?);
+        if d.spec.layers.len() > (dropout::G_STEP_STREAM - dropout::D_STEP_STREAM) as usize {
+            return Err(GanError::shape("discriminator", "more than 16 layers: their dropout streams would overlap"));
+        }
+        let masks = |stream| DropoutMasks { draw: DropoutDraw { seed: cfg.seed, stream }, counters: &counters };
+        let (d_step_masks, g_step_masks) = (masks(dropout::D_STEP_STREAM), masks(dropout::G_STEP_STREAM));
+        phase(
+            "D forward (2B)",
+            &mut step,
+            network::forward_grouped(ctx, &d, &d_input, &d_acts, true, variant, 2, Some(d_step_masks))?,
+        );
         let d_prob = &d_acts.layers.last().expect("d output").out;
         phase("loss D", &mut step, bce::forward_backward(ctx, d_prob, &d_prob_grad, b, &metrics, 0, &counters)?);
         phase(
             "D backward",
             &mut step,
-            network::backward_grouped(ctx, &d, &d_input, &d_acts, &d_grads, &d_prob_grad, true, None, variant, 2)?,
+            network::backward_grouped(
+                ctx,
+                &d,
+                &d_input,
+                &d_acts,
+                &d_grads,
+                &d_prob_grad,
+                true,
+                None,
+                variant,
+                2,
+                Some(d_step_masks),
+            )?,
         );
         phase("Adam D", &mut step, vec![d.adam.dispatch.clone()]);
         // Generator step through the updated discriminator.
-        phase("D forward (B)", &mut step, network::forward(ctx, &d, &fake, &d_acts_b, true, variant)?);
+        phase(
+            "D forward (B)",
+            &mut step,
+            network::forward_grouped(ctx, &d, &fake, &d_acts_b, true, variant, 1, Some(g_step_masks))?,
+        );
         let d_prob_b = &d_acts_b.layers.last().expect("d output").out;
         phase("loss G", &mut step, bce::forward_backward(ctx, d_prob_b, &d_prob_grad_b, 0, &metrics, 3, &counters)?);
         phase(
             "D backward to G(z)",
             &mut step,
-            network::backward(
+            network::backward_grouped(
                 ctx,
                 &d,
                 &fake,
@@ -220,6 +245,8 @@ impl Gan {
                 false,
                 Some(&d_fake_grad),
                 variant,
+                1,
+                Some(g_step_masks),
             )?,
         );
         phase(
