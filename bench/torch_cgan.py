@@ -15,7 +15,9 @@ the issue's networks in docs/quality.md.
 
 The generator is written after the epochs in `--save` as safetensors with
 the metadata of `--template` (any generator checkpoint `train --model cgan`
-wrote: the architecture is the same), so `gan-wgpu eval` scores it:
+wrote: the same tensors), its hidden activations set to the ones trained
+here (ReLU, or LeakyReLU with `--leaky-generator`), so `gan-wgpu eval`
+scores it. `train --model cgan` itself is `--dropout 0.5 --leaky-generator`:
 
     python3 -m venv /tmp/torchenv && /tmp/torchenv/bin/pip install torch numpy safetensors
     gan-wgpu train --model cgan --epochs 1 --limit 256 --out /tmp/template
@@ -24,6 +26,7 @@ wrote: the architecture is the same), so `gan-wgpu eval` scores it:
     gan-wgpu eval --checkpoint /tmp/pt_cgan_g14.safetensors
 """
 import argparse
+import json
 import os
 import time
 
@@ -87,6 +90,13 @@ def main():
     x_all = torch.from_numpy((images.reshape(len(images), -1).astype(np.float32) - 127.5) / 127.5)
     y_all = torch.from_numpy(labels.astype(np.int64))
     metadata = template_metadata(a.template)
+    # The file must record the activation this G was trained with, whatever
+    # the template's (`eval` computes what the architecture says).
+    arch = json.loads(metadata["architecture"])
+    hidden = "leaky_relu_0.2" if a.leaky_generator else "relu"
+    for layer in arch["layers"][:-1]:
+        layer["activation"] = hidden
+    metadata["architecture"] = json.dumps(arch, separators=(",", ":"))
     save = {int(e) for e in a.save.split(",")}
     g, d = Generator(a.leaky_generator), Discriminator(a.dropout)
     opt_g = torch.optim.Adam(g.parameters(), 2e-4, betas=(0.5, 0.999))
