@@ -91,17 +91,8 @@ pub fn apply(ctx: &GpuContext, x: &GpuTensor, p: f32, draw: DropoutDraw, counter
 /// `steps_done`, [n] values 0 or 1 / (1 - p).
 pub fn cpu_mask(n: usize, p: f32, draw: DropoutDraw, steps_done: u32) -> Vec<f32> {
     let (threshold, scale) = threshold_scale(p);
-    let key = [draw.seed as u32, (draw.seed >> 32) as u32];
-    (0..n)
-        .map(|i| {
-            let bits = super::rng::philox4x32_10([(i / 4) as u32, steps_done, draw.stream, 0], key);
-            if bits[i % 4] >= threshold {
-                scale
-            } else {
-                0.0
-            }
-        })
-        .collect()
+    let kept = |i| super::rng::cpu_u32(draw.seed, draw.stream, steps_done, i) >= threshold;
+    (0..n).map(|i| if kept(i) { scale } else { 0.0 }).collect()
 }
 
 /// CPU reference of `apply`: x[i] * mask[i], 0 where dropped.

@@ -85,13 +85,14 @@ pub fn labels(
 /// CPU reference of `labels` with counters[0] = `steps_done`.
 pub fn cpu_labels(n: usize, classes: usize, s: RngStream, steps_done: u32) -> Vec<u32> {
     let draw = s.draw_base.wrapping_add(steps_done);
-    let key = [s.seed as u32, (s.seed >> 32) as u32];
-    (0..n)
-        .map(|i| {
-            let bits = philox4x32_10([(i / 4) as u32, draw, s.stream, 0], key);
-            mulhilo(bits[i % 4], classes as u32).0
-        })
-        .collect()
+    (0..n).map(|i| mulhilo(cpu_u32(s.seed, s.stream, draw, i), classes as u32).0).collect()
+}
+
+/// The i-th u32 of draw `draw` of `stream` under `seed`: bits[i % 4] of
+/// Philox counter (i / 4, draw, stream, 0), as rng_labels and dropout.wgsl
+/// read it.
+pub fn cpu_u32(seed: u64, stream: u32, draw: u32, i: usize) -> u32 {
+    philox4x32_10([(i / 4) as u32, draw, stream, 0], [seed as u32, (seed >> 32) as u32])[i % 4]
 }
 
 fn mulhilo(a: u32, b: u32) -> (u32, u32) {
