@@ -194,8 +194,10 @@ impl Gan {
         // Discriminator step on [fake; real].
         // Batch norm in D (dcgan) normalises the fake and the real half
         // apart, as PyTorch's separate passes do.
-        if d.spec.layers.len() > (dropout::G_STEP_STREAM - dropout::D_STEP_STREAM) as usize {
-            return Err(GanError::shape("discriminator", "more than 16 layers: their dropout streams would overlap"));
+        let max_layers = (dropout::G_STEP_STREAM - dropout::D_STEP_STREAM) as usize;
+        if d.spec.layers.len() > max_layers {
+            let why = format!("more than {max_layers} layers: their dropout streams would overlap");
+            return Err(GanError::shape("discriminator", why));
         }
         let masks = |stream| DropoutMasks { draw: DropoutDraw { seed: cfg.seed, stream }, counters: &counters };
         let (d_step_masks, g_step_masks) = (masks(dropout::D_STEP_STREAM), masks(dropout::G_STEP_STREAM));
