@@ -90,6 +90,7 @@ fn benches(c: &mut Criterion) {
         adam: adam::AdamConfig::default(),
         model: gan_wgpu::model::WhichModel::Gan,
         dcgan_width: gan_wgpu::defaults::DCGAN_WIDTH,
+        ema_decay: gan_wgpu::defaults::EMA_DECAY,
     };
     let gp = model::GanArchitecture::tutorial(100, 784).generator.init_params(&mut r);
     let dp = model::GanArchitecture::tutorial(100, 784).discriminator.init_params(&mut r);

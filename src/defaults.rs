@@ -16,6 +16,10 @@ pub const BETA1: f32 = 0.5;
 pub const BETA2: f32 = 0.999;
 /// Adam's epsilon.
 pub const EPS: f32 = 1e-8;
+/// Decay of the generator's exponential moving average (`--ema-decay`;
+/// 0: no average). 0.999 spans about 1,000 steps, two MNIST epochs at
+/// batch 128.
+pub const EMA_DECAY: f32 = 0.999;
 /// Seed of the initial weights, the shuffles and the latent codes (also
 /// `sample`'s and `eval`'s latent-code seed).
 pub const SEED: u64 = 0;

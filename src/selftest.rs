@@ -10,7 +10,9 @@ use crate::error::{GanError, Result};
 use crate::kernels::bias_act::Act;
 use crate::kernels::matmul::{self, Form, Variant};
 use crate::kernels::reduce::Reduce;
-use crate::kernels::{adam, bias_act, check_close, conv, conv_gemm, dropout, embedding, gather, rng, run, softmax_ce};
+use crate::kernels::{
+    adam, bias_act, check_close, conv, conv_gemm, dropout, ema, embedding, gather, rng, run, softmax_ce,
+};
 use crate::tensor::GpuTensor;
 use rand::{Rng, SeedableRng};
 
@@ -92,6 +94,27 @@ async fn adam_update(ctx: &GpuContext) -> Result<()> {
     check_close("adam param", &gp.read_f32_async(ctx).await?, &p, 1e-6, 1e-5).map_err(&err)?;
     check_close("adam m", &gm.read_f32_async(ctx).await?, &m, 1e-7, 1e-5).map_err(&err)?;
     check_close("adam v", &gv.read_f32_async(ctx).await?, &v, 1e-9, 1e-5).map_err(&err)
+}
+
+/// The generator's average: a copy over NaN at the first step, then two
+/// moves at decay 0.9.
+async fn ema_update(ctx: &GpuContext) -> Result<()> {
+    let mut r = rand_chacha::ChaCha8Rng::seed_from_u64(29);
+    let n = 1029;
+    let decay = 0.9;
+    let avg = nan_tensor(ctx, &[n], "average").await?;
+    let value = GpuTensor::zeros(ctx, &[n], "value");
+    let counters = GpuTensor::zeros(ctx, &[4], "counters");
+    let update = ema::update(ctx, &avg, &value, decay, &counters)?;
+    let mut cpu = vec![f32::NAN; n];
+    for step in 0..3u32 {
+        let v = random(&mut r, n, -1.0, 1.0);
+        value.write_f32(ctx, &v)?;
+        counters.write_u32(ctx, &[step, 0, 0, 0])?;
+        run(ctx, &[&update])?;
+        ema::cpu_update(&mut cpu, &v, decay, step);
+    }
+    check_close("ema", &avg.read_f32_async(ctx).await?, &cpu, 1e-6, 1e-5).map_err(mismatch("ema"))
 }
 
 /// Box-Muller within WGSL's bounds for cos, sin and log (see the rng test).
@@ -331,6 +354,7 @@ pub async fn run_all(ctx: &GpuContext) -> Vec<CheckResult> {
         push(shader, format!("batch norm, bias gradient and BCE, {} reductions", reduce.name()), r);
     }
     push("adam.wgsl", "two updates of 1028 parameters".into(), adam_update(ctx).await);
+    push("ema.wgsl", "three steps of a 1029-value average".into(), ema_update(ctx).await);
     push("rng.wgsl", "1001 normals within WGSL's bounds".into(), rng_normal(ctx).await);
     push("gather.wgsl", "a batch through the index list, counters".into(), gather_batch(ctx).await);
     push("rng.wgsl", "131 fake labels, and a batch's real labels gathered (gather.wgsl)".into(), labels(ctx).await);

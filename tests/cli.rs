@@ -255,13 +255,13 @@ fn bench_quick_writes_step_and_kernel_figures_as_json() {
         .unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
-    for needle in ["training step, batch 16 (49 dispatches", "steps/s", "host time to encode one step", "sg32x32"] {
+    for needle in ["training step, batch 16 (56 dispatches", "steps/s", "host time to encode one step", "sg32x32"] {
         assert!(stdout.contains(needle), "missing '{needle}' in:\n{stdout}");
     }
     let v: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&json_path).unwrap()).unwrap();
     let step = &v["step"];
     assert_eq!(step["batch"], 16);
-    assert_eq!(step["dispatches"], 49);
+    assert_eq!(step["dispatches"], 56);
     assert!(step["steps_per_s"].as_f64().unwrap() > 0.0, "{step}");
     assert!(step["host_encode_best_us"].as_f64().unwrap() <= step["host_encode_us"].as_f64().unwrap(), "{step}");
     // Matmuls and step from the same submissions: the matmuls are part of
@@ -500,6 +500,7 @@ fn defaults_live_in_one_place_and_reach_clap_and_the_page() {
         ("--latent-size", defaults::LATENT.to_string()),
         ("--lr", defaults::LR.to_string()),
         ("--seed", defaults::SEED.to_string()),
+        ("--ema-decay", defaults::EMA_DECAY.to_string()),
     ] {
         let line = help.lines().position(|l| l.trim_start().starts_with(flag)).expect(flag);
         let text: String = help.lines().skip(line).take(3).collect();

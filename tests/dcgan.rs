@@ -79,6 +79,7 @@ fn dcgan_trains_from_the_cli_resumes_and_samples() {
         "images/test_1.png",
         "checkpoints/generator_1.safetensors",
         "checkpoints/discriminator_1.safetensors",
+        "checkpoints/generator_ema_1.safetensors",
         "losses.csv",
         "losses.png",
         "progress.gif",
@@ -119,6 +120,11 @@ fn dcgan_trains_from_the_cli_resumes_and_samples() {
             assert_eq!(a, b, "{f}: resumed and uninterrupted runs differ");
         }
     }
+    // The average is in the state too; the legacy state (no average) restarts it.
+    let averaged = "checkpoints/generator_ema_1.safetensors";
+    let read = |run: &Path| std::fs::read(run.join(averaged)).unwrap();
+    assert_eq!(read(&whole), read(&half), "the averaged generator: resumed and uninterrupted runs differ");
+    assert_ne!(read(&whole), read(&legacy), "a state without the average restarts it from G");
 
     let idx = dir.path().join("s.idx");
     let out =
@@ -159,7 +165,8 @@ fn write_state_in_pytorch_order(run: &Path) {
     let st = safetensors::SafeTensors::deserialize(&bytes).unwrap();
     let mut tensors = Vec::new();
     let mut converted = 0;
-    for (name, view) in st.tensors() {
+    // An engine that wrote format 1 kept no average of G.
+    for (name, view) in st.tensors().into_iter().filter(|(name, _)| !name.starts_with("g_ema.")) {
         let mut v: Vec<f32> = bytemuck::pod_collect_to_vec(view.data());
         if let Some((net, "params" | "m" | "v")) = name.split_once('.') {
             let spec = if net == "g" { &arch.generator } else { &arch.discriminator };

@@ -253,6 +253,7 @@ fn the_pages_classifier_file_scores_as_eval_does() {
         adam: AdamConfig::default(),
         model: WhichModel::Cgan,
         dcgan_width: gan_wgpu::defaults::DCGAN_WIDTH,
+        ema_decay: gan_wgpu::defaults::EMA_DECAY,
     };
     let mut session = Session::new(ctx, cfg, &data).unwrap();
     for _ in 0..2 {

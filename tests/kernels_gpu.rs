@@ -6,7 +6,7 @@ mod common;
 use common::{assert_close, ctx, rng, uniform_vec};
 use gan_wgpu::kernels::reduce::Reduce;
 use gan_wgpu::kernels::{
-    self, adam, batchnorm, bce, bias_act, ceiling, dropout, embedding, gather, matmul, rng as krng, softmax_ce,
+    self, adam, batchnorm, bce, bias_act, ceiling, dropout, ema, embedding, gather, matmul, rng as krng, softmax_ce,
 };
 use gan_wgpu::GpuTensor;
 use rand::Rng;
@@ -446,6 +446,50 @@ fn adam_matches_reference_over_three_steps() {
         adam::cpu_adam_update(config2, 4, &mut p, &g, &mut m, &mut v);
         assert_close(&format!("adam n={n} lr change"), &gp.read_f32(ctx).unwrap(), &p, 1e-6, 1e-5);
     }
+}
+
+/// The generator's moving average: the first step copies (over NaN), later
+/// steps move by w = max(1 - decay, 9 / (10 + t)) (the cap reached at t =
+/// 20,000); a decay of 0 copies; a decay outside [0, 1) is refused.
+#[test]
+fn ema_matches_reference_over_four_steps() {
+    let Some(ctx) = ctx() else { return };
+    for (i, &n) in [1usize, 7, 129, 1029, 100_003].iter().enumerate() {
+        for decay in [0.0f32, 0.9, 0.999] {
+            let mut r = rng(4100 + i as u64);
+            let avg = GpuTensor::zeros(ctx, &[n], "average");
+            avg.fill_nan(ctx).unwrap();
+            let value = GpuTensor::zeros(ctx, &[n], "value");
+            let counters = GpuTensor::zeros(ctx, &[4], "counters");
+            let upd = ema::update(ctx, &avg, &value, decay, &counters).unwrap();
+            let mut cpu = vec![f32::NAN; n];
+            for steps_done in [0u32, 1, 2, 20_000] {
+                let v = uniform_vec(&mut r, n, -1.0, 1.0);
+                value.write_f32(ctx, &v).unwrap();
+                counters.write_u32(ctx, &[steps_done, 0, 0, 0]).unwrap();
+                kernels::run(ctx, &[&upd]).unwrap();
+                ema::cpu_update(&mut cpu, &v, decay, steps_done);
+                let gpu = avg.read_f32(ctx).unwrap();
+                let what = format!("ema n={n} decay {decay} after {steps_done} steps");
+                if steps_done == 0 || decay == 0.0 {
+                    assert_eq!(gpu, v, "{what}: a copy of the value");
+                }
+                // |a| <= 1 and |v - a| <= 2: w's division (2.5 ulp) and the
+                // update's two roundings stay below 1e-6.
+                assert_close(&what, &gpu, &cpu, 1e-6, 1e-5);
+            }
+            assert_eq!(ema::weight(decay, 20_000), if decay == 0.0 { 1.0 } else { 1.0 - decay }, "the cap");
+        }
+    }
+    let (a, v, c) =
+        (GpuTensor::zeros(ctx, &[4], "a"), GpuTensor::zeros(ctx, &[4], "v"), GpuTensor::zeros(ctx, &[4], "counters"));
+    for bad in [1.0f32, -0.1, f32::NAN] {
+        let err = ema::update(ctx, &a, &v, bad, &c).unwrap_err().to_string();
+        assert!(err.contains("decay") && err.contains("[0, 1)"), "{err}");
+    }
+    let short = GpuTensor::zeros(ctx, &[3], "short");
+    let err = ema::update(ctx, &a, &short, 0.9, &c).unwrap_err().to_string();
+    assert!(err.contains("short") && err.contains('3'), "{err}");
 }
 
 /// A non-finite parameter after the update raises the divergence flag with

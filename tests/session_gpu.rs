@@ -20,6 +20,7 @@ fn session_steps_equal_the_trainers_losses_and_checkpoints() {
         adam: AdamConfig::default(),
         model: gan_wgpu::model::WhichModel::Gan,
         dcgan_width: gan_wgpu::defaults::DCGAN_WIDTH,
+        ema_decay: gan_wgpu::defaults::EMA_DECAY,
     };
     let dir = tempfile::tempdir().unwrap();
     let cfg = TrainConfig {

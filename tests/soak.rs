@@ -35,6 +35,7 @@ fn thousands_of_steps_keep_memory_flat() {
         adam: AdamConfig::default(),
         model: gan_wgpu::model::WhichModel::Gan,
         dcgan_width: gan_wgpu::defaults::DCGAN_WIDTH,
+        ema_decay: gan_wgpu::defaults::EMA_DECAY,
     };
     let mut session = Session::new(ctx, cfg, &data).unwrap();
     let mut readings = 0usize;

@@ -20,7 +20,7 @@ use gan_wgpu::conv_layer;
 use gan_wgpu::kernels::adam::AdamConfig;
 use gan_wgpu::kernels::dropout::{self, DropoutDraw};
 use gan_wgpu::kernels::matmul::Variant;
-use gan_wgpu::kernels::{self, bce, conv, embedding, gather, rng as krng, Dispatch};
+use gan_wgpu::kernels::{self, bce, conv, ema, embedding, gather, rng as krng, Dispatch};
 use gan_wgpu::model::{CpuNet, LayerCache, LayerKind, WhichModel};
 use gan_wgpu::network::{Activations, GpuNet};
 use gan_wgpu::train::{Gan, GanConfig};
@@ -187,7 +187,8 @@ fn three_steps_phase_by_phase(model: WhichModel) {
     let labels: Vec<u8> = (0..set.count).map(|i| ((i * 7 + 3) % 10) as u8).collect();
     set.labels = Some(labels.clone());
     let dim = set.dim();
-    let cfg = GanConfig { batch, latent: 100, seed: 42, adam: AdamConfig::default(), model, dcgan_width: 8 };
+    let cfg =
+        GanConfig { batch, latent: 100, seed: 42, adam: AdamConfig::default(), model, dcgan_width: 8, ema_decay: 0.9 };
     let mut init = rng(1);
     let arch = cfg.architecture(set.height, set.width).unwrap();
     let (g_spec, d_spec) = (arch.generator, arch.discriminator);
@@ -211,6 +212,7 @@ fn three_steps_phase_by_phase(model: WhichModel) {
             "D backward to G(z)",
             "G backward",
             "Adam G",
+            "G average",
             "counters"
         ]
     );
@@ -223,6 +225,9 @@ fn three_steps_phase_by_phase(model: WhichModel) {
         kernels::run(ctx, &refs).unwrap();
     };
     let perm = Gan::permutation(cfg.seed, 0, set.count);
+    // The CPU side of the generator's average: parameters and statistics.
+    let mut avg_params = gp.clone();
+    let mut avg_bn = g.bn.clone();
     // The labels a conditional network's CPU forward joins (none for gan).
     let cond = |l: &[u32]| -> Option<Vec<u32>> { model.is_conditional().then(|| l.to_vec()) };
     for step in 1..=3u32 {
@@ -322,6 +327,30 @@ fn three_steps_phase_by_phase(model: WhichModel) {
         check_adam(ctx, &format!("{what} Adam G"), &gan.g, &mut g, cfg.adam, step);
         sync(ctx, &gan.g, &mut g);
 
+        run_phase("G average");
+        // Towards G as Adam left it, with the statistics of this step's forward.
+        ema::cpu_update(&mut avg_params, &g.params, cfg.ema_decay, step - 1);
+        let stats = gan.g.read_bn(ctx, 0).unwrap();
+        for (a, b) in avg_bn.iter_mut().zip(&stats) {
+            if let (Some(a), Some(b)) = (a, b) {
+                ema::cpu_update(&mut a.running_mean, &b.running_mean, cfg.ema_decay, step - 1);
+                ema::cpu_update(&mut a.running_var, &b.running_var, cfg.ema_decay, step - 1);
+            }
+        }
+        let avg = gan.g_ema.as_ref().expect("an average at ema_decay 0.9");
+        let avg_gpu = read(ctx, &avg.params);
+        if step == 1 {
+            assert_eq!(avg_gpu, g.params, "{what}: the first step's average is G itself");
+        }
+        // w's division: 2.5 ulp in WGSL.
+        assert_close(&format!("{what} G average"), &avg_gpu, &avg_params, 1e-7, 1e-5);
+        for (i, (a, b)) in avg.read_bn(ctx, 0).unwrap().iter().zip(&avg_bn).enumerate() {
+            if let (Some(a), Some(b)) = (a, b) {
+                assert_close(&format!("{what} G average bn{i} mean"), &a.running_mean, &b.running_mean, 1e-7, 1e-5);
+                assert_close(&format!("{what} G average bn{i} var"), &a.running_var, &b.running_var, 1e-7, 1e-5);
+            }
+        }
+
         run_phase("counters");
         assert_eq!(gan.counters.read_u32(ctx).unwrap(), [step, step, 0, 0], "{what}: counters");
         assert_eq!(next.get(), names.len(), "{what}: every phase ran");
@@ -349,4 +378,7 @@ fn three_steps_phase_by_phase(model: WhichModel) {
     }
     assert_eq!(gan.g.read_bn(ctx, 3).unwrap(), whole.g.read_bn(ctx, 3).unwrap());
     assert_eq!(gan.d.read_bn(ctx, 3).unwrap(), whole.d.read_bn(ctx, 3).unwrap());
+    let (a, b) = (gan.g_ema.as_ref().unwrap(), whole.g_ema.as_ref().unwrap());
+    assert_eq!(read(ctx, &a.params), read(ctx, &b.params), "the average: phase by phase and whole steps differ");
+    assert_eq!(a.read_bn(ctx, 3).unwrap(), b.read_bn(ctx, 3).unwrap());
 }

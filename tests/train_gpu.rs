@@ -34,6 +34,7 @@ fn small_run_from(
             adam: AdamConfig::default(),
             model: gan_wgpu::model::WhichModel::Gan,
             dcgan_width: gan_wgpu::defaults::DCGAN_WIDTH,
+            ema_decay: gan_wgpu::defaults::EMA_DECAY,
         },
         log_every: 1,
         out: out.to_path_buf(),

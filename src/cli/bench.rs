@@ -462,6 +462,7 @@ pub fn run_step_bench(
         adam: gan_wgpu::kernels::adam::AdamConfig::default(),
         model,
         dcgan_width: gan_wgpu::defaults::DCGAN_WIDTH,
+        ema_decay: gan_wgpu::defaults::EMA_DECAY,
     };
     if warmup {
         gan_wgpu::train::warm_up_pipelines(ctx, cfg, (28, 28));

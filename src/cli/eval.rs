@@ -78,7 +78,8 @@ const QUALITY_SAMPLES: usize = defaults::EVAL_COUNT;
 const QUALITY_SEED: u64 = defaults::SEED;
 
 /// `train --eval-every N`: after every N-th epoch, scores 10,000 samples of
-/// the generator, appends to quality.csv, draws quality.png, prints a line,
+/// the generator, appends to quality.csv, draws quality.png, prints a line
+/// (and the same for the averaged generator: quality_ema.csv, .png),
 /// and warns on too few classes or a rising FID. The classifier and the
 /// reference statistics are made at the first evaluation.
 pub(super) struct QualityHook {
@@ -90,7 +91,9 @@ pub(super) struct QualityHook {
     /// Where the trained classifier is cached (`Settings::cache_dir`).
     cache_dir: Option<PathBuf>,
     evaluator: Option<evaluate::Evaluator>,
-    rows: Option<Vec<evaluate::QualityRow>>,
+    /// The rows of quality.csv (the trained generator) and quality_ema.csv
+    /// (its average), read at the first evaluation.
+    rows: [Option<Vec<evaluate::QualityRow>>; 2],
     disabled: bool,
 }
 
@@ -103,7 +106,17 @@ impl QualityHook {
         train_set: data::ImageSet,
         cache_dir: Option<PathBuf>,
     ) -> Self {
-        QualityHook { every, data, out, resume, train_set, cache_dir, evaluator: None, rows: None, disabled: false }
+        QualityHook {
+            every,
+            data,
+            out,
+            resume,
+            train_set,
+            cache_dir,
+            evaluator: None,
+            rows: [None, None],
+            disabled: false,
+        }
     }
 
     pub(super) fn after_epoch(
@@ -135,42 +148,64 @@ impl QualityHook {
             }
         }
         let ev = self.evaluator.as_ref().expect("made above");
-        let csv = self.out.join("quality.csv");
-        if self.rows.is_none() {
-            // A resumed run keeps the rows of the steps before it.
-            let from = self.resume.as_deref().map(train::run_dir_of).unwrap_or_else(|| self.out.clone());
-            let mut rows = evaluate::read_quality_csv(&from.join("quality.csv"), steps)?;
-            rows.retain(|r| r.step < steps);
-            self.rows = Some(rows);
-        }
-        let t = std::time::Instant::now();
-        let s = ev.score_generator(ctx, &gan.g, QUALITY_SAMPLES, QUALITY_SEED)?;
-        let seconds = t.elapsed().as_secs_f64();
-        let rows = self.rows.as_mut().expect("read above");
-        rows.push(evaluate::QualityRow {
-            epoch,
-            step: steps,
-            fid: s.fid,
-            inception_score: s.inception_score,
-            classes_covered: s.classes_covered,
-            seconds,
-            conditional: s.conditional.as_ref().map(|c| (c.accuracy, c.mean_fid())),
-        });
-        checkpoint::atomic_write(&csv, evaluate::quality_csv(rows).as_bytes())?;
-        let points: Vec<(u64, f64, usize)> = rows.iter().map(|r| (r.step, r.fid, r.classes_covered)).collect();
-        images::save_quality_plot(&self.out.join("quality.png"), &points, ev.classifier.classes)?;
-        let conditional = s.conditional.as_ref().map_or(String::new(), |c| {
-            format!(", conditional accuracy {:.2}%, mean class FID {:.2}", 100.0 * c.accuracy, c.mean_fid())
-        });
-        println!(
-            "quality after epoch {epoch}: FID {:.2}, IS {:.2}, {}/{} classes covered{conditional} ({} samples, {:.1} s)",
-            s.fid, s.inception_score, s.classes_covered, ev.classifier.classes, s.n, seconds
-        );
-        for w in evaluate::warnings(rows, ev.classifier.classes) {
-            eprintln!("warning: {w}");
+        let tracks = [("quality", "", Some(&gan.g)), ("quality_ema", " (averaged generator)", gan.g_ema.as_ref())];
+        for (i, (stem, which, net)) in tracks.into_iter().enumerate() {
+            let Some(net) = net else { continue };
+            if self.rows[i].is_none() {
+                // A resumed run keeps the rows of the steps before it.
+                let from = self.resume.as_deref().map(train::run_dir_of).unwrap_or_else(|| self.out.clone());
+                let mut rows = evaluate::read_quality_csv(&from.join(format!("{stem}.csv")), steps)?;
+                rows.retain(|r| r.step < steps);
+                self.rows[i] = Some(rows);
+            }
+            let rows = self.rows[i].as_mut().expect("read above");
+            score_into(ctx, ev, net, rows, epoch, steps, &self.out, stem, which)?;
         }
         Ok(())
     }
+}
+
+/// Scores `net` (the trained generator or its average), appends the row to
+/// `rows`, writes `{stem}.csv` and `{stem}.png` in `out`, prints the line
+/// and any warning.
+#[allow(clippy::too_many_arguments)]
+fn score_into(
+    ctx: &GpuContext,
+    ev: &evaluate::Evaluator,
+    net: &gan_wgpu::network::GpuNet,
+    rows: &mut Vec<evaluate::QualityRow>,
+    epoch: usize,
+    steps: u64,
+    out: &std::path::Path,
+    stem: &str,
+    which: &str,
+) -> gan_wgpu::Result<()> {
+    let t = std::time::Instant::now();
+    let s = ev.score_generator(ctx, net, QUALITY_SAMPLES, QUALITY_SEED)?;
+    let seconds = t.elapsed().as_secs_f64();
+    rows.push(evaluate::QualityRow {
+        epoch,
+        step: steps,
+        fid: s.fid,
+        inception_score: s.inception_score,
+        classes_covered: s.classes_covered,
+        seconds,
+        conditional: s.conditional.as_ref().map(|c| (c.accuracy, c.mean_fid())),
+    });
+    checkpoint::atomic_write(&out.join(format!("{stem}.csv")), evaluate::quality_csv(rows).as_bytes())?;
+    let points: Vec<(u64, f64, usize)> = rows.iter().map(|r| (r.step, r.fid, r.classes_covered)).collect();
+    images::save_quality_plot(&out.join(format!("{stem}.png")), &points, ev.classifier.classes)?;
+    let conditional = s.conditional.as_ref().map_or(String::new(), |c| {
+        format!(", conditional accuracy {:.2}%, mean class FID {:.2}", 100.0 * c.accuracy, c.mean_fid())
+    });
+    println!(
+        "quality after epoch {epoch}{which}: FID {:.2}, IS {:.2}, {}/{} classes covered{conditional} ({} samples, {:.1} s)",
+        s.fid, s.inception_score, s.classes_covered, ev.classifier.classes, s.n, seconds
+    );
+    for w in evaluate::warnings(rows, ev.classifier.classes) {
+        eprintln!("warning: {w}{which}");
+    }
+    Ok(())
 }
 
 pub(super) fn eval(a: EvalArgs, settings: &Settings) -> gan_wgpu::Result<()> {

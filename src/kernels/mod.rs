@@ -14,6 +14,7 @@ pub mod choice;
 pub mod conv;
 pub mod conv_gemm;
 pub mod dropout;
+pub mod ema;
 pub mod embedding;
 pub mod gather;
 pub mod matmul;
@@ -71,6 +72,7 @@ pub const SHADERS: &[ShaderFile] = &[
     shader("bce.wgsl", bce::SOURCE, bce::SOURCE),
     shader("conv.wgsl", conv::SOURCE, conv::SOURCE),
     shader("adam.wgsl", adam::SOURCE, adam::SOURCE),
+    shader("ema.wgsl", ema::SOURCE, ema::SOURCE),
     shader("philox.wgsl", PHILOX_WGSL, PHILOX_WGSL),
     shader("rng.wgsl", rng::FILE, rng::SOURCE),
     shader("dropout.wgsl", dropout::FILE, dropout::SOURCE),

@@ -14,6 +14,8 @@ pub struct GanConfig {
     pub model: WhichModel,
     /// DCGAN's base channel count W (`--width`; other models ignore it).
     pub dcgan_width: usize,
+    /// Decay of the generator's averaged copy (`--ema-decay`); 0: none.
+    pub ema_decay: f32,
 }
 
 impl GanConfig {
@@ -44,8 +46,27 @@ impl GanConfig {
                 return Err(GanError::Flag { flag, why: format!("must be in [0, 1), got {b}") });
             }
         }
-        Ok(())
+        crate::kernels::ema::check_decay(self.ema_decay).map_err(|why| GanError::Flag { flag: "--ema-decay", why })
     }
+}
+
+/// The dispatches that move `avg` (the generator's average) one step
+/// towards `g`: its parameters and each batch norm's running statistics.
+fn ema_dispatches(
+    ctx: &GpuContext,
+    avg: &GpuNet,
+    g: &GpuNet,
+    decay: f32,
+    counters: &GpuTensor,
+) -> Result<Vec<Dispatch>> {
+    let mut out = vec![ema::update(ctx, &avg.params, &g.params, decay, counters)?];
+    for (a, v) in avg.bn.iter().zip(&g.bn) {
+        if let (Some(a), Some(v)) = (a, v) {
+            out.push(ema::update(ctx, &a.running_mean, &v.running_mean, decay, counters)?);
+            out.push(ema::update(ctx, &a.running_var, &v.running_var, decay, counters)?);
+        }
+    }
+    Ok(out)
 }
 
 /// The Philox stream of a conditional model's fake labels (the latent codes
@@ -92,6 +113,12 @@ pub struct Gan {
     pub dim: usize,
     pub g: GpuNet,
     pub d: GpuNet,
+    /// The generator's exponential moving average over the steps (weights
+    /// and batch-norm running statistics, bias-corrected: `ema.wgsl`),
+    /// written beside each checkpoint; None when `cfg.ema_decay` is 0. Only
+    /// its parameters and statistics are used (its gradients and moments
+    /// stay zero).
+    pub g_ema: Option<GpuNet>,
     /// [steps done, batch within the epoch, divergence flag, 0]; the flag is
     /// raised by Adam and BCE (see `adam::first_nonfinite_step`).
     pub counters: GpuTensor,
@@ -140,6 +167,10 @@ impl Gan {
                 &gather::pack_pixels(&conditioning_labels(data, k, cfg.model)?),
             )?),
             None => None,
+        };
+        let g_ema = match cfg.ema_decay {
+            0.0 => None,
+            _ => Some(GpuNet::new(ctx, arch.generator.clone(), g_params, &counters, cfg.adam)?),
         };
         let g = GpuNet::new(ctx, arch.generator, g_params, &counters, cfg.adam)?;
         let d = GpuNet::new(ctx, arch.discriminator, d_params, &counters, cfg.adam)?;
@@ -257,6 +288,9 @@ impl Gan {
             network::backward(ctx, &g, &z, &g_acts, &g_grads, &d_fake_grad, true, None, variant)?,
         );
         phase("Adam G", &mut step, vec![g.adam.dispatch.clone()]);
+        if let Some(avg) = &g_ema {
+            phase("G average", &mut step, ema_dispatches(ctx, avg, &g, cfg.ema_decay, &counters)?);
+        }
         phase("counters", &mut step, vec![gather::advance_counters(ctx, &counters)?]);
 
         let activation_bytes = z.bytes() + d_input.bytes() + g_acts.bytes() - fake.bytes()
@@ -273,6 +307,7 @@ impl Gan {
             dim,
             g,
             d,
+            g_ema,
             counters,
             metrics,
             z,
@@ -380,26 +415,7 @@ impl Gan {
         epoch: usize,
         steps_done: u64,
     ) -> Result<(Vec<u8>, Vec<u8>)> {
-        let meta = |net: &NetSpec| -> Vec<(String, String)> {
-            [
-                ("epoch", epoch.to_string()),
-                ("steps_done", steps_done.to_string()),
-                ("image_height", self.height.to_string()),
-                ("image_width", self.width.to_string()),
-                ("latent_size", self.cfg.latent.to_string()),
-                ("layers", net.layers.len().to_string()),
-            ]
-            .into_iter()
-            .map(|(k, v)| (k.to_string(), v))
-            .collect()
-        };
-        let g_bn = self.g.read_bn_async(ctx, steps_done as i64).await?;
-        let g = checkpoint::network_bytes(
-            &self.g.spec,
-            &self.g.params.read_f32_async(ctx).await?,
-            &g_bn,
-            meta(&self.g.spec),
-        )?;
+        let g = self.generator_file_async(ctx, &self.g, epoch, steps_done, None).await?;
         // D's batch norms (dcgan) update three times a step, as in
         // PyTorch's example: the real half, the fake half, the G step's pass.
         let d_bn = self.d.read_bn_async(ctx, 3 * steps_done as i64).await?;
@@ -407,19 +423,70 @@ impl Gan {
             &self.d.spec,
             &self.d.params.read_f32_async(ctx).await?,
             &d_bn,
-            meta(&self.d.spec),
+            self.checkpoint_meta(&self.d.spec, epoch, steps_done),
         )?;
         Ok((g, d))
+    }
+
+    /// The averaged generator's checkpoint file after epoch `epoch` (as
+    /// `checkpoint_files_async`'s, with its decay in the metadata); None
+    /// without an average.
+    pub async fn averaged_generator_file_async(
+        &self,
+        ctx: &GpuContext,
+        epoch: usize,
+        steps_done: u64,
+    ) -> Result<Option<Vec<u8>>> {
+        match &self.g_ema {
+            Some(avg) => {
+                Ok(Some(self.generator_file_async(ctx, avg, epoch, steps_done, Some(self.cfg.ema_decay)).await?))
+            }
+            None => Ok(None),
+        }
+    }
+
+    async fn generator_file_async(
+        &self,
+        ctx: &GpuContext,
+        net: &GpuNet,
+        epoch: usize,
+        steps_done: u64,
+        ema_decay: Option<f32>,
+    ) -> Result<Vec<u8>> {
+        let mut meta = self.checkpoint_meta(&net.spec, epoch, steps_done);
+        if let Some(decay) = ema_decay {
+            meta.push(("ema_decay".to_string(), decay.to_string()));
+        }
+        let bn = net.read_bn_async(ctx, steps_done as i64).await?;
+        checkpoint::network_bytes(&net.spec, &net.params.read_f32_async(ctx).await?, &bn, meta)
+    }
+
+    /// A checkpoint's metadata: epoch, steps done, image shape, latent
+    /// size, layers.
+    fn checkpoint_meta(&self, net: &NetSpec, epoch: usize, steps_done: u64) -> Vec<(String, String)> {
+        [
+            ("epoch", epoch.to_string()),
+            ("steps_done", steps_done.to_string()),
+            ("image_height", self.height.to_string()),
+            ("image_width", self.width.to_string()),
+            ("latent_size", self.cfg.latent.to_string()),
+            ("layers", net.layers.len().to_string()),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v))
+        .collect()
     }
 
     /// Bytes on the GPU: (parameters, gradients, moments, activations, dataset).
     pub fn memory(&self) -> [(&'static str, u64); 5] {
         let (gp, gg, gm, gbn) = self.g.memory();
         let (dp, dg, dm, dbn) = self.d.memory();
+        // The average's unused gradient and moment buffers count where they lie.
+        let (ap, ag, am, abn) = self.g_ema.as_ref().map_or((0, 0, 0, 0), GpuNet::memory);
         [
-            ("parameters", gp + dp + gbn + dbn),
-            ("gradients", gg + dg),
-            ("Adam moments", gm + dm),
+            ("parameters", gp + dp + gbn + dbn + ap + abn),
+            ("gradients", gg + dg + ag),
+            ("Adam moments", gm + dm + am),
             ("activations", self.activation_bytes),
             ("dataset", self.pixels.bytes() + self.perm.bytes() + self.labels.as_ref().map_or(0, |l| l.bytes())),
         ]

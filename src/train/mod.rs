@@ -24,7 +24,7 @@ use crate::images::{self, LossRow};
 use crate::kernels::adam::AdamConfig;
 use crate::kernels::dropout::{self, DropoutDraw};
 use crate::kernels::matmul::Variant;
-use crate::kernels::{bce, gather, rng, Dispatch};
+use crate::kernels::{bce, ema, gather, rng, Dispatch};
 use crate::model::{self, BnStats, NetSpec, StepMetrics, WhichModel};
 use crate::network::{self, Activations, ColumnUse, DropoutMasks, GpuNet};
 use crate::tensor::GpuTensor;
@@ -44,6 +44,7 @@ mod warmup;
 pub use gan::{
     fixed_latent, images_from_outputs, metrics_from, Gan, GanConfig, GridInputs, Sampler, FAKE_LABEL_STREAM,
 };
+pub use outputs::averaged_generator_file;
 use outputs::{copy_epoch_grids, losses_csv, read_losses_csv, same_dir, write_epoch_outputs};
 pub use readback::StepReading;
 pub use run_dir::{lock_out_dir, prepare_out_dir, OutDirLock, LOCK_FILE};

@@ -63,8 +63,15 @@ pub(super) fn copy_epoch_grids(from: &Path, to: &Path, epochs: usize) -> Result<
     Ok(())
 }
 
+/// The averaged generator's checkpoint after epoch `epoch` (`--ema-decay`),
+/// beside `generator_{epoch}.safetensors`.
+pub fn averaged_generator_file(epoch: usize) -> String {
+    format!("generator_ema_{epoch}.safetensors")
+}
+
 /// After epoch `epoch` (0-based, as the log counts it, and as the
-/// tutorial's test_0.png and Generator0 are named): grid, checkpoints,
+/// tutorial's test_0.png and Generator0 are named): grid, checkpoints
+/// (the averaged generator's too),
 /// losses.csv/png, GIF.
 #[allow(clippy::too_many_arguments)]
 pub(super) fn write_epoch_outputs(
@@ -88,6 +95,9 @@ pub(super) fn write_epoch_outputs(
     let (g_bytes, d_bytes) = pollster::block_on(gan.checkpoint_files_async(ctx, epoch, steps_done))?;
     checkpoint::atomic_write(&out.join("checkpoints").join(format!("generator_{epoch}.safetensors")), &g_bytes)?;
     checkpoint::atomic_write(&out.join("checkpoints").join(format!("discriminator_{epoch}.safetensors")), &d_bytes)?;
+    if let Some(bytes) = pollster::block_on(gan.averaged_generator_file_async(ctx, epoch, steps_done))? {
+        checkpoint::atomic_write(&out.join("checkpoints").join(averaged_generator_file(epoch)), &bytes)?;
+    }
     checkpoint::atomic_write(&out.join("losses.csv"), losses_csv(losses).as_bytes())?;
     images::save_loss_plot(&out.join("losses.png"), losses)?;
     // progress.gif: epoch 0, every 5th epoch (4, 9, ...), and the latest.

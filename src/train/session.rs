@@ -67,6 +67,17 @@ impl Session {
                 gan.d.v.write_f32(ctx, &s.d_v)?;
                 gan.g.write_bn(ctx, &s.g_bn)?;
                 gan.d.write_bn(ctx, &s.d_bn)?;
+                if let Some(avg) = &gan.g_ema {
+                    // Without a saved average (the state's run kept none),
+                    // it restarts from the generator.
+                    match &s.g_ema {
+                        Some((params, bn)) => {
+                            avg.params.write_f32(ctx, params)?;
+                            avg.write_bn(ctx, bn)?;
+                        }
+                        None => avg.write_bn(ctx, &s.g_bn)?,
+                    }
+                }
                 gan
             }
             None => {

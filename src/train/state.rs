@@ -58,6 +58,9 @@ pub(super) struct SavedState {
     pub(super) d_v: Vec<f32>,
     pub(super) g_bn: Vec<Option<BnStats>>,
     pub(super) d_bn: Vec<Option<BnStats>>,
+    /// The generator's average (parameters, running statistics), when the
+    /// run that wrote the state kept one.
+    pub(super) g_ema: Option<(Vec<f32>, Vec<Option<BnStats>>)>,
     pub(super) progress: Progress,
 }
 
@@ -153,7 +156,12 @@ pub(super) fn save_state(
             tensors.push((format!("{prefix}.{name}"), OwnedTensor::f32(vec![t.numel()], &t.read_f32(ctx)?)));
         }
     }
-    for (prefix, net) in [("g", &gan.g), ("d", &gan.d)] {
+    if let Some(avg) = &gan.g_ema {
+        tensors
+            .push(("g_ema.params".to_string(), OwnedTensor::f32(vec![avg.params.numel()], &avg.params.read_f32(ctx)?)));
+    }
+    let nets = [("g", Some(&gan.g)), ("d", Some(&gan.d)), ("g_ema", gan.g_ema.as_ref())];
+    for (prefix, net) in nets.iter().filter_map(|(p, n)| n.map(|n| (p, n))) {
         for (i, bn) in net.bn.iter().enumerate() {
             if let Some(b) = bn {
                 tensors.push((
@@ -267,6 +275,12 @@ pub(super) fn load_state(
     };
     let g_bn = bn_of("g", &arch.generator)?;
     let d_bn = bn_of("d", &arch.discriminator)?;
+    // A state written without the average (by a run with --ema-decay 0)
+    // restarts it from the generator.
+    let g_ema_bn = match f.shape_of("g_ema.params") {
+        Some(_) => Some(bn_of("g_ema", &arch.generator)?),
+        None => None,
+    };
     let pytorch_order = meta.get("format").map(String::as_str) == Some(STATE_FORMAT_PYTORCH_ORDER);
     let flat = |name: &str, spec: &crate::model::NetSpec| -> Result<Vec<f32>> {
         let mut v = f.f32(name, &[spec.layout().len])?;
@@ -276,7 +290,12 @@ pub(super) fn load_state(
         Ok(v)
     };
     let (g, d) = (&arch.generator, &arch.discriminator);
+    let g_ema = match g_ema_bn {
+        Some(bn) => Some((flat("g_ema.params", g)?, bn)),
+        None => None,
+    };
     Ok(SavedState {
+        g_ema,
         g_params: flat("g.params", g)?,
         d_params: flat("d.params", d)?,
         g_m: flat("g.m", g)?,
