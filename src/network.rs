@@ -106,6 +106,58 @@ impl GpuNet {
         Ok(GpuNet { spec, layout, params, grads, m, v, bn, padded_first, adam })
     }
 
+    /// A forward-only copy of this network holding `params` (flat, in
+    /// `spec.layout()` order) and running statistics of its own (reset as a
+    /// new network's), for the generator's moving average. Everything a
+    /// training pass needs (gradients, moments, Adam, batch-norm scratch and
+    /// the padded weight's gradient) is this network's, shared and never
+    /// used through the copy: it is only run in evaluation mode.
+    pub fn forward_copy(&self, ctx: &GpuContext, params: &[f32]) -> Result<GpuNet> {
+        let name = self.spec.name;
+        let bn = self
+            .bn
+            .iter()
+            .zip(&self.spec.layers)
+            .map(|(b, l)| {
+                b.as_ref()
+                    .map(|b| -> Result<GpuBn> {
+                        let stat = |what: &str, v: f32| {
+                            let label = format!("{name} (average).{}.{what}", l.name);
+                            GpuTensor::from_f32(ctx, &[l.out], &label, &vec![v; l.out])
+                        };
+                        Ok(GpuBn {
+                            running_mean: stat("running_mean", 0.0)?,
+                            running_var: stat("running_var", 1.0)?,
+                            invstd: b.invstd.clone(),
+                            scratch: b.scratch.clone(),
+                        })
+                    })
+                    .transpose()
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let padded_first = self.padded_first.as_ref().map(|(w, g)| {
+            (GpuTensor::zeros(ctx, &w.shape, &format!("{name} (average) padded first weight")), g.clone())
+        });
+        Ok(GpuNet {
+            spec: self.spec.clone(),
+            layout: self.layout.clone(),
+            params: GpuTensor::from_f32(ctx, &[self.layout.len], &format!("{name} (average).params"), params)?,
+            grads: self.grads.clone(),
+            m: self.m.clone(),
+            v: self.v.clone(),
+            bn,
+            padded_first,
+            adam: self.adam.clone(),
+        })
+    }
+
+    /// Bytes a `forward_copy` holds of its own: parameters, the padded
+    /// first weight, running statistics.
+    pub fn forward_copy_bytes(&self) -> u64 {
+        let bn: u64 = self.bn.iter().flatten().map(|b| b.running_mean.bytes() + b.running_var.bytes()).sum();
+        self.params.bytes() + self.padded_first.as_ref().map_or(0, |(w, _)| w.bytes()) + bn
+    }
+
     fn view_of(&self, flat: &GpuTensor, name: &str) -> Result<GpuTensor> {
         let (_, shape, off) = self
             .layout

@@ -137,6 +137,24 @@ fn dcgan_trains_from_the_cli_resumes_and_samples() {
     // batch's, so evaluation-mode samples are nearly flat; not constant.
     let levels: std::collections::HashSet<u8> = samples.pixels.iter().copied().collect();
     assert!(levels.len() > 1, "samples are constant");
+    // The averaged generator: its own weights, its decay recorded, and
+    // `sample` draws from it as from the trained one.
+    let avg = whole.join(averaged);
+    let meta = gan_wgpu::checkpoint::Loaded::open(&avg).unwrap().metadata().unwrap();
+    assert_eq!(meta.get("ema_decay").map(String::as_str), Some("0.999"), "{meta:?}");
+    assert_ne!(tensor_bytes(&avg, "main.0.weight"), tensor_bytes(&g, "main.0.weight"));
+    let mut sample = gan();
+    let out = sample.args(["sample", "--count", "4", "--seed", "1", "--idx"]).arg(&idx).arg("--checkpoint").arg(&avg);
+    let out = out.output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let averaged_samples = gan_wgpu::data::read_images(&idx, None).unwrap();
+    assert_ne!(averaged_samples.pixels, samples.pixels, "the average draws as the trained generator does");
+}
+
+fn tensor_bytes(path: &Path, name: &str) -> Vec<u8> {
+    let bytes = std::fs::read(path).unwrap();
+    let st = safetensors::SafeTensors::deserialize(&bytes).unwrap();
+    st.tensor(name).unwrap().data().to_vec()
 }
 
 fn copy_dir(from: &Path, to: &Path) {

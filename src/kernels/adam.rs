@@ -37,7 +37,7 @@ struct Params {
 /// One Adam update over flat param/grad/m/v buffers of equal length. The step
 /// number comes from counters[0] (steps done) on the GPU; a non-finite new
 /// parameter raises the flag in counters[2] (see `first_nonfinite_step`).
-#[derive(Debug)]
+#[derive(Clone, Debug)]
 pub struct Adam {
     pub dispatch: Dispatch,
     params: wgpu::Buffer,

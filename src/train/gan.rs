@@ -115,9 +115,8 @@ pub struct Gan {
     pub d: GpuNet,
     /// The generator's exponential moving average over the steps (weights
     /// and batch-norm running statistics, bias-corrected: `ema.wgsl`),
-    /// written beside each checkpoint; None when `cfg.ema_decay` is 0. Only
-    /// its parameters and statistics are used (its gradients and moments
-    /// stay zero).
+    /// written beside each checkpoint; None when `cfg.ema_decay` is 0. A
+    /// `GpuNet::forward_copy` of `g`: only run in evaluation mode.
     pub g_ema: Option<GpuNet>,
     /// [steps done, batch within the epoch, divergence flag, 0]; the flag is
     /// raised by Adam and BCE (see `adam::first_nonfinite_step`).
@@ -168,11 +167,11 @@ impl Gan {
             )?),
             None => None,
         };
+        let g = GpuNet::new(ctx, arch.generator, g_params, &counters, cfg.adam)?;
         let g_ema = match cfg.ema_decay {
             0.0 => None,
-            _ => Some(GpuNet::new(ctx, arch.generator.clone(), g_params, &counters, cfg.adam)?),
+            _ => Some(g.forward_copy(ctx, g_params)?),
         };
-        let g = GpuNet::new(ctx, arch.generator, g_params, &counters, cfg.adam)?;
         let d = GpuNet::new(ctx, arch.discriminator, d_params, &counters, cfg.adam)?;
         let pixels = GpuTensor::from_u32(
             ctx,
@@ -481,12 +480,11 @@ impl Gan {
     pub fn memory(&self) -> [(&'static str, u64); 5] {
         let (gp, gg, gm, gbn) = self.g.memory();
         let (dp, dg, dm, dbn) = self.d.memory();
-        // The average's unused gradient and moment buffers count where they lie.
-        let (ap, ag, am, abn) = self.g_ema.as_ref().map_or((0, 0, 0, 0), GpuNet::memory);
+        let average = self.g_ema.as_ref().map_or(0, GpuNet::forward_copy_bytes);
         [
-            ("parameters", gp + dp + gbn + dbn + ap + abn),
-            ("gradients", gg + dg + ag),
-            ("Adam moments", gm + dm + am),
+            ("parameters", gp + dp + gbn + dbn + average),
+            ("gradients", gg + dg),
+            ("Adam moments", gm + dm),
             ("activations", self.activation_bytes),
             ("dataset", self.pixels.bytes() + self.perm.bytes() + self.labels.as_ref().map_or(0, |l| l.bytes())),
         ]
