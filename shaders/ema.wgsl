@@ -17,10 +17,15 @@
 //
 // Bindings, group 0:
 //   0  uniform  p: Params {n, copy (1: decay = 0), one_minus_decay}
-//   1  storage  average  read_write  [n] f32
-//   2  storage  value    read        [n] f32
+//   1  storage  average   read_write  [n] f32         (ema_update)
+//   1  storage  average4  read_write  [n/4] vec4<f32> (ema_update_vec4)
+//   2  storage  value     read        [n] f32         (ema_update)
+//   2  storage  value4    read        [n/4] vec4<f32> (ema_update_vec4)
 //   3  storage  counters read        array<u32>: [0] steps done
-// 64 invocations a group, four elements each; 2-D grid past 65535 groups.
+// 256 invocations a group, one element each (ema_update, any n) or four
+// (ema_update_vec4, n % 4 == 0: a network's flat parameters; on lavapipe a
+// storage access costs a bounds-checked load per lane, which vec4 shares);
+// 2-D grid past 65535 groups.
 
 struct Params {
     n: u32,
@@ -32,22 +37,35 @@ struct Params {
 @group(0) @binding(0) var<uniform> p: Params;
 @group(0) @binding(1) var<storage, read_write> average: array<f32>;
 @group(0) @binding(2) var<storage, read> value: array<f32>;
+@group(0) @binding(1) var<storage, read_write> average4: array<vec4<f32>>;
+@group(0) @binding(2) var<storage, read> value4: array<vec4<f32>>;
 @group(0) @binding(3) var<storage, read> counters: array<u32>;
 
-@compute @workgroup_size(64)
-fn ema_update(@builtin(global_invocation_id) gid: vec3<u32>) {
-    let base = (gid.x + gid.y * 65535u * 64u) * 4u;
-    if (base >= p.n) {
-        return;
-    }
+// The weight of this step's value, and whether it is copied.
+fn step_weight() -> vec2<f32> {
     let t = counters[0];
     let copy = t == 0u || p.copy != 0u;
-    let w = max(p.one_minus_decay, 9.0 / (10.0 + f32(t)));
-    for (var j = 0u; j < 4u; j++) {
-        let i = base + j;
-        if (i < p.n) {
-            let a = average[i];
-            average[i] = select(a + w * (value[i] - a), value[i], copy);
-        }
+    return vec2<f32>(max(p.one_minus_decay, 9.0 / (10.0 + f32(t))), select(0.0, 1.0, copy));
+}
+
+@compute @workgroup_size(256)
+fn ema_update(@builtin(global_invocation_id) gid: vec3<u32>) {
+    let i = gid.x + gid.y * 65535u * 256u;
+    if (i >= p.n) {
+        return;
     }
+    let w = step_weight();
+    let a = average[i];
+    average[i] = select(a + w.x * (value[i] - a), value[i], w.y != 0.0);
+}
+
+@compute @workgroup_size(256)
+fn ema_update_vec4(@builtin(global_invocation_id) gid: vec3<u32>) {
+    let i = gid.x + gid.y * 65535u * 256u;
+    if (i >= p.n / 4u) {
+        return;
+    }
+    let w = step_weight();
+    let a = average4[i];
+    average4[i] = select(a + w.x * (value4[i] - a), value4[i], w.y != 0.0);
 }

@@ -44,8 +44,10 @@ pub fn update(
             format!("ema: {n} elements, the averaged '{}' has {}", value.label, value.numel()),
         ));
     }
-    let kern =
-        kernel(ctx, "ema.wgsl", SOURCE, "ema_update", &[Slot::Uniform, Slot::ReadWrite, Slot::Read, Slot::Read], &[]);
+    // Whole vec4s where the length allows (a network's padded flat buffers).
+    let (entry, grid) =
+        if n.is_multiple_of(4) { ("ema_update_vec4", grid_1d(n / 4, 256)) } else { ("ema_update", grid_1d(n, 256)) };
+    let kern = kernel(ctx, "ema.wgsl", SOURCE, entry, &[Slot::Uniform, Slot::ReadWrite, Slot::Read, Slot::Read], &[]);
     let params = Params { n: n as u32, copy: u32::from(decay == 0.0), one_minus_decay: one_minus(decay), _pad: 0 };
     let u = uniform(ctx, &average.label, &params);
     Ok(Dispatch::new(
@@ -53,7 +55,7 @@ pub fn update(
         &kern,
         &format!("ema {}", average.label),
         vec![u.as_entire_binding(), average.binding(), value.binding(), counters.binding()],
-        grid_1d(n.div_ceil(4), 64),
+        grid,
     ))
 }
 
