@@ -164,6 +164,14 @@ fn eval_and_train_eval_every_end_to_end() {
     assert_eq!(rows.iter().map(|r| (r.epoch, r.step)).collect::<Vec<_>>(), [(0, 8), (1, 16)]);
     let png = image::open(run.join("quality.png")).unwrap();
     assert_eq!((png.width(), png.height()), (1000, 600));
+    // The averaged generator is scored beside the trained one, into its own
+    // files; its scores are its own (the first step copies G, the rest move
+    // it slower than G).
+    assert!(stdout.contains("quality after epoch 1 (averaged generator): FID"), "{stdout}");
+    let averaged = evaluate::read_quality_csv(&run.join("quality_ema.csv"), u64::MAX).unwrap();
+    assert_eq!(averaged.iter().map(|r| (r.epoch, r.step)).collect::<Vec<_>>(), [(0, 8), (1, 16)]);
+    assert_ne!(averaged[1].fid, rows[1].fid, "the average scored as the trained generator");
+    assert!(run.join("quality_ema.png").is_file());
 
     let ck = run.join("checkpoints/generator_1.safetensors");
     let json = dir.path().join("eval.json");
