@@ -92,6 +92,7 @@ fn train_flags_are_checked_and_named() {
     assert_clean_error(&["train", "--lr", "0", "--out", out], &["--lr"]);
     assert_clean_error(&["train", "--lr=-0.1", "--out", out], &["--lr"]);
     assert_clean_error(&["train", "--beta1", "1.5", "--out", out], &["--beta1"]);
+    assert_clean_error(&["train", "--ema-decay", "1", "--out", out], &["--ema-decay", "[0, 1)"]);
     // clap's own messages for non-numbers name the flag (exit code 2).
     let (code, stderr) = stderr_of(&["train", "--epochs", "many"]);
     assert_eq!(code, Some(2));
