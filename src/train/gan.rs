@@ -114,7 +114,8 @@ pub struct Gan {
     pub g: GpuNet,
     pub d: GpuNet,
     /// The generator's exponential moving average over the steps (weights
-    /// and batch-norm running statistics, bias-corrected: `ema.wgsl`),
+    /// and batch-norm running statistics, a horizon growing with the run:
+    /// `ema.wgsl`),
     /// written beside each checkpoint; None when `cfg.ema_decay` is 0. A
     /// `GpuNet::forward_copy` of `g`: only run in evaluation mode.
     pub g_ema: Option<GpuNet>,

@@ -44,7 +44,6 @@ mod warmup;
 pub use gan::{
     fixed_latent, images_from_outputs, metrics_from, Gan, GanConfig, GridInputs, Sampler, FAKE_LABEL_STREAM,
 };
-pub use outputs::averaged_generator_file;
 use outputs::{copy_epoch_grids, losses_csv, read_losses_csv, same_dir, write_epoch_outputs};
 pub use readback::StepReading;
 pub use run_dir::{lock_out_dir, prepare_out_dir, OutDirLock, LOCK_FILE};

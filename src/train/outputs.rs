@@ -65,7 +65,7 @@ pub(super) fn copy_epoch_grids(from: &Path, to: &Path, epochs: usize) -> Result<
 
 /// The averaged generator's checkpoint after epoch `epoch` (`--ema-decay`),
 /// beside `generator_{epoch}.safetensors`.
-pub fn averaged_generator_file(epoch: usize) -> String {
+fn averaged_generator_file(epoch: usize) -> String {
     format!("generator_ema_{epoch}.safetensors")
 }
 
