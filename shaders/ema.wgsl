@@ -7,8 +7,7 @@
 // The average spans about (10 + t) / 9 steps, the last ~11% of the run,
 // until that reaches 1 / (1 - decay) (t near 9,000 at decay 0.999): a fixed
 // horizon would drag the fast-moving early weights along for a long time
-// (at decay 0.999, cgan's averaged generator after 4 epochs scored FID 69
-// against the trained one's 30). The first step (t = 0) and decay = 0 copy
+// (docs/quality.md). The first step (t = 0) and decay = 0 copy
 // the value, whatever the buffer held (a NaN too, which a w = 1 lerp would
 // keep). w's only rounding is the division's (WGSL: 2.5 ulp).
 // Used for the generator's averaged weights and batch-norm running
@@ -41,11 +40,14 @@ struct Params {
 @group(0) @binding(2) var<storage, read> value4: array<vec4<f32>>;
 @group(0) @binding(3) var<storage, read> counters: array<u32>;
 
-// The weight of this step's value, and whether it is copied.
-fn step_weight() -> vec2<f32> {
-    let t = counters[0];
-    let copy = t == 0u || p.copy != 0u;
-    return vec2<f32>(max(p.one_minus_decay, 9.0 / (10.0 + f32(t))), select(0.0, 1.0, copy));
+// Whether this step copies the value (the first step, or decay = 0).
+fn copies() -> bool {
+    return counters[0] == 0u || p.copy != 0u;
+}
+
+// The weight of this step's value otherwise.
+fn weight() -> f32 {
+    return max(p.one_minus_decay, 9.0 / (10.0 + f32(counters[0])));
 }
 
 @compute @workgroup_size(256)
@@ -54,9 +56,8 @@ fn ema_update(@builtin(global_invocation_id) gid: vec3<u32>) {
     if (i >= p.n) {
         return;
     }
-    let w = step_weight();
     let a = average[i];
-    average[i] = select(a + w.x * (value[i] - a), value[i], w.y != 0.0);
+    average[i] = select(a + weight() * (value[i] - a), value[i], copies());
 }
 
 @compute @workgroup_size(256)
@@ -65,7 +66,6 @@ fn ema_update_vec4(@builtin(global_invocation_id) gid: vec3<u32>) {
     if (i >= p.n / 4u) {
         return;
     }
-    let w = step_weight();
     let a = average4[i];
-    average4[i] = select(a + w.x * (value4[i] - a), value4[i], w.y != 0.0);
+    average4[i] = select(a + weight() * (value4[i] - a), value4[i], copies());
 }
