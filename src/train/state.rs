@@ -275,12 +275,6 @@ pub(super) fn load_state(
     };
     let g_bn = bn_of("g", &arch.generator)?;
     let d_bn = bn_of("d", &arch.discriminator)?;
-    // A state written without the average (by a run with --ema-decay 0)
-    // restarts it from the generator.
-    let g_ema_bn = match f.shape_of("g_ema.params") {
-        Some(_) => Some(bn_of("g_ema", &arch.generator)?),
-        None => None,
-    };
     let pytorch_order = meta.get("format").map(String::as_str) == Some(STATE_FORMAT_PYTORCH_ORDER);
     let flat = |name: &str, spec: &crate::model::NetSpec| -> Result<Vec<f32>> {
         let mut v = f.f32(name, &[spec.layout().len])?;
@@ -290,8 +284,10 @@ pub(super) fn load_state(
         Ok(v)
     };
     let (g, d) = (&arch.generator, &arch.discriminator);
-    let g_ema = match g_ema_bn {
-        Some(bn) => Some((flat("g_ema.params", g)?, bn)),
+    // A state written without the average (by a run with --ema-decay 0)
+    // restarts it from the generator.
+    let g_ema = match f.shape_of("g_ema.params") {
+        Some(_) => Some((flat("g_ema.params", g)?, bn_of("g_ema", g)?)),
         None => None,
     };
     Ok(SavedState {
