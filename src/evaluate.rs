@@ -153,15 +153,32 @@ pub async fn sample_pixels_labeled_async(
     seed: u64,
     labels: Option<&[u32]>,
 ) -> Result<Vec<u8>> {
+    let z = sample_latents(count, g.spec.input_dim(), seed);
+    pixels_from_latents_async(ctx, g, &z, labels).await
+}
+
+/// u8 pixels (as `sample_pixels`) of `g` for the given latent codes, `z`
+/// [count, latent] (and `labels`, count of them, for a conditional
+/// generator), run BATCH at a time so that any count fits the device's
+/// buffer limits.
+pub async fn pixels_from_latents_async(
+    ctx: &GpuContext,
+    g: &GpuNet,
+    z: &[f32],
+    labels: Option<&[u32]>,
+) -> Result<Vec<u8>> {
+    let latent = g.spec.input_dim();
+    if latent == 0 || !z.len().is_multiple_of(latent) {
+        return Err(GanError::shape("sample latents", format!("{} values are not rows of {latent}", z.len())));
+    }
+    let count = z.len() / latent;
     if labels.is_some_and(|l| l.len() != count) {
         return Err(GanError::shape(
             "sample labels",
             format!("{} labels for {count} samples", labels.map_or(0, <[u32]>::len)),
         ));
     }
-    let latent = g.spec.input_dim();
     let dim = g.spec.output_dim();
-    let z = sample_latents(count, latent, seed);
     let batch = BATCH.min(count.max(1));
     let sampler = Sampler::new(ctx, g, batch)?;
     let mut pixels = Vec::with_capacity(count * dim);

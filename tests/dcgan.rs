@@ -221,3 +221,37 @@ fn dcgan_refuses_images_it_cannot_shape() {
     assert_eq!(err.trim().lines().count(), 1, "one line: {err}");
     assert!(err.contains("--model") && err.contains("30x30"), "{err}");
 }
+
+/// `sample` draws as many dcgan images as asked, in batches: 2,000 at the
+/// default width would need a 400 MB column buffer at once, past
+/// lavapipe's 256 MiB `max_buffer_size`. The first images equal a small
+/// run's, so the batching changes no pixel.
+#[test]
+fn sample_draws_more_dcgan_images_than_fit_in_one_buffer() {
+    let Some(ctx) = common::ctx() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let spec = GanArchitecture::dcgan(100, (28, 28), gan_wgpu::defaults::DCGAN_WIDTH).unwrap().generator;
+    // main.3's columns: 7 x 7 positions x (W x 4 x 4) kernel taps, f32.
+    let per_image_columns = (4 * 7 * 7 * gan_wgpu::defaults::DCGAN_WIDTH * 4 * 4) as u64;
+    assert!(2000 * per_image_columns > ctx.device.limits().max_buffer_size, "2,000 images fit at once here");
+    let params = spec.init_params(&mut common::rng(5));
+    let bn: Vec<_> = spec.layers.iter().map(|l| l.bn.as_ref().map(|_| gan_wgpu::model::BnStats::new(l.out))).collect();
+    let meta = vec![("image_height".to_string(), "28".to_string()), ("image_width".to_string(), "28".to_string())];
+    let g = dir.path().join("g.safetensors");
+    gan_wgpu::checkpoint::save_network(&g, &spec, &params, &bn, meta).unwrap();
+    let draw = |count: &str, name: &str| {
+        let idx = dir.path().join(name);
+        let mut sample = gan();
+        let out =
+            sample.args(["sample", "--count", count, "--seed", "1", "--idx"]).arg(&idx).arg("--checkpoint").arg(&g);
+        let out = out.output().unwrap();
+        assert!(out.status.success(), "sample --count {count}: {}", String::from_utf8_lossy(&out.stderr));
+        gan_wgpu::data::read_images(&idx, None).unwrap()
+    };
+    let many = draw("2000", "many.idx");
+    let few = draw("9", "few.idx");
+    assert_eq!((many.count, many.height, many.width), (2000, 28, 28));
+    assert_eq!(many.pixels[..9 * 784], few.pixels[..], "the first 9 of 2,000 differ from 9 drawn alone");
+    let levels: std::collections::HashSet<u8> = many.pixels[1999 * 784..].iter().copied().collect();
+    assert!(levels.len() > 1, "the last image is constant");
+}

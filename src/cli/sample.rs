@@ -66,9 +66,10 @@ pub(super) fn sample(a: SampleArgs, settings: &Settings) -> gan_wgpu::Result<()>
         }
     };
     let total = labels.as_ref().map_or(count, Vec::len);
-    let sampler = train::Sampler::new(&ctx, &g.net, total)?;
-    let out = sampler.run_labeled(&ctx, &z, labels.as_deref())?;
-    let imgs = train::images_from_outputs(&out, dim);
+    // Run in batches: a dcgan's 10,000 samples at once would pass the
+    // device's buffer limits.
+    let pixels = pollster::block_on(evaluate::pixels_from_latents_async(&ctx, &g.net, &z, labels.as_deref()))?;
+    let imgs: Vec<Vec<u8>> = pixels.chunks(dim).map(<[u8]>::to_vec).collect();
     let count = total;
     if let Some(p) = &a.out {
         match cols {
@@ -85,7 +86,6 @@ pub(super) fn sample(a: SampleArgs, settings: &Settings) -> gan_wgpu::Result<()>
         }
     }
     if let Some(p) = &a.idx {
-        let pixels: Vec<u8> = imgs.concat();
         checkpoint::atomic_write(p, &data::idx_bytes(count, g.height, g.width, &pixels))?;
         println!("{count} samples (IDX uint8 {count}x{}x{}) -> {}", g.height, g.width, p.display());
     }
