@@ -77,6 +77,7 @@ fn dcgan_trains_from_the_cli_resumes_and_samples() {
     for f in [
         "images/test_0.png",
         "images/test_1.png",
+        "images/test_ema_1.png",
         "checkpoints/generator_1.safetensors",
         "checkpoints/discriminator_1.safetensors",
         "checkpoints/generator_ema_1.safetensors",

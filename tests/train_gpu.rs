@@ -23,9 +23,23 @@ fn small_run_from(
     from: Option<&std::path::Path>,
     stop_after: Option<u64>,
 ) -> train::RunSummary {
+    run_config(&small_config(out, epochs, from, stop_after))
+}
+
+fn run_config(cfg: &TrainConfig) -> train::RunSummary {
     let ctx = ctx().expect("adapter");
     let set = random_set(96, 28, 28, 3);
-    let cfg = TrainConfig {
+    train::train(ctx, cfg, &set, &AtomicBool::new(false)).unwrap()
+}
+
+/// The small run's configuration: gan, 96 random images, batch 32.
+fn small_config(
+    out: &std::path::Path,
+    epochs: usize,
+    from: Option<&std::path::Path>,
+    stop_after: Option<u64>,
+) -> TrainConfig {
+    TrainConfig {
         epochs,
         gan: GanConfig {
             batch: 32,
@@ -43,8 +57,7 @@ fn small_run_from(
         stop_after_steps: stop_after,
         pause_after_steps: None,
         warmup: true,
-    };
-    train::train(ctx, &cfg, &set, &AtomicBool::new(false)).unwrap()
+    }
 }
 
 fn assert_same_losses(a: &[gan_wgpu::images::LossRow], b: &[gan_wgpu::images::LossRow]) {
@@ -99,7 +112,9 @@ fn resume_gives_bit_identical_losses_and_files() {
     for run in [&part, &part2, &moved] {
         assert_eq!(csv_losses(run), csv_losses(&full_dir), "{}", run.display());
     }
-    assert!(moved.join("images/test_0.png").is_file(), "the earlier epoch grids come along");
+    for grid in ["images/test_0.png", "images/test_ema_0.png"] {
+        assert!(moved.join(grid).is_file(), "the earlier epoch grid {grid} comes along");
+    }
     // The final checkpoints are identical, byte for byte (fixed metadata order).
     for name in ["generator_2.safetensors", "discriminator_2.safetensors", "generator_0.safetensors"] {
         let want = std::fs::read(full_dir.join("checkpoints").join(name)).unwrap();
@@ -180,6 +195,8 @@ fn a_short_run_writes_every_output_and_checkpoints_round_trip() {
     for f in [
         "images/test_0.png",
         "images/test_1.png",
+        "images/test_ema_0.png",
+        "images/test_ema_1.png",
         "checkpoints/generator_0.safetensors",
         "checkpoints/discriminator_0.safetensors",
         "checkpoints/generator_1.safetensors",
@@ -201,31 +218,48 @@ fn a_short_run_writes_every_output_and_checkpoints_round_trip() {
             .unwrap();
     assert_eq!(image::AnimationDecoder::into_frames(gif).count(), 2);
 
-    // The generator checkpoint, read back, gives the epoch grid exactly.
+    // The generator checkpoint, read back, gives the epoch grid exactly;
+    // the averaged generator's, the averaged grid.
     let spec = model::GanArchitecture::tutorial(100, 784).generator;
     let ck = checkpoint::load_network(&out.join("checkpoints/generator_1.safetensors"), &spec).unwrap();
     assert_eq!(ck.bn[1].as_ref().unwrap().num_batches_tracked, 6);
-    let counters = gan_wgpu::GpuTensor::zeros(ctx, &[4], "counters");
-    let g = GpuNet::new(ctx, spec.clone(), &ck.params, &counters, AdamConfig::default()).unwrap();
-    g.write_bn(ctx, &ck.bn).unwrap();
-    let sampler = train::Sampler::new(ctx, &g, 25).unwrap();
     let (rows, cols, latent) = checkpoint::read_npy_f32_2d(&out.join("fixed_latent.npy")).unwrap();
     assert_eq!((rows, cols), (25, 100));
     assert_eq!(latent, train::fixed_latent(100));
-    let imgs = train::images_from_outputs(&sampler.run(ctx, &latent).unwrap(), 784);
-    let grid = image::open(out.join("images/test_1.png")).unwrap().to_luma8();
-    let (scale, pad, cell) = (4u32, 4u32, 28 * 4 + 4);
-    for (i, img) in imgs.iter().enumerate() {
-        let (gx, gy) = (pad + (i as u32 % 5) * cell, pad + (i as u32 / 5) * cell);
-        for y in 0..28u32 {
-            for x in 0..28u32 {
-                assert_eq!(
-                    grid.get_pixel(gx + x * scale, gy + y * scale)[0],
-                    img[(y * 28 + x) as usize],
-                    "sample {i} pixel ({x},{y})"
-                );
+    let counters = gan_wgpu::GpuTensor::zeros(ctx, &[4], "counters");
+    let grid_of = |checkpoint: &checkpoint::NetCheckpoint| {
+        let g = GpuNet::new(ctx, spec.clone(), &checkpoint.params, &counters, AdamConfig::default()).unwrap();
+        g.write_bn(ctx, &checkpoint.bn).unwrap();
+        let sampler = train::Sampler::new(ctx, &g, 25).unwrap();
+        train::images_from_outputs(&sampler.run(ctx, &latent).unwrap(), 784)
+    };
+    let averaged = checkpoint::load_network(&out.join("checkpoints/generator_ema_1.safetensors"), &spec).unwrap();
+    let averaged_imgs = grid_of(&averaged);
+    for (png, imgs) in [("images/test_1.png", grid_of(&ck)), ("images/test_ema_1.png", averaged_imgs.clone())] {
+        let grid = image::open(out.join(png)).unwrap().to_luma8();
+        let (scale, pad, cell) = (4u32, 4u32, 28 * 4 + 4);
+        for (i, img) in imgs.iter().enumerate() {
+            let (gx, gy) = (pad + (i as u32 % 5) * cell, pad + (i as u32 / 5) * cell);
+            for y in 0..28u32 {
+                for x in 0..28u32 {
+                    assert_eq!(
+                        grid.get_pixel(gx + x * scale, gy + y * scale)[0],
+                        img[(y * 28 + x) as usize],
+                        "{png}: sample {i} pixel ({x},{y})"
+                    );
+                }
             }
         }
+    }
+    assert_ne!(averaged_imgs, grid_of(&ck), "the averaged grid draws the trained generator");
+    // Without the average (--ema-decay 0) neither its checkpoint nor its grid.
+    let plain = dir.path().join("plain");
+    let mut cfg = small_config(&plain, 1, None, None);
+    cfg.gan.ema_decay = 0.0;
+    run_config(&cfg);
+    assert!(plain.join("images/test_0.png").is_file());
+    for f in ["images/test_ema_0.png", "checkpoints/generator_ema_0.safetensors"] {
+        assert!(!plain.join(f).exists(), "{f} written with --ema-decay 0");
     }
     // Saving what was loaded and loading it again changes nothing.
     let again = dir.path().join("again.safetensors");

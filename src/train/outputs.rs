@@ -49,12 +49,13 @@ pub(super) fn same_dir(a: &Path, b: &Path) -> bool {
     }
 }
 
-/// Copies the grids of epochs before `epochs` (images/test_{e}.png) from the
-/// folder a run resumes from into its new output folder, for the GIF.
+/// Copies the grids of epochs before `epochs` (images/test_{e}.png, and the
+/// average's test_ema_{e}.png) from the folder a run resumes from into its
+/// new output folder: the GIF is drawn from them.
 pub(super) fn copy_epoch_grids(from: &Path, to: &Path, epochs: usize) -> Result<()> {
-    for e in 0..epochs {
-        let src = from.join("images").join(format!("test_{e}.png"));
-        let dst = to.join("images").join(format!("test_{e}.png"));
+    for name in (0..epochs).flat_map(|e| [format!("test_{e}.png"), format!("test_ema_{e}.png")]) {
+        let src = from.join("images").join(&name);
+        let dst = to.join("images").join(&name);
         if src.is_file() && !dst.exists() {
             let bytes = std::fs::read(&src).map_err(|err| GanError::io(&src, err))?;
             checkpoint::atomic_write(&dst, &bytes)?;
@@ -70,9 +71,8 @@ fn averaged_generator_file(epoch: usize) -> String {
 }
 
 /// After epoch `epoch` (0-based, as the log counts it, and as the
-/// tutorial's test_0.png and Generator0 are named): grid, checkpoints
-/// (the averaged generator's too),
-/// losses.csv/png, GIF.
+/// tutorial's test_0.png and Generator0 are named): grids and checkpoints
+/// (of the averaged generator too), losses.csv/png, GIF.
 #[allow(clippy::too_many_arguments)]
 pub(super) fn write_epoch_outputs(
     ctx: &GpuContext,
@@ -92,6 +92,10 @@ pub(super) fn write_epoch_outputs(
         h,
         w,
     )?;
+    if let Some(samples) = pollster::block_on(session.averaged_grid_outputs(ctx))? {
+        let path = out.join("images").join(format!("test_ema_{epoch}.png"));
+        images::save_grid(&path, &images_from_outputs(&samples, gan.dim), h, w)?;
+    }
     let (g_bytes, d_bytes) = pollster::block_on(gan.checkpoint_files_async(ctx, epoch, steps_done))?;
     checkpoint::atomic_write(&out.join("checkpoints").join(format!("generator_{epoch}.safetensors")), &g_bytes)?;
     checkpoint::atomic_write(&out.join("checkpoints").join(format!("discriminator_{epoch}.safetensors")), &d_bytes)?;

@@ -13,6 +13,8 @@ pub const MAX_STEPS_PER_CALL: usize = 64;
 pub struct Session {
     pub gan: Gan,
     sampler: Sampler,
+    /// The same grid from the generator's moving average (`--ema-decay`).
+    averaged_sampler: Option<Sampler>,
     /// What the epoch grids are drawn from (`GridInputs::fixed`).
     pub fixed: GridInputs,
     /// Where the run stands; `batch_in_epoch` reaches the epoch's steps at
@@ -88,6 +90,7 @@ impl Session {
         let progress = state.map_or(Progress { epoch: 0, batch_in_epoch: 0, steps_done: 0 }, |s| s.progress);
         let fixed = GridInputs::fixed(cfg.latent, gan.classes());
         let sampler = Sampler::new(ctx, &gan.g, fixed.len())?;
+        let averaged_sampler = gan.g_ema.as_ref().map(|avg| Sampler::new(ctx, avg, fixed.len())).transpose()?;
         gan.start_epoch(ctx, progress.epoch, progress.batch_in_epoch, progress.steps_done)?;
         let staging = ctx.device.create_buffer(&wgpu::BufferDescriptor {
             label: Some("session metrics staging"),
@@ -96,7 +99,7 @@ impl Session {
             mapped_at_creation: false,
         });
         ctx.check_health("building the training graph")?;
-        Ok(Session { sampler, fixed, progress, staging, gan })
+        Ok(Session { sampler, averaged_sampler, fixed, progress, staging, gan })
     }
 
     pub fn steps_per_epoch(&self) -> usize {
@@ -184,6 +187,15 @@ impl Session {
     /// The generator's outputs in [-1, 1] on the fixed grid.
     pub async fn grid_outputs(&self, ctx: &GpuContext) -> Result<Vec<f32>> {
         self.sampler.run_labeled_async(ctx, &self.fixed.latents, self.fixed.labels.as_deref()).await
+    }
+
+    /// `grid_outputs` of the generator's moving average; None when the run
+    /// keeps none.
+    pub async fn averaged_grid_outputs(&self, ctx: &GpuContext) -> Result<Option<Vec<f32>>> {
+        match &self.averaged_sampler {
+            Some(s) => Ok(Some(s.run_labeled_async(ctx, &self.fixed.latents, self.fixed.labels.as_deref()).await?)),
+            None => Ok(None),
+        }
     }
 
     /// The images of the fixed grid (the CLI's per-epoch grid: 25, or a
