@@ -99,7 +99,7 @@ struct TrainArgs {
     /// dcgan's base channel count W: G 2W, W, 1 channels; D W, 2W, 1.
     #[arg(long, value_name = "W", default_value_t = defaults::DCGAN_WIDTH)]
     width: usize,
-    /// Decay of an exponential moving average of the generator, in [0, 1): checkpoints/generator_ema_N.safetensors, scored by --eval-every beside the trained one; 0: none.
+    /// Decay of an exponential moving average of the generator, in [0, 1): checkpoints/generator_ema_N.safetensors and images/test_ema_N.png, scored by --eval-every beside the trained one; 0: none.
     #[arg(long, value_name = "DECAY", default_value_t = defaults::EMA_DECAY)]
     ema_decay: f32,
     /// Adapter: auto, discrete, integrated, cpu or an index from `gan-wgpu devices` (default: GAN_WGPU_DEVICE, else auto).
