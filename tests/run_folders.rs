@@ -139,6 +139,72 @@ fn resuming_on_other_data_or_another_limit_is_one_line_and_writes_nothing() {
     ok(small_train(dir.path(), 2, &["--resume", "r"]).output().unwrap());
 }
 
+/// `--resume DIR` alone goes on as the run was started: model, sizes,
+/// seed, limit, optimiser, average and epochs come from its state, the log
+/// names those that differ from the defaults, and the run ends bit for bit
+/// as an uninterrupted one. A flag given again that the state contradicts
+/// is one line naming the flag to leave out.
+#[test]
+fn a_resume_takes_the_runs_settings_for_the_flags_left_out() {
+    if !have_gpu() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let run = |args: &[&str]| {
+        let mut c = gan();
+        c.current_dir(dir.path()).args(["train", "--eval-every", "0", "--log-every", "4"]).args(args);
+        c.output().unwrap()
+    };
+    let flags = [
+        "--limit",
+        "96",
+        "--batch-size",
+        "32",
+        "--epochs",
+        "2",
+        "--latent-size",
+        "16",
+        "--seed",
+        "3",
+        "--lr",
+        "0.001",
+        "--beta1",
+        "0.6",
+        "--ema-decay",
+        "0.9",
+    ];
+    ok(run(&[&flags[..], &["--out", "whole"]].concat()));
+    ok(run(&[&flags[..], &["--out", "part", "--stop-after-steps", "4"]].concat()));
+    let log = ok(run(&["--resume", "part"]));
+    let settings =
+        log.lines().find(|l| l.starts_with("settings of the resumed run:")).unwrap_or_else(|| panic!("{log}"));
+    for f in [
+        "--epochs 2",
+        "--batch-size 32",
+        "--latent-size 16",
+        "--seed 3",
+        "--lr 0.001",
+        "--beta1 0.6",
+        "--ema-decay 0.9",
+        "--limit 96",
+    ] {
+        assert!(settings.contains(f), "'{f}' missing from: {settings}");
+    }
+    assert!(log.contains("done: 2 epochs, 6 steps"), "{log}");
+    let losses = |run: &str| -> Vec<String> {
+        let csv = std::fs::read_to_string(dir.path().join(run).join("losses.csv")).unwrap();
+        csv.lines().map(|l| l.rsplit_once(',').unwrap().0.to_string()).collect()
+    };
+    assert_eq!(losses("part"), losses("whole"));
+    for f in ["checkpoints/generator_1.safetensors", "checkpoints/generator_ema_1.safetensors"] {
+        let read = |run: &str| std::fs::read(dir.path().join(run).join(f)).unwrap();
+        assert_eq!(read("part"), read("whole"), "{f}: the resumed run differs");
+    }
+    // Given again against the state: refused, naming the flag.
+    let again = run(&["--resume", "whole", "--latent-size", "8", "--epochs", "3"]);
+    assert_one_line_error(&again, &["latent_size 16", "this run has 8", "leave --latent-size out"]);
+}
+
 /// A child process killed when the test ends, failed or not (a paused run
 /// would otherwise wait out its two minutes).
 struct KillOnDrop(std::process::Child);

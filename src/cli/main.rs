@@ -4,6 +4,7 @@ mod bench;
 mod bench_conv;
 mod eval;
 mod sample;
+mod train_cmd;
 
 use clap::{Parser, Subcommand};
 use gan_wgpu::kernels::adam::AdamConfig;
@@ -111,7 +112,7 @@ struct TrainArgs {
     /// Output folder for images, checkpoints, losses and the resumable state (default: with --resume the resumed run's folder, else ./result). One run at a time writes a folder.
     #[arg(long, value_name = "DIR")]
     out: Option<PathBuf>,
-    /// Continue the run whose output folder (or state file) this is, with its loss history; it must use the same data, --limit and sizes (no default: a new run).
+    /// Continue the run whose output folder (or state file) this is, with its loss history and, for every flag not given, its settings; --data must be the run's (no default: a new run).
     #[arg(long, value_name = "DIR")]
     resume: Option<PathBuf>,
     /// Score the generator every N epochs (FID, IS, classes covered against the test split; quality.csv, quality.png); 0: never.
@@ -204,7 +205,13 @@ fn positive(flag: &'static str, v: f64) -> gan_wgpu::Result<()> {
     }
 }
 
-fn run(cli: Cli, interrupt: Arc<AtomicBool>, launch: std::time::Instant) -> gan_wgpu::Result<()> {
+/// `given`: the ids of the flags the command line set (not defaulted).
+fn run(
+    cli: Cli,
+    given: &std::collections::HashSet<String>,
+    interrupt: Arc<AtomicBool>,
+    launch: std::time::Instant,
+) -> gan_wgpu::Result<()> {
     // Every GAN_WGPU_* setting, checked before any adapter work.
     let settings = Settings::from_env()?;
     match cli.command {
@@ -265,138 +272,20 @@ fn run(cli: Cli, interrupt: Arc<AtomicBool>, launch: std::time::Instant) -> gan_
             println!("{n} training images from {} -> {}", set.source, out.display());
             Ok(())
         }
-        Command::Train(a) => {
-            let data_dir = a.data.clone();
-            // A resumed run goes on in its own folder unless told otherwise.
-            let out = match (&a.out, &a.resume) {
-                (Some(o), _) => o.clone(),
-                (None, Some(r)) => train::run_dir_of(r),
-                (None, None) => PathBuf::from(defaults::OUT_DIR),
-            };
-            let cfg = TrainConfig {
-                epochs: a.epochs,
-                gan: GanConfig {
-                    batch: a.batch_size,
-                    latent: a.latent_size,
-                    seed: a.seed,
-                    adam: AdamConfig { lr: a.lr, beta1: a.beta1, beta2: a.beta2, eps: defaults::EPS },
-                    model: a.model,
-                    dcgan_width: a.width,
-                    ema_decay: a.ema_decay,
-                },
-                log_every: a.log_every,
-                out,
-                resume: a.resume,
-                limit: a.limit,
-                stop_after_steps: a.stop_after_steps,
-                pause_after_steps: a.pause_after_steps,
-                warmup: settings.warmup,
-            };
-            cfg.validate()?;
-            match &cfg.resume {
-                Some(r) => println!("outputs in {} (resuming {})", cfg.out.display(), r.display()),
-                None => println!("outputs in {}", cfg.out.display()),
-            }
-            // A new run locks its folder before loading anything, so a second
-            // run into it fails at once. A resumed run is first checked
-            // against its state (data, limit, sizes), so a mismatch writes nothing.
-            let early_lock = match cfg.resume {
-                None => Some(train::prepare_out_dir(&cfg.out)?),
-                Some(_) => None,
-            };
-            let set = data::load(data_dir.as_deref())?;
-            let _lock = match early_lock {
-                Some(l) => l,
-                None => {
-                    train::check_resume(&cfg, &set)?;
-                    train::prepare_out_dir(&cfg.out)?
-                }
-            };
-            let dataset_bytes = (set.pixels.len() as u64).div_ceil(4) * 4;
-            let need = Requirements {
-                // The whole dataset is one storage binding.
-                max_storage_buffer_binding_size: dataset_bytes,
-                max_buffer_size: dataset_bytes,
-                ..Requirements::default()
-            };
-            let choice = settings.device_choice(a.device.as_deref())?;
-            let ctx = gan_wgpu::autotune::open(&choice, &need, &settings)?;
-            let mut quality = eval::QualityHook::new(
-                a.eval_every,
-                data_dir,
-                cfg.out.clone(),
-                cfg.resume.clone(),
-                set.clone(),
-                settings.cache_dir.clone(),
-            );
-            let mut report = train_reporter();
-            let summary = train::train_with_hook(
-                &ctx,
-                &cfg,
-                &set,
-                &interrupt,
-                &mut |ctx, gan, epoch, steps| quality.after_epoch(ctx, gan, epoch, steps),
-                &mut report,
-            )?;
-            if summary.interrupted && interrupt.load(Ordering::Relaxed) {
-                return Err(GanError::Interrupted);
-            }
-            println!(
-                "done: {} epochs, {} steps; outputs in {}",
-                summary.progress.epoch,
-                summary.progress.steps_done,
-                cfg.out.display()
-            );
-            Ok(())
-        }
+        Command::Train(a) => train_cmd::train(a, &given, &settings, &interrupt),
         Command::Sample(a) => sample::sample(a, &settings),
         Command::Eval(a) => eval::eval(a, &settings),
     }
 }
 
-/// Prints the trainer's events: notes and logged steps on stdout, and on a
-/// terminal a progress bar per epoch on stderr.
-fn train_reporter() -> impl FnMut(train::TrainEvent) {
-    use train::TrainEvent;
-    let terminal = std::io::stderr().is_terminal();
-    let mut bar: Option<indicatif::ProgressBar> = None;
-    move |event: TrainEvent| match event {
-        TrainEvent::Note(line) | TrainEvent::Logged(line) => match &bar {
-            Some(b) => b.println(line),
-            None => println!("{line}"),
-        },
-        TrainEvent::EpochStart { epoch, epochs, steps, done } => {
-            if terminal {
-                let b = indicatif::ProgressBar::new(steps as u64);
-                b.set_style(
-                    indicatif::ProgressStyle::with_template(
-                        "epoch {msg} [{bar:30}] {pos}/{len} steps, {per_sec}, eta {eta}",
-                    )
-                    .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
-                );
-                b.set_message(format!("{epoch}/{epochs}"));
-                b.set_position(done as u64);
-                bar = Some(b);
-            }
-        }
-        TrainEvent::Position(done) => {
-            if let Some(b) = &bar {
-                b.set_position(done as u64);
-            }
-        }
-        TrainEvent::EpochEnd { epoch, seconds, finished } => {
-            if let Some(b) = bar.take() {
-                if finished {
-                    b.finish_and_clear();
-                } else {
-                    b.abandon();
-                }
-            }
-            if finished {
-                println!("time of epoch {epoch} is {seconds:.2}s");
-            }
-        }
-    }
+/// The ids of the subcommand's flags that the command line set, as opposed
+/// to those left at their defaults (`train --resume` fills those from the run).
+fn flags_given(matches: &clap::ArgMatches) -> std::collections::HashSet<String> {
+    let Some((_, sub)) = matches.subcommand() else { return Default::default() };
+    sub.ids()
+        .filter(|id| sub.value_source(id.as_str()) == Some(clap::parser::ValueSource::CommandLine))
+        .map(|id| id.as_str().to_string())
+        .collect()
 }
 
 fn main() -> ExitCode {
@@ -410,7 +299,9 @@ fn main() -> ExitCode {
     }
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("warn")).init();
     let launch = std::time::Instant::now();
-    let cli = Cli::parse();
+    let matches = <Cli as clap::CommandFactory>::command().get_matches();
+    let cli = <Cli as clap::FromArgMatches>::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
+    let given = flags_given(&matches);
     let interrupt = Arc::new(AtomicBool::new(false));
     {
         let flag = interrupt.clone();
@@ -423,7 +314,7 @@ fn main() -> ExitCode {
             eprintln!("interrupt: finishing the current step and saving a resumable state...");
         });
     }
-    match run(cli, interrupt, launch) {
+    match run(cli, &given, interrupt, launch) {
         Ok(()) => ExitCode::SUCCESS,
         Err(GanError::Interrupted) => ExitCode::from(130),
         Err(e) => {

@@ -107,7 +107,10 @@ impl RunIdentity {
         let bad = |why: String| GanError::Checkpoint { path: path.into(), why };
         if let Some(m) = meta.get("model") {
             if m != self.model {
-                return Err(bad(format!("the run trained model {m}; this run has model {}", self.model)));
+                return Err(bad(format!(
+                    "the run trained model {m}; this run has model {} (leave --model out to take the run's)",
+                    self.model
+                )));
             }
         }
         if let Some(h) = meta.get("data_hash") {
@@ -123,11 +126,80 @@ impl RunIdentity {
         if let Some(l) = meta.get("limit") {
             let mine = Self::limit_text(self.limit);
             if *l != mine {
-                return Err(bad(format!("the run was started with --limit {l}; this run has --limit {mine}")));
+                return Err(bad(format!("the run was started with --limit {l}; this run has --limit {mine} (leave --limit out to take the run's)")));
             }
         }
         Ok(())
     }
+}
+
+/// The settings the run that wrote a state was started with, as the
+/// state's metadata records them; None where a state written before the
+/// key existed lacks it. `train --resume` takes each one for a flag it is
+/// not given.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct RecordedRun {
+    pub model: Option<WhichModel>,
+    /// dcgan's W (recorded for dcgan runs only).
+    pub dcgan_width: Option<usize>,
+    /// The epochs the run was to train in all.
+    pub epochs: Option<usize>,
+    pub batch: Option<usize>,
+    pub latent: Option<usize>,
+    pub seed: Option<u64>,
+    /// Some(None): the run trained on every image.
+    pub limit: Option<Option<usize>>,
+    pub lr: Option<f32>,
+    pub beta1: Option<f32>,
+    pub beta2: Option<f32>,
+    pub ema_decay: Option<f32>,
+}
+
+/// The settings recorded in the newest state of `resume` (a run folder,
+/// its checkpoints folder or a state file). Err names the state file and a
+/// key whose value does not parse.
+pub fn recorded_run(resume: &Path) -> Result<RecordedRun> {
+    let path = find_latest_state(resume)?;
+    let meta = Loaded::open(&path)?.metadata()?;
+    fn parse<T: std::str::FromStr>(
+        meta: &std::collections::HashMap<String, String>,
+        key: &str,
+        path: &Path,
+    ) -> Result<Option<T>> {
+        meta.get(key)
+            .map(|v| {
+                v.parse().map_err(|_| GanError::Checkpoint {
+                    path: path.into(),
+                    why: format!("metadata '{key}' is not a valid value: {v:?}"),
+                })
+            })
+            .transpose()
+    }
+    let model = match meta.get("model") {
+        Some(m) => Some(WhichModel::from_name(m).ok_or_else(|| GanError::Checkpoint {
+            path: path.clone(),
+            why: format!("metadata 'model' names no model this engine has: {m:?}"),
+        })?),
+        None => None,
+    };
+    let limit = match meta.get("limit").map(String::as_str) {
+        Some("all") => Some(None),
+        Some(_) => Some(Some(parse(&meta, "limit", &path)?.unwrap_or(0))),
+        None => None,
+    };
+    Ok(RecordedRun {
+        model,
+        dcgan_width: parse(&meta, "dcgan_width", &path)?,
+        epochs: parse(&meta, "epochs", &path)?,
+        batch: parse(&meta, "batch_size", &path)?,
+        latent: parse(&meta, "latent_size", &path)?,
+        seed: parse(&meta, "seed", &path)?,
+        limit,
+        lr: parse(&meta, "lr", &path)?,
+        beta1: parse(&meta, "beta1", &path)?,
+        beta2: parse(&meta, "beta2", &path)?,
+        ema_decay: parse(&meta, "ema_decay", &path)?,
+    })
 }
 
 /// Checks that the run `cfg` resumes can go on with `data` (the whole set)
@@ -186,8 +258,14 @@ pub(super) fn save_state(
         ("latent_size", g.latent.to_string()),
         ("image_dim", gan.dim.to_string()),
         ("n_images", gan.n_images.to_string()),
+        ("epochs", cfg.epochs.to_string()),
+        ("lr", g.adam.lr.to_string()),
+        ("beta1", g.adam.beta1.to_string()),
+        ("beta2", g.adam.beta2.to_string()),
+        ("ema_decay", g.ema_decay.to_string()),
     ]
     .into_iter()
+    .chain((g.model == WhichModel::Dcgan).then(|| ("dcgan_width", g.dcgan_width.to_string())))
     .chain(identity.meta())
     .map(|(k, v)| (k.to_string(), v))
     .collect();
@@ -229,18 +307,26 @@ fn check_state_meta(
     // The flags a user names (--data, --limit) before the sizes they imply.
     identity.check(&meta, path)?;
     let num = |k: &str| meta_u64(&meta, k, path);
-    for (k, want) in [
-        ("batch_size", cfg.gan.batch as u64),
-        ("latent_size", cfg.gan.latent as u64),
-        ("image_dim", dim as u64),
-        ("n_images", n_images as u64),
-        ("seed", cfg.gan.seed),
-    ] {
+    // (key, this run's value, what to change): a flag the resume would take
+    // from the run if left out, or the data.
+    let width = (meta.contains_key("dcgan_width") && cfg.gan.model == WhichModel::Dcgan).then_some((
+        "dcgan_width",
+        cfg.gan.dcgan_width as u64,
+        "leave --width out to take the run's",
+    ));
+    for (k, want, hint) in [
+        ("batch_size", cfg.gan.batch as u64, "leave --batch-size out to take the run's"),
+        ("latent_size", cfg.gan.latent as u64, "leave --latent-size out to take the run's"),
+        ("image_dim", dim as u64, "pass the run's --data"),
+        ("n_images", n_images as u64, "pass the run's --data and --limit"),
+        ("seed", cfg.gan.seed, "leave --seed out to take the run's"),
+    ]
+    .into_iter()
+    .chain(width)
+    {
         let have = num(k)?;
         if have != want {
-            return Err(bad(format!(
-                "the run was started with {k} {have}; this run has {want} (pass the same flags to resume)"
-            )));
+            return Err(bad(format!("the run was started with {k} {have}; this run has {want} ({hint})")));
         }
     }
     Ok(meta)

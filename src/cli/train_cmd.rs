@@ -1,0 +1,186 @@
+//! `gan-wgpu train`: the flags made into a run (with `--resume`, the run's
+//! recorded settings for every flag not given again), the data, the device,
+//! the quality hook and the log.
+
+use super::*;
+use std::collections::HashSet;
+
+/// With `--resume`, each of the run's settings that the command line does
+/// not set comes from the state's record. Returns the ones that differ
+/// from the flags' defaults, as flags, for the log.
+fn take_recorded_settings(a: &mut TrainArgs, given: &HashSet<String>, rec: &train::RecordedRun) -> Vec<String> {
+    let mut taken = Vec::new();
+    fn take<T: PartialEq + std::fmt::Display + Copy>(
+        field: &mut T,
+        id: &str,
+        recorded: Option<T>,
+        given: &HashSet<String>,
+        taken: &mut Vec<String>,
+    ) {
+        if let Some(v) = recorded.filter(|_| !given.contains(id)) {
+            if *field != v {
+                taken.push(format!("--{} {v}", id.replace('_', "-")));
+            }
+            *field = v;
+        }
+    }
+    take(&mut a.model, "model", rec.model, given, &mut taken);
+    take(&mut a.width, "width", rec.dcgan_width, given, &mut taken);
+    take(&mut a.epochs, "epochs", rec.epochs, given, &mut taken);
+    take(&mut a.batch_size, "batch_size", rec.batch, given, &mut taken);
+    take(&mut a.latent_size, "latent_size", rec.latent, given, &mut taken);
+    take(&mut a.seed, "seed", rec.seed, given, &mut taken);
+    take(&mut a.lr, "lr", rec.lr, given, &mut taken);
+    take(&mut a.beta1, "beta1", rec.beta1, given, &mut taken);
+    take(&mut a.beta2, "beta2", rec.beta2, given, &mut taken);
+    take(&mut a.ema_decay, "ema_decay", rec.ema_decay, given, &mut taken);
+    if let Some(limit) = rec.limit.filter(|_| !given.contains("limit")) {
+        if let Some(n) = limit.filter(|_| a.limit != limit) {
+            taken.push(format!("--limit {n}"));
+        }
+        a.limit = limit;
+    }
+    taken
+}
+
+pub(super) fn train(
+    mut a: TrainArgs,
+    given: &HashSet<String>,
+    settings: &Settings,
+    interrupt: &Arc<AtomicBool>,
+) -> gan_wgpu::Result<()> {
+    if let Some(r) = &a.resume {
+        let rec = train::recorded_run(r)?;
+        let taken = take_recorded_settings(&mut a, given, &rec);
+        if !taken.is_empty() {
+            println!("settings of the resumed run: {}", taken.join(" "));
+        }
+    }
+    let data_dir = a.data.clone();
+    // A resumed run goes on in its own folder unless told otherwise.
+    let out = match (&a.out, &a.resume) {
+        (Some(o), _) => o.clone(),
+        (None, Some(r)) => train::run_dir_of(r),
+        (None, None) => PathBuf::from(defaults::OUT_DIR),
+    };
+    let cfg = TrainConfig {
+        epochs: a.epochs,
+        gan: GanConfig {
+            batch: a.batch_size,
+            latent: a.latent_size,
+            seed: a.seed,
+            adam: AdamConfig { lr: a.lr, beta1: a.beta1, beta2: a.beta2, eps: defaults::EPS },
+            model: a.model,
+            dcgan_width: a.width,
+            ema_decay: a.ema_decay,
+        },
+        log_every: a.log_every,
+        out,
+        resume: a.resume,
+        limit: a.limit,
+        stop_after_steps: a.stop_after_steps,
+        pause_after_steps: a.pause_after_steps,
+        warmup: settings.warmup,
+    };
+    cfg.validate()?;
+    match &cfg.resume {
+        Some(r) => println!("outputs in {} (resuming {})", cfg.out.display(), r.display()),
+        None => println!("outputs in {}", cfg.out.display()),
+    }
+    // A new run locks its folder before loading anything, so a second
+    // run into it fails at once. A resumed run is first checked
+    // against its state (data, limit, sizes), so a mismatch writes nothing.
+    let early_lock = match cfg.resume {
+        None => Some(train::prepare_out_dir(&cfg.out)?),
+        Some(_) => None,
+    };
+    let set = data::load(data_dir.as_deref())?;
+    let _lock = match early_lock {
+        Some(l) => l,
+        None => {
+            train::check_resume(&cfg, &set)?;
+            train::prepare_out_dir(&cfg.out)?
+        }
+    };
+    let dataset_bytes = (set.pixels.len() as u64).div_ceil(4) * 4;
+    let need = Requirements {
+        // The whole dataset is one storage binding.
+        max_storage_buffer_binding_size: dataset_bytes,
+        max_buffer_size: dataset_bytes,
+        ..Requirements::default()
+    };
+    let choice = settings.device_choice(a.device.as_deref())?;
+    let ctx = gan_wgpu::autotune::open(&choice, &need, &settings)?;
+    let mut quality = eval::QualityHook::new(
+        a.eval_every,
+        data_dir,
+        cfg.out.clone(),
+        cfg.resume.clone(),
+        set.clone(),
+        settings.cache_dir.clone(),
+    );
+    let mut report = train_reporter();
+    let summary = train::train_with_hook(
+        &ctx,
+        &cfg,
+        &set,
+        &interrupt,
+        &mut |ctx, gan, epoch, steps| quality.after_epoch(ctx, gan, epoch, steps),
+        &mut report,
+    )?;
+    if summary.interrupted && interrupt.load(Ordering::Relaxed) {
+        return Err(GanError::Interrupted);
+    }
+    println!(
+        "done: {} epochs, {} steps; outputs in {}",
+        summary.progress.epoch,
+        summary.progress.steps_done,
+        cfg.out.display()
+    );
+    Ok(())
+}
+
+/// Prints the trainer's events: notes and logged steps on stdout, and on a
+/// terminal a progress bar per epoch on stderr.
+fn train_reporter() -> impl FnMut(train::TrainEvent) {
+    use train::TrainEvent;
+    let terminal = std::io::stderr().is_terminal();
+    let mut bar: Option<indicatif::ProgressBar> = None;
+    move |event: TrainEvent| match event {
+        TrainEvent::Note(line) | TrainEvent::Logged(line) => match &bar {
+            Some(b) => b.println(line),
+            None => println!("{line}"),
+        },
+        TrainEvent::EpochStart { epoch, epochs, steps, done } => {
+            if terminal {
+                let b = indicatif::ProgressBar::new(steps as u64);
+                b.set_style(
+                    indicatif::ProgressStyle::with_template(
+                        "epoch {msg} [{bar:30}] {pos}/{len} steps, {per_sec}, eta {eta}",
+                    )
+                    .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+                );
+                b.set_message(format!("{epoch}/{epochs}"));
+                b.set_position(done as u64);
+                bar = Some(b);
+            }
+        }
+        TrainEvent::Position(done) => {
+            if let Some(b) = &bar {
+                b.set_position(done as u64);
+            }
+        }
+        TrainEvent::EpochEnd { epoch, seconds, finished } => {
+            if let Some(b) = bar.take() {
+                if finished {
+                    b.finish_and_clear();
+                } else {
+                    b.abandon();
+                }
+            }
+            if finished {
+                println!("time of epoch {epoch} is {seconds:.2}s");
+            }
+        }
+    }
+}
