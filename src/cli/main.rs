@@ -272,7 +272,7 @@ fn run(
             println!("{n} training images from {} -> {}", set.source, out.display());
             Ok(())
         }
-        Command::Train(a) => train_cmd::train(a, &given, &settings, &interrupt),
+        Command::Train(a) => train_cmd::train(a, given, &settings, &interrupt),
         Command::Sample(a) => sample::sample(a, &settings),
         Command::Eval(a) => eval::eval(a, &settings),
     }

@@ -110,7 +110,7 @@ pub(super) fn train(
         ..Requirements::default()
     };
     let choice = settings.device_choice(a.device.as_deref())?;
-    let ctx = gan_wgpu::autotune::open(&choice, &need, &settings)?;
+    let ctx = gan_wgpu::autotune::open(&choice, &need, settings)?;
     let mut quality = eval::QualityHook::new(
         a.eval_every,
         data_dir,
@@ -124,7 +124,7 @@ pub(super) fn train(
         &ctx,
         &cfg,
         &set,
-        &interrupt,
+        interrupt,
         &mut |ctx, gan, epoch, steps| quality.after_epoch(ctx, gan, epoch, steps),
         &mut report,
     )?;
