@@ -72,6 +72,12 @@ pub fn generator_from(ctx: &GpuContext, file: &checkpoint::Loaded) -> Result<Loa
     let path = file.path.as_path();
     let bad = |why: String| GanError::Checkpoint { path: path.into(), why };
     let meta = file.metadata()?;
+    if crate::train::is_training_state(&meta) {
+        return Err(bad(
+            "this is a training state (for train --resume); a generator checkpoint (checkpoints/generator_{epoch}.safetensors) is expected"
+                .into(),
+        ));
+    }
     if meta.get("network").is_some_and(|n| n != "generator") {
         return Err(bad(format!("this is a {} checkpoint, a generator checkpoint is expected", meta["network"])));
     }

@@ -187,6 +187,8 @@ fn train_then_sample_from_the_checkpoint() {
     };
     let d = run.join("checkpoints/discriminator_0.safetensors");
     sample_err(&d, &[], &["discriminator checkpoint", "generator checkpoint is expected"]);
+    let state = run.join("checkpoints/state_0001_00000.safetensors");
+    sample_err(&state, &[], &["training state", "train --resume", "generator checkpoint"]);
     let junk = dir.path().join("junk.safetensors");
     std::fs::write(&junk, b"this is not a checkpoint at all").unwrap();
     sample_err(&junk, &[], &["junk.safetensors", "not a readable safetensors file"]);

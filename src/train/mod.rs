@@ -49,7 +49,9 @@ pub use readback::StepReading;
 pub use run_dir::{lock_out_dir, prepare_out_dir, OutDirLock, LOCK_FILE};
 pub use session::{first_images, initial_params, Session, MAX_STEPS_PER_CALL};
 use state::SavedState;
-pub use state::{check_resume, find_latest_state, recorded_run, run_dir_of, state_files, RecordedRun, RunIdentity};
+pub use state::{
+    check_resume, find_latest_state, is_training_state, recorded_run, run_dir_of, state_files, RecordedRun, RunIdentity,
+};
 use state::{load_state, save_state};
 pub use warmup::warm_up_pipelines;
 

@@ -133,6 +133,12 @@ impl RunIdentity {
     }
 }
 
+/// Whether a safetensors file's metadata is a training state's (any format
+/// version this engine has written).
+pub fn is_training_state(meta: &std::collections::HashMap<String, String>) -> bool {
+    matches!(meta.get("format").map(String::as_str), Some(STATE_FORMAT | STATE_FORMAT_PYTORCH_ORDER))
+}
+
 /// The settings the run that wrote a state was started with, as the
 /// state's metadata records them; None where a state written before the
 /// key existed lacks it. `train --resume` takes each one for a flag it is
@@ -301,7 +307,7 @@ fn check_state_meta(
     let path = f.path.as_path();
     let meta = f.metadata()?;
     let bad = |why: String| GanError::Checkpoint { path: path.into(), why };
-    if !matches!(meta.get("format").map(String::as_str), Some(STATE_FORMAT | STATE_FORMAT_PYTORCH_ORDER)) {
+    if !is_training_state(&meta) {
         return Err(bad(format!("not a gan-wgpu training state (format {:?})", meta.get("format"))));
     }
     // The flags a user names (--data, --limit) before the sizes they imply.
