@@ -242,6 +242,22 @@ pub fn load_train_dir(dir: &Path) -> Result<ImageSet> {
     Ok(set)
 }
 
+/// The data folder that `load_train_dir` read the training images `images`
+/// (an `ImageSet::source`) from: their folder, or its parent when that is
+/// the seed's layout (DIR/train/...). None for the embedded set.
+pub fn data_dir_of(images: &Path) -> Option<PathBuf> {
+    if images.starts_with("<embedded>") {
+        return None;
+    }
+    let folder = images.parent()?;
+    match folder.parent() {
+        Some(root) if folder.file_name().is_some_and(|n| n == "train") && root.join("train") == folder => {
+            Some(if root.as_os_str().is_empty() { PathBuf::from(".") } else { root.to_path_buf() })
+        }
+        _ => Some(if folder.as_os_str().is_empty() { PathBuf::from(".") } else { folder.to_path_buf() }),
+    }
+}
+
 /// The embedded MNIST training set.
 pub fn embedded_mnist() -> Result<ImageSet> {
     images_from_bytes(

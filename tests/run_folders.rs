@@ -203,6 +203,46 @@ fn a_resume_takes_the_runs_settings_for_the_flags_left_out() {
     // Given again against the state: refused, naming the flag.
     let again = run(&["--resume", "whole", "--latent-size", "8", "--epochs", "3"]);
     assert_one_line_error(&again, &["latent_size 16", "this run has 8", "leave --latent-size out"]);
+
+    // A data folder (the seed's layout) is taken too: the run goes on on it.
+    let folder = dir.path().join("digits");
+    write_labelled(&folder.join("train"), "train", 96, 28, 28, 7);
+    let data = folder.to_str().unwrap();
+    ok(run(&["--data", data, "--limit", "64", "--batch-size", "32", "--epochs", "2", "--out", "on-folder"]));
+    let stopped = run(&[
+        "--data",
+        data,
+        "--limit",
+        "64",
+        "--batch-size",
+        "32",
+        "--epochs",
+        "2",
+        "--stop-after-steps",
+        "1",
+        "--out",
+        "on-folder-part",
+    ]);
+    ok(stopped);
+    let log = ok(run(&["--resume", "on-folder-part"]));
+    assert!(log.contains(&format!("--data {data}")), "{log}");
+    assert_eq!(losses("on-folder-part"), losses("on-folder"));
+}
+
+/// `data_dir_of` inverts what `--data` reads: the seed's layout gives the
+/// folder above train/, the flat one the images' folder, the embedded set none.
+#[test]
+fn the_data_folder_is_found_from_the_images_it_read() {
+    use std::path::Path;
+    for (images, dir) in [
+        ("/d/mnist/train/train-images-idx3-ubyte.gz", Some("/d/mnist")),
+        ("/usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz", Some("/usr/share/datasets/fashion-mnist")),
+        ("train/train-images-idx3-ubyte", Some(".")),
+        ("train-images-idx3-ubyte", Some(".")),
+        ("<embedded>/train-images-idx3-ubyte.gz", None),
+    ] {
+        assert_eq!(data::data_dir_of(Path::new(images)), dir.map(PathBuf::from), "{images}");
+    }
 }
 
 /// A child process killed when the test ends, failed or not (a paused run

@@ -112,7 +112,7 @@ struct TrainArgs {
     /// Output folder for images, checkpoints, losses and the resumable state (default: with --resume the resumed run's folder, else ./result). One run at a time writes a folder.
     #[arg(long, value_name = "DIR")]
     out: Option<PathBuf>,
-    /// Continue the run whose output folder (or state file) this is, with its loss history and, for every flag not given, its settings; --data must be the run's (no default: a new run).
+    /// Continue the run whose output folder (or state file) this is, with its loss history and, for every flag not given again, its settings (--data too) (no default: a new run).
     #[arg(long, value_name = "DIR")]
     resume: Option<PathBuf>,
     /// Score the generator every N epochs (FID, IS, classes covered against the test split; quality.csv, quality.png); 0: never.

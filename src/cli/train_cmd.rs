@@ -34,6 +34,10 @@ fn take_recorded_settings(a: &mut TrainArgs, given: &HashSet<String>, rec: &trai
     take(&mut a.beta1, "beta1", rec.beta1, given, &mut taken);
     take(&mut a.beta2, "beta2", rec.beta2, given, &mut taken);
     take(&mut a.ema_decay, "ema_decay", rec.ema_decay, given, &mut taken);
+    if let Some(dir) = rec.data_dir.as_ref().filter(|_| !given.contains("data")) {
+        taken.push(format!("--data {}", dir.display()));
+        a.data = Some(dir.clone());
+    }
     if let Some(limit) = rec.limit.filter(|_| !given.contains("limit")) {
         if let Some(n) = limit.filter(|_| a.limit != limit) {
             taken.push(format!("--limit {n}"));

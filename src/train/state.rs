@@ -159,6 +159,9 @@ pub struct RecordedRun {
     pub beta1: Option<f32>,
     pub beta2: Option<f32>,
     pub ema_decay: Option<f32>,
+    /// The data folder the run read (`--data`), when the state names one
+    /// that exists here; None for the embedded MNIST.
+    pub data_dir: Option<PathBuf>,
 }
 
 /// The settings recorded in the newest state of `resume` (a run folder,
@@ -205,6 +208,10 @@ pub fn recorded_run(resume: &Path) -> Result<RecordedRun> {
         beta1: parse(&meta, "beta1", &path)?,
         beta2: parse(&meta, "beta2", &path)?,
         ema_decay: parse(&meta, "ema_decay", &path)?,
+        data_dir: meta
+            .get("data_source")
+            .and_then(|source| crate::data::data_dir_of(Path::new(source)))
+            .filter(|dir| dir.is_dir()),
     })
 }
 
