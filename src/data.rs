@@ -250,12 +250,11 @@ pub fn data_dir_of(images: &Path) -> Option<PathBuf> {
         return None;
     }
     let folder = images.parent()?;
-    match folder.parent() {
-        Some(root) if folder.file_name().is_some_and(|n| n == "train") && root.join("train") == folder => {
-            Some(if root.as_os_str().is_empty() { PathBuf::from(".") } else { root.to_path_buf() })
-        }
-        _ => Some(if folder.as_os_str().is_empty() { PathBuf::from(".") } else { folder.to_path_buf() }),
-    }
+    let dir = match folder.parent() {
+        Some(root) if folder.file_name().is_some_and(|n| n == "train") => root,
+        _ => folder,
+    };
+    Some(if dir.as_os_str().is_empty() { PathBuf::from(".") } else { dir.to_path_buf() })
 }
 
 /// The embedded MNIST training set.

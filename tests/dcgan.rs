@@ -224,17 +224,18 @@ fn dcgan_refuses_images_it_cannot_shape() {
 }
 
 /// `sample` draws as many dcgan images as asked, in batches: 2,000 at the
-/// default width would need a 400 MB column buffer at once, past
-/// lavapipe's 256 MiB `max_buffer_size`. The first images equal a small
-/// run's, so the batching changes no pixel.
+/// default width would need a 400 MB column buffer at once (main.3's: 7 x 7
+/// positions x W x 4 x 4 taps, f32, an image), past
+/// lavapipe's 256 MiB `max_buffer_size` (an adapter with larger buffers
+/// still runs them in batches). The first images equal a small run's, so
+/// the batching changes no pixel.
 #[test]
 fn sample_draws_more_dcgan_images_than_fit_in_one_buffer() {
-    let Some(ctx) = common::ctx() else { return };
+    if common::ctx().is_none() {
+        return;
+    }
     let dir = tempfile::tempdir().unwrap();
     let spec = GanArchitecture::dcgan(100, (28, 28), gan_wgpu::defaults::DCGAN_WIDTH).unwrap().generator;
-    // main.3's columns: 7 x 7 positions x (W x 4 x 4) kernel taps, f32.
-    let per_image_columns = (4 * 7 * 7 * gan_wgpu::defaults::DCGAN_WIDTH * 4 * 4) as u64;
-    assert!(2000 * per_image_columns > ctx.device.limits().max_buffer_size, "2,000 images fit at once here");
     let params = spec.init_params(&mut common::rng(5));
     let bn: Vec<_> = spec.layers.iter().map(|l| l.bn.as_ref().map(|_| gan_wgpu::model::BnStats::new(l.out))).collect();
     let meta = vec![("image_height".to_string(), "28".to_string()), ("image_width".to_string(), "28".to_string())];

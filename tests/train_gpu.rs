@@ -234,8 +234,9 @@ fn a_short_run_writes_every_output_and_checkpoints_round_trip() {
         train::images_from_outputs(&sampler.run(ctx, &latent).unwrap(), 784)
     };
     let averaged = checkpoint::load_network(&out.join("checkpoints/generator_ema_1.safetensors"), &spec).unwrap();
-    let averaged_imgs = grid_of(&averaged);
-    for (png, imgs) in [("images/test_1.png", grid_of(&ck)), ("images/test_ema_1.png", averaged_imgs.clone())] {
+    let (trained_imgs, averaged_imgs) = (grid_of(&ck), grid_of(&averaged));
+    assert_ne!(averaged_imgs, trained_imgs, "the averaged grid draws the trained generator");
+    for (png, imgs) in [("images/test_1.png", trained_imgs), ("images/test_ema_1.png", averaged_imgs)] {
         let grid = image::open(out.join(png)).unwrap().to_luma8();
         let (scale, pad, cell) = (4u32, 4u32, 28 * 4 + 4);
         for (i, img) in imgs.iter().enumerate() {
@@ -251,7 +252,6 @@ fn a_short_run_writes_every_output_and_checkpoints_round_trip() {
             }
         }
     }
-    assert_ne!(averaged_imgs, grid_of(&ck), "the averaged grid draws the trained generator");
     // Without the average (--ema-decay 0) neither its checkpoint nor its grid.
     let plain = dir.path().join("plain");
     let mut cfg = small_config(&plain, 1, None, None);

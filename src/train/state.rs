@@ -170,44 +170,23 @@ pub struct RecordedRun {
 pub fn recorded_run(resume: &Path) -> Result<RecordedRun> {
     let path = find_latest_state(resume)?;
     let meta = Loaded::open(&path)?.metadata()?;
-    fn parse<T: std::str::FromStr>(
-        meta: &std::collections::HashMap<String, String>,
-        key: &str,
-        path: &Path,
-    ) -> Result<Option<T>> {
-        meta.get(key)
-            .map(|v| {
-                v.parse().map_err(|_| GanError::Checkpoint {
-                    path: path.into(),
-                    why: format!("metadata '{key}' is not a valid value: {v:?}"),
-                })
-            })
-            .transpose()
-    }
-    let model = match meta.get("model") {
-        Some(m) => Some(WhichModel::from_name(m).ok_or_else(|| GanError::Checkpoint {
-            path: path.clone(),
-            why: format!("metadata 'model' names no model this engine has: {m:?}"),
-        })?),
-        None => None,
-    };
     let limit = match meta.get("limit").map(String::as_str) {
         Some("all") => Some(None),
-        Some(_) => Some(Some(parse(&meta, "limit", &path)?.unwrap_or(0))),
+        Some(_) => Some(meta_value(&meta, "limit", &path)?),
         None => None,
     };
     Ok(RecordedRun {
-        model,
-        dcgan_width: parse(&meta, "dcgan_width", &path)?,
-        epochs: parse(&meta, "epochs", &path)?,
-        batch: parse(&meta, "batch_size", &path)?,
-        latent: parse(&meta, "latent_size", &path)?,
-        seed: parse(&meta, "seed", &path)?,
+        model: meta_value(&meta, "model", &path)?,
+        dcgan_width: meta_value(&meta, "dcgan_width", &path)?,
+        epochs: meta_value(&meta, "epochs", &path)?,
+        batch: meta_value(&meta, "batch_size", &path)?,
+        latent: meta_value(&meta, "latent_size", &path)?,
+        seed: meta_value(&meta, "seed", &path)?,
         limit,
-        lr: parse(&meta, "lr", &path)?,
-        beta1: parse(&meta, "beta1", &path)?,
-        beta2: parse(&meta, "beta2", &path)?,
-        ema_decay: parse(&meta, "ema_decay", &path)?,
+        lr: meta_value(&meta, "lr", &path)?,
+        beta1: meta_value(&meta, "beta1", &path)?,
+        beta2: meta_value(&meta, "beta2", &path)?,
+        ema_decay: meta_value(&meta, "ema_decay", &path)?,
         data_dir: meta
             .get("data_source")
             .and_then(|source| crate::data::data_dir_of(Path::new(source)))
@@ -294,12 +273,22 @@ pub(super) fn save_state(
     Ok(path)
 }
 
-/// Metadata `key` of the state file `path` as a number.
+/// Metadata `key` of the state file `path` parsed as a T; None when the
+/// key is absent, Err naming it when its value does not parse.
+fn meta_value<T: std::str::FromStr>(
+    meta: &std::collections::HashMap<String, String>,
+    key: &str,
+    path: &Path,
+) -> Result<Option<T>> {
+    let bad =
+        |v: &String| GanError::Checkpoint { path: path.into(), why: format!("metadata '{key}' is not valid: {v:?}") };
+    meta.get(key).map(|v| v.parse().map_err(|_| bad(v))).transpose()
+}
+
+/// Metadata `key` of the state file `path` as a number, which it must hold.
 fn meta_u64(meta: &std::collections::HashMap<String, String>, key: &str, path: &Path) -> Result<u64> {
-    meta.get(key).and_then(|v| v.parse().ok()).ok_or_else(|| GanError::Checkpoint {
-        path: path.into(),
-        why: format!("metadata '{key}' missing or not a number"),
-    })
+    meta_value(meta, key, path)?
+        .ok_or_else(|| GanError::Checkpoint { path: path.into(), why: format!("metadata '{key}' missing") })
 }
 
 /// The state file's metadata, checked against this run: format, sizes,
