@@ -173,6 +173,29 @@ pub fn image_shape(path: &Path, meta: &HashMap<String, String>, dim: usize) -> R
     }
 }
 
+/// The metadata of the safetensors file `path`, reading only its header
+/// (8-byte length, then JSON), not its tensors: for listing states.
+pub fn metadata_of(path: &Path) -> Result<HashMap<String, String>> {
+    use std::io::Read;
+    let bad = |why: String| GanError::Checkpoint { path: path.into(), why };
+    let mut f = std::fs::File::open(path).map_err(|e| GanError::io(path, e))?;
+    let mut len = [0u8; 8];
+    f.read_exact(&mut len).map_err(|e| GanError::io(path, e))?;
+    let n = u64::from_le_bytes(len);
+    let size = f.metadata().map_err(|e| GanError::io(path, e))?.len();
+    if n > size.saturating_sub(8) || n > 100_000_000 {
+        return Err(bad(format!("not a readable safetensors file (header of {n} bytes in a file of {size})")));
+    }
+    let mut header = vec![0u8; n as usize];
+    f.read_exact(&mut header).map_err(|e| GanError::io(path, e))?;
+    let json: serde_json::Value =
+        serde_json::from_slice(&header).map_err(|e| bad(format!("not a readable safetensors header ({e})")))?;
+    let meta = json.get("__metadata__").and_then(serde_json::Value::as_object);
+    Ok(meta
+        .map(|m| m.iter().filter_map(|(k, v)| Some((k.clone(), v.as_str()?.to_string()))).collect())
+        .unwrap_or_default())
+}
+
 /// A safetensors file read into memory and parsed.
 pub struct Loaded {
     pub path: PathBuf,

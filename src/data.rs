@@ -48,6 +48,13 @@ impl ImageSet {
     pub fn dim(&self) -> usize {
         self.height * self.width
     }
+    /// The classes' names: "0" .. "K-1" for labels 0 .. K-1 (IDX labels are
+    /// numbers); none for an unlabelled set.
+    pub fn class_names(&self) -> Vec<String> {
+        let classes = self.labels.as_ref().and_then(|l| l.iter().max()).map_or(0, |&m| usize::from(m) + 1);
+        (0..classes).map(|k| k.to_string()).collect()
+    }
+
     /// The set's sizes and source without its pixels and labels.
     pub fn clone_header(&self) -> ImageSet {
         ImageSet {
@@ -67,6 +74,92 @@ impl ImageSet {
 
 fn is_gzip(bytes: &[u8]) -> bool {
     bytes.len() >= 2 && bytes[0] == 0x1f && bytes[1] == 0x8b
+}
+
+/// The data a generator was trained on, recorded in its checkpoints
+/// (`data_*` metadata keys): the whole set by content (before `--limit`),
+/// where it came from, its shape and classes, and the limit. `eval` and
+/// `sample` print it, and `eval` compares it with the data it scores against.
+#[derive(Clone, Debug, PartialEq)]
+pub struct DataIdentity {
+    /// `ImageSet::content_hash` of the whole set.
+    pub hash: u64,
+    pub source: String,
+    pub height: usize,
+    pub width: usize,
+    pub channels: usize,
+    /// `ImageSet::class_names`; empty for an unlabelled set.
+    pub classes: Vec<String>,
+    /// `--limit`: the run trained on the first N images.
+    pub limit: Option<usize>,
+}
+
+impl DataIdentity {
+    /// The identity of `set` (the whole set) trained on with `limit`.
+    pub fn of(set: &ImageSet, limit: Option<usize>) -> Self {
+        DataIdentity {
+            hash: set.content_hash(),
+            source: set.source.clone(),
+            height: set.height,
+            width: set.width,
+            channels: 1,
+            classes: set.class_names(),
+            limit: limit.filter(|&n| n < set.count),
+        }
+    }
+
+    /// The hash as the metadata writes it (16 hex digits).
+    pub fn hash_hex(&self) -> String {
+        format!("{:016x}", self.hash)
+    }
+
+    /// The checkpoint metadata entries.
+    pub fn meta(&self) -> Vec<(String, String)> {
+        [
+            ("data_hash", self.hash_hex()),
+            ("data_source", self.source.clone()),
+            ("data_shape", format!("{}x{}", self.height, self.width)),
+            ("data_channels", self.channels.to_string()),
+            ("data_classes", self.classes.join(",")),
+            ("data_limit", self.limit.map_or_else(|| "all".to_string(), |n| n.to_string())),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v))
+        .collect()
+    }
+
+    /// The identity a checkpoint's metadata records; None for checkpoints
+    /// written before it was recorded (or with an unreadable entry).
+    pub fn from_meta(meta: &std::collections::HashMap<String, String>) -> Option<Self> {
+        let (h, w) = meta.get("data_shape")?.split_once('x')?;
+        let classes = meta.get("data_classes")?;
+        Some(DataIdentity {
+            hash: u64::from_str_radix(meta.get("data_hash")?, 16).ok()?,
+            source: meta.get("data_source")?.clone(),
+            height: h.parse().ok()?,
+            width: w.parse().ok()?,
+            channels: meta.get("data_channels")?.parse().ok()?,
+            classes: if classes.is_empty() { Vec::new() } else { classes.split(',').map(String::from).collect() },
+            limit: meta.get("data_limit").and_then(|l| l.parse().ok()),
+        })
+    }
+
+    /// One line: source, shape, channels, classes, limit and hash.
+    pub fn describe(&self) -> String {
+        let classes = match self.classes.len() {
+            0 => "unlabelled".to_string(),
+            k => format!("{k} classes"),
+        };
+        let limit = self.limit.map_or(String::new(), |n| format!(", its first {n} images"));
+        let channels = if self.channels == 1 { "grey".to_string() } else { format!("{} channels", self.channels) };
+        format!(
+            "{} ({}x{} {channels}, {classes}{limit}; content hash {})",
+            self.source,
+            self.height,
+            self.width,
+            self.hash_hex()
+        )
+    }
 }
 
 /// Parses an IDX file held in memory (raw or gzipped); returns (dims, data).

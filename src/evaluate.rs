@@ -7,7 +7,7 @@
 use crate::checkpoint;
 use crate::classifier::{Classifier, FeatureExtractor, FEATURE_DIM};
 use crate::context::GpuContext;
-use crate::data::ImageSet;
+use crate::data::{DataIdentity, ImageSet};
 use crate::error::{GanError, Result};
 use crate::kernels::adam::AdamConfig;
 use crate::kernels::rng;
@@ -57,6 +57,8 @@ pub struct LoadedGenerator {
     pub latent: usize,
     pub height: usize,
     pub width: usize,
+    /// The data it was trained on, where the checkpoint records it.
+    pub data: Option<DataIdentity>,
 }
 
 /// Loads a generator checkpoint: its architecture from its metadata
@@ -123,7 +125,41 @@ pub fn generator_from(ctx: &GpuContext, file: &checkpoint::Loaded) -> Result<Loa
     let counters = GpuTensor::zeros(ctx, &[4], "counters");
     let net = GpuNet::new(ctx, spec, &ck.params, &counters, AdamConfig::default())?;
     net.write_bn(ctx, &ck.bn)?;
-    Ok(LoadedGenerator { net, latent, height, width })
+    let data = DataIdentity::from_meta(&meta);
+    Ok(LoadedGenerator { net, latent, height, width, data })
+}
+
+/// Refuses latent codes (`rows` x `cols`, from the file `path`) holding a
+/// NaN or an infinity: the error names the first such row and column (0-based).
+pub fn check_latents(path: &Path, cols: usize, z: &[f32]) -> Result<()> {
+    match z.iter().position(|v| !v.is_finite()) {
+        Some(i) => Err(GanError::data(
+            path,
+            format!(
+                "latent code row {}, column {} is {}: latent codes must be finite",
+                i / cols.max(1),
+                i % cols.max(1),
+                z[i]
+            ),
+        )),
+        None => Ok(()),
+    }
+}
+
+/// The line `eval` warns with when the data it scores against (`scored`:
+/// the whole set's content hash and source) is not the data the generator
+/// was trained on; None when it is, or when the checkpoint records none.
+pub fn other_data_warning(trained: Option<&DataIdentity>, scored: &ImageSet) -> Option<String> {
+    let t = trained?;
+    let hash = scored.content_hash();
+    (t.hash != hash).then(|| {
+        format!(
+            "scoring against data that is not the data the generator was trained on: it was trained on {} (content hash {}), this is {} (content hash {hash:016x})",
+            t.source,
+            t.hash_hex(),
+            scored.source
+        )
+    })
 }
 
 /// The classes `eval` asks a conditional generator for: sample i is class

@@ -393,3 +393,188 @@ fn eval_on_a_flat_folder_names_what_it_measured_on() {
     assert!(stdout.contains("held-out accuracy"), "{stdout}");
     assert!(stdout.contains("reference: 66 images held out of the 400-image training split"), "{stdout}");
 }
+
+/// The metadata of a safetensors file (a state or a checkpoint).
+fn metadata(path: &Path) -> std::collections::HashMap<String, String> {
+    gan_wgpu::checkpoint::Loaded::open(path).unwrap().metadata().unwrap()
+}
+
+/// A fresh run into a folder that holds a run refuses in one line naming
+/// what is there and the ways on; `--overwrite` moves the old run's files
+/// into `previous-<time>/` (nothing deleted), and a resume then goes on
+/// with the new run, not the old one.
+#[test]
+fn a_fresh_run_into_a_folder_with_a_run_refuses_and_overwrite_moves_it_aside() {
+    if !have_gpu() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    ok(small_train(dir.path(), 2, &["--out", "same"]).output().unwrap());
+    let same = dir.path().join("same");
+    let before = listing(&same);
+    let first_losses = std::fs::read(same.join("losses.csv")).unwrap();
+
+    let out = small_train(dir.path(), 1, &["--out", "same", "--seed", "5"]).output().unwrap();
+    assert_one_line_error(
+        &out,
+        &["same", "already holds a run", "model gan", "seed 0", "2 epochs done", "--resume", "--out", "--overwrite"],
+    );
+    assert_eq!(listing(&same), before, "a refused run changed the folder");
+
+    let stdout = ok(small_train(dir.path(), 1, &["--out", "same", "--seed", "5", "--overwrite"]).output().unwrap());
+    let moved: Vec<PathBuf> = std::fs::read_dir(&same)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.file_name().unwrap().to_string_lossy().starts_with("previous-"))
+        .collect();
+    assert_eq!(moved.len(), 1, "one previous-<time> folder expected: {moved:?}");
+    let old = &moved[0];
+    assert!(
+        stdout.contains(&old.file_name().unwrap().to_string_lossy().to_string()),
+        "the log names {old:?}: {stdout}"
+    );
+    assert_eq!(std::fs::read(old.join("losses.csv")).unwrap(), first_losses, "the old losses were not kept");
+    for f in ["checkpoints/generator_1.safetensors", "checkpoints/state_0002_00000.safetensors", "images/test_1.png"] {
+        assert!(old.join(f).is_file(), "the old run's {f} was not moved aside");
+        assert!(!same.join(f).exists(), "the old run's {f} is still mixed into the new run");
+    }
+    let state = same.join("checkpoints/state_0001_00000.safetensors");
+    assert_eq!(metadata(&state).get("seed").map(String::as_str), Some("5"));
+
+    // A resume goes on with the new run (seed 5), from its own state.
+    let log = ok(small_train(dir.path(), 2, &["--resume", "same"]).output().unwrap());
+    assert!(log.contains("--seed 5"), "{log}");
+    assert!(log.contains("state_0001_00000"), "{log}");
+}
+
+/// A folder holding the states of two runs (as older versions left them)
+/// is not resumed: the refusal names both states and how they differ.
+#[test]
+fn a_resume_of_a_folder_with_states_of_two_runs_names_them_and_refuses() {
+    if !have_gpu() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    ok(small_train(dir.path(), 1, &["--out", "a"]).output().unwrap());
+    ok(small_train(dir.path(), 2, &["--out", "b", "--seed", "5"]).output().unwrap());
+    let state_b = "checkpoints/state_0002_00000.safetensors";
+    std::fs::copy(dir.path().join("b").join(state_b), dir.path().join("a").join(state_b)).unwrap();
+    let before = listing(&dir.path().join("a"));
+    let out = small_train(dir.path(), 3, &["--resume", "a"]).output().unwrap();
+    assert_one_line_error(&out, &["states of more than one run", "state_0001_00000", "state_0002_00000", "seed"]);
+    assert_eq!(listing(&dir.path().join("a")), before);
+}
+
+/// Every refusal of a new run (data, model and shape, batch against data,
+/// resume identity, another run's folder) leaves no output folder.
+#[test]
+fn a_refused_run_leaves_no_folder_behind() {
+    if !have_gpu() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let odd = dir.path().join("odd");
+    write_labelled(&odd, "train", 64, 20, 30, 3);
+    let odd = odd.to_str().unwrap();
+    ok(small_train(dir.path(), 1, &["--out", "r"]).output().unwrap());
+    let small = ["--limit", "256", "--batch-size", "32"];
+    let refusals: [(Vec<&str>, &str); 5] = [
+        ([&["--model", "dcgan", "--data", odd][..], &small].concat(), "square"),
+        (vec!["--batch-size", "100000"], "fewer than one batch of 100000"),
+        ([&["--data", "no-such-folder"][..], &small].concat(), "no-such-folder"),
+        ([&["--resume", "r", "--data", odd][..], &small].concat(), "other data"),
+        (vec!["--resume", "no-such-run"], "no-such-run"),
+    ];
+    for (i, (flags, needle)) in refusals.iter().enumerate() {
+        let name = format!("d{i}");
+        let out = gan()
+            .current_dir(dir.path())
+            .args(["train", "--epochs", "2", "--eval-every", "0", "--out", name.as_str()])
+            .args(flags)
+            .output()
+            .unwrap();
+        assert_one_line_error(&out, &[needle]);
+        assert!(!dir.path().join(&name).exists(), "{flags:?}: the refused run left {name}/ behind");
+    }
+}
+
+/// Latent codes with a NaN or an infinity are one line naming the file and
+/// the first bad row and column; nothing is drawn.
+#[test]
+fn non_finite_latent_codes_are_refused_with_the_row_and_column() {
+    if !have_gpu() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    ok(small_train(dir.path(), 1, &["--out", "r", "--ema-decay", "0"]).output().unwrap());
+    let mut z = vec![0.5f32; 4 * 100];
+    z[2 * 100 + 7] = f32::NAN;
+    z[3 * 100] = f32::INFINITY;
+    let npy = dir.path().join("z.npy");
+    std::fs::write(&npy, gan_wgpu::checkpoint::npy_bytes(&[4, 100], &z)).unwrap();
+    let out = gan()
+        .current_dir(dir.path())
+        .args(["sample", "--checkpoint", "r/checkpoints/generator_0.safetensors", "--latent", "z.npy"])
+        .args(["--out", "b.png"])
+        .output()
+        .unwrap();
+    assert_one_line_error(&out, &["z.npy", "row 2, column 7", "NaN"]);
+    assert!(!dir.path().join("b.png").exists(), "samples were drawn from NaN codes");
+}
+
+/// Generator checkpoints record their data set (content hash, source,
+/// shape, channels, classes); `sample` and `eval` print it, and `eval`
+/// warns in one line when it scores against other data, and still scores.
+#[test]
+fn checkpoints_record_their_data_and_eval_warns_on_other_data() {
+    if !have_gpu() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let (a, b) = (dir.path().join("data-a"), dir.path().join("data-b"));
+    write_labelled(&a, "train", 400, 8, 8, 1);
+    write_labelled(&b, "train", 400, 8, 8, 2);
+    let train = data::load(Some(&a)).unwrap();
+    ok(small_train(dir.path(), 1, &["--out", "r", "--data", a.to_str().unwrap(), "--model", "cgan"]).output().unwrap());
+    let ck = dir.path().join("r/checkpoints/generator_0.safetensors");
+    for file in [ck.clone(), dir.path().join("r/checkpoints/generator_ema_0.safetensors")] {
+        let meta = metadata(&file);
+        let get = |k: &str| meta.get(k).map(String::as_str).unwrap_or_else(|| panic!("{file:?} has no {k}: {meta:?}"));
+        assert_eq!(get("data_hash"), format!("{:016x}", train.content_hash()));
+        assert!(get("data_source").ends_with("data-a/train-images-idx3-ubyte"), "{}", get("data_source"));
+        assert_eq!(get("data_shape"), "8x8");
+        assert_eq!(get("data_channels"), "1");
+        assert_eq!(get("data_classes"), "0,1");
+        assert_eq!(get("data_limit"), "256");
+    }
+    let cache = dir.path().join("cache");
+    let eval = |data: &Path| {
+        gan()
+            .args(["eval", "--checkpoint", ck.to_str().unwrap(), "--count", "64", "--data", data.to_str().unwrap()])
+            .env("GAN_WGPU_CACHE_DIR", &cache)
+            .output()
+            .unwrap()
+    };
+    let same = eval(&a);
+    let stdout = ok(same.clone());
+    assert!(stdout.contains("trained on: ") && stdout.contains("data-a/train-images-idx3-ubyte"), "{stdout}");
+    assert!(!text(&same.stderr).contains("warning"), "{}", text(&same.stderr));
+
+    let other = eval(&b);
+    let stdout = ok(other.clone());
+    let warnings: Vec<String> =
+        text(&other.stderr).lines().filter(|l| l.starts_with("warning")).map(String::from).collect();
+    assert_eq!(warnings.len(), 1, "{warnings:?}");
+    for needle in ["not the data", "data-a/train-images-idx3-ubyte", "data-b/train-images-idx3-ubyte"] {
+        assert!(warnings[0].contains(needle), "missing '{needle}': {}", warnings[0]);
+    }
+    assert!(stdout.contains("FID"), "scoring across data sets still scores: {stdout}");
+
+    let sampled = ok(gan()
+        .args(["sample", "--checkpoint", ck.to_str().unwrap(), "--count", "4"])
+        .arg("--out")
+        .arg(dir.path().join("s.png"))
+        .output()
+        .unwrap());
+    assert!(sampled.contains("trained on: ") && sampled.contains("data-a/train-images-idx3-ubyte"), "{sampled}");
+}

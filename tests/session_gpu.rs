@@ -33,6 +33,7 @@ fn session_steps_equal_the_trainers_losses_and_checkpoints() {
         stop_after_steps: None,
         pause_after_steps: None,
         warmup: true,
+        overwrite: false,
     };
     let run = train::train(ctx, &cfg, &set, &AtomicBool::new(false)).unwrap();
     assert_eq!(run.losses.len(), 6, "3 steps an epoch, 2 epochs");

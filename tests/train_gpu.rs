@@ -57,6 +57,7 @@ fn small_config(
         stop_after_steps: stop_after,
         pause_after_steps: None,
         warmup: true,
+        overwrite: false,
     }
 }
 

@@ -219,6 +219,12 @@ pub(super) fn eval(a: EvalArgs, settings: &Settings) -> gan_wgpu::Result<()> {
     }
     let full_train = data::load(a.data.as_deref())?;
     classifier::classes_of(&full_train)?;
+    // Read before the device opens: which data the generator learnt.
+    let trained = match &a.checkpoint {
+        Some(p) => data::DataIdentity::from_meta(&checkpoint::Loaded::open(p)?.metadata()?),
+        None => None,
+    };
+    let other_data = evaluate::other_data_warning(trained.as_ref(), &full_train);
     let splits = data::eval_splits(a.data.as_deref(), &full_train)?;
     drop(full_train);
     let (train_set, reference) = (&splits.train, &splits.reference);
@@ -263,6 +269,10 @@ pub(super) fn eval(a: EvalArgs, settings: &Settings) -> gan_wgpu::Result<()> {
     }
     if let Some(p) = &a.checkpoint {
         let g = evaluate::load_generator(&ctx, p)?;
+        println!("{}", super::sample::trained_on(g.data.as_ref()));
+        if let Some(w) = &other_data {
+            eprintln!("warning: {w}");
+        }
         if g.height * g.width != reference.dim() {
             return Err(GanError::Checkpoint {
                 path: p.clone(),

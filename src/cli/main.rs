@@ -112,6 +112,9 @@ struct TrainArgs {
     /// Output folder for images, checkpoints, losses and the resumable state (default: with --resume the resumed run's folder, else ./result). One run at a time writes a folder.
     #[arg(long, value_name = "DIR")]
     out: Option<PathBuf>,
+    /// A new run into a folder that holds a run moves that run's files into DIR/previous-<time>/ (nothing is deleted) instead of refusing.
+    #[arg(long)]
+    overwrite: bool,
     /// Continue the run whose output folder (or state file) this is, with its loss history and, for every flag not given again, its settings (--data too) (no default: a new run).
     #[arg(long, value_name = "DIR")]
     resume: Option<PathBuf>,

@@ -11,9 +11,13 @@ pub(super) fn sample(a: SampleArgs, settings: &Settings) -> gan_wgpu::Result<()>
     // Read and check the files before opening a device.
     checkpoint::Loaded::open(&a.checkpoint)?;
     let latent_file = a.latent.as_ref().map(|p| checkpoint::read_npy_f32_2d(p).map(|l| (p, l))).transpose()?;
+    if let Some((p, (_, cols, z))) = &latent_file {
+        evaluate::check_latents(p, *cols, z)?;
+    }
     let ctx =
         gan_wgpu::autotune::open(&settings.device_choice(a.device.as_deref())?, &Requirements::default(), settings)?;
     let g = evaluate::load_generator(&ctx, &a.checkpoint)?;
+    println!("{}", trained_on(g.data.as_ref()));
     let dim = g.height * g.width;
     let (count, z) = match latent_file {
         Some((p, (rows, cols, z))) => {
@@ -90,4 +94,12 @@ pub(super) fn sample(a: SampleArgs, settings: &Settings) -> gan_wgpu::Result<()>
         println!("{count} samples (IDX uint8 {count}x{}x{}) -> {}", g.height, g.width, p.display());
     }
     Ok(())
+}
+
+/// The line `sample` and `eval` print about the data a generator learnt.
+pub(super) fn trained_on(data: Option<&data::DataIdentity>) -> String {
+    match data {
+        Some(d) => format!("trained on: {}", d.describe()),
+        None => "trained on: not recorded (a checkpoint from before data identities were recorded)".to_string(),
+    }
 }

@@ -85,27 +85,19 @@ pub(super) fn train(
         stop_after_steps: a.stop_after_steps,
         pause_after_steps: a.pause_after_steps,
         warmup: settings.warmup,
+        overwrite: a.overwrite,
     };
     cfg.validate()?;
     match &cfg.resume {
         Some(r) => println!("outputs in {} (resuming {})", cfg.out.display(), r.display()),
         None => println!("outputs in {}", cfg.out.display()),
     }
-    // A new run locks its folder before loading anything, so a second
-    // run into it fails at once. A resumed run is first checked
-    // against its state (data, limit, sizes), so a mismatch writes nothing.
-    let early_lock = match cfg.resume {
-        None => Some(train::prepare_out_dir(&cfg.out)?),
-        Some(_) => None,
-    };
+    // Every check that can refuse the run comes before the output folder is
+    // made: the folder (another run's lock, a run already there), then the
+    // data, the model's shape, the batch and the resumed state.
+    cfg.check_out_dir()?;
     let set = data::load(data_dir.as_deref())?;
-    let _lock = match early_lock {
-        Some(l) => l,
-        None => {
-            train::check_resume(&cfg, &set)?;
-            train::prepare_out_dir(&cfg.out)?
-        }
-    };
+    cfg.check_data(&set)?;
     let dataset_bytes = (set.pixels.len() as u64).div_ceil(4) * 4;
     let need = Requirements {
         // The whole dataset is one storage binding.

@@ -134,6 +134,10 @@ pub struct Gan {
     pub d_labels: Option<GpuTensor>,
     pub perm: GpuTensor,
     pub n_images: usize,
+    /// The data the run trains on, recorded in every checkpoint. `Gan::new`
+    /// takes the set it is given; a trainer that cut the set to `--limit`
+    /// sets the whole set's identity here.
+    pub data: DataIdentity,
     pub variant: Variant,
     /// G's activations (training forward), [B, width] per layer.
     pub g_acts: Activations,
@@ -302,6 +306,7 @@ impl Gan {
             + d_labels.as_ref().map_or(0, |l| l.bytes());
         Ok(Gan {
             cfg,
+            data: DataIdentity::of(data, None),
             height: data.height,
             width: data.width,
             dim,
@@ -462,7 +467,7 @@ impl Gan {
     }
 
     /// A checkpoint's metadata: epoch, steps done, image shape, latent
-    /// size, layers.
+    /// size, layers, and the data's identity (`DataIdentity::meta`).
     fn checkpoint_meta(&self, net: &NetSpec, epoch: usize, steps_done: u64) -> Vec<(String, String)> {
         [
             ("epoch", epoch.to_string()),
@@ -474,6 +479,7 @@ impl Gan {
         ]
         .into_iter()
         .map(|(k, v)| (k.to_string(), v))
+        .chain(self.data.meta())
         .collect()
     }
 

@@ -18,7 +18,7 @@
 
 use crate::checkpoint::{self, Loaded, OwnedTensor};
 use crate::context::GpuContext;
-use crate::data::ImageSet;
+use crate::data::{DataIdentity, ImageSet};
 use crate::error::{GanError, Result};
 use crate::images::{self, LossRow};
 use crate::kernels::adam::AdamConfig;
@@ -46,7 +46,10 @@ pub use gan::{
 };
 use outputs::{copy_epoch_grids, losses_csv, read_losses_csv, same_dir, write_epoch_outputs};
 pub use readback::StepReading;
-pub use run_dir::{lock_out_dir, prepare_out_dir, OutDirLock, LOCK_FILE};
+pub use run_dir::{
+    check_fresh_out_dir, check_not_in_use, lock_out_dir, move_run_aside, open_run_dir, prepare_out_dir, run_in,
+    OutDirLock, RunDir, LOCK_FILE, PREVIOUS_PREFIX, RUN_OUTPUTS,
+};
 pub use session::{first_images, initial_params, Session, MAX_STEPS_PER_CALL};
 use state::SavedState;
 pub use state::{
@@ -85,6 +88,9 @@ pub struct TrainConfig {
     /// Warm the pipelines up before the first step on CPU adapters
     /// (`warm_up_pipelines`; `Settings::warmup`).
     pub warmup: bool,
+    /// A new run into a folder that holds a run moves that run's files into
+    /// `out/previous-<time>/` instead of refusing (`--overwrite`).
+    pub overwrite: bool,
 }
 
 impl TrainConfig {
@@ -97,6 +103,38 @@ impl TrainConfig {
             return Err(GanError::Flag { flag: "--limit", why: "must be greater than zero".into() });
         }
         self.gan.validate()
+    }
+
+    /// Whether this run starts a run's files in `out`: a fresh run, or one
+    /// resumed into a folder other than its own.
+    pub fn starts_files_in_out(&self) -> bool {
+        self.resume.as_ref().is_none_or(|r| !outputs::same_dir(&run_dir_of(r), &self.out))
+    }
+
+    /// The output folder's checks that need no data and create nothing:
+    /// another live run's lock, and a run already there (unless
+    /// `overwrite`). The CLI runs them before loading the data.
+    pub fn check_out_dir(&self) -> Result<()> {
+        if self.out.is_dir() {
+            check_not_in_use(&self.out)?;
+        }
+        if self.starts_files_in_out() {
+            check_fresh_out_dir(&self.out, self.overwrite)?;
+        }
+        Ok(())
+    }
+
+    /// Every check of this run against its data (`data`: the whole set,
+    /// before `--limit`) that can refuse it, reading files only: a batch
+    /// against the images, the model against their shape, and a resume
+    /// against its state. Nothing is created.
+    pub fn check_data(&self, data: &ImageSet) -> Result<()> {
+        let cut = first_images(data, self.limit, self.gan.batch)?;
+        self.gan.architecture(cut.height, cut.width)?;
+        if self.resume.is_some() {
+            check_resume(self, data)?;
+        }
+        Ok(())
     }
 }
 
@@ -160,6 +198,7 @@ pub fn train_with_hook(
 ) -> Result<RunSummary> {
     let g = cfg.gan;
     let identity = RunIdentity::of(cfg, data);
+    let data_identity = DataIdentity::of(data, cfg.limit);
     let data = first_images(data, cfg.limit, g.batch)?;
     // Images the model cannot shape are refused before any work.
     g.architecture(data.height, data.width)?;
@@ -181,7 +220,11 @@ pub fn train_with_hook(
         None => None,
     };
     // Held until the run returns: no other run writes this folder meanwhile.
-    let _lock = prepare_out_dir(&cfg.out)?;
+    // Until the first file is written, a failure removes what it made.
+    let mut run_dir = open_run_dir(&cfg.out, cfg.starts_files_in_out(), cfg.overwrite)?;
+    if let Some(aside) = &run_dir.moved_aside {
+        report(TrainEvent::Note(format!("--overwrite: the earlier run's files are now in {}", aside.display())));
+    }
     let t_warm = Instant::now();
     if cfg.warmup {
         warm_up_pipelines(ctx, g, (data.height, data.width));
@@ -195,12 +238,14 @@ pub fn train_with_hook(
     }
     let t0 = Instant::now();
     let mut session = Session::start(ctx, g, &data, state.as_ref())?;
+    session.gan.data = data_identity;
     drop(state);
     let progress = session.progress;
     checkpoint::atomic_write(
         &cfg.out.join("fixed_latent.npy"),
         &checkpoint::npy_bytes(&[session.fixed.len(), g.latent], &session.fixed.latents),
     )?;
+    run_dir.keep();
     {
         let gan = &session.gan;
         report(TrainEvent::Note(format!("adapter: {}", ctx.describe())));

@@ -42,11 +42,45 @@ pub fn find_latest_state(dir: &Path) -> Result<PathBuf> {
         return Ok(dir.to_path_buf());
     }
     let ck = if dir.join("checkpoints").is_dir() { dir.join("checkpoints") } else { dir.to_path_buf() };
-    let mut states = state_files(&ck).map_err(|e| GanError::io(&ck, e))?;
-    states.pop().ok_or_else(|| GanError::Checkpoint {
+    let states = state_files(&ck).map_err(|e| GanError::io(&ck, e))?;
+    check_one_run(&ck, &states)?;
+    states.last().cloned().ok_or_else(|| GanError::Checkpoint {
         path: ck,
         why: "no training state (state_*.safetensors) to resume from".into(),
     })
+}
+
+/// The metadata keys that tell runs apart: two states whose values differ
+/// were written by different runs.
+const RUN_KEYS: &[&str] =
+    &["model", "seed", "data_hash", "limit", "batch_size", "latent_size", "image_dim", "n_images", "dcgan_width"];
+
+/// Refuses a folder holding the states of more than one run (engines
+/// before the fresh-run guard left such folders): the error names an older
+/// state, the newest, and a key on which they differ.
+fn check_one_run(ck: &Path, states: &[PathBuf]) -> Result<()> {
+    let Some((newest, older)) = states.split_last() else { return Ok(()) };
+    let newest_meta = checkpoint::metadata_of(newest)?;
+    let name = |p: &Path| p.file_name().map_or(String::new(), |n| n.to_string_lossy().into_owned());
+    for old in older {
+        let meta = checkpoint::metadata_of(old)?;
+        for k in RUN_KEYS {
+            if let (Some(a), Some(b)) = (meta.get(*k), newest_meta.get(*k)) {
+                if a != b {
+                    return Err(GanError::Checkpoint {
+                        path: ck.into(),
+                        why: format!(
+                            "holds states of more than one run: {} ({k} {a}) and {} ({k} {b}); \
+                             resume one by its state file, or move the other's files out",
+                            name(old),
+                            name(newest)
+                        ),
+                    });
+                }
+            }
+        }
+    }
+    Ok(())
 }
 
 pub(super) struct SavedState {
