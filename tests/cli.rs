@@ -477,7 +477,8 @@ fn an_adapter_short_of_a_limit_is_refused_in_one_line() {
     std::fs::write(train.join("train-images-idx3-ubyte"), &bytes).unwrap();
     drop(bytes);
     let out = gan()
-        .args(["train", "--data", data.to_str().unwrap(), "--out", dir.path().join("run").to_str().unwrap()])
+        .args(["train", "--batch-size", "8", "--data", data.to_str().unwrap()])
+        .args(["--out", dir.path().join("run").to_str().unwrap()])
         .env("GAN_WGPU_LIMITS", "webgpu")
         .output()
         .unwrap();
