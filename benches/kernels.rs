@@ -4,8 +4,7 @@
 //! same families with GFLOP/s and the CPU sgemm column.
 
 use criterion::{criterion_group, criterion_main, Criterion};
-use gan_wgpu::kernels::{self, adam, matmul, Dispatch};
-use gan_wgpu::model;
+use gan_wgpu::engine::kernels::{self, adam, matmul, Dispatch};
 use gan_wgpu::train::{Gan, GanConfig};
 use gan_wgpu::{GpuContext, GpuTensor, Requirements, Settings};
 use rand::{Rng, SeedableRng};
@@ -13,7 +12,7 @@ use rand::{Rng, SeedableRng};
 fn context() -> GpuContext {
     let settings = Settings::from_env().expect("GAN_WGPU_* settings");
     let choice = settings.device_choice(None).expect("GAN_WGPU_DEVICE");
-    match gan_wgpu::autotune::open(&choice, &Requirements::default(), &settings) {
+    match gan_wgpu::engine::autotune::open(&choice, &Requirements::default(), &settings) {
         Ok(c) => c,
         Err(e) => panic!("cargo bench needs an adapter: {e}"),
     }
@@ -46,7 +45,7 @@ fn benches(c: &mut Criterion) {
     let mut group = c.benchmark_group("elementwise");
     group.sample_size(20);
     let counters = GpuTensor::zeros(&ctx, &[4], "counters");
-    let n = model::GanArchitecture::tutorial(100, 784).generator.layout().len;
+    let n = gan_wgpu::models::GanArchitecture::tutorial(100, 784).generator.layout().len;
     let t = |s: &str| GpuTensor::zeros(&ctx, &[n], s);
     let (p, g, m, v) = (t("p"), t("g"), t("m"), t("v"));
     let a = adam::Adam::new(&ctx, adam::AdamConfig::default(), &p, &g, &m, &v, &counters).expect("adam");
@@ -75,7 +74,7 @@ fn benches(c: &mut Criterion) {
     let mut group = c.benchmark_group("train step");
     group.sample_size(10);
     let mut r = rand::rngs::StdRng::seed_from_u64(1);
-    let data = gan_wgpu::data::ImageSet {
+    let data = gan_wgpu::io::data::ImageSet {
         count: 1024,
         height: 28,
         width: 28,
@@ -88,12 +87,12 @@ fn benches(c: &mut Criterion) {
         latent: 100,
         seed: 1,
         adam: adam::AdamConfig::default(),
-        model: gan_wgpu::model::WhichModel::Gan,
+        model: gan_wgpu::models::WhichModel::Gan,
         dcgan_width: gan_wgpu::defaults::DCGAN_WIDTH,
         ema_decay: gan_wgpu::defaults::EMA_DECAY,
     };
-    let gp = model::GanArchitecture::tutorial(100, 784).generator.init_params(&mut r);
-    let dp = model::GanArchitecture::tutorial(100, 784).discriminator.init_params(&mut r);
+    let gp = gan_wgpu::models::GanArchitecture::tutorial(100, 784).generator.init_params(&mut r);
+    let dp = gan_wgpu::models::GanArchitecture::tutorial(100, 784).discriminator.init_params(&mut r);
     let gan = Gan::new(&ctx, cfg, &data, &gp, &dp).expect("gan");
     gan.start_epoch(&ctx, 0, 0, 0).expect("epoch");
     group.bench_function("batch 128", |bch| {

@@ -47,29 +47,3 @@ pub const LIVE_QUALITY_EVERY: u64 = 250;
 pub const LIVE_QUALITY_CLASSIFIER: &str = "mnist-classifier.f16.safetensors";
 /// Images in an epoch grid, in `sample`'s default grid and in the page's grids.
 pub const GRID_SAMPLES: usize = 25;
-
-/// The defaults a page needs, as a JSON object: batch, lr, beta1, beta2,
-/// seed, latent, grid_samples, epochs, model, models, classes, quality_count,
-/// quality_every, quality_classifier.
-pub fn defaults_json() -> String {
-    // An f32 widened to f64 prints its binary expansion (0.00019999999...);
-    // its shortest decimal form is what a person typed.
-    let short = |x: f32| x.to_string().parse::<f64>().unwrap_or(x as f64);
-    serde_json::json!({
-        "batch": BATCH,
-        "lr": short(LR),
-        "beta1": short(BETA1),
-        "beta2": short(BETA2),
-        "seed": SEED,
-        "latent": LATENT,
-        "grid_samples": GRID_SAMPLES,
-        "epochs": EPOCHS,
-        "model": crate::model::WhichModel::default().name(),
-        "models": crate::model::WhichModel::ALL.map(crate::model::WhichModel::name),
-        "classes": CLASSES,
-        "quality_count": LIVE_QUALITY_COUNT,
-        "quality_every": LIVE_QUALITY_EVERY,
-        "quality_classifier": LIVE_QUALITY_CLASSIFIER,
-    })
-    .to_string()
-}

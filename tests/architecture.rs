@@ -3,19 +3,21 @@
 //! loader rebuilds the generator from it (files without it still load).
 
 mod common;
-use gan_wgpu::architecture::{self, METADATA_KEY};
-use gan_wgpu::model::{self, BnStats, NetSpec};
-use gan_wgpu::{checkpoint, evaluate};
+use gan_wgpu::eval::evaluate;
+use gan_wgpu::io::checkpoint;
+use gan_wgpu::nn::spec::BnStats;
+use gan_wgpu::nn::spec::NetSpec;
+use gan_wgpu::nn::spec_json::{self, METADATA_KEY};
 
 fn specs() -> Vec<NetSpec> {
     vec![
-        model::GanArchitecture::tutorial(100, 784).generator,
-        model::GanArchitecture::tutorial(100, 784).discriminator,
-        model::classifier_spec(30, 10),
-        model::GanArchitecture::dcgan(100, (28, 28), 64).unwrap().generator,
-        model::GanArchitecture::dcgan(100, (28, 28), 64).unwrap().discriminator,
-        model::GanArchitecture::conditional(100, 784, 10).generator,
-        model::GanArchitecture::conditional(100, 784, 10).discriminator,
+        gan_wgpu::models::GanArchitecture::tutorial(100, 784).generator,
+        gan_wgpu::models::GanArchitecture::tutorial(100, 784).discriminator,
+        gan_wgpu::models::classifier_spec(30, 10),
+        gan_wgpu::models::GanArchitecture::dcgan(100, (28, 28), 64).unwrap().generator,
+        gan_wgpu::models::GanArchitecture::dcgan(100, (28, 28), 64).unwrap().discriminator,
+        gan_wgpu::models::GanArchitecture::conditional(100, 784, 10).generator,
+        gan_wgpu::models::GanArchitecture::conditional(100, 784, 10).discriminator,
     ]
 }
 
@@ -24,13 +26,13 @@ fn specs() -> Vec<NetSpec> {
 /// dropout where the backward cannot train it, is refused naming the layer.
 #[test]
 fn dropout_is_recorded_and_checked() {
-    let d = model::GanArchitecture::conditional(100, 784, 10).discriminator;
+    let d = gan_wgpu::models::GanArchitecture::conditional(100, 784, 10).discriminator;
     let p: Vec<Option<f32>> = d.layers.iter().map(|l| l.dropout).collect();
-    assert_eq!(p, [Some(model::CGAN_DROPOUT), Some(model::CGAN_DROPOUT), None]);
-    let text = architecture::to_json(&d);
+    assert_eq!(p, [Some(gan_wgpu::models::CGAN_DROPOUT), Some(gan_wgpu::models::CGAN_DROPOUT), None]);
+    let text = spec_json::to_json(&d);
     assert!(text.contains("\"dropout\":0.5"), "{text}");
-    let without = architecture::from_json(&text.replace(",\"dropout\":0.5", "")).unwrap();
-    let why = architecture::difference(&without, &d).unwrap();
+    let without = spec_json::from_json(&text.replace(",\"dropout\":0.5", "")).unwrap();
+    let why = spec_json::difference(&without, &d).unwrap();
     assert!(
         why.contains("layer 0 is model.0 Linear(794, 512), leaky_relu_0.2;")
             && why.ends_with("Dropout(0.5) is expected"),
@@ -44,7 +46,7 @@ fn dropout_is_recorded_and_checked() {
             "layer 0: dropout after tanh",
         ),
     ] {
-        let err = architecture::from_json(&bad).unwrap_err();
+        let err = spec_json::from_json(&bad).unwrap_err();
         assert!(err.contains(needle), "{bad}: {err}");
     }
 }
@@ -52,18 +54,18 @@ fn dropout_is_recorded_and_checked() {
 #[test]
 fn architectures_round_trip_through_json() {
     for spec in specs() {
-        let text = architecture::to_json(&spec);
-        let back = architecture::from_json(&text).unwrap();
+        let text = spec_json::to_json(&spec);
+        let back = spec_json::from_json(&text).unwrap();
         assert_eq!(back.name, spec.name);
-        assert_eq!(architecture::to_json(&back), text);
+        assert_eq!(spec_json::to_json(&back), text);
         assert_eq!(back.param_entries(), spec.param_entries());
-        assert_eq!(architecture::difference(&back, &spec), None);
+        assert_eq!(spec_json::difference(&back, &spec), None);
     }
     // A convolution's geometry is part of it: another kernel size differs.
-    let d = model::GanArchitecture::dcgan(100, (28, 28), 64).unwrap().discriminator;
-    let text = architecture::to_json(&d).replace("\"k\":7", "\"k\":5");
-    let other = architecture::from_json(&text).unwrap();
-    let why = architecture::difference(&other, &d).unwrap();
+    let d = gan_wgpu::models::GanArchitecture::dcgan(100, (28, 28), 64).unwrap().discriminator;
+    let text = spec_json::to_json(&d).replace("\"k\":7", "\"k\":5");
+    let other = spec_json::from_json(&text).unwrap();
+    let why = spec_json::difference(&other, &d).unwrap();
     assert!(why.contains("main.5 Conv2d(128, 1, 5, 1, 0, bias=False) on 7x7"), "{why}");
 }
 
@@ -71,18 +73,18 @@ fn architectures_round_trip_through_json() {
 /// an unknown kind: refused with the layer named.
 #[test]
 fn a_convolution_that_does_not_fit_is_refused() {
-    let d = model::GanArchitecture::dcgan(100, (28, 28), 64).unwrap().discriminator;
-    let text = architecture::to_json(&d);
+    let d = gan_wgpu::models::GanArchitecture::dcgan(100, (28, 28), 64).unwrap().discriminator;
+    let text = spec_json::to_json(&d);
     let bad = text.replacen("\"h\":14", "\"h\":13", 1);
-    let e = architecture::from_json(&bad).unwrap_err();
+    let e = spec_json::from_json(&bad).unwrap_err();
     assert!(e.contains("layer 1") && e.contains("positions"), "{e}");
-    let e = architecture::from_json(&text.replacen("conv2d", "conv3d", 1)).unwrap_err();
+    let e = spec_json::from_json(&text.replacen("conv2d", "conv3d", 1)).unwrap_err();
     assert!(e.contains("conv3d"), "{e}");
 }
 
 #[test]
 fn a_malformed_architecture_says_what_is_wrong() {
-    let good = architecture::to_json(&model::GanArchitecture::tutorial(100, 784).generator);
+    let good = spec_json::to_json(&gan_wgpu::models::GanArchitecture::tutorial(100, 784).generator);
     let cases = [
         ("{", "not JSON"),
         (r#"{"layers": []}"#, "no \"network\""),
@@ -95,7 +97,7 @@ fn a_malformed_architecture_says_what_is_wrong() {
         (&good.replacen("\"model.2\"", "\"model.0\"", 1), "used twice"),
     ];
     for (text, needle) in cases {
-        let err = architecture::from_json(text).unwrap_err();
+        let err = spec_json::from_json(text).unwrap_err();
         assert!(err.contains(needle), "{text}: {err}");
     }
 }
@@ -120,16 +122,16 @@ fn bn_of(spec: &NetSpec) -> Vec<Option<BnStats>> {
 fn the_generator_is_rebuilt_from_its_recorded_architecture() {
     let Some(ctx) = common::ctx() else { return };
     let dir = tempfile::tempdir().unwrap();
-    let spec = model::GanArchitecture::tutorial(64, 6 * 5).generator;
+    let spec = gan_wgpu::models::GanArchitecture::tutorial(64, 6 * 5).generator;
     let params = spec.init_params(&mut common::rng(3));
     let meta = vec![("image_height".to_string(), "6".to_string()), ("image_width".to_string(), "5".to_string())];
     let path = dir.path().join("g.safetensors");
     checkpoint::save_network(&path, &spec, &params, &bn_of(&spec), meta.clone()).unwrap();
     let file = checkpoint::Loaded::open(&path).unwrap();
-    assert_eq!(file.metadata().unwrap()[METADATA_KEY], architecture::to_json(&spec));
+    assert_eq!(file.metadata().unwrap()[METADATA_KEY], spec_json::to_json(&spec));
     let g = evaluate::load_generator(ctx, &path).unwrap();
     assert_eq!((g.latent, g.height, g.width), (64, 6, 5));
-    assert_eq!(architecture::to_json(&g.net.spec), architecture::to_json(&spec));
+    assert_eq!(spec_json::to_json(&g.net.spec), spec_json::to_json(&spec));
 
     // The same file with the key's value swapped for a bad one: refused.
     // Same length ("tanh" for "gelu"), so the header's size stays right.
@@ -145,14 +147,14 @@ fn the_generator_is_rebuilt_from_its_recorded_architecture() {
     // Loaded as a network with the same tensors but another activation,
     // the recorded architecture disagrees, naming the layer.
     let mut relu_out = spec.clone();
-    relu_out.layers.last_mut().unwrap().act = gan_wgpu::kernels::bias_act::Act::Sigmoid;
+    relu_out.layers.last_mut().unwrap().act = gan_wgpu::engine::kernels::bias_act::Act::Sigmoid;
     let err = checkpoint::load_network(&path, &relu_out).err().unwrap().to_string();
     assert!(
         err.contains("the file's architecture differs: layer 4 is model.11 Linear(1024, 30), tanh; model.11 Linear(1024, 30), sigmoid is expected"),
         "{err}"
     );
     // A discriminator's file is not a generator.
-    let d = model::GanArchitecture::tutorial(100, 30).discriminator;
+    let d = gan_wgpu::models::GanArchitecture::tutorial(100, 30).discriminator;
     let dpath = dir.path().join("d.safetensors");
     checkpoint::save_network(&dpath, &d, &d.init_params(&mut common::rng(4)), &bn_of(&d), meta).unwrap();
     let err = evaluate::load_generator(ctx, &dpath).err().unwrap().to_string();
@@ -165,7 +167,7 @@ fn the_generator_is_rebuilt_from_its_recorded_architecture() {
 /// back gives the same flat parameters.
 #[test]
 fn convolution_weights_are_in_pytorch_order_in_checkpoints() {
-    use gan_wgpu::kernels::conv;
+    use gan_wgpu::engine::kernels::conv;
     // [lead 1, c 2, k 2]: PyTorch a b c d | e f g h (channel-major).
     let pytorch: Vec<f32> = (0..8).map(|i| i as f32).collect();
     let engine = conv::to_patch_order(&pytorch, 1, 2, 2);

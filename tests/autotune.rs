@@ -3,8 +3,8 @@
 
 mod common;
 
-use gan_wgpu::autotune::{self, Trial};
-use gan_wgpu::kernels::matmul::{Form, Variant};
+use gan_wgpu::engine::autotune::{self, Trial};
+use gan_wgpu::engine::kernels::matmul::{Form, Variant};
 
 #[test]
 fn cache_lines_round_trip_and_keep_other_adapters() {
@@ -122,7 +122,7 @@ fn the_chosen_variant_is_verified_on_the_adapter_once() {
             gan_wgpu::GpuTensor::zeros(ctx, &sb, "b"),
             gan_wgpu::GpuTensor::zeros(ctx, &[m, n], "c"),
         );
-        let mm = gan_wgpu::kernels::matmul::Matmul::new(ctx, form, variant, &a, &b, &c).unwrap();
+        let mm = gan_wgpu::engine::kernels::matmul::Matmul::new(ctx, form, variant, &a, &b, &c).unwrap();
         assert_eq!(mm.variant, variant, "{}", form.name());
     }
     // Every variant usable here agrees with naive on them.
@@ -157,12 +157,15 @@ fn a_context_uses_the_reference_kernels_until_a_choice_is_set() {
     .unwrap();
     assert!(!fresh.kernels_chosen());
     assert_eq!(Variant::for_adapter(&fresh), Variant::Naive);
-    assert_eq!(gan_wgpu::kernels::reduce::Reduce::for_adapter(&fresh), gan_wgpu::kernels::reduce::Reduce::Column);
+    assert_eq!(
+        gan_wgpu::engine::kernels::reduce::Reduce::for_adapter(&fresh),
+        gan_wgpu::engine::kernels::reduce::Reduce::Column
+    );
     autotune::choose_kernels(&fresh, &settings);
     assert!(fresh.kernels_chosen());
     assert_eq!(fresh.matmul_choice().variant, tuned.matmul_choice().variant);
     assert_eq!(fresh.reduce_choice().variant, tuned.reduce_choice().variant);
     let again = autotune::Choice { variant: Variant::Tiled, how: "a second choice".into(), trials: None };
-    assert!(!fresh.set_kernel_choices(again, gan_wgpu::kernels::choice::ReduceChoice::reference()));
+    assert!(!fresh.set_kernel_choices(again, gan_wgpu::engine::kernels::choice::ReduceChoice::reference()));
     assert_eq!(fresh.matmul_choice().variant, tuned.matmul_choice().variant);
 }

@@ -121,7 +121,7 @@ fn data_folder_errors_name_the_file() {
         &["train", "--data", data.to_str().unwrap(), "--out", out],
         &["train-images-idx3-ubyte", "truncated"],
     );
-    std::fs::write(&img, gan_wgpu::data::idx_bytes(3, 2, 2, &[0; 12])).unwrap();
+    std::fs::write(&img, gan_wgpu::io::data::idx_bytes(3, 2, 2, &[0; 12])).unwrap();
     assert_clean_error(
         &["train", "--data", data.to_str().unwrap(), "--out", out],
         &["3 images, fewer than one batch of 128"],
@@ -129,7 +129,7 @@ fn data_folder_errors_name_the_file() {
     let train_args = ["train", "--data", data.to_str().unwrap(), "--out", out];
     // Test images of another size than the training images.
     std::fs::create_dir_all(data.join("test")).unwrap();
-    std::fs::write(data.join("test/t10k-images-idx3-ubyte"), gan_wgpu::data::idx_bytes(2, 3, 3, &[0; 18])).unwrap();
+    std::fs::write(data.join("test/t10k-images-idx3-ubyte"), gan_wgpu::io::data::idx_bytes(2, 3, 3, &[0; 18])).unwrap();
     assert_clean_error(&train_args, &["t10k-images-idx3-ubyte", "test images are 3x3, training images 2x2"]);
     // Image and label counts that differ.
     std::fs::remove_dir_all(data.join("test")).unwrap();
@@ -167,7 +167,7 @@ fn train_then_sample_from_the_checkpoint() {
     let path = |name: &str| dir.path().join(name).to_str().unwrap().to_string();
     let (idx, idx2, idx3, png) = (path("samples.idx"), path("again.idx"), path("fixed.idx"), path("samples.png"));
     run_ok(&["sample", "--checkpoint", ck_s, "--count", "7", "--idx", &idx, "--out", &png]);
-    let set = gan_wgpu::data::read_images(std::path::Path::new(&idx), None).unwrap();
+    let set = gan_wgpu::io::data::read_images(std::path::Path::new(&idx), None).unwrap();
     assert_eq!((set.count, set.height, set.width), (7, 28, 28));
     // Same seed, same samples.
     run_ok(&["sample", "--checkpoint", ck_s, "--count", "7", "--idx", &idx2]);
@@ -175,7 +175,7 @@ fn train_then_sample_from_the_checkpoint() {
     // --latent with the run's own fixed codes.
     let latent = run.join("fixed_latent.npy");
     run_ok(&["sample", "--checkpoint", ck_s, "--latent", latent.to_str().unwrap(), "--idx", &idx3]);
-    assert_eq!(gan_wgpu::data::read_images(std::path::Path::new(&idx3), None).unwrap().count, 25);
+    assert_eq!(gan_wgpu::io::data::read_images(std::path::Path::new(&idx3), None).unwrap().count, 25);
     let png = std::path::PathBuf::from(png);
 
     // Wrong inputs: one clear line each.
@@ -193,7 +193,7 @@ fn train_then_sample_from_the_checkpoint() {
     std::fs::write(&junk, b"this is not a checkpoint at all").unwrap();
     sample_err(&junk, &[], &["junk.safetensors", "not a readable safetensors file"]);
     let wide = dir.path().join("wide.npy");
-    std::fs::write(&wide, gan_wgpu::checkpoint::npy_bytes(&[2, 99], &[0.0; 198])).unwrap();
+    std::fs::write(&wide, gan_wgpu::io::checkpoint::npy_bytes(&[2, 99], &[0.0; 198])).unwrap();
     sample_err(&ck, &["--latent", wide.to_str().unwrap()], &["wide.npy", "99 wide", "takes 100"]);
     let notnpy = dir.path().join("z.npy");
     std::fs::write(&notnpy, b"1,2,3").unwrap();
@@ -286,7 +286,7 @@ fn bench_quick_writes_step_and_kernel_figures_as_json() {
     // Every matmul shape of the step has exactly one row the trainer uses.
     let chosen_matmuls: Vec<&serde_json::Value> =
         kernels.iter().filter(|k| k["family"] == "matmul" && k["chosen"] == true).collect();
-    let model_shapes = gan_wgpu::model::matmul_shapes(16).len();
+    let model_shapes = gan_wgpu::models::matmul_shapes(16).len();
     assert!(chosen_matmuls.len() >= model_shapes, "{} chosen rows for {model_shapes} shapes", chosen_matmuls.len());
     // They are the variant the JSON names as the trainer's choice (or its
     // fallback on unaligned shapes, written "sg32x32>naive").
@@ -326,7 +326,7 @@ fn write_idx_set(dir: &Path, count: usize, h: usize, w: usize) {
     let train = dir.join("train");
     std::fs::create_dir_all(&train).unwrap();
     let pixels: Vec<u8> = (0..count * h * w).map(|i| (i * 7919 % 251) as u8).collect();
-    std::fs::write(train.join("train-images-idx3-ubyte"), gan_wgpu::data::idx_bytes(count, h, w, &pixels)).unwrap();
+    std::fs::write(train.join("train-images-idx3-ubyte"), gan_wgpu::io::data::idx_bytes(count, h, w, &pixels)).unwrap();
 }
 
 /// A grid of 25 images of h x w, scaled 4x with 4-pixel gaps, 5 a row.
@@ -377,7 +377,7 @@ fn image_shape_and_epoch_numbers_follow_the_data_and_the_tutorial() {
         let epochs: Vec<&str> = csv.lines().skip(1).map(|l| l.split(',').next().unwrap()).collect();
         assert_eq!(epochs, ["0", "0", "1", "1"], "{csv}");
         let ck = run.join("checkpoints/generator_1.safetensors");
-        let meta = gan_wgpu::checkpoint::Loaded::open(&ck).unwrap().metadata().unwrap();
+        let meta = gan_wgpu::io::checkpoint::Loaded::open(&ck).unwrap().metadata().unwrap();
         assert_eq!((meta["image_height"].as_str(), meta["image_width"].as_str()), (&*h.to_string(), &*w.to_string()));
         assert_eq!(meta["epoch"], "1");
         let (png, idx) = (dir.path().join("s.png"), dir.path().join("s.idx"));
@@ -385,7 +385,7 @@ fn image_shape_and_epoch_numbers_follow_the_data_and_the_tutorial() {
         run_ok(&["sample", "--checkpoint", ck_s, "--out", png.to_str().unwrap(), "--idx", idx.to_str().unwrap()]);
         let grid = image::open(&png).unwrap();
         assert_eq!((grid.width(), grid.height()), grid_size(h as u32, w as u32), "{h}x{w} sample grid");
-        let set = gan_wgpu::data::read_images(&idx, None).unwrap();
+        let set = gan_wgpu::io::data::read_images(&idx, None).unwrap();
         assert_eq!((set.count, set.height, set.width), (25, h, w));
     }
 }
@@ -472,7 +472,7 @@ fn an_adapter_short_of_a_limit_is_refused_in_one_line() {
     let data = dir.path().join("data");
     let train = data.join("train");
     std::fs::create_dir_all(&train).unwrap();
-    let mut bytes = gan_wgpu::data::idx_bytes(9, 4096, 4096, &[]);
+    let mut bytes = gan_wgpu::io::data::idx_bytes(9, 4096, 4096, &[]);
     bytes.resize(bytes.len() + 9 * 4096 * 4096, 7);
     std::fs::write(train.join("train-images-idx3-ubyte"), &bytes).unwrap();
     drop(bytes);
@@ -510,7 +510,7 @@ fn defaults_live_in_one_place_and_reach_clap_and_the_page() {
         let text: String = help.lines().skip(line).take(3).collect();
         assert!(text.contains(&format!("[default: {value}]")), "{flag}: {text}");
     }
-    let json: serde_json::Value = serde_json::from_str(&defaults::defaults_json()).unwrap();
+    let json: serde_json::Value = serde_json::from_str(&gan_wgpu::models::defaults_json()).unwrap();
     assert_eq!(json["batch"], defaults::BATCH);
     assert_eq!(json["lr"].as_f64(), Some(0.0002), "the shortest decimal form: {json}");
     assert_eq!(json["seed"], defaults::SEED);

@@ -9,9 +9,9 @@
 
 mod common;
 use common::{assert_close, ctx, rng, uniform_vec};
-use gan_wgpu::kernels::conv::{self, ConvGeometry};
-use gan_wgpu::kernels::matmul::{Form, Matmul, Variant};
-use gan_wgpu::kernels::{self, Dispatch};
+use gan_wgpu::engine::kernels::conv::{self, ConvGeometry};
+use gan_wgpu::engine::kernels::matmul::{Form, Matmul, Variant};
+use gan_wgpu::engine::kernels::{self, Dispatch};
 use gan_wgpu::{GpuContext, GpuTensor};
 
 /// Conv2d geometries: DCGAN's k4 s2 p1 on odd sizes, a k3 s1 p1, and D's
@@ -215,9 +215,9 @@ fn inconsistent_geometries_are_refused() {
 /// the need.
 #[test]
 fn implicit_gemm_conv2d_forward_equals_the_definition() {
-    use gan_wgpu::kernels::bias_act::{self, Act};
-    use gan_wgpu::kernels::conv_gemm;
-    use gan_wgpu::kernels::matmul::Epilogue;
+    use gan_wgpu::engine::kernels::bias_act::{self, Act};
+    use gan_wgpu::engine::kernels::conv_gemm;
+    use gan_wgpu::engine::kernels::matmul::Epilogue;
     let Some(ctx) = ctx() else { return };
     let out = 37;
     let geometries = [
@@ -237,7 +237,7 @@ fn implicit_gemm_conv2d_forward_equals_the_definition() {
         let y = nan_tensor(ctx, &[m, out], "y");
         let epilogue = Epilogue { bias: Some(&gbias), act: Act::LeakyRelu };
         let launched = conv_gemm::conv2d_forward(ctx, &gx, &gw, &y, &g, epilogue);
-        if !gan_wgpu::kernels::matmul::Variant::subgroups_usable(ctx) {
+        if !gan_wgpu::engine::kernels::matmul::Variant::subgroups_usable(ctx) {
             assert!(!conv_gemm::applies(ctx, &g));
             let e = launched.expect_err("refused without subgroups").to_string();
             assert!(e.contains("subgroups"), "{e}");
@@ -259,8 +259,8 @@ fn implicit_gemm_conv2d_forward_equals_the_definition() {
 /// adapter has no usable subgroups, or positions are no multiple of 4.
 #[test]
 fn implicit_gemm_weight_gradient_equals_the_cpu() {
-    use gan_wgpu::kernels::conv_gemm;
-    use gan_wgpu::kernels::matmul::cpu_matmul;
+    use gan_wgpu::engine::kernels::conv_gemm;
+    use gan_wgpu::engine::kernels::matmul::cpu_matmul;
     let Some(ctx) = ctx() else { return };
     let lead = 12;
     let geometries = [
@@ -278,7 +278,7 @@ fn implicit_gemm_weight_gradient_equals_the_cpu() {
         let gdy = GpuTensor::from_f32(ctx, &[m, lead], "dy", &dy).unwrap();
         let dw = nan_tensor(ctx, &[lead, k], "dw");
         let launched = conv_gemm::weight_grad(ctx, &gdy, &gx, &dw, &g);
-        if !gan_wgpu::kernels::matmul::Variant::subgroups_usable(ctx) {
+        if !gan_wgpu::engine::kernels::matmul::Variant::subgroups_usable(ctx) {
             let e = launched.expect_err("refused without subgroups").to_string();
             assert!(e.contains("subgroups"), "{e}");
             continue;

@@ -4,8 +4,9 @@
 //! images it cannot shape refused in one line.
 
 mod common;
-use gan_wgpu::model::{CpuNet, GanArchitecture};
-use gan_wgpu::network::GpuNet;
+use gan_wgpu::models::GanArchitecture;
+use gan_wgpu::nn::cpu_reference::CpuNet;
+use gan_wgpu::nn::gpu_net::GpuNet;
 use gan_wgpu::train::{images_from_outputs, Sampler};
 use std::path::Path;
 use std::process::Command;
@@ -132,7 +133,7 @@ fn dcgan_trains_from_the_cli_resumes_and_samples() {
         gan().args(["sample", "--count", "4", "--seed", "1", "--idx"]).arg(&idx).arg("--checkpoint").arg(&g).output();
     let out = out.unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    let samples = gan_wgpu::data::read_images(&idx, None).unwrap();
+    let samples = gan_wgpu::io::data::read_images(&idx, None).unwrap();
     assert_eq!((samples.count, samples.height, samples.width), (4, 28, 28));
     // After 16 steps the running statistics (momentum 0.1) are far from the
     // batch's, so evaluation-mode samples are nearly flat; not constant.
@@ -141,14 +142,14 @@ fn dcgan_trains_from_the_cli_resumes_and_samples() {
     // The averaged generator: its own weights, its decay recorded, and
     // `sample` draws from it as from the trained one.
     let avg = whole.join(averaged);
-    let meta = gan_wgpu::checkpoint::Loaded::open(&avg).unwrap().metadata().unwrap();
+    let meta = gan_wgpu::io::checkpoint::Loaded::open(&avg).unwrap().metadata().unwrap();
     assert_eq!(meta.get("ema_decay").map(String::as_str), Some("0.999"), "{meta:?}");
     assert_ne!(tensor_bytes(&avg, "main.0.weight"), tensor_bytes(&g, "main.0.weight"));
     let mut sample = gan();
     let out = sample.args(["sample", "--count", "4", "--seed", "1", "--idx"]).arg(&idx).arg("--checkpoint").arg(&avg);
     let out = out.output().unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    let averaged_samples = gan_wgpu::data::read_images(&idx, None).unwrap();
+    let averaged_samples = gan_wgpu::io::data::read_images(&idx, None).unwrap();
     assert_ne!(averaged_samples.pixels, samples.pixels, "the average draws as the trained generator does");
 }
 
@@ -174,7 +175,7 @@ fn copy_dir(from: &Path, to: &Path) {
 /// weights were kept in (kh, kw, c) order): flat parameters and moments in
 /// PyTorch's order.
 fn write_state_in_pytorch_order(run: &Path) {
-    use gan_wgpu::checkpoint::{save_safetensors, Loaded, OwnedTensor};
+    use gan_wgpu::io::checkpoint::{save_safetensors, Loaded, OwnedTensor};
     let path = gan_wgpu::train::find_latest_state(run).unwrap();
     let file = Loaded::open(&path).unwrap();
     let mut meta = file.metadata().unwrap();
@@ -208,8 +209,11 @@ fn dcgan_refuses_images_it_cannot_shape() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("odd");
     std::fs::create_dir_all(data.join("train")).unwrap();
-    std::fs::write(data.join("train/train-images-idx3-ubyte"), gan_wgpu::data::idx_bytes(64, 30, 30, &[7u8; 64 * 900]))
-        .unwrap();
+    std::fs::write(
+        data.join("train/train-images-idx3-ubyte"),
+        gan_wgpu::io::data::idx_bytes(64, 30, 30, &[7u8; 64 * 900]),
+    )
+    .unwrap();
     let bad = gan()
         .args(["train", "--model", "dcgan", "--epochs", "1", "--batch-size", "32", "--eval-every", "0", "--data"])
         .arg(&data)
@@ -237,10 +241,11 @@ fn sample_draws_more_dcgan_images_than_fit_in_one_buffer() {
     let dir = tempfile::tempdir().unwrap();
     let spec = GanArchitecture::dcgan(100, (28, 28), gan_wgpu::defaults::DCGAN_WIDTH).unwrap().generator;
     let params = spec.init_params(&mut common::rng(5));
-    let bn: Vec<_> = spec.layers.iter().map(|l| l.bn.as_ref().map(|_| gan_wgpu::model::BnStats::new(l.out))).collect();
+    let bn: Vec<_> =
+        spec.layers.iter().map(|l| l.bn.as_ref().map(|_| gan_wgpu::nn::spec::BnStats::new(l.out))).collect();
     let meta = vec![("image_height".to_string(), "28".to_string()), ("image_width".to_string(), "28".to_string())];
     let g = dir.path().join("g.safetensors");
-    gan_wgpu::checkpoint::save_network(&g, &spec, &params, &bn, meta).unwrap();
+    gan_wgpu::io::checkpoint::save_network(&g, &spec, &params, &bn, meta).unwrap();
     let draw = |count: &str, name: &str| {
         let idx = dir.path().join(name);
         let mut sample = gan();
@@ -248,7 +253,7 @@ fn sample_draws_more_dcgan_images_than_fit_in_one_buffer() {
             sample.args(["sample", "--count", count, "--seed", "1", "--idx"]).arg(&idx).arg("--checkpoint").arg(&g);
         let out = out.output().unwrap();
         assert!(out.status.success(), "sample --count {count}: {}", String::from_utf8_lossy(&out.stderr));
-        gan_wgpu::data::read_images(&idx, None).unwrap()
+        gan_wgpu::io::data::read_images(&idx, None).unwrap()
     };
     let many = draw("2000", "many.idx");
     let few = draw("9", "few.idx");

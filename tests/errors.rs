@@ -1,6 +1,6 @@
 //! Adapter choice and the missing-limit error, with no GPU.
 
-use gan_wgpu::context::{check_limits, choose_adapter, DeviceChoice, Requirements};
+use gan_wgpu::engine::context::{check_limits, choose_adapter, DeviceChoice, Requirements};
 
 fn info(name: &str, t: wgpu::DeviceType, backend: wgpu::Backend) -> wgpu::AdapterInfo {
     wgpu::AdapterInfo {

@@ -5,15 +5,16 @@
 
 mod common;
 use common::ctx;
-use gan_wgpu::checkpoint::Loaded;
-use gan_wgpu::classifier::{self, Classifier, ClassifierConfig, FeatureExtractor, FEATURE_DIM};
-use gan_wgpu::evaluate::{self, Evaluator};
-use gan_wgpu::kernels::adam::AdamConfig;
-use gan_wgpu::model::WhichModel;
-use gan_wgpu::model::{self, CpuNet};
-use gan_wgpu::network::GpuNet;
+use gan_wgpu::engine::kernels::adam::AdamConfig;
+use gan_wgpu::eval::classifier::{self, Classifier, ClassifierConfig, FeatureExtractor, FEATURE_DIM};
+use gan_wgpu::eval::evaluate::{self, Evaluator};
+use gan_wgpu::io::checkpoint::Loaded;
+use gan_wgpu::io::data;
+use gan_wgpu::models::WhichModel;
+use gan_wgpu::nn::cpu_reference::CpuNet;
+use gan_wgpu::nn::gpu_net::GpuNet;
 use gan_wgpu::train::{self, GanConfig, Session};
-use gan_wgpu::{data, GpuTensor};
+use gan_wgpu::GpuTensor;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::OnceLock;
@@ -114,7 +115,7 @@ fn scores_tell_real_noise_and_collapsed_sets_apart_repeatably() {
     assert_eq!(collapsed.classes_covered, 1, "{collapsed:?}");
     assert!(collapsed.fid > 10.0 * floor.fid && collapsed.inception_score < 1.5, "{collapsed:?}");
     // The same generator scored twice: the same numbers.
-    let spec = model::GanArchitecture::tutorial(100, 784).generator;
+    let spec = gan_wgpu::models::GanArchitecture::tutorial(100, 784).generator;
     let counters = GpuTensor::zeros(ctx, &[4], "counters");
     let g =
         GpuNet::new(ctx, spec.clone(), &spec.init_params(&mut common::rng(8)), &counters, Default::default()).unwrap();
@@ -124,7 +125,7 @@ fn scores_tell_real_noise_and_collapsed_sets_apart_repeatably() {
     assert_eq!(a.n, 1200);
     assert_eq!(a.conditional, None, "an unconditional generator has no conditional score");
     // A conditional generator: asked for each class in turn, scored per class.
-    let spec = model::GanArchitecture::conditional(100, 784, 10).generator;
+    let spec = gan_wgpu::models::GanArchitecture::conditional(100, 784, 10).generator;
     let g =
         GpuNet::new(ctx, spec.clone(), &spec.init_params(&mut common::rng(9)), &counters, Default::default()).unwrap();
     let s = ev.score_generator(ctx, &g, 3000, 3).unwrap();

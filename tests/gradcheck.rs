@@ -4,8 +4,8 @@
 
 mod common;
 use common::{rng, uniform_vec};
-use gan_wgpu::kernels::bias_act::Act;
-use gan_wgpu::kernels::{batchnorm, bce, bias_act, matmul, softmax_ce};
+use gan_wgpu::engine::kernels::bias_act::Act;
+use gan_wgpu::engine::kernels::{batchnorm, bce, bias_act, matmul, softmax_ce};
 
 const H: f64 = 1e-2;
 

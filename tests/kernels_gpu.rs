@@ -4,8 +4,8 @@
 
 mod common;
 use common::{assert_close, ctx, rng, uniform_vec};
-use gan_wgpu::kernels::reduce::Reduce;
-use gan_wgpu::kernels::{
+use gan_wgpu::engine::kernels::reduce::Reduce;
+use gan_wgpu::engine::kernels::{
     self, adam, batchnorm, bce, bias_act, ceiling, dropout, ema, embedding, gather, matmul, rng as krng, softmax_ce,
 };
 use gan_wgpu::GpuTensor;
@@ -48,7 +48,7 @@ fn matmul_all_variants_odd_shapes() {
 #[test]
 fn matmul_all_variants_model_shapes() {
     // Every product of a training step at batch 128: Y = X W^T, dX = dY W, dW = dY^T X.
-    for (i, (m, n, k, form, _)) in gan_wgpu::model::matmul_shapes(128).into_iter().enumerate() {
+    for (i, (m, n, k, form, _)) in gan_wgpu::models::matmul_shapes(128).into_iter().enumerate() {
         matmul_case(form, m, n, k, 100 + i as u64);
     }
 }
@@ -536,7 +536,7 @@ fn bench_timing_with_zero_trials_is_an_error() {
     let counters = GpuTensor::zeros(ctx, &[4], "counters");
     let upd = adam::Adam::new(ctx, adam::AdamConfig::default(), &t("p"), &t("g"), &t("m"), &t("v"), &counters).unwrap();
     for (reps, trials) in [(0, 3), (3, 0)] {
-        let err = gan_wgpu::timing::time_dispatch(ctx, &upd.dispatch, reps, trials).unwrap_err().to_string();
+        let err = gan_wgpu::engine::timing::time_dispatch(ctx, &upd.dispatch, reps, trials).unwrap_err().to_string();
         assert!(err.contains(&format!("got {reps} and {trials}")), "{err}");
     }
 }

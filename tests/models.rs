@@ -3,9 +3,10 @@
 //! outputs, samples the class asked for, and refuses what it cannot do.
 
 mod common;
-use gan_wgpu::kernels::embedding;
-use gan_wgpu::model::{CpuNet, GanArchitecture};
-use gan_wgpu::network::GpuNet;
+use gan_wgpu::engine::kernels::embedding;
+use gan_wgpu::models::GanArchitecture;
+use gan_wgpu::nn::cpu_reference::CpuNet;
+use gan_wgpu::nn::gpu_net::GpuNet;
 use std::path::Path;
 use std::process::Command;
 
@@ -62,7 +63,7 @@ fn model_gan_trains_as_before_models_were_chosen() {
     let rows: Vec<String> = csv.lines().skip(1).map(|l| l.rsplit_once(',').unwrap().0.to_string()).collect();
     assert_eq!(rows.len(), RECORD_LOSSES.len(), "{csv}");
     let adapter = stdout.lines().find(|l| l.starts_with("adapter: ")).unwrap_or_default();
-    let cpu = gan_wgpu::settings::host_cpu_model().unwrap_or_default();
+    let cpu = gan_wgpu::engine::settings::host_cpu_model().unwrap_or_default();
     let ck = out.join("checkpoints");
     if adapter.contains(RECORD_ADAPTER) && cpu.contains(RECORD_CPU) {
         assert_eq!(rows, RECORD_LOSSES, "losses, bit for bit");
@@ -86,7 +87,7 @@ fn model_gan_trains_as_before_models_were_chosen() {
         }
     }
     // The architecture is in the metadata; no embedding for gan.
-    let f = gan_wgpu::checkpoint::Loaded::open(&ck.join("generator_1.safetensors")).unwrap();
+    let f = gan_wgpu::io::checkpoint::Loaded::open(&ck.join("generator_1.safetensors")).unwrap();
     let meta = f.metadata().unwrap();
     assert!(!meta["architecture"].contains("embedding"), "{}", meta["architecture"]);
 }
@@ -121,7 +122,7 @@ fn cgan_writes_class_rows_and_samples_the_class_asked_for() {
     let grid = image::open(out.join("images/test_0.png")).unwrap();
     assert_eq!((grid.width(), grid.height()), (10 * 116 + 4, 10 * 116 + 4));
     let g = out.join("checkpoints/generator_0.safetensors");
-    let meta = gan_wgpu::checkpoint::Loaded::open(&g).unwrap().metadata().unwrap();
+    let meta = gan_wgpu::io::checkpoint::Loaded::open(&g).unwrap().metadata().unwrap();
     assert!(meta["architecture"].contains("\"embedding\""), "{}", meta["architecture"]);
 
     // --class 7: every sample is the generator's 7, the same pixels as the
@@ -144,8 +145,8 @@ fn cgan_writes_class_rows_and_samples_the_class_asked_for() {
         .output()
         .unwrap();
     assert!(s.status.success(), "{}", String::from_utf8_lossy(&s.stderr));
-    let seven = gan_wgpu::data::read_images(&seven, None).unwrap();
-    let rows = gan_wgpu::data::read_images(&rows, None).unwrap();
+    let seven = gan_wgpu::io::data::read_images(&seven, None).unwrap();
+    let rows = gan_wgpu::io::data::read_images(&rows, None).unwrap();
     assert_eq!((seven.count, rows.count), (6, 12));
     assert_eq!(&rows.pixels[6 * 784..], &seven.pixels[..], "--classes 3,7: the second row is --class 7's");
     assert_ne!(&rows.pixels[..6 * 784], &seven.pixels[..], "class 3 is drawn otherwise");
@@ -189,7 +190,7 @@ fn class_flags_are_refused_for_an_unconditional_generator_and_cgan_needs_labels(
     std::fs::create_dir_all(data.join("train")).unwrap();
     std::fs::write(
         data.join("train/train-images-idx3-ubyte"),
-        gan_wgpu::data::idx_bytes(128, 28, 28, &vec![0u8; 128 * 784]),
+        gan_wgpu::io::data::idx_bytes(128, 28, 28, &vec![0u8; 128 * 784]),
     )
     .unwrap();
     let bad = gan()

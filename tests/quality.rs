@@ -2,8 +2,8 @@
 //! Fréchet distance, the Inception-style score, class coverage, warnings.
 
 mod common;
-use gan_wgpu::evaluate::{self, QualityRow};
-use gan_wgpu::quality;
+use gan_wgpu::eval::evaluate::{self, QualityRow};
+use gan_wgpu::eval::quality;
 use rand::Rng;
 
 /// n rows of dim features, feature j ~ N(mean[j], sd[j]^2) (Box-Muller).

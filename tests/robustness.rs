@@ -2,8 +2,8 @@
 //! crashes mid-write, unwritable outputs, device errors, corrupt files.
 
 mod common;
-use gan_wgpu::checkpoint;
-use gan_wgpu::data;
+use gan_wgpu::io::checkpoint;
+use gan_wgpu::io::data;
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -117,8 +117,8 @@ fn sigkill_mid_run_leaves_only_loadable_files() {
     std::thread::sleep(Duration::from_millis(700));
     child.kill().unwrap();
     child.wait().unwrap();
-    let g = gan_wgpu::model::GanArchitecture::tutorial(100, 784).generator;
-    let d = gan_wgpu::model::GanArchitecture::tutorial(100, 784).discriminator;
+    let g = gan_wgpu::models::GanArchitecture::tutorial(100, 784).generator;
+    let d = gan_wgpu::models::GanArchitecture::tutorial(100, 784).discriminator;
     for e in std::fs::read_dir(out.join("checkpoints")).unwrap() {
         let p = e.unwrap().path();
         let name = p.file_name().unwrap().to_string_lossy().into_owned();
@@ -228,25 +228,25 @@ fn device_validation_errors_are_reported_not_panicked() {
     let Some(ctx) = common::ctx() else { return };
     // 70,000 workgroups exceed max_compute_workgroups_per_dimension (65,535).
     let t = gan_wgpu::GpuTensor::zeros(ctx, &[4], "x");
-    let mut d = gan_wgpu::kernels::bias_act::forward(
+    let mut d = gan_wgpu::engine::kernels::bias_act::forward(
         ctx,
-        gan_wgpu::kernels::bias_act::Act::Relu,
+        gan_wgpu::engine::kernels::bias_act::Act::Relu,
         &t.reshaped(&[1, 4]).unwrap(),
         None,
     )
     .unwrap();
     d.groups = [70_000, 1, 1];
-    let err = gan_wgpu::kernels::run(ctx, &[&d]).unwrap_err().to_string();
+    let err = gan_wgpu::engine::kernels::run(ctx, &[&d]).unwrap_err().to_string();
     assert!(err.contains("GPU error during"), "{err}");
     // The device is still usable afterwards.
-    let ok = gan_wgpu::kernels::bias_act::forward(
+    let ok = gan_wgpu::engine::kernels::bias_act::forward(
         ctx,
-        gan_wgpu::kernels::bias_act::Act::Relu,
+        gan_wgpu::engine::kernels::bias_act::Act::Relu,
         &t.reshaped(&[1, 4]).unwrap(),
         None,
     )
     .unwrap();
-    gan_wgpu::kernels::run(ctx, &[&ok]).unwrap();
+    gan_wgpu::engine::kernels::run(ctx, &[&ok]).unwrap();
 }
 
 fn no_panic<T>(what: &str, f: impl FnOnce() -> T + std::panic::UnwindSafe) -> T {
@@ -319,7 +319,7 @@ fn idx_reader_survives_truncation_bit_flips_and_random_bytes() {
 fn checkpoint_loader_survives_corruption_and_names_tensors() {
     use rand::Rng;
     let dir = tempfile::tempdir().unwrap();
-    let spec = gan_wgpu::model::GanArchitecture::tutorial(100, 4).discriminator;
+    let spec = gan_wgpu::models::GanArchitecture::tutorial(100, 4).discriminator;
     let mut r = common::rng(5);
     let params = spec.init_params(&mut r);
     let good = dir.path().join("d.safetensors");
@@ -339,7 +339,7 @@ fn checkpoint_loader_survives_corruption_and_names_tensors() {
         let _ = no_panic("bit flip", || checkpoint::load_network(&bad, &spec));
     }
     // A tensor of the wrong shape, a missing tensor, a wrong dtype: named.
-    let other = gan_wgpu::model::GanArchitecture::tutorial(100, 5).discriminator;
+    let other = gan_wgpu::models::GanArchitecture::tutorial(100, 5).discriminator;
     let p5 = other.init_params(&mut r);
     checkpoint::save_network(&bad, &other, &p5, &[None, None, None], Default::default()).unwrap();
     let e = checkpoint::load_network(&bad, &spec).err().unwrap().to_string();
@@ -401,7 +401,7 @@ fn disk_full_is_one_clear_error_and_leaves_no_partial_files() {
         .unwrap_or_default();
     let g1 = checkpoint::load_network(
         &out.join("checkpoints/generator_0.safetensors"),
-        &gan_wgpu::model::GanArchitecture::tutorial(100, 784).generator,
+        &gan_wgpu::models::GanArchitecture::tutorial(100, 784).generator,
     );
     Command::new("umount").arg(&mnt).status().unwrap();
     let r = r.unwrap();

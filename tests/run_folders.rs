@@ -5,7 +5,7 @@
 //! training files (or none) is evaluated on images the classifier never saw.
 
 mod common;
-use gan_wgpu::data::{self, ImageSet, Reference};
+use gan_wgpu::io::data::{self, ImageSet, Reference};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 
@@ -396,7 +396,7 @@ fn eval_on_a_flat_folder_names_what_it_measured_on() {
 
 /// The metadata of a safetensors file (a state or a checkpoint).
 fn metadata(path: &Path) -> std::collections::HashMap<String, String> {
-    gan_wgpu::checkpoint::Loaded::open(path).unwrap().metadata().unwrap()
+    gan_wgpu::io::checkpoint::Loaded::open(path).unwrap().metadata().unwrap()
 }
 
 /// A fresh run into a folder that holds a run refuses in one line naming
@@ -511,7 +511,7 @@ fn non_finite_latent_codes_are_refused_with_the_row_and_column() {
     z[2 * 100 + 7] = f32::NAN;
     z[3 * 100] = f32::INFINITY;
     let npy = dir.path().join("z.npy");
-    std::fs::write(&npy, gan_wgpu::checkpoint::npy_bytes(&[4, 100], &z)).unwrap();
+    std::fs::write(&npy, gan_wgpu::io::checkpoint::npy_bytes(&[4, 100], &z)).unwrap();
     let out = gan()
         .current_dir(dir.path())
         .args(["sample", "--checkpoint", "r/checkpoints/generator_0.safetensors", "--latent", "z.npy"])

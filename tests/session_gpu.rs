@@ -5,7 +5,7 @@
 
 mod common;
 use common::{ctx, random_set};
-use gan_wgpu::kernels::adam::AdamConfig;
+use gan_wgpu::engine::kernels::adam::AdamConfig;
 use gan_wgpu::train::{self, GanConfig, Session, TrainConfig};
 use std::sync::atomic::AtomicBool;
 
@@ -18,7 +18,7 @@ fn session_steps_equal_the_trainers_losses_and_checkpoints() {
         latent: 100,
         seed: 17,
         adam: AdamConfig::default(),
-        model: gan_wgpu::model::WhichModel::Gan,
+        model: gan_wgpu::models::WhichModel::Gan,
         dcgan_width: gan_wgpu::defaults::DCGAN_WIDTH,
         ema_decay: gan_wgpu::defaults::EMA_DECAY,
     };
@@ -70,9 +70,9 @@ fn session_steps_equal_the_trainers_losses_and_checkpoints() {
     // The grid the page draws is the CLI's sampler on the fixed codes.
     let grid = pollster::block_on(session.grid(ctx)).unwrap();
     assert_eq!(grid.len(), 25 * 784);
-    let loaded = gan_wgpu::evaluate::generator_from(
+    let loaded = gan_wgpu::eval::evaluate::generator_from(
         ctx,
-        &gan_wgpu::checkpoint::Loaded::from_bytes(g_bytes, std::path::Path::new("generator.safetensors")).unwrap(),
+        &gan_wgpu::io::checkpoint::Loaded::from_bytes(g_bytes, std::path::Path::new("generator.safetensors")).unwrap(),
     )
     .unwrap();
     let sampler = train::Sampler::new(ctx, &loaded.net, 25).unwrap();
@@ -83,10 +83,10 @@ fn session_steps_equal_the_trainers_losses_and_checkpoints() {
 #[test]
 fn the_page_self_test_passes_on_this_adapter() {
     let Some(ctx) = ctx() else { return };
-    let results = pollster::block_on(gan_wgpu::selftest::run_all(ctx));
+    let results = pollster::block_on(gan_wgpu::engine::selftest::run_all(ctx));
     // Every shader file is exercised, the subgroup ones where subgroups are usable.
-    let subgroups = gan_wgpu::kernels::matmul::Variant::subgroups_usable(ctx);
-    for shader in gan_wgpu::kernels::SHADERS.iter().filter(|s| s.features.is_empty() || subgroups) {
+    let subgroups = gan_wgpu::engine::kernels::matmul::Variant::subgroups_usable(ctx);
+    for shader in gan_wgpu::engine::kernels::SHADERS.iter().filter(|s| s.features.is_empty() || subgroups) {
         let covered = results.iter().any(|r| r.shader == shader.name)
             || ["activation.wgsl", "matmul_common.wgsl", "bce.wgsl", "philox.wgsl"].contains(&shader.name);
         assert!(covered, "{} is not in the self-test", shader.name);
@@ -106,11 +106,11 @@ fn choices_made_without_blocking_are_measured_and_verified() {
     let Some(ctx) = ctx() else { return };
     let origin = std::time::Instant::now();
     let clock = move || origin.elapsed().as_secs_f64() * 1e3;
-    let (matmul, reduce) = pollster::block_on(gan_wgpu::autotune::choose_without_blocking(ctx, Some(&clock)));
+    let (matmul, reduce) = pollster::block_on(gan_wgpu::engine::autotune::choose_without_blocking(ctx, Some(&clock)));
     assert!(matmul.how.starts_with("measured here: tiled "), "{}", matmul.how);
     assert!(matmul.how.ends_with("verified against naive on 6 small products"), "{}", matmul.how);
     assert!(reduce.how.starts_with("measured here: column "), "{}", reduce.how);
     assert!(reduce.how.ends_with("verified against the CPU references"), "{}", reduce.how);
-    let (table, _) = pollster::block_on(gan_wgpu::autotune::choose_without_blocking(ctx, None));
+    let (table, _) = pollster::block_on(gan_wgpu::engine::autotune::choose_without_blocking(ctx, None));
     assert!(table.how.starts_with("the table;"), "{}", table.how);
 }

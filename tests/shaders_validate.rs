@@ -4,7 +4,7 @@
 //! only for the subgroup module. A capability a module leaks fails here; no
 //! GPU needed.
 
-use gan_wgpu::kernels::{ShaderFile, SHADERS};
+use gan_wgpu::engine::kernels::{ShaderFile, SHADERS};
 
 /// The validator a device with `features` would use for our modules.
 fn validator(features: wgpu::Features) -> naga::valid::Validator {

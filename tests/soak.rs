@@ -4,7 +4,7 @@
 //! counters see nothing else.
 
 mod common;
-use gan_wgpu::kernels::adam::AdamConfig;
+use gan_wgpu::engine::kernels::adam::AdamConfig;
 use gan_wgpu::train::{GanConfig, Session};
 use rand::Rng;
 
@@ -19,7 +19,7 @@ fn thousands_of_steps_keep_memory_flat() {
     let Some(ctx) = common::ctx() else { return };
     let mut r = common::rng(1);
     let n = 64;
-    let data = gan_wgpu::data::ImageSet {
+    let data = gan_wgpu::io::data::ImageSet {
         count: n,
         height: 28,
         width: 28,
@@ -33,7 +33,7 @@ fn thousands_of_steps_keep_memory_flat() {
         latent: 100,
         seed: 3,
         adam: AdamConfig::default(),
-        model: gan_wgpu::model::WhichModel::Gan,
+        model: gan_wgpu::models::WhichModel::Gan,
         dcgan_width: gan_wgpu::defaults::DCGAN_WIDTH,
         ema_decay: gan_wgpu::defaults::EMA_DECAY,
     };

@@ -16,13 +16,16 @@
 
 mod common;
 use common::{assert_close, ctx, random_set, rng};
-use gan_wgpu::conv_layer;
-use gan_wgpu::kernels::adam::AdamConfig;
-use gan_wgpu::kernels::dropout::{self, DropoutDraw};
-use gan_wgpu::kernels::matmul::Variant;
-use gan_wgpu::kernels::{self, bce, conv, ema, embedding, gather, rng as krng, Dispatch};
-use gan_wgpu::model::{CpuNet, LayerCache, LayerKind, WhichModel};
-use gan_wgpu::network::{Activations, GpuNet};
+use gan_wgpu::engine::kernels::adam::AdamConfig;
+use gan_wgpu::engine::kernels::dropout::{self, DropoutDraw};
+use gan_wgpu::engine::kernels::matmul::Variant;
+use gan_wgpu::engine::kernels::{self, bce, conv, ema, embedding, gather, rng as krng, Dispatch};
+use gan_wgpu::models::WhichModel;
+use gan_wgpu::nn::conv_layer;
+use gan_wgpu::nn::cpu_reference::CpuNet;
+use gan_wgpu::nn::cpu_reference::LayerCache;
+use gan_wgpu::nn::gpu_net::{Activations, GpuNet};
+use gan_wgpu::nn::spec::LayerKind;
 use gan_wgpu::train::{Gan, GanConfig};
 use gan_wgpu::{GpuContext, GpuTensor};
 

@@ -3,11 +3,10 @@
 
 mod common;
 use common::{ctx, random_set};
-use gan_wgpu::checkpoint;
-use gan_wgpu::data;
-use gan_wgpu::kernels::adam::AdamConfig;
-use gan_wgpu::model;
-use gan_wgpu::network::GpuNet;
+use gan_wgpu::engine::kernels::adam::AdamConfig;
+use gan_wgpu::io::checkpoint;
+use gan_wgpu::io::data;
+use gan_wgpu::nn::gpu_net::GpuNet;
 use gan_wgpu::train::{self, GanConfig, TrainConfig};
 use std::sync::atomic::AtomicBool;
 
@@ -46,7 +45,7 @@ fn small_config(
             latent: 100,
             seed: 9,
             adam: AdamConfig::default(),
-            model: gan_wgpu::model::WhichModel::Gan,
+            model: gan_wgpu::models::WhichModel::Gan,
             dcgan_width: gan_wgpu::defaults::DCGAN_WIDTH,
             ema_decay: gan_wgpu::defaults::EMA_DECAY,
         },
@@ -61,7 +60,7 @@ fn small_config(
     }
 }
 
-fn assert_same_losses(a: &[gan_wgpu::images::LossRow], b: &[gan_wgpu::images::LossRow]) {
+fn assert_same_losses(a: &[gan_wgpu::io::images::LossRow], b: &[gan_wgpu::io::images::LossRow]) {
     assert_eq!(a.len(), b.len());
     for (a, b) in a.iter().zip(b) {
         assert_eq!(
@@ -221,7 +220,7 @@ fn a_short_run_writes_every_output_and_checkpoints_round_trip() {
 
     // The generator checkpoint, read back, gives the epoch grid exactly;
     // the averaged generator's, the averaged grid.
-    let spec = model::GanArchitecture::tutorial(100, 784).generator;
+    let spec = gan_wgpu::models::GanArchitecture::tutorial(100, 784).generator;
     let ck = checkpoint::load_network(&out.join("checkpoints/generator_1.safetensors"), &spec).unwrap();
     assert_eq!(ck.bn[1].as_ref().unwrap().num_batches_tracked, 6);
     let (rows, cols, latent) = checkpoint::read_npy_f32_2d(&out.join("fixed_latent.npy")).unwrap();

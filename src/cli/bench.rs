@@ -14,13 +14,12 @@
 //! runs; GPU and CPU are so measured in the same minutes and with the same
 //! statistic.
 
-use gan_wgpu::context::GpuContext;
+use gan_wgpu::engine::context::GpuContext;
+use gan_wgpu::engine::kernels::reduce::Reduce;
+use gan_wgpu::engine::kernels::{adam, batchnorm, bce, bias_act, ceiling, gather, matmul, rng, Dispatch};
+use gan_wgpu::engine::tensor::GpuTensor;
+use gan_wgpu::engine::timing::{median, time_dispatch, time_dispatch_interleaved, PassTimer};
 use gan_wgpu::error::{GanError, Result};
-use gan_wgpu::kernels::reduce::Reduce;
-use gan_wgpu::kernels::{adam, batchnorm, bce, bias_act, ceiling, gather, matmul, rng, Dispatch};
-use gan_wgpu::model;
-use gan_wgpu::tensor::GpuTensor;
-use gan_wgpu::timing::{median, time_dispatch, time_dispatch_interleaved, PassTimer};
 use rand::SeedableRng;
 use std::fmt::Write as _;
 use std::time::Instant;
@@ -113,7 +112,7 @@ pub fn run_kernel_bench(ctx: &GpuContext, opts: &BenchOptions) -> Result<Vec<Row
     let chosen = matmul::Variant::for_adapter(ctx);
     let mut rows = Vec::new();
     let b = opts.batch;
-    for (m, n, k, form, what) in model::matmul_shapes(b) {
+    for (m, n, k, form, what) in gan_wgpu::models::matmul_shapes(b) {
         let (sa, sb) = form.operand_shapes(m, n, k);
         let a = GpuTensor::zeros(ctx, &sa, "a");
         let bt = GpuTensor::zeros(ctx, &sb, "b");
@@ -339,7 +338,7 @@ pub fn to_json(
     convolutions: serde_json::Value,
     adapter: &str,
     cpu: Option<&str>,
-    matmul: &gan_wgpu::autotune::Choice,
+    matmul: &gan_wgpu::engine::autotune::Choice,
     kernel_timing: &str,
 ) -> String {
     use serde_json::json;
@@ -435,7 +434,7 @@ fn is_gemm(label: &str) -> bool {
 /// is when the program started (for the time to the first step).
 pub fn run_step_bench(
     ctx: &GpuContext,
-    model: gan_wgpu::model::WhichModel,
+    model: gan_wgpu::models::WhichModel,
     batch: usize,
     steps: usize,
     launch: Instant,
@@ -447,7 +446,7 @@ pub fn run_step_bench(
     use gan_wgpu::train::{GanConfig, Session};
     let n = (batch * 8).max(1024);
     let mut r = rand::rngs::StdRng::seed_from_u64(1);
-    let data = gan_wgpu::data::ImageSet {
+    let data = gan_wgpu::io::data::ImageSet {
         count: n,
         height: 28,
         width: 28,
@@ -459,7 +458,7 @@ pub fn run_step_bench(
         batch,
         latent: 100,
         seed: 1,
-        adam: gan_wgpu::kernels::adam::AdamConfig::default(),
+        adam: gan_wgpu::engine::kernels::adam::AdamConfig::default(),
         model,
         dcgan_width: gan_wgpu::defaults::DCGAN_WIDTH,
         ema_decay: gan_wgpu::defaults::EMA_DECAY,

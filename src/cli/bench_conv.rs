@@ -9,14 +9,15 @@
 //! Where the implicit GEMM applies (conv_gemm: the patches read inside the
 //! subgroup matmul, channels in multiples of 4), its time is listed beside.
 
-use gan_wgpu::context::GpuContext;
+use gan_wgpu::engine::context::GpuContext;
+use gan_wgpu::engine::kernels::matmul::Epilogue;
+use gan_wgpu::engine::kernels::matmul::{Form, Matmul, Variant};
+use gan_wgpu::engine::kernels::{conv, conv_gemm, Dispatch};
+use gan_wgpu::engine::tensor::GpuTensor;
+use gan_wgpu::engine::timing::time_dispatch;
 use gan_wgpu::error::{GanError, Result};
-use gan_wgpu::kernels::matmul::Epilogue;
-use gan_wgpu::kernels::matmul::{Form, Matmul, Variant};
-use gan_wgpu::kernels::{conv, conv_gemm, Dispatch};
-use gan_wgpu::model::{GanArchitecture, LayerKind};
-use gan_wgpu::tensor::GpuTensor;
-use gan_wgpu::timing::time_dispatch;
+use gan_wgpu::models::GanArchitecture;
+use gan_wgpu::nn::spec::LayerKind;
 use std::fmt::Write as _;
 
 pub struct ConvRow {

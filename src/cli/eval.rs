@@ -1,7 +1,11 @@
 //! `gan-wgpu eval` and `train --eval-every`: the classifier, its progress,
 //! and the scores of samples, generators and baselines.
 
-use super::*;
+use super::{
+    checkpoint, classifier, data, defaults, evaluate, images, positive, train, EvalArgs, GanError, GpuContext, PathBuf,
+    Requirements, Settings,
+};
+use std::io::IsTerminal;
 
 /// Prints the classifier's training progress on stderr: a bar on a
 /// terminal, a line per epoch otherwise.
@@ -172,7 +176,7 @@ impl QualityHook {
 fn score_into(
     ctx: &GpuContext,
     ev: &evaluate::Evaluator,
-    net: &gan_wgpu::network::GpuNet,
+    net: &gan_wgpu::nn::gpu_net::GpuNet,
     rows: &mut Vec<evaluate::QualityRow>,
     epoch: usize,
     steps: u64,
@@ -240,8 +244,11 @@ pub(super) fn eval(a: EvalArgs, settings: &Settings) -> gan_wgpu::Result<()> {
             ));
         }
     }
-    let ctx =
-        gan_wgpu::autotune::open(&settings.device_choice(a.device.as_deref())?, &Requirements::default(), settings)?;
+    let ctx = gan_wgpu::engine::autotune::open(
+        &settings.device_choice(a.device.as_deref())?,
+        &Requirements::default(),
+        settings,
+    )?;
     let c = classifier_for(&ctx, a.classifier.as_deref(), train_set, reference, settings.cache_dir.as_deref())?;
     println!("classifier: {}", describe_classifier(&c, splits.accuracy_name()));
     if let Some(p) = &a.export_classifier {
@@ -263,7 +270,7 @@ pub(super) fn eval(a: EvalArgs, settings: &Settings) -> gan_wgpu::Result<()> {
         "FID here is the Frechet distance in this classifier's {}-d penultimate features (not Inception's: not comparable with published FIDs)",
         classifier::FEATURE_DIM
     );
-    let mut rows: Vec<(String, gan_wgpu::quality::Score)> = Vec::new();
+    let mut rows: Vec<(String, gan_wgpu::eval::quality::Score)> = Vec::new();
     if let Some(s) = &samples {
         rows.push((format!("samples {}", s.source), ev.score_pixels(&ctx, &s.pixels, s.count)?));
     }
@@ -325,7 +332,7 @@ pub(super) fn eval(a: EvalArgs, settings: &Settings) -> gan_wgpu::Result<()> {
         }
     }
     if let Some(path) = &a.json {
-        let score_json = |s: &gan_wgpu::quality::Score| {
+        let score_json = |s: &gan_wgpu::eval::quality::Score| {
             let mut v = serde_json::json!({
                 "n": s.n,
                 "fid": s.fid,

@@ -7,13 +7,13 @@ mod sample;
 mod train_cmd;
 
 use clap::{Parser, Subcommand};
-use gan_wgpu::kernels::adam::AdamConfig;
-use gan_wgpu::model::WhichModel;
+use gan_wgpu::engine::context;
+use gan_wgpu::engine::kernels::adam::AdamConfig;
+use gan_wgpu::eval::{classifier, evaluate};
+use gan_wgpu::io::{checkpoint, data, images};
+use gan_wgpu::models::WhichModel;
 use gan_wgpu::train::{self, GanConfig, TrainConfig};
-use gan_wgpu::{
-    checkpoint, classifier, context, data, defaults, evaluate, images, GanError, GpuContext, Requirements, Settings,
-};
-use std::io::IsTerminal;
+use gan_wgpu::{defaults, GanError, GpuContext, Requirements, Settings};
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -225,7 +225,7 @@ fn run(
         Command::Bench { quick, json, device, batch_size, model } => {
             positive("--batch-size", batch_size as f64)?;
             let choice = settings.device_choice(device.as_deref())?;
-            let ctx = gan_wgpu::autotune::open(&choice, &Requirements::default(), &settings)?;
+            let ctx = gan_wgpu::engine::autotune::open(&choice, &Requirements::default(), &settings)?;
             println!("adapter: {}", ctx.describe());
             // A CPU adapter's figures are the host CPU's: name it with them.
             let cpu = ctx.is_cpu_adapter().then(|| settings.host_cpu.clone().unwrap_or_else(|| "unknown".into()));
@@ -240,7 +240,7 @@ fn run(
             print!("{}", bench::format_step(&step));
             println!(
                 "kernels: {}, median over trials ('*' = variant the trainer uses)",
-                gan_wgpu::timing::kernel_timing(&ctx)
+                gan_wgpu::engine::timing::kernel_timing(&ctx)
             );
             let rows = bench::run_kernel_bench(&ctx, &bench::BenchOptions { quick, batch: batch_size })?;
             print!("{}", bench::format_rows(&rows));
@@ -260,7 +260,7 @@ fn run(
                         &ctx.describe(),
                         cpu.as_deref(),
                         ctx.matmul_choice(),
-                        gan_wgpu::timing::kernel_timing(&ctx),
+                        gan_wgpu::engine::timing::kernel_timing(&ctx),
                     ),
                 )
                 .map_err(|e| GanError::io(&path, e))?;

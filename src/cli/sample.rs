@@ -1,7 +1,7 @@
 //! `gan-wgpu sample`: images from a generator checkpoint, a row per class
 //! for a conditional one.
 
-use super::*;
+use super::{checkpoint, data, evaluate, images, positive, GanError, Requirements, SampleArgs, Settings};
 
 pub(super) fn sample(a: SampleArgs, settings: &Settings) -> gan_wgpu::Result<()> {
     positive("--count", a.count as f64)?;
@@ -14,8 +14,11 @@ pub(super) fn sample(a: SampleArgs, settings: &Settings) -> gan_wgpu::Result<()>
     if let Some((p, (_, cols, z))) = &latent_file {
         evaluate::check_latents(p, *cols, z)?;
     }
-    let ctx =
-        gan_wgpu::autotune::open(&settings.device_choice(a.device.as_deref())?, &Requirements::default(), settings)?;
+    let ctx = gan_wgpu::engine::autotune::open(
+        &settings.device_choice(a.device.as_deref())?,
+        &Requirements::default(),
+        settings,
+    )?;
     let g = evaluate::load_generator(&ctx, &a.checkpoint)?;
     println!("{}", trained_on(g.data.as_ref()));
     let dim = g.height * g.width;

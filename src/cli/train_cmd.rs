@@ -2,13 +2,18 @@
 //! recorded settings for every flag not given again), the data, the device,
 //! the quality hook and the log.
 
-use super::*;
+use super::{
+    data, defaults, eval, AdamConfig, Arc, AtomicBool, GanConfig, GanError, Ordering, PathBuf, Requirements, Settings,
+    TrainArgs, TrainConfig,
+};
+use gan_wgpu::train as trainer;
 use std::collections::HashSet;
+use std::io::IsTerminal;
 
 /// With `--resume`, each of the run's settings that the command line does
 /// not set comes from the state's record. Returns the ones that differ
 /// from the flags' defaults, as flags, for the log.
-fn take_recorded_settings(a: &mut TrainArgs, given: &HashSet<String>, rec: &train::RecordedRun) -> Vec<String> {
+fn take_recorded_settings(a: &mut TrainArgs, given: &HashSet<String>, rec: &trainer::RecordedRun) -> Vec<String> {
     let mut taken = Vec::new();
     fn take<T: PartialEq + std::fmt::Display + Copy>(
         field: &mut T,
@@ -54,7 +59,7 @@ pub(super) fn train(
     interrupt: &Arc<AtomicBool>,
 ) -> gan_wgpu::Result<()> {
     if let Some(r) = &a.resume {
-        let rec = train::recorded_run(r)?;
+        let rec = trainer::recorded_run(r)?;
         let taken = take_recorded_settings(&mut a, given, &rec);
         if !taken.is_empty() {
             println!("settings of the resumed run: {}", taken.join(" "));
@@ -64,7 +69,7 @@ pub(super) fn train(
     // A resumed run goes on in its own folder unless told otherwise.
     let out = match (&a.out, &a.resume) {
         (Some(o), _) => o.clone(),
-        (None, Some(r)) => train::run_dir_of(r),
+        (None, Some(r)) => trainer::run_dir_of(r),
         (None, None) => PathBuf::from(defaults::OUT_DIR),
     };
     let cfg = TrainConfig {
@@ -106,7 +111,7 @@ pub(super) fn train(
         ..Requirements::default()
     };
     let choice = settings.device_choice(a.device.as_deref())?;
-    let ctx = gan_wgpu::autotune::open(&choice, &need, settings)?;
+    let ctx = gan_wgpu::engine::autotune::open(&choice, &need, settings)?;
     let mut quality = eval::QualityHook::new(
         a.eval_every,
         data_dir,
@@ -116,7 +121,7 @@ pub(super) fn train(
         settings.cache_dir.clone(),
     );
     let mut report = train_reporter();
-    let summary = train::train_with_hook(
+    let summary = trainer::train_with_hook(
         &ctx,
         &cfg,
         &set,
@@ -138,8 +143,8 @@ pub(super) fn train(
 
 /// Prints the trainer's events: notes and logged steps on stdout, and on a
 /// terminal a progress bar per epoch on stderr.
-fn train_reporter() -> impl FnMut(train::TrainEvent) {
-    use train::TrainEvent;
+fn train_reporter() -> impl FnMut(trainer::TrainEvent) {
+    use trainer::TrainEvent;
     let terminal = std::io::stderr().is_terminal();
     let mut bar: Option<indicatif::ProgressBar> = None;
     move |event: TrainEvent| match event {

@@ -1,7 +1,12 @@
 //! The GAN resident on the GPU with its whole training step prebuilt, and
 //! the sampler that runs the generator in evaluation mode.
 
-use super::*;
+use super::{
+    bce, checkpoint, dropout, ema, gather, gpu_net, images, rng, Activations, AdamConfig, ColumnUse, DataIdentity,
+    Dispatch, DropoutDraw, DropoutMasks, GanError, GpuContext, GpuNet, GpuTensor, ImageSet, NetSpec, Result,
+    StepMetrics, Variant, WhichModel, FIXED_LATENT_SEED, GRID_SAMPLES, METRICS_LEN,
+};
+use rand::SeedableRng;
 
 /// The hyper-parameters that shape the GPU graph.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -22,7 +27,7 @@ impl GanConfig {
     /// The networks this config trains on images of `height` x `width`
     /// pixels (a conditional model draws `defaults::CLASSES` labels); an
     /// error names the flag and why the images do not suit the model.
-    pub fn architecture(&self, height: usize, width: usize) -> Result<model::GanArchitecture> {
+    pub fn architecture(&self, height: usize, width: usize) -> Result<crate::models::GanArchitecture> {
         self.model
             .architecture(self.latent, (height, width), crate::defaults::CLASSES, self.dcgan_width)
             .map_err(|why| GanError::Flag { flag: "--model", why })
@@ -46,7 +51,8 @@ impl GanConfig {
                 return Err(GanError::Flag { flag, why: format!("must be in [0, 1), got {b}") });
             }
         }
-        crate::kernels::ema::check_decay(self.ema_decay).map_err(|why| GanError::Flag { flag: "--ema-decay", why })
+        crate::engine::kernels::ema::check_decay(self.ema_decay)
+            .map_err(|why| GanError::Flag { flag: "--ema-decay", why })
     }
 }
 
@@ -225,7 +231,7 @@ impl Gan {
             data_phase.push(gather::gather_labels(ctx, all, &perm, dl, b, b, &counters)?);
         }
         phase("latent + batch", &mut step, data_phase);
-        phase("G forward", &mut step, network::forward(ctx, &g, &z, &g_acts, true, variant)?);
+        phase("G forward", &mut step, gpu_net::forward(ctx, &g, &z, &g_acts, true, variant)?);
         // Discriminator step on [fake; real].
         // Batch norm in D (dcgan) normalises the fake and the real half
         // apart, as PyTorch's separate passes do.
@@ -239,14 +245,14 @@ impl Gan {
         phase(
             "D forward (2B)",
             &mut step,
-            network::forward_grouped(ctx, &d, &d_input, &d_acts, true, variant, 2, Some(d_step_masks))?,
+            gpu_net::forward_grouped(ctx, &d, &d_input, &d_acts, true, variant, 2, Some(d_step_masks))?,
         );
         let d_prob = &d_acts.layers.last().expect("d output").out;
         phase("loss D", &mut step, bce::forward_backward(ctx, d_prob, &d_prob_grad, b, &metrics, 0, &counters)?);
         phase(
             "D backward",
             &mut step,
-            network::backward_grouped(
+            gpu_net::backward_grouped(
                 ctx,
                 &d,
                 &d_input,
@@ -265,14 +271,14 @@ impl Gan {
         phase(
             "D forward (B)",
             &mut step,
-            network::forward_grouped(ctx, &d, &fake, &d_acts_b, true, variant, 1, Some(g_step_masks))?,
+            gpu_net::forward_grouped(ctx, &d, &fake, &d_acts_b, true, variant, 1, Some(g_step_masks))?,
         );
         let d_prob_b = &d_acts_b.layers.last().expect("d output").out;
         phase("loss G", &mut step, bce::forward_backward(ctx, d_prob_b, &d_prob_grad_b, 0, &metrics, 3, &counters)?);
         phase(
             "D backward to G(z)",
             &mut step,
-            network::backward_grouped(
+            gpu_net::backward_grouped(
                 ctx,
                 &d,
                 &fake,
@@ -289,7 +295,7 @@ impl Gan {
         phase(
             "G backward",
             &mut step,
-            network::backward(ctx, &g, &z, &g_acts, &g_grads, &d_fake_grad, true, None, variant)?,
+            gpu_net::backward(ctx, &g, &z, &g_acts, &g_grads, &d_fake_grad, true, None, variant)?,
         );
         phase("Adam G", &mut step, vec![g.adam.dispatch.clone()]);
         if let Some(avg) = &g_ema {
@@ -346,12 +352,12 @@ impl Gan {
     pub fn record_step(&self, enc: &mut wgpu::CommandEncoder) {
         let mut pass =
             enc.begin_compute_pass(&wgpu::ComputePassDescriptor { label: Some("train step"), timestamp_writes: None });
-        crate::kernels::record_all(&mut pass, &self.step);
+        crate::engine::kernels::record_all(&mut pass, &self.step);
     }
 
     /// Records one step with one compute pass per phase, each writing GPU
     /// timestamps at its start and end into `timer` (2 queries per phase).
-    pub fn record_step_timed(&self, enc: &mut wgpu::CommandEncoder, timer: &crate::timing::PassTimer) {
+    pub fn record_step_timed(&self, enc: &mut wgpu::CommandEncoder, timer: &crate::engine::timing::PassTimer) {
         self.record_ranges_timed(enc, &self.phases, timer);
     }
 
@@ -361,7 +367,7 @@ impl Gan {
         &self,
         enc: &mut wgpu::CommandEncoder,
         ranges: &[(&str, std::ops::Range<usize>)],
-        timer: &crate::timing::PassTimer,
+        timer: &crate::engine::timing::PassTimer,
     ) {
         for (i, (name, range)) in ranges.iter().enumerate() {
             let mut pass = enc.begin_compute_pass(&wgpu::ComputePassDescriptor {
@@ -408,7 +414,7 @@ impl Gan {
     /// non-finite since the epoch started, if any (blocking read of the
     /// counters' flag).
     pub fn first_nonfinite_step(&self, ctx: &GpuContext) -> Result<Option<u64>> {
-        Ok(crate::kernels::adam::first_nonfinite_step(&self.counters.read_u32(ctx)?))
+        Ok(crate::engine::kernels::adam::first_nonfinite_step(&self.counters.read_u32(ctx)?))
     }
 
     /// The generator's and the discriminator's checkpoint files as the CLI
@@ -517,7 +523,7 @@ impl Sampler {
         let z = GpuTensor::zeros(ctx, &[n, g.spec.input_dim()], "sample z");
         let labels = g.spec.embedding.as_ref().map(|_| GpuTensor::zeros(ctx, &[n], "sample labels"));
         let acts = Activations::alloc_labeled(ctx, &g.spec, n, "sample", None, labels.as_ref())?;
-        let dispatches = network::forward(ctx, g, &z, &acts, false, Variant::for_adapter(ctx))?;
+        let dispatches = gpu_net::forward(ctx, g, &z, &acts, false, Variant::for_adapter(ctx))?;
         Ok(Sampler { n, z, labels, acts, dispatches })
     }
 
@@ -560,7 +566,7 @@ impl Sampler {
         }
         self.z.write_f32(ctx, latent)?;
         let refs: Vec<&Dispatch> = self.dispatches.iter().collect();
-        crate::kernels::run(ctx, &refs)?;
+        crate::engine::kernels::run(ctx, &refs)?;
         self.acts.layers.last().expect("output").out.read_f32_async(ctx).await
     }
 }

@@ -16,19 +16,21 @@
 //! through a `Session`, the loop the page drives too; the host reads back
 //! each step's 8 metrics and 4 counters at the end of its chunk.
 
-use crate::checkpoint::{self, Loaded, OwnedTensor};
-use crate::context::GpuContext;
-use crate::data::{DataIdentity, ImageSet};
+use crate::engine::context::GpuContext;
+use crate::engine::kernels::adam::AdamConfig;
+use crate::engine::kernels::dropout::{self, DropoutDraw};
+use crate::engine::kernels::matmul::Variant;
+use crate::engine::kernels::{bce, ema, gather, rng, Dispatch};
+use crate::engine::tensor::GpuTensor;
 use crate::error::{GanError, Result};
-use crate::images::{self, LossRow};
-use crate::kernels::adam::AdamConfig;
-use crate::kernels::dropout::{self, DropoutDraw};
-use crate::kernels::matmul::Variant;
-use crate::kernels::{bce, ema, gather, rng, Dispatch};
-use crate::model::{self, BnStats, NetSpec, StepMetrics, WhichModel};
-use crate::network::{self, Activations, ColumnUse, DropoutMasks, GpuNet};
-use crate::tensor::GpuTensor;
-use rand::SeedableRng;
+use crate::io::checkpoint::{self, Loaded, OwnedTensor};
+use crate::io::data::{DataIdentity, ImageSet};
+use crate::io::images::{self, LossRow};
+use crate::models::WhichModel;
+use crate::nn::cpu_reference::StepMetrics;
+use crate::nn::gpu_net::{self, Activations, ColumnUse, DropoutMasks, GpuNet};
+use crate::nn::spec::BnStats;
+use crate::nn::spec::NetSpec;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;

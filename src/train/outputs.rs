@@ -1,7 +1,9 @@
 //! What a run writes for a user: the epoch grids, checkpoints, losses.csv
 //! and losses.png, progress.gif; and the history a resumed run carries over.
 
-use super::*;
+use super::{
+    checkpoint, images, images_from_outputs, GanError, GpuContext, LossRow, Path, PathBuf, Result, Session, TrainConfig,
+};
 
 /// The rows of a losses.csv up to `up_to_step` (a missing file has none).
 pub(super) fn read_losses_csv(path: &Path, up_to_step: u64) -> Result<Vec<LossRow>> {

@@ -1,7 +1,7 @@
 //! A step's losses and counters as the host reads them back: one readback
 //! slot per step, copied into a session's staging buffer.
 
-use super::*;
+use super::{metrics_from, GpuTensor, StepMetrics, METRICS_LEN, READBACK_BYTES};
 
 /// What a read-back step says.
 #[derive(Clone, Copy, Debug)]
@@ -46,7 +46,7 @@ impl StepReading {
             batch,
             step,
             metrics: metrics_from(&metrics),
-            first_nonfinite: crate::kernels::adam::first_nonfinite_step(&words[METRICS_LEN..]),
+            first_nonfinite: crate::engine::kernels::adam::first_nonfinite_step(&words[METRICS_LEN..]),
         }
     }
 }

@@ -11,8 +11,8 @@
 //! the data (a second run fails at once) and `train_with_hook` takes it again
 //! for library callers; both get the same lock, released with the last guard.
 
-use crate::checkpoint;
 use crate::error::{GanError, Result};
+use crate::io::checkpoint;
 use std::collections::HashMap;
 use std::io::{Read, Seek, Write};
 use std::path::{Path, PathBuf};

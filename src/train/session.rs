@@ -4,7 +4,11 @@
 //! rollover, per-step readback of the losses and the divergence check live
 //! here, once. No files, no clock (the host times it).
 
-use super::*;
+use super::{
+    images_from_outputs, readback, Gan, GanConfig, GanError, GpuContext, GridInputs, ImageSet, Progress, Result,
+    Sampler, SavedState, StepReading, READBACK_BYTES,
+};
+use rand::SeedableRng;
 
 /// Steps one `run_steps` call submits at most (its metrics staging holds one
 /// readback slot per step).
@@ -143,7 +147,8 @@ impl Session {
             );
         }
         ctx.queue.submit([enc.finish()]);
-        let words = crate::tensor::map_read(ctx, &self.staging, READBACK_BYTES * n as u64, "training steps").await?;
+        let words =
+            crate::engine::tensor::map_read(ctx, &self.staging, READBACK_BYTES * n as u64, "training steps").await?;
         ctx.check_health("training steps")?;
         let mut out = Vec::with_capacity(n);
         for (i, slot) in words.chunks_exact(READBACK_BYTES as usize / 4).enumerate() {

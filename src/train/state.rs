@@ -1,7 +1,10 @@
 //! The resumable training state: state_{epoch}_{batch}.safetensors files,
 //! written after each epoch and on a stop, read by --resume.
 
-use super::*;
+use super::{
+    checkpoint, first_images, BnStats, Gan, GanError, GpuContext, ImageSet, Loaded, OwnedTensor, Path, PathBuf,
+    Progress, Result, TrainConfig, WhichModel, STATE_FORMAT, STATE_FORMAT_PYTORCH_ORDER,
+};
 
 fn state_path(out: &Path, epoch: usize, batch: usize) -> PathBuf {
     out.join("checkpoints").join(format!("state_{epoch:04}_{batch:05}.safetensors"))
@@ -224,7 +227,7 @@ pub fn recorded_run(resume: &Path) -> Result<RecordedRun> {
         ema_decay: meta_value(&meta, "ema_decay", &path)?,
         data_dir: meta
             .get("data_source")
-            .and_then(|source| crate::data::data_dir_of(Path::new(source)))
+            .and_then(|source| crate::io::data::data_dir_of(Path::new(source)))
             .filter(|dir| dir.is_dir()),
     })
 }
@@ -382,7 +385,7 @@ pub(super) fn load_state(
     let arch = cfg.gan.architecture(height, width)?;
     let steps = num("steps_done")? as i64;
     // Batch-norm statistics per network (the counts are the checkpoints').
-    let bn_of = |prefix: &str, spec: &crate::model::NetSpec| -> Result<Vec<Option<BnStats>>> {
+    let bn_of = |prefix: &str, spec: &crate::nn::spec::NetSpec| -> Result<Vec<Option<BnStats>>> {
         spec.layers
             .iter()
             .enumerate()
@@ -399,7 +402,7 @@ pub(super) fn load_state(
     let g_bn = bn_of("g", &arch.generator)?;
     let d_bn = bn_of("d", &arch.discriminator)?;
     let pytorch_order = meta.get("format").map(String::as_str) == Some(STATE_FORMAT_PYTORCH_ORDER);
-    let flat = |name: &str, spec: &crate::model::NetSpec| -> Result<Vec<f32>> {
+    let flat = |name: &str, spec: &crate::nn::spec::NetSpec| -> Result<Vec<f32>> {
         let mut v = f.f32(name, &[spec.layout().len])?;
         if pytorch_order {
             spec.params_from_pytorch(&mut v);

@@ -1,6 +1,7 @@
 //! Compiling the step's pipelines before its first step, on both CPU cores.
 
-use super::*;
+use super::{Dispatch, Gan, GanConfig, GanError, GpuContext, ImageSet, Instant, Result};
+use rand::SeedableRng;
 
 /// Compiles the training step's pipelines before its first step, on both
 /// CPU cores. Returns when every pipeline is compiled (or Mesa's shader cache
@@ -134,7 +135,7 @@ fn compile_step_pipelines(
     let gan = Gan::new(ctx, cfg, &data, &g, &d)?;
     let step = gan.dispatches();
     // One workgroup compiles the pipeline as well as the whole grid.
-    let run_one = |i: usize| crate::kernels::run(ctx, &[&Dispatch { groups: [1, 1, 1], ..step[i].clone() }]);
+    let run_one = |i: usize| crate::engine::kernels::run(ctx, &[&Dispatch { groups: [1, 1, 1], ..step[i].clone() }]);
     // The first use of each pipeline, the same list on both sides (both build
     // the step from the same config). The big matmul kernels (0.4-0.8 s of
     // LLVM each on lavapipe, against 30-200 ms for the rest) go first, so

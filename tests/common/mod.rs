@@ -17,7 +17,7 @@ pub fn ctx() -> Option<&'static GpuContext> {
     static CTX: OnceLock<Result<GpuContext, String>> = OnceLock::new();
     let made = CTX.get_or_init(|| {
         let settings = Settings::from_env().map_err(|e| e.to_string())?;
-        let c = gan_wgpu::autotune::open(
+        let c = gan_wgpu::engine::autotune::open(
             &settings.device_choice(None).map_err(|e| e.to_string())?,
             &Requirements::default(),
             &settings,
@@ -41,9 +41,9 @@ pub fn ctx() -> Option<&'static GpuContext> {
 }
 
 /// `n` random u8 images of `h` x `w`, without labels.
-pub fn random_set(n: usize, h: usize, w: usize, seed: u64) -> gan_wgpu::data::ImageSet {
+pub fn random_set(n: usize, h: usize, w: usize, seed: u64) -> gan_wgpu::io::data::ImageSet {
     let mut r = rng(seed);
-    gan_wgpu::data::ImageSet {
+    gan_wgpu::io::data::ImageSet {
         count: n,
         height: h,
         width: w,
@@ -63,7 +63,7 @@ pub fn uniform_vec(rng: &mut impl Rng, n: usize, lo: f32, hi: f32) -> Vec<f32> {
 
 /// Asserts |gpu - cpu| <= atol + rtol |cpu| everywhere.
 pub fn assert_close(what: &str, gpu: &[f32], cpu: &[f32], atol: f32, rtol: f32) {
-    if let Err(msg) = gan_wgpu::kernels::check_close(what, gpu, cpu, atol, rtol) {
+    if let Err(msg) = gan_wgpu::engine::kernels::check_close(what, gpu, cpu, atol, rtol) {
         panic!("{msg}");
     }
 }

@@ -10,13 +10,13 @@
 // borrow is what refuses a second call with "busy" (one thread, no locks).
 #![allow(clippy::await_holding_refcell_ref)]
 
-use gan_wgpu::autotune;
-use gan_wgpu::checkpoint::Loaded;
-use gan_wgpu::data::{self, ImageSet};
-use gan_wgpu::evaluate::{self, Evaluator, LoadedGenerator};
-use gan_wgpu::kernels::adam::AdamConfig;
-use gan_wgpu::model::WhichModel;
-use gan_wgpu::network::GpuNet;
+use gan_wgpu::engine::autotune;
+use gan_wgpu::engine::kernels::adam::AdamConfig;
+use gan_wgpu::eval::evaluate::{self, Evaluator, LoadedGenerator};
+use gan_wgpu::io::checkpoint::Loaded;
+use gan_wgpu::io::data::{self, ImageSet};
+use gan_wgpu::models::WhichModel;
+use gan_wgpu::nn::gpu_net::GpuNet;
 use gan_wgpu::train::{self, GanConfig, Session};
 use gan_wgpu::{DeviceChoice, DeviceOptions, GpuContext, Requirements};
 use js_sys::{Float32Array, Promise, Uint8Array};
@@ -48,7 +48,7 @@ extern "C" {
 /// grid_samples, epochs) as JSON: the CLI's, from `gan_wgpu::defaults`.
 #[wasm_bindgen]
 pub fn defaults() -> String {
-    gan_wgpu::defaults::defaults_json()
+    gan_wgpu::models::defaults_json()
 }
 
 #[wasm_bindgen(start)]
@@ -348,7 +348,7 @@ impl Engine {
         let inner = self.inner.clone();
         future_to_promise(async move {
             let _guard = inner.session.try_borrow_mut().map_err(|_| busy())?;
-            let results = gan_wgpu::selftest::run_all(&inner.ctx).await;
+            let results = gan_wgpu::engine::selftest::run_all(&inner.ctx).await;
             let rows: Vec<serde_json::Value> = results
                 .iter()
                 .map(|r| {
