@@ -82,15 +82,7 @@ fn benches(c: &mut Criterion) {
         labels: None,
         source: "random".into(),
     };
-    let cfg = GanConfig {
-        batch: 128,
-        latent: 100,
-        seed: 1,
-        adam: adam::AdamConfig::default(),
-        model: gan_wgpu::models::WhichModel::Gan,
-        dcgan_width: gan_wgpu::defaults::DCGAN_WIDTH,
-        ema_decay: gan_wgpu::defaults::EMA_DECAY,
-    };
+    let cfg = GanConfig { batch: 128, seed: 1, ..GanConfig::default() };
     let gp = gan_wgpu::models::GanArchitecture::tutorial(100, 784).generator.init_params(&mut r);
     let dp = gan_wgpu::models::GanArchitecture::tutorial(100, 784).discriminator.init_params(&mut r);
     let gan = Gan::new(&ctx, cfg, &data, &gp, &dp).expect("gan");

@@ -4,9 +4,11 @@
 //   m = beta1 m + (1 - beta1) g
 //   v = beta2 v + (1 - beta2) g^2
 //   p = p - (lr / (1 - beta1^t)) m / (sqrt(v) / sqrt(1 - beta2^t) + eps)
-// t is read from the GPU step counter (counters[0] = steps done, so t =
-// counters[0] + 1): the trainer never writes it per step. lr, beta1, beta2
-// and eps are uniforms, written only when they change (no rebuild).
+// t is read from the GPU step counter (counters[0] = steps done): t =
+// (counters[0] + 1) / every, where a network that updates every `every`-th
+// step (the generator with --n-critic N: every = N) counts its own updates;
+// every = 1 otherwise. The trainer never writes t per step. lr, beta1, beta2,
+// eps and every are uniforms, written only when they change (no rebuild).
 // Divergence watch: where a new parameter is not finite (exponent bits all
 // ones: inf or NaN; WGSL has no isnan, and a float comparison may be folded
 // away under the no-NaN assumption, so the test is on the bits),
@@ -17,7 +19,7 @@
 //
 // Bindings, group 0 (n % 4 == 0: flat layouts are padded to 64 elements;
 // the launcher checks):
-//   0  uniform  p: Params {n, lr, beta1, beta2, eps}
+//   0  uniform  p: Params {n, lr, beta1, beta2, eps, every}
 //   1  storage  param    read_write  [n/4] vec4
 //   2  storage  grad     read        [n/4] vec4
 //   3  storage  m        read_write  [n/4] vec4
@@ -34,7 +36,7 @@ struct Params {
     beta1: f32,
     beta2: f32,
     eps: f32,
-    _pad0: u32,
+    every: u32,
     _pad1: u32,
     _pad2: u32,
 }
@@ -52,8 +54,9 @@ fn adam_update(@builtin(global_invocation_id) gid: vec3<u32>) {
     if (i >= p.n / 4u) {
         return;
     }
+    // The 1-based global step (the divergence flag's), and this network's t.
     let step = atomicLoad(&counters[0]) + 1u;
-    let t = f32(step);
+    let t = f32(step / max(p.every, 1u));
     let g = grad[i];
     let mi = p.beta1 * m[i] + (1.0 - p.beta1) * g;
     let vi = p.beta2 * v[i] + (1.0 - p.beta2) * g * g;

@@ -10,7 +10,7 @@
 // Bindings: the table in matmul_common.wgsl, which the launcher prepends
 // (with activation.wgsl) to this file and to matmul_sg.wgsl.
 //
-// Entry points (the launcher picks one per adapter, see src/kernels/matmul.rs):
+// Entry points (the launcher picks one per adapter, see src/engine/kernels/matmul.rs):
 //   matmul_naive  8x8 invocations, one output each: the GPU reference.
 //   matmul_tiled  16x16 invocations, a 64x64 tile of C per workgroup, 4x4
 //                 outputs per invocation, A and B staged in workgroup memory

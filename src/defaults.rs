@@ -1,6 +1,6 @@
 //! Every default value of a run, in one place: the CLI's flags (clap's
 //! `default_value_t`), the library's configs and the browser page (which
-//! reads them as JSON through `defaults_json`) all take them from here.
+//! reads them as JSON through `models::defaults_json`) all take them from here.
 
 /// Passes over the data (the tutorial's 200).
 pub const EPOCHS: usize = 200;
@@ -20,6 +20,8 @@ pub const EPS: f32 = 1e-8;
 /// 0: no average). 0.999 spans about 1,000 steps, two MNIST epochs at
 /// batch 128.
 pub const EMA_DECAY: f32 = 0.999;
+/// Discriminator steps per generator step (`--n-critic`; the tutorial's 1).
+pub const N_CRITIC: usize = 1;
 /// Seed of the initial weights, the shuffles and the latent codes (also
 /// `sample`'s and `eval`'s latent-code seed).
 pub const SEED: u64 = 0;

@@ -5,7 +5,6 @@
 
 mod common;
 use common::ctx;
-use gan_wgpu::engine::kernels::adam::AdamConfig;
 use gan_wgpu::eval::classifier::{self, Classifier, ClassifierConfig, FeatureExtractor, FEATURE_DIM};
 use gan_wgpu::eval::evaluate::{self, Evaluator};
 use gan_wgpu::io::checkpoint::Loaded;
@@ -255,15 +254,7 @@ fn the_pages_classifier_file_scores_as_eval_does() {
     // A cgan after 256 steps of batch 64 (it draws mostly one digit yet).
     let train_set = data::embedded_mnist().unwrap();
     let data = train::first_images(&train_set, Some(8192), 64).unwrap();
-    let cfg = GanConfig {
-        batch: 64,
-        latent: 100,
-        seed: 1,
-        adam: AdamConfig::default(),
-        model: WhichModel::Cgan,
-        dcgan_width: gan_wgpu::defaults::DCGAN_WIDTH,
-        ema_decay: gan_wgpu::defaults::EMA_DECAY,
-    };
+    let cfg = GanConfig { batch: 64, seed: 1, model: WhichModel::Cgan, ..GanConfig::default() };
     let mut session = Session::new(ctx, cfg, &data).unwrap();
     for _ in 0..2 {
         pollster::block_on(session.run_steps(ctx, 128)).unwrap();

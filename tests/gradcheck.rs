@@ -5,6 +5,7 @@
 mod common;
 use common::{rng, uniform_vec};
 use gan_wgpu::engine::kernels::bias_act::Act;
+use gan_wgpu::engine::kernels::hinge::{self, HingeSide};
 use gan_wgpu::engine::kernels::{batchnorm, bce, bias_act, matmul, softmax_ce};
 
 const H: f64 = 1e-2;
@@ -97,6 +98,28 @@ fn bce_gradient_matches_finite_differences() {
     for n_zero in [0, 4, 9] {
         let (_, dprob, _, _) = bce::cpu_forward_backward(&p, n_zero);
         check(&format!("bce n_zero={n_zero}"), &p, &dprob, &|pv| bce::cpu_forward_backward(pv, n_zero).0 as f64);
+    }
+}
+
+/// Away from its kinks (|s| = 1, where it has no derivative) the hinge loss's
+/// gradient is the finite difference's, for D's two segments and for G.
+#[test]
+fn hinge_gradient_matches_finite_differences() {
+    let mut r = rng(5);
+    let s: Vec<f32> = uniform_vec(&mut r, 11, -2.5, 2.5)
+        .into_iter()
+        .map(|v| if (v.abs() - 1.0).abs() < 0.05 { v + 0.1 } else { v })
+        .collect();
+    for (side, n_zero) in [
+        (HingeSide::Discriminator, 0),
+        (HingeSide::Discriminator, 5),
+        (HingeSide::Discriminator, 11),
+        (HingeSide::Generator, 0),
+    ] {
+        let (_, ds, _, _) = hinge::cpu_forward_backward(&s, side, n_zero);
+        check(&format!("hinge {side:?} n_zero={n_zero}"), &s, &ds, &|sv| {
+            hinge::cpu_forward_backward(sv, side, n_zero).0 as f64
+        });
     }
 }
 

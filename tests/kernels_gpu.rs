@@ -4,9 +4,11 @@
 
 mod common;
 use common::{assert_close, ctx, rng, uniform_vec};
+use gan_wgpu::engine::kernels::hinge::HingeSide;
 use gan_wgpu::engine::kernels::reduce::Reduce;
 use gan_wgpu::engine::kernels::{
-    self, adam, batchnorm, bce, bias_act, ceiling, dropout, ema, embedding, gather, matmul, rng as krng, softmax_ce,
+    self, adam, batchnorm, bce, bias_act, ceiling, dropout, ema, embedding, gather, hinge, matmul, rng as krng,
+    softmax_ce,
 };
 use gan_wgpu::GpuTensor;
 use rand::Rng;
@@ -410,6 +412,72 @@ fn bce_saturated_outputs_equal_pytorch() {
     assert!((loss - 2.0 * std::f32::consts::LN_2).abs() < 1e-6);
 }
 
+/// The hinge kernel against its CPU reference: metrics in their slots only,
+/// the gradient over a NaN-filled buffer, the divergence flag on a NaN score.
+fn hinge_case(score: &[f32], side: HingeSide, n_zero: usize, what: &str) {
+    let Some(ctx) = ctx() else { return };
+    let n = score.len();
+    let gs = GpuTensor::from_f32(ctx, &[n, 1], "score", score).unwrap();
+    let gd = GpuTensor::zeros(ctx, &[n, 1], "dscore");
+    gd.fill_nan(ctx).unwrap();
+    let gm = GpuTensor::zeros(ctx, &[8], "metrics");
+    gm.fill_nan(ctx).unwrap();
+    let counters = GpuTensor::from_u32(ctx, &[4], "counters", &[6, 0, 0, 0]).unwrap();
+    let d = hinge::forward_backward(ctx, (&gs, &gd), side, n_zero, (&gm, 4), &counters).unwrap();
+    kernels::run(ctx, &[&d]).unwrap();
+    let flag = adam::first_nonfinite_step(&counters.read_u32(ctx).unwrap());
+    assert_eq!(flag, (!score.iter().all(|p| p.is_finite())).then_some(7), "{what}: divergence flag");
+    if flag.is_some() {
+        return;
+    }
+    let (loss, dscore, s_one, s_zero) = hinge::cpu_forward_backward(score, side, n_zero);
+    let m = gm.read_f32(ctx).unwrap();
+    // Sums of up to 784 terms of size ~3 in f32, in another order than the CPU's f64.
+    assert_close(&format!("{what} loss"), &m[4..5], &[loss], 1e-5, 1e-5);
+    assert_close(&format!("{what} mean s over rows n_zero.."), &m[5..6], &[s_one], 1e-5, 1e-5);
+    assert_close(&format!("{what} mean s over rows ..n_zero"), &m[6..7], &[s_zero], 1e-5, 1e-5);
+    assert!(m[..4].iter().all(|v| v.is_nan()) && m[7].is_nan(), "{what}: wrote outside its metrics slots: {m:?}");
+    // Each gradient entry is 0 or +-1/rows: one rounding.
+    assert_close(&format!("{what} dscore"), &gd.read_f32(ctx).unwrap(), &dscore, 0.0, 1e-6);
+}
+
+#[test]
+fn hinge_matches_reference_on_all_sizes() {
+    for (i, &n) in [1usize, 3, 63, 65, 127, 257, 784].iter().enumerate() {
+        let mut r = rng(3100 + i as u64);
+        // Scores on both sides of both kinks (+-1), and on them.
+        let mut score = uniform_vec(&mut r, n, -3.0, 3.0);
+        for (j, s) in score.iter_mut().enumerate().filter(|(j, _)| j % 7 == 0) {
+            *s = if j % 2 == 0 { 1.0 } else { -1.0 };
+        }
+        hinge_case(&score, HingeSide::Discriminator, n / 2, &format!("hinge D n={n} half fake"));
+        hinge_case(&score, HingeSide::Discriminator, 0, &format!("hinge D n={n} all real"));
+        hinge_case(&score, HingeSide::Discriminator, n, &format!("hinge D n={n} all fake"));
+        hinge_case(&score, HingeSide::Generator, 0, &format!("hinge G n={n}"));
+    }
+    hinge_case(&[0.5, f32::NAN, -0.5], HingeSide::Discriminator, 1, "hinge NaN score");
+    // At the kinks the gradient is 0 (relu'(0) = 0, as PyTorch), the loss 0.
+    let (loss, dscore, _, _) = hinge::cpu_forward_backward(&[-1.0, 1.0], HingeSide::Discriminator, 1);
+    assert_eq!((loss, dscore), (0.0, vec![0.0, 0.0]));
+    // Scores 0: the loss is 2 (1 from each segment), the G loss 0.
+    let (loss, dscore, _, _) = hinge::cpu_forward_backward(&[0.0; 4], HingeSide::Discriminator, 2);
+    assert_eq!((loss, dscore), (2.0, vec![0.5, 0.5, -0.5, -0.5]));
+    let (loss, dscore, _, _) = hinge::cpu_forward_backward(&[0.0; 4], HingeSide::Generator, 0);
+    assert_eq!((loss, dscore), (0.0, vec![-0.25; 4]));
+    // Shapes that do not fit are refused, naming the tensor.
+    let Some(ctx) = ctx() else { return };
+    let (s, short, m, c) = (
+        GpuTensor::zeros(ctx, &[4, 1], "s"),
+        GpuTensor::zeros(ctx, &[3, 1], "short"),
+        GpuTensor::zeros(ctx, &[8], "m"),
+        GpuTensor::zeros(ctx, &[4], "c"),
+    );
+    let err = hinge::forward_backward(ctx, (&s, &short), HingeSide::Discriminator, 2, (&m, 0), &c).unwrap_err();
+    assert!(err.to_string().contains("short"), "{err}");
+    let err = hinge::forward_backward(ctx, (&s, &s), HingeSide::Generator, 2, (&m, 0), &c).unwrap_err();
+    assert!(err.to_string().contains("Generator"), "{err}");
+}
+
 #[test]
 fn adam_matches_reference_over_three_steps() {
     let Some(ctx) = ctx() else { return };
@@ -424,7 +492,7 @@ fn adam_matches_reference_over_three_steps() {
         let gg = GpuTensor::zeros(ctx, &[n], "grad");
         let (gm, gv) = (GpuTensor::zeros(ctx, &[n], "m"), GpuTensor::zeros(ctx, &[n], "v"));
         let counters = GpuTensor::zeros(ctx, &[4], "counters");
-        let upd = adam::Adam::new(ctx, config, &gp, &gg, &gm, &gv, &counters).unwrap();
+        let mut upd = adam::Adam::new(ctx, config, &gp, &gg, &gm, &gv, &counters).unwrap();
         for step in 0..3u32 {
             let g = uniform_vec(&mut r, n, -0.1, 0.1);
             gg.write_f32(ctx, &g).unwrap();
@@ -462,7 +530,7 @@ fn ema_matches_reference_over_four_steps() {
             avg.fill_nan(ctx).unwrap();
             let value = GpuTensor::zeros(ctx, &[n], "value");
             let counters = GpuTensor::zeros(ctx, &[4], "counters");
-            let upd = ema::update(ctx, &avg, &value, decay, &counters).unwrap();
+            let upd = ema::update(ctx, (&avg, &value), decay, &counters, 1).unwrap();
             let mut cpu = vec![f32::NAN; n];
             for steps_done in [0u32, 1, 2, 20_000] {
                 let v = uniform_vec(&mut r, n, -1.0, 1.0);
@@ -485,11 +553,11 @@ fn ema_matches_reference_over_four_steps() {
     let (a, v, c) =
         (GpuTensor::zeros(ctx, &[4], "a"), GpuTensor::zeros(ctx, &[4], "v"), GpuTensor::zeros(ctx, &[4], "counters"));
     for bad in [1.0f32, -0.1, f32::NAN] {
-        let err = ema::update(ctx, &a, &v, bad, &c).unwrap_err().to_string();
+        let err = ema::update(ctx, (&a, &v), bad, &c, 1).unwrap_err().to_string();
         assert!(err.contains("decay") && err.contains("[0, 1)"), "{err}");
     }
     let short = GpuTensor::zeros(ctx, &[3], "short");
-    let err = ema::update(ctx, &a, &short, 0.9, &c).unwrap_err().to_string();
+    let err = ema::update(ctx, (&a, &short), 0.9, &c, 1).unwrap_err().to_string();
     assert!(err.contains("short") && err.contains('3'), "{err}");
 }
 

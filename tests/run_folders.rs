@@ -172,6 +172,10 @@ fn a_resume_takes_the_runs_settings_for_the_flags_left_out() {
         "0.6",
         "--ema-decay",
         "0.9",
+        "--loss",
+        "hinge",
+        "--n-critic",
+        "2",
     ];
     ok(run(&[&flags[..], &["--out", "whole"]].concat()));
     ok(run(&[&flags[..], &["--out", "part", "--stop-after-steps", "4"]].concat()));
@@ -187,6 +191,8 @@ fn a_resume_takes_the_runs_settings_for_the_flags_left_out() {
         "--beta1 0.6",
         "--ema-decay 0.9",
         "--limit 96",
+        "--loss hinge",
+        "--n-critic 2",
     ] {
         assert!(settings.contains(f), "'{f}' missing from: {settings}");
     }
@@ -203,6 +209,8 @@ fn a_resume_takes_the_runs_settings_for_the_flags_left_out() {
     // Given again against the state: refused, naming the flag.
     let again = run(&["--resume", "whole", "--latent-size", "8", "--epochs", "3"]);
     assert_one_line_error(&again, &["latent_size 16", "this run has 8", "leave --latent-size out"]);
+    let again = run(&["--resume", "whole", "--loss", "bce", "--epochs", "3"]);
+    assert_one_line_error(&again, &["--loss hinge", "this run has --loss bce", "leave --loss out"]);
 
     // A data folder (the seed's layout) is taken too: the run goes on on it.
     let folder = dir.path().join("digits");

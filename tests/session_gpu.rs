@@ -5,7 +5,6 @@
 
 mod common;
 use common::{ctx, random_set};
-use gan_wgpu::engine::kernels::adam::AdamConfig;
 use gan_wgpu::train::{self, GanConfig, Session, TrainConfig};
 use std::sync::atomic::AtomicBool;
 
@@ -13,15 +12,7 @@ use std::sync::atomic::AtomicBool;
 fn session_steps_equal_the_trainers_losses_and_checkpoints() {
     let Some(ctx) = ctx() else { return };
     let set = random_set(100, 28, 28, 41);
-    let gan = GanConfig {
-        batch: 32,
-        latent: 100,
-        seed: 17,
-        adam: AdamConfig::default(),
-        model: gan_wgpu::models::WhichModel::Gan,
-        dcgan_width: gan_wgpu::defaults::DCGAN_WIDTH,
-        ema_decay: gan_wgpu::defaults::EMA_DECAY,
-    };
+    let gan = GanConfig { batch: 32, seed: 17, ..GanConfig::default() };
     let dir = tempfile::tempdir().unwrap();
     let cfg = TrainConfig {
         epochs: 2,

@@ -4,7 +4,6 @@
 //! counters see nothing else.
 
 mod common;
-use gan_wgpu::engine::kernels::adam::AdamConfig;
 use gan_wgpu::train::{GanConfig, Session};
 use rand::Rng;
 
@@ -28,15 +27,7 @@ fn thousands_of_steps_keep_memory_flat() {
         source: "random".into(),
     };
     let batch = 4;
-    let cfg = GanConfig {
-        batch,
-        latent: 100,
-        seed: 3,
-        adam: AdamConfig::default(),
-        model: gan_wgpu::models::WhichModel::Gan,
-        dcgan_width: gan_wgpu::defaults::DCGAN_WIDTH,
-        ema_decay: gan_wgpu::defaults::EMA_DECAY,
-    };
+    let cfg = GanConfig { batch, seed: 3, ..GanConfig::default() };
     let mut session = Session::new(ctx, cfg, &data).unwrap();
     let mut readings = 0usize;
     let mut step = 0u64;

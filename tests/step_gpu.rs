@@ -19,12 +19,13 @@ use common::{assert_close, ctx, random_set, rng};
 use gan_wgpu::engine::kernels::adam::AdamConfig;
 use gan_wgpu::engine::kernels::dropout::{self, DropoutDraw};
 use gan_wgpu::engine::kernels::matmul::Variant;
-use gan_wgpu::engine::kernels::{self, bce, conv, ema, embedding, gather, rng as krng, Dispatch};
+use gan_wgpu::engine::kernels::{self, conv, ema, embedding, gather, rng as krng, Dispatch};
 use gan_wgpu::models::WhichModel;
 use gan_wgpu::nn::conv_layer;
 use gan_wgpu::nn::cpu_reference::CpuNet;
 use gan_wgpu::nn::cpu_reference::LayerCache;
 use gan_wgpu::nn::gpu_net::{Activations, GpuNet};
+use gan_wgpu::nn::loss::Loss;
 use gan_wgpu::nn::spec::LayerKind;
 use gan_wgpu::train::{Gan, GanConfig};
 use gan_wgpu::{GpuContext, GpuTensor};
@@ -167,12 +168,30 @@ fn sync(ctx: &GpuContext, net: &GpuNet, cpu: &mut CpuNet) {
 
 #[test]
 fn three_gpu_steps_match_the_cpu_reference_phase_by_phase() {
-    three_steps_phase_by_phase(WhichModel::Gan);
+    three_steps_phase_by_phase(WhichModel::Gan, Loss::Bce, 1);
 }
 
 #[test]
 fn three_conditional_gpu_steps_match_the_cpu_reference_phase_by_phase() {
-    three_steps_phase_by_phase(WhichModel::Cgan);
+    three_steps_phase_by_phase(WhichModel::Cgan, Loss::Bce, 1);
+}
+
+/// The hinge loss on D's raw score (D without its sigmoid).
+#[test]
+fn three_hinge_gpu_steps_match_the_cpu_reference_phase_by_phase() {
+    three_steps_phase_by_phase(WhichModel::Gan, Loss::Hinge, 1);
+}
+
+#[test]
+fn three_hinge_dcgan_gpu_steps_match_the_cpu_reference_phase_by_phase() {
+    three_steps_phase_by_phase(WhichModel::Dcgan, Loss::Hinge, 1);
+}
+
+/// Two D steps a G step: steps 1 and 3 train D alone, step 2 both; G's Adam
+/// and its average count G's updates (t = 1 at step 2).
+#[test]
+fn two_critic_steps_a_generator_step_match_the_cpu_reference_phase_by_phase() {
+    three_steps_phase_by_phase(WhichModel::Cgan, Loss::Hinge, 2);
 }
 
 /// DCGAN (width 8: the CPU reference's convolutions stay quick): the
@@ -180,10 +199,10 @@ fn three_conditional_gpu_steps_match_the_cpu_reference_phase_by_phase() {
 /// halves apart.
 #[test]
 fn three_dcgan_gpu_steps_match_the_cpu_reference_phase_by_phase() {
-    three_steps_phase_by_phase(WhichModel::Dcgan);
+    three_steps_phase_by_phase(WhichModel::Dcgan, Loss::Bce, 1);
 }
 
-fn three_steps_phase_by_phase(model: WhichModel) {
+fn three_steps_phase_by_phase(model: WhichModel, loss: Loss, n_critic: usize) {
     let Some(ctx) = ctx() else { return };
     let batch = 64;
     let mut set = random_set(3 * batch, 28, 28, 7);
@@ -191,7 +210,7 @@ fn three_steps_phase_by_phase(model: WhichModel) {
     set.labels = Some(labels.clone());
     let dim = set.dim();
     let cfg =
-        GanConfig { batch, latent: 100, seed: 42, adam: AdamConfig::default(), model, dcgan_width: 8, ema_decay: 0.9 };
+        GanConfig { batch, seed: 42, model, dcgan_width: 8, ema_decay: 0.9, loss, n_critic, ..GanConfig::default() };
     let mut init = rng(1);
     let arch = cfg.architecture(set.height, set.width).unwrap();
     let (g_spec, d_spec) = (arch.generator, arch.discriminator);
@@ -281,7 +300,7 @@ fn three_steps_phase_by_phase(model: WhichModel) {
 
         run_phase("loss D");
         let prob = &d_gpu.last().unwrap().out;
-        let (loss_d, dprob, d_real, d_fake) = bce::cpu_forward_backward(prob, batch);
+        let (loss_d, dprob, d_real, d_fake) = loss.cpu_d_step(prob, batch);
         let m = gan.read_metrics(ctx).unwrap();
         assert_close(&format!("{what} loss_d"), &[m.loss_d], &[loss_d], 1e-5, 1e-5);
         assert_close(&format!("{what} D(x)"), &[m.d_real], &[d_real], 1e-6, 1e-5);
@@ -296,6 +315,15 @@ fn three_steps_phase_by_phase(model: WhichModel) {
         run_phase("Adam D");
         check_adam(ctx, &format!("{what} Adam D"), &gan.d, &mut d, cfg.adam, step);
         sync(ctx, &gan.d, &mut d);
+        if !cfg.trains_g_at(step as u64) {
+            // A D-only step: G's phases are left out of the whole step.
+            next.set(names.iter().position(|n| *n == "counters").unwrap());
+            run_phase("counters");
+            assert_eq!(gan.counters.read_u32(ctx).unwrap(), [step, step, 0, 0], "{what}: counters");
+            continue;
+        }
+        // G's own update count: its Adam's t, and its average's.
+        let g_t = step / n_critic as u32;
 
         run_phase("D forward (B)");
         let fake = &d_in[..batch * dim];
@@ -312,7 +340,7 @@ fn three_steps_phase_by_phase(model: WhichModel) {
 
         run_phase("loss G");
         let prob_b = &d2_gpu.last().unwrap().out;
-        let (loss_g, dprob_b, _, _) = bce::cpu_forward_backward(prob_b, 0);
+        let (loss_g, dprob_b, _, _) = loss.cpu_g_step(prob_b);
         assert_close(&format!("{what} loss_g"), &[gan.read_metrics(ctx).unwrap().loss_g], &[loss_g], 1e-5, 1e-5);
         let dprob_b_gpu = read(ctx, &gan.d_prob_grad)[..batch].to_vec();
         assert_close(&format!("{what} dloss_g/dp"), &dprob_b_gpu, &dprob_b, 1e-6, 1e-5);
@@ -327,23 +355,23 @@ fn three_steps_phase_by_phase(model: WhichModel) {
         check_grads(&what, &gan.g, &read(ctx, &gan.g.grads), &g_grads);
 
         run_phase("Adam G");
-        check_adam(ctx, &format!("{what} Adam G"), &gan.g, &mut g, cfg.adam, step);
+        check_adam(ctx, &format!("{what} Adam G"), &gan.g, &mut g, cfg.adam, g_t);
         sync(ctx, &gan.g, &mut g);
 
         run_phase("G average");
         // Towards G as Adam left it, with the statistics of this step's forward.
-        ema::cpu_update(&mut avg_params, &g.params, cfg.ema_decay, step - 1);
+        ema::cpu_update(&mut avg_params, &g.params, cfg.ema_decay, g_t - 1);
         let stats = gan.g.read_bn(ctx, 0).unwrap();
         for (a, b) in avg_bn.iter_mut().zip(&stats) {
             if let (Some(a), Some(b)) = (a, b) {
-                ema::cpu_update(&mut a.running_mean, &b.running_mean, cfg.ema_decay, step - 1);
-                ema::cpu_update(&mut a.running_var, &b.running_var, cfg.ema_decay, step - 1);
+                ema::cpu_update(&mut a.running_mean, &b.running_mean, cfg.ema_decay, g_t - 1);
+                ema::cpu_update(&mut a.running_var, &b.running_var, cfg.ema_decay, g_t - 1);
             }
         }
         let avg = gan.g_ema.as_ref().expect("an average at ema_decay 0.9");
         let avg_gpu = read(ctx, &avg.params);
-        if step == 1 {
-            assert_eq!(avg_gpu, g.params, "{what}: the first step's average is G itself");
+        if g_t == 1 {
+            assert_eq!(avg_gpu, g.params, "{what}: the first update's average is G itself");
         }
         // w's division: 2.5 ulp in WGSL.
         assert_close(&format!("{what} G average"), &avg_gpu, &avg_params, 1e-7, 1e-5);
@@ -363,9 +391,9 @@ fn three_steps_phase_by_phase(model: WhichModel) {
     // GAN: bit-identical parameters, moments and running statistics.
     let whole = Gan::new(ctx, cfg, &set, &gp, &dp).unwrap();
     whole.start_epoch(ctx, 0, 0, 0).unwrap();
-    for _ in 0..3 {
+    for step in 1..=3 {
         let mut enc = ctx.device.create_command_encoder(&Default::default());
-        whole.record_step(&mut enc);
+        whole.record_step_at(&mut enc, step);
         ctx.queue.submit([enc.finish()]);
     }
     ctx.wait("three whole steps").unwrap();

@@ -40,15 +40,7 @@ fn small_config(
 ) -> TrainConfig {
     TrainConfig {
         epochs,
-        gan: GanConfig {
-            batch: 32,
-            latent: 100,
-            seed: 9,
-            adam: AdamConfig::default(),
-            model: gan_wgpu::models::WhichModel::Gan,
-            dcgan_width: gan_wgpu::defaults::DCGAN_WIDTH,
-            ema_decay: gan_wgpu::defaults::EMA_DECAY,
-        },
+        gan: GanConfig { batch: 32, seed: 9, ..GanConfig::default() },
         log_every: 1,
         out: out.to_path_buf(),
         resume: from.map(|p| p.to_path_buf()),

@@ -454,15 +454,7 @@ pub fn run_step_bench(
         labels: Some((0..n).map(|i| (i % gan_wgpu::defaults::CLASSES) as u8).collect()),
         source: "random".into(),
     };
-    let cfg = GanConfig {
-        batch,
-        latent: 100,
-        seed: 1,
-        adam: gan_wgpu::engine::kernels::adam::AdamConfig::default(),
-        model,
-        dcgan_width: gan_wgpu::defaults::DCGAN_WIDTH,
-        ema_decay: gan_wgpu::defaults::EMA_DECAY,
-    };
+    let cfg = GanConfig { batch, seed: 1, model, ..GanConfig::default() };
     if warmup {
         gan_wgpu::train::warm_up_pipelines(ctx, cfg, (28, 28));
     }

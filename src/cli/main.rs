@@ -12,6 +12,7 @@ use gan_wgpu::engine::kernels::adam::AdamConfig;
 use gan_wgpu::eval::{classifier, evaluate};
 use gan_wgpu::io::{checkpoint, data, images};
 use gan_wgpu::models::WhichModel;
+use gan_wgpu::nn::loss::Loss;
 use gan_wgpu::train::{self, GanConfig, TrainConfig};
 use gan_wgpu::{defaults, GanError, GpuContext, Requirements, Settings};
 use std::path::PathBuf;
@@ -100,6 +101,12 @@ struct TrainArgs {
     /// dcgan's base channel count W: G 2W, W, 1 channels; D W, 2W, 1.
     #[arg(long, value_name = "W", default_value_t = defaults::DCGAN_WIDTH)]
     width: usize,
+    /// The loss: bce (the tutorial's, on D's sigmoid) or hinge (on D's raw score: D minimises E[relu(1 - D(x))] + E[relu(1 + D(G(z)))], G minimises -E[D(G(z))]).
+    #[arg(long, value_name = "LOSS", default_value_t = Loss::default())]
+    loss: Loss,
+    /// Discriminator steps per generator step: every batch trains D, and G trains every N-th batch.
+    #[arg(long, value_name = "N", default_value_t = defaults::N_CRITIC)]
+    n_critic: usize,
     /// Decay of an exponential moving average of the generator, in [0, 1): checkpoints/generator_ema_N.safetensors and images/test_ema_N.png, scored by --eval-every beside the trained one; 0: none.
     #[arg(long, value_name = "DECAY", default_value_t = defaults::EMA_DECAY)]
     ema_decay: f32,

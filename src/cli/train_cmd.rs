@@ -39,6 +39,8 @@ fn take_recorded_settings(a: &mut TrainArgs, given: &HashSet<String>, rec: &trai
     take(&mut a.beta1, "beta1", rec.beta1, given, &mut taken);
     take(&mut a.beta2, "beta2", rec.beta2, given, &mut taken);
     take(&mut a.ema_decay, "ema_decay", rec.ema_decay, given, &mut taken);
+    take(&mut a.loss, "loss", rec.loss, given, &mut taken);
+    take(&mut a.n_critic, "n_critic", rec.n_critic, given, &mut taken);
     if let Some(dir) = rec.data_dir.as_ref().filter(|_| !given.contains("data")) {
         taken.push(format!("--data {}", dir.display()));
         a.data = Some(dir.clone());
@@ -82,6 +84,8 @@ pub(super) fn train(
             model: a.model,
             dcgan_width: a.width,
             ema_decay: a.ema_decay,
+            loss: a.loss,
+            n_critic: a.n_critic,
         },
         log_every: a.log_every,
         out,

@@ -105,7 +105,7 @@ async fn ema_update(ctx: &GpuContext) -> Result<()> {
     let avg = nan_tensor(ctx, &[n], "average").await?;
     let value = GpuTensor::zeros(ctx, &[n], "value");
     let counters = GpuTensor::zeros(ctx, &[4], "counters");
-    let update = ema::update(ctx, &avg, &value, decay, &counters)?;
+    let update = ema::update(ctx, (&avg, &value), decay, &counters, 1)?;
     let mut cpu = vec![f32::NAN; n];
     for step in 0..3u32 {
         let v = random(&mut r, n, -1.0, 1.0);

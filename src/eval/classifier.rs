@@ -114,7 +114,7 @@ pub fn train(
     let mut r = rand_chacha::ChaCha8Rng::seed_from_u64(cfg.seed);
     let counters = GpuTensor::zeros(ctx, &[4], "classifier counters");
     let adam = AdamConfig { lr: cfg.lr, beta1: 0.9, beta2: 0.999, eps: 1e-8 };
-    let net = GpuNet::new(ctx, spec.clone(), &spec.init_params(&mut r), &counters, adam)?;
+    let mut net = GpuNet::new(ctx, spec.clone(), &spec.init_params(&mut r), &counters, adam)?;
     let pixels = GpuTensor::from_u32(
         ctx,
         &[(count * dim).div_ceil(4)],

@@ -5,8 +5,9 @@
 use crate::engine::kernels::adam::{cpu_adam_update, AdamConfig};
 use crate::engine::kernels::bias_act::{self, Act};
 use crate::engine::kernels::dropout::{self, DropoutDraw};
-use crate::engine::kernels::{batchnorm, bce, conv, embedding, matmul};
+use crate::engine::kernels::{batchnorm, conv, embedding, matmul};
 use crate::engine::tensor::FlatLayout;
+use crate::nn::loss::Loss;
 use crate::nn::spec::BnStats;
 use crate::nn::spec::LayerKind;
 use crate::nn::spec::NetSpec;
@@ -288,36 +289,31 @@ pub struct StepMetrics {
     pub d_fake: f32,
 }
 
-/// One training step on the CPU, as the GPU trainer records it: G forward
-/// once (train mode); D step on [fake; real]; G step with the same fake batch
-/// and the updated D. `t` is the 1-based step number for Adam.
-pub fn cpu_train_step(
-    g: &mut CpuNet,
-    d: &mut CpuNet,
-    real: &[f32],
-    z: &[f32],
-    batch: usize,
-    config: AdamConfig,
-    t: u32,
-) -> CpuStep {
-    cpu_train_step_labeled(g, d, real, z, None, batch, config, t, 0)
+/// What one CPU training step takes besides the two networks.
+#[derive(Clone, Copy, Debug)]
+pub struct CpuStepInput<'a> {
+    /// The real batch [B, dim] and the latent codes [B, latent].
+    pub real: &'a [f32],
+    pub z: &'a [f32],
+    /// A conditional pair: (the fake batch's drawn labels, the real batch's), B each.
+    pub labels: Option<(&'a [u32], &'a [u32])>,
+    pub batch: usize,
+    pub adam: AdamConfig,
+    /// The 1-based global step: D's Adam t, and the dropout masks' draw.
+    pub t: u32,
+    /// The run's seed (D's dropout masks, as the GPU trainer draws them).
+    pub seed: u64,
+    pub loss: Loss,
+    /// G trains on steps n_critic, 2 n_critic, ...; its Adam counts its own steps.
+    pub n_critic: u32,
 }
 
-/// `cpu_train_step` for a conditional pair: `labels` = (the fake batch's
-/// drawn labels, the real batch's labels), B each; `seed` draws D's
-/// dropout masks as the GPU trainer does.
-#[allow(clippy::too_many_arguments)]
-pub fn cpu_train_step_labeled(
-    g: &mut CpuNet,
-    d: &mut CpuNet,
-    real: &[f32],
-    z: &[f32],
-    labels: Option<(&[u32], &[u32])>,
-    batch: usize,
-    config: AdamConfig,
-    t: u32,
-    seed: u64,
-) -> CpuStep {
+/// One training step on the CPU, as the GPU trainer records it: G forward
+/// once (train mode); D step on [fake; real]; on G's steps, the G step with
+/// the same fake batch and the updated D. A D-only step leaves G, and
+/// `g_grads` empty and loss_g NaN.
+pub fn cpu_train_step(g: &mut CpuNet, d: &mut CpuNet, input: &CpuStepInput) -> CpuStep {
+    let CpuStepInput { real, z, labels, batch, adam, t, seed, loss, n_critic } = *input;
     let masks = |stream| Some((DropoutDraw { seed, stream }, t - 1));
     let (d_step, g_step) = (masks(dropout::D_STEP_STREAM), masks(dropout::G_STEP_STREAM));
     let dim = d.spec.input_dim();
@@ -328,17 +324,21 @@ pub fn cpu_train_step_labeled(
     let mut d_in = fake.clone();
     d_in.extend_from_slice(real);
     let d_caches = d.forward_grouped(&d_in, both_labels.as_deref(), 2 * batch, true, 2, d_step);
-    let prob = &d_caches.last().expect("d output").out;
-    let (loss_d, dprob, d_real, d_fake) = bce::cpu_forward_backward(prob, batch);
-    let (d_grads, _) = d.backward_grouped(&d_caches, &dprob, 2 * batch, 2);
-    d.adam_step(config, t, &d_grads);
+    let out = &d_caches.last().expect("d output").out;
+    let (loss_d, dout, d_real, d_fake) = loss.cpu_d_step(out, batch);
+    let (d_grads, _) = d.backward_grouped(&d_caches, &dout, 2 * batch, 2);
+    d.adam_step(adam, t, &d_grads);
+    if !t.is_multiple_of(n_critic.max(1)) {
+        let metrics = StepMetrics { loss_d, loss_g: f32::NAN, d_real, d_fake };
+        return CpuStep { metrics, d_grads, g_grads: Vec::new() };
+    }
 
     let d_caches = d.forward_grouped(&fake, fake_labels, batch, true, 1, g_step);
-    let prob = &d_caches.last().expect("d output").out;
-    let (loss_g, dprob, _, _) = bce::cpu_forward_backward(prob, 0);
-    let (_, d_fake_img) = d.backward(&d_caches, &dprob, batch);
+    let out = &d_caches.last().expect("d output").out;
+    let (loss_g, dout, _, _) = loss.cpu_g_step(out);
+    let (_, d_fake_img) = d.backward(&d_caches, &dout, batch);
     debug_assert_eq!(d_fake_img.len(), batch * dim);
     let (g_grads, _) = g.backward(&g_caches, &d_fake_img, batch);
-    g.adam_step(config, t, &g_grads);
+    g.adam_step(adam, t / n_critic.max(1), &g_grads);
     CpuStep { metrics: StepMetrics { loss_d, loss_g, d_real, d_fake }, d_grads, g_grads }
 }

@@ -8,6 +8,8 @@
 //! - `activations`: the per-layer activation buffers a forward writes;
 //! - `conv_layer`: a convolutional layer's forward and backward (implicit
 //!   GEMM or im2col around the matmul);
+//! - `loss`: the GAN objective (BCE or hinge): its kernels, D's output
+//!   activation, and the same on the CPU;
 //! - `cpu_reference`: the whole training step in plain loops, the
 //!   reference the GPU step is tested against.
 //!
@@ -18,5 +20,6 @@ pub mod activations;
 pub mod conv_layer;
 pub mod cpu_reference;
 pub mod gpu_net;
+pub mod loss;
 pub mod spec;
 pub mod spec_json;

@@ -2,10 +2,11 @@
 //! the sampler that runs the generator in evaluation mode.
 
 use super::{
-    bce, checkpoint, dropout, ema, gather, gpu_net, images, rng, Activations, AdamConfig, ColumnUse, DataIdentity,
-    Dispatch, DropoutDraw, DropoutMasks, GanError, GpuContext, GpuNet, GpuTensor, ImageSet, NetSpec, Result,
-    StepMetrics, Variant, WhichModel, FIXED_LATENT_SEED, GRID_SAMPLES, METRICS_LEN,
+    checkpoint, dropout, ema, gather, gpu_net, images, rng, Activations, AdamConfig, ColumnUse, DataIdentity, Dispatch,
+    DropoutDraw, DropoutMasks, GanError, GpuContext, GpuNet, GpuTensor, ImageSet, NetSpec, Result, StepMetrics,
+    Variant, WhichModel, FIXED_LATENT_SEED, GRID_SAMPLES, METRICS_LEN,
 };
+use crate::nn::loss::Loss;
 use rand::SeedableRng;
 
 /// The hyper-parameters that shape the GPU graph.
@@ -21,16 +22,51 @@ pub struct GanConfig {
     pub dcgan_width: usize,
     /// Decay of the generator's averaged copy (`--ema-decay`); 0: none.
     pub ema_decay: f32,
+    /// The objective (`--loss`): its kernels and D's output layer.
+    pub loss: Loss,
+    /// D steps per G step (`--n-critic`): every step trains D, and G trains
+    /// on steps N, 2N, ... (1-based), as PyTorch-GAN and Burn's wgan count.
+    pub n_critic: usize,
+}
+
+impl Default for GanConfig {
+    /// The tutorial's run: every value from `crate::defaults`. Hosts and
+    /// tests set only what they change (`GanConfig { batch: 32, ..Default::default() }`).
+    fn default() -> Self {
+        use crate::defaults;
+        GanConfig {
+            batch: defaults::BATCH,
+            latent: defaults::LATENT,
+            seed: defaults::SEED,
+            adam: AdamConfig::default(),
+            model: WhichModel::default(),
+            dcgan_width: defaults::DCGAN_WIDTH,
+            ema_decay: defaults::EMA_DECAY,
+            loss: Loss::default(),
+            n_critic: defaults::N_CRITIC,
+        }
+    }
 }
 
 impl GanConfig {
+    /// Whether 1-based global step `step` trains G (every `n_critic`-th).
+    pub fn trains_g_at(&self, step: u64) -> bool {
+        step.is_multiple_of(self.n_critic.max(1) as u64)
+    }
+
     /// The networks this config trains on images of `height` x `width`
     /// pixels (a conditional model draws `defaults::CLASSES` labels); an
     /// error names the flag and why the images do not suit the model.
+    /// D's output layer is the loss's (a sigmoid for BCE, none for hinge).
     pub fn architecture(&self, height: usize, width: usize) -> Result<crate::models::GanArchitecture> {
-        self.model
+        let mut arch = self
+            .model
             .architecture(self.latent, (height, width), crate::defaults::CLASSES, self.dcgan_width)
-            .map_err(|why| GanError::Flag { flag: "--model", why })
+            .map_err(|why| GanError::Flag { flag: "--model", why })?;
+        if let Some(last) = arch.discriminator.layers.last_mut() {
+            last.act = self.loss.d_output();
+        }
+        Ok(arch)
     }
 
     /// Checks the values (the CLI's flags, the page's form): errors name the
@@ -51,25 +87,27 @@ impl GanConfig {
                 return Err(GanError::Flag { flag, why: format!("must be in [0, 1), got {b}") });
             }
         }
+        positive("--n-critic", self.n_critic as f64)?;
         crate::engine::kernels::ema::check_decay(self.ema_decay)
             .map_err(|why| GanError::Flag { flag: "--ema-decay", why })
     }
 }
 
 /// The dispatches that move `avg` (the generator's average) one step
-/// towards `g`: its parameters and each batch norm's running statistics.
+/// towards `g`: its parameters and each batch norm's running statistics
+/// (`every`: G updates every `every`-th step).
 fn ema_dispatches(
     ctx: &GpuContext,
-    avg: &GpuNet,
-    g: &GpuNet,
-    decay: f32,
+    (avg, g): (&GpuNet, &GpuNet),
+    cfg: &GanConfig,
     counters: &GpuTensor,
 ) -> Result<Vec<Dispatch>> {
-    let mut out = vec![ema::update(ctx, &avg.params, &g.params, decay, counters)?];
+    let (decay, every) = (cfg.ema_decay, cfg.n_critic as u32);
+    let mut out = vec![ema::update(ctx, (&avg.params, &g.params), decay, counters, every)?];
     for (a, v) in avg.bn.iter().zip(&g.bn) {
         if let (Some(a), Some(v)) = (a, v) {
-            out.push(ema::update(ctx, &a.running_mean, &v.running_mean, decay, counters)?);
-            out.push(ema::update(ctx, &a.running_var, &v.running_var, decay, counters)?);
+            out.push(ema::update(ctx, (&a.running_mean, &v.running_mean), decay, counters, every)?);
+            out.push(ema::update(ctx, (&a.running_var, &v.running_var), decay, counters, every)?);
         }
     }
     Ok(out)
@@ -159,6 +197,9 @@ pub struct Gan {
     step: Vec<Dispatch>,
     /// Named, contiguous ranges of `step`, for the benchmark's breakdown.
     pub phases: Vec<(&'static str, std::ops::Range<usize>)>,
+    /// The range of `step` that trains G (from D's forward on G(z) through
+    /// G's average), left out of a D-only step (`--n-critic`).
+    pub g_step: std::ops::Range<usize>,
 }
 
 impl Gan {
@@ -178,7 +219,8 @@ impl Gan {
             )?),
             None => None,
         };
-        let g = GpuNet::new(ctx, arch.generator, g_params, &counters, cfg.adam)?;
+        let mut g = GpuNet::new(ctx, arch.generator, g_params, &counters, cfg.adam)?;
+        g.adam.set_every(ctx, cfg.n_critic as u32);
         let g_ema = match cfg.ema_decay {
             0.0 => None,
             _ => Some(g.forward_copy(ctx, g_params)?),
@@ -248,7 +290,7 @@ impl Gan {
             gpu_net::forward_grouped(ctx, &d, &d_input, &d_acts, true, variant, 2, Some(d_step_masks))?,
         );
         let d_prob = &d_acts.layers.last().expect("d output").out;
-        phase("loss D", &mut step, bce::forward_backward(ctx, d_prob, &d_prob_grad, b, &metrics, 0, &counters)?);
+        phase("loss D", &mut step, cfg.loss.d_step(ctx, (d_prob, &d_prob_grad), b, &metrics, &counters)?);
         phase(
             "D backward",
             &mut step,
@@ -268,13 +310,14 @@ impl Gan {
         );
         phase("Adam D", &mut step, vec![d.adam.dispatch.clone()]);
         // Generator step through the updated discriminator.
+        let g_start = step.len();
         phase(
             "D forward (B)",
             &mut step,
             gpu_net::forward_grouped(ctx, &d, &fake, &d_acts_b, true, variant, 1, Some(g_step_masks))?,
         );
         let d_prob_b = &d_acts_b.layers.last().expect("d output").out;
-        phase("loss G", &mut step, bce::forward_backward(ctx, d_prob_b, &d_prob_grad_b, 0, &metrics, 3, &counters)?);
+        phase("loss G", &mut step, cfg.loss.g_step(ctx, (d_prob_b, &d_prob_grad_b), &metrics, &counters)?);
         phase(
             "D backward to G(z)",
             &mut step,
@@ -299,8 +342,9 @@ impl Gan {
         );
         phase("Adam G", &mut step, vec![g.adam.dispatch.clone()]);
         if let Some(avg) = &g_ema {
-            phase("G average", &mut step, ema_dispatches(ctx, avg, &g, cfg.ema_decay, &counters)?);
+            phase("G average", &mut step, ema_dispatches(ctx, (avg, &g), &cfg, &counters)?);
         }
+        let g_step = g_start..step.len();
         phase("counters", &mut step, vec![gather::advance_counters(ctx, &counters)?]);
 
         let activation_bytes = z.bytes() + d_input.bytes() + g_acts.bytes() - fake.bytes()
@@ -336,6 +380,7 @@ impl Gan {
             activation_bytes,
             step,
             phases,
+            g_step,
         })
     }
 
@@ -348,11 +393,25 @@ impl Gan {
         self.step.len()
     }
 
-    /// Records one training step into `enc` (one compute pass).
+    /// Records one whole training step, D's and G's, into `enc` (one
+    /// compute pass).
     pub fn record_step(&self, enc: &mut wgpu::CommandEncoder) {
         let mut pass =
             enc.begin_compute_pass(&wgpu::ComputePassDescriptor { label: Some("train step"), timestamp_writes: None });
         crate::engine::kernels::record_all(&mut pass, &self.step);
+    }
+
+    /// Records 1-based global step `step` as the schedule has it
+    /// (`GanConfig::trains_g_at`): the whole step, or D's alone (every phase
+    /// but G's: the data, G's forward, D's step and the counters).
+    pub fn record_step_at(&self, enc: &mut wgpu::CommandEncoder, step: u64) {
+        if self.cfg.trains_g_at(step) {
+            return self.record_step(enc);
+        }
+        let mut pass =
+            enc.begin_compute_pass(&wgpu::ComputePassDescriptor { label: Some("D step"), timestamp_writes: None });
+        crate::engine::kernels::record_all(&mut pass, &self.step[..self.g_step.start]);
+        crate::engine::kernels::record_all(&mut pass, &self.step[self.g_step.end..]);
     }
 
     /// Records one step with one compute pass per phase, each writing GPU

@@ -20,7 +20,7 @@ use crate::engine::context::GpuContext;
 use crate::engine::kernels::adam::AdamConfig;
 use crate::engine::kernels::dropout::{self, DropoutDraw};
 use crate::engine::kernels::matmul::Variant;
-use crate::engine::kernels::{bce, ema, gather, rng, Dispatch};
+use crate::engine::kernels::{ema, gather, rng, Dispatch};
 use crate::engine::tensor::GpuTensor;
 use crate::error::{GanError, Result};
 use crate::io::checkpoint::{self, Loaded, OwnedTensor};
@@ -252,7 +252,7 @@ pub fn train_with_hook(
         let gan = &session.gan;
         report(TrainEvent::Note(format!("adapter: {}", ctx.describe())));
         report(TrainEvent::Note(format!(
-            "data: {} images {}x{} from {}; {} steps an epoch at batch {}; model {}; matmul variant {}; reductions {}",
+            "data: {} images {}x{} from {}; {} steps an epoch at batch {}; model {}, loss {}, {} D steps a G step; matmul variant {}; reductions {}",
             data.count,
             data.height,
             data.width,
@@ -260,6 +260,8 @@ pub fn train_with_hook(
             gan.steps_per_epoch(),
             g.batch,
             g.model.name(),
+            g.loss,
+            g.n_critic,
             ctx.matmul_choice().describe(),
             ctx.reduce_choice().describe()
         )));

@@ -137,7 +137,7 @@ impl Session {
         }
         let mut enc = ctx.device.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("train steps") });
         for i in 0..n as u64 {
-            self.gan.record_step(&mut enc);
+            self.gan.record_step_at(&mut enc, self.progress.steps_done + i + 1);
             readback::record_reading_copy(
                 &mut enc,
                 &self.gan.metrics,

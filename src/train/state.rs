@@ -55,8 +55,19 @@ pub fn find_latest_state(dir: &Path) -> Result<PathBuf> {
 
 /// The metadata keys that tell runs apart: two states whose values differ
 /// were written by different runs.
-const RUN_KEYS: &[&str] =
-    &["model", "seed", "data_hash", "limit", "batch_size", "latent_size", "image_dim", "n_images", "dcgan_width"];
+const RUN_KEYS: &[&str] = &[
+    "model",
+    "loss",
+    "n_critic",
+    "seed",
+    "data_hash",
+    "limit",
+    "batch_size",
+    "latent_size",
+    "image_dim",
+    "n_images",
+    "dcgan_width",
+];
 
 /// Refuses a folder holding the states of more than one run (engines
 /// before the fresh-run guard left such folders): the error names an older
@@ -197,6 +208,8 @@ pub struct RecordedRun {
     pub beta1: Option<f32>,
     pub beta2: Option<f32>,
     pub ema_decay: Option<f32>,
+    pub loss: Option<crate::nn::loss::Loss>,
+    pub n_critic: Option<usize>,
     /// The data folder the run read (`--data`), when the state names one
     /// that exists here; None for the embedded MNIST.
     pub data_dir: Option<PathBuf>,
@@ -225,6 +238,8 @@ pub fn recorded_run(resume: &Path) -> Result<RecordedRun> {
         beta1: meta_value(&meta, "beta1", &path)?,
         beta2: meta_value(&meta, "beta2", &path)?,
         ema_decay: meta_value(&meta, "ema_decay", &path)?,
+        loss: meta_value(&meta, "loss", &path)?,
+        n_critic: meta_value(&meta, "n_critic", &path)?,
         data_dir: meta
             .get("data_source")
             .and_then(|source| crate::io::data::data_dir_of(Path::new(source)))
@@ -293,6 +308,8 @@ pub(super) fn save_state(
         ("beta1", g.adam.beta1.to_string()),
         ("beta2", g.adam.beta2.to_string()),
         ("ema_decay", g.ema_decay.to_string()),
+        ("loss", g.loss.name().to_string()),
+        ("n_critic", g.n_critic.to_string()),
     ]
     .into_iter()
     .chain((g.model == WhichModel::Dcgan).then(|| ("dcgan_width", g.dcgan_width.to_string())))
@@ -354,6 +371,18 @@ fn check_state_meta(
         cfg.gan.dcgan_width as u64,
         "leave --width out to take the run's",
     ));
+    // States written before the loss was a choice trained BCE, one D step a G step.
+    if let Some(l) = meta.get("loss").filter(|l| *l != cfg.gan.loss.name()) {
+        return Err(bad(format!(
+            "the run was started with --loss {l}; this run has --loss {} (leave --loss out to take the run's)",
+            cfg.gan.loss
+        )));
+    }
+    let n_critic = meta.contains_key("n_critic").then_some((
+        "n_critic",
+        cfg.gan.n_critic as u64,
+        "leave --n-critic out to take the run's",
+    ));
     for (k, want, hint) in [
         ("batch_size", cfg.gan.batch as u64, "leave --batch-size out to take the run's"),
         ("latent_size", cfg.gan.latent as u64, "leave --latent-size out to take the run's"),
@@ -363,6 +392,7 @@ fn check_state_meta(
     ]
     .into_iter()
     .chain(width)
+    .chain(n_critic)
     {
         let have = num(k)?;
         if have != want {

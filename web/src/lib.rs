@@ -148,10 +148,10 @@ impl Engine {
             seed: seed as u64,
             adam: AdamConfig { lr, ..AdamConfig::default() },
             model,
-            dcgan_width: gan_wgpu::defaults::DCGAN_WIDTH,
             // The page draws and scores the trained generator, and its runs
             // are short: it keeps no average (`train --ema-decay 0`).
             ema_decay: 0.0,
+            ..GanConfig::default()
         };
         cfg.validate().map_err(js_err)?;
         let data = self.inner.data.try_borrow().map_err(|_| busy())?;

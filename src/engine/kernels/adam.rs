@@ -31,7 +31,8 @@ struct Params {
     beta1: f32,
     beta2: f32,
     eps: f32,
-    _pad: [u32; 3],
+    every: u32,
+    _pad: [u32; 2],
 }
 
 /// One Adam update over flat param/grad/m/v buffers of equal length. The step
@@ -42,6 +43,9 @@ pub struct Adam {
     pub dispatch: Dispatch,
     params: wgpu::Buffer,
     n: usize,
+    config: AdamConfig,
+    /// The network updates every `every`-th step and counts its own t.
+    every: u32,
 }
 
 impl Adam {
@@ -77,7 +81,7 @@ impl Adam {
             &[Slot::Uniform, Slot::ReadWrite, Slot::Read, Slot::ReadWrite, Slot::ReadWrite, Slot::ReadWrite],
             &[],
         );
-        let params = uniform(ctx, &param.label, &Self::pack(n, config));
+        let params = uniform(ctx, &param.label, &Self::pack(n, config, 1));
         let dispatch = Dispatch::new(
             ctx,
             &kern,
@@ -92,16 +96,24 @@ impl Adam {
             ],
             grid_1d(n / 4, 256),
         );
-        Ok(Adam { dispatch, params, n })
+        Ok(Adam { dispatch, params, n, config, every: 1 })
     }
 
-    fn pack(n: usize, c: AdamConfig) -> Params {
-        Params { n: n as u32, lr: c.lr, beta1: c.beta1, beta2: c.beta2, eps: c.eps, _pad: [0; 3] }
+    fn pack(n: usize, c: AdamConfig, every: u32) -> Params {
+        Params { n: n as u32, lr: c.lr, beta1: c.beta1, beta2: c.beta2, eps: c.eps, every, _pad: [0; 2] }
     }
 
     /// Changes lr/betas/eps for the next recorded updates; nothing is rebuilt.
-    pub fn set_config(&self, ctx: &GpuContext, config: AdamConfig) {
-        ctx.queue.write_buffer(&self.params, 0, bytemuck::bytes_of(&Self::pack(self.n, config)));
+    pub fn set_config(&mut self, ctx: &GpuContext, config: AdamConfig) {
+        self.config = config;
+        ctx.queue.write_buffer(&self.params, 0, bytemuck::bytes_of(&Self::pack(self.n, config, self.every)));
+    }
+
+    /// For a network updated every `every`-th step (the generator with
+    /// `--n-critic`): t counts its own updates, (steps done + 1) / every.
+    pub fn set_every(&mut self, ctx: &GpuContext, every: u32) {
+        self.every = every.max(1);
+        ctx.queue.write_buffer(&self.params, 0, bytemuck::bytes_of(&Self::pack(self.n, self.config, self.every)));
     }
 
     pub fn record(&self, pass: &mut wgpu::ComputePass<'_>) {

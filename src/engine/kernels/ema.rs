@@ -15,7 +15,7 @@ struct Params {
     n: u32,
     copy: u32,
     one_minus_decay: f32,
-    _pad: u32,
+    every: u32,
 }
 
 /// Whether `decay` is one an average can use: [0, 1).
@@ -27,14 +27,16 @@ pub fn check_decay(decay: f32) -> std::result::Result<(), String> {
     }
 }
 
-/// One step of `average += w (value - average)`, w = `weight(decay,
-/// counters[0])` read on the GPU (the first step copies).
+/// One step of `average += w (value - average)`, w = `weight(decay, t)`
+/// with t = (counters[0] + 1) / every - 1 read on the GPU (the value's
+/// updates before this one; the first copies). `every`: the averaged
+/// network updates every `every`-th step (1, or the generator's --n-critic).
 pub fn update(
     ctx: &GpuContext,
-    average: &GpuTensor,
-    value: &GpuTensor,
+    (average, value): (&GpuTensor, &GpuTensor),
     decay: f32,
     counters: &GpuTensor,
+    every: u32,
 ) -> Result<Dispatch> {
     check_decay(decay).map_err(|why| GanError::shape(&average.label, why))?;
     let n = average.numel();
@@ -48,7 +50,8 @@ pub fn update(
     let (entry, grid) =
         if n.is_multiple_of(4) { ("ema_update_vec4", grid_1d(n / 4, 256)) } else { ("ema_update", grid_1d(n, 256)) };
     let kern = kernel(ctx, "ema.wgsl", SOURCE, entry, &[Slot::Uniform, Slot::ReadWrite, Slot::Read, Slot::Read], &[]);
-    let params = Params { n: n as u32, copy: u32::from(decay == 0.0), one_minus_decay: one_minus(decay), _pad: 0 };
+    let every = every.max(1);
+    let params = Params { n: n as u32, copy: u32::from(decay == 0.0), one_minus_decay: one_minus(decay), every };
     let u = uniform(ctx, &average.label, &params);
     Ok(Dispatch::new(
         ctx,

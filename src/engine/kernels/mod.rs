@@ -17,6 +17,7 @@ pub mod dropout;
 pub mod ema;
 pub mod embedding;
 pub mod gather;
+pub mod hinge;
 pub mod matmul;
 pub mod reduce;
 pub mod rng;
@@ -70,6 +71,7 @@ pub const SHADERS: &[ShaderFile] = &[
     shader("bias_act.wgsl", bias_act::FILE, bias_act::SOURCE),
     shader("batchnorm.wgsl", batchnorm::FILE, batchnorm::SOURCE),
     shader("bce.wgsl", bce::SOURCE, bce::SOURCE),
+    shader("hinge.wgsl", hinge::SOURCE, hinge::SOURCE),
     shader("conv.wgsl", conv::SOURCE, conv::SOURCE),
     shader("adam.wgsl", adam::SOURCE, adam::SOURCE),
     shader("ema.wgsl", ema::SOURCE, ema::SOURCE),
