@@ -117,6 +117,29 @@ async fn ema_update(ctx: &GpuContext) -> Result<()> {
     check_close("ema", &avg.read_f32_async(ctx).await?, &cpu, 1e-6, 1e-5).map_err(mismatch("ema"))
 }
 
+/// The hinge loss: D's two segments over 257 scores around the kinks (the
+/// gradient over NaN), then G's side.
+async fn hinge_loss(ctx: &GpuContext) -> Result<()> {
+    use crate::engine::kernels::hinge::{self, HingeSide};
+    let mut r = rand_chacha::ChaCha8Rng::seed_from_u64(31);
+    let n = 257;
+    let score = random(&mut r, n, -2.5, 2.5);
+    let gs = GpuTensor::from_f32(ctx, &[n, 1], "score", &score)?;
+    let gd = nan_tensor(ctx, &[n, 1], "dscore").await?;
+    let metrics = nan_tensor(ctx, &[8], "metrics").await?;
+    let counters = GpuTensor::zeros(ctx, &[4], "counters");
+    let err = mismatch("hinge");
+    for (side, n_zero) in [(HingeSide::Discriminator, 128), (HingeSide::Generator, 0)] {
+        let d = hinge::forward_backward(ctx, (&gs, &gd), side, n_zero, (&metrics, 0), &counters)?;
+        run(ctx, &[&d])?;
+        let (loss, ds, s_one, s_zero) = hinge::cpu_forward_backward(&score, side, n_zero);
+        let m = metrics.read_f32_async(ctx).await?;
+        check_close("hinge metrics", &m[..3], &[loss, s_one, s_zero], 1e-5, 1e-5).map_err(&err)?;
+        check_close("hinge dscore", &gd.read_f32_async(ctx).await?, &ds, 0.0, 1e-6).map_err(&err)?;
+    }
+    Ok(())
+}
+
 /// Box-Muller within WGSL's bounds for cos, sin and log (see the rng test).
 async fn rng_normal(ctx: &GpuContext) -> Result<()> {
     let n = 1001;
@@ -355,6 +378,7 @@ pub async fn run_all(ctx: &GpuContext) -> Vec<CheckResult> {
     }
     push("adam.wgsl", "two updates of 1028 parameters".into(), adam_update(ctx).await);
     push("ema.wgsl", "three steps of a 1029-value average".into(), ema_update(ctx).await);
+    push("hinge.wgsl", "D's and G's hinge loss and gradient on 257 scores".into(), hinge_loss(ctx).await);
     push("rng.wgsl", "1001 normals within WGSL's bounds".into(), rng_normal(ctx).await);
     push("gather.wgsl", "a batch through the index list, counters".into(), gather_batch(ctx).await);
     push("rng.wgsl", "131 fake labels, and a batch's real labels gathered (gather.wgsl)".into(), labels(ctx).await);

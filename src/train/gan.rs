@@ -147,6 +147,64 @@ pub(crate) fn positive(flag: &'static str, v: f64) -> Result<()> {
     }
 }
 
+/// The step's dispatches in order, and their named ranges.
+#[derive(Default)]
+struct StepGraph {
+    step: Vec<Dispatch>,
+    phases: Vec<(&'static str, std::ops::Range<usize>)>,
+}
+
+impl StepGraph {
+    fn phase(&mut self, name: &'static str, dispatches: Vec<Dispatch>) {
+        let start = self.step.len();
+        self.step.extend(dispatches);
+        self.phases.push((name, start..self.step.len()));
+    }
+}
+
+/// Buffers and views only the recorded step uses (the dispatches hold them).
+struct StepViews {
+    /// Rows 0..B of D's input: G's output.
+    fake: GpuTensor,
+    g_grads: Activations,
+    d_grads: Activations,
+    /// D's activations and gradients, first B rows: its pass in G's step.
+    d_acts_b: Activations,
+    d_grads_b: Activations,
+    d_prob_grad_b: GpuTensor,
+}
+
+impl StepViews {
+    /// G's and D's activations (returned: the Gan keeps them) and the rest.
+    /// Only the column buffers the chosen kernels read are made (implicit
+    /// GEMMs read their patches from the images).
+    fn alloc(
+        ctx: &GpuContext,
+        (g, d): (&GpuNet, &GpuNet),
+        (d_input, d_prob_grad): (&GpuTensor, &GpuTensor),
+        d_labels: Option<&GpuTensor>,
+        variant: Variant,
+    ) -> Result<((Activations, Activations), StepViews)> {
+        let b = d_input.shape[0] / 2;
+        let dim = d_input.shape[1];
+        let fake = d_input.view(0, &[b, dim], "fake")?;
+        let g_labels = d_labels.map(|l| l.view(0, &[b], "fake labels")).transpose()?;
+        let acts_use = ColumnUse { variant, weight_grads: true, gradients: false };
+        let grads_use = ColumnUse { gradients: true, ..acts_use };
+        let g_acts =
+            Activations::alloc_columns(ctx, &g.spec, b, "g", Some(fake.clone()), g_labels.as_ref(), Some(acts_use))?;
+        let g_grads = Activations::alloc_columns(ctx, &g.spec, b, "g_grad", None, None, Some(grads_use))?;
+        let d_acts = Activations::alloc_columns(ctx, &d.spec, 2 * b, "d", None, d_labels, Some(acts_use))?;
+        let d_grads = Activations::alloc_columns(ctx, &d.spec, 2 * b, "d_grad", None, None, Some(grads_use))?;
+        // D's pass in G's step computes no weight gradient.
+        let d_acts_b =
+            d_acts.first_rows(b)?.keeping_read_columns(ctx, &d.spec, ColumnUse { weight_grads: false, ..acts_use });
+        let d_grads_b = d_grads.first_rows(b)?;
+        let d_prob_grad_b = d_prob_grad.view(0, &[b, 1], "d_prob_grad[:B]")?;
+        Ok(((g_acts, d_acts), StepViews { fake, g_grads, d_grads, d_acts_b, d_grads_b, d_prob_grad_b }))
+    }
+}
+
 /// The GAN resident on the GPU, with its whole training step prebuilt.
 pub struct Gan {
     pub cfg: GanConfig,
@@ -203,11 +261,19 @@ pub struct Gan {
 }
 
 impl Gan {
+    /// The GAN on `data` from the given initial parameters: its buffers
+    /// (`alloc`), then its step recorded phase by phase (`record_phases`).
     pub fn new(ctx: &GpuContext, cfg: GanConfig, data: &ImageSet, g_params: &[f32], d_params: &[f32]) -> Result<Self> {
+        let (mut gan, views) = Self::alloc(ctx, cfg, data, (g_params, d_params))?;
+        gan.record_phases(ctx, &views)?;
+        Ok(gan)
+    }
+
+    /// Every buffer of the step, made once; the step itself is left empty.
+    fn alloc(ctx: &GpuContext, cfg: GanConfig, data: &ImageSet, params: (&[f32], &[f32])) -> Result<(Self, StepViews)> {
         let (b, dim) = (cfg.batch, data.dim());
         let variant = Variant::for_adapter(ctx);
         let counters = GpuTensor::zeros(ctx, &[4], "counters");
-        let metrics = GpuTensor::zeros(ctx, &[METRICS_LEN], "metrics");
         let arch = cfg.architecture(data.height, data.width)?;
         let classes = arch.classes();
         let labels = match classes {
@@ -219,142 +285,24 @@ impl Gan {
             )?),
             None => None,
         };
-        let mut g = GpuNet::new(ctx, arch.generator, g_params, &counters, cfg.adam)?;
+        let mut g = GpuNet::new(ctx, arch.generator, params.0, &counters, cfg.adam)?;
         g.adam.set_every(ctx, cfg.n_critic as u32);
         let g_ema = match cfg.ema_decay {
             0.0 => None,
-            _ => Some(g.forward_copy(ctx, g_params)?),
+            _ => Some(g.forward_copy(ctx, params.0)?),
         };
-        let d = GpuNet::new(ctx, arch.discriminator, d_params, &counters, cfg.adam)?;
+        let d = GpuNet::new(ctx, arch.discriminator, params.1, &counters, cfg.adam)?;
         let pixels = GpuTensor::from_u32(
             ctx,
             &[data.pixels.len().div_ceil(4)],
             "dataset pixels (u8 x4)",
             &gather::pack_pixels(&data.pixels),
         )?;
-        let perm = GpuTensor::zeros(ctx, &[data.count], "epoch permutation");
-        let z = GpuTensor::zeros(ctx, &[b, cfg.latent], "z");
         let d_input = GpuTensor::zeros(ctx, &[2 * b, dim], "d_input [fake; real]");
-        let fake = d_input.view(0, &[b, dim], "fake")?;
         let d_labels = classes.map(|_| GpuTensor::zeros(ctx, &[2 * b], "labels [fake; real]"));
-        let g_labels = d_labels.as_ref().map(|l| l.view(0, &[b], "fake labels")).transpose()?;
-        // Only the column buffers the chosen kernels read are made (implicit
-        // GEMMs read their patches from the images).
-        let acts_use = ColumnUse { variant, weight_grads: true, gradients: false };
-        let grads_use = ColumnUse { gradients: true, ..acts_use };
-        let fake_out = Some(fake.clone());
-        let g_acts = Activations::alloc_columns(ctx, &g.spec, b, "g", fake_out, g_labels.as_ref(), Some(acts_use))?;
-        let g_grads = Activations::alloc_columns(ctx, &g.spec, b, "g_grad", None, None, Some(grads_use))?;
-        let d_acts = Activations::alloc_columns(ctx, &d.spec, 2 * b, "d", None, d_labels.as_ref(), Some(acts_use))?;
-        let d_grads = Activations::alloc_columns(ctx, &d.spec, 2 * b, "d_grad", None, None, Some(grads_use))?;
         let d_prob_grad = GpuTensor::zeros(ctx, &[2 * b, 1], "d_prob_grad");
-        let d_fake_grad = GpuTensor::zeros(ctx, &[b, dim], "d_fake_grad");
-        // D's pass in G's step computes no weight gradient.
-        let d_acts_b =
-            d_acts.first_rows(b)?.keeping_read_columns(ctx, &d.spec, ColumnUse { weight_grads: false, ..acts_use });
-        let d_grads_b = d_grads.first_rows(b)?;
-        let d_prob_grad_b = d_prob_grad.view(0, &[b, 1], "d_prob_grad[:B]")?;
-
-        let mut step = Vec::new();
-        let mut phases = Vec::new();
-        let mut phase = |name: &'static str, step: &mut Vec<Dispatch>, ds: Vec<Dispatch>| {
-            let start = step.len();
-            step.extend(ds);
-            phases.push((name, start..step.len()));
-        };
-        let mut data_phase = vec![
-            rng::normal(ctx, &z, rng::RngStream { seed: cfg.seed, stream: 0, draw_base: 0 }, &counters)?,
-            gather::gather_batch(ctx, &pixels, &perm, &d_input, b, b, &counters)?,
-        ];
-        if let (Some(k), Some(all), Some(dl)) = (classes, &labels, &d_labels) {
-            let fake_labels = dl.view(0, &[b], "fake labels")?;
-            let stream = rng::RngStream { seed: cfg.seed, stream: FAKE_LABEL_STREAM, draw_base: 0 };
-            data_phase.push(rng::labels(ctx, &fake_labels, k, stream, &counters)?);
-            data_phase.push(gather::gather_labels(ctx, all, &perm, dl, b, b, &counters)?);
-        }
-        phase("latent + batch", &mut step, data_phase);
-        phase("G forward", &mut step, gpu_net::forward(ctx, &g, &z, &g_acts, true, variant)?);
-        // Discriminator step on [fake; real].
-        // Batch norm in D (dcgan) normalises the fake and the real half
-        // apart, as PyTorch's separate passes do.
-        let max_layers = (dropout::G_STEP_STREAM - dropout::D_STEP_STREAM) as usize;
-        if d.spec.layers.len() > max_layers {
-            let why = format!("more than {max_layers} layers: their dropout streams would overlap");
-            return Err(GanError::shape("discriminator", why));
-        }
-        let masks = |stream| DropoutMasks { draw: DropoutDraw { seed: cfg.seed, stream }, counters: &counters };
-        let (d_step_masks, g_step_masks) = (masks(dropout::D_STEP_STREAM), masks(dropout::G_STEP_STREAM));
-        phase(
-            "D forward (2B)",
-            &mut step,
-            gpu_net::forward_grouped(ctx, &d, &d_input, &d_acts, true, variant, 2, Some(d_step_masks))?,
-        );
-        let d_prob = &d_acts.layers.last().expect("d output").out;
-        phase("loss D", &mut step, cfg.loss.d_step(ctx, (d_prob, &d_prob_grad), b, &metrics, &counters)?);
-        phase(
-            "D backward",
-            &mut step,
-            gpu_net::backward_grouped(
-                ctx,
-                &d,
-                &d_input,
-                &d_acts,
-                &d_grads,
-                &d_prob_grad,
-                true,
-                None,
-                variant,
-                2,
-                Some(d_step_masks),
-            )?,
-        );
-        phase("Adam D", &mut step, vec![d.adam.dispatch.clone()]);
-        // Generator step through the updated discriminator.
-        let g_start = step.len();
-        phase(
-            "D forward (B)",
-            &mut step,
-            gpu_net::forward_grouped(ctx, &d, &fake, &d_acts_b, true, variant, 1, Some(g_step_masks))?,
-        );
-        let d_prob_b = &d_acts_b.layers.last().expect("d output").out;
-        phase("loss G", &mut step, cfg.loss.g_step(ctx, (d_prob_b, &d_prob_grad_b), &metrics, &counters)?);
-        phase(
-            "D backward to G(z)",
-            &mut step,
-            gpu_net::backward_grouped(
-                ctx,
-                &d,
-                &fake,
-                &d_acts_b,
-                &d_grads_b,
-                &d_prob_grad_b,
-                false,
-                Some(&d_fake_grad),
-                variant,
-                1,
-                Some(g_step_masks),
-            )?,
-        );
-        phase(
-            "G backward",
-            &mut step,
-            gpu_net::backward(ctx, &g, &z, &g_acts, &g_grads, &d_fake_grad, true, None, variant)?,
-        );
-        phase("Adam G", &mut step, vec![g.adam.dispatch.clone()]);
-        if let Some(avg) = &g_ema {
-            phase("G average", &mut step, ema_dispatches(ctx, (avg, &g), &cfg, &counters)?);
-        }
-        let g_step = g_start..step.len();
-        phase("counters", &mut step, vec![gather::advance_counters(ctx, &counters)?]);
-
-        let activation_bytes = z.bytes() + d_input.bytes() + g_acts.bytes() - fake.bytes()
-            + g_grads.bytes()
-            + d_acts.bytes()
-            + d_grads.bytes()
-            + d_prob_grad.bytes()
-            + d_fake_grad.bytes()
-            + d_labels.as_ref().map_or(0, |l| l.bytes());
-        Ok(Gan {
+        let (acts, views) = StepViews::alloc(ctx, (&g, &d), (&d_input, &d_prob_grad), d_labels.as_ref(), variant)?;
+        let gan = Gan {
             cfg,
             data: DataIdentity::of(data, None),
             height: data.height,
@@ -364,24 +312,143 @@ impl Gan {
             d,
             g_ema,
             counters,
-            metrics,
-            z,
+            metrics: GpuTensor::zeros(ctx, &[METRICS_LEN], "metrics"),
+            z: GpuTensor::zeros(ctx, &[b, cfg.latent], "z"),
             d_input,
             pixels,
             labels,
             d_labels,
-            perm,
+            perm: GpuTensor::zeros(ctx, &[data.count], "epoch permutation"),
             n_images: data.count,
             variant,
-            g_acts,
-            d_acts,
+            g_acts: acts.0,
+            d_acts: acts.1,
             d_prob_grad,
-            d_fake_grad,
-            activation_bytes,
-            step,
-            phases,
-            g_step,
-        })
+            d_fake_grad: GpuTensor::zeros(ctx, &[b, dim], "d_fake_grad"),
+            activation_bytes: 0,
+            step: Vec::new(),
+            phases: Vec::new(),
+            g_step: 0..0,
+        };
+        Ok((gan, views))
+    }
+
+    /// Records the step's phases in order (`phases` names them): the data,
+    /// G's forward, D's step, G's step (a range a D-only step leaves out),
+    /// the counters.
+    fn record_phases(&mut self, ctx: &GpuContext, v: &StepViews) -> Result<()> {
+        let mut graph = StepGraph::default();
+        graph.phase("latent + batch", self.data_phase(ctx)?);
+        graph.phase("G forward", gpu_net::forward(ctx, &self.g, &self.z, &self.g_acts, true, self.variant)?);
+        self.d_step_phases(ctx, v, &mut graph)?;
+        let g_start = graph.step.len();
+        self.g_step_phases(ctx, v, &mut graph)?;
+        self.g_step = g_start..graph.step.len();
+        graph.phase("counters", vec![gather::advance_counters(ctx, &self.counters)?]);
+        self.step = graph.step;
+        self.phases = graph.phases;
+        self.activation_bytes = self.z.bytes() + self.d_input.bytes() + self.g_acts.bytes() - v.fake.bytes()
+            + v.g_grads.bytes()
+            + self.d_acts.bytes()
+            + v.d_grads.bytes()
+            + self.d_prob_grad.bytes()
+            + self.d_fake_grad.bytes()
+            + self.d_labels.as_ref().map_or(0, |l| l.bytes());
+        Ok(())
+    }
+
+    /// The latent codes, the real batch and (conditional) both batches' labels.
+    fn data_phase(&self, ctx: &GpuContext) -> Result<Vec<Dispatch>> {
+        let (cfg, b) = (&self.cfg, self.cfg.batch);
+        let mut out = vec![
+            rng::normal(ctx, &self.z, rng::RngStream { seed: cfg.seed, stream: 0, draw_base: 0 }, &self.counters)?,
+            gather::gather_batch(ctx, &self.pixels, &self.perm, &self.d_input, b, b, &self.counters)?,
+        ];
+        if let (Some(k), Some(all), Some(dl)) = (self.classes(), &self.labels, &self.d_labels) {
+            let fake_labels = dl.view(0, &[b], "fake labels")?;
+            let stream = rng::RngStream { seed: cfg.seed, stream: FAKE_LABEL_STREAM, draw_base: 0 };
+            out.push(rng::labels(ctx, &fake_labels, k, stream, &self.counters)?);
+            out.push(gather::gather_labels(ctx, all, &self.perm, dl, b, b, &self.counters)?);
+        }
+        Ok(out)
+    }
+
+    /// D's dropout masks for its pass in the D step and in the G step.
+    fn dropout_masks(&self) -> Result<(DropoutMasks<'_>, DropoutMasks<'_>)> {
+        let max_layers = (dropout::G_STEP_STREAM - dropout::D_STEP_STREAM) as usize;
+        if self.d.spec.layers.len() > max_layers {
+            let why = format!("more than {max_layers} layers: their dropout streams would overlap");
+            return Err(GanError::shape("discriminator", why));
+        }
+        let masks = |stream| DropoutMasks {
+            draw: DropoutDraw { seed: self.cfg.seed, stream },
+            counters: &self.counters,
+        };
+        Ok((masks(dropout::D_STEP_STREAM), masks(dropout::G_STEP_STREAM)))
+    }
+
+    /// D's step on [G(z); x]: forward (batch norm in D, dcgan's, normalises
+    /// the fake and the real half apart, as PyTorch's separate passes do),
+    /// the loss, backward, Adam.
+    fn d_step_phases(&self, ctx: &GpuContext, v: &StepViews, graph: &mut StepGraph) -> Result<()> {
+        let (d, b, variant) = (&self.d, self.cfg.batch, self.variant);
+        let (masks, _) = self.dropout_masks()?;
+        let forward = gpu_net::forward_grouped(ctx, d, &self.d_input, &self.d_acts, true, variant, 2, Some(masks))?;
+        graph.phase("D forward (2B)", forward);
+        let d_out = &self.d_acts.layers.last().expect("d output").out;
+        let loss = self.cfg.loss.d_step(ctx, (d_out, &self.d_prob_grad), b, &self.metrics, &self.counters)?;
+        graph.phase("loss D", loss);
+        let grads = (&v.d_grads, &self.d_prob_grad);
+        let backward = gpu_net::backward_grouped(
+            ctx,
+            d,
+            &self.d_input,
+            &self.d_acts,
+            grads.0,
+            grads.1,
+            true,
+            None,
+            variant,
+            2,
+            Some(masks),
+        )?;
+        graph.phase("D backward", backward);
+        graph.phase("Adam D", vec![d.adam.dispatch.clone()]);
+        Ok(())
+    }
+
+    /// G's step through the updated D on the same G(z): D's forward, the
+    /// loss, backward through D to G(z) (no weight gradient) and through G,
+    /// Adam, and the average.
+    fn g_step_phases(&self, ctx: &GpuContext, v: &StepViews, graph: &mut StepGraph) -> Result<()> {
+        let (d, variant) = (&self.d, self.variant);
+        let (_, masks) = self.dropout_masks()?;
+        let forward = gpu_net::forward_grouped(ctx, d, &v.fake, &v.d_acts_b, true, variant, 1, Some(masks))?;
+        graph.phase("D forward (B)", forward);
+        let d_out = &v.d_acts_b.layers.last().expect("d output").out;
+        graph.phase("loss G", self.cfg.loss.g_step(ctx, (d_out, &v.d_prob_grad_b), &self.metrics, &self.counters)?);
+        let backward = gpu_net::backward_grouped(
+            ctx,
+            d,
+            &v.fake,
+            &v.d_acts_b,
+            &v.d_grads_b,
+            &v.d_prob_grad_b,
+            false,
+            Some(&self.d_fake_grad),
+            variant,
+            1,
+            Some(masks),
+        )?;
+        graph.phase("D backward to G(z)", backward);
+        let g_backward =
+            gpu_net::backward(ctx, &self.g, &self.z, &self.g_acts, &v.g_grads, &self.d_fake_grad, true, None, variant)?;
+        graph.phase("G backward", g_backward);
+        graph.phase("Adam G", vec![self.g.adam.dispatch.clone()]);
+        if let Some(avg) = &self.g_ema {
+            graph.phase("G average", ema_dispatches(ctx, (avg, &self.g), &self.cfg, &self.counters)?);
+        }
+        Ok(())
     }
 
     /// The classes a conditional model draws (None: unconditional).

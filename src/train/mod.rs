@@ -198,147 +198,170 @@ pub fn train_with_hook(
     after_epoch: &mut EpochHook,
     report: &mut Reporter,
 ) -> Result<RunSummary> {
-    let g = cfg.gan;
     let identity = RunIdentity::of(cfg, data);
     let data_identity = DataIdentity::of(data, cfg.limit);
-    let data = first_images(data, cfg.limit, g.batch)?;
+    let data = first_images(data, cfg.limit, cfg.gan.batch)?;
     // Images the model cannot shape are refused before any work.
-    g.architecture(data.height, data.width)?;
-
+    cfg.gan.architecture(data.height, data.width)?;
     // The resumed state is read and checked before anything is written.
-    let state = match &cfg.resume {
-        Some(dir) => {
-            let path = find_latest_state(dir)?;
-            let s = load_state(&path, cfg, &identity, (data.height, data.width), data.count)?;
-            report(TrainEvent::Note(format!(
-                "resuming from {} (epoch {}, step {} of the epoch, {} steps done)",
-                path.display(),
-                s.progress.epoch,
-                s.progress.batch_in_epoch,
-                s.progress.steps_done
-            )));
-            Some(s)
-        }
-        None => None,
-    };
+    let state = load_resumed_state(cfg, &identity, &data, report)?;
     // Held until the run returns: no other run writes this folder meanwhile.
     // Until the first file is written, a failure removes what it made.
     let mut run_dir = open_run_dir(&cfg.out, cfg.starts_files_in_out(), cfg.overwrite)?;
     if let Some(aside) = &run_dir.moved_aside {
         report(TrainEvent::Note(format!("--overwrite: the earlier run's files are now in {}", aside.display())));
     }
+    warm_up(ctx, cfg, (data.height, data.width), report);
+    let t0 = Instant::now();
+    let mut session = Session::start(ctx, cfg.gan, &data, state.as_ref())?;
+    session.gan.data = data_identity;
+    drop(state);
+    checkpoint::atomic_write(
+        &cfg.out.join("fixed_latent.npy"),
+        &checkpoint::npy_bytes(&[session.fixed.len(), cfg.gan.latent], &session.fixed.latents),
+    )?;
+    run_dir.keep();
+    report_setup(ctx, &session, &data, t0, report);
+    let losses = carried_losses(cfg, session.progress)?;
+    let mut run = Run { ctx, cfg, identity, session, losses, steps_this_run: 0, interrupt, report };
+    let mut epoch = run.session.progress.epoch;
+    while epoch < cfg.epochs {
+        let epoch_start = Instant::now();
+        if let Some(stopped) = run.epoch_steps(epoch, epoch_start)? {
+            return Ok(stopped);
+        }
+        let p = run.finish_epoch(epoch, epoch_start, after_epoch)?;
+        epoch += 1;
+        if run.asked_to_stop() {
+            return Ok(RunSummary { progress: p, losses: run.losses, interrupted: p.epoch < cfg.epochs });
+        }
+    }
+    let p = Progress { epoch, batch_in_epoch: 0, steps_done: run.session.progress.steps_done };
+    Ok(RunSummary { progress: p, losses: run.losses, interrupted: false })
+}
+
+/// The state a resumed run goes on from (checked against this run), or None.
+fn load_resumed_state(
+    cfg: &TrainConfig,
+    identity: &RunIdentity,
+    data: &ImageSet,
+    report: &mut Reporter,
+) -> Result<Option<SavedState>> {
+    let Some(dir) = &cfg.resume else { return Ok(None) };
+    let path = find_latest_state(dir)?;
+    let s = load_state(&path, cfg, identity, (data.height, data.width), data.count)?;
+    report(TrainEvent::Note(format!(
+        "resuming from {} (epoch {}, step {} of the epoch, {} steps done)",
+        path.display(),
+        s.progress.epoch,
+        s.progress.batch_in_epoch,
+        s.progress.steps_done
+    )));
+    Ok(Some(s))
+}
+
+/// Compiles the step's pipelines before the first step (CPU adapters), and
+/// says why when that took long (a first launch, with an empty shader cache).
+fn warm_up(ctx: &GpuContext, cfg: &TrainConfig, dims: (usize, usize), report: &mut Reporter) {
     let t_warm = Instant::now();
     if cfg.warmup {
-        warm_up_pipelines(ctx, g, (data.height, data.width));
+        warm_up_pipelines(ctx, cfg.gan, dims);
     }
     let warm_s = t_warm.elapsed().as_secs_f64();
-    // Only a first launch (empty shader cache) waits this long; say why.
     if warm_s > 1.0 {
         report(TrainEvent::Note(format!(
             "compiled the GPU kernels in {warm_s:.1} s (first launch; the driver caches them for the next)"
         )));
     }
-    let t0 = Instant::now();
-    let mut session = Session::start(ctx, g, &data, state.as_ref())?;
-    session.gan.data = data_identity;
-    drop(state);
-    let progress = session.progress;
-    checkpoint::atomic_write(
-        &cfg.out.join("fixed_latent.npy"),
-        &checkpoint::npy_bytes(&[session.fixed.len(), g.latent], &session.fixed.latents),
-    )?;
-    run_dir.keep();
-    {
-        let gan = &session.gan;
-        report(TrainEvent::Note(format!("adapter: {}", ctx.describe())));
-        report(TrainEvent::Note(format!(
-            "data: {} images {}x{} from {}; {} steps an epoch at batch {}; model {}, loss {}, {} D steps a G step; matmul variant {}; reductions {}",
-            data.count,
-            data.height,
-            data.width,
-            data.source,
-            gan.steps_per_epoch(),
-            g.batch,
-            g.model.name(),
-            g.loss,
-            g.n_critic,
-            ctx.matmul_choice().describe(),
-            ctx.reduce_choice().describe()
-        )));
-        let mem = gan.memory();
-        let total: u64 = mem.iter().map(|m| m.1).sum();
-        let parts: Vec<String> = mem.iter().map(|(n, b)| format!("{n} {:.2}", *b as f64 / 1048576.0)).collect();
-        report(TrainEvent::Note(format!(
-            "GPU memory (MiB): {}; total {:.2}",
-            parts.join(", "),
-            total as f64 / 1048576.0
-        )));
-        report(TrainEvent::Note(format!(
-            "{} dispatches a step, graph built in {:.2} s",
-            gan.dispatch_count(),
-            t0.elapsed().as_secs_f64()
-        )));
+}
+
+/// The log's opening notes: adapter, data and model, GPU memory, the graph.
+fn report_setup(ctx: &GpuContext, session: &Session, data: &ImageSet, t0: Instant, report: &mut Reporter) {
+    let (gan, g) = (&session.gan, &session.gan.cfg);
+    report(TrainEvent::Note(format!("adapter: {}", ctx.describe())));
+    report(TrainEvent::Note(format!(
+        "data: {} images {}x{} from {}; {} steps an epoch at batch {}; model {}, loss {}, {} D steps a G step; matmul variant {}; reductions {}",
+        data.count,
+        data.height,
+        data.width,
+        data.source,
+        gan.steps_per_epoch(),
+        g.batch,
+        g.model.name(),
+        g.loss,
+        g.n_critic,
+        ctx.matmul_choice().describe(),
+        ctx.reduce_choice().describe()
+    )));
+    let mem = gan.memory();
+    let total: u64 = mem.iter().map(|m| m.1).sum();
+    let parts: Vec<String> = mem.iter().map(|(n, b)| format!("{n} {:.2}", *b as f64 / 1048576.0)).collect();
+    report(TrainEvent::Note(format!("GPU memory (MiB): {}; total {:.2}", parts.join(", "), total as f64 / 1048576.0)));
+    report(TrainEvent::Note(format!(
+        "{} dispatches a step, graph built in {:.2} s",
+        gan.dispatch_count(),
+        t0.elapsed().as_secs_f64()
+    )));
+}
+
+/// The loss history a run carries on from: a run resumed into another
+/// folder keeps its history, the loss rows and the epoch grids of the folder
+/// it was resumed from; a new run has none.
+fn carried_losses(cfg: &TrainConfig, progress: Progress) -> Result<Vec<LossRow>> {
+    let Some(from) = &cfg.resume else { return Ok(Vec::new()) };
+    let from_dir = run_dir_of(from);
+    if !same_dir(&from_dir, &cfg.out) {
+        copy_epoch_grids(&from_dir, &cfg.out, progress.epoch)?;
+    }
+    read_losses_csv(&from_dir.join("losses.csv"), progress.steps_done)
+}
+
+/// A divergence's error, saying where it leaves the files.
+fn with_files_note(e: GanError, epoch_in_progress: usize) -> GanError {
+    match e {
+        GanError::Diverged(m) if epoch_in_progress == 0 => {
+            GanError::Diverged(format!("{m}; no checkpoint had been written yet"))
+        }
+        GanError::Diverged(m) => GanError::Diverged(format!(
+            "{m}; nothing was written after it: the last good checkpoints are epoch {}'s, kept as they were (a lower --lr may help)",
+            epoch_in_progress - 1
+        )),
+        other => other,
+    }
+}
+
+/// A run in progress: the session, its loss history, and where it reports.
+struct Run<'a, 'r> {
+    ctx: &'a GpuContext,
+    cfg: &'a TrainConfig,
+    identity: RunIdentity,
+    session: Session,
+    losses: Vec<LossRow>,
+    steps_this_run: u64,
+    interrupt: &'a AtomicBool,
+    report: &'a mut Reporter<'r>,
+}
+
+impl Run<'_, '_> {
+    /// Whether the run was interrupted or reached `--stop-after-steps`.
+    fn asked_to_stop(&self) -> bool {
+        self.interrupt.load(Ordering::Relaxed) || self.cfg.stop_after_steps.is_some_and(|n| self.steps_this_run >= n)
     }
 
-    let csv_path = cfg.out.join("losses.csv");
-    // A run resumed into another folder keeps its history: the loss rows and
-    // the epoch grids come from the folder it was resumed from.
-    let mut losses = match &cfg.resume {
-        Some(from) => {
-            let from_dir = run_dir_of(from);
-            if !same_dir(&from_dir, &cfg.out) {
-                copy_epoch_grids(&from_dir, &cfg.out, progress.epoch)?;
-            }
-            read_losses_csv(&from_dir.join("losses.csv"), progress.steps_done)?
-        }
-        None => Vec::new(),
-    };
-    let steps_per_epoch = session.steps_per_epoch();
-    let mut steps_this_run = 0u64;
-    // The files say where a divergence leaves them.
-    let with_files_note = |e: GanError, epoch_in_progress: usize| -> GanError {
-        match e {
-            GanError::Diverged(m) => GanError::Diverged(format!(
-                "{m}; {}",
-                if epoch_in_progress == 0 {
-                    "no checkpoint had been written yet".to_string()
-                } else {
-                    format!(
-                        "nothing was written after it: the last good checkpoints are epoch {}'s, kept as they were (a lower --lr may help)",
-                        epoch_in_progress - 1
-                    )
-                }
-            )),
-            other => other,
-        }
-    };
-    let log_line = |epoch: usize, batch: usize, m: &StepMetrics, secs: f64| {
-        format!(
-            "Epoch:[{:>3}/{:>3}], step:[{:>4}/{:>4}], loss_d:{:.6} , loss_g:{:.6} , time:{:.6}s, lr:{:.6}",
-            epoch,
-            cfg.epochs,
-            batch + 1,
-            steps_per_epoch,
-            m.loss_d,
-            m.loss_g,
-            secs,
-            g.adam.lr
-        )
-    };
-
-    let mut epoch = progress.epoch;
-    while epoch < cfg.epochs {
-        let epoch_start = Instant::now();
+    /// Runs the rest of epoch `epoch` in chunks; Some(summary) when the run
+    /// stopped inside it (its state saved).
+    fn epoch_steps(&mut self, epoch: usize, epoch_start: Instant) -> Result<Option<RunSummary>> {
+        let (cfg, steps_per_epoch) = (self.cfg, self.session.steps_per_epoch());
         // A step's printed time is the mean since the last log within this
         // epoch: the previous epoch's images and checkpoints are not a step.
-        let mut last_log = (epoch_start, session.progress.steps_done);
-        let done = if session.progress.epoch == epoch { session.progress.batch_in_epoch } else { 0 };
-        report(TrainEvent::EpochStart { epoch, epochs: cfg.epochs, steps: steps_per_epoch, done });
+        let mut last_log = (epoch_start, self.session.progress.steps_done);
+        let done = if self.session.progress.epoch == epoch { self.session.progress.batch_in_epoch } else { 0 };
+        (self.report)(TrainEvent::EpochStart { epoch, epochs: cfg.epochs, steps: steps_per_epoch, done });
         loop {
-            let p = session.progress;
+            let p = self.session.progress;
             let at = if p.epoch == epoch { p.batch_in_epoch } else { 0 };
             if at == steps_per_epoch {
-                break;
+                return Ok(None);
             }
             // A chunk ends at the next logged step, the epoch's end, or a
             // step where the run is asked to stop or pause.
@@ -346,63 +369,84 @@ pub fn train_with_hook(
             let limits = [cfg.stop_after_steps, cfg.pause_after_steps]
                 .into_iter()
                 .flatten()
-                .filter(|&n| n > steps_this_run)
-                .map(|n| (n - steps_this_run) as usize);
+                .filter(|&n| n > self.steps_this_run)
+                .map(|n| (n - self.steps_this_run) as usize);
             let chunk = limits.fold(to_log.min(steps_per_epoch - at), usize::min);
-            let readings = pollster::block_on(session.run_steps(ctx, chunk)).map_err(|e| with_files_note(e, epoch))?;
-            steps_this_run += readings.len() as u64;
-            for r in readings.iter().filter(|r| (r.batch as u64 + 1).is_multiple_of(cfg.log_every)) {
-                let secs = last_log.0.elapsed().as_secs_f64() / (r.step - last_log.1).max(1) as f64;
-                last_log = (Instant::now(), r.step);
-                let m = r.metrics;
-                losses.push(LossRow {
-                    epoch: r.epoch,
-                    step: r.step,
-                    loss_d: m.loss_d,
-                    loss_g: m.loss_g,
-                    d_real: m.d_real,
-                    d_fake: m.d_fake,
-                    seconds: secs,
-                });
-                report(TrainEvent::Logged(log_line(r.epoch, r.batch, &m, secs)));
+            let readings =
+                pollster::block_on(self.session.run_steps(self.ctx, chunk)).map_err(|e| with_files_note(e, epoch))?;
+            self.steps_this_run += readings.len() as u64;
+            self.log(&readings, &mut last_log);
+            let p = self.session.progress;
+            (self.report)(TrainEvent::Position(p.batch_in_epoch));
+            if cfg.pause_after_steps == Some(self.steps_this_run) {
+                let note = format!("paused after {} steps, waiting for a signal", self.steps_this_run);
+                (self.report)(TrainEvent::Note(note));
+                wait_for_interrupt(self.interrupt);
             }
-            let p = session.progress;
-            report(TrainEvent::Position(p.batch_in_epoch));
-            if cfg.pause_after_steps == Some(steps_this_run) {
-                report(TrainEvent::Note(format!("paused after {steps_this_run} steps, waiting for a signal")));
-                wait_for_interrupt(interrupt);
+            if self.asked_to_stop() && p.batch_in_epoch < steps_per_epoch {
+                return self.stop(epoch, epoch_start).map(Some);
             }
-            let stop = interrupt.load(Ordering::Relaxed) || cfg.stop_after_steps.is_some_and(|n| steps_this_run >= n);
-            if stop && p.batch_in_epoch < steps_per_epoch {
-                session.check_finite(ctx).map_err(|e| with_files_note(e, epoch))?;
-                checkpoint::atomic_write(&csv_path, losses_csv(&losses).as_bytes())?;
-                let path = save_state(ctx, &session.gan, cfg, &identity, &p)?;
-                report(TrainEvent::EpochEnd { epoch, seconds: epoch_start.elapsed().as_secs_f64(), finished: false });
-                report(TrainEvent::Note(format!(
-                    "stopped at epoch {}, step {} of the epoch; state saved to {}",
-                    p.epoch,
-                    p.batch_in_epoch,
-                    path.display()
-                )));
-                return Ok(RunSummary { progress: p, losses, interrupted: true });
-            }
-        }
-        session.check_finite(ctx).map_err(|e| with_files_note(e, epoch))?;
-        let epoch_secs = epoch_start.elapsed().as_secs_f64();
-        let finished = epoch;
-        epoch += 1;
-        // Saved as the start of the next epoch (the session starts it at its next step).
-        let p = Progress { epoch, batch_in_epoch: 0, steps_done: session.progress.steps_done };
-        write_epoch_outputs(ctx, cfg, &session, &losses, finished, p.steps_done)?;
-        save_state(ctx, &session.gan, cfg, &identity, &p)?;
-        report(TrainEvent::EpochEnd { epoch: finished, seconds: epoch_secs, finished: true });
-        after_epoch(ctx, &session.gan, finished, p.steps_done)?;
-        if interrupt.load(Ordering::Relaxed) || cfg.stop_after_steps.is_some_and(|n| steps_this_run >= n) {
-            return Ok(RunSummary { progress: p, losses, interrupted: p.epoch < cfg.epochs });
         }
     }
-    let p = Progress { epoch, batch_in_epoch: 0, steps_done: session.progress.steps_done };
-    Ok(RunSummary { progress: p, losses, interrupted: false })
+
+    /// Records and reports the logged steps among `readings`.
+    fn log(&mut self, readings: &[StepReading], last_log: &mut (Instant, u64)) {
+        let (cfg, steps_per_epoch) = (self.cfg, self.session.steps_per_epoch());
+        for r in readings.iter().filter(|r| (r.batch as u64 + 1).is_multiple_of(cfg.log_every)) {
+            let secs = last_log.0.elapsed().as_secs_f64() / (r.step - last_log.1).max(1) as f64;
+            *last_log = (Instant::now(), r.step);
+            let m = r.metrics;
+            self.losses.push(LossRow {
+                epoch: r.epoch,
+                step: r.step,
+                loss_d: m.loss_d,
+                loss_g: m.loss_g,
+                d_real: m.d_real,
+                d_fake: m.d_fake,
+                seconds: secs,
+            });
+            (self.report)(TrainEvent::Logged(format!(
+                "Epoch:[{:>3}/{:>3}], step:[{:>4}/{:>4}], loss_d:{:.6} , loss_g:{:.6} , time:{:.6}s, lr:{:.6}",
+                r.epoch,
+                cfg.epochs,
+                r.batch + 1,
+                steps_per_epoch,
+                m.loss_d,
+                m.loss_g,
+                secs,
+                cfg.gan.adam.lr
+            )));
+        }
+    }
+
+    /// Stops inside epoch `epoch`: the losses and a resumable state saved.
+    fn stop(&mut self, epoch: usize, epoch_start: Instant) -> Result<RunSummary> {
+        let p = self.session.progress;
+        self.session.check_finite(self.ctx).map_err(|e| with_files_note(e, epoch))?;
+        checkpoint::atomic_write(&self.cfg.out.join("losses.csv"), losses_csv(&self.losses).as_bytes())?;
+        let path = save_state(self.ctx, &self.session.gan, self.cfg, &self.identity, &p)?;
+        (self.report)(TrainEvent::EpochEnd { epoch, seconds: epoch_start.elapsed().as_secs_f64(), finished: false });
+        (self.report)(TrainEvent::Note(format!(
+            "stopped at epoch {}, step {} of the epoch; state saved to {}",
+            p.epoch,
+            p.batch_in_epoch,
+            path.display()
+        )));
+        Ok(RunSummary { progress: p, losses: std::mem::take(&mut self.losses), interrupted: true })
+    }
+
+    /// After epoch `epoch`'s last step: its files, the state (as the start
+    /// of the next epoch, which the session starts at its next step), the hook.
+    fn finish_epoch(&mut self, epoch: usize, epoch_start: Instant, after_epoch: &mut EpochHook) -> Result<Progress> {
+        self.session.check_finite(self.ctx).map_err(|e| with_files_note(e, epoch))?;
+        let seconds = epoch_start.elapsed().as_secs_f64();
+        let p = Progress { epoch: epoch + 1, batch_in_epoch: 0, steps_done: self.session.progress.steps_done };
+        write_epoch_outputs(self.ctx, self.cfg, &self.session, &self.losses, epoch, p.steps_done)?;
+        save_state(self.ctx, &self.session.gan, self.cfg, &self.identity, &p)?;
+        (self.report)(TrainEvent::EpochEnd { epoch, seconds, finished: true });
+        after_epoch(self.ctx, &self.session.gan, epoch, p.steps_done)?;
+        Ok(p)
+    }
 }
 
 /// The test hook behind `--pause-after-steps` (reported as a note just
