@@ -252,17 +252,7 @@ pub(super) fn eval(a: EvalArgs, settings: &Settings) -> gan_wgpu::Result<()> {
     let c = classifier_for(&ctx, a.classifier.as_deref(), train_set, reference, settings.cache_dir.as_deref())?;
     println!("classifier: {}", describe_classifier(&c, splits.accuracy_name()));
     if let Some(p) = &a.export_classifier {
-        checkpoint::atomic_write(p, &evaluate::scoring_file_bytes(&ctx, &c, reference)?)?;
-        let half = classifier::load(p)?;
-        println!(
-            "classifier in half precision, with the reference Gaussian of its features of {} -> {} ({} bytes; {} {:.2}%, f32 {:.2}%)",
-            splits.describe(),
-            p.display(),
-            std::fs::metadata(p).map_or(0, |m| m.len()),
-            splits.accuracy_name(),
-            100.0 * classifier::accuracy(&ctx, &half, reference)?,
-            100.0 * c.test_accuracy
-        );
+        export_classifier(&ctx, p, &c, &splits)?;
     }
     let ev = evaluate::Evaluator::new(&ctx, c, reference)?;
     println!("reference: {}", splits.describe());
@@ -275,53 +265,105 @@ pub(super) fn eval(a: EvalArgs, settings: &Settings) -> gan_wgpu::Result<()> {
         rows.push((format!("samples {}", s.source), ev.score_pixels(&ctx, &s.pixels, s.count)?));
     }
     if let Some(p) = &a.checkpoint {
-        let g = evaluate::load_generator(&ctx, p)?;
-        println!("{}", super::sample::trained_on(g.data.as_ref()));
-        if let Some(w) = &other_data {
-            eprintln!("warning: {w}");
-        }
-        if g.height * g.width != reference.dim() {
-            return Err(GanError::Checkpoint {
-                path: p.clone(),
-                why: format!(
-                    "the generator makes {}x{} images, the reference set has {}x{}",
-                    g.height, g.width, reference.height, reference.width
-                ),
-            });
-        }
-        let score = ev.score_generator(&ctx, &g.net, a.count, a.seed)?;
-        rows.push((format!("generator {} ({} samples, seed {})", p.display(), a.count, a.seed), score));
+        rows.push(score_checkpoint(&ctx, (&ev, reference), p, &a, other_data.as_deref())?);
     }
+    let baselines = if a.baselines { baseline_scores(&ctx, &ev, train_set, &a)? } else { Vec::new() };
+    print_scores(&ev, &rows, &baselines);
+    if let Some(path) = &a.json {
+        write_eval_json(path, &ev, &splits, &rows, &baselines)?;
+    }
+    Ok(())
+}
+
+/// A scored set: its line's name and its scores.
+type Scored = (String, gan_wgpu::eval::quality::Score);
+
+/// `eval --export-classifier`: the classifier in f16 with the reference
+/// Gaussian, as the page reads it, and its accuracy read back.
+fn export_classifier(
+    ctx: &GpuContext,
+    p: &std::path::Path,
+    c: &classifier::Classifier,
+    splits: &data::EvalSplits,
+) -> gan_wgpu::Result<()> {
+    let reference = &splits.reference;
+    checkpoint::atomic_write(p, &evaluate::scoring_file_bytes(ctx, c, reference)?)?;
+    let half = classifier::load(p)?;
+    println!(
+        "classifier in half precision, with the reference Gaussian of its features of {} -> {} ({} bytes; {} {:.2}%, f32 {:.2}%)",
+        splits.describe(),
+        p.display(),
+        std::fs::metadata(p).map_or(0, |m| m.len()),
+        splits.accuracy_name(),
+        100.0 * classifier::accuracy(ctx, &half, reference)?,
+        100.0 * c.test_accuracy
+    );
+    Ok(())
+}
+
+/// `eval --checkpoint`: the generator's samples scored, after the data it
+/// learnt (and a warning when `other_data` says it is not this data).
+fn score_checkpoint(
+    ctx: &GpuContext,
+    (ev, reference): (&evaluate::Evaluator, &data::ImageSet),
+    p: &std::path::Path,
+    a: &EvalArgs,
+    other_data: Option<&str>,
+) -> gan_wgpu::Result<Scored> {
+    let g = evaluate::load_generator(ctx, p)?;
+    println!("{}", super::sample::trained_on(g.data.as_ref()));
+    if let Some(w) = other_data {
+        eprintln!("warning: {w}");
+    }
+    if g.height * g.width != reference.dim() {
+        return Err(GanError::Checkpoint {
+            path: p.to_path_buf(),
+            why: format!(
+                "the generator makes {}x{} images, the reference set has {}x{}",
+                g.height, g.width, reference.height, reference.width
+            ),
+        });
+    }
+    let score = ev.score_generator(ctx, &g.net, a.count, a.seed)?;
+    Ok((format!("generator {} ({} samples, seed {})", p.display(), a.count, a.seed), score))
+}
+
+/// `eval --baselines`: real training images (the floor), uniform noise, and
+/// one class of real images (a collapsed generator).
+fn baseline_scores(
+    ctx: &GpuContext,
+    ev: &evaluate::Evaluator,
+    train_set: &data::ImageSet,
+    a: &EvalArgs,
+) -> gan_wgpu::Result<Vec<Scored>> {
     let mut baselines = Vec::new();
-    if a.baselines {
-        let n = a.count.min(train_set.count);
-        let dim = train_set.dim();
-        baselines.push((
-            "real train images (the floor)".to_string(),
-            ev.score_pixels(&ctx, &train_set.pixels[..n * dim], n)?,
-        ));
-        let mut r = <rand_chacha::ChaCha8Rng as rand::SeedableRng>::seed_from_u64(a.seed);
-        let noise: Vec<u8> = (0..n * dim).map(|_| rand::Rng::random::<u8>(&mut r)).collect();
-        baselines.push(("uniform noise".to_string(), ev.score_pixels(&ctx, &noise, n)?));
-        let labels = train_set.labels.as_ref().expect("classes_of checked the labels");
-        let one: Vec<u8> = (0..train_set.count)
-            .filter(|&i| labels[i] == 1)
-            .take(n)
-            .flat_map(|i| train_set.image(i).to_vec())
-            .collect();
-        let k = one.len() / dim;
-        baselines.push(("collapsed: real images of class 1 only".to_string(), ev.score_pixels(&ctx, &one, k)?));
-    }
+    let n = a.count.min(train_set.count);
+    let dim = train_set.dim();
+    baselines
+        .push(("real train images (the floor)".to_string(), ev.score_pixels(ctx, &train_set.pixels[..n * dim], n)?));
+    let mut r = <rand_chacha::ChaCha8Rng as rand::SeedableRng>::seed_from_u64(a.seed);
+    let noise: Vec<u8> = (0..n * dim).map(|_| rand::Rng::random::<u8>(&mut r)).collect();
+    baselines.push(("uniform noise".to_string(), ev.score_pixels(ctx, &noise, n)?));
+    let labels = train_set.labels.as_ref().expect("classes_of checked the labels");
+    let one: Vec<u8> =
+        (0..train_set.count).filter(|&i| labels[i] == 1).take(n).flat_map(|i| train_set.image(i).to_vec()).collect();
+    let k = one.len() / dim;
+    baselines.push(("collapsed: real images of class 1 only".to_string(), ev.score_pixels(ctx, &one, k)?));
+    Ok(baselines)
+}
+
+/// The table of scores, then each conditional generator's per-class line.
+fn print_scores(ev: &evaluate::Evaluator, rows: &[Scored], baselines: &[Scored]) {
     if !rows.is_empty() || !baselines.is_empty() {
         println!("{:<58} {:>6} {:>9} {:>6} {:>8}  class histogram", "set", "n", "FID", "IS", "classes");
     }
-    for (name, s) in rows.iter().chain(&baselines) {
+    for (name, s) in rows.iter().chain(baselines) {
         println!(
             "{:<58} {:>6} {:>9.2} {:>6.2} {:>5}/{:<2}  {:?}",
             name, s.n, s.fid, s.inception_score, s.classes_covered, ev.classifier.classes, s.class_histogram
         );
     }
-    for (name, s) in &rows {
+    for (name, s) in rows {
         if let Some(c) = &s.conditional {
             println!(
                 "{name}: conditional accuracy {:.2}% (the classifier agrees with the class asked for), FID per class {}, mean {:.2}",
@@ -331,60 +373,69 @@ pub(super) fn eval(a: EvalArgs, settings: &Settings) -> gan_wgpu::Result<()> {
             );
         }
     }
-    if let Some(path) = &a.json {
-        let score_json = |s: &gan_wgpu::eval::quality::Score| {
-            let mut v = serde_json::json!({
-                "n": s.n,
-                "fid": s.fid,
-                "inception_score": s.inception_score,
-                "classes_covered": s.classes_covered,
-                "class_histogram": s.class_histogram,
-            });
-            if let Some(c) = &s.conditional {
-                v["conditional_accuracy"] = c.accuracy.into();
-                v["fid_per_class"] = c.fid_per_class.clone().into();
-                v["mean_class_fid"] = c.mean_fid().into();
-            }
-            v
-        };
-        let mut v = match rows.first() {
-            Some((name, s)) => {
-                let mut v = score_json(s);
-                v["set"] = name.clone().into();
-                v
-            }
-            None => serde_json::json!({}),
-        };
-        v["classifier"] = serde_json::json!({
-            "test_accuracy": ev.classifier.test_accuracy,
-            "accuracy_measured_on": splits.describe(),
-            "train_seconds": ev.classifier.train_seconds,
-            "origin": ev.classifier.origin,
-            "feature_dim": classifier::FEATURE_DIM,
+}
+
+/// `eval --json FILE`: the first row's scores, the others, the baselines,
+/// the classifier and the reference.
+fn write_eval_json(
+    path: &std::path::Path,
+    ev: &evaluate::Evaluator,
+    splits: &data::EvalSplits,
+    rows: &[Scored],
+    baselines: &[Scored],
+) -> gan_wgpu::Result<()> {
+    let score_json = |s: &gan_wgpu::eval::quality::Score| {
+        let mut v = serde_json::json!({
+            "n": s.n,
+            "fid": s.fid,
+            "inception_score": s.inception_score,
+            "classes_covered": s.classes_covered,
+            "class_histogram": s.class_histogram,
         });
-        v["reference"] = ev.reference_desc.clone().into();
-        if rows.len() > 1 {
-            v["others"] = rows[1..]
-                .iter()
-                .map(|(n, s)| {
-                    let mut j = score_json(s);
-                    j["set"] = n.clone().into();
-                    j
-                })
-                .collect();
+        if let Some(c) = &s.conditional {
+            v["conditional_accuracy"] = c.accuracy.into();
+            v["fid_per_class"] = c.fid_per_class.clone().into();
+            v["mean_class_fid"] = c.mean_fid().into();
         }
-        if !baselines.is_empty() {
-            v["baselines"] = baselines
-                .iter()
-                .map(|(n, s)| {
-                    let mut j = score_json(s);
-                    j["set"] = n.clone().into();
-                    j
-                })
-                .collect();
+        v
+    };
+    let mut v = match rows.first() {
+        Some((name, s)) => {
+            let mut v = score_json(s);
+            v["set"] = name.clone().into();
+            v
         }
-        let text = serde_json::to_string_pretty(&v).map_err(|e| GanError::data(path, e.to_string()))?;
-        checkpoint::atomic_write(path, text.as_bytes())?;
+        None => serde_json::json!({}),
+    };
+    v["classifier"] = serde_json::json!({
+        "test_accuracy": ev.classifier.test_accuracy,
+        "accuracy_measured_on": splits.describe(),
+        "train_seconds": ev.classifier.train_seconds,
+        "origin": ev.classifier.origin,
+        "feature_dim": classifier::FEATURE_DIM,
+    });
+    v["reference"] = ev.reference_desc.clone().into();
+    if rows.len() > 1 {
+        v["others"] = rows[1..]
+            .iter()
+            .map(|(n, s)| {
+                let mut j = score_json(s);
+                j["set"] = n.clone().into();
+                j
+            })
+            .collect();
     }
+    if !baselines.is_empty() {
+        v["baselines"] = baselines
+            .iter()
+            .map(|(n, s)| {
+                let mut j = score_json(s);
+                j["set"] = n.clone().into();
+                j
+            })
+            .collect();
+    }
+    let text = serde_json::to_string_pretty(&v).map_err(|e| GanError::data(path, e.to_string()))?;
+    checkpoint::atomic_write(path, text.as_bytes())?;
     Ok(())
 }

@@ -380,10 +380,8 @@ impl Gan {
             let why = format!("more than {max_layers} layers: their dropout streams would overlap");
             return Err(GanError::shape("discriminator", why));
         }
-        let masks = |stream| DropoutMasks {
-            draw: DropoutDraw { seed: self.cfg.seed, stream },
-            counters: &self.counters,
-        };
+        let masks =
+            |stream| DropoutMasks { draw: DropoutDraw { seed: self.cfg.seed, stream }, counters: &self.counters };
         Ok((masks(dropout::D_STEP_STREAM), masks(dropout::G_STEP_STREAM)))
     }
 
