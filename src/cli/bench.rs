@@ -16,7 +16,7 @@
 
 use gan_wgpu::engine::context::GpuContext;
 use gan_wgpu::engine::kernels::reduce::Reduce;
-use gan_wgpu::engine::kernels::{adam, batchnorm, bce, bias_act, ceiling, gather, matmul, rng, Dispatch};
+use gan_wgpu::engine::kernels::{adam, batchnorm, bce, bias_act, ceiling, gather, hinge, matmul, rng, Dispatch};
 use gan_wgpu::engine::tensor::GpuTensor;
 use gan_wgpu::engine::timing::{median, time_dispatch, time_dispatch_interleaved, PassTimer};
 use gan_wgpu::error::{GanError, Result};
@@ -107,81 +107,123 @@ impl CpuSgemm {
     }
 }
 
+/// Every kernel at the model's shapes, each variant and reduction shape
+/// where there are several; '*' (`Row::chosen`) marks what this adapter uses.
 pub fn run_kernel_bench(ctx: &GpuContext, opts: &BenchOptions) -> Result<Vec<Row>> {
     let (reps, trials) = if opts.quick { (3, 3) } else { (10, 7) };
-    let chosen = matmul::Variant::for_adapter(ctx);
-    let mut rows = Vec::new();
-    let b = opts.batch;
-    for (m, n, k, form, what) in gan_wgpu::models::matmul_shapes(b) {
-        let (sa, sb) = form.operand_shapes(m, n, k);
-        let a = GpuTensor::zeros(ctx, &sa, "a");
-        let bt = GpuTensor::zeros(ctx, &sb, "b");
-        let c = GpuTensor::zeros(ctx, &[m, n], "c");
-        // One CPU run after each GPU trial of every variant of this shape.
-        let mut cpu = CpuSgemm::new(form, m, n, k);
-        let first_row = rows.len();
-        let flops = 2.0 * (m * n * k) as f64;
-        for variant in matmul::Variant::ALL {
-            // The naive kernel is the reference; skip it in quick runs.
-            if opts.quick && variant == matmul::Variant::Naive {
-                continue;
-            }
-            let mm = matmul::Matmul::new(ctx, form, variant, &a, &bt, &c)?;
-            let (med, spread) = time_dispatch_interleaved(ctx, &mm.dispatch, reps, trials, &mut || cpu.run_once())?;
-            rows.push(Row {
-                family: "matmul".into(),
-                case: format!("{m}x{n}x{k} {} ({what})", form.name()),
-                // A variant that does not take this shape falls back (sg32x32 -> reg4x4).
-                variant: if mm.variant == variant {
-                    variant.name().into()
-                } else {
-                    format!("{}>{}", variant.name(), mm.variant.name())
-                },
-                median_us: med,
-                spread_us: spread,
-                rate: flops / med / 1e3,
-                unit: "GFLOP/s",
-                cpu_gflops: None,
-                chosen: variant == chosen,
-            });
+    let mut bench = KernelBench { ctx, reps, trials, b: opts.batch, rows: Vec::new() };
+    bench.matmuls(opts.quick)?;
+    bench.ceilings()?;
+    bench.epilogues_and_bias_act()?;
+    bench.batchnorms()?;
+    let counters = GpuTensor::zeros(ctx, &[4], "counters");
+    bench.losses(&counters)?;
+    bench.adams(&counters)?;
+    bench.data_kernels(&counters)?;
+    Ok(bench.rows)
+}
+
+/// The kernel benchmark's settings and the rows it has measured.
+struct KernelBench<'a> {
+    ctx: &'a GpuContext,
+    reps: usize,
+    trials: usize,
+    /// The batch the shapes are taken at.
+    b: usize,
+    rows: Vec<Row>,
+}
+
+impl KernelBench<'_> {
+    /// A memory-bound launch (the sum over its dispatches: BCE's tree shape
+    /// has two), rated in GB/s over `bytes`.
+    fn timed_row(
+        &self,
+        family: &str,
+        case: String,
+        variant: &str,
+        chosen: bool,
+        ds: &[Dispatch],
+        bytes: f64,
+    ) -> Result<Row> {
+        let (mut med, mut spread) = (0.0, 0.0);
+        for d in ds {
+            let (m, s) = time_dispatch(self.ctx, d, self.reps, self.trials)?;
+            med += m;
+            spread += s;
         }
-        let cpu_gflops = cpu.median_gflops();
-        for row in &mut rows[first_row..] {
-            row.cpu_gflops = Some(cpu_gflops);
-        }
+        Ok(Row {
+            family: family.into(),
+            case,
+            variant: variant.into(),
+            median_us: med,
+            spread_us: spread,
+            rate: bytes / med / 1e3,
+            unit: "GB/s",
+            cpu_gflops: None,
+            chosen,
+        })
     }
-    // Memory-bound kernels: the sum over the dispatches of one launch (BCE
-    // in two passes has two), rated in GB/s over `bytes`.
-    let timed_row =
-        |family: &str, case: String, variant: &str, chosen: bool, ds: &[Dispatch], bytes: f64| -> Result<Row> {
-            let (mut med, mut spread) = (0.0, 0.0);
-            for d in ds {
-                let (m, s) = time_dispatch(ctx, d, reps, trials)?;
-                med += m;
-                spread += s;
+
+    fn mem_row(&self, family: &str, case: String, d: &Dispatch, bytes: f64) -> Result<Row> {
+        self.timed_row(family, case, "-", true, std::slice::from_ref(d), bytes)
+    }
+
+    /// Every matmul variant at the step's product shapes, each beside a CPU
+    /// sgemm of the same product (one CPU run after each GPU trial).
+    fn matmuls(&mut self, quick: bool) -> Result<()> {
+        let (ctx, b) = (self.ctx, self.b);
+        let chosen = matmul::Variant::for_adapter(ctx);
+        let opts_quick = quick;
+        for (m, n, k, form, what) in gan_wgpu::models::matmul_shapes(b) {
+            let (sa, sb) = form.operand_shapes(m, n, k);
+            let a = GpuTensor::zeros(ctx, &sa, "a");
+            let bt = GpuTensor::zeros(ctx, &sb, "b");
+            let c = GpuTensor::zeros(ctx, &[m, n], "c");
+            // One CPU run after each GPU trial of every variant of this shape.
+            let mut cpu = CpuSgemm::new(form, m, n, k);
+            let first_row = self.rows.len();
+            let flops = 2.0 * (m * n * k) as f64;
+            for variant in matmul::Variant::ALL {
+                // The naive kernel is the reference; skip it in quick runs.
+                if opts_quick && variant == matmul::Variant::Naive {
+                    continue;
+                }
+                let mm = matmul::Matmul::new(ctx, form, variant, &a, &bt, &c)?;
+                let (med, spread) =
+                    time_dispatch_interleaved(ctx, &mm.dispatch, self.reps, self.trials, &mut || cpu.run_once())?;
+                self.rows.push(Row {
+                    family: "matmul".into(),
+                    case: format!("{m}x{n}x{k} {} ({what})", form.name()),
+                    // A variant that does not take this shape falls back (sg32x32 -> reg4x4).
+                    variant: if mm.variant == variant {
+                        variant.name().into()
+                    } else {
+                        format!("{}>{}", variant.name(), mm.variant.name())
+                    },
+                    median_us: med,
+                    spread_us: spread,
+                    rate: flops / med / 1e3,
+                    unit: "GFLOP/s",
+                    cpu_gflops: None,
+                    chosen: variant == chosen,
+                });
             }
-            Ok(Row {
-                family: family.into(),
-                case,
-                variant: variant.into(),
-                median_us: med,
-                spread_us: spread,
-                rate: bytes / med / 1e3,
-                unit: "GB/s",
-                cpu_gflops: None,
-                chosen,
-            })
-        };
-    let mem_row = |family: &str, case: String, d: &Dispatch, bytes: f64| -> Result<Row> {
-        timed_row(family, case, "-", true, std::slice::from_ref(d), bytes)
-    };
-    // The adapter's ceilings: a load-free FMA loop (GFLOP/s; its cpu column
-    // is the CPU sgemm's best at the model's shapes) and a streaming copy
-    // (GB/s, read plus write).
-    {
+            let cpu_gflops = cpu.median_gflops();
+            for row in &mut self.rows[first_row..] {
+                row.cpu_gflops = Some(cpu_gflops);
+            }
+        }
+        Ok(())
+    }
+
+    /// The adapter's ceilings: a load-free FMA loop (GFLOP/s; its cpu column
+    /// is the CPU sgemm's best at the model's shapes) and a streaming copy
+    /// (GB/s, read plus write).
+    fn ceilings(&mut self) -> Result<()> {
+        let ctx = self.ctx;
         let (n, iters) = (64 * 1024, 256u32);
         let out = GpuTensor::zeros(ctx, &[n], "fma out");
-        let best_cpu = rows.iter().filter_map(|r: &Row| r.cpu_gflops).fold(f64::NAN, f64::max);
+        let best_cpu = self.rows.iter().filter_map(|r: &Row| r.cpu_gflops).fold(f64::NAN, f64::max);
         for (kind, case) in [
             (ceiling::FmaLoop::PerFma, format!("FMA loop, one update per FMA ({n} x {iters} x 8 vec4)")),
             (
@@ -190,8 +232,8 @@ pub fn run_kernel_bench(ctx: &GpuContext, opts: &BenchOptions) -> Result<Vec<Row
             ),
         ] {
             let d = ceiling::fma_loop(ctx, kind, &out, iters)?;
-            let (med, spread) = time_dispatch(ctx, &d, reps, trials)?;
-            rows.push(Row {
+            let (med, spread) = time_dispatch(ctx, &d, self.reps, self.trials)?;
+            self.rows.push(Row {
                 family: "ceiling".into(),
                 case,
                 variant: "-".into(),
@@ -206,98 +248,162 @@ pub fn run_kernel_bench(ctx: &GpuContext, opts: &BenchOptions) -> Result<Vec<Row
         let floats = 4 << 20;
         let (src, dst) = (GpuTensor::zeros(ctx, &[floats], "copy src"), GpuTensor::zeros(ctx, &[floats], "copy dst"));
         let d = ceiling::stream_copy(ctx, &src, &dst)?;
-        rows.push(mem_row("ceiling", "streaming copy, 16 MiB (vec4)".into(), &d, 2.0 * 4.0 * floats as f64)?);
+        self.rows.push(self.mem_row(
+            "ceiling",
+            "streaming copy, 16 MiB (vec4)".into(),
+            &d,
+            2.0 * 4.0 * floats as f64,
+        )?);
+        Ok(())
     }
-    // The reductions in both shapes; '*' marks the one this adapter uses.
-    let reduce_in_use = ctx.reduce_choice().variant;
-    for (act, cols, k) in
-        [(bias_act::Act::Relu, 128, 100), (bias_act::Act::LeakyRelu, 512, 784), (bias_act::Act::Tanh, 784, 1024)]
-    {
-        let x = GpuTensor::zeros(ctx, &[b, cols], "x");
-        let bias = GpuTensor::zeros(ctx, &[cols], "bias");
-        // The trainer's forward: bias and activation in the matmul epilogue,
-        // against the A*B^T row above plus the bias_act forward row below.
-        let (input, w) = (GpuTensor::zeros(ctx, &[b, k], "input"), GpuTensor::zeros(ctx, &[cols, k], "w"));
-        let epilogue = matmul::Epilogue { bias: Some(&bias), act };
-        let fused = matmul::Matmul::with_epilogue(ctx, matmul::Form::NT, chosen, &input, &w, &x, epilogue)?;
-        let (med, spread) = time_dispatch(ctx, &fused.dispatch, reps, trials)?;
-        rows.push(Row {
-            family: "matmul".into(),
-            case: format!("{b}x{cols}x{k} A*B^T +bias+{} (fused fwd)", act.name()),
-            variant: fused.variant.name().into(),
-            median_us: med,
-            spread_us: spread,
-            rate: 2.0 * (b * cols * k) as f64 / med / 1e3,
-            unit: "GFLOP/s",
-            cpu_gflops: None,
-            chosen: true,
-        });
-        let f = bias_act::forward(ctx, act, &x, Some(&bias))?;
-        rows.push(mem_row("bias_act", format!("forward {} {b}x{cols}", act.name()), &f, 8.0 * (b * cols) as f64)?);
-        let dy = GpuTensor::zeros(ctx, &[b, cols], "dy");
-        let db = GpuTensor::zeros(ctx, &[cols], "db");
-        for reduce in Reduce::ALL {
-            let bw = bias_act::backward_with(ctx, act, &x, &dy, Some(&db), reduce)?;
-            let case = format!("backward {} {b}x{cols}", act.name());
-            rows.push(timed_row(
+
+    /// The fused matmul epilogue against bias_act's own forward, and
+    /// bias_act's backward in both reduction shapes.
+    fn epilogues_and_bias_act(&mut self) -> Result<()> {
+        let (ctx, b) = (self.ctx, self.b);
+        let chosen = matmul::Variant::for_adapter(ctx);
+        let reduce_in_use = ctx.reduce_choice().variant;
+        for (act, cols, k) in
+            [(bias_act::Act::Relu, 128, 100), (bias_act::Act::LeakyRelu, 512, 784), (bias_act::Act::Tanh, 784, 1024)]
+        {
+            let x = GpuTensor::zeros(ctx, &[b, cols], "x");
+            let bias = GpuTensor::zeros(ctx, &[cols], "bias");
+            // The trainer's forward: bias and activation in the matmul epilogue,
+            // against the A*B^T row above plus the bias_act forward row below.
+            let (input, w) = (GpuTensor::zeros(ctx, &[b, k], "input"), GpuTensor::zeros(ctx, &[cols, k], "w"));
+            let epilogue = matmul::Epilogue { bias: Some(&bias), act };
+            let fused = matmul::Matmul::with_epilogue(ctx, matmul::Form::NT, chosen, &input, &w, &x, epilogue)?;
+            let (med, spread) = time_dispatch(ctx, &fused.dispatch, self.reps, self.trials)?;
+            self.rows.push(Row {
+                family: "matmul".into(),
+                case: format!("{b}x{cols}x{k} A*B^T +bias+{} (fused fwd)", act.name()),
+                variant: fused.variant.name().into(),
+                median_us: med,
+                spread_us: spread,
+                rate: 2.0 * (b * cols * k) as f64 / med / 1e3,
+                unit: "GFLOP/s",
+                cpu_gflops: None,
+                chosen: true,
+            });
+            let f = bias_act::forward(ctx, act, &x, Some(&bias))?;
+            self.rows.push(self.mem_row(
                 "bias_act",
-                case,
-                reduce.name(),
-                reduce == reduce_in_use,
-                &[bw],
-                12.0 * (b * cols) as f64,
+                format!("forward {} {b}x{cols}", act.name()),
+                &f,
+                8.0 * (b * cols) as f64,
             )?);
+            let dy = GpuTensor::zeros(ctx, &[b, cols], "dy");
+            let db = GpuTensor::zeros(ctx, &[cols], "db");
+            for reduce in Reduce::ALL {
+                let bw = bias_act::backward_with(ctx, act, &x, &dy, Some(&db), reduce)?;
+                let case = format!("backward {} {b}x{cols}", act.name());
+                self.rows.push(self.timed_row(
+                    "bias_act",
+                    case,
+                    reduce.name(),
+                    reduce == reduce_in_use,
+                    &[bw],
+                    12.0 * (b * cols) as f64,
+                )?);
+            }
         }
+        Ok(())
     }
-    for cols in [256, 512, 1024] {
-        let t = |n: &str, s: &[usize]| GpuTensor::zeros(ctx, s, n);
-        let (x, y, dy) = (t("x", &[b, cols]), t("y", &[b, cols]), t("dy", &[b, cols]));
-        let (g, be, rm, rv, inv) =
-            (t("g", &[cols]), t("b", &[cols]), t("rm", &[cols]), t("rv", &[cols]), t("inv", &[cols]));
-        let (dg, dbe, dbi) = (t("dg", &[cols]), t("db", &[cols]), t("dbias", &[cols]));
-        let bn = batchnorm::BnTensors { gamma: &g, beta: &be, running_mean: &rm, running_var: &rv };
-        let grads = batchnorm::BnGrads { dgamma: &dg, dbeta: &dbe, dbias: &dbi };
-        for reduce in Reduce::ALL {
-            let used = reduce == reduce_in_use;
-            let f = batchnorm::forward_train_with(ctx, &x, &y, &bn, &inv, bias_act::Act::Relu, reduce)?;
-            let case = format!("train forward {b}x{cols}");
-            rows.push(timed_row("batchnorm", case, reduce.name(), used, &[f], 16.0 * (b * cols) as f64)?);
-            let bw = batchnorm::backward_with(ctx, &dy, &y, &x, &g, &inv, &grads, bias_act::Act::Relu, false, reduce)?;
-            let case = format!("backward {b}x{cols}");
-            rows.push(timed_row("batchnorm", case, reduce.name(), used, &[bw], 28.0 * (b * cols) as f64)?);
+
+    /// Batch norm's training forward and backward in both reduction shapes.
+    fn batchnorms(&mut self) -> Result<()> {
+        let (ctx, b) = (self.ctx, self.b);
+        let reduce_in_use = ctx.reduce_choice().variant;
+        for cols in [256, 512, 1024] {
+            let t = |n: &str, s: &[usize]| GpuTensor::zeros(ctx, s, n);
+            let (x, y, dy) = (t("x", &[b, cols]), t("y", &[b, cols]), t("dy", &[b, cols]));
+            let (g, be, rm, rv, inv) =
+                (t("g", &[cols]), t("b", &[cols]), t("rm", &[cols]), t("rv", &[cols]), t("inv", &[cols]));
+            let (dg, dbe, dbi) = (t("dg", &[cols]), t("db", &[cols]), t("dbias", &[cols]));
+            let bn = batchnorm::BnTensors { gamma: &g, beta: &be, running_mean: &rm, running_var: &rv };
+            let grads = batchnorm::BnGrads { dgamma: &dg, dbeta: &dbe, dbias: &dbi };
+            for reduce in Reduce::ALL {
+                let used = reduce == reduce_in_use;
+                let f = batchnorm::forward_train_with(ctx, &x, &y, &bn, &inv, bias_act::Act::Relu, reduce)?;
+                let case = format!("train forward {b}x{cols}");
+                self.rows.push(self.timed_row(
+                    "batchnorm",
+                    case,
+                    reduce.name(),
+                    used,
+                    &[f],
+                    16.0 * (b * cols) as f64,
+                )?);
+                let bw =
+                    batchnorm::backward_with(ctx, &dy, &y, &x, &g, &inv, &grads, bias_act::Act::Relu, false, reduce)?;
+                let case = format!("backward {b}x{cols}");
+                self.rows.push(self.timed_row(
+                    "batchnorm",
+                    case,
+                    reduce.name(),
+                    used,
+                    &[bw],
+                    28.0 * (b * cols) as f64,
+                )?);
+            }
         }
+        Ok(())
     }
-    let counters = GpuTensor::zeros(ctx, &[4], "counters");
-    {
+
+    /// The losses on a D batch: BCE in both reduction shapes, and hinge.
+    fn losses(&mut self, counters: &GpuTensor) -> Result<()> {
+        let (ctx, b) = (self.ctx, self.b);
+        let reduce_in_use = ctx.reduce_choice().variant;
         let p = GpuTensor::zeros(ctx, &[2 * b, 1], "p");
         let dp = GpuTensor::zeros(ctx, &[2 * b, 1], "dp");
         let m = GpuTensor::zeros(ctx, &[8], "metrics");
         for reduce in Reduce::ALL {
-            let d = bce::forward_backward_with(ctx, &p, &dp, b, &m, 0, &counters, reduce)?;
+            let d = bce::forward_backward_with(ctx, &p, &dp, b, &m, 0, counters, reduce)?;
             let case = format!("{} rows", 2 * b);
-            rows.push(timed_row("bce", case, reduce.name(), reduce == reduce_in_use, &d, 8.0 * (2 * b) as f64)?);
+            self.rows.push(self.timed_row(
+                "bce",
+                case,
+                reduce.name(),
+                reduce == reduce_in_use,
+                &d,
+                8.0 * (2 * b) as f64,
+            )?);
         }
+        let d = hinge::forward_backward(ctx, (&p, &dp), hinge::HingeSide::Discriminator, b, (&m, 0), counters)?;
+        self.rows.push(self.mem_row("hinge", format!("{} rows", 2 * b), &d, 8.0 * (2 * b) as f64)?);
+        Ok(())
     }
-    for (name, n) in [("generator", 1_510_000usize), ("discriminator", 533_508)] {
-        let t = |s: &str| GpuTensor::zeros(ctx, &[n], s);
-        let (p, g, m, v) = (t("p"), t("g"), t("m"), t("v"));
-        let a = adam::Adam::new(ctx, adam::AdamConfig::default(), &p, &g, &m, &v, &counters)?;
-        rows.push(mem_row("adam", format!("{name} {n} params"), &a.dispatch, 28.0 * n as f64)?);
+
+    /// Adam over each network's parameters.
+    fn adams(&mut self, counters: &GpuTensor) -> Result<()> {
+        let ctx = self.ctx;
+        for (name, n) in [("generator", 1_510_000usize), ("discriminator", 533_508)] {
+            let t = |s: &str| GpuTensor::zeros(ctx, &[n], s);
+            let (p, g, m, v) = (t("p"), t("g"), t("m"), t("v"));
+            let a = adam::Adam::new(ctx, adam::AdamConfig::default(), &p, &g, &m, &v, counters)?;
+            self.rows.push(self.mem_row("adam", format!("{name} {n} params"), &a.dispatch, 28.0 * n as f64)?);
+        }
+        Ok(())
     }
-    {
-        let z = GpuTensor::zeros(ctx, &[b, 100], "z");
-        let d = rng::normal(ctx, &z, rng::RngStream { seed: 1, stream: 0, draw_base: 0 }, &counters)?;
-        rows.push(mem_row("rng", format!("normal {b}x100"), &d, 4.0 * (b * 100) as f64)?);
+
+    /// The step's data kernels: the latent codes, and the batch gathered from u8.
+    fn data_kernels(&mut self, counters: &GpuTensor) -> Result<()> {
+        let (ctx, b) = (self.ctx, self.b);
+        {
+            let z = GpuTensor::zeros(ctx, &[b, 100], "z");
+            let d = rng::normal(ctx, &z, rng::RngStream { seed: 1, stream: 0, draw_base: 0 }, counters)?;
+            self.rows.push(self.mem_row("rng", format!("normal {b}x100"), &d, 4.0 * (b * 100) as f64)?);
+        }
+        {
+            let n_images = 60_000;
+            let pixels = GpuTensor::zeros(ctx, &[n_images * 784 / 4], "pixels");
+            let perm = GpuTensor::zeros(ctx, &[n_images], "perm");
+            let out = GpuTensor::zeros(ctx, &[2 * b, 784], "out");
+            let d = gather::gather_batch(ctx, &pixels, &perm, &out, b, b, counters)?;
+            self.rows.push(self.mem_row("gather", format!("{b}x784 from u8"), &d, 5.0 * (b * 784) as f64)?);
+        }
+        Ok(())
     }
-    {
-        let n_images = 60_000;
-        let pixels = GpuTensor::zeros(ctx, &[n_images * 784 / 4], "pixels");
-        let perm = GpuTensor::zeros(ctx, &[n_images], "perm");
-        let out = GpuTensor::zeros(ctx, &[2 * b, 784], "out");
-        let d = gather::gather_batch(ctx, &pixels, &perm, &out, b, b, &counters)?;
-        rows.push(mem_row("gather", format!("{b}x784 from u8"), &d, 5.0 * (b * 784) as f64)?);
-    }
-    Ok(rows)
 }
 
 pub fn format_rows(rows: &[Row]) -> String {
@@ -444,16 +550,7 @@ pub fn run_step_bench(
         return Err(GanError::Flag { flag: "bench", why: "timing the step needs at least 1 step, got 0".into() });
     }
     use gan_wgpu::train::{GanConfig, Session};
-    let n = (batch * 8).max(1024);
-    let mut r = rand::rngs::StdRng::seed_from_u64(1);
-    let data = gan_wgpu::io::data::ImageSet {
-        count: n,
-        height: 28,
-        width: 28,
-        pixels: (0..n * 784).map(|_| rand::Rng::random::<u8>(&mut r)).collect(),
-        labels: Some((0..n).map(|i| (i % gan_wgpu::defaults::CLASSES) as u8).collect()),
-        source: "random".into(),
-    };
+    let data = random_mnist_shaped(batch);
     let cfg = GanConfig { batch, seed: 1, model, ..GanConfig::default() };
     if warmup {
         gan_wgpu::train::warm_up_pipelines(ctx, cfg, (28, 28));
@@ -486,7 +583,43 @@ pub fn run_step_bench(
     };
     ctx.check_health("bench")?;
 
-    // Per-phase GPU time from timestamps.
+    let phases = phase_times(ctx, gan)?;
+    let (host_encode_us, host_encode_best_us) = host_encode_us(ctx, gan);
+    let readback_latency_us = readback_latency_us(ctx, gan)?;
+    let (matmul_sum_us, timed_step_us) = matmul_share(ctx, gan)?;
+    Ok(StepBench {
+        batch,
+        steps,
+        steps_per_s: steps as f64 / secs,
+        first_step_s,
+        phases,
+        host_encode_us,
+        host_encode_best_us,
+        readback_latency_us,
+        matmul_sum_us,
+        timed_step_us,
+        memory_after_warmup,
+        memory_after_run,
+        dispatches: gan.dispatch_count(),
+    })
+}
+
+/// Random u8 images shaped like MNIST, labelled 0..9: at least 8 batches.
+fn random_mnist_shaped(batch: usize) -> gan_wgpu::io::data::ImageSet {
+    let n = (batch * 8).max(1024);
+    let mut r = rand::rngs::StdRng::seed_from_u64(1);
+    gan_wgpu::io::data::ImageSet {
+        count: n,
+        height: 28,
+        width: 28,
+        pixels: (0..n * 784).map(|_| rand::Rng::random::<u8>(&mut r)).collect(),
+        labels: Some((0..n).map(|i| (i % gan_wgpu::defaults::CLASSES) as u8).collect()),
+        source: "random".into(),
+    }
+}
+
+/// Per-phase GPU time from timestamps (median of 5 steps); none without them.
+fn phase_times(ctx: &GpuContext, gan: &gan_wgpu::train::Gan) -> Result<Vec<(String, f64)>> {
     let mut phases = Vec::new();
     if let Some(timer) = PassTimer::new(ctx, (gan.phases.len() * 2) as u32) {
         let mut samples: Vec<Vec<f64>> = vec![Vec::new(); gan.phases.len()];
@@ -504,9 +637,13 @@ pub fn run_step_bench(
         }
     }
 
-    // Host time to encode one step (no submit): median over 9 trials of 40
-    // encodes, like the kernel figures (a mean let one preempted trial on a
-    // shared machine move it by 50%).
+    Ok(phases)
+}
+
+/// Host time to encode one step (no submit), in microseconds: (median,
+/// best) over 9 trials of 40 encodes, like the kernel figures (a mean let
+/// one preempted trial on a shared machine move it by 50%).
+fn host_encode_us(ctx: &GpuContext, gan: &gan_wgpu::train::Gan) -> (f64, f64) {
     let trials: Vec<f64> = (0..9)
         .map(|_| {
             let t = Instant::now();
@@ -518,24 +655,29 @@ pub fn run_step_bench(
             t.elapsed().as_secs_f64() * 1e6 / 40.0
         })
         .collect();
-    let host_encode_best_us = trials.iter().copied().fold(f64::INFINITY, f64::min);
-    let host_encode_us = median(trials);
+    let best = trials.iter().copied().fold(f64::INFINITY, f64::min);
+    (median(trials), best)
+}
 
-    // Latency of one loss readback on an idle device: copy, map, wait.
+/// Latency of one loss readback on an idle device: copy, map, wait (median of 20).
+fn readback_latency_us(ctx: &GpuContext, gan: &gan_wgpu::train::Gan) -> Result<f64> {
     let mut lat = Vec::new();
     for _ in 0..20 {
         let t = Instant::now();
         std::hint::black_box(gan.metrics.read_f32(ctx)?);
         lat.push(t.elapsed().as_secs_f64() * 1e6);
     }
-    let readback_latency_us = median(lat);
+    Ok(median(lat))
+}
 
-    // The step's matmuls against the whole step, measured in the same
-    // submissions (each dispatch in a timed pass of its own), so that this
-    // machine's swings in speed cannot fall between the two figures; without
-    // timestamps, each matmul timed alone.
+/// The step's matmuls against the whole step, measured in the same
+/// submissions (each dispatch in a timed pass of its own), so that this
+/// machine's swings in speed cannot fall between the two figures; without
+/// timestamps, each matmul timed alone. Returns (matmul sum, (wall, sum of
+/// all dispatches)) in microseconds.
+fn matmul_share(ctx: &GpuContext, gan: &gan_wgpu::train::Gan) -> Result<(f64, Option<(f64, f64)>)> {
     let n_dispatch = gan.dispatches().len();
-    let (matmul_sum_us, timed_step_us) = match PassTimer::new(ctx, 2 * n_dispatch as u32) {
+    Ok(match PassTimer::new(ctx, 2 * n_dispatch as u32) {
         Some(timer) => {
             let ranges: Vec<(&str, std::ops::Range<usize>)> =
                 gan.dispatches().iter().enumerate().map(|(i, d)| (d.label.as_str(), i..i + 1)).collect();
@@ -562,21 +704,6 @@ pub fn run_step_bench(
             }
             (sum, None)
         }
-    };
-    Ok(StepBench {
-        batch,
-        steps,
-        steps_per_s: steps as f64 / secs,
-        first_step_s,
-        phases,
-        host_encode_us,
-        host_encode_best_us,
-        readback_latency_us,
-        matmul_sum_us,
-        timed_step_us,
-        memory_after_warmup,
-        memory_after_run,
-        dispatches: gan.dispatch_count(),
     })
 }
 
