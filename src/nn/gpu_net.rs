@@ -379,77 +379,132 @@ pub fn backward_grouped(
     groups: usize,
     masks: Option<DropoutMasks>,
 ) -> Result<Vec<Dispatch>> {
-    let masks = masks_for(net, true, masks)?;
+    let pass = BackwardPass {
+        ctx,
+        net,
+        input,
+        acts,
+        d_acts,
+        d_out,
+        param_grads,
+        d_input,
+        variant,
+        groups,
+        masks: masks_for(net, true, masks)?,
+    };
     let mut out = Vec::new();
-    let last = net.spec.layers.len() - 1;
-    for (i, l) in net.spec.layers.iter().enumerate().rev() {
+    for i in (0..net.spec.layers.len()).rev() {
+        pass.layer(i, &mut out)?;
+    }
+    Ok(out)
+}
+
+/// What `backward_grouped` reads and writes, layer by layer from the last.
+struct BackwardPass<'a> {
+    ctx: &'a GpuContext,
+    net: &'a GpuNet,
+    input: &'a GpuTensor,
+    acts: &'a Activations,
+    d_acts: &'a Activations,
+    d_out: &'a GpuTensor,
+    param_grads: bool,
+    d_input: Option<&'a GpuTensor>,
+    variant: Variant,
+    groups: usize,
+    masks: Option<DropoutMasks<'a>>,
+}
+
+impl BackwardPass<'_> {
+    /// Layer i's backward: its dropout mask, its activation (and batch
+    /// norm), then its weight (convolution or dense).
+    fn layer(&self, i: usize, out: &mut Vec<Dispatch>) -> Result<()> {
+        let (ctx, net, acts) = (self.ctx, self.net, self.acts);
+        let l = &net.spec.layers[i];
         let a = &acts.layers[i];
-        let dy = if i == last { d_out.reshaped(&a.out.shape)? } else { d_acts.layers[i].out.clone() };
-        if let (Some(p), Some(m)) = (l.dropout, masks) {
+        let last = net.spec.layers.len() - 1;
+        let dy = if i == last { self.d_out.reshaped(&a.out.shape)? } else { self.d_acts.layers[i].out.clone() };
+        if let (Some(p), Some(m)) = (l.dropout, self.masks) {
             out.push(dropout::apply(ctx, &dy, p, m.draw.layer(i), m.counters)?);
         }
-        match (&l.bn, &net.bn[i]) {
-            (Some(bn_name), Some(state)) => {
-                let [sg, sb, sbias] = &state.scratch;
-                let (dgamma, dbeta, dbias) = match (param_grads, l.bias) {
-                    (false, _) => (sg.clone(), sb.clone(), sbias.clone()),
-                    (true, has_bias) => (
-                        net.grad(&format!("{bn_name}.weight"))?,
-                        net.grad(&format!("{bn_name}.bias"))?,
-                        if has_bias { net.grad(&format!("{}.bias", l.name))? } else { sbias.clone() },
-                    ),
-                };
-                let gamma = net.param(&format!("{bn_name}.weight"))?;
-                let pre = a.pre.as_ref().ok_or_else(|| GanError::shape(&l.name, "no saved pre-activation"))?;
-                let grads = BnGrads { dgamma: &dgamma, dbeta: &dbeta, dbias: &dbias };
-                for g in 0..groups {
-                    out.push(batchnorm::backward_group(
-                        ctx,
-                        &dy,
-                        &a.out,
-                        pre,
-                        &gamma,
-                        &state.invstd[g],
-                        &grads,
-                        l.act,
-                        g > 0,
-                        Reduce::for_adapter(ctx),
-                        RowGroup { index: g, count: groups },
-                    )?);
-                }
-            }
-            _ => {
-                let dbias = if param_grads && l.bias { Some(net.grad(&format!("{}.bias", l.name))?) } else { None };
-                if dbias.is_some() || l.act != Act::Identity {
-                    out.push(bias_act::backward(ctx, l.act, &a.out, &dy, dbias.as_ref())?);
-                }
-            }
-        }
+        self.activation(i, &dy, out)?;
         let layer_input = match (i, &acts.joined) {
             (0, Some(j)) => j.clone(),
-            (0, None) => input.clone(),
+            (0, None) => self.input.clone(),
             _ => acts.layers[i - 1].out.clone(),
         };
         // Where the input's gradient goes: the layer below's, the caller's,
         // or (first layer, none asked) nowhere.
-        let d_prev = if i > 0 { Some(d_acts.layers[i - 1].out.clone()) } else { d_input.cloned() };
+        let d_prev = if i > 0 { Some(self.d_acts.layers[i - 1].out.clone()) } else { self.d_input.cloned() };
         if let Some(geometry) = l.geometry(acts.rows) {
             let w = net.weight_matrix(&net.params, l)?;
-            let dw = if param_grads { Some(net.weight_matrix(&net.grads, l)?) } else { None };
+            let dw = if self.param_grads { Some(net.weight_matrix(&net.grads, l)?) } else { None };
+            let variant = self.variant;
             let pass = ConvPass { layer: l, geometry, rows: acts.rows, weight: &w, cols: a.cols.as_ref(), variant };
-            let dcols = d_acts.layers[i].cols.as_ref();
+            let dcols = self.d_acts.layers[i].cols.as_ref();
             out.extend(pass.backward(ctx, &layer_input, &dy, dw.as_ref(), d_prev.as_ref(), dcols)?);
-            continue;
+            return Ok(());
         }
+        self.dense(i, (&dy, &layer_input), out)
+    }
+
+    /// Through layer i's activation into dy, in place: with its batch norm
+    /// (each row group apart; gamma's, beta's and the bias's gradients), or
+    /// the activation alone (and the bias's gradient).
+    fn activation(&self, i: usize, dy: &GpuTensor, out: &mut Vec<Dispatch>) -> Result<()> {
+        let (ctx, net) = (self.ctx, self.net);
+        let (l, a) = (&net.spec.layers[i], &self.acts.layers[i]);
+        let (Some(bn_name), Some(state)) = (&l.bn, &net.bn[i]) else {
+            let dbias = if self.param_grads && l.bias { Some(net.grad(&format!("{}.bias", l.name))?) } else { None };
+            if dbias.is_some() || l.act != Act::Identity {
+                out.push(bias_act::backward(ctx, l.act, &a.out, dy, dbias.as_ref())?);
+            }
+            return Ok(());
+        };
+        let [sg, sb, sbias] = &state.scratch;
+        let (dgamma, dbeta, dbias) = match (self.param_grads, l.bias) {
+            (false, _) => (sg.clone(), sb.clone(), sbias.clone()),
+            (true, has_bias) => (
+                net.grad(&format!("{bn_name}.weight"))?,
+                net.grad(&format!("{bn_name}.bias"))?,
+                if has_bias { net.grad(&format!("{}.bias", l.name))? } else { sbias.clone() },
+            ),
+        };
+        let gamma = net.param(&format!("{bn_name}.weight"))?;
+        let pre = a.pre.as_ref().ok_or_else(|| GanError::shape(&l.name, "no saved pre-activation"))?;
+        let grads = BnGrads { dgamma: &dgamma, dbeta: &dbeta, dbias: &dbias };
+        for g in 0..self.groups {
+            out.push(batchnorm::backward_group(
+                ctx,
+                dy,
+                &a.out,
+                pre,
+                &gamma,
+                &state.invstd[g],
+                &grads,
+                l.act,
+                g > 0,
+                Reduce::for_adapter(ctx),
+                RowGroup { index: g, count: self.groups },
+            )?);
+        }
+        Ok(())
+    }
+
+    /// A dense layer's weight gradient and its input's gradient (the first
+    /// layer: padded to vec4 width where the input is, and through the
+    /// label embedding where there is one).
+    fn dense(&self, i: usize, (dy, layer_input): (&GpuTensor, &GpuTensor), out: &mut Vec<Dispatch>) -> Result<()> {
+        let (ctx, net, variant) = (self.ctx, self.net, self.variant);
+        let l = &net.spec.layers[i];
         let padded = if i == 0 { net.padded_first.as_ref() } else { None };
-        if param_grads {
+        if self.param_grads {
             let dw = net.grad(&format!("{}.weight", l.name))?;
             match padded {
                 Some((_, padded_dw)) => {
-                    out.push(Matmul::new(ctx, Form::TN, variant, &dy, &layer_input, padded_dw)?.dispatch);
+                    out.push(Matmul::new(ctx, Form::TN, variant, dy, layer_input, padded_dw)?.dispatch);
                     out.push(embedding::crop_grad(ctx, padded_dw, &dw)?);
                 }
-                None => out.push(Matmul::new(ctx, Form::TN, variant, &dy, &layer_input, &dw)?.dispatch),
+                None => out.push(Matmul::new(ctx, Form::TN, variant, dy, layer_input, &dw)?.dispatch),
             }
         }
         let w = match padded {
@@ -457,29 +512,41 @@ pub fn backward_grouped(
             None => net.param(&format!("{}.weight", l.name))?,
         };
         if i > 0 {
-            out.push(Matmul::new(ctx, Form::NN, variant, &dy, &w, &d_acts.layers[i - 1].out)?.dispatch);
+            out.push(Matmul::new(ctx, Form::NN, variant, dy, &w, &self.d_acts.layers[i - 1].out)?.dispatch);
         } else if let Some(e) = &net.spec.embedding {
-            // The joined input's gradient: the embedding's columns give the
-            // table's gradient, the others the input's.
-            if param_grads || d_input.is_some() {
-                let d_joined = d_acts
-                    .joined
-                    .as_ref()
-                    .ok_or_else(|| GanError::shape(&l.name, "no joined-input gradient buffer"))?;
-                let labels = acts.labels.as_ref().ok_or_else(|| GanError::shape(&l.name, "no labels"))?;
-                out.push(Matmul::new(ctx, Form::NN, variant, &dy, &w, d_joined)?.dispatch);
-                let table = net.param(&format!("{}.weight", e.name))?;
-                if param_grads {
-                    let d_table = net.grad(&format!("{}.weight", e.name))?;
-                    out.push(embedding::table_grad(ctx, d_joined, labels, &d_table, net.spec.input_dim())?);
-                }
-                if let Some(d_in) = d_input {
-                    out.push(embedding::split(ctx, d_joined, d_in, &table)?);
-                }
-            }
-        } else if let Some(d_in) = d_input {
-            out.push(Matmul::new(ctx, Form::NN, variant, &dy, &w, d_in)?.dispatch);
+            self.embedding_input(e, dy, &w, out)?;
+        } else if let Some(d_in) = self.d_input {
+            out.push(Matmul::new(ctx, Form::NN, variant, dy, &w, d_in)?.dispatch);
         }
+        Ok(())
     }
-    Ok(out)
+
+    /// The joined input's gradient: the embedding's columns give the
+    /// table's gradient, the others the input's.
+    fn embedding_input(
+        &self,
+        e: &crate::nn::spec::EmbeddingSpec,
+        dy: &GpuTensor,
+        w: &GpuTensor,
+        out: &mut Vec<Dispatch>,
+    ) -> Result<()> {
+        let (ctx, net) = (self.ctx, self.net);
+        let l = &net.spec.layers[0];
+        if !self.param_grads && self.d_input.is_none() {
+            return Ok(());
+        }
+        let d_joined =
+            self.d_acts.joined.as_ref().ok_or_else(|| GanError::shape(&l.name, "no joined-input gradient buffer"))?;
+        let labels = self.acts.labels.as_ref().ok_or_else(|| GanError::shape(&l.name, "no labels"))?;
+        out.push(Matmul::new(ctx, Form::NN, self.variant, dy, w, d_joined)?.dispatch);
+        let table = net.param(&format!("{}.weight", e.name))?;
+        if self.param_grads {
+            let d_table = net.grad(&format!("{}.weight", e.name))?;
+            out.push(embedding::table_grad(ctx, d_joined, labels, &d_table, net.spec.input_dim())?);
+        }
+        if let Some(d_in) = self.d_input {
+            out.push(embedding::split(ctx, d_joined, d_in, &table)?);
+        }
+        Ok(())
+    }
 }

@@ -86,106 +86,119 @@ pub fn from_json(text: &str) -> std::result::Result<NetSpec, String> {
     let layers = v["layers"].as_array().filter(|l| !l.is_empty()).ok_or("no \"layers\" list")?;
     let mut out: Vec<LayerSpec> = Vec::with_capacity(layers.len());
     for (i, l) in layers.iter().enumerate() {
-        let field = |k: &str| -> std::result::Result<usize, String> {
-            l[k].as_u64()
-                .map(|x| x as usize)
-                .filter(|x| (1..=MAX_WIDTH).contains(x))
-                .ok_or_else(|| format!("layer {i}: \"{k}\" is not a width in 1..={MAX_WIDTH}"))
-        };
-        let (inp, width) = (field("in")?, field("out")?);
-        let kind = match l["kind"].as_str() {
-            None => LayerKind::Dense,
-            Some(kind @ ("conv2d" | "conv_transpose2d")) => {
-                let (h, w, k, stride) = (field("h")?, field("w")?, field("k")?, field("stride")?);
-                let pad = l["pad"]
-                    .as_u64()
-                    .map(|p| p as usize)
-                    .filter(|&p| p < k)
-                    .ok_or_else(|| format!("layer {i}: \"pad\" is not a padding below the kernel size {k}"))?;
-                if kind == "conv2d" {
-                    if h + 2 * pad < k || w + 2 * pad < k {
-                        return Err(format!("layer {i}: a {k}x{k} kernel does not fit a padded {h}x{w} image"));
-                    }
-                    LayerKind::Conv { h, w, k, stride, pad }
-                } else {
-                    if (h - 1) * stride + k <= 2 * pad {
-                        return Err(format!("layer {i}: a transposed convolution with no output"));
-                    }
-                    LayerKind::ConvTranspose { h, w, k, stride, pad }
-                }
-            }
-            Some(other) => return Err(format!("layer {i}: kind \"{other}\" is none of conv2d, conv_transpose2d")),
-        };
-        let bias = match &l["bias"] {
-            serde_json::Value::Null => true,
-            serde_json::Value::Bool(b) => *b,
-            _ => return Err(format!("layer {i}: \"bias\" is not true or false")),
-        };
-        let layer =
-            LayerSpec { name: String::new(), kind, inp, out: width, bias, bn: None, act: Act::Identity, dropout: None };
-        if layer.in_positions() * inp > MAX_WIDTH || layer.out_positions() * width > MAX_WIDTH {
-            return Err(format!("layer {i}: more than {MAX_WIDTH} values a sample"));
-        }
-        if let Some(prev) = out.last() {
-            if prev.out != inp {
-                return Err(format!("layer {i} takes {inp} inputs, the layer before gives {}", prev.out));
-            }
-            if prev.out_positions() != layer.in_positions() {
-                return Err(format!(
-                    "layer {i} reads {} positions a sample, the layer before gives {}",
-                    layer.in_positions(),
-                    prev.out_positions()
-                ));
-            }
-        }
-        let layer_name = l["name"].as_str().ok_or_else(|| format!("layer {i}: no \"name\""))?.to_string();
-        let bn = match &l["batch_norm"] {
-            serde_json::Value::Null => None,
-            serde_json::Value::String(s) => Some(s.clone()),
-            _ => return Err(format!("layer {i}: \"batch_norm\" is neither a name nor null")),
-        };
-        let act_name = l["activation"].as_str().ok_or_else(|| format!("layer {i}: no \"activation\""))?;
-        let act = Act::ALL.into_iter().find(|a| a.name() == act_name).ok_or_else(|| {
-            format!("layer {i}: activation \"{act_name}\" is none of {}", Act::ALL.map(Act::name).join(", "))
-        })?;
-        let taken = out.iter().any(|o| o.name == layer_name || o.bn.as_deref() == Some(&layer_name))
-            || bn.as_ref().is_some_and(|b| *b == layer_name || out.iter().any(|o| &o.name == b));
-        if taken {
-            return Err(format!("layer {i}: the name \"{layer_name}\" is used twice"));
-        }
-        let dropout = match &l["dropout"] {
-            serde_json::Value::Null => None,
-            serde_json::Value::Number(p) => Some(p.as_f64().unwrap_or(f64::NAN) as f32),
-            _ => return Err(format!("layer {i}: \"dropout\" is not a probability")),
-        };
-        let layer = LayerSpec { name: layer_name, bn, act, dropout, ..layer };
-        if let Some(why) = layer.dropout_error() {
-            return Err(format!("layer {i}: {why}"));
-        }
+        let layer = layer_from_json(i, l, &out)?;
         out.push(layer);
     }
-    let embedding = match &v["embedding"] {
-        serde_json::Value::Null => None,
-        e => {
-            let size = |k: &str| -> std::result::Result<usize, String> {
-                e[k].as_u64()
-                    .map(|x| x as usize)
-                    .filter(|x| (1..=MAX_WIDTH).contains(x))
-                    .ok_or_else(|| format!("embedding: \"{k}\" is not a size in 1..={MAX_WIDTH}"))
-            };
-            let name = e["name"].as_str().ok_or("embedding: no \"name\"")?.to_string();
-            let (classes, dim) = (size("classes")?, size("dim")?);
-            if out[0].inp <= dim {
-                return Err(format!(
-                    "layer 0 takes {} inputs, no more than the embedding's {dim} columns joined to its input",
-                    out[0].inp
-                ));
-            }
-            Some(EmbeddingSpec { name, classes, dim })
-        }
-    };
+    let embedding = embedding_from_json(&v["embedding"], &out[0])?;
     // The scheme that drew the first weights is not part of the file.
     Ok(NetSpec { name, embedding, layers: out, init: Default::default() })
+}
+
+/// A width field of a layer or the embedding: in 1..=MAX_WIDTH.
+fn width_field(v: &serde_json::Value, k: &str, what: &str) -> std::result::Result<usize, String> {
+    v[k].as_u64()
+        .map(|x| x as usize)
+        .filter(|x| (1..=MAX_WIDTH).contains(x))
+        .ok_or_else(|| format!("{what}: \"{k}\" is not a width in 1..={MAX_WIDTH}"))
+}
+
+/// Layer i's kind: dense (no "kind"), or a convolution whose geometry fits.
+fn kind_from_json(i: usize, l: &serde_json::Value) -> std::result::Result<LayerKind, String> {
+    let what = format!("layer {i}");
+    let Some(kind) = l["kind"].as_str() else { return Ok(LayerKind::Dense) };
+    if !matches!(kind, "conv2d" | "conv_transpose2d") {
+        return Err(format!("layer {i}: kind \"{kind}\" is none of conv2d, conv_transpose2d"));
+    }
+    let field = |k: &str| width_field(l, k, &what);
+    let (h, w, k, stride) = (field("h")?, field("w")?, field("k")?, field("stride")?);
+    let pad = l["pad"]
+        .as_u64()
+        .map(|p| p as usize)
+        .filter(|&p| p < k)
+        .ok_or_else(|| format!("layer {i}: \"pad\" is not a padding below the kernel size {k}"))?;
+    if kind == "conv2d" {
+        if h + 2 * pad < k || w + 2 * pad < k {
+            return Err(format!("layer {i}: a {k}x{k} kernel does not fit a padded {h}x{w} image"));
+        }
+        return Ok(LayerKind::Conv { h, w, k, stride, pad });
+    }
+    if (h - 1) * stride + k <= 2 * pad {
+        return Err(format!("layer {i}: a transposed convolution with no output"));
+    }
+    Ok(LayerKind::ConvTranspose { h, w, k, stride, pad })
+}
+
+/// Layer i, checked on its own and against the layers before it (`before`).
+fn layer_from_json(i: usize, l: &serde_json::Value, before: &[LayerSpec]) -> std::result::Result<LayerSpec, String> {
+    let what = format!("layer {i}");
+    let (inp, width) = (width_field(l, "in", &what)?, width_field(l, "out", &what)?);
+    let kind = kind_from_json(i, l)?;
+    let bias = match &l["bias"] {
+        serde_json::Value::Null => true,
+        serde_json::Value::Bool(b) => *b,
+        _ => return Err(format!("layer {i}: \"bias\" is not true or false")),
+    };
+    let layer =
+        LayerSpec { name: String::new(), kind, inp, out: width, bias, bn: None, act: Act::Identity, dropout: None };
+    if layer.in_positions() * inp > MAX_WIDTH || layer.out_positions() * width > MAX_WIDTH {
+        return Err(format!("layer {i}: more than {MAX_WIDTH} values a sample"));
+    }
+    if let Some(prev) = before.last() {
+        if prev.out != inp {
+            return Err(format!("layer {i} takes {inp} inputs, the layer before gives {}", prev.out));
+        }
+        if prev.out_positions() != layer.in_positions() {
+            return Err(format!(
+                "layer {i} reads {} positions a sample, the layer before gives {}",
+                layer.in_positions(),
+                prev.out_positions()
+            ));
+        }
+    }
+    let layer_name = l["name"].as_str().ok_or_else(|| format!("layer {i}: no \"name\""))?.to_string();
+    let bn = match &l["batch_norm"] {
+        serde_json::Value::Null => None,
+        serde_json::Value::String(s) => Some(s.clone()),
+        _ => return Err(format!("layer {i}: \"batch_norm\" is neither a name nor null")),
+    };
+    let act_name = l["activation"].as_str().ok_or_else(|| format!("layer {i}: no \"activation\""))?;
+    let act = Act::ALL.into_iter().find(|a| a.name() == act_name).ok_or_else(|| {
+        format!("layer {i}: activation \"{act_name}\" is none of {}", Act::ALL.map(Act::name).join(", "))
+    })?;
+    let taken = before.iter().any(|o| o.name == layer_name || o.bn.as_deref() == Some(&layer_name))
+        || bn.as_ref().is_some_and(|b| *b == layer_name || before.iter().any(|o| &o.name == b));
+    if taken {
+        return Err(format!("layer {i}: the name \"{layer_name}\" is used twice"));
+    }
+    let dropout = match &l["dropout"] {
+        serde_json::Value::Null => None,
+        serde_json::Value::Number(p) => Some(p.as_f64().unwrap_or(f64::NAN) as f32),
+        _ => return Err(format!("layer {i}: \"dropout\" is not a probability")),
+    };
+    let layer = LayerSpec { name: layer_name, bn, act, dropout, ..layer };
+    match layer.dropout_error() {
+        Some(why) => Err(format!("layer {i}: {why}")),
+        None => Ok(layer),
+    }
+}
+
+/// The label embedding joined to the first layer's input, if any.
+fn embedding_from_json(e: &serde_json::Value, first: &LayerSpec) -> std::result::Result<Option<EmbeddingSpec>, String> {
+    if e.is_null() {
+        return Ok(None);
+    }
+    let size = |k: &str| {
+        width_field(e, k, "embedding").map_err(|_| format!("embedding: \"{k}\" is not a size in 1..={MAX_WIDTH}"))
+    };
+    let name = e["name"].as_str().ok_or("embedding: no \"name\"")?.to_string();
+    let (classes, dim) = (size("classes")?, size("dim")?);
+    if first.inp <= dim {
+        return Err(format!(
+            "layer 0 takes {} inputs, no more than the embedding's {dim} columns joined to its input",
+            first.inp
+        ));
+    }
+    Ok(Some(EmbeddingSpec { name, classes, dim }))
 }
 
 /// How `recorded` differs from `expected`, naming the first difference

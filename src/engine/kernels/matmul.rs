@@ -165,6 +165,65 @@ impl Matmul {
         c: &GpuTensor,
         epilogue: Epilogue,
     ) -> Result<Self> {
+        let (m, n, k) = Self::checked_shape(form, variant, (a, b, c), &epilogue)?;
+        let aligned = match form {
+            Form::NT => k % 4 == 0,
+            Form::NN => n % 4 == 0,
+            Form::TN => m % 4 == 0 && n % 4 == 0,
+        };
+        let variant = Self::variant_for(ctx, variant, aligned, (m, n, k));
+        let kern = Self::pipeline(ctx, form, variant, aligned);
+        let params = uniform(
+            ctx,
+            &c.label,
+            &Params {
+                m: m as u32,
+                n: n as u32,
+                k: k as u32,
+                act: epilogue.act.code(),
+                has_bias: epilogue.bias.is_some() as u32,
+                form: form.code(),
+                _pad: [0; 2],
+            },
+        );
+        // Without a bias the slot still needs a buffer: a is read-only here.
+        let bias = epilogue.bias.unwrap_or(a);
+        let groups = match variant {
+            Variant::Naive => [groups_for(n, 8), groups_for(m, 8), 1],
+            Variant::Tiled => [groups_for(n, 64), groups_for(m, 64), 1],
+            Variant::Reg | Variant::Subgroup => [groups_for(n, 32), groups_for(m, 32), 1],
+        };
+        let label = Self::label(form, variant, (m, n, k), &epilogue, c);
+        let dispatch = Dispatch::new(
+            ctx,
+            &kern,
+            &label,
+            if variant == Variant::Subgroup {
+                vec![params.as_entire_binding(), c.binding(), a.binding(), b.binding(), bias.binding()]
+            } else {
+                vec![
+                    params.as_entire_binding(),
+                    a.binding(),
+                    b.binding(),
+                    c.binding(),
+                    a.binding(),
+                    b.binding(),
+                    bias.binding(),
+                ]
+            },
+            groups,
+        );
+        Ok(Matmul { dispatch, form, variant, m, n, k })
+    }
+
+    /// (m, n, k) of c = op(a) * op(b), after checking that the operands'
+    /// shapes agree with `form` and that only A*B^T takes an epilogue.
+    fn checked_shape(
+        form: Form,
+        variant: Variant,
+        (a, b, c): (&GpuTensor, &GpuTensor, &GpuTensor),
+        epilogue: &Epilogue,
+    ) -> Result<(usize, usize, usize)> {
         let [ar, ac] = a.dims2()?;
         let [br, bc] = b.dims2()?;
         let [m, n] = c.dims2()?;
@@ -206,17 +265,18 @@ impl Matmul {
                 ));
             }
         }
-        let aligned = match form {
-            Form::NT => k % 4 == 0,
-            Form::NN => n % 4 == 0,
-            Form::TN => m % 4 == 0 && n % 4 == 0,
-        };
+        Ok((m, n, k))
+    }
+
+    /// The variant a product of this shape runs: matmul_sg needs usable
+    /// subgroups and vec4-aligned shapes.
+    fn variant_for(ctx: &GpuContext, variant: Variant, aligned: bool, (m, n, k): (usize, usize, usize)) -> Variant {
         // matmul_sg also steps k by 4 in every form. Unaligned products go to
         // reg4x4, or to naive when tiny: in the model those are only the
         // 1-wide output layer's backward (256x256x1, 1x256x256), where naive
         // costs ~0.2 ms more a step but compiles in ~40 ms instead of
         // 0.2-0.4 s, which is what a first launch on lavapipe waits for.
-        let variant = match variant {
+        match variant {
             Variant::Subgroup if !Variant::subgroups_usable(ctx) => Variant::Reg,
             Variant::Subgroup if !(aligned && k % 4 == 0) => {
                 if m * n * k <= SMALL_PRODUCT {
@@ -226,7 +286,11 @@ impl Matmul {
                 }
             }
             v => v,
-        };
+        }
+    }
+
+    /// The pipeline of `variant` for `form` (specialised as the comments say).
+    fn pipeline(ctx: &GpuContext, form: Form, variant: Variant, aligned: bool) -> super::Kernel {
         let constants = [("FORM", form.code() as f64), ("ALIGNED", if aligned { 1.0 } else { 0.0 })];
         // Only the register-blocked kernel reads ALIGNED; keep one pipeline
         // per form for the others, and one for all forms of matmul_sg,
@@ -243,58 +307,28 @@ impl Matmul {
         } else {
             [Slot::Uniform, Slot::Read, Slot::Read, Slot::ReadWrite, Slot::Read, Slot::Read, Slot::Read]
         };
-        let kern = if variant == Variant::Subgroup {
+        if variant == Variant::Subgroup {
             kernel(ctx, "matmul_sg.wgsl", SG_SOURCE, variant.entry(), &slots, constants)
         } else {
             kernel(ctx, "matmul.wgsl", SOURCE, variant.entry(), &slots, constants)
-        };
-        let params = uniform(
-            ctx,
-            &c.label,
-            &Params {
-                m: m as u32,
-                n: n as u32,
-                k: k as u32,
-                act: epilogue.act.code(),
-                has_bias: epilogue.bias.is_some() as u32,
-                form: form.code(),
-                _pad: [0; 2],
-            },
-        );
-        // Without a bias the slot still needs a buffer: a is read-only here.
-        let bias = epilogue.bias.unwrap_or(a);
-        let groups = match variant {
-            Variant::Naive => [groups_for(n, 8), groups_for(m, 8), 1],
-            Variant::Tiled => [groups_for(n, 64), groups_for(m, 64), 1],
-            Variant::Reg | Variant::Subgroup => [groups_for(n, 32), groups_for(m, 32), 1],
-        };
+        }
+    }
+
+    /// "matmul A*B^T sg32x32 128x512x784 +bias+relu -> out".
+    fn label(
+        form: Form,
+        variant: Variant,
+        (m, n, k): (usize, usize, usize),
+        epilogue: &Epilogue,
+        c: &GpuTensor,
+    ) -> String {
         let fused_name = match (epilogue.bias.is_some(), epilogue.act) {
             (false, Act::Identity) => String::new(),
             (true, Act::Identity) => " +bias".to_string(),
             (false, act) => format!(" +{}", act.name()),
             (true, act) => format!(" +bias+{}", act.name()),
         };
-        let label = format!("matmul {} {} {}x{}x{}{fused_name} -> {}", form.name(), variant.name(), m, n, k, c.label);
-        let dispatch = Dispatch::new(
-            ctx,
-            &kern,
-            &label,
-            if variant == Variant::Subgroup {
-                vec![params.as_entire_binding(), c.binding(), a.binding(), b.binding(), bias.binding()]
-            } else {
-                vec![
-                    params.as_entire_binding(),
-                    a.binding(),
-                    b.binding(),
-                    c.binding(),
-                    a.binding(),
-                    b.binding(),
-                    bias.binding(),
-                ]
-            },
-            groups,
-        );
-        Ok(Matmul { dispatch, form, variant, m, n, k })
+        format!("matmul {} {} {}x{}x{}{fused_name} -> {}", form.name(), variant.name(), m, n, k, c.label)
     }
 
     pub fn record(&self, pass: &mut wgpu::ComputePass<'_>) {
