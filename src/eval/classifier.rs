@@ -135,7 +135,7 @@ pub fn train(
     let mut step = vec![gather::gather_batch(ctx, &pixels, &perm, &x, 0, b, &counters)?];
     step.extend(gpu_net::forward(ctx, &net, &x, &acts, true, variant)?);
     step.push(softmax_ce::softmax_ce(ctx, logits, &dlogits, &labels, &perm, &counters, &metrics)?);
-    step.extend(gpu_net::backward(ctx, &net, &x, &acts, &grads, &dlogits, true, None, variant)?);
+    step.extend(gpu_net::Backward::new(&net, (&x, &acts), (&dlogits, &grads), variant).dispatches(ctx)?);
     step.push(net.adam.dispatch.clone());
     step.push(gather::advance_counters(ctx, &counters)?);
     let steps = count / b;

@@ -342,75 +342,57 @@ pub fn forward_grouped(
     Ok(out)
 }
 
-/// Backward dispatches. `d_out` holds the gradient w.r.t. the last output;
-/// `d_acts` are gradient buffers shaped like `acts` (the last layer's is not
-/// used). With `param_grads` the gradients land in `net.grads`; `d_input`
-/// receives the gradient w.r.t. the input when given.
-#[allow(clippy::too_many_arguments)]
-pub fn backward(
-    ctx: &GpuContext,
-    net: &GpuNet,
-    input: &GpuTensor,
-    acts: &Activations,
-    d_acts: &Activations,
-    d_out: &GpuTensor,
-    param_grads: bool,
-    d_input: Option<&GpuTensor>,
-    variant: Variant,
-) -> Result<Vec<Dispatch>> {
-    backward_grouped(ctx, net, input, acts, d_acts, d_out, param_grads, d_input, variant, 1, None)
+/// A backward pass through `net` after a forward over `acts`: what it
+/// reads and writes. `Backward::new` gives the common case (parameter
+/// gradients, no input gradient, one row group, no dropout); set the rest
+/// by field.
+pub struct Backward<'a> {
+    pub net: &'a GpuNet,
+    /// The forward's input.
+    pub input: &'a GpuTensor,
+    pub acts: &'a Activations,
+    /// Gradient buffers shaped like `acts` (the last layer's is not used).
+    pub d_acts: &'a Activations,
+    /// The gradient w.r.t. the last layer's output.
+    pub d_out: &'a GpuTensor,
+    /// Write the parameter gradients into `net.grads` (else only flow through).
+    pub param_grads: bool,
+    /// Receives the gradient w.r.t. the input, when given.
+    pub d_input: Option<&'a GpuTensor>,
+    pub variant: Variant,
+    /// After a `forward_grouped` with this many row groups: each group's
+    /// batch-norm backward apart, their parameter gradients summed.
+    pub groups: usize,
+    /// That forward's dropout masks (the gradient of a dropped output is
+    /// multiplied by the same mask, in place).
+    pub masks: Option<DropoutMasks<'a>>,
 }
 
-/// `backward` after a `forward_grouped` with `groups` row groups: each
-/// group's batch-norm backward apart, their parameter gradients summed;
-/// `masks` as that forward's (the gradient of a dropped output is
-/// multiplied by the same mask, in place).
-#[allow(clippy::too_many_arguments)]
-pub fn backward_grouped(
-    ctx: &GpuContext,
-    net: &GpuNet,
-    input: &GpuTensor,
-    acts: &Activations,
-    d_acts: &Activations,
-    d_out: &GpuTensor,
-    param_grads: bool,
-    d_input: Option<&GpuTensor>,
-    variant: Variant,
-    groups: usize,
-    masks: Option<DropoutMasks>,
-) -> Result<Vec<Dispatch>> {
-    let pass = BackwardPass {
-        ctx,
-        net,
-        input,
-        acts,
-        d_acts,
-        d_out,
-        param_grads,
-        d_input,
-        variant,
-        groups,
-        masks: masks_for(net, true, masks)?,
-    };
-    let mut out = Vec::new();
-    for i in (0..net.spec.layers.len()).rev() {
-        pass.layer(i, &mut out)?;
+impl<'a> Backward<'a> {
+    pub fn new(
+        net: &'a GpuNet,
+        (input, acts): (&'a GpuTensor, &'a Activations),
+        (d_out, d_acts): (&'a GpuTensor, &'a Activations),
+        variant: Variant,
+    ) -> Self {
+        Backward { net, input, acts, d_acts, d_out, param_grads: true, d_input: None, variant, groups: 1, masks: None }
     }
-    Ok(out)
+
+    /// The dispatches, last layer first.
+    pub fn dispatches(&self, ctx: &GpuContext) -> Result<Vec<Dispatch>> {
+        let pass = BackwardPass { ctx, b: self, masks: masks_for(self.net, true, self.masks)? };
+        let mut out = Vec::new();
+        for i in (0..self.net.spec.layers.len()).rev() {
+            pass.layer(i, &mut out)?;
+        }
+        Ok(out)
+    }
 }
 
-/// What `backward_grouped` reads and writes, layer by layer from the last.
+/// A `Backward` being recorded, with its dropout masks checked.
 struct BackwardPass<'a> {
     ctx: &'a GpuContext,
-    net: &'a GpuNet,
-    input: &'a GpuTensor,
-    acts: &'a Activations,
-    d_acts: &'a Activations,
-    d_out: &'a GpuTensor,
-    param_grads: bool,
-    d_input: Option<&'a GpuTensor>,
-    variant: Variant,
-    groups: usize,
+    b: &'a Backward<'a>,
     masks: Option<DropoutMasks<'a>>,
 }
 
@@ -418,29 +400,29 @@ impl BackwardPass<'_> {
     /// Layer i's backward: its dropout mask, its activation (and batch
     /// norm), then its weight (convolution or dense).
     fn layer(&self, i: usize, out: &mut Vec<Dispatch>) -> Result<()> {
-        let (ctx, net, acts) = (self.ctx, self.net, self.acts);
+        let (ctx, net, acts) = (self.ctx, self.b.net, self.b.acts);
         let l = &net.spec.layers[i];
         let a = &acts.layers[i];
         let last = net.spec.layers.len() - 1;
-        let dy = if i == last { self.d_out.reshaped(&a.out.shape)? } else { self.d_acts.layers[i].out.clone() };
+        let dy = if i == last { self.b.d_out.reshaped(&a.out.shape)? } else { self.b.d_acts.layers[i].out.clone() };
         if let (Some(p), Some(m)) = (l.dropout, self.masks) {
             out.push(dropout::apply(ctx, &dy, p, m.draw.layer(i), m.counters)?);
         }
         self.activation(i, &dy, out)?;
         let layer_input = match (i, &acts.joined) {
             (0, Some(j)) => j.clone(),
-            (0, None) => self.input.clone(),
+            (0, None) => self.b.input.clone(),
             _ => acts.layers[i - 1].out.clone(),
         };
         // Where the input's gradient goes: the layer below's, the caller's,
         // or (first layer, none asked) nowhere.
-        let d_prev = if i > 0 { Some(self.d_acts.layers[i - 1].out.clone()) } else { self.d_input.cloned() };
+        let d_prev = if i > 0 { Some(self.b.d_acts.layers[i - 1].out.clone()) } else { self.b.d_input.cloned() };
         if let Some(geometry) = l.geometry(acts.rows) {
             let w = net.weight_matrix(&net.params, l)?;
-            let dw = if self.param_grads { Some(net.weight_matrix(&net.grads, l)?) } else { None };
-            let variant = self.variant;
+            let dw = if self.b.param_grads { Some(net.weight_matrix(&net.grads, l)?) } else { None };
+            let variant = self.b.variant;
             let pass = ConvPass { layer: l, geometry, rows: acts.rows, weight: &w, cols: a.cols.as_ref(), variant };
-            let dcols = self.d_acts.layers[i].cols.as_ref();
+            let dcols = self.b.d_acts.layers[i].cols.as_ref();
             out.extend(pass.backward(ctx, &layer_input, &dy, dw.as_ref(), d_prev.as_ref(), dcols)?);
             return Ok(());
         }
@@ -451,17 +433,17 @@ impl BackwardPass<'_> {
     /// (each row group apart; gamma's, beta's and the bias's gradients), or
     /// the activation alone (and the bias's gradient).
     fn activation(&self, i: usize, dy: &GpuTensor, out: &mut Vec<Dispatch>) -> Result<()> {
-        let (ctx, net) = (self.ctx, self.net);
-        let (l, a) = (&net.spec.layers[i], &self.acts.layers[i]);
+        let (ctx, net) = (self.ctx, self.b.net);
+        let (l, a) = (&net.spec.layers[i], &self.b.acts.layers[i]);
         let (Some(bn_name), Some(state)) = (&l.bn, &net.bn[i]) else {
-            let dbias = if self.param_grads && l.bias { Some(net.grad(&format!("{}.bias", l.name))?) } else { None };
+            let dbias = if self.b.param_grads && l.bias { Some(net.grad(&format!("{}.bias", l.name))?) } else { None };
             if dbias.is_some() || l.act != Act::Identity {
                 out.push(bias_act::backward(ctx, l.act, &a.out, dy, dbias.as_ref())?);
             }
             return Ok(());
         };
         let [sg, sb, sbias] = &state.scratch;
-        let (dgamma, dbeta, dbias) = match (self.param_grads, l.bias) {
+        let (dgamma, dbeta, dbias) = match (self.b.param_grads, l.bias) {
             (false, _) => (sg.clone(), sb.clone(), sbias.clone()),
             (true, has_bias) => (
                 net.grad(&format!("{bn_name}.weight"))?,
@@ -472,7 +454,7 @@ impl BackwardPass<'_> {
         let gamma = net.param(&format!("{bn_name}.weight"))?;
         let pre = a.pre.as_ref().ok_or_else(|| GanError::shape(&l.name, "no saved pre-activation"))?;
         let grads = BnGrads { dgamma: &dgamma, dbeta: &dbeta, dbias: &dbias };
-        for g in 0..self.groups {
+        for g in 0..self.b.groups {
             out.push(batchnorm::backward_group(
                 ctx,
                 dy,
@@ -484,7 +466,7 @@ impl BackwardPass<'_> {
                 l.act,
                 g > 0,
                 Reduce::for_adapter(ctx),
-                RowGroup { index: g, count: self.groups },
+                RowGroup { index: g, count: self.b.groups },
             )?);
         }
         Ok(())
@@ -494,10 +476,10 @@ impl BackwardPass<'_> {
     /// layer: padded to vec4 width where the input is, and through the
     /// label embedding where there is one).
     fn dense(&self, i: usize, (dy, layer_input): (&GpuTensor, &GpuTensor), out: &mut Vec<Dispatch>) -> Result<()> {
-        let (ctx, net, variant) = (self.ctx, self.net, self.variant);
+        let (ctx, net, variant) = (self.ctx, self.b.net, self.b.variant);
         let l = &net.spec.layers[i];
         let padded = if i == 0 { net.padded_first.as_ref() } else { None };
-        if self.param_grads {
+        if self.b.param_grads {
             let dw = net.grad(&format!("{}.weight", l.name))?;
             match padded {
                 Some((_, padded_dw)) => {
@@ -512,10 +494,10 @@ impl BackwardPass<'_> {
             None => net.param(&format!("{}.weight", l.name))?,
         };
         if i > 0 {
-            out.push(Matmul::new(ctx, Form::NN, variant, dy, &w, &self.d_acts.layers[i - 1].out)?.dispatch);
+            out.push(Matmul::new(ctx, Form::NN, variant, dy, &w, &self.b.d_acts.layers[i - 1].out)?.dispatch);
         } else if let Some(e) = &net.spec.embedding {
             self.embedding_input(e, dy, &w, out)?;
-        } else if let Some(d_in) = self.d_input {
+        } else if let Some(d_in) = self.b.d_input {
             out.push(Matmul::new(ctx, Form::NN, variant, dy, &w, d_in)?.dispatch);
         }
         Ok(())
@@ -530,21 +512,21 @@ impl BackwardPass<'_> {
         w: &GpuTensor,
         out: &mut Vec<Dispatch>,
     ) -> Result<()> {
-        let (ctx, net) = (self.ctx, self.net);
+        let (ctx, net) = (self.ctx, self.b.net);
         let l = &net.spec.layers[0];
-        if !self.param_grads && self.d_input.is_none() {
+        if !self.b.param_grads && self.b.d_input.is_none() {
             return Ok(());
         }
         let d_joined =
-            self.d_acts.joined.as_ref().ok_or_else(|| GanError::shape(&l.name, "no joined-input gradient buffer"))?;
-        let labels = self.acts.labels.as_ref().ok_or_else(|| GanError::shape(&l.name, "no labels"))?;
-        out.push(Matmul::new(ctx, Form::NN, self.variant, dy, w, d_joined)?.dispatch);
+            self.b.d_acts.joined.as_ref().ok_or_else(|| GanError::shape(&l.name, "no joined-input gradient buffer"))?;
+        let labels = self.b.acts.labels.as_ref().ok_or_else(|| GanError::shape(&l.name, "no labels"))?;
+        out.push(Matmul::new(ctx, Form::NN, self.b.variant, dy, w, d_joined)?.dispatch);
         let table = net.param(&format!("{}.weight", e.name))?;
-        if self.param_grads {
+        if self.b.param_grads {
             let d_table = net.grad(&format!("{}.weight", e.name))?;
             out.push(embedding::table_grad(ctx, d_joined, labels, &d_table, net.spec.input_dim())?);
         }
-        if let Some(d_in) = self.d_input {
+        if let Some(d_in) = self.b.d_input {
             out.push(embedding::split(ctx, d_joined, d_in, &table)?);
         }
         Ok(())

@@ -6,6 +6,7 @@ use super::{
     DropoutDraw, DropoutMasks, GanError, GpuContext, GpuNet, GpuTensor, ImageSet, NetSpec, Result, StepMetrics,
     Variant, WhichModel, FIXED_LATENT_SEED, GRID_SAMPLES, METRICS_LEN,
 };
+use crate::nn::gpu_net::Backward;
 use crate::nn::loss::Loss;
 use rand::SeedableRng;
 
@@ -396,20 +397,12 @@ impl Gan {
         let d_out = &self.d_acts.layers.last().expect("d output").out;
         let loss = self.cfg.loss.d_step(ctx, (d_out, &self.d_prob_grad), b, &self.metrics, &self.counters)?;
         graph.phase("loss D", loss);
-        let grads = (&v.d_grads, &self.d_prob_grad);
-        let backward = gpu_net::backward_grouped(
-            ctx,
-            d,
-            &self.d_input,
-            &self.d_acts,
-            grads.0,
-            grads.1,
-            true,
-            None,
-            variant,
-            2,
-            Some(masks),
-        )?;
+        let backward = Backward {
+            groups: 2,
+            masks: Some(masks),
+            ..Backward::new(d, (&self.d_input, &self.d_acts), (&self.d_prob_grad, &v.d_grads), variant)
+        };
+        let backward = backward.dispatches(ctx)?;
         graph.phase("D backward", backward);
         graph.phase("Adam D", vec![d.adam.dispatch.clone()]);
         Ok(())
@@ -425,22 +418,16 @@ impl Gan {
         graph.phase("D forward (B)", forward);
         let d_out = &v.d_acts_b.layers.last().expect("d output").out;
         graph.phase("loss G", self.cfg.loss.g_step(ctx, (d_out, &v.d_prob_grad_b), &self.metrics, &self.counters)?);
-        let backward = gpu_net::backward_grouped(
-            ctx,
-            d,
-            &v.fake,
-            &v.d_acts_b,
-            &v.d_grads_b,
-            &v.d_prob_grad_b,
-            false,
-            Some(&self.d_fake_grad),
-            variant,
-            1,
-            Some(masks),
-        )?;
+        let backward = Backward {
+            param_grads: false,
+            d_input: Some(&self.d_fake_grad),
+            masks: Some(masks),
+            ..Backward::new(d, (&v.fake, &v.d_acts_b), (&v.d_prob_grad_b, &v.d_grads_b), variant)
+        };
+        let backward = backward.dispatches(ctx)?;
         graph.phase("D backward to G(z)", backward);
-        let g_backward =
-            gpu_net::backward(ctx, &self.g, &self.z, &self.g_acts, &v.g_grads, &self.d_fake_grad, true, None, variant)?;
+        let g_backward = Backward::new(&self.g, (&self.z, &self.g_acts), (&self.d_fake_grad, &v.g_grads), variant)
+            .dispatches(ctx)?;
         graph.phase("G backward", g_backward);
         graph.phase("Adam G", vec![self.g.adam.dispatch.clone()]);
         if let Some(avg) = &self.g_ema {

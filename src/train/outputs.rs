@@ -75,7 +75,6 @@ fn averaged_generator_file(epoch: usize) -> String {
 /// After epoch `epoch` (0-based, as the log counts it, and as the
 /// tutorial's test_0.png and Generator0 are named): grids and checkpoints
 /// (of the averaged generator too), losses.csv/png, GIF.
-#[allow(clippy::too_many_arguments)]
 pub(super) fn write_epoch_outputs(
     ctx: &GpuContext,
     cfg: &TrainConfig,
