@@ -16,6 +16,24 @@ pub struct StepReading {
     pub first_nonfinite: Option<u64>,
 }
 
+impl StepReading {
+    /// The reading as the page receives it: a JSON object with named keys
+    /// (step, epoch, batch, loss_d, loss_g, d_real, d_fake; a number not
+    /// finite is null).
+    pub fn to_json(&self) -> serde_json::Value {
+        let m = self.metrics;
+        serde_json::json!({
+            "step": self.step,
+            "epoch": self.epoch,
+            "batch": self.batch,
+            "loss_d": m.loss_d,
+            "loss_g": m.loss_g,
+            "d_real": m.d_real,
+            "d_fake": m.d_fake,
+        })
+    }
+}
+
 /// Records the copy of one step's metrics, then its counters (with the
 /// divergence flag), into `dst` at byte `at`: one readback slot of
 /// READBACK_BYTES.

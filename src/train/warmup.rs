@@ -1,6 +1,10 @@
 //! Compiling the step's pipelines before its first step, on both CPU cores.
 
-use super::{Dispatch, Gan, GanConfig, GanError, GpuContext, ImageSet, Instant, Result};
+use super::{GanConfig, GpuContext};
+// The warm-up itself is native only: a browser compiles at pipeline creation.
+#[cfg(not(target_arch = "wasm32"))]
+use super::{Dispatch, Gan, GanError, ImageSet, Instant, Result};
+#[cfg(not(target_arch = "wasm32"))]
 use rand::SeedableRng;
 
 /// Compiles the training step's pipelines before its first step, on both

@@ -19,7 +19,7 @@ use gan_wgpu::models::WhichModel;
 use gan_wgpu::nn::gpu_net::GpuNet;
 use gan_wgpu::train::{self, GanConfig, Session};
 use gan_wgpu::{DeviceChoice, DeviceOptions, GpuContext, Requirements};
-use js_sys::{Float32Array, Promise, Uint8Array};
+use js_sys::{Promise, Uint8Array};
 use std::cell::RefCell;
 use std::path::Path;
 use std::rc::Rc;
@@ -156,11 +156,15 @@ impl Engine {
         cfg.validate().map_err(js_err)?;
         let data = self.inner.data.try_borrow().map_err(|_| busy())?;
         let data = data.as_ref().ok_or_else(|| js_err("no training images loaded"))?;
-        let data = train::first_images(data, (limit > 0).then_some(limit), batch).map_err(js_err)?;
+        let limit = (limit > 0).then_some(limit);
+        // Checkpoints record the whole set and the limit, as the CLI's do.
+        let identity = data::DataIdentity::of(data, limit);
+        let data = train::first_images(data, limit, batch).map_err(js_err)?;
         let mut slot = self.inner.session.try_borrow_mut().map_err(|_| busy())?;
         // The old run's buffers go before the new one's are made.
         *slot = None;
-        let session = Session::new(&self.inner.ctx, cfg, &data).map_err(js_err)?;
+        let mut session = Session::new(&self.inner.ctx, cfg, &data).map_err(js_err)?;
+        session.gan.data = identity;
         let steps = session.gan.steps_per_epoch();
         *slot = Some(session);
         Ok(steps)
@@ -173,21 +177,17 @@ impl Engine {
         Ok(vec![d.height as u32, d.width as u32])
     }
 
-    /// Runs up to `n` steps (never past the epoch's end); resolves to a
-    /// Float32Array of 6 numbers a step: global step, epoch, loss_d, loss_g,
-    /// D(x), D(G(z)).
+    /// Runs up to `n` steps (never past the epoch's end); resolves to a JSON
+    /// array, one object a step (`StepReading::to_json`: step, epoch, batch,
+    /// loss_d, loss_g, d_real, d_fake).
     pub fn run_steps(&self, n: usize) -> Promise {
         let inner = self.inner.clone();
         future_to_promise(async move {
             let mut slot = inner.session.try_borrow_mut().map_err(|_| busy())?;
             let session = slot.as_mut().ok_or_else(|| js_err("no training run: press Reset"))?;
             let readings = session.run_steps(&inner.ctx, n).await.map_err(js_err)?;
-            let mut flat = Vec::with_capacity(readings.len() * 6);
-            for r in readings {
-                let m = r.metrics;
-                flat.extend_from_slice(&[r.step as f32, r.epoch as f32, m.loss_d, m.loss_g, m.d_real, m.d_fake]);
-            }
-            Ok(Float32Array::from(&flat[..]).into())
+            let rows: Vec<serde_json::Value> = readings.iter().map(|r| r.to_json()).collect();
+            Ok(JsValue::from_str(&serde_json::Value::Array(rows).to_string()))
         })
     }
 

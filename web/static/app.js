@@ -264,9 +264,9 @@ async function trainTick() {
   const every = qualityEvery();
   if (every > 0) want = Math.min(want, every - (state.steps % every));
   const t0 = performance.now();
-  const rows = await engine.run_steps(want);
+  const rows = JSON.parse(await engine.run_steps(want));
   const ms = performance.now() - t0;
-  const n = rows.length / 6;
+  const n = rows.length;
   // The first call of a run compiles the pipelines: not part of the rate.
   if (timing.calls++ > 0) {
     timing.steps += n;
@@ -275,17 +275,16 @@ async function trainTick() {
   }
   if (ms < 150 && chunk < 64) chunk *= 2;
   else if (ms > 500 && chunk > 1) chunk = Math.max(1, chunk >> 1);
-  for (let i = 0; i < n; i++) {
-    const [step, epoch, lossD, lossG] = rows.subarray(i * 6, i * 6 + 4);
-    if (step === 1) {
-      state.first_loss_d = lossD;
-      state.first_loss_g = lossG;
+  for (const r of rows) {
+    if (r.step === 1) {
+      state.first_loss_d = r.loss_d;
+      state.first_loss_g = r.loss_g;
     }
-    history.push([step, lossD, lossG]);
-    state.steps = step;
-    state.epoch = epoch;
-    state.loss_d = lossD;
-    state.loss_g = lossG;
+    history.push([r.step, r.loss_d, r.loss_g]);
+    state.steps = r.step;
+    state.epoch = r.epoch;
+    state.loss_d = r.loss_d;
+    state.loss_g = r.loss_g;
   }
   const finished = state.steps_target != null && state.steps >= state.steps_target;
   if (finished) {
