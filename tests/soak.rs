@@ -34,16 +34,12 @@ fn thousands_of_steps_keep_memory_flat() {
     // Chunks of up to 10 steps, as `train` runs them at --log-every 10 (an
     // epoch here is 16 steps: chunks of 10 and 6, across epoch rollovers).
     let mut run = |count: u64, step: &mut u64, readings: &mut usize| {
-        let end = *step + count;
-        while *step < end {
-            let n = ((end - *step) as usize).min(10).min(session.steps_left_in_epoch());
-            for r in pollster::block_on(session.run_steps(ctx, n)).unwrap() {
-                assert!(r.metrics.loss_d.is_finite() && r.metrics.loss_g.is_finite());
-                assert_eq!(r.first_nonfinite, None);
-                assert_eq!(r.step, *step + 1);
-                *readings += 1;
-                *step += 1;
-            }
+        for r in pollster::block_on(session.run_for(ctx, count as usize, 10)).unwrap() {
+            assert!(r.metrics.loss_d.is_finite() && r.metrics.loss_g.is_finite());
+            assert_eq!(r.first_nonfinite, None);
+            assert_eq!(r.step, *step + 1);
+            *readings += 1;
+            *step += 1;
         }
     };
     // Warm-up: 200 steps (pipelines, caches and allocator pools settle).

@@ -563,11 +563,7 @@ pub fn run_step_bench(
     // step's losses read back.
     let mut run = |count: usize| -> Result<f64> {
         let t = Instant::now();
-        let mut left = count;
-        while left > 0 {
-            let n = left.min(10).min(session.steps_left_in_epoch());
-            left -= pollster::block_on(session.run_steps(ctx, n))?.len();
-        }
+        pollster::block_on(session.run_for(ctx, count, 10))?;
         Ok(t.elapsed().as_secs_f64())
     };
     run(5)?;

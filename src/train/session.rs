@@ -171,6 +171,17 @@ impl Session {
         Ok(out)
     }
 
+    /// Runs `steps` steps in submissions of at most `chunk` steps (the
+    /// epoch's end also ends one; the next epoch starts at the next step):
+    /// the loop of a host that needs nothing between chunks (bench, tests).
+    pub async fn run_for(&mut self, ctx: &GpuContext, steps: usize, chunk: usize) -> Result<Vec<StepReading>> {
+        let mut out = Vec::with_capacity(steps);
+        while out.len() < steps {
+            out.extend(self.run_steps(ctx, (steps - out.len()).min(chunk.max(1))).await?);
+        }
+        Ok(out)
+    }
+
     /// The error for a model that went non-finite at 1-based global `step`.
     pub fn diverged(&self, step: u64) -> GanError {
         let spe = self.gan.steps_per_epoch() as u64;
