@@ -517,8 +517,17 @@ fn defaults_live_in_one_place_and_reach_clap_and_the_page() {
     assert_eq!(json["seed"], defaults::SEED);
     assert_eq!(json["grid_samples"], defaults::GRID_SAMPLES);
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("web/static");
-    let page = std::fs::read_to_string(root.join("app.js")).unwrap()
-        + &std::fs::read_to_string(root.join("index.html")).unwrap();
+    // The page's modules (app.js, state.js, draw.js, training.js) and its HTML.
+    let mut page = std::fs::read_to_string(root.join("index.html")).unwrap();
+    let mut modules = 0;
+    for e in std::fs::read_dir(&root).unwrap() {
+        let p = e.unwrap().path();
+        if p.extension().is_some_and(|x| x == "js") {
+            page += &std::fs::read_to_string(&p).unwrap();
+            modules += 1;
+        }
+    }
+    assert!(modules >= 4, "the page's modules: {modules}");
     for written in ["value=\"128\"", "0.0002", "num('seed', 1)", "num('batch', 128)", ", 25, h, w"] {
         assert!(!page.contains(written), "the page writes a default of its own: {written}");
     }

@@ -1,6 +1,6 @@
 //! gan-wgpu in a browser page: the library's engine (context, kernels, step
 //! graph, checkpoints) on the browser's WebGPU, exported to the page's
-//! script (web/static/app.js) through wasm-bindgen.
+//! modules (web/static/*.js) through wasm-bindgen.
 //!
 //! Every GPU wait is awaited, never blocked on: each call that touches the
 //! GPU returns a Promise. The page makes one call at a time; a call made
