@@ -1,6 +1,8 @@
 //! `train --model`: the default `gan` trains as it did before models were
-//! chosen (bit for bit where the record was made), and `cgan` writes its
-//! outputs, samples the class asked for, and refuses what it cannot do.
+//! chosen, and `cgan` and `dcgan` with `--loss bce --n-critic 1` as they did
+//! before the loss was a choice (bit for bit where the records were made);
+//! `cgan` writes its outputs, samples the class asked for, and refuses what
+//! it cannot do.
 
 mod common;
 use gan_wgpu::engine::kernels::embedding;
@@ -237,4 +239,92 @@ fn a_conditional_generator_samples_as_its_cpu_reference() {
     let err = sampler.run(ctx, &z).unwrap_err().to_string();
     assert!(err.contains("needs a class for each sample"), "{err}");
     assert_eq!(embedding::padded_width(110), 112);
+}
+
+/// cgan's and dcgan's record, made by main before the loss became a choice
+/// (36ccaf5, BCE only) with the matmul pinned to sg32x32, on lavapipe
+/// (256 bits) and an AMD EPYC (family 25 model 17): `train --seed 0 --epochs
+/// 2 --limit 512 --batch-size 64 --log-every 4` (dcgan `--width 16`). The
+/// rows are losses.csv's without the seconds; the hashes `tensors_hash`'s of
+/// generator_1 and discriminator_1.
+struct ModelRecord {
+    model: &'static str,
+    extra: &'static [&'static str],
+    losses: [&'static str; 4],
+    generator: u64,
+    discriminator: u64,
+}
+
+const BCE_RECORDS: [ModelRecord; 2] = [
+    ModelRecord {
+        model: "cgan",
+        extra: &[],
+        losses: [
+            "0,4,1.1398041,0.59620386,0.7276579,0.5582008",
+            "0,8,1.1216632,0.50484526,0.8690273,0.62366223",
+            "1,12,1.1479902,0.55612576,0.8384466,0.6195573",
+            "1,16,1.2002718,0.60067093,0.7483096,0.5946581",
+        ],
+        generator: 0xdcb8_1ef3_ae35_8dd7,
+        discriminator: 0xeb24_c23a_93fc_f997,
+    },
+    ModelRecord {
+        model: "dcgan",
+        extra: &["--width", "16"],
+        losses: [
+            "0,4,1.2721926,0.685473,0.5749784,0.5079584",
+            "0,8,1.0426837,0.64430356,0.76173,0.53487885",
+            "1,12,0.99078953,0.6181316,0.84338945,0.555775",
+            "1,16,0.9690598,0.6215474,0.86133075,0.5560318",
+        ],
+        generator: 0x9d71_0542_b2bd_3413,
+        discriminator: 0x1c4c_0d50_7282_84be,
+    },
+];
+const BCE_RECORD_CPU: &str = "(family 25 model 17)";
+
+/// `--loss bce --n-critic 1` trains cgan and dcgan as before the loss
+/// became a choice: to the bit where the record was made, within 2e-3 elsewhere.
+#[test]
+fn bce_with_one_critic_step_trains_cgan_and_dcgan_as_before() {
+    if common::ctx().is_none() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    for rec in &BCE_RECORDS {
+        let out = dir.path().join(rec.model);
+        let run = gan()
+            .args(["train", "--model", rec.model, "--loss", "bce", "--n-critic", "1", "--seed", "0", "--epochs", "2"])
+            .args(["--limit", "512", "--batch-size", "64", "--log-every", "4", "--eval-every", "0"])
+            .args(rec.extra)
+            .arg("--out")
+            .arg(&out)
+            .env("GAN_WGPU_MATMUL", "sg32x32")
+            .output()
+            .unwrap();
+        let stdout = String::from_utf8_lossy(&run.stdout);
+        assert!(run.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&run.stderr));
+        let csv = std::fs::read_to_string(out.join("losses.csv")).unwrap();
+        let rows: Vec<String> = csv.lines().skip(1).map(|l| l.rsplit_once(',').unwrap().0.to_string()).collect();
+        let adapter = stdout.lines().find(|l| l.starts_with("adapter: ")).unwrap_or_default();
+        let cpu = gan_wgpu::engine::settings::host_cpu_model().unwrap_or_default();
+        if adapter.contains(RECORD_ADAPTER) && cpu.contains(BCE_RECORD_CPU) {
+            assert_eq!(rows, rec.losses, "{}: losses, bit for bit", rec.model);
+            let ck = out.join("checkpoints");
+            assert_eq!(tensors_hash(&ck.join("generator_1.safetensors")), rec.generator, "{} generator", rec.model);
+            let d = tensors_hash(&ck.join("discriminator_1.safetensors"));
+            assert_eq!(d, rec.discriminator, "{} discriminator", rec.model);
+        } else {
+            eprintln!("{}: the record was made on {RECORD_ADAPTER} {BCE_RECORD_CPU}; losses held to 2e-3", rec.model);
+            assert_eq!(rows.len(), rec.losses.len(), "{csv}");
+            for (row, want) in rows.iter().zip(rec.losses) {
+                let (a, b): (Vec<&str>, Vec<&str>) = (row.split(',').collect(), want.split(',').collect());
+                assert_eq!(a[..2], b[..2], "epoch and step");
+                for (x, y) in a[2..].iter().zip(&b[2..]) {
+                    let (x, y): (f64, f64) = (x.parse().unwrap(), y.parse().unwrap());
+                    assert!((x - y).abs() <= 2e-3 * y.abs(), "{}: {row} against the record {want}", rec.model);
+                }
+            }
+        }
+    }
 }
