@@ -47,6 +47,35 @@ const RECORD_LOSSES: [&str; 2] =
 const RECORD_GENERATOR_1: u64 = 0x7769_7407_d9ec_5e79;
 const RECORD_DISCRIMINATOR_1: u64 = 0xa6de_3b43_ae03_e049;
 
+/// A run's losses.csv (without the seconds) and its epoch-1 checkpoints
+/// against a record: to the bit on the record's adapter and one of its CPUs
+/// (`cpus`), the losses within 2e-3 elsewhere.
+fn check_against_record(what: &str, stdout: &str, out: &Path, cpus: &[&str], losses: &[&str], tensors: (u64, u64)) {
+    let csv = std::fs::read_to_string(out.join("losses.csv")).unwrap();
+    let rows: Vec<String> = csv.lines().skip(1).map(|l| l.rsplit_once(',').unwrap().0.to_string()).collect();
+    assert_eq!(rows.len(), losses.len(), "{what}: {csv}");
+    let adapter = stdout.lines().find(|l| l.starts_with("adapter: ")).unwrap_or_default();
+    let cpu = gan_wgpu::engine::settings::host_cpu_model().unwrap_or_default();
+    if adapter.contains(RECORD_ADAPTER) && cpus.iter().any(|c| cpu.contains(c)) {
+        assert_eq!(rows, losses, "{what}: losses, bit for bit");
+        let ck = out.join("checkpoints");
+        assert_eq!(tensors_hash(&ck.join("generator_1.safetensors")), tensors.0, "{what}: generator tensors");
+        assert_eq!(tensors_hash(&ck.join("discriminator_1.safetensors")), tensors.1, "{what}: discriminator tensors");
+        return;
+    }
+    eprintln!(
+        "{what}: the record was made on {RECORD_ADAPTER} {cpus:?}; this is {adapter} on {cpu}: losses held to 2e-3"
+    );
+    for (row, want) in rows.iter().zip(losses) {
+        let (a, b): (Vec<&str>, Vec<&str>) = (row.split(',').collect(), want.split(',').collect());
+        assert_eq!(a[..2], b[..2], "{what}: epoch and step");
+        for (x, y) in a[2..].iter().zip(&b[2..]) {
+            let (x, y): (f64, f64) = (x.parse().unwrap(), y.parse().unwrap());
+            assert!((x - y).abs() <= 2e-3 * y.abs(), "{what}: {row} against the record {want}");
+        }
+    }
+}
+
 #[test]
 fn model_gan_trains_as_before_models_were_chosen() {
     if common::ctx().is_none() {
@@ -63,33 +92,9 @@ fn model_gan_trains_as_before_models_were_chosen() {
         .unwrap();
     let stdout = String::from_utf8_lossy(&run.stdout);
     assert!(run.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&run.stderr));
-    let csv = std::fs::read_to_string(out.join("losses.csv")).unwrap();
-    let rows: Vec<String> = csv.lines().skip(1).map(|l| l.rsplit_once(',').unwrap().0.to_string()).collect();
-    assert_eq!(rows.len(), RECORD_LOSSES.len(), "{csv}");
-    let adapter = stdout.lines().find(|l| l.starts_with("adapter: ")).unwrap_or_default();
-    let cpu = gan_wgpu::engine::settings::host_cpu_model().unwrap_or_default();
+    let tensors = (RECORD_GENERATOR_1, RECORD_DISCRIMINATOR_1);
+    check_against_record("gan", &stdout, &out, &RECORD_CPUS, &RECORD_LOSSES, tensors);
     let ck = out.join("checkpoints");
-    if adapter.contains(RECORD_ADAPTER) && RECORD_CPUS.iter().any(|c| cpu.contains(c)) {
-        assert_eq!(rows, RECORD_LOSSES, "losses, bit for bit");
-        assert_eq!(tensors_hash(&ck.join("generator_1.safetensors")), RECORD_GENERATOR_1, "generator tensors");
-        assert_eq!(
-            tensors_hash(&ck.join("discriminator_1.safetensors")),
-            RECORD_DISCRIMINATOR_1,
-            "discriminator tensors"
-        );
-    } else {
-        eprintln!(
-            "the record was made on {RECORD_ADAPTER} {RECORD_CPUS:?}; this is {adapter} on {cpu}: losses held to 2e-3"
-        );
-        for (row, want) in rows.iter().zip(RECORD_LOSSES) {
-            let (a, b): (Vec<&str>, Vec<&str>) = (row.split(',').collect(), want.split(',').collect());
-            assert_eq!(a[..2], b[..2], "epoch and step");
-            for (x, y) in a[2..].iter().zip(&b[2..]) {
-                let (x, y): (f64, f64) = (x.parse().unwrap(), y.parse().unwrap());
-                assert!((x - y).abs() <= 2e-3 * y.abs(), "{row} against the record {want}");
-            }
-        }
-    }
     // The architecture is in the metadata; no embedding for gan.
     let f = gan_wgpu::io::checkpoint::Loaded::open(&ck.join("generator_1.safetensors")).unwrap();
     let meta = f.metadata().unwrap();
@@ -304,27 +309,7 @@ fn bce_with_one_critic_step_trains_cgan_and_dcgan_as_before() {
             .unwrap();
         let stdout = String::from_utf8_lossy(&run.stdout);
         assert!(run.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&run.stderr));
-        let csv = std::fs::read_to_string(out.join("losses.csv")).unwrap();
-        let rows: Vec<String> = csv.lines().skip(1).map(|l| l.rsplit_once(',').unwrap().0.to_string()).collect();
-        let adapter = stdout.lines().find(|l| l.starts_with("adapter: ")).unwrap_or_default();
-        let cpu = gan_wgpu::engine::settings::host_cpu_model().unwrap_or_default();
-        if adapter.contains(RECORD_ADAPTER) && cpu.contains(BCE_RECORD_CPU) {
-            assert_eq!(rows, rec.losses, "{}: losses, bit for bit", rec.model);
-            let ck = out.join("checkpoints");
-            assert_eq!(tensors_hash(&ck.join("generator_1.safetensors")), rec.generator, "{} generator", rec.model);
-            let d = tensors_hash(&ck.join("discriminator_1.safetensors"));
-            assert_eq!(d, rec.discriminator, "{} discriminator", rec.model);
-        } else {
-            eprintln!("{}: the record was made on {RECORD_ADAPTER} {BCE_RECORD_CPU}; losses held to 2e-3", rec.model);
-            assert_eq!(rows.len(), rec.losses.len(), "{csv}");
-            for (row, want) in rows.iter().zip(rec.losses) {
-                let (a, b): (Vec<&str>, Vec<&str>) = (row.split(',').collect(), want.split(',').collect());
-                assert_eq!(a[..2], b[..2], "epoch and step");
-                for (x, y) in a[2..].iter().zip(&b[2..]) {
-                    let (x, y): (f64, f64) = (x.parse().unwrap(), y.parse().unwrap());
-                    assert!((x - y).abs() <= 2e-3 * y.abs(), "{}: {row} against the record {want}", rec.model);
-                }
-            }
-        }
+        let tensors = (rec.generator, rec.discriminator);
+        check_against_record(rec.model, &stdout, &out, &[BCE_RECORD_CPU], &rec.losses, tensors);
     }
 }

@@ -304,9 +304,9 @@ fn two_runs_never_share_a_folder_and_a_killed_runs_lock_does_not_block() {
 #[test]
 fn one_process_shares_its_own_lock_and_releases_it_with_the_last_guard() {
     let dir = tempfile::tempdir().unwrap();
-    let first = gan_wgpu::train::prepare_out_dir(dir.path()).unwrap();
+    let first = gan_wgpu::train::open_run_dir(dir.path(), true, false).unwrap();
     let again = gan_wgpu::train::lock_out_dir(dir.path()).expect("the same process may lock its folder again");
-    assert_eq!(first.dir(), again.dir());
+    assert_eq!(first.lock.dir(), again.dir());
     // Another open file description is another holder: refused while held.
     let other = std::fs::File::open(dir.path().join(gan_wgpu::train::LOCK_FILE)).unwrap();
     assert!(other.try_lock().is_err(), "the folder was not locked");

@@ -223,12 +223,8 @@ pub(super) fn eval(a: EvalArgs, settings: &Settings) -> gan_wgpu::Result<()> {
     }
     let full_train = data::load(a.data.as_deref())?;
     classifier::classes_of(&full_train)?;
-    // Read before the device opens: which data the generator learnt.
-    let trained = match &a.checkpoint {
-        Some(p) => data::DataIdentity::from_meta(&checkpoint::Loaded::open(p)?.metadata()?),
-        None => None,
-    };
-    let other_data = evaluate::other_data_warning(trained.as_ref(), &full_train);
+    // The whole set's identity, to compare with the generator's record.
+    let scored = (full_train.content_hash(), full_train.source.clone());
     let splits = data::eval_splits(a.data.as_deref(), &full_train)?;
     drop(full_train);
     let (train_set, reference) = (&splits.train, &splits.reference);
@@ -265,7 +261,7 @@ pub(super) fn eval(a: EvalArgs, settings: &Settings) -> gan_wgpu::Result<()> {
         rows.push((format!("samples {}", s.source), ev.score_pixels(&ctx, &s.pixels, s.count)?));
     }
     if let Some(p) = &a.checkpoint {
-        rows.push(score_checkpoint(&ctx, (&ev, reference), p, &a, other_data.as_deref())?);
+        rows.push(score_checkpoint(&ctx, (&ev, reference), p, &a, (scored.0, &scored.1))?);
     }
     let baselines = if a.baselines { baseline_scores(&ctx, &ev, train_set, &a)? } else { Vec::new() };
     print_scores(&ev, &rows, &baselines);
@@ -302,17 +298,18 @@ fn export_classifier(
 }
 
 /// `eval --checkpoint`: the generator's samples scored, after the data it
-/// learnt (and a warning when `other_data` says it is not this data).
+/// learnt, and a warning when that is not the scored data (`scored`: the
+/// whole set's content hash and source).
 fn score_checkpoint(
     ctx: &GpuContext,
     (ev, reference): (&evaluate::Evaluator, &data::ImageSet),
     p: &std::path::Path,
     a: &EvalArgs,
-    other_data: Option<&str>,
+    scored: (u64, &str),
 ) -> gan_wgpu::Result<Scored> {
     let g = evaluate::load_generator(ctx, p)?;
     println!("{}", super::sample::trained_on(g.data.as_ref()));
-    if let Some(w) = other_data {
+    if let Some(w) = evaluate::other_data_warning(g.data.as_ref(), scored) {
         eprintln!("warning: {w}");
     }
     if g.height * g.width != reference.dim() {

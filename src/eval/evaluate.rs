@@ -150,15 +150,13 @@ pub fn check_latents(path: &Path, cols: usize, z: &[f32]) -> Result<()> {
 /// The line `eval` warns with when the data it scores against (`scored`:
 /// the whole set's content hash and source) is not the data the generator
 /// was trained on; None when it is, or when the checkpoint records none.
-pub fn other_data_warning(trained: Option<&DataIdentity>, scored: &ImageSet) -> Option<String> {
+pub fn other_data_warning(trained: Option<&DataIdentity>, (hash, source): (u64, &str)) -> Option<String> {
     let t = trained?;
-    let hash = scored.content_hash();
     (t.hash != hash).then(|| {
         format!(
-            "scoring against data that is not the data the generator was trained on: it was trained on {} (content hash {}), this is {} (content hash {hash:016x})",
+            "scoring against data that is not the data the generator was trained on: it was trained on {} (content hash {}), this is {source} (content hash {hash:016x})",
             t.source,
             t.hash_hex(),
-            scored.source
         )
     })
 }

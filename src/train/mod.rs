@@ -48,10 +48,8 @@ pub use gan::{
 };
 use outputs::{copy_epoch_grids, losses_csv, read_losses_csv, same_dir, write_epoch_outputs};
 pub use readback::StepReading;
-pub use run_dir::{
-    check_fresh_out_dir, check_not_in_use, lock_out_dir, move_run_aside, open_run_dir, prepare_out_dir, run_in,
-    OutDirLock, RunDir, LOCK_FILE, PREVIOUS_PREFIX, RUN_OUTPUTS,
-};
+use run_dir::{check_fresh_out_dir, check_not_in_use};
+pub use run_dir::{lock_out_dir, open_run_dir, OutDirLock, RunDir, LOCK_FILE};
 pub use session::{first_images, initial_params, Session, MAX_STEPS_PER_CALL};
 use state::SavedState;
 pub use state::{

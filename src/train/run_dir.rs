@@ -7,9 +7,9 @@
 //! the process ends, crashed or killed included, so a stale file left by a
 //! killed run never blocks the next one: only a live holder does.
 //!
-//! Within one process the lock is shared: the CLI takes it before loading
-//! the data (a second run fails at once) and `train_with_hook` takes it again
-//! for library callers; both get the same lock, released with the last guard.
+//! Within one process the lock is shared: a second guard on the same folder
+//! gets the same lock, released with the last guard. Before loading the
+//! data, the CLI only probes it (`check_not_in_use`), creating nothing.
 
 use crate::error::{GanError, Result};
 use crate::io::checkpoint;
@@ -47,21 +47,6 @@ fn held_here() -> &'static Mutex<HashMap<PathBuf, Weak<HeldLock>>> {
     HELD.get_or_init(|| Mutex::new(HashMap::new()))
 }
 
-/// Creates the output folders, checks that they can be written, and locks
-/// the folder for this run: an unwritable --out, or one another run is
-/// writing, fails before any training.
-pub fn prepare_out_dir(out: &Path) -> Result<OutDirLock> {
-    for sub in ["", "images", "checkpoints"] {
-        let d = out.join(sub);
-        std::fs::create_dir_all(&d).map_err(|e| GanError::io(&d, e))?;
-    }
-    let lock = lock_out_dir(out)?;
-    let probe = out.join(".write-test");
-    checkpoint::atomic_write(&probe, b"ok")?;
-    let _ = std::fs::remove_file(&probe);
-    Ok(lock)
-}
-
 /// The refusal of a folder whose lock `file` another process holds: names
 /// the holder's process id, as the lock file records it.
 fn in_use(out: &Path, file: &mut std::fs::File) -> GanError {
@@ -82,7 +67,7 @@ fn in_use(out: &Path, file: &mut std::fs::File) -> GanError {
 
 /// Refuses `out` if another process holds its lock, creating nothing: a
 /// folder without a lock file is free. Checked before a run loads its data.
-pub fn check_not_in_use(out: &Path) -> Result<()> {
+pub(super) fn check_not_in_use(out: &Path) -> Result<()> {
     let path = out.join(LOCK_FILE);
     let mut file = match std::fs::OpenOptions::new().read(true).open(&path) {
         Ok(f) => f,
@@ -139,7 +124,7 @@ pub fn lock_out_dir(out: &Path) -> Result<OutDirLock> {
 /// run into a folder holding any of these would mix two runs, and
 /// `--overwrite` moves exactly these aside. Nothing else in the folder is
 /// touched.
-pub const RUN_OUTPUTS: &[&str] = &[
+const RUN_OUTPUTS: &[&str] = &[
     "checkpoints",
     "images",
     "losses.csv",
@@ -153,12 +138,12 @@ pub const RUN_OUTPUTS: &[&str] = &[
 ];
 
 /// The prefix of the folder `--overwrite` moves an earlier run into.
-pub const PREVIOUS_PREFIX: &str = "previous-";
+const PREVIOUS_PREFIX: &str = "previous-";
 
 /// A line saying what run the folder `out` holds (model, seed, epochs
 /// done, from its newest state; else its checkpoints or losses.csv), or
 /// None when it holds no state, checkpoint or losses.csv.
-pub fn run_in(out: &Path) -> Option<String> {
+fn run_in(out: &Path) -> Option<String> {
     let ck = out.join("checkpoints");
     let states = super::state_files(&ck).unwrap_or_default();
     if let Some(newest) = states.last() {
@@ -182,7 +167,7 @@ pub fn run_in(out: &Path) -> Option<String> {
 /// A fresh run into `out` (or a resumed one into another run's folder):
 /// refused in one line when the folder holds a run, unless `overwrite`.
 /// Reads only; run before the data is loaded and again under the lock.
-pub fn check_fresh_out_dir(out: &Path, overwrite: bool) -> Result<()> {
+pub(super) fn check_fresh_out_dir(out: &Path, overwrite: bool) -> Result<()> {
     match run_in(out) {
         Some(what) if !overwrite => Err(GanError::data(
             out,
@@ -215,7 +200,7 @@ fn utc_stamp(t: std::time::SystemTime) -> String {
 /// Moves the run outputs (`RUN_OUTPUTS`) of the folder `out` into a new
 /// `out/previous-<UTC time>/`, deleting nothing. Returns that folder, or
 /// None when there was nothing to move.
-pub fn move_run_aside(out: &Path) -> Result<Option<PathBuf>> {
+fn move_run_aside(out: &Path) -> Result<Option<PathBuf>> {
     let present: Vec<&str> = RUN_OUTPUTS.iter().copied().filter(|n| out.join(n).exists()).collect();
     if present.is_empty() {
         return Ok(None);

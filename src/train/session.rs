@@ -110,16 +110,6 @@ impl Session {
         self.gan.steps_per_epoch()
     }
 
-    /// The steps a `run_steps` call would run now at most: to the end of the
-    /// epoch (of the next one, at an epoch's end), within MAX_STEPS_PER_CALL.
-    pub fn steps_left_in_epoch(&self) -> usize {
-        let spe = self.steps_per_epoch();
-        match self.progress.batch_in_epoch {
-            b if b == spe => spe,
-            b => spe - b,
-        }
-    }
-
     /// Runs up to `n` steps (at most `MAX_STEPS_PER_CALL`, and never past the
     /// end of the epoch; at an epoch's end it starts the next) in one
     /// submission and returns every step's losses. A step that went
