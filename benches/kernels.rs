@@ -80,6 +80,8 @@ fn benches(c: &mut Criterion) {
         width: 28,
         pixels: (0..1024 * 784).map(|_| r.random::<u8>()).collect(),
         labels: None,
+        channels: 1,
+        class_names: Vec::new(),
         source: "random".into(),
     };
     let cfg = GanConfig { batch: 128, seed: 1, ..GanConfig::default() };

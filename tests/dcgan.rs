@@ -22,7 +22,7 @@ fn gan() -> Command {
 #[test]
 fn a_dcgan_generator_samples_as_its_cpu_reference() {
     let Some(ctx) = common::ctx() else { return };
-    let spec = GanArchitecture::dcgan(100, (28, 28), gan_wgpu::defaults::DCGAN_WIDTH).unwrap().generator;
+    let spec = GanArchitecture::dcgan(100, gan_wgpu::nn::spec::ImageShape::grey(28, 28), gan_wgpu::defaults::DCGAN_WIDTH).unwrap().generator;
     let params = spec.init_params(&mut common::rng(3));
     let mut cpu = CpuNet::new(spec.clone(), params.clone());
     let counters = gan_wgpu::GpuTensor::zeros(ctx, &[4], "counters");
@@ -180,7 +180,7 @@ fn write_state_in_pytorch_order(run: &Path) {
     let file = Loaded::open(&path).unwrap();
     let mut meta = file.metadata().unwrap();
     assert_eq!(meta.insert("format".into(), "gan-wgpu-state-1".into()).as_deref(), Some("gan-wgpu-state-2"));
-    let arch = GanArchitecture::dcgan(100, (28, 28), 8).unwrap();
+    let arch = GanArchitecture::dcgan(100, gan_wgpu::nn::spec::ImageShape::grey(28, 28), 8).unwrap();
     let bytes = std::fs::read(&path).unwrap();
     let st = safetensors::SafeTensors::deserialize(&bytes).unwrap();
     let mut tensors = Vec::new();
@@ -239,7 +239,7 @@ fn sample_draws_more_dcgan_images_than_fit_in_one_buffer() {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
-    let spec = GanArchitecture::dcgan(100, (28, 28), gan_wgpu::defaults::DCGAN_WIDTH).unwrap().generator;
+    let spec = GanArchitecture::dcgan(100, gan_wgpu::nn::spec::ImageShape::grey(28, 28), gan_wgpu::defaults::DCGAN_WIDTH).unwrap().generator;
     let params = spec.init_params(&mut common::rng(5));
     let bn: Vec<_> =
         spec.layers.iter().map(|l| l.bn.as_ref().map(|_| gan_wgpu::nn::spec::BnStats::new(l.out))).collect();

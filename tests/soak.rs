@@ -24,6 +24,8 @@ fn thousands_of_steps_keep_memory_flat() {
         width: 28,
         pixels: (0..n * 784).map(|_| r.random::<u8>()).collect(),
         labels: None,
+        channels: 1,
+        class_names: Vec::new(),
         source: "random".into(),
     };
     let batch = 4;

@@ -212,7 +212,7 @@ fn three_steps_phase_by_phase(model: WhichModel, loss: Loss, n_critic: usize) {
     let cfg =
         GanConfig { batch, seed: 42, model, dcgan_width: 8, ema_decay: 0.9, loss, n_critic, ..GanConfig::default() };
     let mut init = rng(1);
-    let arch = cfg.architecture(set.height, set.width).unwrap();
+    let arch = cfg.architecture(set.shape()).unwrap();
     let (g_spec, d_spec) = (arch.generator, arch.discriminator);
     let (gp, dp) = (g_spec.init_params(&mut init), d_spec.init_params(&mut init));
     let gan = Gan::new(ctx, cfg, &set, &gp, &dp).unwrap();

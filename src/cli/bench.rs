@@ -553,7 +553,7 @@ pub fn run_step_bench(
     let data = random_mnist_shaped(batch);
     let cfg = GanConfig { batch, seed: 1, model, ..GanConfig::default() };
     if warmup {
-        gan_wgpu::train::warm_up_pipelines(ctx, cfg, (28, 28));
+        gan_wgpu::train::warm_up_pipelines(ctx, cfg, gan_wgpu::nn::spec::ImageShape::grey(28, 28));
     }
     let mut session = Session::new(ctx, cfg, &data)?;
     pollster::block_on(session.run_steps(ctx, 1))?;
@@ -610,6 +610,8 @@ fn random_mnist_shaped(batch: usize) -> gan_wgpu::io::data::ImageSet {
         width: 28,
         pixels: (0..n * 784).map(|_| rand::Rng::random::<u8>(&mut r)).collect(),
         labels: Some((0..n).map(|i| (i % gan_wgpu::defaults::CLASSES) as u8).collect()),
+        channels: 1,
+        class_names: Vec::new(),
         source: "random".into(),
     }
 }

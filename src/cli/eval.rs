@@ -221,22 +221,19 @@ pub(super) fn eval(a: EvalArgs, settings: &Settings) -> gan_wgpu::Result<()> {
                 .into(),
         });
     }
-    let full_train = data::load(a.data.as_deref())?;
+    let full_train = data_like_generator(&a)?.load(settings)?;
     classifier::classes_of(&full_train)?;
     // The whole set's identity, to compare with the generator's record.
     let scored = (full_train.content_hash(), full_train.source.clone());
-    let splits = data::eval_splits(a.data.as_deref(), &full_train)?;
+    let splits = data::eval_splits(a.data.data.as_deref(), &full_train)?;
     drop(full_train);
     let (train_set, reference) = (&splits.train, &splits.reference);
     let samples = a.samples.as_ref().map(|p| data::read_images(p, None)).transpose()?;
     if let Some(s) = &samples {
-        if (s.height, s.width) != (reference.height, reference.width) {
+        if s.dim() != reference.dim() {
             return Err(GanError::data(
                 &s.source,
-                format!(
-                    "samples are {}x{}, the reference images {}x{}",
-                    s.height, s.width, reference.height, reference.width
-                ),
+                format!("samples are {}, the reference images {}", s.shape().describe(), reference.shape().describe()),
             ));
         }
     }
@@ -269,6 +266,24 @@ pub(super) fn eval(a: EvalArgs, settings: &Settings) -> gan_wgpu::Result<()> {
         write_eval_json(path, &ev, &splits, &rows, &baselines)?;
     }
     Ok(())
+}
+
+/// `--data` with `--image-size` and `--channels`, where not given, from
+/// the data the generator of `--checkpoint` records (an image folder is
+/// read as it was for training).
+fn data_like_generator(a: &EvalArgs) -> gan_wgpu::Result<super::data_args::DataArgs> {
+    let mut d = a.data.clone();
+    let recorded = match &a.checkpoint {
+        Some(p) if d.data.as_deref().is_some_and(gan_wgpu::io::folder::is_image_folder) => {
+            data::DataIdentity::from_meta(&checkpoint::metadata_of(p)?)
+        }
+        _ => None,
+    };
+    if let Some(r) = recorded {
+        d.image_size = d.image_size.or(Some(r.height));
+        d.channels = d.channels.or(Some(r.channels));
+    }
+    Ok(d)
 }
 
 /// A scored set: its line's name and its scores.
@@ -312,12 +327,13 @@ fn score_checkpoint(
     if let Some(w) = evaluate::other_data_warning(g.data.as_ref(), scored) {
         eprintln!("warning: {w}");
     }
-    if g.height * g.width != reference.dim() {
+    if g.shape() != reference.shape() {
         return Err(GanError::Checkpoint {
             path: p.to_path_buf(),
             why: format!(
-                "the generator makes {}x{} images, the reference set has {}x{}",
-                g.height, g.width, reference.height, reference.width
+                "the generator makes {} images, the reference set has {}",
+                g.shape().describe(),
+                reference.shape().describe()
             ),
         });
     }

@@ -2,6 +2,7 @@
 
 mod bench;
 mod bench_conv;
+mod data_args;
 mod eval;
 mod sample;
 mod train_cmd;
@@ -43,9 +44,8 @@ enum Command {
     Eval(EvalArgs),
     /// Save a 5x5 grid of training images.
     ShowData {
-        /// Image folder in the seed's layout (DIR/train/train-images-idx3-ubyte[.gz]); default: the bundled MNIST.
-        #[arg(long, value_name = "DIR")]
-        data: Option<PathBuf>,
+        #[command(flatten)]
+        data: data_args::DataArgs,
         /// PNG file to write the grid to.
         #[arg(long, value_name = "FILE", default_value = "data_grid.png")]
         out: PathBuf,
@@ -113,9 +113,8 @@ struct TrainArgs {
     /// Adapter: auto, discrete, integrated, cpu or an index from `gan-wgpu devices` (default: GAN_WGPU_DEVICE, else auto).
     #[arg(long, value_name = "DEVICE")]
     device: Option<String>,
-    /// Image folder in the seed's layout (DIR/train/train-images-idx3-ubyte[.gz]); default: the bundled MNIST.
-    #[arg(long, value_name = "DIR")]
-    data: Option<PathBuf>,
+    #[command(flatten)]
+    data: data_args::DataArgs,
     /// Output folder for images, checkpoints, losses and the resumable state (default: with --resume the resumed run's folder, else ./result). One run at a time writes a folder.
     #[arg(long, value_name = "DIR")]
     out: Option<PathBuf>,
@@ -156,9 +155,9 @@ struct EvalArgs {
     /// Seed of the generator's latent codes (the same codes `sample --seed` draws).
     #[arg(long, value_name = "S", default_value_t = defaults::SEED)]
     seed: u64,
-    /// Labelled image folder in the seed's layout: the classifier trains on DIR/train, the reference is DIR/test (else DIR/train); default: the bundled MNIST.
-    #[arg(long, value_name = "DIR")]
-    data: Option<PathBuf>,
+    /// The data to score against (a labelled image folder, or IDX files: the classifier trains on DIR/train, the reference is DIR/test, else images held out); --image-size and --channels default to the generator's recorded data.
+    #[command(flatten)]
+    data: data_args::DataArgs,
     /// Classifier checkpoint to use instead of the cached or newly trained one.
     #[arg(long, value_name = "FILE")]
     classifier: Option<PathBuf>,
@@ -199,7 +198,10 @@ struct SampleArgs {
     /// PNG file for a grid of the samples (give this and/or --idx).
     #[arg(long, value_name = "FILE")]
     out: Option<PathBuf>,
-    /// IDX uint8 file for every sample, pixel = round((g + 1) * 127.5) (give this and/or --out).
+    /// Folder to write every sample into as its own PNG (sample_00000.png, ...; grey or RGB).
+    #[arg(long, value_name = "DIR")]
+    out_dir: Option<PathBuf>,
+    /// IDX uint8 file for every sample, pixel = round((g + 1) * 127.5): dims (n, h, w), or (n, h, w, 3) for colour (give this and/or --out).
     #[arg(long, value_name = "FILE")]
     idx: Option<PathBuf>,
     /// Adapter: auto, discrete, integrated, cpu or an index from `gan-wgpu devices` (default: GAN_WGPU_DEVICE, else auto).
@@ -275,10 +277,10 @@ fn run(
             Ok(())
         }
         Command::ShowData { data: dir, out } => {
-            let set = data::load(dir.as_deref())?;
+            let set = dir.load(&settings)?;
             let n = set.count.min(25);
             let imgs: Vec<Vec<u8>> = (0..n).map(|i| set.image(i).to_vec()).collect();
-            images::save_grid(&out, &imgs, set.height, set.width)?;
+            images::save_grid(&out, &imgs, set.shape())?;
             println!("{n} training images from {} -> {}", set.source, out.display());
             Ok(())
         }

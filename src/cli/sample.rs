@@ -5,8 +5,11 @@ use super::{checkpoint, data, evaluate, images, positive, GanError, Requirements
 
 pub(super) fn sample(a: SampleArgs, settings: &Settings) -> gan_wgpu::Result<()> {
     positive("--count", a.count as f64)?;
-    if a.out.is_none() && a.idx.is_none() {
-        return Err(GanError::Flag { flag: "--out", why: "give --out FILE.png and/or --idx FILE".into() });
+    if a.out.is_none() && a.idx.is_none() && a.out_dir.is_none() {
+        return Err(GanError::Flag {
+            flag: "--out",
+            why: "give --out FILE.png, --out-dir DIR and/or --idx FILE".into(),
+        });
     }
     // Read and check the files before opening a device.
     checkpoint::Loaded::open(&a.checkpoint)?;
@@ -21,7 +24,7 @@ pub(super) fn sample(a: SampleArgs, settings: &Settings) -> gan_wgpu::Result<()>
     )?;
     let g = evaluate::load_generator(&ctx, &a.checkpoint)?;
     println!("{}", trained_on(g.data.as_ref()));
-    let dim = g.height * g.width;
+    let dim = g.shape().dim();
     let (count, z) = match latent_file {
         Some((p, (rows, cols, z))) => {
             if cols != g.latent {
@@ -80,8 +83,8 @@ pub(super) fn sample(a: SampleArgs, settings: &Settings) -> gan_wgpu::Result<()>
     let count = total;
     if let Some(p) = &a.out {
         match cols {
-            Some(c) => images::save_grid_with_columns(p, &imgs, g.height, g.width, c)?,
-            None => images::save_grid(p, &imgs, g.height, g.width)?,
+            Some(c) => images::save_grid_with_columns(p, &imgs, g.shape(), c)?,
+            None => images::save_grid(p, &imgs, g.shape())?,
         }
         match &rows {
             Some(r) => println!(
@@ -92,9 +95,19 @@ pub(super) fn sample(a: SampleArgs, settings: &Settings) -> gan_wgpu::Result<()>
             None => println!("{count} samples -> {}", p.display()),
         }
     }
+    if let Some(dir) = &a.out_dir {
+        std::fs::create_dir_all(dir).map_err(|e| GanError::io(dir, e))?;
+        for (i, img) in imgs.iter().enumerate() {
+            let one = images::grid(std::slice::from_ref(img), g.shape(), 1, 1, 0);
+            checkpoint::atomic_write(&dir.join(format!("sample_{i:05}.png")), &images::png_bytes(&one)?)?;
+        }
+        println!("{count} samples, one PNG each -> {}", dir.display());
+    }
     if let Some(p) = &a.idx {
-        checkpoint::atomic_write(p, &data::idx_bytes(count, g.height, g.width, &pixels))?;
-        println!("{count} samples (IDX uint8 {count}x{}x{}) -> {}", g.height, g.width, p.display());
+        let dims: Vec<usize> = [count, g.height, g.width].into_iter().chain((g.channels != 1).then_some(g.channels)).collect();
+        checkpoint::atomic_write(p, &data::idx_bytes_dims(&dims, &pixels))?;
+        let dims: Vec<String> = dims.iter().map(usize::to_string).collect();
+        println!("{count} samples (IDX uint8 {}) -> {}", dims.join("x"), p.display());
     }
     Ok(())
 }

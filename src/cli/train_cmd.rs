@@ -3,7 +3,7 @@
 //! the quality hook and the log.
 
 use super::{
-    data, defaults, eval, AdamConfig, Arc, AtomicBool, GanConfig, GanError, Ordering, PathBuf, Requirements, Settings,
+    defaults, eval, AdamConfig, Arc, AtomicBool, GanConfig, GanError, Ordering, PathBuf, Requirements, Settings,
     TrainArgs, TrainConfig,
 };
 use gan_wgpu::train as trainer;
@@ -41,9 +41,19 @@ fn take_recorded_settings(a: &mut TrainArgs, given: &HashSet<String>, rec: &trai
     take(&mut a.ema_decay, "ema_decay", rec.ema_decay, given, &mut taken);
     take(&mut a.loss, "loss", rec.loss, given, &mut taken);
     take(&mut a.n_critic, "n_critic", rec.n_critic, given, &mut taken);
+    for (field, id, recorded) in
+        [(&mut a.data.image_size, "image_size", rec.image_size), (&mut a.data.channels, "channels", rec.channels)]
+    {
+        if let Some(v) = recorded.filter(|_| !given.contains(id) && rec.data_dir.is_some()) {
+            if *field != Some(v) {
+                taken.push(format!("--{} {v}", id.replace('_', "-")));
+            }
+            *field = Some(v);
+        }
+    }
     if let Some(dir) = rec.data_dir.as_ref().filter(|_| !given.contains("data")) {
         taken.push(format!("--data {}", dir.display()));
-        a.data = Some(dir.clone());
+        a.data.data = Some(dir.clone());
     }
     if let Some(limit) = rec.limit.filter(|_| !given.contains("limit")) {
         if let Some(n) = limit.filter(|_| a.limit != limit) {
@@ -67,14 +77,14 @@ pub(super) fn train(
             println!("settings of the resumed run: {}", taken.join(" "));
         }
     }
-    let data_dir = a.data.clone();
+    let data_dir = a.data.data.clone();
     // A resumed run goes on in its own folder unless told otherwise.
     let out = match (&a.out, &a.resume) {
         (Some(o), _) => o.clone(),
         (None, Some(r)) => trainer::run_dir_of(r),
         (None, None) => PathBuf::from(defaults::OUT_DIR),
     };
-    let cfg = TrainConfig {
+    let mut cfg = TrainConfig {
         epochs: a.epochs,
         gan: GanConfig {
             batch: a.batch_size,
@@ -86,6 +96,7 @@ pub(super) fn train(
             ema_decay: a.ema_decay,
             loss: a.loss,
             n_critic: a.n_critic,
+            classes: defaults::CLASSES,
         },
         log_every: a.log_every,
         out,
@@ -105,7 +116,10 @@ pub(super) fn train(
     // made: the folder (another run's lock, a run already there), then the
     // data, the model's shape, the batch and the resumed state.
     cfg.check_out_dir()?;
-    let set = data::load(data_dir.as_deref())?;
+    let set = a.data.load(settings)?;
+    // A conditional model draws the data's classes (an image folder's
+    // sub-folders; MNIST's ten).
+    cfg.gan.classes = set.class_names().len().max(1);
     cfg.check_data(&set)?;
     let dataset_bytes = (set.pixels.len() as u64).div_ceil(4) * 4;
     let need = Requirements {

@@ -14,7 +14,7 @@ use crate::error::{GanError, Result};
 use crate::io::checkpoint;
 use crate::io::data::ImageSet;
 use crate::nn::gpu_net::{self, Activations, GpuNet};
-use crate::nn::spec::BnStats;
+use crate::nn::spec::{BnStats, ImageShape};
 use crate::nn::spec::NetSpec;
 use rand::SeedableRng;
 use std::path::{Path, PathBuf};
@@ -55,11 +55,18 @@ pub struct Classifier {
     pub classes: usize,
     pub height: usize,
     pub width: usize,
+    pub channels: usize,
     /// On the test split (or the training split where there is none).
     pub test_accuracy: f64,
     pub train_seconds: f64,
     /// Where it came from, for messages ("trained now", "cached in ...").
     pub origin: String,
+}
+
+impl Classifier {
+    pub fn shape(&self) -> ImageShape {
+        ImageShape { height: self.height, width: self.width, channels: self.channels }
+    }
 }
 
 /// Where a training run stands, for progress reports.
@@ -187,6 +194,7 @@ pub fn train(
         classes,
         height: train.height,
         width: train.width,
+        channels: train.channels,
         test_accuracy: 0.0,
         train_seconds: 0.0,
         origin: "trained now".into(),
@@ -247,6 +255,7 @@ fn save_meta(c: &Classifier) -> Vec<(String, String)> {
         ("classes".to_string(), c.classes.to_string()),
         ("image_height".to_string(), c.height.to_string()),
         ("image_width".to_string(), c.width.to_string()),
+        ("image_channels".to_string(), c.channels.to_string()),
     ]
 }
 
@@ -269,7 +278,7 @@ pub fn from_file(file: &checkpoint::Loaded) -> Result<Classifier> {
     let spec = crate::models::classifier_spec(dim, classes);
     let ck = checkpoint::network_from(file, &spec)?;
     let num = |k: &str| meta.get(k).and_then(|v| v.parse::<f64>().ok());
-    let (height, width) = checkpoint::image_shape(path, &meta, dim)?;
+    let ImageShape { height, width, channels } = checkpoint::image_shape(path, &meta, dim)?;
     Ok(Classifier {
         spec,
         params: ck.params,
@@ -277,6 +286,7 @@ pub fn from_file(file: &checkpoint::Loaded) -> Result<Classifier> {
         classes,
         height,
         width,
+        channels,
         test_accuracy: num("test_accuracy").unwrap_or(f64::NAN),
         train_seconds: num("train_seconds").unwrap_or(f64::NAN),
         origin: format!("loaded from {}", path.display()),
@@ -298,7 +308,7 @@ pub fn load_or_train(
         cache_dir.map(|d| d.join(format!("classifier-{:016x}.safetensors", cache_key(train_set, test, cfg))));
     if let Some(p) = path.as_deref().filter(|p| p.is_file()) {
         match load(p) {
-            Ok(c) if c.classes == classes_of(train_set)? && c.height * c.width == train_set.dim() => {
+            Ok(c) if c.classes == classes_of(train_set)? && c.shape() == train_set.shape() => {
                 return Ok(Classifier { origin: format!("cached in {}", p.display()), ..c })
             }
             Ok(_) => log::warn!("{}: a classifier of other sizes; training again", p.display()),

@@ -13,6 +13,7 @@ use crate::eval::classifier::{Classifier, FeatureExtractor, FEATURE_DIM};
 use crate::eval::quality::{self, Gaussian, Score};
 use crate::io::checkpoint;
 use crate::io::data::{DataIdentity, ImageSet};
+use crate::nn::spec::ImageShape;
 use crate::nn::gpu_net::GpuNet;
 use crate::train::{images_from_outputs, Sampler};
 use std::path::Path;
@@ -58,8 +59,15 @@ pub struct LoadedGenerator {
     pub latent: usize,
     pub height: usize,
     pub width: usize,
+    pub channels: usize,
     /// The data it was trained on, where the checkpoint records it.
     pub data: Option<DataIdentity>,
+}
+
+impl LoadedGenerator {
+    pub fn shape(&self) -> ImageShape {
+        ImageShape { height: self.height, width: self.width, channels: self.channels }
+    }
 }
 
 /// Loads a generator checkpoint: its architecture from its metadata
@@ -122,12 +130,13 @@ pub fn generator_from(ctx: &GpuContext, file: &checkpoint::Loaded) -> Result<Loa
     let latent = spec.input_dim();
     let dim = spec.output_dim();
     let ck = checkpoint::network_from(file, &spec)?;
-    let (height, width) = checkpoint::image_shape(path, &meta, dim)?;
+    let shape = checkpoint::image_shape(path, &meta, dim)?;
     let counters = GpuTensor::zeros(ctx, &[4], "counters");
     let net = GpuNet::new(ctx, spec, &ck.params, &counters, AdamConfig::default())?;
     net.write_bn(ctx, &ck.bn)?;
     let data = DataIdentity::from_meta(&meta);
-    Ok(LoadedGenerator { net, latent, height, width, data })
+    let ImageShape { height, width, channels } = shape;
+    Ok(LoadedGenerator { net, latent, height, width, channels, data })
 }
 
 /// Refuses latent codes (`rows` x `cols`, from the file `path`) holding a
@@ -254,12 +263,13 @@ pub struct Evaluator {
 
 impl Evaluator {
     pub fn new(ctx: &GpuContext, classifier: Classifier, reference: &ImageSet) -> Result<Self> {
-        if reference.height * reference.width != classifier.height * classifier.width {
+        if reference.shape() != classifier.shape() {
             return Err(GanError::data(
                 &reference.source,
                 format!(
-                    "images of {}x{}, the classifier takes {}x{}",
-                    reference.height, reference.width, classifier.height, classifier.width
+                    "images of {}, the classifier takes {}",
+                    reference.shape().describe(),
+                    classifier.shape().describe()
                 ),
             ));
         }

@@ -3,7 +3,7 @@
 //! (temporary file, fsync, rename) so a crash never leaves a half file.
 
 use crate::error::{GanError, Result};
-use crate::nn::spec::BnStats;
+use crate::nn::spec::{BnStats, ImageShape};
 use crate::nn::spec::NetSpec;
 use safetensors::{Dtype, SafeTensors};
 use std::borrow::Cow;
@@ -113,23 +113,30 @@ pub fn save_safetensors(path: &Path, tensors: &[(String, OwnedTensor)], meta: &[
     atomic_write(path, &bytes)
 }
 
-/// The image height and width of a generator checkpoint whose output has
-/// `dim` pixels: from its metadata (image_height, image_width), else square
-/// when `dim` is a square (checkpoints written elsewhere), else an error.
-pub fn image_shape(path: &Path, meta: &HashMap<String, String>, dim: usize) -> Result<(usize, usize)> {
+/// The image shape of a generator checkpoint whose output has `dim`
+/// values: from its metadata (image_height, image_width, image_channels,
+/// grey without the last), else grey and square when `dim` is a square
+/// (checkpoints written elsewhere), else an error.
+pub fn image_shape(path: &Path, meta: &HashMap<String, String>, dim: usize) -> Result<ImageShape> {
     let parse = |k: &str| meta.get(k).map(|v| v.parse::<usize>().ok());
     let bad = |why: String| GanError::Checkpoint { path: path.into(), why };
+    // Checkpoints from before colour record no channels: grey.
+    let channels = match parse("image_channels") {
+        None => 1,
+        Some(Some(c)) if c > 0 => c,
+        Some(_) => return Err(bad(format!("metadata image_channels '{}' is not a channel count", meta["image_channels"]))),
+    };
     match (parse("image_height"), parse("image_width")) {
-        (Some(Some(h)), Some(Some(w))) if h * w == dim => Ok((h, w)),
+        (Some(Some(h)), Some(Some(w))) if h * w * channels == dim => Ok(ImageShape { height: h, width: w, channels }),
         (Some(h), Some(w)) => Err(bad(format!(
-            "metadata says images of {}x{}, but the generator writes {dim} pixels",
+            "metadata says images of {}x{} with {channels} channels, but the network has {dim} values an image",
             h.map_or("?".into(), |v| v.to_string()),
             w.map_or("?".into(), |v| v.to_string())
         ))),
         _ => {
             let side = (dim as f64).sqrt().round() as usize;
             if side * side == dim {
-                Ok((side, side))
+                Ok(ImageShape::grey(side, side))
             } else {
                 Err(bad(format!(
                     "no image_height/image_width metadata, and {dim} pixels is not a square: the image shape is unknown"

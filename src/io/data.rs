@@ -6,6 +6,7 @@
 //! type 0x08 with 1 dim (count).
 
 use crate::error::{GanError, Result};
+pub use crate::nn::spec::ImageShape;
 use flate2::read::GzDecoder;
 use std::io::Read;
 use std::path::{Path, PathBuf};
@@ -27,9 +28,15 @@ pub struct ImageSet {
     pub count: usize,
     pub height: usize,
     pub width: usize,
-    /// count * height * width bytes, image after image, row-major.
+    /// 1 (grey) or 3 (RGB).
+    pub channels: usize,
+    /// count * height * width * channels bytes, image after image,
+    /// row-major, channels interleaved (`ImageShape`'s HWC).
     pub pixels: Vec<u8>,
     pub labels: Option<Vec<u8>>,
+    /// The classes' names by label (an image folder's sub-folders); empty:
+    /// labels are numbers, named "0" .. "K-1".
+    pub class_names: Vec<String>,
     /// Where the images came from, for messages.
     pub source: String,
 }
@@ -40,17 +47,32 @@ impl ImageSet {
     /// data, the classifier cache's key).
     pub fn content_hash(&self) -> u64 {
         use crate::engine::autotune::{stable_hash, stable_hash_from};
-        let head = format!("{}x{}x{} labels {}", self.count, self.height, self.width, self.labels.is_some());
+        let mut head = format!("{}x{}x{} labels {}", self.count, self.height, self.width, self.labels.is_some());
+        // Grey sets keep the hash they had before colour existed (states
+        // and checkpoints record it).
+        if self.channels != 1 || !self.class_names.is_empty() {
+            head += &format!(" channels {} classes {}", self.channels, self.class_names.join("/"));
+        }
         let h = stable_hash_from(stable_hash(head.as_bytes()), &self.pixels);
         stable_hash_from(h, self.labels.as_deref().unwrap_or(&[]))
     }
 
+    /// Bytes an image: height x width x channels.
     pub fn dim(&self) -> usize {
-        self.height * self.width
+        self.shape().dim()
     }
-    /// The classes' names: "0" .. "K-1" for labels 0 .. K-1 (IDX labels are
-    /// numbers); none for an unlabelled set.
+
+    pub fn shape(&self) -> ImageShape {
+        ImageShape { height: self.height, width: self.width, channels: self.channels }
+    }
+
+    /// The classes' names: the folders' for an image folder, else "0" ..
+    /// "K-1" for labels 0 .. K-1 (IDX labels are numbers); none for an
+    /// unlabelled set.
     pub fn class_names(&self) -> Vec<String> {
+        if self.labels.is_some() && !self.class_names.is_empty() {
+            return self.class_names.clone();
+        }
         let classes = self.labels.as_ref().and_then(|l| l.iter().max()).map_or(0, |&m| usize::from(m) + 1);
         (0..classes).map(|k| k.to_string()).collect()
     }
@@ -61,8 +83,10 @@ impl ImageSet {
             count: self.count,
             height: self.height,
             width: self.width,
+            channels: self.channels,
             pixels: Vec::new(),
             labels: None,
+            class_names: self.class_names.clone(),
             source: self.source.clone(),
         }
     }
@@ -102,7 +126,7 @@ impl DataIdentity {
             source: set.source.clone(),
             height: set.height,
             width: set.width,
-            channels: 1,
+            channels: set.channels,
             classes: set.class_names(),
             limit: limit.filter(|&n| n < set.count),
         }
@@ -151,14 +175,8 @@ impl DataIdentity {
             k => format!("{k} classes"),
         };
         let limit = self.limit.map_or(String::new(), |n| format!(", its first {n} images"));
-        let channels = if self.channels == 1 { "grey".to_string() } else { format!("{} channels", self.channels) };
-        format!(
-            "{} ({}x{} {channels}, {classes}{limit}; content hash {})",
-            self.source,
-            self.height,
-            self.width,
-            self.hash_hex()
-        )
+        let shape = ImageShape { height: self.height, width: self.width, channels: self.channels };
+        format!("{} ({}, {classes}{limit}; content hash {})", self.source, shape.describe(), self.hash_hex())
     }
 }
 
@@ -298,8 +316,10 @@ pub fn images_from_bytes(bytes: &[u8], path: &Path, labels: Option<(&[u8], &Path
         count: dims[0] as usize,
         height: dims[1] as usize,
         width: dims[2] as usize,
+        channels: 1,
         pixels,
         labels,
+        class_names: Vec::new(),
         source: path.display().to_string(),
     })
 }
@@ -341,6 +361,10 @@ pub fn load_train_dir(dir: &Path) -> Result<ImageSet> {
 pub fn data_dir_of(images: &Path) -> Option<PathBuf> {
     if images.starts_with("<embedded>") {
         return None;
+    }
+    // An image folder's source is the folder.
+    if images.is_dir() {
+        return Some(images.to_path_buf());
     }
     let folder = images.parent()?;
     let dir = match folder.parent() {
@@ -495,10 +519,15 @@ pub fn load(dir: Option<&Path>) -> Result<ImageSet> {
     }
 }
 
-/// Writes an IDX u8 image file (raw).
+/// Writes an IDX u8 image file (raw) of (count, height, width).
 pub fn idx_bytes(count: usize, height: usize, width: usize, pixels: &[u8]) -> Vec<u8> {
-    let mut out = vec![0, 0, 0x08, 3];
-    for d in [count, height, width] {
+    idx_bytes_dims(&[count, height, width], pixels)
+}
+
+/// Writes an IDX u8 file (raw) of any dims: (n, h, w, 3) for colour images.
+pub fn idx_bytes_dims(dims: &[usize], pixels: &[u8]) -> Vec<u8> {
+    let mut out = vec![0, 0, 0x08, dims.len() as u8];
+    for &d in dims {
         out.extend_from_slice(&(d as u32).to_be_bytes());
     }
     out.extend_from_slice(pixels);

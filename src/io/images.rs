@@ -4,6 +4,7 @@
 use crate::error::{GanError, Result};
 use crate::io::checkpoint::atomic_write;
 use image::{ImageEncoder, RgbaImage};
+use crate::nn::spec::ImageShape;
 use std::path::Path;
 
 #[cfg(not(target_arch = "wasm32"))]
@@ -14,44 +15,67 @@ pub fn to_pixel(g: f32) -> u8 {
     ((g + 1.0) * 127.5).round().clamp(0.0, 255.0) as u8
 }
 
-/// A cols x rows grid of grey images (each h x w, u8), scaled by `scale`,
+/// A grid's pixels: grey (1 byte a pixel) or RGB (3), row-major.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Picture {
+    pub width: u32,
+    pub height: u32,
+    pub channels: usize,
+    pub bytes: Vec<u8>,
+}
+
+/// A cols x rows grid of images of `shape` (u8, HWC), scaled by `scale`,
 /// separated by `pad` pixels of mid grey.
-pub fn grid(images: &[Vec<u8>], h: usize, w: usize, cols: usize, scale: usize, pad: usize) -> image::GrayImage {
+pub fn grid(images: &[Vec<u8>], shape: ImageShape, cols: usize, scale: usize, pad: usize) -> Picture {
+    let ImageShape { height: h, width: w, channels: c } = shape;
     let rows = images.len().div_ceil(cols.max(1)).max(1);
-    let cell_w = w * scale + pad;
-    let cell_h = h * scale + pad;
-    let mut img =
-        image::GrayImage::from_pixel((cols * cell_w + pad) as u32, (rows * cell_h + pad) as u32, image::Luma([128]));
+    let (cell_w, cell_h) = (w * scale + pad, h * scale + pad);
+    let (gw, gh) = (cols * cell_w + pad, rows * cell_h + pad);
+    let mut bytes = vec![128u8; gw * gh * c];
     for (i, im) in images.iter().enumerate() {
         let (gx, gy) = (pad + (i % cols) * cell_w, pad + (i / cols) * cell_h);
         for y in 0..h * scale {
             for x in 0..w * scale {
-                let v = im[(y / scale) * w + x / scale];
-                img.put_pixel((gx + x) as u32, (gy + y) as u32, image::Luma([v]));
+                let src = ((y / scale) * w + x / scale) * c;
+                let dst = ((gy + y) * gw + gx + x) * c;
+                bytes[dst..dst + c].copy_from_slice(&im[src..src + c]);
             }
         }
     }
-    img
+    Picture { width: gw as u32, height: gh as u32, channels: c, bytes }
 }
 
-pub fn png_bytes_gray(img: &image::GrayImage) -> Result<Vec<u8>> {
+/// A picture as PNG bytes (8-bit grey or RGB).
+pub fn png_bytes(p: &Picture) -> Result<Vec<u8>> {
+    let kind = match p.channels {
+        1 => image::ExtendedColorType::L8,
+        3 => image::ExtendedColorType::Rgb8,
+        c => return Err(GanError::data("<png>", format!("{c} channels: pictures are grey (1) or RGB (3)"))),
+    };
     let mut out = Vec::new();
     image::codecs::png::PngEncoder::new(&mut out)
-        .write_image(img.as_raw(), img.width(), img.height(), image::ExtendedColorType::L8)
+        .write_image(&p.bytes, p.width, p.height, kind)
         .map_err(|e| GanError::data("<png>", e.to_string()))?;
     Ok(out)
 }
 
 /// A square-ish grid of `images` (4x scale, 4-pixel gaps) as a PNG file.
-pub fn save_grid(path: &Path, images: &[Vec<u8>], h: usize, w: usize) -> Result<()> {
+pub fn save_grid(path: &Path, images: &[Vec<u8>], shape: ImageShape) -> Result<()> {
     let cols = (images.len() as f64).sqrt().ceil() as usize;
-    save_grid_with_columns(path, images, h, w, cols)
+    save_grid_with_columns(path, images, shape, cols)
 }
 
 /// `save_grid` with `cols` images a row (a conditional sample: a row per class).
-pub fn save_grid_with_columns(path: &Path, images: &[Vec<u8>], h: usize, w: usize, cols: usize) -> Result<()> {
-    let img = grid(images, h, w, cols.max(1), 4, 4);
-    atomic_write(path, &png_bytes_gray(&img)?)
+pub fn save_grid_with_columns(path: &Path, images: &[Vec<u8>], shape: ImageShape, cols: usize) -> Result<()> {
+    let img = grid(images, shape, cols.max(1), grid_scale(shape), 4);
+    atomic_write(path, &png_bytes(&img)?)
+}
+
+/// How much a grid enlarges its images: 4x up to 32x32 (MNIST's grids),
+/// 2x at 64x64, none from 128 (a 64-image grid of 64x64 stays near 1,100
+/// pixels a side).
+pub fn grid_scale(shape: ImageShape) -> usize {
+    (128 / shape.height.max(shape.width).max(1)).clamp(1, 4)
 }
 
 /// The plots' font, registered once per process.

@@ -2,6 +2,8 @@
 //!
 //! - `data`: image sets (IDX files, the embedded MNIST), their splits and
 //!   their identity by content;
+//! - `folder`: image folders (PNG, JPEG, WebP, BMP, GIF; sub-folders as
+//!   classes) decoded, resized and cached; `folder::load` picks the reader;
 //! - `checkpoint`: safetensors files (networks in PyTorch's names, training
 //!   states), `.npy` latent codes;
 //! - `images`: PNG grids, loss and quality plots, the progress GIF.
@@ -11,4 +13,5 @@
 
 pub mod checkpoint;
 pub mod data;
+pub mod folder;
 pub mod images;

@@ -18,7 +18,7 @@ pub use classifier::classifier_spec;
 use crate::defaults;
 use crate::engine::kernels::bias_act::Act;
 use crate::engine::kernels::matmul;
-use crate::nn::spec::{LayerKind, LayerSpec, NetSpec};
+use crate::nn::spec::{ImageShape, LayerKind, LayerSpec, NetSpec};
 use rand::Rng;
 
 /// The models `train --model` builds: candle's `WhichModel`, one trainer for all.
@@ -50,20 +50,19 @@ impl WhichModel {
     }
 
     /// The model's two networks for latent codes of `latent` and images of
-    /// `height` x `width` pixels (`classes` labels for a conditional model;
-    /// `dcgan_width` channels W for DCGAN). Err says why the images do not
-    /// suit the model.
+    /// `shape` (`classes` labels for a conditional model; `dcgan_width`
+    /// channels W for DCGAN). Err says why the images do not suit the model.
     pub fn architecture(
         self,
         latent: usize,
-        (height, width): (usize, usize),
+        shape: ImageShape,
         classes: usize,
         dcgan_width: usize,
     ) -> Result<GanArchitecture, String> {
         match self {
-            WhichModel::Gan => Ok(GanArchitecture::tutorial(latent, height * width)),
-            WhichModel::Cgan => Ok(GanArchitecture::conditional(latent, height * width, classes)),
-            WhichModel::Dcgan => GanArchitecture::dcgan(latent, (height, width), dcgan_width),
+            WhichModel::Gan => Ok(GanArchitecture::tutorial(latent, shape.dim())),
+            WhichModel::Cgan => Ok(GanArchitecture::conditional(latent, shape.dim(), classes)),
+            WhichModel::Dcgan => GanArchitecture::dcgan(latent, shape, dcgan_width),
         }
     }
 

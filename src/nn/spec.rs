@@ -12,6 +12,38 @@ use crate::engine::kernels::conv::{self, ConvGeometry};
 use crate::engine::tensor::FlatLayout;
 use rand::Rng;
 
+/// The images a pair of networks maps to and from: height x width pixels
+/// of `channels` (1 grey, 3 RGB) bytes, stored and fed to the networks
+/// row-major with the channels interleaved (HWC: NHWC for a batch, the
+/// engine's convolution layout).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct ImageShape {
+    pub height: usize,
+    pub width: usize,
+    pub channels: usize,
+}
+
+impl ImageShape {
+    /// Grey images of height x width (MNIST's shape: `grey(28, 28)`).
+    pub fn grey(height: usize, width: usize) -> Self {
+        ImageShape { height, width, channels: 1 }
+    }
+
+    /// Values an image: height x width x channels.
+    pub fn dim(&self) -> usize {
+        self.height * self.width * self.channels
+    }
+
+    /// "28x28 grey", "64x64 RGB", "32x32, 2 channels".
+    pub fn describe(&self) -> String {
+        match self.channels {
+            1 => format!("{}x{} grey", self.height, self.width),
+            3 => format!("{}x{} RGB", self.height, self.width),
+            c => format!("{}x{}, {c} channels", self.height, self.width),
+        }
+    }
+}
+
 /// How a layer's weight meets its input.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum LayerKind {

@@ -8,6 +8,7 @@ use super::{
 };
 use crate::nn::gpu_net::Backward;
 use crate::nn::loss::Loss;
+use crate::nn::spec::ImageShape;
 use rand::SeedableRng;
 
 /// The hyper-parameters that shape the GPU graph.
@@ -28,6 +29,9 @@ pub struct GanConfig {
     /// D steps per G step (`--n-critic`): every step trains D, and G trains
     /// on steps N, 2N, ... (1-based), as PyTorch-GAN and Burn's wgan count.
     pub n_critic: usize,
+    /// The classes a conditional model draws labels of: the data's
+    /// (`ImageSet::class_names`), MNIST's 10 by default.
+    pub classes: usize,
 }
 
 impl Default for GanConfig {
@@ -45,6 +49,7 @@ impl Default for GanConfig {
             ema_decay: defaults::EMA_DECAY,
             loss: Loss::default(),
             n_critic: defaults::N_CRITIC,
+            classes: defaults::CLASSES,
         }
     }
 }
@@ -55,14 +60,14 @@ impl GanConfig {
         step.is_multiple_of(self.n_critic.max(1) as u64)
     }
 
-    /// The networks this config trains on images of `height` x `width`
-    /// pixels (a conditional model draws `defaults::CLASSES` labels); an
-    /// error names the flag and why the images do not suit the model.
-    /// D's output layer is the loss's (a sigmoid for BCE, none for hinge).
-    pub fn architecture(&self, height: usize, width: usize) -> Result<crate::models::GanArchitecture> {
+    /// The networks this config trains on images of `shape` (a conditional
+    /// model draws `classes` labels); an error names the flag and why the
+    /// images do not suit the model. D's output layer is the loss's (a
+    /// sigmoid for BCE, none for hinge).
+    pub fn architecture(&self, shape: ImageShape) -> Result<crate::models::GanArchitecture> {
         let mut arch = self
             .model
-            .architecture(self.latent, (height, width), crate::defaults::CLASSES, self.dcgan_width)
+            .architecture(self.latent, shape, self.classes, self.dcgan_width)
             .map_err(|why| GanError::Flag { flag: "--model", why })?;
         if let Some(last) = arch.discriminator.layers.last_mut() {
             last.act = self.loss.d_output();
@@ -209,10 +214,11 @@ impl StepViews {
 /// The GAN resident on the GPU, with its whole training step prebuilt.
 pub struct Gan {
     pub cfg: GanConfig,
-    /// Image height x width = dim, carried from the data set into the grids
-    /// and the checkpoint metadata.
+    /// Image height x width x channels = dim, carried from the data set
+    /// into the grids and the checkpoint metadata.
     pub height: usize,
     pub width: usize,
+    pub channels: usize,
     pub dim: usize,
     pub g: GpuNet,
     pub d: GpuNet,
@@ -275,7 +281,7 @@ impl Gan {
         let (b, dim) = (cfg.batch, data.dim());
         let variant = Variant::for_adapter(ctx);
         let counters = GpuTensor::zeros(ctx, &[4], "counters");
-        let arch = cfg.architecture(data.height, data.width)?;
+        let arch = cfg.architecture(data.shape())?;
         let classes = arch.classes();
         let labels = match classes {
             Some(k) => Some(GpuTensor::from_u32(
@@ -308,6 +314,7 @@ impl Gan {
             data: DataIdentity::of(data, None),
             height: data.height,
             width: data.width,
+            channels: data.channels,
             dim,
             g,
             d,
@@ -595,9 +602,16 @@ impl Gan {
             ("layers", net.layers.len().to_string()),
         ]
         .into_iter()
+        // Grey checkpoints record no channels (as before colour existed).
+        .chain((self.channels != 1).then(|| ("image_channels", self.channels.to_string())))
         .map(|(k, v)| (k.to_string(), v))
         .chain(self.data.meta())
         .collect()
+    }
+
+    /// The images this GAN makes and learns from.
+    pub fn shape(&self) -> ImageShape {
+        ImageShape { height: self.height, width: self.width, channels: self.channels }
     }
 
     /// Bytes on the GPU: (parameters, gradients, moments, activations, dataset).

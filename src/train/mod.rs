@@ -130,7 +130,7 @@ impl TrainConfig {
     /// against its state. Nothing is created.
     pub fn check_data(&self, data: &ImageSet) -> Result<()> {
         let cut = first_images(data, self.limit, self.gan.batch)?;
-        self.gan.architecture(cut.height, cut.width)?;
+        self.gan.architecture(cut.shape())?;
         if self.resume.is_some() {
             check_resume(self, data)?;
         }
@@ -200,7 +200,7 @@ pub fn train_with_hook(
     let data_identity = DataIdentity::of(data, cfg.limit);
     let data = first_images(data, cfg.limit, cfg.gan.batch)?;
     // Images the model cannot shape are refused before any work.
-    cfg.gan.architecture(data.height, data.width)?;
+    cfg.gan.architecture(data.shape())?;
     // The resumed state is read and checked before anything is written.
     let state = load_resumed_state(cfg, &identity, &data, report)?;
     // Held until the run returns: no other run writes this folder meanwhile.
@@ -209,7 +209,7 @@ pub fn train_with_hook(
     if let Some(aside) = &run_dir.moved_aside {
         report(TrainEvent::Note(format!("--overwrite: the earlier run's files are now in {}", aside.display())));
     }
-    warm_up(ctx, cfg, (data.height, data.width), report);
+    warm_up(ctx, cfg, data.shape(), report);
     let t0 = Instant::now();
     let mut session = Session::start(ctx, cfg.gan, &data, state.as_ref())?;
     session.gan.data = data_identity;
@@ -247,7 +247,7 @@ fn load_resumed_state(
 ) -> Result<Option<SavedState>> {
     let Some(dir) = &cfg.resume else { return Ok(None) };
     let path = find_latest_state(dir)?;
-    let s = load_state(&path, cfg, identity, (data.height, data.width), data.count)?;
+    let s = load_state(&path, cfg, identity, data.shape(), data.count)?;
     report(TrainEvent::Note(format!(
         "resuming from {} (epoch {}, step {} of the epoch, {} steps done)",
         path.display(),
@@ -260,7 +260,7 @@ fn load_resumed_state(
 
 /// Compiles the step's pipelines before the first step (CPU adapters), and
 /// says why when that took long (a first launch, with an empty shader cache).
-fn warm_up(ctx: &GpuContext, cfg: &TrainConfig, dims: (usize, usize), report: &mut Reporter) {
+fn warm_up(ctx: &GpuContext, cfg: &TrainConfig, dims: crate::nn::spec::ImageShape, report: &mut Reporter) {
     let t_warm = Instant::now();
     if cfg.warmup {
         warm_up_pipelines(ctx, cfg.gan, dims);
@@ -278,10 +278,9 @@ fn report_setup(ctx: &GpuContext, session: &Session, data: &ImageSet, t0: Instan
     let (gan, g) = (&session.gan, &session.gan.cfg);
     report(TrainEvent::Note(format!("adapter: {}", ctx.describe())));
     report(TrainEvent::Note(format!(
-        "data: {} images {}x{} from {}; {} steps an epoch at batch {}; model {}, loss {}, {} D steps a G step; matmul variant {}; reductions {}",
+        "data: {} images {} from {}; {} steps an epoch at batch {}; model {}, loss {}, {} D steps a G step; matmul variant {}; reductions {}",
         data.count,
-        data.height,
-        data.width,
+        data.shape().describe(),
         data.source,
         gan.steps_per_epoch(),
         g.batch,

@@ -85,17 +85,16 @@ pub(super) fn write_epoch_outputs(
 ) -> Result<()> {
     let out = &cfg.out;
     let gan = &session.gan;
-    let (h, w) = (gan.height, gan.width);
+    let shape = gan.shape();
     let samples = pollster::block_on(session.grid_outputs(ctx))?;
     images::save_grid(
         &out.join("images").join(format!("test_{epoch}.png")),
         &images_from_outputs(&samples, gan.dim),
-        h,
-        w,
+        shape,
     )?;
     if let Some(samples) = pollster::block_on(session.averaged_grid_outputs(ctx))? {
         let path = out.join("images").join(format!("test_ema_{epoch}.png"));
-        images::save_grid(&path, &images_from_outputs(&samples, gan.dim), h, w)?;
+        images::save_grid(&path, &images_from_outputs(&samples, gan.dim), shape)?;
     }
     let (g_bytes, d_bytes) = pollster::block_on(gan.checkpoint_files_async(ctx, epoch, steps_done))?;
     checkpoint::atomic_write(&out.join("checkpoints").join(format!("generator_{epoch}.safetensors")), &g_bytes)?;

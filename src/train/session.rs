@@ -51,7 +51,7 @@ pub fn first_images(data: &ImageSet, limit: Option<usize>, batch: usize) -> Resu
 /// seeded with the run's seed, G first.
 pub fn initial_params(cfg: &GanConfig, data: &ImageSet) -> Result<(Vec<f32>, Vec<f32>)> {
     let mut init_rng = rand_chacha::ChaCha8Rng::seed_from_u64(cfg.seed);
-    Ok(cfg.architecture(data.height, data.width)?.init_params(&mut init_rng))
+    Ok(cfg.architecture(data.shape())?.init_params(&mut init_rng))
 }
 
 impl Session {

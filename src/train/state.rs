@@ -123,6 +123,8 @@ pub struct RunIdentity {
     pub data_hash: u64,
     /// Where the data came from, for messages only.
     pub data_source: String,
+    /// The images' shape (an image folder's `--image-size`, `--channels`).
+    pub data_shape: crate::nn::spec::ImageShape,
     pub limit: Option<usize>,
 }
 
@@ -133,6 +135,7 @@ impl RunIdentity {
             model: cfg.gan.model.name(),
             data_hash: data.content_hash(),
             data_source: data.source.clone(),
+            data_shape: data.shape(),
             limit: cfg.limit,
         }
     }
@@ -146,6 +149,8 @@ impl RunIdentity {
             ("model", self.model.to_string()),
             ("data_hash", format!("{:016x}", self.data_hash)),
             ("data_source", self.data_source.clone()),
+            ("data_height", self.data_shape.height.to_string()),
+            ("data_channels", self.data_shape.channels.to_string()),
             ("limit", Self::limit_text(self.limit)),
         ]
     }
@@ -213,6 +218,10 @@ pub struct RecordedRun {
     /// The data folder the run read (`--data`), when the state names one
     /// that exists here; None for the embedded MNIST.
     pub data_dir: Option<PathBuf>,
+    /// The images' side and channels (an image folder's `--image-size`
+    /// and `--channels`).
+    pub image_size: Option<usize>,
+    pub channels: Option<usize>,
 }
 
 /// The settings recorded in the newest state of `resume` (a run folder,
@@ -244,6 +253,8 @@ pub fn recorded_run(resume: &Path) -> Result<RecordedRun> {
             .get("data_source")
             .and_then(|source| crate::io::data::data_dir_of(Path::new(source)))
             .filter(|dir| dir.is_dir()),
+        image_size: meta_value(&meta, "data_height", &path)?,
+        channels: meta_value(&meta, "data_channels", &path)?,
     })
 }
 
@@ -406,13 +417,13 @@ pub(super) fn load_state(
     path: &Path,
     cfg: &TrainConfig,
     identity: &RunIdentity,
-    (height, width): (usize, usize),
+    shape: crate::nn::spec::ImageShape,
     n_images: usize,
 ) -> Result<SavedState> {
     let f = Loaded::open(path)?;
-    let meta = check_state_meta(&f, cfg, identity, height * width, n_images)?;
+    let meta = check_state_meta(&f, cfg, identity, shape.dim(), n_images)?;
     let num = |k: &str| meta_u64(&meta, k, path);
-    let arch = cfg.gan.architecture(height, width)?;
+    let arch = cfg.gan.architecture(shape)?;
     let steps = num("steps_done")? as i64;
     // Batch-norm statistics per network (the counts are the checkpoints').
     let bn_of = |prefix: &str, spec: &crate::nn::spec::NetSpec| -> Result<Vec<Option<BnStats>>> {

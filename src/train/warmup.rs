@@ -4,6 +4,7 @@ use super::{GanConfig, GpuContext};
 // The warm-up itself is native only: a browser compiles at pipeline creation.
 #[cfg(not(target_arch = "wasm32"))]
 use super::{Dispatch, Gan, GanError, ImageSet, Instant, Result};
+use crate::nn::spec::ImageShape;
 #[cfg(not(target_arch = "wasm32"))]
 use rand::SeedableRng;
 
@@ -28,7 +29,7 @@ use rand::SeedableRng;
 /// buffers. Only on CPU adapters (GPU drivers compile at pipeline creation);
 /// the host decides whether to call it (`Settings::warmup`: not with Mesa's
 /// cache off, not with GAN_WGPU_WARMUP=0).
-pub fn warm_up_pipelines(ctx: &GpuContext, cfg: GanConfig, shape: (usize, usize)) {
+pub fn warm_up_pipelines(ctx: &GpuContext, cfg: GanConfig, shape: ImageShape) {
     // A browser compiles at pipeline creation, and its GPU objects stay on
     // one thread: nothing to warm up there.
     #[cfg(target_arch = "wasm32")]
@@ -38,7 +39,7 @@ pub fn warm_up_pipelines(ctx: &GpuContext, cfg: GanConfig, shape: (usize, usize)
 }
 
 #[cfg(not(target_arch = "wasm32"))]
-fn warm_up_on_two_devices(ctx: &GpuContext, cfg: GanConfig, shape: (usize, usize)) {
+fn warm_up_on_two_devices(ctx: &GpuContext, cfg: GanConfig, shape: ImageShape) {
     if !ctx.is_cpu_adapter() {
         return;
     }
@@ -121,21 +122,23 @@ impl Drop for HelperDone<'_> {
 fn compile_step_pipelines(
     ctx: &GpuContext,
     cfg: GanConfig,
-    (height, width): (usize, usize),
+    shape: ImageShape,
     shared: &WarmupShared,
     main: bool,
 ) -> Result<usize> {
     let mut r = rand_chacha::ChaCha8Rng::seed_from_u64(0);
     let data = ImageSet {
         count: cfg.batch,
-        height,
-        width,
-        pixels: (0..cfg.batch * height * width).map(|i| i as u8).collect(),
-        // Labels for a conditional model: image i is class i mod 10.
-        labels: Some((0..cfg.batch).map(|i| (i % crate::defaults::CLASSES) as u8).collect()),
+        height: shape.height,
+        width: shape.width,
+        channels: shape.channels,
+        pixels: (0..cfg.batch * shape.dim()).map(|i| i as u8).collect(),
+        // Labels for a conditional model: image i is class i mod K.
+        labels: Some((0..cfg.batch).map(|i| (i % cfg.classes.max(1)) as u8).collect()),
+        class_names: Vec::new(),
         source: "warm-up".into(),
     };
-    let (g, d) = cfg.architecture(height, width)?.init_params(&mut r);
+    let (g, d) = cfg.architecture(shape)?.init_params(&mut r);
     let gan = Gan::new(ctx, cfg, &data, &g, &d)?;
     let step = gan.dispatches();
     // One workgroup compiles the pipeline as well as the whole grid.

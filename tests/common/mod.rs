@@ -49,6 +49,8 @@ pub fn random_set(n: usize, h: usize, w: usize, seed: u64) -> gan_wgpu::io::data
         width: w,
         pixels: (0..n * h * w).map(|_| r.random::<u8>()).collect(),
         labels: None,
+        channels: 1,
+        class_names: Vec::new(),
         source: "random".into(),
     }
 }
