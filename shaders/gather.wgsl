@@ -3,10 +3,13 @@
 //
 // gather_batch:  for r < rows, c < dim:
 //   img = perm[counters[1] * rows + r]
-//   out[(row_offset + r) * dim + c] = (pixel(img * dim + c) - 127.5) / 127.5
-// pixels are packed four to a u32, little-endian (byte i of the data set is
-// bits 8 (i % 4) .. of word i / 4). perm is the epoch's shuffled index list;
-// counters[1] is the batch number within the epoch.
+//   if first_image <= img < first_image + images (the shard bound here):
+//     out[(row_offset + r) * dim + c] = (pixel((img - first_image) * dim + c) - 127.5) / 127.5
+// pixels are packed four to a u32, little-endian (byte i of the shard is
+// bits 8 (i % 4) .. of word i / 4). A data set larger than one storage
+// binding is held as shards of whole images, one dispatch each; rows of
+// images in other shards are left to theirs. perm is the epoch's shuffled
+// index list; counters[1] is the batch number within the epoch.
 // gather_labels: the same rows' labels, as u32, from the u8 labels packed
 // the same way (binding 1):
 //   labels_out[row_offset + r] = label(perm[counters[1] * rows + r])
@@ -14,8 +17,8 @@
 // epoch); one invocation, recorded last in each training step.
 //
 // Bindings, group 0:
-//   0  uniform  p: Params {rows, dim, row_offset, perm_len}
-//   1  storage  pixels   read        array<u32>  packed u8 images
+//   0  uniform  p: Params {rows, dim, row_offset, perm_len, first_image, images}
+//   1  storage  pixels   read        array<u32>  packed u8 images of the shard
 //   2  storage  perm     read        array<u32>  [perm_len]
 //   3  storage  out      read_write  [(row_offset + rows), dim]
 //   4  storage  counters read        array<u32>  (gather_batch)
@@ -28,6 +31,10 @@ struct Params {
     dim: u32,
     row_offset: u32,
     perm_len: u32,
+    first_image: u32,
+    images: u32,
+    _pad0: u32,
+    _pad1: u32,
 }
 
 @group(0) @binding(0) var<uniform> p: Params;
@@ -47,7 +54,12 @@ fn gather_batch(@builtin(global_invocation_id) gid: vec3<u32>) {
     let r = i / p.dim;
     let c = i % p.dim;
     let slot = min(counters[1] * p.rows + r, p.perm_len - 1u);
-    let byte_index = perm[slot] * p.dim + c;
+    let img = perm[slot];
+    // Unsigned: images below first_image wrap past `images` too.
+    if (img - p.first_image >= p.images) {
+        return;
+    }
+    let byte_index = (img - p.first_image) * p.dim + c;
     let word = pixels[byte_index / 4u];
     let pixel = (word >> (8u * (byte_index % 4u))) & 0xffu;
     out[(p.row_offset + r) * p.dim + c] = (f32(pixel) - 127.5) / 127.5;

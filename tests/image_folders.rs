@@ -2,7 +2,8 @@
 //! PNGs trains bit for bit like the IDX file; class folders give cgan its
 //! labels; a mixed colour folder (PNG RGB, RGBA, palette, 16-bit, grey +
 //! alpha, JPEG, WebP, BMP, GIF, a corrupt file, a text file) trains a 64x64
-//! dcgan whose every output is in colour; the decoded set is cached.
+//! dcgan whose every output is in colour; the decoded set is cached; a set
+//! held in several GPU buffers trains as one held in one.
 
 mod common;
 use gan_wgpu::io::data::ImageSet;
@@ -286,4 +287,38 @@ fn decoded_folders_are_cached_by_file_list_and_options() {
     let (third, r3) = read();
     assert!(!r3.from_cache);
     assert_eq!(third.image(0), &[0u8; 784][..]);
+}
+
+/// A data set held in several GPU buffers (here capped at 50 images, six
+/// buffers for 256 images, as one larger than the device's largest storage
+/// binding is held) trains with the same losses and checkpoints as the
+/// one-buffer set, and the log says how the data is held.
+#[test]
+fn data_in_several_buffers_trains_bit_for_bit_like_one_buffer() {
+    if common::ctx().is_none() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let cache = dir.path().join("cache");
+    let run = |name: &str, extra: &[&str]| {
+        ok(&gan(&cache)
+            .args(["train", "--model", "cgan", "--limit", "256", "--batch-size", "32", "--epochs", "2"])
+            .args(["--log-every", "4", "--eval-every", "0", "--out"])
+            .arg(dir.path().join(name))
+            .args(extra)
+            .output()
+            .unwrap())
+    };
+    let one = run("one", &[]);
+    let six = run("six", &["--data-shard-bytes", &(50 * 784).to_string()]);
+    assert!(one.contains("data held in one GPU buffer"), "{one}");
+    assert!(six.contains("data held in 6 GPU buffers of up to 50 images"), "{six}");
+    let losses = |p: &str| -> Vec<String> {
+        let t = std::fs::read_to_string(dir.path().join(p).join("losses.csv")).unwrap();
+        t.lines().map(|l| l.rsplit_once(',').unwrap().0.to_string()).collect()
+    };
+    assert_eq!(losses("one").len(), 5);
+    assert_eq!(losses("one"), losses("six"));
+    let f = "checkpoints/generator_1.safetensors";
+    assert_eq!(tensors(&dir.path().join("one").join(f)), tensors(&dir.path().join("six").join(f)));
 }

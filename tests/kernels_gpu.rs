@@ -739,6 +739,51 @@ fn gather_builds_scaled_batches_and_counters_advance() {
     }
 }
 
+/// A data set held in shards of whole images (3 of 5 images, the last of
+/// 3, dim 13 so no shard starts on a word boundary of the whole): one
+/// dispatch per shard fills exactly the rows whose images it holds, and
+/// together they equal the whole set's gather (bit for bit: the same
+/// bytes, the same arithmetic).
+#[test]
+fn gather_from_shards_equals_the_whole_set() {
+    let Some(ctx) = ctx() else { return };
+    let (n_images, dim, rows) = (13usize, 13usize, 6usize);
+    let mut r = rng(5100);
+    let pixels: Vec<u8> = (0..n_images * dim).map(|_| rand::Rng::random::<u8>(&mut r)).collect();
+    let mut perm: Vec<u32> = (0..n_images as u32).collect();
+    rand::seq::SliceRandom::shuffle(&mut perm[..], &mut r);
+    let gperm = GpuTensor::from_u32(ctx, &[n_images], "perm", &perm).unwrap();
+    let counters = GpuTensor::from_u32(ctx, &[4], "counters", &[0, 1, 0, 0]).unwrap();
+    let shards: Vec<(GpuTensor, usize, usize)> = [(0usize, 5usize), (5, 5), (10, 3)]
+        .iter()
+        .map(|&(first, count)| {
+            let bytes = &pixels[first * dim..(first + count) * dim];
+            (GpuTensor::from_u32(ctx, &[bytes.len().div_ceil(4)], "shard", &gather::pack_pixels(bytes)).unwrap(), first, count)
+        })
+        .collect();
+    let out = GpuTensor::zeros(ctx, &[rows, dim], "batch");
+    out.fill_nan(ctx).unwrap();
+    let want = gather::cpu_gather(&pixels, dim, &perm, 1, rows);
+    for (i, (t, first, count)) in shards.iter().enumerate() {
+        let shard = gather::DataShard { pixels: t, first: *first, count: *count };
+        kernels::run(ctx, &[&gather::gather_batch_shard(ctx, shard, &gperm, &out, (0, rows), &counters).unwrap()]).unwrap();
+        let got = out.read_f32(ctx).unwrap();
+        for row in 0..rows {
+            let img = perm[rows + row] as usize;
+            let done = shards[..=i].iter().any(|(_, f, c)| (*f..f + c).contains(&img));
+            let have = &got[row * dim..(row + 1) * dim];
+            match done {
+                true => assert_eq!(have, &want[row * dim..(row + 1) * dim], "row {row} (image {img}) after shard {i}"),
+                false => assert!(have.iter().all(|v| v.is_nan()), "row {row} (image {img}) written by shard {i}"),
+            }
+        }
+    }
+    let whole = GpuTensor::from_u32(ctx, &[pixels.len().div_ceil(4)], "pixels", &gather::pack_pixels(&pixels)).unwrap();
+    let all = GpuTensor::zeros(ctx, &[rows, dim], "batch");
+    kernels::run(ctx, &[&gather::gather_batch(ctx, &whole, &gperm, &all, 0, rows, &counters).unwrap()]).unwrap();
+    assert_eq!(all.read_f32(ctx).unwrap(), out.read_f32(ctx).unwrap());
+}
+
 /// Softmax cross-entropy against its CPU reference on shapes that divide
 /// no workgroup, labels looked up through the epoch's index list at a
 /// batch other than 0, gradient pre-filled with NaN. Tolerances: exp and log

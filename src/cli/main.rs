@@ -133,6 +133,9 @@ struct TrainArgs {
     /// Train on the first N images only (default: all).
     #[arg(long, value_name = "N")]
     limit: Option<usize>,
+    /// Hold the data set in GPU buffers of at most N bytes each (tests; default: the device's largest storage binding).
+    #[arg(long, hide = true, value_name = "N")]
+    data_shard_bytes: Option<u64>,
     /// Stop after N steps of this run, saving a resumable state.
     #[arg(long, hide = true)]
     stop_after_steps: Option<u64>,

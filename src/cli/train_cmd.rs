@@ -97,6 +97,7 @@ pub(super) fn train(
             loss: a.loss,
             n_critic: a.n_critic,
             classes: defaults::CLASSES,
+            data_shard_bytes: a.data_shard_bytes,
         },
         log_every: a.log_every,
         out,
@@ -121,13 +122,9 @@ pub(super) fn train(
     // sub-folders; MNIST's ten).
     cfg.gan.classes = set.class_names().len().max(1);
     cfg.check_data(&set)?;
-    let dataset_bytes = (set.pixels.len() as u64).div_ceil(4) * 4;
-    let need = Requirements {
-        // The whole dataset is one storage binding.
-        max_storage_buffer_binding_size: dataset_bytes,
-        max_buffer_size: dataset_bytes,
-        ..Requirements::default()
-    };
+    // A data set larger than one storage binding is held in several
+    // (`train::DataShards`): no limit beyond the kernels' own.
+    let need = Requirements::default();
     let choice = settings.device_choice(a.device.as_deref())?;
     let ctx = gan_wgpu::engine::autotune::open(&choice, &need, settings)?;
     let mut quality = eval::QualityHook::new(

@@ -183,6 +183,23 @@ async fn gather_batch(ctx: &GpuContext) -> Result<()> {
     if c[..2] != [41, 3] {
         return Err(mismatch("gather")(format!("counters advanced to {:?}, expected [41, 3]", &c[..2])));
     }
+    // The same batch from the set held as two shards (images 0..6, 6..13),
+    // as a data set larger than one storage binding is.
+    let counters = GpuTensor::from_u32(ctx, &[4], "counters", &[40, 2, 0, 0])?;
+    let sharded = nan_tensor(ctx, &[rows, dim], "batch from shards").await?;
+    let mut dispatches = Vec::new();
+    let mut parts = Vec::new();
+    for (first, count) in [(0usize, 6usize), (6, 7)] {
+        let bytes = &pixels[first * dim..(first + count) * dim];
+        parts.push((GpuTensor::from_u32(ctx, &[bytes.len().div_ceil(4)], "shard", &gather::pack_pixels(bytes))?, first, count));
+    }
+    for (t, first, count) in &parts {
+        let shard = gather::DataShard { pixels: t, first: *first, count: *count };
+        dispatches.push(gather::gather_batch_shard(ctx, shard, &gperm, &sharded, (0, rows), &counters)?);
+    }
+    run(ctx, &dispatches.iter().collect::<Vec<_>>())?;
+    check_close("gather batch 2 from shards", &sharded.read_f32_async(ctx).await?, &want, 0.0, 3e-7)
+        .map_err(mismatch("gather"))?;
     Ok(())
 }
 

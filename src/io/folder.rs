@@ -356,7 +356,10 @@ pub fn read_folder(
     opts.validate()?;
     let listing = list(dir)?;
     if listing.files.is_empty() {
-        return Err(GanError::data(dir, "empty folder: no images (PNG, JPEG, WebP, BMP or GIF) and no IDX files"));
+        return Err(GanError::data(
+            dir,
+            "no images (PNG, JPEG, WebP, BMP or GIF) and no IDX files: train-images-idx3-ubyte[.gz] missing, in it or in train/",
+        ));
     }
     let cache = cache_dir.map(|c| cache_path(c, cache_key(&listing, opts)));
     let mut report = FolderReport { cache: cache.clone(), ..Default::default() };

@@ -32,6 +32,9 @@ pub struct GanConfig {
     /// The classes a conditional model draws labels of: the data's
     /// (`ImageSet::class_names`), MNIST's 10 by default.
     pub classes: usize,
+    /// The most bytes of pixels one GPU buffer of the data set holds; None:
+    /// the device's largest storage binding (a smaller cap tests the shards).
+    pub data_shard_bytes: Option<u64>,
 }
 
 impl Default for GanConfig {
@@ -50,6 +53,7 @@ impl Default for GanConfig {
             loss: Loss::default(),
             n_critic: defaults::N_CRITIC,
             classes: defaults::CLASSES,
+            data_shard_bytes: None,
         }
     }
 }
@@ -73,6 +77,31 @@ impl GanConfig {
             last.act = self.loss.d_output();
         }
         Ok(arch)
+    }
+
+    /// Checks that this config's networks on images of `shape` fit the
+    /// device's buffers before anything is allocated: each network's
+    /// parameters are one storage binding, and so is D's input [2B, dim].
+    /// Err names the limit, the buffer, and both sizes.
+    pub fn check_fits(&self, ctx: &GpuContext, shape: ImageShape) -> Result<()> {
+        let arch = self.architecture(shape)?;
+        let l = &ctx.limits;
+        let has = l.max_storage_buffer_binding_size.min(l.max_buffer_size);
+        let buffers = [
+            ("the generator's parameters", arch.generator.layout().len as u64 * 4),
+            ("the discriminator's parameters", arch.discriminator.layout().len as u64 * 4),
+            ("D's input [fake; real]", 2 * self.batch as u64 * shape.dim() as u64 * 4),
+        ];
+        match buffers.into_iter().find(|&(_, bytes)| bytes > has) {
+            Some((what, needed)) => Err(GanError::Limit {
+                adapter: ctx.describe(),
+                limit: if l.max_buffer_size < l.max_storage_buffer_binding_size { "max_buffer_size" } else { "max_storage_buffer_binding_size" },
+                needed,
+                has,
+                hint: format!(" ({what}, one buffer, for {} images; smaller images need less)", shape.describe()),
+            }),
+            None => Ok(()),
+        }
     }
 
     /// Checks the values (the CLI's flags, the page's form): errors name the
@@ -235,7 +264,8 @@ pub struct Gan {
     pub z: GpuTensor,
     /// [2B, dim]: rows 0..B = G(z), rows B..2B = the real batch.
     pub d_input: GpuTensor,
-    pub pixels: GpuTensor,
+    /// The data set's pixels, in shards of whole images (`DataShards`).
+    pub data_shards: DataShards,
     /// A conditional model: the data set's labels, u8 packed four to a u32.
     pub labels: Option<GpuTensor>,
     /// A conditional model: [2B] u32, rows 0..B the fake batch's drawn
@@ -299,12 +329,7 @@ impl Gan {
             _ => Some(g.forward_copy(ctx, params.0)?),
         };
         let d = GpuNet::new(ctx, arch.discriminator, params.1, &counters, cfg.adam)?;
-        let pixels = GpuTensor::from_u32(
-            ctx,
-            &[data.pixels.len().div_ceil(4)],
-            "dataset pixels (u8 x4)",
-            &gather::pack_pixels(&data.pixels),
-        )?;
+        let data_shards = DataShards::upload(ctx, data, cfg.data_shard_bytes)?;
         let d_input = GpuTensor::zeros(ctx, &[2 * b, dim], "d_input [fake; real]");
         let d_labels = classes.map(|_| GpuTensor::zeros(ctx, &[2 * b], "labels [fake; real]"));
         let d_prob_grad = GpuTensor::zeros(ctx, &[2 * b, 1], "d_prob_grad");
@@ -323,7 +348,7 @@ impl Gan {
             metrics: GpuTensor::zeros(ctx, &[METRICS_LEN], "metrics"),
             z: GpuTensor::zeros(ctx, &[b, cfg.latent], "z"),
             d_input,
-            pixels,
+            data_shards,
             labels,
             d_labels,
             perm: GpuTensor::zeros(ctx, &[data.count], "epoch permutation"),
@@ -368,10 +393,11 @@ impl Gan {
     /// The latent codes, the real batch and (conditional) both batches' labels.
     fn data_phase(&self, ctx: &GpuContext) -> Result<Vec<Dispatch>> {
         let (cfg, b) = (&self.cfg, self.cfg.batch);
-        let mut out = vec![
-            rng::normal(ctx, &self.z, rng::RngStream { seed: cfg.seed, stream: 0, draw_base: 0 }, &self.counters)?,
-            gather::gather_batch(ctx, &self.pixels, &self.perm, &self.d_input, b, b, &self.counters)?,
-        ];
+        let mut out =
+            vec![rng::normal(ctx, &self.z, rng::RngStream { seed: cfg.seed, stream: 0, draw_base: 0 }, &self.counters)?];
+        for shard in self.data_shards.shards() {
+            out.push(gather::gather_batch_shard(ctx, shard, &self.perm, &self.d_input, (b, b), &self.counters)?);
+        }
         if let (Some(k), Some(all), Some(dl)) = (self.classes(), &self.labels, &self.d_labels) {
             let fake_labels = dl.view(0, &[b], "fake labels")?;
             let stream = rng::RngStream { seed: cfg.seed, stream: FAKE_LABEL_STREAM, draw_base: 0 };
@@ -624,7 +650,7 @@ impl Gan {
             ("gradients", gg + dg),
             ("Adam moments", gm + dm),
             ("activations", self.activation_bytes),
-            ("dataset", self.pixels.bytes() + self.perm.bytes() + self.labels.as_ref().map_or(0, |l| l.bytes())),
+            ("dataset", self.data_shards.bytes() + self.perm.bytes() + self.labels.as_ref().map_or(0, |l| l.bytes())),
         ]
     }
 }
@@ -742,4 +768,53 @@ impl GridInputs {
 
 pub fn images_from_outputs(out: &[f32], dim: usize) -> Vec<Vec<u8>> {
     out.chunks(dim).map(|c| c.iter().map(|&g| images::to_pixel(g)).collect()).collect()
+}
+
+/// A data set's pixels on the GPU as shards of whole images, each at most
+/// the device's largest storage binding (or `GanConfig::data_shard_bytes`):
+/// one buffer when the set fits one, as on MNIST. The batch gather runs
+/// once per shard, each filling the rows whose images it holds, so the
+/// batch is the same bytes however the set is held.
+pub struct DataShards {
+    /// (pixels packed four to a u32, first image, images).
+    pub parts: Vec<(GpuTensor, usize, usize)>,
+}
+
+impl DataShards {
+    /// Images a shard of `dim`-byte images holds on `ctx` with `cap`.
+    pub fn images_per_shard(ctx: &GpuContext, dim: usize, cap: Option<u64>) -> usize {
+        let l = &ctx.limits;
+        let bytes = (l.max_storage_buffer_binding_size).min(l.max_buffer_size).min(cap.unwrap_or(u64::MAX)) & !3;
+        ((bytes / dim.max(1) as u64) as usize).max(1)
+    }
+
+    /// Uploads `data`'s pixels.
+    pub fn upload(ctx: &GpuContext, data: &ImageSet, cap: Option<u64>) -> Result<Self> {
+        let (dim, per) = (data.dim(), Self::images_per_shard(ctx, data.dim(), cap));
+        let mut parts = Vec::new();
+        for first in (0..data.count).step_by(per) {
+            let count = per.min(data.count - first);
+            let bytes = &data.pixels[first * dim..(first + count) * dim];
+            let label = format!("dataset pixels (u8 x4), images {first}..{}", first + count);
+            let t = GpuTensor::from_u32(ctx, &[bytes.len().div_ceil(4)], &label, &gather::pack_pixels(bytes))?;
+            parts.push((t, first, count));
+        }
+        Ok(DataShards { parts })
+    }
+
+    pub fn shards(&self) -> impl Iterator<Item = gather::DataShard<'_>> {
+        self.parts.iter().map(|(pixels, first, count)| gather::DataShard { pixels, first: *first, count: *count })
+    }
+
+    pub fn bytes(&self) -> u64 {
+        self.parts.iter().map(|p| p.0.bytes()).sum()
+    }
+
+    /// "one GPU buffer" or "3 GPU buffers of up to 100,000 images".
+    pub fn describe(&self) -> String {
+        match self.parts.as_slice() {
+            [_] => "one GPU buffer".to_string(),
+            parts => format!("{} GPU buffers of up to {} images", parts.len(), parts.iter().map(|p| p.2).max().unwrap_or(0)),
+        }
+    }
 }

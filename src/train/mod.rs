@@ -44,7 +44,7 @@ mod state;
 mod warmup;
 
 pub use gan::{
-    fixed_latent, images_from_outputs, metrics_from, Gan, GanConfig, GridInputs, Sampler, FAKE_LABEL_STREAM,
+    fixed_latent, images_from_outputs, metrics_from, DataShards, Gan, GanConfig, GridInputs, Sampler, FAKE_LABEL_STREAM,
 };
 use outputs::{copy_epoch_grids, losses_csv, read_losses_csv, same_dir, write_epoch_outputs};
 pub use readback::StepReading;
@@ -199,8 +199,9 @@ pub fn train_with_hook(
     let identity = RunIdentity::of(cfg, data);
     let data_identity = DataIdentity::of(data, cfg.limit);
     let data = first_images(data, cfg.limit, cfg.gan.batch)?;
-    // Images the model cannot shape are refused before any work.
-    cfg.gan.architecture(data.shape())?;
+    // Images the model cannot shape, or networks past the device's
+    // buffers, are refused before any work.
+    cfg.gan.check_fits(ctx, data.shape())?;
     // The resumed state is read and checked before anything is written.
     let state = load_resumed_state(cfg, &identity, &data, report)?;
     // Held until the run returns: no other run writes this folder meanwhile.
@@ -294,6 +295,12 @@ fn report_setup(ctx: &GpuContext, session: &Session, data: &ImageSet, t0: Instan
     let total: u64 = mem.iter().map(|m| m.1).sum();
     let parts: Vec<String> = mem.iter().map(|(n, b)| format!("{n} {:.2}", *b as f64 / 1048576.0)).collect();
     report(TrainEvent::Note(format!("GPU memory (MiB): {}; total {:.2}", parts.join(", "), total as f64 / 1048576.0)));
+    report(TrainEvent::Note(format!(
+        "data held in {} ({:.2} MiB of pixels; largest storage binding {} MiB)",
+        gan.data_shards.describe(),
+        gan.data_shards.bytes() as f64 / 1048576.0,
+        ctx.limits.max_storage_buffer_binding_size >> 20
+    )));
     report(TrainEvent::Note(format!(
         "{} dispatches a step, graph built in {:.2} s",
         gan.dispatch_count(),

@@ -15,6 +15,19 @@ struct Params {
     dim: u32,
     row_offset: u32,
     perm_len: u32,
+    first_image: u32,
+    images: u32,
+    _pad: [u32; 2],
+}
+
+/// Images [first, first + count) of a data set, packed (`pack_pixels`)
+/// from their own first byte into one buffer: a data set larger than one
+/// storage binding is held as several.
+#[derive(Clone, Copy)]
+pub struct DataShard<'a> {
+    pub pixels: &'a GpuTensor,
+    pub first: usize,
+    pub count: usize,
 }
 
 /// Packs u8 pixels four to a u32, little-endian, as gather.wgsl reads them.
@@ -40,6 +53,21 @@ pub fn gather_batch(
     rows: usize,
     counters: &GpuTensor,
 ) -> Result<Dispatch> {
+    let whole = DataShard { pixels, first: 0, count: u32::MAX as usize };
+    gather_batch_shard(ctx, whole, perm, out, (row_offset, rows), counters)
+}
+
+/// `gather_batch` of the rows whose image lies in `shard`; the other rows
+/// are left as they are (one dispatch per shard fills them all).
+pub fn gather_batch_shard(
+    ctx: &GpuContext,
+    shard: DataShard,
+    perm: &GpuTensor,
+    out: &GpuTensor,
+    (row_offset, rows): (usize, usize),
+    counters: &GpuTensor,
+) -> Result<Dispatch> {
+    let pixels = shard.pixels;
     let [out_rows, dim] = out.dims2()?;
     if row_offset + rows > out_rows || perm.numel() < rows {
         return Err(GanError::shape(
@@ -58,7 +86,15 @@ pub fn gather_batch(
     let p = uniform(
         ctx,
         &out.label,
-        &Params { rows: rows as u32, dim: dim as u32, row_offset: row_offset as u32, perm_len: perm.numel() as u32 },
+        &Params {
+            rows: rows as u32,
+            dim: dim as u32,
+            row_offset: row_offset as u32,
+            perm_len: perm.numel() as u32,
+            first_image: shard.first as u32,
+            images: shard.count.min(u32::MAX as usize) as u32,
+            _pad: [0; 2],
+        },
     );
     Ok(Dispatch::new(
         ctx,
@@ -103,7 +139,15 @@ pub fn gather_labels(
     let p = uniform(
         ctx,
         &labels_out.label,
-        &Params { rows: rows as u32, dim: 1, row_offset: row_offset as u32, perm_len: perm.numel() as u32 },
+        &Params {
+            rows: rows as u32,
+            dim: 1,
+            row_offset: row_offset as u32,
+            perm_len: perm.numel() as u32,
+            first_image: 0,
+            images: u32::MAX,
+            _pad: [0; 2],
+        },
     );
     Ok(Dispatch::new(
         ctx,
