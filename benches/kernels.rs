@@ -71,6 +71,36 @@ fn benches(c: &mut Criterion) {
     });
     group.finish();
 
+    // The batch gather from one buffer, and from three shards (a dispatch
+    // each), at batch 128 on MNIST-shaped data.
+    let mut group = c.benchmark_group("gather");
+    group.sample_size(20);
+    let mut rg = rand::rngs::StdRng::seed_from_u64(2);
+    let pixels: Vec<u8> = (0..1200 * 784).map(|_| rg.random::<u8>()).collect();
+    let perm_host: Vec<u32> = (0..1200u32).map(|i| (i * 7) % 1200).collect();
+    let perm = GpuTensor::from_u32(&ctx, &[1200], "perm", &perm_host).expect("perm");
+    let counters = GpuTensor::from_u32(&ctx, &[4], "counters", &[0, 1, 0, 0]).expect("counters");
+    let out = GpuTensor::zeros(&ctx, &[128, 784], "batch");
+    let whole = GpuTensor::from_u32(&ctx, &[pixels.len() / 4], "pixels", &kernels::gather::pack_pixels(&pixels)).expect("pixels");
+    let one = kernels::gather::gather_batch(&ctx, &whole, &perm, &out, 0, 128, &counters).expect("gather");
+    group.bench_function("batch 128 from one buffer", |bch| bch.iter(|| submit(&ctx, &one)));
+    let parts: Vec<GpuTensor> = pixels
+        .chunks(400 * 784)
+        .map(|c| GpuTensor::from_u32(&ctx, &[c.len() / 4], "shard", &kernels::gather::pack_pixels(c)).expect("shard"))
+        .collect();
+    let three: Vec<kernels::Dispatch> = parts
+        .iter()
+        .enumerate()
+        .map(|(i, t)| {
+            let shard = kernels::gather::DataShard { pixels: t, first: i * 400, count: 400 };
+            kernels::gather::gather_batch_shard(&ctx, shard, &perm, &out, (0, 128), &counters).expect("gather")
+        })
+        .collect();
+    group.bench_function("batch 128 from three buffers", |bch| {
+        bch.iter(|| kernels::run(&ctx, &three.iter().collect::<Vec<_>>()).expect("gather"))
+    });
+    group.finish();
+
     let mut group = c.benchmark_group("train step");
     group.sample_size(10);
     let mut r = rand::rngs::StdRng::seed_from_u64(1);
@@ -84,21 +114,26 @@ fn benches(c: &mut Criterion) {
         class_names: Vec::new(),
         source: "random".into(),
     };
-    let cfg = GanConfig { batch: 128, seed: 1, ..GanConfig::default() };
     let gp = gan_wgpu::models::GanArchitecture::tutorial(100, 784).generator.init_params(&mut r);
     let dp = gan_wgpu::models::GanArchitecture::tutorial(100, 784).discriminator.init_params(&mut r);
-    let gan = Gan::new(&ctx, cfg, &data, &gp, &dp).expect("gan");
-    gan.start_epoch(&ctx, 0, 0, 0).expect("epoch");
-    group.bench_function("batch 128", |bch| {
-        bch.iter(|| {
-            // Stay inside the epoch's 8 batches.
-            gan.counters.write_u32(&ctx, &[0, 0, 0, 0]).expect("counters");
-            let mut enc = ctx.device.create_command_encoder(&Default::default());
-            gan.record_step(&mut enc);
-            ctx.queue.submit([enc.finish()]);
-            ctx.wait("step").expect("step");
-        })
-    });
+    // The data set in one buffer, and in three (as a set larger than the
+    // device's largest storage binding is held): the gather's extra
+    // dispatches are the whole difference.
+    for (name, shard_bytes) in [("batch 128", None), ("batch 128, data in 3 buffers", Some(400 * 784))] {
+        let cfg = GanConfig { batch: 128, seed: 1, data_shard_bytes: shard_bytes, ..GanConfig::default() };
+        let gan = Gan::new(&ctx, cfg, &data, &gp, &dp).expect("gan");
+        gan.start_epoch(&ctx, 0, 0, 0).expect("epoch");
+        group.bench_function(name, |bch| {
+            bch.iter(|| {
+                // Stay inside the epoch's 8 batches.
+                gan.counters.write_u32(&ctx, &[0, 0, 0, 0]).expect("counters");
+                let mut enc = ctx.device.create_command_encoder(&Default::default());
+                gan.record_step(&mut enc);
+                ctx.queue.submit([enc.finish()]);
+                ctx.wait("step").expect("step");
+            })
+        });
+    }
     group.finish();
 }
 

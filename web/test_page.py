@@ -20,7 +20,10 @@ fixed seed. Then it asserts:
     FID within 2%, the same classes covered, for cgan the conditional
     accuracy within 2 points.
 Each model of --models (gan, cgan, then dcgan at batch 16 for 6 steps)
-trains in its own page load, in one browser. Prints one JSON line of measurements per model. Needs: chromium, websocket-client.
+trains in its own page load, in one browser. Then (--own-images 1) the page
+trains on a generated folder of colour PNGs chosen through its file input:
+the first step's losses equal the CLI's on the same folder, the grid is in
+colour. Prints one JSON line of measurements per model. Needs: chromium, websocket-client.
 
     python3 web/test_page.py --adapter swiftshader --cli target/release/gan-wgpu
 """
@@ -30,6 +33,8 @@ import functools
 import http.server
 import json
 import math
+import struct
+import zlib
 import os
 import shutil
 import subprocess
@@ -160,12 +165,13 @@ def check_no_webgpu(cdp):
     print(json.dumps({"adapter": "none", "error": error}))
 
 
-def native_first_losses(cli, model, seed, batch, limit, tmp):
-    out = os.path.join(tmp, f"native-run-{model}")
+def native_first_losses(cli, model, seed, batch, limit, tmp, data=()):
+    out = os.path.join(tmp, f"native-run-{model}{'-own' if data else ''}")
     subprocess.run(
         [cli, "train", "--model", model, "--epochs", "1", "--limit", str(limit), "--batch-size", str(batch),
-         "--seed", str(seed), "--log-every", "1", "--eval-every", "0", "--stop-after-steps", "2", "--out", out],
-        check=True, stdout=subprocess.DEVNULL,
+         "--seed", str(seed), "--log-every", "1", "--eval-every", "0", "--stop-after-steps", "2", "--out", out,
+         *data],
+        check=True, stdout=subprocess.DEVNULL, env={**os.environ, "GAN_WGPU_CACHE_DIR": os.path.join(tmp, "cache")},
     )
     rows = open(os.path.join(out, "losses.csv")).read().splitlines()
     header = rows[0].split(",")
@@ -320,6 +326,59 @@ def check_model(cdp, a, model, first, tmp, server, downloads):
     }
 
 
+def png_rgb(path, w, h, rgb):
+    """An 8-bit RGB PNG, written chunk by chunk (no imaging library needed)."""
+    def chunk(kind, data):
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
+    rows = b"".join(b"\x00" + rgb[y * w * 3:(y + 1) * w * 3] for y in range(h))
+    with open(path, "wb") as f:
+        f.write(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", w, h, 8, 2, 0, 0, 0))
+                + chunk(b"IDAT", zlib.compress(rows)) + chunk(b"IEND", b""))
+
+
+def check_own_colour_images(cdp, a, tmp, server):
+    """The page trains on a chosen colour folder: 48 opaque 32x32 RGB PNGs
+    (two of them corrupt, skipped), decoded by the browser into the same
+    bytes the CLI reads, so the first step's losses equal `gan-wgpu train
+    --data DIR --image-size 32`'s; the live grid is in colour."""
+    folder = os.path.join(tmp, "colour")
+    os.makedirs(folder)
+    for n in range(48):
+        rgb = bytes(((x * (n % 7 + 1) + 40 * (n % 3)) % 256 if c == 0 else (y * 5 + n) % 256 if c == 1 else (x + y + 9 * n) % 256)
+                    for y in range(32) for x in range(32) for c in range(3))
+        png_rgb(os.path.join(folder, f"img{n:03d}.png"), 32, 32, rgb)
+    for bad in ("broken.png", "notes.txt"):
+        with open(os.path.join(folder, bad), "wb") as f:
+            f.write(b"not an image")
+    steps, batch = 6, 16
+    url = (f"http://127.0.0.1:{server.server_address[1]}/index.html?steps={steps}&seed={a.seed}&batch={batch}"
+           f"&model=gan&quality_every=0")
+    cdp.call("Page.navigate", url=url)
+    wait_for(cdp, lambda s: s.get("settings") is not None, "the page to open its engine", 300)
+    doc = cdp.call("DOM.getDocument")
+    node = cdp.call("DOM.querySelector", nodeId=doc["root"]["nodeId"], selector="#image-files")
+    files = sorted(os.path.join(folder, f) for f in os.listdir(folder))
+    cdp.call("DOM.setFileInputFiles", files=files, nodeId=node["nodeId"])
+    status = wait_for(cdp, lambda s: (s.get("data") or {}).get("count") == 48, "decoding the chosen images", 300)
+    d = status["data"]
+    check(d["channels"] == 3 and d["size"] == 32 and sorted(d["skipped"]) == ["broken.png", "notes.txt"],
+          f"the page decoded {d}")
+    cdp.eval("document.getElementById('start').click()")
+    status = wait_for(cdp, lambda s: s.get("done") and s.get("steps") == steps, f"{steps} steps on the chosen images", a.timeout)
+    native = native_first_losses(a.cli, "gan", a.seed, batch, 48, tmp, ("--data", folder, "--image-size", "32"))
+    dd, dg = abs(status["first_loss_d"] - native[0]), abs(status["first_loss_g"] - native[1])
+    check(dd <= 1e-4 and dg <= 1e-4,
+          f"first-step losses on the chosen images: page {status['first_loss_d']}, {status['first_loss_g']}; CLI {native}")
+    coloured = cdp.eval(
+        "(() => { const c = document.getElementById('grid');"
+        " const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;"
+        " let n = 0; for (let i = 0; i < d.length; i += 4) if (d[i] !== d[i + 1] || d[i + 1] !== d[i + 2]) n++; return n; })()"
+    )
+    check(coloured > 1000, f"the live grid has {coloured} coloured pixels: not in colour")
+    return {"own_images": folder, "count": d["count"], "channels": d["channels"], "first_loss_d": status["first_loss_d"],
+            "native_first_loss_d": native[0], "coloured_grid_pixels": coloured}
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--adapter", choices=sorted(ADAPTER_FLAGS), required=True)
@@ -333,6 +392,7 @@ def main():
     ap.add_argument("--limit", type=int, default=640)
     ap.add_argument("--timeout", type=int, default=900, help="seconds for the page's training")
     ap.add_argument("--screenshot", help="save a PNG of the page after training (the first model)")
+    ap.add_argument("--own-images", type=int, default=1, help="1: also train on a generated colour folder chosen in the page")
     ap.add_argument("--window", default="1366,768", help="browser window size, W,H (the layout's target screen)")
     a = ap.parse_args()
 
@@ -357,6 +417,8 @@ def main():
             return
         for i, model in enumerate(a.models.split(",")):
             print(json.dumps(check_model(cdp, a, model, i == 0, tmp, server, downloads)))
+        if a.own_images:
+            print(json.dumps(check_own_colour_images(cdp, a, tmp, server)))
     finally:
         if proc is not None:
             proc.kill()

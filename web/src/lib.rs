@@ -132,7 +132,41 @@ impl Engine {
         let labels_name = labels_name.unwrap_or_else(|| "labels".into());
         let labels = labels.as_deref().map(|l| (l, Path::new(&labels_name)));
         let set = data::images_from_bytes(bytes, Path::new(name), labels).map_err(js_err)?;
-        let desc = format!("{} images {}x{} from {name}", set.count, set.height, set.width);
+        let desc = format!("{} images {} from {name}", set.count, set.shape().describe());
+        *self.inner.data.try_borrow_mut().map_err(|_| busy())? = Some(set);
+        Ok(desc)
+    }
+
+    /// Takes images the page decoded itself (a chosen folder or files:
+    /// `count` images of `height` x `width` x `channels` bytes, HWC, as the
+    /// CLI's image folders hold them), with their labels and class names
+    /// (a JSON array; empty for an unlabelled set), as the training set.
+    /// Returns a one-line description.
+    #[allow(clippy::too_many_arguments)] // the set's fields, as JavaScript passes them
+    pub fn load_pixels(
+        &self,
+        pixels: Vec<u8>,
+        count: usize,
+        height: usize,
+        width: usize,
+        channels: usize,
+        labels: Option<Vec<u8>>,
+        class_names: String,
+        name: String,
+    ) -> Result<String, JsValue> {
+        let class_names: Vec<String> = serde_json::from_str(&class_names).map_err(|e| js_err(format!("class names: {e}")))?;
+        let set = data::ImageSet { count, height, width, channels, pixels, labels, class_names, source: name.clone() };
+        if count == 0 || set.pixels.len() != count * set.dim() || ![1, 3].contains(&channels) {
+            return Err(js_err(format!(
+                "{name}: {} bytes for {count} images of {}",
+                set.pixels.len(),
+                set.shape().describe()
+            )));
+        }
+        if set.labels.as_ref().is_some_and(|l| l.len() != count) {
+            return Err(js_err(format!("{name}: labels for {} images, {count} images", set.labels.as_ref().map_or(0, Vec::len))));
+        }
+        let desc = format!("{} images {} from {name}", set.count, set.shape().describe());
         *self.inner.data.try_borrow_mut().map_err(|_| busy())? = Some(set);
         Ok(desc)
     }
@@ -142,7 +176,7 @@ impl Engine {
     /// steps of one epoch.
     pub fn new_session(&self, model: &str, batch: usize, lr: f32, seed: u32, limit: usize) -> Result<usize, JsValue> {
         let model: WhichModel = model.parse().map_err(js_err)?;
-        let cfg = GanConfig {
+        let mut cfg = GanConfig {
             batch,
             latent: LATENT,
             seed: seed as u64,
@@ -156,6 +190,8 @@ impl Engine {
         cfg.validate().map_err(js_err)?;
         let data = self.inner.data.try_borrow().map_err(|_| busy())?;
         let data = data.as_ref().ok_or_else(|| js_err("no training images loaded"))?;
+        // A conditional model draws the data's classes, as the CLI's does.
+        cfg.classes = data.class_names().len().max(1);
         let limit = (limit > 0).then_some(limit);
         // Checkpoints record the whole set and the limit, as the CLI's do.
         let identity = data::DataIdentity::of(data, limit);
@@ -170,11 +206,11 @@ impl Engine {
         Ok(steps)
     }
 
-    /// [height, width] of the training images.
+    /// [height, width, channels] of the training images.
     pub fn image_shape(&self) -> Result<Vec<u32>, JsValue> {
         let data = self.inner.data.try_borrow().map_err(|_| busy())?;
         let d = data.as_ref().ok_or_else(|| js_err("no training images loaded"))?;
-        Ok(vec![d.height as u32, d.width as u32])
+        Ok(vec![d.height as u32, d.width as u32, d.channels as u32])
     }
 
     /// Runs up to `n` steps (never past the epoch's end); resolves to a JSON
@@ -315,7 +351,7 @@ impl Engine {
             let session = inner.session.try_borrow().map_err(|_| busy())?;
             let g = &session.as_ref().ok_or_else(|| js_err("no training run"))?.gan.g;
             let image = g.spec.output_dim();
-            if image != scorer.classifier.height * scorer.classifier.width {
+            if image != scorer.classifier.shape().dim() {
                 return Err(js_err(format!(
                     "the generator makes images of {image} pixels, the classifier takes {}x{}",
                     scorer.classifier.height, scorer.classifier.width
@@ -335,11 +371,11 @@ impl Engine {
         })
     }
 
-    /// [height, width] of the loaded generator's images.
+    /// [height, width, channels] of the loaded generator's images.
     pub fn loaded_shape(&self) -> Result<Vec<u32>, JsValue> {
         let g = self.inner.generator.try_borrow().map_err(|_| busy())?;
         let g = g.as_ref().ok_or_else(|| js_err("no generator file loaded"))?;
-        Ok(vec![g.height as u32, g.width as u32])
+        Ok(vec![g.height as u32, g.width as u32, g.channels as u32])
     }
 
     /// Every kernel family against its CPU reference on this adapter;

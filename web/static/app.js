@@ -9,6 +9,32 @@
 import init, { open_engine, defaults } from './gan_wgpu_web.js';
 import { $, query, state, page, publish, oneLine, fail, serial, clearError } from './state.js';
 import { drawGrid, download, reset, updateDrawButtons, startOrPause, runSelfTest, sample } from './training.js';
+import { decodeImages } from './folder.js';
+
+// Decodes the chosen (or dropped) image files in the browser, hands them
+// to the engine as the training set, and starts a fresh run on them. The
+// live quality's classifier knows MNIST only: it is off on other data.
+async function useImages(files, name) {
+  if (!files.length) return;
+  clearError();
+  state.running = false;
+  const size = Number($('image-size').value);
+  const d = await decodeImages(files, size, async (done, total) => {
+    $('data-line').textContent = `decoding ${done} of ${total} images...`;
+    await new Promise((r) => setTimeout(r, 0));
+  });
+  if (!d.count) throw new Error(`${name}: none of its ${files.length} files is an image the browser can decode`);
+  const desc = page.engine.load_pixels(d.pixels, d.count, size, size, d.channels, d.labels || undefined, JSON.stringify(d.classes), name);
+  const skipped = d.skipped.length ? `; skipped ${d.skipped.length} that are not images: ${d.skipped.slice(0, 3).join(', ')}` : '';
+  $('data-line').textContent = `${desc}${d.classes.length ? `, ${d.classes.length} classes` : ''}${skipped}`;
+  state.data = { name, count: d.count, size, channels: d.channels, classes: d.classes, skipped: d.skipped };
+  state.scorer = null;
+  state.quality_off = 'the live quality\'s classifier scores MNIST digits only';
+  $('quality-line').textContent = `Live quality is off: ${state.quality_off}`;
+  reset();
+  await drawGrid();
+  publish();
+}
 
 async function main() {
   for (const id of ['batch', 'lr', 'seed', 'limit']) {
@@ -110,6 +136,13 @@ async function main() {
   $('sample-live').onclick = () => serial(() => sample(false));
   for (let k = 0; k < 10; k++) $(`draw-${k}`).onclick = () => serial(() => sample(page.loadedClasses != null, k));
   $('selftest-run').onclick = () => serial(runSelfTest);
+  $('image-folder').onchange = () => serial(() => useImages($('image-folder').files, 'the chosen folder'));
+  $('image-files').onchange = () => serial(() => useImages($('image-files').files, 'the chosen files'));
+  document.addEventListener('dragover', (e) => e.preventDefault());
+  document.addEventListener('drop', (e) => {
+    e.preventDefault();
+    serial(() => useImages(e.dataTransfer.files, 'the dropped files'));
+  });
   await drawGrid();
   publish();
   if (query.get('selftest') === '1') await runSelfTest();

@@ -2,7 +2,8 @@
 
 import { $, state, history } from './state.js';
 
-export function drawImages(canvas, pixels, count, height, width, columns) {
+// `count` images of height x width x channels (1 grey, 3 RGB; HWC bytes).
+export function drawImages(canvas, pixels, count, height, width, columns, channels = 1) {
   const cols = columns || Math.ceil(Math.sqrt(count));
   const rows = Math.ceil(count / cols);
   const pad = 2;
@@ -13,9 +14,9 @@ export function drawImages(canvas, pixels, count, height, width, columns) {
     const oy = pad + Math.floor(n / cols) * (height + pad);
     for (let y = 0; y < height; y++) {
       for (let x = 0; x < width; x++) {
-        const v = pixels[n * height * width + y * width + x];
+        const i = (n * height * width + y * width + x) * channels;
         const o = ((oy + y) * img.width + ox + x) * 4;
-        img.data[o] = img.data[o + 1] = img.data[o + 2] = v;
+        for (let k = 0; k < 3; k++) img.data[o + k] = pixels[i + (channels === 3 ? k : 0)];
         img.data[o + 3] = 255;
       }
     }

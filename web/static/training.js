@@ -38,10 +38,10 @@ async function scoreQuality() {
 }
 
 async function drawGrid() {
-  const [h, w] = page.engine.image_shape();
+  const [h, w, c] = page.engine.image_shape();
   const [count, cols] = page.engine.grid_shape();
   const pixels = await page.engine.grid();
-  drawImages($('grid'), pixels, count, h, w, cols);
+  drawImages($('grid'), pixels, count, h, w, cols, c);
   state.grid_steps = state.steps;
 }
 
@@ -184,8 +184,8 @@ async function sample(fromLoaded, cls = -1) {
   const conditional = fromLoaded ? page.loadedClasses != null : state.settings.model === 'cgan';
   const count = conditional && cls < 0 ? 2 * page.defaults.classes : page.defaults.grid_samples;
   const pixels = await page.engine.sample(seed, count, fromLoaded, cls);
-  const [h, w] = fromLoaded ? page.engine.loaded_shape() : page.engine.image_shape();
-  drawImages($('samples'), pixels, count, h, w, conditional && cls < 0 ? page.defaults.classes : 0);
+  const [h, w, c] = fromLoaded ? page.engine.loaded_shape() : page.engine.image_shape();
+  drawImages($('samples'), pixels, count, h, w, conditional && cls < 0 ? page.defaults.classes : 0, c);
   // The pixels, for the browser test's comparison with `gan-wgpu sample`.
   window.ganLastSample = btoa(String.fromCharCode(...pixels));
   state.sample = { seed, count, from: fromLoaded ? 'file' : 'training', class: cls, height: h, width: w };
