@@ -37,36 +37,7 @@ pub(super) fn sample(a: SampleArgs, settings: &Settings) -> gan_wgpu::Result<()>
         }
         None => (a.count, evaluate::sample_latents(a.count, g.latent, a.seed)),
     };
-    // A conditional generator: the classes of each row (every row has the
-    // same codes); an unconditional one takes no class.
-    let rows: Option<Vec<u32>> = match (g.net.spec.embedding.as_ref(), a.class, a.classes) {
-        (None, None, None) => None,
-        (None, ..) => {
-            let flag = if a.class.is_some() { "--class" } else { "--classes" };
-            return Err(GanError::Flag {
-                flag,
-                why: format!(
-                    "{} is an unconditional generator (no label embedding): train with --model cgan to choose classes",
-                    a.checkpoint.display()
-                ),
-            });
-        }
-        (Some(e), class, classes) => {
-            let rows = match (class, classes) {
-                (Some(k), _) => vec![k],
-                (None, Some(ks)) => ks,
-                (None, None) => (0..e.classes as u32).collect(),
-            };
-            if let Some(k) = rows.iter().find(|&&k| k as usize >= e.classes) {
-                let flag = if a.class.is_some() { "--class" } else { "--classes" };
-                return Err(GanError::Flag {
-                    flag,
-                    why: format!("{k} is not a class of this generator (0..{})", e.classes - 1),
-                });
-            }
-            Some(rows)
-        }
-    };
+    let rows = class_rows(&a, &g.net.spec)?;
     let (z, labels, cols) = match &rows {
         None => (z, None, None),
         Some(rows) => {
@@ -118,4 +89,38 @@ pub(super) fn trained_on(data: Option<&data::DataIdentity>) -> String {
         Some(d) => format!("trained on: {}", d.describe()),
         None => "trained on: not recorded (a checkpoint from before data identities were recorded)".to_string(),
     }
+}
+
+/// The classes of each row of a conditional generator's samples (`--class`,
+/// `--classes`, else every class; every row has the same codes); None for
+/// an unconditional one, which takes no class.
+fn class_rows(a: &SampleArgs, spec: &gan_wgpu::nn::spec::NetSpec) -> gan_wgpu::Result<Option<Vec<u32>>> {
+    Ok(match (spec.embedding.as_ref(), a.class, a.classes.clone()) {
+        (None, None, None) => None,
+        (None, ..) => {
+            let flag = if a.class.is_some() { "--class" } else { "--classes" };
+            return Err(GanError::Flag {
+                flag,
+                why: format!(
+                    "{} is an unconditional generator (no label embedding): train with --model cgan to choose classes",
+                    a.checkpoint.display()
+                ),
+            });
+        }
+        (Some(e), class, classes) => {
+            let rows = match (class, classes) {
+                (Some(k), _) => vec![k],
+                (None, Some(ks)) => ks,
+                (None, None) => (0..e.classes as u32).collect(),
+            };
+            if let Some(k) = rows.iter().find(|&&k| k as usize >= e.classes) {
+                let flag = if a.class.is_some() { "--class" } else { "--classes" };
+                return Err(GanError::Flag {
+                    flag,
+                    why: format!("{k} is not a class of this generator (0..{})", e.classes - 1),
+                });
+            }
+            Some(rows)
+        }
+    })
 }

@@ -100,6 +100,17 @@ pub fn cache_key(set: &ImageSet, test: &ImageSet, cfg: &ClassifierConfig) -> u64
     crate::engine::autotune::stable_hash(key.as_bytes())
 }
 
+/// Records the classifier's step in one pass and submits it.
+fn submit_step(ctx: &GpuContext, step: &[Dispatch]) {
+    let mut enc = ctx.device.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("classifier") });
+    {
+        let mut pass =
+            enc.begin_compute_pass(&wgpu::ComputePassDescriptor { label: Some("classifier step"), timestamp_writes: None });
+        kernels::record_all(&mut pass, step);
+    }
+    ctx.queue.submit([enc.finish()]);
+}
+
 /// Trains a classifier on `train` and measures it on `test`, reporting
 /// progress every few dozen steps.
 pub fn train(
@@ -153,16 +164,7 @@ pub fn train(
         counters.write_u32(ctx, &[done, 0, 0, 0])?;
         net.adam.set_config(ctx, AdamConfig { lr: cfg.lr * cfg.lr_decay.powi(epoch as i32), ..adam });
         for s in 0..steps {
-            let mut enc =
-                ctx.device.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("classifier") });
-            {
-                let mut pass = enc.begin_compute_pass(&wgpu::ComputePassDescriptor {
-                    label: Some("classifier step"),
-                    timestamp_writes: None,
-                });
-                kernels::record_all(&mut pass, &step);
-            }
-            ctx.queue.submit([enc.finish()]);
+            submit_step(ctx, &step);
             done += 1;
             if (s + 1) % 50 == 0 || s + 1 == steps {
                 let m = metrics.read_f32(ctx)?;
