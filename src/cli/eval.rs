@@ -249,6 +249,13 @@ pub(super) fn eval(a: EvalArgs, settings: &Settings) -> gan_wgpu::Result<()> {
     }
     let ev = evaluate::Evaluator::new(&ctx, c, reference)?;
     println!("reference: {}", splits.describe());
+    if !train_set.class_names.is_empty() {
+        println!(
+            "the classifier is this data set's own ({} classes: {}): its scores compare generators of this data only",
+            train_set.class_names.len(),
+            train_set.class_names.join(", ")
+        );
+    }
     println!(
         "FID here is the Frechet distance in this classifier's {}-d penultimate features (not Inception's: not comparable with published FIDs)",
         classifier::FEATURE_DIM

@@ -83,9 +83,13 @@ pub struct Progress {
 /// The number of classes of a labelled set (largest label + 1).
 pub fn classes_of(set: &ImageSet) -> Result<usize> {
     let labels = set.labels.as_ref().ok_or_else(|| {
-        GanError::data(&set.source, "has no labels (train-labels-idx1-ubyte): the classifier needs them")
+        GanError::data(
+            &set.source,
+            "has no labels (train-labels-idx1-ubyte beside IDX images, sub-folders as classes in an image folder): \
+             FID and classes covered are measured in a classifier trained on the data's classes, so unlabelled data cannot be scored",
+        )
     })?;
-    let classes = labels.iter().copied().max().map_or(0, |m| m as usize + 1);
+    let classes = (labels.iter().copied().max().map_or(0, |m| m as usize + 1)).max(set.class_names.len());
     if classes < 2 {
         return Err(GanError::data(&set.source, format!("labels name {classes} class(es), at least 2 are needed")));
     }
