@@ -322,3 +322,49 @@ fn data_in_several_buffers_trains_bit_for_bit_like_one_buffer() {
     let f = "checkpoints/generator_1.safetensors";
     assert_eq!(tensors(&dir.path().join("one").join(f)), tensors(&dir.path().join("six").join(f)));
 }
+
+/// `eval` on a class folder trains its classifier on the folder (images
+/// held out as the reference) and says the scores are relative to it;
+/// `sample --idx`'s colour IDX scores as `--samples`; an unlabelled folder
+/// cannot be scored, said in one line.
+#[test]
+fn eval_scores_on_a_class_folder_and_refuses_an_unlabelled_one() {
+    if common::ctx().is_none() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("colours");
+    let flat = dir.path().join("flat");
+    std::fs::create_dir_all(&flat).unwrap();
+    let mut r = common::rng(9);
+    for (k, (name, rgb)) in [("blue", [20u8, 40, 220]), ("green", [30, 200, 40]), ("red", [210, 30, 30])].iter().enumerate() {
+        std::fs::create_dir_all(data.join(name)).unwrap();
+        for i in 0..64 {
+            let img = image::RgbImage::from_fn(8, 8, |_, _| {
+                image::Rgb(rgb.map(|c| c.saturating_add(rand::Rng::random::<u8>(&mut r) % 30)))
+            });
+            img.save(data.join(name).join(format!("{i:02}.png"))).unwrap();
+            img.save(flat.join(format!("{k}_{i:02}.png"))).unwrap();
+        }
+    }
+    let cache = dir.path().join("cache");
+    let out = dir.path().join("run");
+    ok(&train_small(&cache, &data, &out, &["--model", "cgan", "--batch-size", "32"]));
+    let g = out.join("checkpoints/generator_0.safetensors");
+    let eval = |data: &Path, extra: &[&str]| {
+        gan(&cache).args(["eval", "--count", "300", "--data"]).arg(data).args(extra).output().unwrap()
+    };
+    let said = ok(&eval(&data, &["--checkpoint", g.to_str().unwrap()]));
+    for needle in ["FID", "held out", "the classifier is this data set's own (3 classes: blue, green, red)"] {
+        assert!(said.contains(needle), "missing '{needle}' in:\n{said}");
+    }
+    let idx = dir.path().join("s.idx");
+    ok(&gan(&cache).args(["sample", "--count", "40", "--checkpoint"]).arg(&g).arg("--idx").arg(&idx).output().unwrap());
+    let said = ok(&eval(&data, &["--samples", idx.to_str().unwrap(), "--image-size", "8"]));
+    assert!(said.contains("samples") && said.contains("FID"), "{said}");
+    let refused = eval(&flat, &["--checkpoint", g.to_str().unwrap()]);
+    let err = text(&refused.stderr);
+    assert_eq!(refused.status.code(), Some(1), "{err}");
+    assert_eq!(err.trim().lines().filter(|l| !l.starts_with("warning")).count(), 1, "{err}");
+    assert!(err.contains("unlabelled data cannot be scored"), "{err}");
+}

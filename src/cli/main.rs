@@ -28,7 +28,7 @@ use std::sync::Arc;
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 #[derive(Parser)]
-#[command(name = "gan-wgpu", version, about = "Train a GAN on MNIST entirely on the GPU (WebGPU compute shaders)")]
+#[command(name = "gan-wgpu", version, about = "Train a GAN on MNIST or your own pictures entirely on the GPU (WebGPU compute shaders)")]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -95,10 +95,10 @@ struct TrainArgs {
     /// Seed of the initial weights, the shuffles and the latent codes.
     #[arg(long, value_name = "S", default_value_t = defaults::SEED)]
     seed: u64,
-    /// The networks: gan (the tutorial's), cgan (the same, conditioned on the class label; needs labelled data) or dcgan (convolutional; square images, side a multiple of 4).
+    /// The networks: gan (the tutorial's), cgan (the same, conditioned on the class label; needs labelled data) or dcgan (convolutional, PyTorch's examples/dcgan; images of 28x28, 32x32 or 64x64).
     #[arg(long, value_name = "MODEL", default_value_t = WhichModel::default())]
     model: WhichModel,
-    /// dcgan's base channel count W: G 2W, W, 1 channels; D W, 2W, 1.
+    /// dcgan's base channel count W (ngf = ndf): 28x28 G 2W, W; 32x32 G 4W, 2W, W; 64x64 G 8W, 4W, 2W, W (D the mirror).
     #[arg(long, value_name = "W", default_value_t = defaults::DCGAN_WIDTH)]
     width: usize,
     /// The loss: bce (the tutorial's, on D's sigmoid) or hinge (on D's raw score: D minimises E[relu(1 - D(x))] + E[relu(1 + D(G(z)))], G minimises -E[D(G(z))]).

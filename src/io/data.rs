@@ -182,6 +182,13 @@ impl DataIdentity {
 
 /// Parses an IDX file held in memory (raw or gzipped); returns (dims, data).
 pub fn parse_idx(bytes: &[u8], path: &Path, want_dims: usize) -> Result<(Vec<u32>, Vec<u8>)> {
+    parse_idx_of(bytes, path, &[want_dims])
+}
+
+/// `parse_idx` taking any of `allowed` numbers of dimensions (images: 3,
+/// or 4 for colour (n, h, w, c), as `sample --idx` writes them).
+pub fn parse_idx_of(bytes: &[u8], path: &Path, allowed: &[usize]) -> Result<(Vec<u32>, Vec<u8>)> {
+    let want_dims = allowed[0];
     let err = |why: String| GanError::data(path, why);
     if bytes.is_empty() {
         return Err(err("empty file".into()));
@@ -214,7 +221,7 @@ pub fn parse_idx(bytes: &[u8], path: &Path, want_dims: usize) -> Result<(Vec<u32
         return Err(err(format!("IDX data type 0x{:02x}, only unsigned bytes (0x08) are supported", head[2])));
     }
     let ndims = head[3] as usize;
-    if ndims != want_dims {
+    if ndims != want_dims && !allowed.contains(&ndims) {
         return Err(err(format!(
             "IDX file has {ndims} dimensions, expected {want_dims} ({})",
             if want_dims == 3 { "images: count, rows, cols" } else { "labels: count" }
@@ -229,7 +236,7 @@ pub fn parse_idx(bytes: &[u8], path: &Path, want_dims: usize) -> Result<(Vec<u32
         dims.push(u32::from_be_bytes(d));
     }
     let total: u64 = dims.iter().map(|&d| d as u64).product();
-    if ndims == 3 && (dims[1] == 0 || dims[2] == 0 || dims[1] > MAX_SIDE || dims[2] > MAX_SIDE) {
+    if ndims >= 3 && (dims[1] == 0 || dims[2] == 0 || dims[1] > MAX_SIDE || dims[2] > MAX_SIDE) {
         return Err(err(format!(
             "absurd image size {}x{} in the header (at most {MAX_SIDE} a side)",
             dims[1], dims[2]
@@ -298,7 +305,11 @@ pub fn read_images(images: &Path, labels: Option<&Path>) -> Result<ImageSet> {
 }
 
 pub fn images_from_bytes(bytes: &[u8], path: &Path, labels: Option<(&[u8], &Path)>) -> Result<ImageSet> {
-    let (dims, pixels) = parse_idx(bytes, path, 3)?;
+    let (dims, pixels) = parse_idx_of(bytes, path, &[3, 4])?;
+    let channels = dims.get(3).map_or(1, |&c| c as usize);
+    if ![1, 3].contains(&channels) {
+        return Err(GanError::data(path, format!("IDX images of {channels} channels: 1 (grey) or 3 (RGB) are read")));
+    }
     let labels = match labels {
         None => None,
         Some((lb, lpath)) => {
@@ -316,7 +327,7 @@ pub fn images_from_bytes(bytes: &[u8], path: &Path, labels: Option<(&[u8], &Path
         count: dims[0] as usize,
         height: dims[1] as usize,
         width: dims[2] as usize,
-        channels: 1,
+        channels,
         pixels,
         labels,
         class_names: Vec::new(),
