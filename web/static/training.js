@@ -182,10 +182,12 @@ async function runSelfTest() {
 async function sample(fromLoaded, cls = -1) {
   const seed = Number($('sample-seed').value) || page.defaults.seed;
   const conditional = fromLoaded ? page.loadedClasses != null : state.settings.model === 'cgan';
-  const count = conditional && cls < 0 ? 2 * page.defaults.classes : page.defaults.grid_samples;
+  // The generator's classes: the loaded file's, or the data's in training.
+  const classes = (fromLoaded ? page.loadedClasses : state.data && state.data.classes.length) || page.defaults.classes;
+  const count = conditional && cls < 0 ? 2 * classes : page.defaults.grid_samples;
   const pixels = await page.engine.sample(seed, count, fromLoaded, cls);
   const [h, w, c] = fromLoaded ? page.engine.loaded_shape() : page.engine.image_shape();
-  drawImages($('samples'), pixels, count, h, w, conditional && cls < 0 ? page.defaults.classes : 0, c);
+  drawImages($('samples'), pixels, count, h, w, conditional && cls < 0 ? classes : 0, c);
   // The pixels, for the browser test's comparison with `gan-wgpu sample`.
   window.ganLastSample = btoa(String.fromCharCode(...pixels));
   state.sample = { seed, count, from: fromLoaded ? 'file' : 'training', class: cls, height: h, width: w };
