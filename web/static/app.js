@@ -9,7 +9,7 @@
 import init, { open_engine, defaults } from './gan_wgpu_web.js';
 import { $, query, state, page, publish, oneLine, fail, serial, clearError } from './state.js';
 import { drawGrid, download, reset, updateDrawButtons, startOrPause, runSelfTest, sample } from './training.js';
-import { decodeImages } from './folder.js';
+import { decodeImages, droppedFiles } from './folder.js';
 
 // Decodes the chosen (or dropped) image files in the browser, hands them
 // to the engine as the training set, and starts a fresh run on them. The
@@ -141,7 +141,9 @@ async function main() {
   document.addEventListener('dragover', (e) => e.preventDefault());
   document.addEventListener('drop', (e) => {
     e.preventDefault();
-    serial(() => useImages(e.dataTransfer.files, 'the dropped files'));
+    // The entries must be read before the event returns.
+    const files = droppedFiles(e.dataTransfer);
+    serial(async () => useImages(await files, 'the dropped images'));
   });
   await drawGrid();
   publish();

@@ -5,11 +5,39 @@
 // centre size x size cropped; 3 channels if any image has colour, else 1.
 // Files the browser cannot decode are skipped and counted.
 
+// A file's path under the chosen or dropped folder ("root/cat/a.png"):
+// the browser's for a chosen folder, ours (`droppedFiles`) for a dropped one.
+const pathOf = (file) => file.galleryPath || file.webkitRelativePath || file.name;
+
 // The class folder of a file chosen with its folder ("root/cat/a.png":
 // "cat"); null for a file directly in the chosen folder, or chosen alone.
 function classOf(file) {
-  const parts = (file.webkitRelativePath || '').split('/');
+  const parts = pathOf(file).split('/');
   return parts.length >= 3 ? parts[1] : null;
+}
+
+// The files of a drop: dropped folders are walked (their paths kept for
+// the classes), dropped files taken as they are.
+export async function droppedFiles(dataTransfer) {
+  const entries = [...dataTransfer.items].map((i) => i.webkitGetAsEntry && i.webkitGetAsEntry()).filter((e) => e);
+  if (!entries.length) return [...dataTransfer.files];
+  const files = [];
+  const walk = async (entry, path) => {
+    if (entry.isFile) {
+      const f = await new Promise((ok, fail) => entry.file(ok, fail));
+      f.galleryPath = path + entry.name;
+      files.push(f);
+    } else if (entry.isDirectory) {
+      const reader = entry.createReader();
+      for (;;) {
+        const batch = await new Promise((ok, fail) => reader.readEntries(ok, fail));
+        if (!batch.length) break;
+        for (const e of batch) await walk(e, `${path}${entry.name}/`);
+      }
+    }
+  };
+  for (const e of entries) await walk(e, '');
+  return files;
 }
 
 // RGBA bytes of one image on white, resized and centre-cropped to size x size.
@@ -33,7 +61,7 @@ async function decodeOne(file, size, canvas) {
 export async function decodeImages(files, size, progress) {
   const sorted = [...files]
     .filter((f) => !f.name.startsWith('.'))
-    .sort((a, b) => ((a.webkitRelativePath || a.name) < (b.webkitRelativePath || b.name) ? -1 : 1));
+    .sort((a, b) => (pathOf(a) < pathOf(b) ? -1 : 1));
   const classes = [...new Set(sorted.map(classOf).filter((c) => c != null))].sort();
   const canvas = new OffscreenCanvas(size, size);
   const decoded = [], skipped = [];
