@@ -337,10 +337,11 @@ def png_rgb(path, w, h, rgb):
 
 
 def check_own_colour_images(cdp, a, tmp, server):
-    """The page trains on a chosen colour folder: 48 opaque 32x32 RGB PNGs
-    (two of them corrupt, skipped), decoded by the browser into the same
-    bytes the CLI reads, so the first step's losses equal `gan-wgpu train
-    --data DIR --image-size 32`'s; the live grid is in colour."""
+    """The page trains on a chosen colour folder with the hinge loss chosen:
+    48 opaque 32x32 RGB PNGs (and two files that are no images, skipped),
+    decoded by the browser into the same bytes the CLI reads, so the first
+    step's losses equal `gan-wgpu train --data DIR --image-size 32 --loss
+    hinge`'s; the live grid is in colour."""
     folder = os.path.join(tmp, "colour")
     os.makedirs(folder)
     for n in range(48):
@@ -352,7 +353,7 @@ def check_own_colour_images(cdp, a, tmp, server):
             f.write(b"not an image")
     steps, batch = 6, 16
     url = (f"http://127.0.0.1:{server.server_address[1]}/index.html?steps={steps}&seed={a.seed}&batch={batch}"
-           f"&model=gan&quality_every=0")
+           f"&model=gan&loss=hinge&quality_every=0")
     cdp.call("Page.navigate", url=url)
     wait_for(cdp, lambda s: s.get("settings") is not None, "the page to open its engine", 300)
     doc = cdp.call("DOM.getDocument")
@@ -365,7 +366,9 @@ def check_own_colour_images(cdp, a, tmp, server):
           f"the page decoded {d}")
     cdp.eval("document.getElementById('start').click()")
     status = wait_for(cdp, lambda s: s.get("done") and s.get("steps") == steps, f"{steps} steps on the chosen images", a.timeout)
-    native = native_first_losses(a.cli, "gan", a.seed, batch, 48, tmp, ("--data", folder, "--image-size", "32"))
+    check((status.get("settings") or {}).get("loss") == "hinge", f"the page trained with {status.get('settings')}")
+    native = native_first_losses(a.cli, "gan", a.seed, batch, 48, tmp,
+                                 ("--data", folder, "--image-size", "32", "--loss", "hinge"))
     dd, dg = abs(status["first_loss_d"] - native[0]), abs(status["first_loss_g"] - native[1])
     check(dd <= 1e-4 and dg <= 1e-4,
           f"first-step losses on the chosen images: page {status['first_loss_d']}, {status['first_loss_g']}; CLI {native}")

@@ -142,7 +142,7 @@ pub fn matmul_shapes(batch: usize) -> Vec<(usize, usize, usize, matmul::Form, St
 }
 
 /// The defaults a page needs, as a JSON object: batch, lr, beta1, beta2,
-/// seed, latent, grid_samples, epochs, model, models, classes, quality_count,
+/// seed, latent, grid_samples, epochs, model, models, loss, losses, classes, quality_count,
 /// quality_every, quality_classifier.
 pub fn defaults_json() -> String {
     // An f32 widened to f64 prints its binary expansion (0.00019999999...);
@@ -159,6 +159,8 @@ pub fn defaults_json() -> String {
         "epochs": defaults::EPOCHS,
         "model": WhichModel::default().name(),
         "models": WhichModel::ALL.map(WhichModel::name),
+        "loss": crate::nn::loss::Loss::default().name(),
+        "losses": crate::nn::loss::Loss::ALL.map(crate::nn::loss::Loss::name),
         "classes": defaults::CLASSES,
         "quality_count": defaults::LIVE_QUALITY_COUNT,
         "quality_every": defaults::LIVE_QUALITY_EVERY,

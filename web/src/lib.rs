@@ -137,24 +137,26 @@ impl Engine {
         Ok(desc)
     }
 
-    /// Takes images the page decoded itself (a chosen folder or files:
-    /// `count` images of `height` x `width` x `channels` bytes, HWC, as the
-    /// CLI's image folders hold them), with their labels and class names
-    /// (a JSON array; empty for an unlabelled set), as the training set.
-    /// Returns a one-line description.
-    #[allow(clippy::too_many_arguments)] // the set's fields, as JavaScript passes them
-    pub fn load_pixels(
-        &self,
-        pixels: Vec<u8>,
-        count: usize,
-        height: usize,
-        width: usize,
-        channels: usize,
-        labels: Option<Vec<u8>>,
-        class_names: String,
-        name: String,
-    ) -> Result<String, JsValue> {
-        let class_names: Vec<String> = serde_json::from_str(&class_names).map_err(|e| js_err(format!("class names: {e}")))?;
+    /// Takes images the page decoded itself (a chosen folder or files) as
+    /// the training set: `pixels`, images of height x width x channels
+    /// bytes (HWC, as the CLI's image folders hold them); `header`, JSON
+    /// {"count", "height", "width", "channels", "classes": [names; empty
+    /// for an unlabelled set], "name"}; `labels`, one byte an image for a
+    /// labelled set. Returns a one-line description.
+    pub fn load_pixels(&self, pixels: Vec<u8>, header: String, labels: Option<Vec<u8>>) -> Result<String, JsValue> {
+        let h: serde_json::Value = serde_json::from_str(&header).map_err(|e| js_err(format!("image header: {e}")))?;
+        let num = |k: &str| h.get(k).and_then(serde_json::Value::as_u64).map(|v| v as usize);
+        let (Some(count), Some(height), Some(width), Some(channels)) =
+            (num("count"), num("height"), num("width"), num("channels"))
+        else {
+            return Err(js_err(format!("image header {header}: count, height, width and channels are needed")));
+        };
+        let class_names: Vec<String> = h
+            .get("classes")
+            .and_then(serde_json::Value::as_array)
+            .map(|a| a.iter().filter_map(|v| v.as_str().map(String::from)).collect())
+            .unwrap_or_default();
+        let name = h.get("name").and_then(serde_json::Value::as_str).unwrap_or("your images").to_string();
         let set = data::ImageSet { count, height, width, channels, pixels, labels, class_names, source: name.clone() };
         if count == 0 || set.pixels.len() != count * set.dim() || ![1, 3].contains(&channels) {
             return Err(js_err(format!(
@@ -171,17 +173,27 @@ impl Engine {
         Ok(desc)
     }
 
-    /// Starts a fresh run (the CLI's `train --model M --batch-size B --lr LR
+    /// Starts a fresh run (the CLI's `train --model M --loss L --batch-size B --lr LR
     /// --seed S --limit L`: same weights, batches and losses). Returns the
     /// steps of one epoch.
-    pub fn new_session(&self, model: &str, batch: usize, lr: f32, seed: u32, limit: usize) -> Result<usize, JsValue> {
+    pub fn new_session(
+        &self,
+        model: &str,
+        loss: &str,
+        batch: usize,
+        lr: f32,
+        seed: u32,
+        limit: usize,
+    ) -> Result<usize, JsValue> {
         let model: WhichModel = model.parse().map_err(js_err)?;
+        let loss: gan_wgpu::nn::loss::Loss = loss.parse().map_err(js_err)?;
         let mut cfg = GanConfig {
             batch,
             latent: LATENT,
             seed: seed as u64,
             adam: AdamConfig { lr, ..AdamConfig::default() },
             model,
+            loss,
             // The page draws and scores the trained generator, and its runs
             // are short: it keeps no average (`train --ema-decay 0`).
             ema_decay: 0.0,

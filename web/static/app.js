@@ -1,7 +1,7 @@
 // The page: drives the engine (gan_wgpu_web.wasm) one call at a time and
 // draws what it returns. State for tests is in <pre id="status"> as JSON.
 // Query parameters: autostart=1, steps=N (stop after N steps), model
-// (gan|cgan|dcgan), seed, batch, lr, limit (images), selftest=1 (run the
+// (gan|cgan|dcgan), loss (bce|hinge), seed, batch, lr, limit (images), selftest=1 (run the
 // kernel self-test first), quality_every=N (score the generator every N
 // steps; 0: never).
 // This module: start-up and the form's wiring. The others: state.js (the
@@ -24,7 +24,8 @@ async function useImages(files, name) {
     await new Promise((r) => setTimeout(r, 0));
   });
   if (!d.count) throw new Error(`${name}: none of its ${files.length} files is an image the browser can decode`);
-  const desc = page.engine.load_pixels(d.pixels, d.count, size, size, d.channels, d.labels || undefined, JSON.stringify(d.classes), name);
+  const header = { count: d.count, height: size, width: size, channels: d.channels, classes: d.classes, name };
+  const desc = page.engine.load_pixels(d.pixels, JSON.stringify(header), d.labels || undefined);
   const skipped = d.skipped.length ? `; skipped ${d.skipped.length} that are not images: ${d.skipped.slice(0, 3).join(', ')}` : '';
   $('data-line').textContent = `${desc}${d.classes.length ? `, ${d.classes.length} classes` : ''}${skipped}`;
   state.data = { name, count: d.count, size, channels: d.channels, classes: d.classes, skipped: d.skipped };
@@ -77,6 +78,12 @@ async function main() {
     $('model').append(o);
   }
   $('model').value = query.get('model') || page.defaults.model;
+  for (const l of page.defaults.losses) {
+    const o = document.createElement('option');
+    o.value = o.textContent = l;
+    $('loss-fn').append(o);
+  }
+  $('loss-fn').value = query.get('loss') || page.defaults.loss;
   page.engine = await open_engine();
   const a = JSON.parse(page.engine.adapter_json());
   a.browser_info = browserInfo;

@@ -14,7 +14,8 @@ function settings() {
     return Number.isFinite(v) ? v : dflt;
   };
   const model = query.get('model') || $('model').value || page.defaults.model;
-  return { model, batch: num('batch', page.defaults.batch), lr: num('lr', page.defaults.lr), seed: num('seed', page.defaults.seed), limit: num('limit', 0) };
+  const loss = query.get('loss') || $('loss-fn').value || page.defaults.loss;
+  return { model, loss, batch: num('batch', page.defaults.batch), lr: num('lr', page.defaults.lr), seed: num('seed', page.defaults.seed), limit: num('limit', 0) };
 }
 
 // Steps between scorings of the generator (0: never).
@@ -58,7 +59,7 @@ function download(bytes, name) {
 
 function reset() {
   const s = settings();
-  const stepsPerEpoch = page.engine.new_session(s.model, s.batch, s.lr, s.seed, s.limit);
+  const stepsPerEpoch = page.engine.new_session(s.model, s.loss, s.batch, s.lr, s.seed, s.limit);
   Object.assign(state, {
     steps: 0, epoch: 0, loss_d: null, loss_g: null, steps_per_s: null,
     first_loss_d: null, first_loss_g: null, done: false, settings: { ...s, steps_per_epoch: stepsPerEpoch },
