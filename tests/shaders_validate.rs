@@ -42,7 +42,7 @@ fn every_shader_file_is_embedded_and_valid_with_only_the_features_it_declares() 
     let mut embedded: Vec<String> = SHADERS.iter().map(|s| s.name.to_string()).collect();
     embedded.sort();
     assert_eq!(on_disk, embedded, "shaders/ and kernels::SHADERS disagree");
-    for ShaderFile { name, file, source, features } in SHADERS {
+    for ShaderFile { name, file, source, features, .. } in SHADERS {
         let disk = std::fs::read_to_string(dir.join(name)).unwrap();
         assert_eq!(&disk, file, "{name}: embedded text differs from the file");
         assert!(source.ends_with(file), "{name}: the compiled source should end with the file");

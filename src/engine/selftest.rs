@@ -13,7 +13,7 @@ use crate::engine::kernels::{
     adam, bias_act, check_close, conv, conv_gemm, dropout, ema, embedding, gather, rng, run, softmax_ce,
 };
 use crate::engine::tensor::GpuTensor;
-use crate::error::{GanError, Result};
+use crate::error::Result;
 use rand::{Rng, SeedableRng};
 
 /// One check: the shader file it exercises, what ran, and its outcome
@@ -24,19 +24,7 @@ pub struct CheckResult {
     pub outcome: std::result::Result<(), String>,
 }
 
-fn random(r: &mut rand_chacha::ChaCha8Rng, n: usize, lo: f32, hi: f32) -> Vec<f32> {
-    (0..n).map(|_| r.random_range(lo..hi)).collect()
-}
-
-fn mismatch(what: &str) -> impl Fn(String) -> GanError + '_ {
-    move |message| GanError::Device { during: format!("self-test {what}"), message }
-}
-
-async fn nan_tensor(ctx: &GpuContext, shape: &[usize], label: &str) -> Result<GpuTensor> {
-    let t = GpuTensor::zeros(ctx, shape, label);
-    t.fill_nan(ctx)?;
-    Ok(t)
-}
+use crate::engine::kernels::checks::{mismatch, nan_tensor, random};
 
 /// naive against the plain-loop product on each form.
 async fn matmul_naive(ctx: &GpuContext) -> Result<()> {
@@ -115,29 +103,6 @@ async fn ema_update(ctx: &GpuContext) -> Result<()> {
         ema::cpu_update(&mut cpu, &v, decay, step);
     }
     check_close("ema", &avg.read_f32_async(ctx).await?, &cpu, 1e-6, 1e-5).map_err(mismatch("ema"))
-}
-
-/// The hinge loss: D's two segments over 257 scores around the kinks (the
-/// gradient over NaN), then G's side.
-async fn hinge_loss(ctx: &GpuContext) -> Result<()> {
-    use crate::engine::kernels::hinge::{self, HingeSide};
-    let mut r = rand_chacha::ChaCha8Rng::seed_from_u64(31);
-    let n = 257;
-    let score = random(&mut r, n, -2.5, 2.5);
-    let gs = GpuTensor::from_f32(ctx, &[n, 1], "score", &score)?;
-    let gd = nan_tensor(ctx, &[n, 1], "dscore").await?;
-    let metrics = nan_tensor(ctx, &[8], "metrics").await?;
-    let counters = GpuTensor::zeros(ctx, &[4], "counters");
-    let err = mismatch("hinge");
-    for (side, n_zero) in [(HingeSide::Discriminator, 128), (HingeSide::Generator, 0)] {
-        let d = hinge::forward_backward(ctx, (&gs, &gd), side, n_zero, (&metrics, 0), &counters)?;
-        run(ctx, &[&d])?;
-        let (loss, ds, s_one, s_zero) = hinge::cpu_forward_backward(&score, side, n_zero);
-        let m = metrics.read_f32_async(ctx).await?;
-        check_close("hinge metrics", &m[..3], &[loss, s_one, s_zero], 1e-5, 1e-5).map_err(&err)?;
-        check_close("hinge dscore", &gd.read_f32_async(ctx).await?, &ds, 0.0, 1e-6).map_err(&err)?;
-    }
-    Ok(())
 }
 
 /// Box-Muller within WGSL's bounds for cos, sin and log (see the rng test).
@@ -395,7 +360,12 @@ pub async fn run_all(ctx: &GpuContext) -> Vec<CheckResult> {
     }
     push("adam.wgsl", "two updates of 1028 parameters".into(), adam_update(ctx).await);
     push("ema.wgsl", "three steps of a 1029-value average".into(), ema_update(ctx).await);
-    push("hinge.wgsl", "D's and G's hinge loss and gradient on 257 scores".into(), hinge_loss(ctx).await);
+    // The families that keep their check beside their launcher.
+    for shader in crate::engine::kernels::SHADERS {
+        if let Some((what, check)) = shader.check {
+            push(shader.name, what.to_string(), check(ctx).await);
+        }
+    }
     push("rng.wgsl", "1001 normals within WGSL's bounds".into(), rng_normal(ctx).await);
     push("gather.wgsl", "a batch through the index list, counters".into(), gather_batch(ctx).await);
     push("rng.wgsl", "131 fake labels, and a batch's real labels gathered (gather.wgsl)".into(), labels(ctx).await);

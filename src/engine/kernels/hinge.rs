@@ -104,3 +104,31 @@ pub fn cpu_forward_backward(score: &[f32], side: HingeSide, n_zero: usize) -> (f
     }
     (loss as f32, dscore, (s_one * w_one) as f32, (s_zero * w_zero) as f32)
 }
+
+/// The self-test's check of this family (`engine::selftest::run_all`).
+pub const SELF_CHECK: super::checks::SelfCheck =
+    ("D's and G's hinge loss and gradient on 257 scores", |ctx| Box::pin(self_check(ctx)));
+
+/// The hinge loss: D's two segments over 257 scores around the kinks (the
+/// gradient over NaN), then G's side.
+async fn self_check(ctx: &GpuContext) -> Result<()> {
+    use super::checks::{mismatch, nan_tensor, random};
+    use rand::SeedableRng;
+    let mut r = rand_chacha::ChaCha8Rng::seed_from_u64(31);
+    let n = 257;
+    let score = random(&mut r, n, -2.5, 2.5);
+    let gs = GpuTensor::from_f32(ctx, &[n, 1], "score", &score)?;
+    let gd = nan_tensor(ctx, &[n, 1], "dscore").await?;
+    let metrics = nan_tensor(ctx, &[8], "metrics").await?;
+    let counters = GpuTensor::zeros(ctx, &[4], "counters");
+    let err = mismatch("hinge");
+    for (side, n_zero) in [(HingeSide::Discriminator, 128), (HingeSide::Generator, 0)] {
+        let d = forward_backward(ctx, (&gs, &gd), side, n_zero, (&metrics, 0), &counters)?;
+        super::run(ctx, &[&d])?;
+        let (loss, ds, s_one, s_zero) = cpu_forward_backward(&score, side, n_zero);
+        let m = metrics.read_f32_async(ctx).await?;
+        super::check_close("hinge metrics", &m[..3], &[loss, s_one, s_zero], 1e-5, 1e-5).map_err(&err)?;
+        super::check_close("hinge dscore", &gd.read_f32_async(ctx).await?, &ds, 0.0, 1e-6).map_err(&err)?;
+    }
+    Ok(())
+}

@@ -10,6 +10,7 @@ pub mod batchnorm;
 pub mod bce;
 pub mod bias_act;
 pub mod ceiling;
+pub mod checks;
 pub mod choice;
 pub mod conv;
 pub mod conv_gemm;
@@ -43,10 +44,18 @@ pub struct ShaderFile {
     /// The optional device features the compiled module needs; a module is
     /// created only on a device that has them.
     pub features: wgpu::Features,
+    /// The family's self-check, where it lives beside its launcher (the
+    /// others are in `engine::selftest`).
+    pub check: Option<checks::SelfCheck>,
 }
 
 const fn shader(name: &'static str, file: &'static str, source: &'static str) -> ShaderFile {
-    ShaderFile { name, file, source, features: wgpu::Features::empty() }
+    ShaderFile { name, file, source, features: wgpu::Features::empty(), check: None }
+}
+
+/// A shader whose family keeps its self-check beside its launcher.
+const fn checked(name: &'static str, source: &'static str, check: checks::SelfCheck) -> ShaderFile {
+    ShaderFile { name, file: source, source, features: wgpu::Features::empty(), check: Some(check) }
 }
 
 /// Every shader file, for validation with the capabilities of the devices
@@ -60,18 +69,20 @@ pub const SHADERS: &[ShaderFile] = &[
         file: matmul::SG_FILE,
         source: matmul::SG_SOURCE,
         features: wgpu::Features::SUBGROUP,
+        check: None,
     },
     ShaderFile {
         name: "conv_gemm_sg.wgsl",
         file: conv_gemm::FILE,
         source: conv_gemm::SOURCE,
         features: wgpu::Features::SUBGROUP,
+        check: None,
     },
     shader("tree_reduce.wgsl", reduce::PRELUDE, reduce::PRELUDE),
     shader("bias_act.wgsl", bias_act::FILE, bias_act::SOURCE),
     shader("batchnorm.wgsl", batchnorm::FILE, batchnorm::SOURCE),
     shader("bce.wgsl", bce::SOURCE, bce::SOURCE),
-    shader("hinge.wgsl", hinge::SOURCE, hinge::SOURCE),
+    checked("hinge.wgsl", hinge::SOURCE, hinge::SELF_CHECK),
     shader("conv.wgsl", conv::SOURCE, conv::SOURCE),
     shader("adam.wgsl", adam::SOURCE, adam::SOURCE),
     shader("ema.wgsl", ema::SOURCE, ema::SOURCE),
