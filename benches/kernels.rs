@@ -81,7 +81,8 @@ fn benches(c: &mut Criterion) {
     let perm = GpuTensor::from_u32(&ctx, &[1200], "perm", &perm_host).expect("perm");
     let counters = GpuTensor::from_u32(&ctx, &[4], "counters", &[0, 1, 0, 0]).expect("counters");
     let out = GpuTensor::zeros(&ctx, &[128, 784], "batch");
-    let whole = GpuTensor::from_u32(&ctx, &[pixels.len() / 4], "pixels", &kernels::gather::pack_pixels(&pixels)).expect("pixels");
+    let whole = GpuTensor::from_u32(&ctx, &[pixels.len() / 4], "pixels", &kernels::gather::pack_pixels(&pixels))
+        .expect("pixels");
     let one = kernels::gather::gather_batch(&ctx, &whole, &perm, &out, 0, 128, &counters).expect("gather");
     group.bench_function("batch 128 from one buffer", |bch| bch.iter(|| submit(&ctx, &one)));
     let parts: Vec<GpuTensor> = pixels

@@ -14,8 +14,12 @@ fn specs() -> Vec<NetSpec> {
         gan_wgpu::models::GanArchitecture::tutorial(100, 784).generator,
         gan_wgpu::models::GanArchitecture::tutorial(100, 784).discriminator,
         gan_wgpu::models::classifier_spec(30, 10),
-        gan_wgpu::models::GanArchitecture::dcgan(100, gan_wgpu::nn::spec::ImageShape::grey(28, 28), 64).unwrap().generator,
-        gan_wgpu::models::GanArchitecture::dcgan(100, gan_wgpu::nn::spec::ImageShape::grey(28, 28), 64).unwrap().discriminator,
+        gan_wgpu::models::GanArchitecture::dcgan(100, gan_wgpu::nn::spec::ImageShape::grey(28, 28), 64)
+            .unwrap()
+            .generator,
+        gan_wgpu::models::GanArchitecture::dcgan(100, gan_wgpu::nn::spec::ImageShape::grey(28, 28), 64)
+            .unwrap()
+            .discriminator,
         gan_wgpu::models::GanArchitecture::conditional(100, 784, 10).generator,
         gan_wgpu::models::GanArchitecture::conditional(100, 784, 10).discriminator,
     ]
@@ -62,7 +66,9 @@ fn architectures_round_trip_through_json() {
         assert_eq!(spec_json::difference(&back, &spec), None);
     }
     // A convolution's geometry is part of it: another kernel size differs.
-    let d = gan_wgpu::models::GanArchitecture::dcgan(100, gan_wgpu::nn::spec::ImageShape::grey(28, 28), 64).unwrap().discriminator;
+    let d = gan_wgpu::models::GanArchitecture::dcgan(100, gan_wgpu::nn::spec::ImageShape::grey(28, 28), 64)
+        .unwrap()
+        .discriminator;
     let text = spec_json::to_json(&d).replace("\"k\":7", "\"k\":5");
     let other = spec_json::from_json(&text).unwrap();
     let why = spec_json::difference(&other, &d).unwrap();
@@ -73,7 +79,9 @@ fn architectures_round_trip_through_json() {
 /// an unknown kind: refused with the layer named.
 #[test]
 fn a_convolution_that_does_not_fit_is_refused() {
-    let d = gan_wgpu::models::GanArchitecture::dcgan(100, gan_wgpu::nn::spec::ImageShape::grey(28, 28), 64).unwrap().discriminator;
+    let d = gan_wgpu::models::GanArchitecture::dcgan(100, gan_wgpu::nn::spec::ImageShape::grey(28, 28), 64)
+        .unwrap()
+        .discriminator;
     let text = spec_json::to_json(&d);
     let bad = text.replacen("\"h\":14", "\"h\":13", 1);
     let e = spec_json::from_json(&bad).unwrap_err();

@@ -487,7 +487,9 @@ fn an_adapter_short_of_a_limit_is_refused_in_one_line() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{stderr}");
     assert_eq!(stderr.trim().lines().count(), 1, "{stderr}");
-    for needle in ["WebGPU's default limits", "max_storage_buffer_binding_size is 134217728", "the generator's parameters"] {
+    for needle in
+        ["WebGPU's default limits", "max_storage_buffer_binding_size is 134217728", "the generator's parameters"]
+    {
         assert!(stderr.contains(needle), "missing '{needle}' in: {stderr}");
     }
     assert!(!String::from_utf8_lossy(&out.stdout).contains("Epoch:"));

@@ -22,7 +22,10 @@ fn gan() -> Command {
 #[test]
 fn a_dcgan_generator_samples_as_its_cpu_reference() {
     let Some(ctx) = common::ctx() else { return };
-    let spec = GanArchitecture::dcgan(100, gan_wgpu::nn::spec::ImageShape::grey(28, 28), gan_wgpu::defaults::DCGAN_WIDTH).unwrap().generator;
+    let spec =
+        GanArchitecture::dcgan(100, gan_wgpu::nn::spec::ImageShape::grey(28, 28), gan_wgpu::defaults::DCGAN_WIDTH)
+            .unwrap()
+            .generator;
     let params = spec.init_params(&mut common::rng(3));
     let mut cpu = CpuNet::new(spec.clone(), params.clone());
     let counters = gan_wgpu::GpuTensor::zeros(ctx, &[4], "counters");
@@ -239,7 +242,10 @@ fn sample_draws_more_dcgan_images_than_fit_in_one_buffer() {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
-    let spec = GanArchitecture::dcgan(100, gan_wgpu::nn::spec::ImageShape::grey(28, 28), gan_wgpu::defaults::DCGAN_WIDTH).unwrap().generator;
+    let spec =
+        GanArchitecture::dcgan(100, gan_wgpu::nn::spec::ImageShape::grey(28, 28), gan_wgpu::defaults::DCGAN_WIDTH)
+            .unwrap()
+            .generator;
     let params = spec.init_params(&mut common::rng(5));
     let bn: Vec<_> =
         spec.layers.iter().map(|l| l.bn.as_ref().map(|_| gan_wgpu::nn::spec::BnStats::new(l.out))).collect();

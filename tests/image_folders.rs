@@ -78,11 +78,8 @@ fn flat_folder_of_mnist_pngs_trains_bit_for_bit_like_the_idx_file() {
     let (idx, flat) = (dir.path().join("idx"), dir.path().join("flat"));
     std::fs::create_dir_all(idx.join("train")).unwrap();
     std::fs::create_dir_all(&flat).unwrap();
-    std::fs::write(
-        idx.join("train/train-images-idx3-ubyte"),
-        gan_wgpu::io::data::idx_bytes(256, 28, 28, &set.pixels),
-    )
-    .unwrap();
+    std::fs::write(idx.join("train/train-images-idx3-ubyte"), gan_wgpu::io::data::idx_bytes(256, 28, 28, &set.pixels))
+        .unwrap();
     for i in 0..256 {
         save_grey(&flat.join(format!("{i:05}.png")), set.image(i), 28, 28);
     }
@@ -116,7 +113,9 @@ fn class_folders_give_cgan_its_labels() {
     for (k, name) in ["circle", "square", "star"].iter().enumerate() {
         std::fs::create_dir_all(data.join(name)).unwrap();
         for i in 0..24 {
-            let px: Vec<u8> = (0..12 * 12 * 3).map(|j| ((j * (k + 1) + i) % 256) as u8 ^ rand::Rng::random::<u8>(&mut r) & 7).collect();
+            let px: Vec<u8> = (0..12 * 12 * 3)
+                .map(|j| ((j * (k + 1) + i) % 256) as u8 ^ rand::Rng::random::<u8>(&mut r) & 7)
+                .collect();
             image::RgbImage::from_raw(12, 12, px).unwrap().save(data.join(name).join(format!("{i}.png"))).unwrap();
         }
     }
@@ -133,7 +132,13 @@ fn class_folders_give_cgan_its_labels() {
     assert_eq!(meta["data_classes"], "circle,square,star");
     assert_eq!((meta["image_channels"].as_str(), meta["data_channels"].as_str()), ("3", "3"));
     let grid = dir.path().join("rows.png");
-    let said = ok(&gan(&cache).args(["sample", "--count", "4", "--checkpoint"]).arg(&g).arg("--out").arg(&grid).output().unwrap());
+    let said = ok(&gan(&cache)
+        .args(["sample", "--count", "4", "--checkpoint"])
+        .arg(&g)
+        .arg("--out")
+        .arg(&grid)
+        .output()
+        .unwrap());
     assert!(said.contains("12 samples, classes 0,1,2"), "{said}");
     assert_eq!(image::open(&grid).unwrap().color(), image::ColorType::Rgb8);
 }
@@ -147,9 +152,13 @@ fn mixed_folder(dir: &Path) -> PathBuf {
     std::fs::create_dir_all(&d).unwrap();
     let rgb = ImageBuffer::from_fn(80, 70, |x, y| Rgb([x as u8 * 3, y as u8 * 3, 128]));
     rgb.save(d.join("a_rgb.png")).unwrap();
-    ImageBuffer::from_fn(64, 64, |x, y| Rgba([200, x as u8 * 4, y as u8 * 4, (x * 4) as u8])).save(d.join("b_rgba.png")).unwrap();
+    ImageBuffer::from_fn(64, 64, |x, y| Rgba([200, x as u8 * 4, y as u8 * 4, (x * 4) as u8]))
+        .save(d.join("b_rgba.png"))
+        .unwrap();
     ImageBuffer::from_fn(66, 90, |x, _| Rgb([x as u16 * 900, 30000u16, 65535u16])).save(d.join("c_16bit.png")).unwrap();
-    ImageBuffer::from_fn(64, 64, |x, y| LumaA([(x + y) as u8, 255 - y as u8])).save(d.join("d_grey_alpha.png")).unwrap();
+    ImageBuffer::from_fn(64, 64, |x, y| LumaA([(x + y) as u8, 255 - y as u8]))
+        .save(d.join("d_grey_alpha.png"))
+        .unwrap();
     rgb.save(d.join("e_photo.jpg")).unwrap();
     image::DynamicImage::ImageRgba8(ImageBuffer::from_fn(64, 64, |x, _| Rgba([x as u8, 50, 90, 255])))
         .save(d.join("f_lossless.webp"))
@@ -246,7 +255,8 @@ fn folder_decoding_converts_resizes_and_refuses_in_one_line() {
     let opts = FolderOptions { image_size: Some(32), channels: None };
     let (set, report) = folder::read_folder(&data, opts, None, &|_, _| {}).unwrap();
     assert_eq!((set.count, set.height, set.width, set.channels), (10, 32, 32, 3));
-    let skipped: Vec<String> = report.skipped.iter().map(|(p, _)| p.file_name().unwrap().to_string_lossy().into()).collect();
+    let skipped: Vec<String> =
+        report.skipped.iter().map(|(p, _)| p.file_name().unwrap().to_string_lossy().into()).collect();
     assert_eq!(skipped, ["k_bad.png", "notes.txt"]);
     // b_rgba: its left column has alpha 0 (and the next 4), so it is white.
     assert!(set.image(1)[..3].iter().all(|&v| v >= 250), "{:?}", &set.image(1)[..3]);
@@ -254,7 +264,8 @@ fn folder_decoding_converts_resizes_and_refuses_in_one_line() {
     let grey = set.image(9);
     assert!(grey.chunks(3).all(|p| p[0] == p[1] && p[1] == p[2]));
     let (grey_set, _) =
-        folder::read_folder(&data, FolderOptions { image_size: Some(16), channels: Some(1) }, None, &|_, _| {}).unwrap();
+        folder::read_folder(&data, FolderOptions { image_size: Some(16), channels: Some(1) }, None, &|_, _| {})
+            .unwrap();
     assert_eq!((grey_set.channels, grey_set.dim()), (1, 256));
     let err = folder::read_folder(&data, FolderOptions::default(), None, &|_, _| {}).unwrap_err().to_string();
     assert!(err.contains("different sizes") && err.contains("--image-size") && !err.contains('\n'), "{err}");
@@ -337,7 +348,9 @@ fn eval_scores_on_a_class_folder_and_refuses_an_unlabelled_one() {
     let flat = dir.path().join("flat");
     std::fs::create_dir_all(&flat).unwrap();
     let mut r = common::rng(9);
-    for (k, (name, rgb)) in [("blue", [20u8, 40, 220]), ("green", [30, 200, 40]), ("red", [210, 30, 30])].iter().enumerate() {
+    for (k, (name, rgb)) in
+        [("blue", [20u8, 40, 220]), ("green", [30, 200, 40]), ("red", [210, 30, 30])].iter().enumerate()
+    {
         std::fs::create_dir_all(data.join(name)).unwrap();
         for i in 0..64 {
             let img = image::RgbImage::from_fn(8, 8, |_, _| {

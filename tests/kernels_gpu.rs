@@ -279,7 +279,13 @@ fn batchnorm_train_eval_and_backward() {
             let ginv = GpuTensor::zeros(ctx, &[cols], "invstd");
             ginv.fill_nan(ctx).unwrap();
             let bn = batchnorm::BnTensors { gamma: &gg, beta: &gbeta, running_mean: &grm, running_var: &grv };
-            let fwd = batchnorm::forward_train_with(ctx, &gx, &gy, &bn, &ginv, relu, reduce).unwrap();
+            let fwd = batchnorm::forward_train_with(
+                ctx,
+                &batchnorm::BnForward { x: &gx, y: &gy, bn: &bn, invstd: &ginv },
+                relu,
+                reduce,
+            )
+            .unwrap();
             kernels::run(ctx, &[&fwd]).unwrap();
             let cpu = batchnorm::cpu_forward_train(&x, rows, cols, &gamma, &beta, &mut rm, &mut rv, relu);
             assert_close(&format!("{what} xhat"), &gx.read_f32(ctx).unwrap(), &cpu.xhat, 2e-5, 1e-4);
@@ -308,7 +314,14 @@ fn batchnorm_train_eval_and_backward() {
             };
             let (gdg, gdb, gdbias) = (nan("dgamma"), nan("dbeta"), nan("dbias"));
             let grads = batchnorm::BnGrads { dgamma: &gdg, dbeta: &gdb, dbias: &gdbias };
-            let bwd = batchnorm::backward_with(ctx, &gdy, &gyc, &gxh, &gg, &gis, &grads, relu, false, reduce).unwrap();
+            let bwd = batchnorm::backward_with(
+                ctx,
+                &batchnorm::BnBackward { dy: &gdy, y: &gyc, xhat: &gxh, gamma: &gg, invstd: &gis, grads: &grads },
+                relu,
+                false,
+                reduce,
+            )
+            .unwrap();
             kernels::run(ctx, &[&bwd]).unwrap();
             let (dx, dgamma, dbeta, dbias) =
                 batchnorm::cpu_backward(&dy, &cpu.y, &cpu.xhat, &gamma, &cpu.invstd, rows, cols, relu);
@@ -323,7 +336,14 @@ fn batchnorm_train_eval_and_backward() {
 
             // A second row group's backward adds its sums to the first's.
             let gdy2 = t("dy again", &[rows, cols], &dy);
-            let bwd2 = batchnorm::backward_with(ctx, &gdy2, &gyc, &gxh, &gg, &gis, &grads, relu, true, reduce).unwrap();
+            let bwd2 = batchnorm::backward_with(
+                ctx,
+                &batchnorm::BnBackward { dy: &gdy2, y: &gyc, xhat: &gxh, gamma: &gg, invstd: &gis, grads: &grads },
+                relu,
+                true,
+                reduce,
+            )
+            .unwrap();
             kernels::run(ctx, &[&bwd2]).unwrap();
             let twice = |v: &[f32]| v.iter().map(|x| 2.0 * x).collect::<Vec<f32>>();
             assert_close(&format!("{what} dx (accumulating)"), &gdy2.read_f32(ctx).unwrap(), &dx, 2e-5, 1e-3);
@@ -758,7 +778,11 @@ fn gather_from_shards_equals_the_whole_set() {
         .iter()
         .map(|&(first, count)| {
             let bytes = &pixels[first * dim..(first + count) * dim];
-            (GpuTensor::from_u32(ctx, &[bytes.len().div_ceil(4)], "shard", &gather::pack_pixels(bytes)).unwrap(), first, count)
+            (
+                GpuTensor::from_u32(ctx, &[bytes.len().div_ceil(4)], "shard", &gather::pack_pixels(bytes)).unwrap(),
+                first,
+                count,
+            )
         })
         .collect();
     let out = GpuTensor::zeros(ctx, &[rows, dim], "batch");
@@ -766,7 +790,8 @@ fn gather_from_shards_equals_the_whole_set() {
     let want = gather::cpu_gather(&pixels, dim, &perm, 1, rows);
     for (i, (t, first, count)) in shards.iter().enumerate() {
         let shard = gather::DataShard { pixels: t, first: *first, count: *count };
-        kernels::run(ctx, &[&gather::gather_batch_shard(ctx, shard, &gperm, &out, (0, rows), &counters).unwrap()]).unwrap();
+        kernels::run(ctx, &[&gather::gather_batch_shard(ctx, shard, &gperm, &out, (0, rows), &counters).unwrap()])
+            .unwrap();
         let got = out.read_f32(ctx).unwrap();
         for row in 0..rows {
             let img = perm[rows + row] as usize;

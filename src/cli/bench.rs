@@ -324,7 +324,12 @@ impl KernelBench<'_> {
             let grads = batchnorm::BnGrads { dgamma: &dg, dbeta: &dbe, dbias: &dbi };
             for reduce in Reduce::ALL {
                 let used = reduce == reduce_in_use;
-                let f = batchnorm::forward_train_with(ctx, &x, &y, &bn, &inv, bias_act::Act::Relu, reduce)?;
+                let f = batchnorm::forward_train_with(
+                    ctx,
+                    &batchnorm::BnForward { x: &x, y: &y, bn: &bn, invstd: &inv },
+                    bias_act::Act::Relu,
+                    reduce,
+                )?;
                 let case = format!("train forward {b}x{cols}");
                 self.rows.push(self.timed_row(
                     "batchnorm",
@@ -334,8 +339,13 @@ impl KernelBench<'_> {
                     &[f],
                     16.0 * (b * cols) as f64,
                 )?);
-                let bw =
-                    batchnorm::backward_with(ctx, &dy, &y, &x, &g, &inv, &grads, bias_act::Act::Relu, false, reduce)?;
+                let bw = batchnorm::backward_with(
+                    ctx,
+                    &batchnorm::BnBackward { dy: &dy, y: &y, xhat: &x, gamma: &g, invstd: &inv, grads: &grads },
+                    bias_act::Act::Relu,
+                    false,
+                    reduce,
+                )?;
                 let case = format!("backward {b}x{cols}");
                 self.rows.push(self.timed_row(
                     "batchnorm",

@@ -58,8 +58,12 @@ fn zeros(ctx: &GpuContext, shape: &[usize], label: &str) -> GpuTensor {
 pub fn run_conv_bench(ctx: &GpuContext, batch: usize, quick: bool) -> Result<Vec<ConvRow>> {
     let (reps, trials) = if quick { (3, 3) } else { (10, 7) };
     let variant = Variant::for_adapter(ctx);
-    let arch = GanArchitecture::dcgan(gan_wgpu::defaults::LATENT, gan_wgpu::nn::spec::ImageShape::grey(28, 28), gan_wgpu::defaults::DCGAN_WIDTH)
-        .map_err(|why| GanError::Flag { flag: "bench", why })?;
+    let arch = GanArchitecture::dcgan(
+        gan_wgpu::defaults::LATENT,
+        gan_wgpu::nn::spec::ImageShape::grey(28, 28),
+        gan_wgpu::defaults::DCGAN_WIDTH,
+    )
+    .map_err(|why| GanError::Flag { flag: "bench", why })?;
     let mut rows = Vec::new();
     let time = |d: &Dispatch| -> Result<f64> { Ok(time_dispatch(ctx, d, reps, trials)?.0) };
     for (net, tag, samples) in [(&arch.generator, "G", batch), (&arch.discriminator, "D", 2 * batch)] {

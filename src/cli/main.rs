@@ -28,7 +28,11 @@ use std::sync::Arc;
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 #[derive(Parser)]
-#[command(name = "gan-wgpu", version, about = "Train a GAN on MNIST or your own pictures entirely on the GPU (WebGPU compute shaders)")]
+#[command(
+    name = "gan-wgpu",
+    version,
+    about = "Train a GAN on MNIST or your own pictures entirely on the GPU (WebGPU compute shaders)"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,

@@ -75,7 +75,8 @@ pub(super) fn sample(a: SampleArgs, settings: &Settings) -> gan_wgpu::Result<()>
         println!("{count} samples, one PNG each -> {}", dir.display());
     }
     if let Some(p) = &a.idx {
-        let dims: Vec<usize> = [count, g.height, g.width].into_iter().chain((g.channels != 1).then_some(g.channels)).collect();
+        let dims: Vec<usize> =
+            [count, g.height, g.width].into_iter().chain((g.channels != 1).then_some(g.channels)).collect();
         checkpoint::atomic_write(p, &data::idx_bytes_dims(&dims, &pixels))?;
         let dims: Vec<String> = dims.iter().map(usize::to_string).collect();
         println!("{count} samples (IDX uint8 {}) -> {}", dims.join("x"), p.display());

@@ -509,8 +509,19 @@ fn reduction_dispatches(ctx: &GpuContext, reduce: Reduce) -> Result<Vec<crate::e
     let (dy2, y2, db2) = (t(&[256, 512], "dy"), t(&[256, 512], "y"), t(&[512], "dbias"));
     let (p, dp, metrics, counters) = (t(&[256, 1], "p"), t(&[256, 1], "dp"), t(&[8], "metrics"), t(&[4], "counters"));
     let mut dispatches = vec![
-        batchnorm::forward_train_with(ctx, &x, &y, &bn, &inv, Act::Relu, reduce)?,
-        batchnorm::backward_with(ctx, &dy, &y, &x, &gamma, &inv, &grads, Act::Relu, false, reduce)?,
+        batchnorm::forward_train_with(
+            ctx,
+            &batchnorm::BnForward { x: &x, y: &y, bn: &bn, invstd: &inv },
+            Act::Relu,
+            reduce,
+        )?,
+        batchnorm::backward_with(
+            ctx,
+            &batchnorm::BnBackward { dy: &dy, y: &y, xhat: &x, gamma: &gamma, invstd: &inv, grads: &grads },
+            Act::Relu,
+            false,
+            reduce,
+        )?,
         bias_act::backward_with(ctx, bias_act::Act::LeakyRelu, &y2, &dy2, Some(&db2), reduce)?,
     ];
     dispatches.extend(bce::forward_backward_with(ctx, &p, &dp, 128, &metrics, 0, &counters, reduce)?);
@@ -551,7 +562,15 @@ pub async fn verify_reduce_async(ctx: &GpuContext, reduce: Reduce) -> Result<()>
         let (grm, grv) = (GpuTensor::from_f32(ctx, &[cols], "rm", &rm)?, GpuTensor::from_f32(ctx, &[cols], "rv", &rv)?);
         let ginv = nan(&[cols], "invstd")?;
         let bn = batchnorm::BnTensors { gamma: &gg, beta: &gb, running_mean: &grm, running_var: &grv };
-        run(ctx, &[&batchnorm::forward_train_with(ctx, &gx, &gy, &bn, &ginv, Act::Relu, reduce)?])?;
+        run(
+            ctx,
+            &[&batchnorm::forward_train_with(
+                ctx,
+                &batchnorm::BnForward { x: &gx, y: &gy, bn: &bn, invstd: &ginv },
+                Act::Relu,
+                reduce,
+            )?],
+        )?;
         let cpu = batchnorm::cpu_forward_train(&x, rows, cols, &gamma, &beta, &mut rm, &mut rv, Act::Relu);
         check("batchnorm xhat", &gx.read_f32_async(ctx).await?, &cpu.xhat, 2e-5, 1e-4)?;
         check("batchnorm y", &gy.read_f32_async(ctx).await?, &cpu.y, 2e-5, 1e-4)?;
@@ -564,7 +583,16 @@ pub async fn verify_reduce_async(ctx: &GpuContext, reduce: Reduce) -> Result<()>
         let gdy = GpuTensor::from_f32(ctx, &[rows, cols], "dy", &dy)?;
         let (gdg, gdb, gdbias) = (nan(&[cols], "dgamma")?, nan(&[cols], "dbeta")?, nan(&[cols], "dbias")?);
         let grads = batchnorm::BnGrads { dgamma: &gdg, dbeta: &gdb, dbias: &gdbias };
-        run(ctx, &[&batchnorm::backward_with(ctx, &gdy, &gyc, &gxh, &gg, &gis, &grads, Act::Relu, false, reduce)?])?;
+        run(
+            ctx,
+            &[&batchnorm::backward_with(
+                ctx,
+                &batchnorm::BnBackward { dy: &gdy, y: &gyc, xhat: &gxh, gamma: &gg, invstd: &gis, grads: &grads },
+                Act::Relu,
+                false,
+                reduce,
+            )?],
+        )?;
         let (dx, dgamma, dbeta, dbias) =
             batchnorm::cpu_backward(&dy, &cpu.y, &cpu.xhat, &gamma, &cpu.invstd, rows, cols, Act::Relu);
         check("batchnorm dx", &gdy.read_f32_async(ctx).await?, &dx, 1e-5, 1e-3)?;

@@ -156,7 +156,11 @@ async fn gather_batch(ctx: &GpuContext) -> Result<()> {
     let mut parts = Vec::new();
     for (first, count) in [(0usize, 6usize), (6, 7)] {
         let bytes = &pixels[first * dim..(first + count) * dim];
-        parts.push((GpuTensor::from_u32(ctx, &[bytes.len().div_ceil(4)], "shard", &gather::pack_pixels(bytes))?, first, count));
+        parts.push((
+            GpuTensor::from_u32(ctx, &[bytes.len().div_ceil(4)], "shard", &gather::pack_pixels(bytes))?,
+            first,
+            count,
+        ));
     }
     for (t, first, count) in &parts {
         let shard = gather::DataShard { pixels: t, first: *first, count: *count };

@@ -14,8 +14,8 @@ use crate::error::{GanError, Result};
 use crate::io::checkpoint;
 use crate::io::data::ImageSet;
 use crate::nn::gpu_net::{self, Activations, GpuNet};
-use crate::nn::spec::{BnStats, ImageShape};
 use crate::nn::spec::NetSpec;
+use crate::nn::spec::{BnStats, ImageShape};
 use rand::SeedableRng;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -108,8 +108,10 @@ pub fn cache_key(set: &ImageSet, test: &ImageSet, cfg: &ClassifierConfig) -> u64
 fn submit_step(ctx: &GpuContext, step: &[Dispatch]) {
     let mut enc = ctx.device.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("classifier") });
     {
-        let mut pass =
-            enc.begin_compute_pass(&wgpu::ComputePassDescriptor { label: Some("classifier step"), timestamp_writes: None });
+        let mut pass = enc.begin_compute_pass(&wgpu::ComputePassDescriptor {
+            label: Some("classifier step"),
+            timestamp_writes: None,
+        });
         kernels::record_all(&mut pass, step);
     }
     ctx.queue.submit([enc.finish()]);

@@ -13,8 +13,8 @@ use crate::eval::classifier::{Classifier, FeatureExtractor, FEATURE_DIM};
 use crate::eval::quality::{self, Gaussian, Score};
 use crate::io::checkpoint;
 use crate::io::data::{DataIdentity, ImageSet};
-use crate::nn::spec::ImageShape;
 use crate::nn::gpu_net::GpuNet;
+use crate::nn::spec::ImageShape;
 use crate::train::{images_from_outputs, Sampler};
 use std::path::Path;
 

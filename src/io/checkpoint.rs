@@ -3,8 +3,8 @@
 //! (temporary file, fsync, rename) so a crash never leaves a half file.
 
 use crate::error::{GanError, Result};
-use crate::nn::spec::{BnStats, ImageShape};
 use crate::nn::spec::NetSpec;
+use crate::nn::spec::{BnStats, ImageShape};
 use safetensors::{Dtype, SafeTensors};
 use std::borrow::Cow;
 use std::collections::HashMap;
@@ -124,7 +124,9 @@ pub fn image_shape(path: &Path, meta: &HashMap<String, String>, dim: usize) -> R
     let channels = match parse("image_channels") {
         None => 1,
         Some(Some(c)) if c > 0 => c,
-        Some(_) => return Err(bad(format!("metadata image_channels '{}' is not a channel count", meta["image_channels"]))),
+        Some(_) => {
+            return Err(bad(format!("metadata image_channels '{}' is not a channel count", meta["image_channels"])))
+        }
     };
     match (parse("image_height"), parse("image_width")) {
         (Some(Some(h)), Some(Some(w))) if h * w * channels == dim => Ok(ImageShape { height: h, width: w, channels }),

@@ -73,12 +73,8 @@ impl FolderReport {
         if self.skipped.is_empty() {
             return None;
         }
-        let names: Vec<String> = self
-            .skipped
-            .iter()
-            .take(SHOWN)
-            .map(|(p, why)| format!("{} ({why})", p.display()))
-            .collect();
+        let names: Vec<String> =
+            self.skipped.iter().take(SHOWN).map(|(p, why)| format!("{} ({why})", p.display())).collect();
         let more = self.skipped.len().saturating_sub(SHOWN);
         let more = if more > 0 { format!(" and {more} more") } else { String::new() };
         Some(format!("skipped {} files that are not readable images: {}{more}", self.skipped.len(), names.join(", ")))
@@ -95,9 +91,7 @@ pub struct Listing {
 
 /// Whether `dir` holds an image folder rather than IDX files.
 pub fn is_image_folder(dir: &Path) -> bool {
-    let idx = |d: &Path| {
-        ["train-images-idx3-ubyte", "train-images-idx3-ubyte.gz"].iter().any(|n| d.join(n).is_file())
-    };
+    let idx = |d: &Path| ["train-images-idx3-ubyte", "train-images-idx3-ubyte.gz"].iter().any(|n| d.join(n).is_file());
     dir.is_dir() && !idx(dir) && !idx(&dir.join("train"))
 }
 
@@ -135,7 +129,8 @@ pub fn list(dir: &Path) -> Result<Listing> {
     if class_dirs.len() > 256 {
         return Err(GanError::data(dir, format!("{} class folders, at most 256 are supported", class_dirs.len())));
     }
-    let mut files: Vec<(PathBuf, Option<u8>)> = entries.iter().filter(|p| p.is_file()).map(|p| (p.clone(), None)).collect();
+    let mut files: Vec<(PathBuf, Option<u8>)> =
+        entries.iter().filter(|p| p.is_file()).map(|p| (p.clone(), None)).collect();
     let mut classes = Vec::new();
     for (k, d) in class_dirs.iter().enumerate() {
         let mut under = Vec::new();
@@ -181,7 +176,8 @@ fn resize_crop(img: image::DynamicImage, s: usize) -> image::DynamicImage {
 /// Decodes one file: alpha over white, 8-bit grey or RGB, resized.
 fn decode(path: &Path, size: Option<usize>) -> std::result::Result<Decoded, String> {
     let bytes = std::fs::read(path).map_err(|e| e.to_string())?;
-    let reader = image::ImageReader::new(std::io::Cursor::new(bytes)).with_guessed_format().map_err(|e| e.to_string())?;
+    let reader =
+        image::ImageReader::new(std::io::Cursor::new(bytes)).with_guessed_format().map_err(|e| e.to_string())?;
     if reader.format().is_none() {
         return Err("not an image".into());
     }
@@ -216,7 +212,11 @@ fn convert_channels(pixels: &[u8], from: usize, to: usize) -> Vec<u8> {
 
 /// Decodes every listed file (in parallel where the `cli` feature brings
 /// rayon), calling `progress` with the number done so far.
-fn decode_all(listing: &Listing, size: Option<usize>, progress: &(dyn Fn(usize) + Sync)) -> Vec<std::result::Result<Decoded, String>> {
+fn decode_all(
+    listing: &Listing,
+    size: Option<usize>,
+    progress: &(dyn Fn(usize) + Sync),
+) -> Vec<std::result::Result<Decoded, String>> {
     let done = std::sync::atomic::AtomicUsize::new(0);
     let one = |(path, label): &(PathBuf, Option<u8>)| {
         let r = if label.is_none() && !listing.classes.is_empty() {
@@ -240,7 +240,13 @@ fn decode_all(listing: &Listing, size: Option<usize>, progress: &(dyn Fn(usize) 
 
 /// The set of decoded images (skipping the failures into `report`): one
 /// size, the channels asked for or found.
-fn assemble(dir: &Path, listing: &Listing, decoded: Vec<std::result::Result<Decoded, String>>, opts: FolderOptions, report: &mut FolderReport) -> Result<ImageSet> {
+fn assemble(
+    dir: &Path,
+    listing: &Listing,
+    decoded: Vec<std::result::Result<Decoded, String>>,
+    opts: FolderOptions,
+    report: &mut FolderReport,
+) -> Result<ImageSet> {
     let mut good = Vec::new();
     for ((path, label), d) in listing.files.iter().zip(decoded) {
         match d {
@@ -249,14 +255,25 @@ fn assemble(dir: &Path, listing: &Listing, decoded: Vec<std::result::Result<Deco
         }
     }
     let Some((first_path, _, first)) = good.first() else {
-        return Err(GanError::data(dir, format!("no readable image among its {} files (PNG, JPEG, WebP, BMP or GIF)", listing.files.len())));
+        return Err(GanError::data(
+            dir,
+            format!("no readable image among its {} files (PNG, JPEG, WebP, BMP or GIF)", listing.files.len()),
+        ));
     };
     let size = first.size;
     if let Some((p, _, d)) = good.iter().find(|(_, _, d)| d.size != size) {
-        return Err(GanError::data(dir, format!(
-            "images of different sizes: {} is {}x{}, {} is {}x{}; --image-size S resizes them all to S x S",
-            first_path.display(), size.0, size.1, p.display(), d.size.0, d.size.1
-        )));
+        return Err(GanError::data(
+            dir,
+            format!(
+                "images of different sizes: {} is {}x{}, {} is {}x{}; --image-size S resizes them all to S x S",
+                first_path.display(),
+                size.0,
+                size.1,
+                p.display(),
+                d.size.0,
+                d.size.1
+            ),
+        ));
     }
     let channels = opts.channels.unwrap_or(if good.iter().any(|(_, _, d)| d.colour) { 3 } else { 1 });
     let mut pixels = Vec::with_capacity(good.len() * size.0 * size.1 * channels);
@@ -280,12 +297,19 @@ fn assemble(dir: &Path, listing: &Listing, decoded: Vec<std::result::Result<Deco
 /// The cache key of `listing` read with `opts`: every file's path, size
 /// and mtime, and the options.
 pub fn cache_key(listing: &Listing, opts: FolderOptions) -> u64 {
-    let head = format!("gan-wgpu image folder v1 size {:?} channels {:?} classes {}", opts.image_size, opts.channels, listing.classes.join("/"));
+    let head = format!(
+        "gan-wgpu image folder v1 size {:?} channels {:?} classes {}",
+        opts.image_size,
+        opts.channels,
+        listing.classes.join("/")
+    );
     let mut h = stable_hash(head.as_bytes());
     for (path, label) in &listing.files {
         let meta = std::fs::metadata(path).ok();
-        let mtime = meta.as_ref().and_then(|m| m.modified().ok()).and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok());
-        let line = format!("{}|{:?}|{:?}|{:?}\n", path.display(), label, meta.map(|m| m.len()), mtime.map(|d| d.as_nanos()));
+        let mtime =
+            meta.as_ref().and_then(|m| m.modified().ok()).and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok());
+        let line =
+            format!("{}|{:?}|{:?}|{:?}\n", path.display(), label, meta.map(|m| m.len()), mtime.map(|d| d.as_nanos()));
         h = stable_hash_from(h, line.as_bytes());
     }
     h
@@ -330,12 +354,20 @@ fn read_cache(path: &Path) -> Option<(ImageSet, Vec<(PathBuf, String)>)> {
     if body.len() != count * dim + if labelled { count } else { 0 } {
         return None;
     }
-    let strings = |k: &str| -> Option<Vec<String>> { h.get(k)?.as_array()?.iter().map(|v| v.as_str().map(String::from)).collect() };
-    let skipped = h.get("skipped")?.as_array()?.iter().filter_map(|v| {
-        Some((PathBuf::from(v.get(0)?.as_str()?), v.get(1)?.as_str()?.to_string()))
-    }).collect();
+    let strings = |k: &str| -> Option<Vec<String>> {
+        h.get(k)?.as_array()?.iter().map(|v| v.as_str().map(String::from)).collect()
+    };
+    let skipped = h
+        .get("skipped")?
+        .as_array()?
+        .iter()
+        .filter_map(|v| Some((PathBuf::from(v.get(0)?.as_str()?), v.get(1)?.as_str()?.to_string())))
+        .collect();
     let set = ImageSet {
-        count, height, width, channels,
+        count,
+        height,
+        width,
+        channels,
         pixels: body[..count * dim].to_vec(),
         labels: labelled.then(|| body[count * dim..].to_vec()),
         class_names: strings("classes")?,
@@ -399,7 +431,10 @@ pub fn load(
     if let Some(s) = opts.image_size.filter(|&s| (s, s) != (set.height, set.width)) {
         return Err(GanError::Flag {
             flag: "--image-size",
-            why: format!("{s}: {} holds IDX images of {}x{}; --image-size resizes image folders only", set.source, set.height, set.width),
+            why: format!(
+                "{s}: {} holds IDX images of {}x{}; --image-size resizes image folders only",
+                set.source, set.height, set.width
+            ),
         });
     }
     if let Some(c) = opts.channels.filter(|&c| c != set.channels) {

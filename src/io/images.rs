@@ -3,8 +3,8 @@
 
 use crate::error::{GanError, Result};
 use crate::io::checkpoint::atomic_write;
-use image::{ImageEncoder, RgbaImage};
 use crate::nn::spec::ImageShape;
+use image::{ImageEncoder, RgbaImage};
 use std::path::Path;
 
 #[cfg(not(target_arch = "wasm32"))]

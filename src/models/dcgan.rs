@@ -82,7 +82,14 @@ impl GanArchitecture {
         generator.push(conv_layer(3 * doublings, up(side / 2, 4, 2, 1), w, nc, false, Act::Tanh));
         let mut discriminator = vec![conv_layer(0, down(side, 4, 2, 1), nc, w, false, Act::LeakyRelu)];
         for (i, pair) in widths.iter().rev().collect::<Vec<_>>().windows(2).enumerate() {
-            discriminator.push(conv_layer(2 + 3 * i, down(side >> (i + 1), 4, 2, 1), *pair[0], *pair[1], true, Act::LeakyRelu));
+            discriminator.push(conv_layer(
+                2 + 3 * i,
+                down(side >> (i + 1), 4, 2, 1),
+                *pair[0],
+                *pair[1],
+                true,
+                Act::LeakyRelu,
+            ));
         }
         discriminator.push(conv_layer(2 + 3 * (doublings - 1), down(4, 4, 1, 0), widths[0], 1, false, Act::Sigmoid));
         Self::dcgan_pair(generator, discriminator)
@@ -91,7 +98,12 @@ impl GanArchitecture {
     fn dcgan_pair(generator: Vec<LayerSpec>, discriminator: Vec<LayerSpec>) -> Self {
         GanArchitecture {
             generator: NetSpec { name: "generator", embedding: None, layers: generator, init: InitScheme::Dcgan },
-            discriminator: NetSpec { name: "discriminator", embedding: None, layers: discriminator, init: InitScheme::Dcgan },
+            discriminator: NetSpec {
+                name: "discriminator",
+                embedding: None,
+                layers: discriminator,
+                init: InitScheme::Dcgan,
+            },
         }
     }
 }

@@ -6,7 +6,7 @@
 
 use crate::engine::context::GpuContext;
 use crate::engine::kernels::adam::{Adam, AdamConfig};
-use crate::engine::kernels::batchnorm::{self, BnGrads, BnTensors, RowGroup};
+use crate::engine::kernels::batchnorm::{self, BnBackward, BnForward, BnGrads, BnTensors, RowGroup};
 use crate::engine::kernels::bias_act::{self, Act};
 use crate::engine::kernels::dropout::{self, DropoutDraw};
 use crate::engine::kernels::matmul::{Epilogue, Form, Matmul, Variant};
@@ -319,16 +319,8 @@ pub fn forward_grouped(
                 for g in (0..groups).rev() {
                     let group = RowGroup { index: g, count: groups };
                     let reduce = Reduce::for_adapter(ctx);
-                    out.push(batchnorm::forward_train_group(
-                        ctx,
-                        target,
-                        &a.out,
-                        &t,
-                        &state.invstd[g],
-                        l.act,
-                        reduce,
-                        group,
-                    )?);
+                    let tensors = BnForward { x: target, y: &a.out, bn: &t, invstd: &state.invstd[g] };
+                    out.push(batchnorm::forward_train_group(ctx, &tensors, l.act, reduce, group)?);
                 }
             } else {
                 out.push(batchnorm::forward_eval(ctx, target, &a.out, &t, l.act)?);
@@ -455,19 +447,10 @@ impl BackwardPass<'_> {
         let pre = a.pre.as_ref().ok_or_else(|| GanError::shape(&l.name, "no saved pre-activation"))?;
         let grads = BnGrads { dgamma: &dgamma, dbeta: &dbeta, dbias: &dbias };
         for g in 0..self.b.groups {
-            out.push(batchnorm::backward_group(
-                ctx,
-                dy,
-                &a.out,
-                pre,
-                &gamma,
-                &state.invstd[g],
-                &grads,
-                l.act,
-                g > 0,
-                Reduce::for_adapter(ctx),
-                RowGroup { index: g, count: self.b.groups },
-            )?);
+            let tensors =
+                BnBackward { dy, y: &a.out, xhat: pre, gamma: &gamma, invstd: &state.invstd[g], grads: &grads };
+            let group = RowGroup { index: g, count: self.b.groups };
+            out.push(batchnorm::backward_group(ctx, &tensors, l.act, g > 0, Reduce::for_adapter(ctx), group)?);
         }
         Ok(())
     }

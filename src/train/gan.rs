@@ -95,7 +95,11 @@ impl GanConfig {
         match buffers.into_iter().find(|&(_, bytes)| bytes > has) {
             Some((what, needed)) => Err(GanError::Limit {
                 adapter: ctx.describe(),
-                limit: if l.max_buffer_size < l.max_storage_buffer_binding_size { "max_buffer_size" } else { "max_storage_buffer_binding_size" },
+                limit: if l.max_buffer_size < l.max_storage_buffer_binding_size {
+                    "max_buffer_size"
+                } else {
+                    "max_storage_buffer_binding_size"
+                },
                 needed,
                 has,
                 hint: format!(" ({what}, one buffer, for {} images; smaller images need less)", shape.describe()),
@@ -393,8 +397,12 @@ impl Gan {
     /// The latent codes, the real batch and (conditional) both batches' labels.
     fn data_phase(&self, ctx: &GpuContext) -> Result<Vec<Dispatch>> {
         let (cfg, b) = (&self.cfg, self.cfg.batch);
-        let mut out =
-            vec![rng::normal(ctx, &self.z, rng::RngStream { seed: cfg.seed, stream: 0, draw_base: 0 }, &self.counters)?];
+        let mut out = vec![rng::normal(
+            ctx,
+            &self.z,
+            rng::RngStream { seed: cfg.seed, stream: 0, draw_base: 0 },
+            &self.counters,
+        )?];
         for shard in self.data_shards.shards() {
             out.push(gather::gather_batch_shard(ctx, shard, &self.perm, &self.d_input, (b, b), &self.counters)?);
         }
@@ -814,7 +822,9 @@ impl DataShards {
     pub fn describe(&self) -> String {
         match self.parts.as_slice() {
             [_] => "one GPU buffer".to_string(),
-            parts => format!("{} GPU buffers of up to {} images", parts.len(), parts.iter().map(|p| p.2).max().unwrap_or(0)),
+            parts => {
+                format!("{} GPU buffers of up to {} images", parts.len(), parts.iter().map(|p| p.2).max().unwrap_or(0))
+            }
         }
     }
 }

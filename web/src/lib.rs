@@ -166,7 +166,10 @@ impl Engine {
             )));
         }
         if set.labels.as_ref().is_some_and(|l| l.len() != count) {
-            return Err(js_err(format!("{name}: labels for {} images, {count} images", set.labels.as_ref().map_or(0, Vec::len))));
+            return Err(js_err(format!(
+                "{name}: labels for {} images, {count} images",
+                set.labels.as_ref().map_or(0, Vec::len)
+            )));
         }
         let desc = format!("{} images {} from {name}", set.count, set.shape().describe());
         *self.inner.data.try_borrow_mut().map_err(|_| busy())? = Some(set);

@@ -73,6 +73,30 @@ pub struct BnTensors<'a> {
     pub running_var: &'a GpuTensor,
 }
 
+/// A training forward's tensors: x [rows, cols] in, y [rows, cols] out,
+/// the layer's parameters and running statistics, and the batch's invstd
+/// [cols] it saves for the backward.
+#[derive(Clone, Copy)]
+pub struct BnForward<'a> {
+    pub x: &'a GpuTensor,
+    pub y: &'a GpuTensor,
+    pub bn: &'a BnTensors<'a>,
+    pub invstd: &'a GpuTensor,
+}
+
+/// A backward's tensors: dy [rows, cols] (the gradient w.r.t. y, becomes
+/// dx), the forward's y and xhat, gamma and invstd [cols], and the
+/// gradients it writes.
+#[derive(Clone, Copy)]
+pub struct BnBackward<'a> {
+    pub dy: &'a GpuTensor,
+    pub y: &'a GpuTensor,
+    pub xhat: &'a GpuTensor,
+    pub gamma: &'a GpuTensor,
+    pub invstd: &'a GpuTensor,
+    pub grads: &'a BnGrads<'a>,
+}
+
 fn check_features(cols: usize, ts: &[&GpuTensor]) -> Result<()> {
     for t in ts {
         t.expect_shape(&[cols])?;
@@ -86,44 +110,26 @@ fn act_constant(act: Act) -> [(&'static str, f64); 1] {
 
 /// Training forward: x [rows, cols] becomes xhat, y = act(gamma xhat + beta),
 /// running statistics updated, invstd [cols] saved.
-pub fn forward_train(
-    ctx: &GpuContext,
-    x: &GpuTensor,
-    y: &GpuTensor,
-    bn: &BnTensors,
-    invstd: &GpuTensor,
-    act: Act,
-) -> Result<Dispatch> {
-    forward_train_with(ctx, x, y, bn, invstd, act, Reduce::for_adapter(ctx))
+pub fn forward_train(ctx: &GpuContext, t: &BnForward, act: Act) -> Result<Dispatch> {
+    forward_train_with(ctx, t, act, Reduce::for_adapter(ctx))
 }
 
 /// `forward_train` with the batch sums in the given shape.
-pub fn forward_train_with(
-    ctx: &GpuContext,
-    x: &GpuTensor,
-    y: &GpuTensor,
-    bn: &BnTensors,
-    invstd: &GpuTensor,
-    act: Act,
-    reduce: Reduce,
-) -> Result<Dispatch> {
-    forward_train_group(ctx, x, y, bn, invstd, act, reduce, RowGroup::ALL)
+pub fn forward_train_with(ctx: &GpuContext, t: &BnForward, act: Act, reduce: Reduce) -> Result<Dispatch> {
+    forward_train_group(ctx, t, act, reduce, RowGroup::ALL)
 }
 
 /// `forward_train_with` on one row group of the buffers, with its own
 /// batch statistics (its invstd in `invstd`; the running statistics take
 /// one update per group launched).
-#[allow(clippy::too_many_arguments)]
 pub fn forward_train_group(
     ctx: &GpuContext,
-    x: &GpuTensor,
-    y: &GpuTensor,
-    bn: &BnTensors,
-    invstd: &GpuTensor,
+    t: &BnForward,
     act: Act,
     reduce: Reduce,
     group: RowGroup,
 ) -> Result<Dispatch> {
+    let BnForward { x, y, bn, invstd } = *t;
     let [rows, cols] = x.dims2()?;
     let (first_row, group_rows) = group.range(rows, &x.label)?;
     y.expect_shape(&[rows, cols])?;
@@ -221,56 +227,27 @@ pub struct BnGrads<'a> {
 
 /// Backward: dy [rows, cols] (gradient w.r.t. the activation output y)
 /// becomes dx; dgamma, dbeta and the preceding bias gradient are written.
-// Each argument is a different tensor of the layer; a struct would only
-// rename them.
-#[allow(clippy::too_many_arguments)]
-pub fn backward(
-    ctx: &GpuContext,
-    dy: &GpuTensor,
-    y: &GpuTensor,
-    xhat: &GpuTensor,
-    gamma: &GpuTensor,
-    invstd: &GpuTensor,
-    grads: &BnGrads,
-    act: Act,
-) -> Result<Dispatch> {
-    backward_with(ctx, dy, y, xhat, gamma, invstd, grads, act, false, Reduce::for_adapter(ctx))
+pub fn backward(ctx: &GpuContext, t: &BnBackward, act: Act) -> Result<Dispatch> {
+    backward_with(ctx, t, act, false, Reduce::for_adapter(ctx))
 }
 
 /// `backward` with the batch sums in the given shape; with `accumulate`
 /// dgamma, dbeta and dbias are added to (a second row group's sums).
-#[allow(clippy::too_many_arguments)]
-pub fn backward_with(
-    ctx: &GpuContext,
-    dy: &GpuTensor,
-    y: &GpuTensor,
-    xhat: &GpuTensor,
-    gamma: &GpuTensor,
-    invstd: &GpuTensor,
-    grads: &BnGrads,
-    act: Act,
-    accumulate: bool,
-    reduce: Reduce,
-) -> Result<Dispatch> {
-    backward_group(ctx, dy, y, xhat, gamma, invstd, grads, act, accumulate, reduce, RowGroup::ALL)
+pub fn backward_with(ctx: &GpuContext, t: &BnBackward, act: Act, accumulate: bool, reduce: Reduce) -> Result<Dispatch> {
+    backward_group(ctx, t, act, accumulate, reduce, RowGroup::ALL)
 }
 
 /// `backward_with` on one row group (its invstd in `invstd`); the second
 /// group of two accumulates.
-#[allow(clippy::too_many_arguments)]
 pub fn backward_group(
     ctx: &GpuContext,
-    dy: &GpuTensor,
-    y: &GpuTensor,
-    xhat: &GpuTensor,
-    gamma: &GpuTensor,
-    invstd: &GpuTensor,
-    grads: &BnGrads,
+    t: &BnBackward,
     act: Act,
     accumulate: bool,
     reduce: Reduce,
     group: RowGroup,
 ) -> Result<Dispatch> {
+    let BnBackward { dy, y, xhat, gamma, invstd, grads } = *t;
     let [rows, cols] = dy.dims2()?;
     let (first_row, group_rows) = group.range(rows, &dy.label)?;
     y.expect_shape(&[rows, cols])?;
