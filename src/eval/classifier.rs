@@ -139,12 +139,10 @@ pub fn train(
     let counters = GpuTensor::zeros(ctx, &[4], "classifier counters");
     let adam = AdamConfig { lr: cfg.lr, beta1: 0.9, beta2: 0.999, eps: 1e-8 };
     let mut net = GpuNet::new(ctx, spec.clone(), &spec.init_params(&mut r), &counters, adam)?;
-    let pixels = GpuTensor::from_u32(
-        ctx,
-        &[(count * dim).div_ceil(4)],
-        "classifier pixels",
-        &gather::pack_pixels(&train.pixels[..count * dim]),
-    )?;
+    // Held as the trainer holds its data: in as many buffers as its size needs.
+    let cut = ImageSet { count, pixels: train.pixels[..count * dim].to_vec(), labels: None, ..train.clone_header() };
+    let shards = crate::train::DataShards::upload(ctx, &cut, None)?;
+    drop(cut);
     let labels = train.labels.as_ref().expect("classes_of checked the labels");
     let labels =
         GpuTensor::from_u32(ctx, &[count.div_ceil(4)], "classifier labels", &gather::pack_pixels(&labels[..count]))?;
@@ -156,7 +154,10 @@ pub fn train(
     let metrics = GpuTensor::zeros(ctx, &[4], "classifier metrics");
     let variant = Variant::for_adapter(ctx);
     let logits = &acts.layers.last().expect("output layer").out;
-    let mut step = vec![gather::gather_batch(ctx, &pixels, &perm, &x, 0, b, &counters)?];
+    let mut step = Vec::new();
+    for shard in shards.shards() {
+        step.push(gather::gather_batch_shard(ctx, shard, &perm, &x, (0, b), &counters)?);
+    }
     step.extend(gpu_net::forward(ctx, &net, &x, &acts, true, variant)?);
     step.push(softmax_ce::softmax_ce(ctx, logits, &dlogits, &labels, &perm, &counters, &metrics)?);
     step.extend(gpu_net::Backward::new(&net, (&x, &acts), (&dlogits, &grads), variant).dispatches(ctx)?);
