@@ -69,7 +69,7 @@ fn classifier_for(
 fn describe_classifier(c: &classifier::Classifier, accuracy_name: &str) -> String {
     format!(
         "{}-512-256-{} MLP, {accuracy_name} {:.2}%, {} (training took {:.1} s)",
-        c.height * c.width,
+        c.spec.input_dim(),
         c.classes,
         100.0 * c.test_accuracy,
         c.origin,
