@@ -26,6 +26,7 @@ use gan_wgpu::nn::cpu_reference::CpuNet;
 use gan_wgpu::nn::cpu_reference::LayerCache;
 use gan_wgpu::nn::gpu_net::{Activations, GpuNet};
 use gan_wgpu::nn::loss::Loss;
+use gan_wgpu::nn::spec::ImageShape;
 use gan_wgpu::nn::spec::LayerKind;
 use gan_wgpu::train::{Gan, GanConfig};
 use gan_wgpu::{GpuContext, GpuTensor};
@@ -202,15 +203,41 @@ fn three_dcgan_gpu_steps_match_the_cpu_reference_phase_by_phase() {
     three_steps_phase_by_phase(WhichModel::Dcgan, Loss::Bce, 1);
 }
 
+/// examples/dcgan's 64x64 pyramid in colour (width 4, batch 8: the CPU
+/// reference's convolutions stay quick): five layers each way, three
+/// channels in and out, D's last 4x4 kernel over the whole 4x4 grid.
+#[test]
+fn three_dcgan_64_rgb_gpu_steps_match_the_cpu_reference_phase_by_phase() {
+    three_steps_on(WhichModel::Dcgan, (Loss::Bce, 1), ImageShape { height: 64, width: 64, channels: 3 }, 8);
+}
+
+/// The 32x32 pyramid in colour (four layers each way).
+#[test]
+fn three_dcgan_32_rgb_gpu_steps_match_the_cpu_reference_phase_by_phase() {
+    three_steps_on(WhichModel::Dcgan, (Loss::Bce, 1), ImageShape { height: 32, width: 32, channels: 3 }, 16);
+}
+
 fn three_steps_phase_by_phase(model: WhichModel, loss: Loss, n_critic: usize) {
+    three_steps_on(model, (loss, n_critic), ImageShape::grey(28, 28), 64);
+}
+
+fn three_steps_on(model: WhichModel, (loss, n_critic): (Loss, usize), shape: ImageShape, batch: usize) {
     let Some(ctx) = ctx() else { return };
-    let batch = 64;
-    let mut set = random_set(3 * batch, 28, 28, 7);
+    let mut set = random_set(3 * batch, shape.height, shape.width * shape.channels, 7);
+    (set.width, set.channels) = (shape.width, shape.channels);
     let labels: Vec<u8> = (0..set.count).map(|i| ((i * 7 + 3) % 10) as u8).collect();
     set.labels = Some(labels.clone());
     let dim = set.dim();
-    let cfg =
-        GanConfig { batch, seed: 42, model, dcgan_width: 8, ema_decay: 0.9, loss, n_critic, ..GanConfig::default() };
+    let cfg = GanConfig {
+        batch,
+        seed: 42,
+        model,
+        dcgan_width: if shape.height > 28 { 4 } else { 8 },
+        ema_decay: 0.9,
+        loss,
+        n_critic,
+        ..GanConfig::default()
+    };
     let mut init = rng(1);
     let arch = cfg.architecture(set.shape()).unwrap();
     let (g_spec, d_spec) = (arch.generator, arch.discriminator);
