@@ -761,9 +761,10 @@ fn gather_builds_scaled_batches_and_counters_advance() {
 
 /// A data set held in shards of whole images (3 of 5 images, the last of
 /// 3, dim 13 so no shard starts on a word boundary of the whole): one
-/// dispatch per shard fills exactly the rows whose images it holds, and
-/// together they equal the whole set's gather (bit for bit: the same
-/// bytes, the same arithmetic).
+/// dispatch per shard fills exactly the rows whose images it holds (each
+/// within WGSL's division bound of the CPU reference), and together they
+/// equal the whole set's gather on this device bit for bit (the same
+/// bytes through the same arithmetic).
 #[test]
 fn gather_from_shards_equals_the_whole_set() {
     let Some(ctx) = ctx() else { return };
@@ -798,7 +799,14 @@ fn gather_from_shards_equals_the_whole_set() {
             let done = shards[..=i].iter().any(|(_, f, c)| (*f..f + c).contains(&img));
             let have = &got[row * dim..(row + 1) * dim];
             match done {
-                true => assert_eq!(have, &want[row * dim..(row + 1) * dim], "row {row} (image {img}) after shard {i}"),
+                // As the one-buffer test: WGSL allows the division 2.5 ULP.
+                true => assert_close(
+                    &format!("row {row} (image {img}) after shard {i}"),
+                    have,
+                    &want[row * dim..(row + 1) * dim],
+                    0.0,
+                    3e-7,
+                ),
                 false => assert!(have.iter().all(|v| v.is_nan()), "row {row} (image {img}) written by shard {i}"),
             }
         }
