@@ -381,7 +381,7 @@ fn bce_case_with(prob: &[f32], n_zero: usize, what: &str, reduce: Reduce) {
     let gm = GpuTensor::zeros(ctx, &[8], "metrics");
     gm.fill_nan(ctx).unwrap();
     let counters = GpuTensor::from_u32(ctx, &[4], "counters", &[6, 0, 0, 0]).unwrap();
-    let d = bce::forward_backward_with(ctx, &gp, &gd, n_zero, &gm, 4, &counters, reduce).unwrap();
+    let d = bce::forward_backward_with(ctx, (&gp, &gd), n_zero, (&gm, 4), &counters, reduce).unwrap();
     kernels::run(ctx, &d.iter().collect::<Vec<_>>()).unwrap();
     // The divergence flag is raised exactly when the input is not finite.
     let flag = adam::first_nonfinite_step(&counters.read_u32(ctx).unwrap());

@@ -368,7 +368,7 @@ impl KernelBench<'_> {
         let dp = GpuTensor::zeros(ctx, &[2 * b, 1], "dp");
         let m = GpuTensor::zeros(ctx, &[8], "metrics");
         for reduce in Reduce::ALL {
-            let d = bce::forward_backward_with(ctx, &p, &dp, b, &m, 0, counters, reduce)?;
+            let d = bce::forward_backward_with(ctx, (&p, &dp), b, (&m, 0), counters, reduce)?;
             let case = format!("{} rows", 2 * b);
             self.rows.push(self.timed_row(
                 "bce",

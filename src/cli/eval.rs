@@ -163,7 +163,7 @@ impl QualityHook {
                 self.rows[i] = Some(rows);
             }
             let rows = self.rows[i].as_mut().expect("read above");
-            score_into(ctx, ev, net, rows, epoch, steps, &self.out, stem, which)?;
+            score_into(ctx, ev, net, rows, (epoch, steps), (&self.out, stem, which))?;
         }
         Ok(())
     }
@@ -172,17 +172,13 @@ impl QualityHook {
 /// Scores `net` (the trained generator or its average), appends the row to
 /// `rows`, writes `{stem}.csv` and `{stem}.png` in `out`, prints the line
 /// and any warning.
-#[allow(clippy::too_many_arguments)]
 fn score_into(
     ctx: &GpuContext,
     ev: &evaluate::Evaluator,
     net: &gan_wgpu::nn::gpu_net::GpuNet,
     rows: &mut Vec<evaluate::QualityRow>,
-    epoch: usize,
-    steps: u64,
-    out: &std::path::Path,
-    stem: &str,
-    which: &str,
+    (epoch, steps): (usize, u64),
+    (out, stem, which): (&std::path::Path, &str, &str),
 ) -> gan_wgpu::Result<()> {
     let t = std::time::Instant::now();
     let s = ev.score_generator(ctx, net, QUALITY_SAMPLES, QUALITY_SEED)?;

@@ -524,7 +524,7 @@ fn reduction_dispatches(ctx: &GpuContext, reduce: Reduce) -> Result<Vec<crate::e
         )?,
         bias_act::backward_with(ctx, bias_act::Act::LeakyRelu, &y2, &dy2, Some(&db2), reduce)?,
     ];
-    dispatches.extend(bce::forward_backward_with(ctx, &p, &dp, 128, &metrics, 0, &counters, reduce)?);
+    dispatches.extend(bce::forward_backward_with(ctx, (&p, &dp), 128, (&metrics, 0), &counters, reduce)?);
     Ok(dispatches)
 }
 
@@ -613,7 +613,7 @@ pub async fn verify_reduce_async(ctx: &GpuContext, reduce: Reduce) -> Result<()>
         let gp = GpuTensor::from_f32(ctx, &[2 * rows, 1], "prob", &prob)?;
         let (gdp, gm) = (nan(&[2 * rows, 1], "dprob")?, nan(&[8], "metrics")?);
         let counters = GpuTensor::zeros(ctx, &[4], "counters");
-        let d = bce::forward_backward_with(ctx, &gp, &gdp, rows, &gm, 0, &counters, reduce)?;
+        let d = bce::forward_backward_with(ctx, (&gp, &gdp), rows, (&gm, 0), &counters, reduce)?;
         run(ctx, &d.iter().collect::<Vec<_>>())?;
         let (loss, dprob, _, _) = bce::cpu_forward_backward(&prob, rows);
         check("bce dprob", &gdp.read_f32_async(ctx).await?, &dprob, 1e-6, 1e-5)?;

@@ -249,7 +249,7 @@ pub fn forward(
     train: bool,
     variant: Variant,
 ) -> Result<Vec<Dispatch>> {
-    forward_grouped(ctx, net, input, acts, train, variant, 1, None)
+    forward_grouped(ctx, net, (input, acts), train, variant, 1, None)
 }
 
 /// `forward` with the samples in `groups` equal row groups that each batch
@@ -257,12 +257,10 @@ pub fn forward(
 /// PyTorch's two passes do), the last group's first (PyTorch's example
 /// passes the real batch first: the running statistics see that order).
 /// A training pass through dropout layers applies `masks` to their outputs.
-#[allow(clippy::too_many_arguments)]
 pub fn forward_grouped(
     ctx: &GpuContext,
     net: &GpuNet,
-    input: &GpuTensor,
-    acts: &Activations,
+    (input, acts): (&GpuTensor, &Activations),
     train: bool,
     variant: Variant,
     groups: usize,

@@ -67,7 +67,7 @@ impl Loss {
         counters: &GpuTensor,
     ) -> Result<Vec<Dispatch>> {
         match self {
-            Loss::Bce => bce::forward_backward(ctx, out, grad, fakes, metrics, D_METRICS, counters),
+            Loss::Bce => bce::forward_backward(ctx, (out, grad), fakes, (metrics, D_METRICS), counters),
             Loss::Hinge => Ok(vec![hinge::forward_backward(
                 ctx,
                 (out, grad),
@@ -89,7 +89,7 @@ impl Loss {
         counters: &GpuTensor,
     ) -> Result<Vec<Dispatch>> {
         match self {
-            Loss::Bce => bce::forward_backward(ctx, out, grad, 0, metrics, G_METRICS, counters),
+            Loss::Bce => bce::forward_backward(ctx, (out, grad), 0, (metrics, G_METRICS), counters),
             Loss::Hinge => Ok(vec![hinge::forward_backward(
                 ctx,
                 (out, grad),

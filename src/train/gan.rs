@@ -433,7 +433,7 @@ impl Gan {
     fn d_step_phases(&self, ctx: &GpuContext, v: &StepViews, graph: &mut StepGraph) -> Result<()> {
         let (d, b, variant) = (&self.d, self.cfg.batch, self.variant);
         let (masks, _) = self.dropout_masks()?;
-        let forward = gpu_net::forward_grouped(ctx, d, &self.d_input, &self.d_acts, true, variant, 2, Some(masks))?;
+        let forward = gpu_net::forward_grouped(ctx, d, (&self.d_input, &self.d_acts), true, variant, 2, Some(masks))?;
         graph.phase("D forward (2B)", forward);
         let d_out = &self.d_acts.layers.last().expect("d output").out;
         let loss = self.cfg.loss.d_step(ctx, (d_out, &self.d_prob_grad), b, &self.metrics, &self.counters)?;
@@ -455,7 +455,7 @@ impl Gan {
     fn g_step_phases(&self, ctx: &GpuContext, v: &StepViews, graph: &mut StepGraph) -> Result<()> {
         let (d, variant) = (&self.d, self.variant);
         let (_, masks) = self.dropout_masks()?;
-        let forward = gpu_net::forward_grouped(ctx, d, &v.fake, &v.d_acts_b, true, variant, 1, Some(masks))?;
+        let forward = gpu_net::forward_grouped(ctx, d, (&v.fake, &v.d_acts_b), true, variant, 1, Some(masks))?;
         graph.phase("D forward (B)", forward);
         let d_out = &v.d_acts_b.layers.last().expect("d output").out;
         graph.phase("loss G", self.cfg.loss.g_step(ctx, (d_out, &v.d_prob_grad_b), &self.metrics, &self.counters)?);

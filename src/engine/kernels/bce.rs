@@ -24,26 +24,21 @@ struct Params {
 /// `adam::first_nonfinite_step`).
 pub fn forward_backward(
     ctx: &GpuContext,
-    prob: &GpuTensor,
-    dprob: &GpuTensor,
+    (prob, dprob): (&GpuTensor, &GpuTensor),
     n_zero: usize,
-    metrics: &GpuTensor,
-    out: usize,
+    (metrics, out): (&GpuTensor, usize),
     counters: &GpuTensor,
 ) -> Result<Vec<Dispatch>> {
-    forward_backward_with(ctx, prob, dprob, n_zero, metrics, out, counters, Reduce::for_adapter(ctx))
+    forward_backward_with(ctx, (prob, dprob), n_zero, (metrics, out), counters, Reduce::for_adapter(ctx))
 }
 
 /// `forward_backward` with the sums in the given shape: one dispatch
 /// (`Column`), or two (`Tree`: per-group sums, then their total).
-#[allow(clippy::too_many_arguments)]
 pub fn forward_backward_with(
     ctx: &GpuContext,
-    prob: &GpuTensor,
-    dprob: &GpuTensor,
+    (prob, dprob): (&GpuTensor, &GpuTensor),
     n_zero: usize,
-    metrics: &GpuTensor,
-    out: usize,
+    (metrics, out): (&GpuTensor, usize),
     counters: &GpuTensor,
     reduce: Reduce,
 ) -> Result<Vec<Dispatch>> {
