@@ -140,9 +140,7 @@ pub fn train(
     let adam = AdamConfig { lr: cfg.lr, beta1: 0.9, beta2: 0.999, eps: 1e-8 };
     let mut net = GpuNet::new(ctx, spec.clone(), &spec.init_params(&mut r), &counters, adam)?;
     // Held as the trainer holds its data: in as many buffers as its size needs.
-    let cut = ImageSet { count, pixels: train.pixels[..count * dim].to_vec(), labels: None, ..train.clone_header() };
-    let shards = crate::train::DataShards::upload(ctx, &cut, None)?;
-    drop(cut);
+    let shards = crate::train::DataShards::upload(ctx, &train.pixels[..count * dim], dim, None)?;
     let labels = train.labels.as_ref().expect("classes_of checked the labels");
     let labels =
         GpuTensor::from_u32(ctx, &[count.div_ceil(4)], "classifier labels", &gather::pack_pixels(&labels[..count]))?;

@@ -340,6 +340,12 @@ fn find(dir: &Path, name: &str) -> Option<PathBuf> {
     [dir.join(name), dir.join(format!("{name}.gz"))].into_iter().find(|p| p.is_file())
 }
 
+/// Whether `dir` holds IDX training images where `load_train_dir` looks
+/// for them (in it, or in its `train/`).
+pub fn holds_idx_training_set(dir: &Path) -> bool {
+    [dir.to_path_buf(), dir.join("train")].iter().any(|d| find(d, "train-images-idx3-ubyte").is_some())
+}
+
 /// The training set from a folder in the seed's layout:
 /// DIR/train/train-images-idx3-ubyte[.gz] and train-labels-idx1-ubyte[.gz]
 /// (the files directly in DIR are accepted too). When DIR/test holds test

@@ -58,8 +58,6 @@ impl FolderOptions {
 pub struct FolderReport {
     /// Files that did not decode, with why, in path order.
     pub skipped: Vec<(PathBuf, String)>,
-    /// Images decoded (0 when the set came from the cache).
-    pub decoded: usize,
     /// The cache file the set was read from or written to.
     pub cache: Option<PathBuf>,
     pub from_cache: bool,
@@ -91,8 +89,7 @@ pub struct Listing {
 
 /// Whether `dir` holds an image folder rather than IDX files.
 pub fn is_image_folder(dir: &Path) -> bool {
-    let idx = |d: &Path| ["train-images-idx3-ubyte", "train-images-idx3-ubyte.gz"].iter().any(|n| d.join(n).is_file());
-    dir.is_dir() && !idx(dir) && !idx(&dir.join("train"))
+    dir.is_dir() && !crate::io::data::holds_idx_training_set(dir)
 }
 
 fn visible_entries(dir: &Path) -> Result<Vec<PathBuf>> {
@@ -281,7 +278,6 @@ fn assemble(
         pixels.extend(convert_channels(&d.pixels, if d.colour { 3 } else { 1 }, channels));
     }
     let labels = (!listing.classes.is_empty()).then(|| good.iter().map(|(_, l, _)| l.unwrap_or(0)).collect());
-    report.decoded = good.len();
     Ok(ImageSet {
         count: good.len(),
         height: size.0,

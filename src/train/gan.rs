@@ -333,7 +333,7 @@ impl Gan {
             _ => Some(g.forward_copy(ctx, params.0)?),
         };
         let d = GpuNet::new(ctx, arch.discriminator, params.1, &counters, cfg.adam)?;
-        let data_shards = DataShards::upload(ctx, data, cfg.data_shard_bytes)?;
+        let data_shards = DataShards::upload(ctx, &data.pixels, dim, cfg.data_shard_bytes)?;
         let d_input = GpuTensor::zeros(ctx, &[2 * b, dim], "d_input [fake; real]");
         let d_labels = classes.map(|_| GpuTensor::zeros(ctx, &[2 * b], "labels [fake; real]"));
         let d_prob_grad = GpuTensor::zeros(ctx, &[2 * b, 1], "d_prob_grad");
@@ -796,13 +796,13 @@ impl DataShards {
         ((bytes / dim.max(1) as u64) as usize).max(1)
     }
 
-    /// Uploads `data`'s pixels.
-    pub fn upload(ctx: &GpuContext, data: &ImageSet, cap: Option<u64>) -> Result<Self> {
-        let (dim, per) = (data.dim(), Self::images_per_shard(ctx, data.dim(), cap));
+    /// Uploads `pixels`, images of `dim` bytes one after another.
+    pub fn upload(ctx: &GpuContext, pixels: &[u8], dim: usize, cap: Option<u64>) -> Result<Self> {
+        let (images, per) = (pixels.len() / dim.max(1), Self::images_per_shard(ctx, dim, cap));
         let mut parts = Vec::new();
-        for first in (0..data.count).step_by(per) {
-            let count = per.min(data.count - first);
-            let bytes = &data.pixels[first * dim..(first + count) * dim];
+        for first in (0..images).step_by(per) {
+            let count = per.min(images - first);
+            let bytes = &pixels[first * dim..(first + count) * dim];
             let label = format!("dataset pixels (u8 x4), images {first}..{}", first + count);
             let t = GpuTensor::from_u32(ctx, &[bytes.len().div_ceil(4)], &label, &gather::pack_pixels(bytes))?;
             parts.push((t, first, count));
