@@ -72,11 +72,19 @@ fn batchnorm_backward_matches_finite_differences() {
         let w = uniform_vec(&mut r, rows * cols, -1.0, 1.0);
         let fwd = |xv: &[f32], g: &[f32], b: &[f32]| {
             let (mut rm, mut rv) = (vec![0.0; cols], vec![1.0; cols]);
-            batchnorm::cpu_forward_train(xv, rows, cols, g, b, &mut rm, &mut rv, relu)
+            batchnorm::cpu_forward_train(
+                xv,
+                batchnorm::CpuBn { rows, cols, gamma: g, beta: b, act: relu },
+                (&mut rm, &mut rv),
+            )
         };
         let out = fwd(&x, &gamma, &beta);
-        let (dx, dgamma, dbeta, dbias) =
-            batchnorm::cpu_backward(&w, &out.y, &out.xhat, &gamma, &out.invstd, rows, cols, relu);
+        let (dx, dgamma, dbeta, dbias) = batchnorm::cpu_backward(
+            &w,
+            (&out.y, &out.xhat),
+            &out.invstd,
+            batchnorm::CpuBn { rows, cols, gamma: &gamma, beta: &beta, act: relu },
+        );
         let what = format!("batchnorm {}", relu.name());
         check(&format!("{what} dx"), &x, &dx, &|xv| weighted(&w, &fwd(xv, &gamma, &beta).y));
         check(&format!("{what} dgamma"), &gamma, &dgamma, &|g| weighted(&w, &fwd(&x, g, &beta).y));

@@ -287,7 +287,11 @@ fn batchnorm_train_eval_and_backward() {
             )
             .unwrap();
             kernels::run(ctx, &[&fwd]).unwrap();
-            let cpu = batchnorm::cpu_forward_train(&x, rows, cols, &gamma, &beta, &mut rm, &mut rv, relu);
+            let cpu = batchnorm::cpu_forward_train(
+                &x,
+                batchnorm::CpuBn { rows, cols, gamma: &gamma, beta: &beta, act: relu },
+                (&mut rm, &mut rv),
+            );
             assert_close(&format!("{what} xhat"), &gx.read_f32(ctx).unwrap(), &cpu.xhat, 2e-5, 1e-4);
             assert_close(&format!("{what} y"), &gy.read_f32(ctx).unwrap(), &cpu.y, 2e-5, 1e-4);
             assert_close(&format!("{what} invstd"), &ginv.read_f32(ctx).unwrap(), &cpu.invstd, 1e-6, 1e-4);
@@ -300,7 +304,11 @@ fn batchnorm_train_eval_and_backward() {
             gy2.fill_nan(ctx).unwrap();
             let ev = batchnorm::forward_eval(ctx, &gx2, &gy2, &bn, relu).unwrap();
             kernels::run(ctx, &[&ev]).unwrap();
-            let y_eval = batchnorm::cpu_forward_eval(&x, rows, cols, &gamma, &beta, &rm, &rv, relu);
+            let y_eval = batchnorm::cpu_forward_eval(
+                &x,
+                batchnorm::CpuBn { rows, cols, gamma: &gamma, beta: &beta, act: relu },
+                (&rm, &rv),
+            );
             assert_close(&format!("{what} eval y"), &gy2.read_f32(ctx).unwrap(), &y_eval, 1e-5, 1e-4);
 
             // Backward from the CPU forward's saved tensors.
@@ -323,8 +331,12 @@ fn batchnorm_train_eval_and_backward() {
             )
             .unwrap();
             kernels::run(ctx, &[&bwd]).unwrap();
-            let (dx, dgamma, dbeta, dbias) =
-                batchnorm::cpu_backward(&dy, &cpu.y, &cpu.xhat, &gamma, &cpu.invstd, rows, cols, relu);
+            let (dx, dgamma, dbeta, dbias) = batchnorm::cpu_backward(
+                &dy,
+                (&cpu.y, &cpu.xhat),
+                &cpu.invstd,
+                batchnorm::CpuBn { rows, cols, gamma: &gamma, beta: &beta, act: relu },
+            );
             let sum_tol = 2e-6 * rows as f32;
             assert_close(&format!("{what} dx"), &gdy.read_f32(ctx).unwrap(), &dx, 2e-5, 1e-3);
             assert_close(&format!("{what} dgamma"), &gdg.read_f32(ctx).unwrap(), &dgamma, sum_tol, 1e-4);

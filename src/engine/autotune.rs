@@ -571,7 +571,11 @@ pub async fn verify_reduce_async(ctx: &GpuContext, reduce: Reduce) -> Result<()>
                 reduce,
             )?],
         )?;
-        let cpu = batchnorm::cpu_forward_train(&x, rows, cols, &gamma, &beta, &mut rm, &mut rv, Act::Relu);
+        let cpu = batchnorm::cpu_forward_train(
+            &x,
+            batchnorm::CpuBn { rows, cols, gamma: &gamma, beta: &beta, act: Act::Relu },
+            (&mut rm, &mut rv),
+        );
         check("batchnorm xhat", &gx.read_f32_async(ctx).await?, &cpu.xhat, 2e-5, 1e-4)?;
         check("batchnorm y", &gy.read_f32_async(ctx).await?, &cpu.y, 2e-5, 1e-4)?;
         check("batchnorm running_var", &grv.read_f32_async(ctx).await?, &rv, 1e-6, 1e-5)?;
@@ -593,8 +597,12 @@ pub async fn verify_reduce_async(ctx: &GpuContext, reduce: Reduce) -> Result<()>
                 reduce,
             )?],
         )?;
-        let (dx, dgamma, dbeta, dbias) =
-            batchnorm::cpu_backward(&dy, &cpu.y, &cpu.xhat, &gamma, &cpu.invstd, rows, cols, Act::Relu);
+        let (dx, dgamma, dbeta, dbias) = batchnorm::cpu_backward(
+            &dy,
+            (&cpu.y, &cpu.xhat),
+            &cpu.invstd,
+            batchnorm::CpuBn { rows, cols, gamma: &gamma, beta: &beta, act: Act::Relu },
+        );
         check("batchnorm dx", &gdy.read_f32_async(ctx).await?, &dx, 1e-5, 1e-3)?;
         check("batchnorm dgamma", &gdg.read_f32_async(ctx).await?, &dgamma, 1e-5 * rows as f32, 1e-4)?;
         check("batchnorm dbeta", &gdb.read_f32_async(ctx).await?, &dbeta, 1e-5 * rows as f32, 1e-4)?;

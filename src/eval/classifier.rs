@@ -104,21 +104,110 @@ pub fn cache_key(set: &ImageSet, test: &ImageSet, cfg: &ClassifierConfig) -> u64
     crate::engine::autotune::stable_hash(key.as_bytes())
 }
 
-/// Records the classifier's step in one pass and submits it.
-fn submit_step(ctx: &GpuContext, step: &[Dispatch]) {
-    let mut enc = ctx.device.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("classifier") });
-    {
+/// The classifier's training on the GPU: its network, its data and the
+/// dispatches of one step (gather, forward, softmax cross-entropy, backward,
+/// Adam, counters), stepped by the one loop (`train::Stepper`).
+struct Trainer {
+    net: GpuNet,
+    cfg: ClassifierConfig,
+    adam: AdamConfig,
+    count: usize,
+    perm: GpuTensor,
+    counters: GpuTensor,
+    /// [loss, right answers in the batch, unused x2].
+    metrics: GpuTensor,
+    step: Vec<Dispatch>,
+    /// Kept alive for the step's bind groups.
+    _buffers: Vec<GpuTensor>,
+    _shards: crate::train::DataShards,
+    _acts: [Activations; 2],
+}
+
+impl Trainer {
+    /// Uploads the first `count` images of `train` and builds the step.
+    fn new(ctx: &GpuContext, train: &ImageSet, count: usize, classes: usize, cfg: &ClassifierConfig) -> Result<Self> {
+        let (dim, b) = (train.dim(), cfg.batch);
+        let spec = crate::models::classifier_spec(dim, classes);
+        let mut r = rand_chacha::ChaCha8Rng::seed_from_u64(cfg.seed);
+        let counters = GpuTensor::zeros(ctx, &[4], "classifier counters");
+        let adam = AdamConfig { lr: cfg.lr, beta1: 0.9, beta2: 0.999, eps: 1e-8 };
+        let net = GpuNet::new(ctx, spec.clone(), &spec.init_params(&mut r), &counters, adam)?;
+        // Held as the trainer holds its data: in as many buffers as its size needs.
+        let shards = crate::train::DataShards::upload(ctx, &train.pixels[..count * dim], dim, None)?;
+        let labels = train.labels.as_ref().expect("classes_of checked the labels");
+        let labels = GpuTensor::from_u32(
+            ctx,
+            &[count.div_ceil(4)],
+            "classifier labels",
+            &gather::pack_pixels(&labels[..count]),
+        )?;
+        let perm = GpuTensor::zeros(ctx, &[count], "classifier permutation");
+        let x = GpuTensor::zeros(ctx, &[b, dim], "classifier batch");
+        let acts = Activations::alloc(ctx, &spec, b, "classifier", None)?;
+        let grads = Activations::alloc(ctx, &spec, b, "classifier_grad", None)?;
+        let dlogits = GpuTensor::zeros(ctx, &[b, classes], "classifier dlogits");
+        let metrics = GpuTensor::zeros(ctx, &[4], "classifier metrics");
+        let variant = Variant::for_adapter(ctx);
+        let logits = &acts.layers.last().expect("output layer").out;
+        let mut step = Vec::new();
+        for shard in shards.shards() {
+            step.push(gather::gather_batch_shard(ctx, shard, &perm, &x, (0, b), &counters)?);
+        }
+        step.extend(gpu_net::forward(ctx, &net, &x, &acts, true, variant)?);
+        step.push(softmax_ce::softmax_ce(ctx, logits, &dlogits, &labels, &perm, &counters, &metrics)?);
+        step.extend(gpu_net::Backward::new(&net, (&x, &acts), (&dlogits, &grads), variant).dispatches(ctx)?);
+        step.push(net.adam.dispatch.clone());
+        step.push(gather::advance_counters(ctx, &counters)?);
+        let _buffers = vec![labels, x, dlogits];
+        Ok(Trainer {
+            net,
+            cfg: *cfg,
+            adam,
+            count,
+            perm,
+            counters,
+            metrics,
+            step,
+            _buffers,
+            _shards: shards,
+            _acts: [acts, grads],
+        })
+    }
+}
+
+impl crate::train::Stepped for Trainer {
+    fn steps_per_epoch(&self) -> usize {
+        self.count / self.cfg.batch
+    }
+
+    /// The epoch's own permutation and its decayed learning rate.
+    fn start_epoch(&mut self, ctx: &GpuContext, epoch: usize, batch_in_epoch: usize, steps_done: u64) -> Result<()> {
+        let order = crate::train::Gan::permutation(self.cfg.seed ^ 0xc1a5, epoch, self.count);
+        self.perm.write_u32(ctx, &order)?;
+        self.counters.write_u32(ctx, &[steps_done as u32, batch_in_epoch as u32, 0, 0])?;
+        let lr = self.cfg.lr * self.cfg.lr_decay.powi(epoch as i32);
+        self.net.adam.set_config(ctx, AdamConfig { lr, ..self.adam });
+        Ok(())
+    }
+
+    fn record_step_at(&self, enc: &mut wgpu::CommandEncoder, _step: u64) {
         let mut pass = enc.begin_compute_pass(&wgpu::ComputePassDescriptor {
             label: Some("classifier step"),
             timestamp_writes: None,
         });
-        kernels::record_all(&mut pass, step);
+        kernels::record_all(&mut pass, &self.step);
     }
-    ctx.queue.submit([enc.finish()]);
+
+    fn readback(&self) -> (&GpuTensor, &GpuTensor) {
+        (&self.metrics, &self.counters)
+    }
 }
 
+/// Steps between progress reports (and readbacks) of the classifier's training.
+const REPORT_EVERY: usize = 50;
+
 /// Trains a classifier on `train` and measures it on `test`, reporting
-/// progress every few dozen steps.
+/// progress every `REPORT_EVERY` steps and at each epoch's end.
 pub fn train(
     ctx: &GpuContext,
     train: &ImageSet,
@@ -132,70 +221,26 @@ pub fn train(
     if count < cfg.batch || cfg.batch < 2 {
         return Err(GanError::data(&train.source, format!("{count} images for batches of {}", cfg.batch)));
     }
-    let dim = train.dim();
-    let b = cfg.batch;
-    let spec = crate::models::classifier_spec(dim, classes);
-    let mut r = rand_chacha::ChaCha8Rng::seed_from_u64(cfg.seed);
-    let counters = GpuTensor::zeros(ctx, &[4], "classifier counters");
-    let adam = AdamConfig { lr: cfg.lr, beta1: 0.9, beta2: 0.999, eps: 1e-8 };
-    let mut net = GpuNet::new(ctx, spec.clone(), &spec.init_params(&mut r), &counters, adam)?;
-    // Held as the trainer holds its data: in as many buffers as its size needs.
-    let shards = crate::train::DataShards::upload(ctx, &train.pixels[..count * dim], dim, None)?;
-    let labels = train.labels.as_ref().expect("classes_of checked the labels");
-    let labels =
-        GpuTensor::from_u32(ctx, &[count.div_ceil(4)], "classifier labels", &gather::pack_pixels(&labels[..count]))?;
-    let perm = GpuTensor::zeros(ctx, &[count], "classifier permutation");
-    let x = GpuTensor::zeros(ctx, &[b, dim], "classifier batch");
-    let acts = Activations::alloc(ctx, &spec, b, "classifier", None)?;
-    let grads = Activations::alloc(ctx, &spec, b, "classifier_grad", None)?;
-    let dlogits = GpuTensor::zeros(ctx, &[b, classes], "classifier dlogits");
-    let metrics = GpuTensor::zeros(ctx, &[4], "classifier metrics");
-    let variant = Variant::for_adapter(ctx);
-    let logits = &acts.layers.last().expect("output layer").out;
-    let mut step = Vec::new();
-    for shard in shards.shards() {
-        step.push(gather::gather_batch_shard(ctx, shard, &perm, &x, (0, b), &counters)?);
-    }
-    step.extend(gpu_net::forward(ctx, &net, &x, &acts, true, variant)?);
-    step.push(softmax_ce::softmax_ce(ctx, logits, &dlogits, &labels, &perm, &counters, &metrics)?);
-    step.extend(gpu_net::Backward::new(&net, (&x, &acts), (&dlogits, &grads), variant).dispatches(ctx)?);
-    step.push(net.adam.dispatch.clone());
-    step.push(gather::advance_counters(ctx, &counters)?);
-    let steps = count / b;
-    let mut done = 0u32;
-    for epoch in 0..cfg.epochs {
-        let order = crate::train::Gan::permutation(cfg.seed ^ 0xc1a5, epoch, count);
-        perm.write_u32(ctx, &order)?;
-        counters.write_u32(ctx, &[done, 0, 0, 0])?;
-        net.adam.set_config(ctx, AdamConfig { lr: cfg.lr * cfg.lr_decay.powi(epoch as i32), ..adam });
-        for s in 0..steps {
-            submit_step(ctx, &step);
-            done += 1;
-            if (s + 1) % 50 == 0 || s + 1 == steps {
-                let m = metrics.read_f32(ctx)?;
-                if !m[0].is_finite() {
-                    return Err(GanError::Diverged(format!(
-                        "the classifier's loss is {} at epoch {epoch}, step {}",
-                        m[0],
-                        s + 1
-                    )));
-                }
-                progress(&Progress {
-                    epoch,
-                    epochs: cfg.epochs,
-                    step: s + 1,
-                    steps,
-                    loss: m[0],
-                    accuracy: m[1] / b as f32,
-                });
-            }
+    let mut trainer = Trainer::new(ctx, train, count, classes, cfg)?;
+    let steps = crate::train::Stepped::steps_per_epoch(&trainer);
+    let mut at = crate::train::Progress { epoch: 0, batch_in_epoch: 0, steps_done: 0 };
+    let stepper = crate::train::Stepper::new(ctx, &mut trainer, at, "classifier metrics staging")?;
+    while at.steps_done < (cfg.epochs * steps) as u64 {
+        let readings = pollster::block_on(stepper.run_steps(ctx, &mut trainer, &mut at, REPORT_EVERY))?;
+        let last = readings.last().expect("a run_steps call before the end steps");
+        let (loss, right) = (last.metrics[0], last.metrics[1]);
+        if last.first_nonfinite.is_some() || !loss.is_finite() {
+            let at = format!("epoch {}, step {}", last.epoch, last.batch + 1);
+            return Err(GanError::Diverged(format!("the classifier's loss is {loss} at {at}")));
         }
+        let (epoch, step) = (last.epoch, last.batch + 1);
+        progress(&Progress { epoch, epochs: cfg.epochs, step, steps, loss, accuracy: right / cfg.batch as f32 });
     }
     ctx.check_health("training the classifier")?;
-    let params = net.params.read_f32(ctx)?;
-    let bn = net.read_bn(ctx, done as i64)?;
+    let params = trainer.net.params.read_f32(ctx)?;
+    let bn = trainer.net.read_bn(ctx, at.steps_done as i64)?;
     let mut classifier = Classifier {
-        spec,
+        spec: trainer.net.spec.clone(),
         params,
         bn,
         classes,

@@ -133,32 +133,17 @@ impl CpuNet {
                     cache.invstd = vec![0.0; groups * l.out];
                     for g in (0..groups).rev() {
                         let part = g * per * l.out..(g + 1) * per * l.out;
-                        let f = batchnorm::cpu_forward_train(
-                            &pre[part.clone()],
-                            per,
-                            l.out,
-                            &gamma,
-                            &beta,
-                            &mut stats.running_mean,
-                            &mut stats.running_var,
-                            l.act,
-                        );
+                        let bn = batchnorm::CpuBn { rows: per, cols: l.out, gamma: &gamma, beta: &beta, act: l.act };
+                        let running = (&mut stats.running_mean[..], &mut stats.running_var[..]);
+                        let f = batchnorm::cpu_forward_train(&pre[part.clone()], bn, running);
                         stats.num_batches_tracked += 1;
                         cache.xhat[part.clone()].copy_from_slice(&f.xhat);
                         cache.out[part].copy_from_slice(&f.y);
                         cache.invstd[g * l.out..(g + 1) * l.out].copy_from_slice(&f.invstd);
                     }
                 } else {
-                    cache.out = batchnorm::cpu_forward_eval(
-                        &pre,
-                        rows,
-                        l.out,
-                        &gamma,
-                        &beta,
-                        &stats.running_mean,
-                        &stats.running_var,
-                        l.act,
-                    );
+                    let bn = batchnorm::CpuBn { rows, cols: l.out, gamma: &gamma, beta: &beta, act: l.act };
+                    cache.out = batchnorm::cpu_forward_eval(&pre, bn, (&stats.running_mean, &stats.running_var));
                 }
             } else {
                 cache.out = bias_act::cpu_forward(l.act, &z, bias.as_deref(), rows, l.out);
@@ -206,16 +191,10 @@ impl CpuNet {
                 let (mut dgamma, mut dbeta, mut dbias) = (vec![0.0; l.out], vec![0.0; l.out], vec![0.0; l.out]);
                 for g in 0..groups {
                     let part = g * per * l.out..(g + 1) * per * l.out;
-                    let (dx, dg, db, dbi) = batchnorm::cpu_backward(
-                        &dy[part.clone()],
-                        &c.out[part.clone()],
-                        &c.xhat[part.clone()],
-                        gamma,
-                        &c.invstd[g * l.out..(g + 1) * l.out],
-                        per,
-                        l.out,
-                        l.act,
-                    );
+                    let bn = batchnorm::CpuBn { rows: per, cols: l.out, gamma, beta: &[], act: l.act };
+                    let saved = (&c.out[part.clone()], &c.xhat[part.clone()]);
+                    let invstd = &c.invstd[g * l.out..(g + 1) * l.out];
+                    let (dx, dg, db, dbi) = batchnorm::cpu_backward(&dy[part.clone()], saved, invstd, bn);
                     dz[part].copy_from_slice(&dx);
                     for (sum, v) in [(&mut dgamma, dg), (&mut dbeta, db), (&mut dbias, dbi)] {
                         sum.iter_mut().zip(v).for_each(|(s, v)| *s += v);

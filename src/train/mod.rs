@@ -41,6 +41,7 @@ mod readback;
 mod run_dir;
 mod session;
 mod state;
+mod stepping;
 mod warmup;
 
 pub use gan::{
@@ -50,12 +51,13 @@ use outputs::{copy_epoch_grids, losses_csv, read_losses_csv, same_dir, write_epo
 pub use readback::StepReading;
 use run_dir::{check_fresh_out_dir, check_not_in_use};
 pub use run_dir::{lock_out_dir, open_run_dir, OutDirLock, RunDir, LOCK_FILE};
-pub use session::{first_images, initial_params, Session, MAX_STEPS_PER_CALL};
+pub use session::{first_images, initial_params, Session};
 use state::SavedState;
 pub use state::{
     check_resume, find_latest_state, is_training_state, recorded_run, run_dir_of, state_files, RecordedRun, RunIdentity,
 };
 use state::{load_state, save_state};
+pub use stepping::{RawReading, Stepped, Stepper, MAX_STEPS_PER_CALL};
 pub use warmup::warm_up_pipelines;
 
 /// Seed of the 25 fixed latent codes of the per-epoch grids.
@@ -68,8 +70,6 @@ const STATE_FORMAT: &str = "gan-wgpu-state-2";
 const STATE_FORMAT_PYTORCH_ORDER: &str = "gan-wgpu-state-1";
 /// Metrics buffer: [loss_d, D(x), D(G(z)), loss_g, D(G(z)) after the D step, unused x3].
 const METRICS_LEN: usize = 8;
-/// A readback slot: the metrics, then the 4 step counters (divergence flag).
-const READBACK_BYTES: u64 = (METRICS_LEN * 4 + 16) as u64;
 
 #[derive(Clone, Debug)]
 pub struct TrainConfig {

@@ -1,7 +1,8 @@
-//! A step's losses and counters as the host reads them back: one readback
-//! slot per step, copied into a session's staging buffer.
+//! A GAN step's losses and counters as the host reads them back (the
+//! stepping loop's raw reading, named).
 
-use super::{metrics_from, GpuTensor, StepMetrics, METRICS_LEN, READBACK_BYTES};
+use super::stepping::RawReading;
+use super::{metrics_from, StepMetrics};
 
 /// What a read-back step says.
 #[derive(Clone, Copy, Debug)]
@@ -34,37 +35,15 @@ impl StepReading {
     }
 }
 
-/// Records the copy of one step's metrics, then its counters (with the
-/// divergence flag), into `dst` at byte `at`: one readback slot of
-/// READBACK_BYTES.
-pub(super) fn record_reading_copy(
-    enc: &mut wgpu::CommandEncoder,
-    metrics: &GpuTensor,
-    counters: &GpuTensor,
-    dst: &wgpu::Buffer,
-    at: u64,
-) {
-    let metrics_bytes = (METRICS_LEN * 4) as u64;
-    enc.copy_buffer_to_buffer(&metrics.buffer, metrics.offset, dst, at, metrics_bytes);
-    enc.copy_buffer_to_buffer(
-        &counters.buffer,
-        counters.offset,
-        dst,
-        at + metrics_bytes,
-        READBACK_BYTES - metrics_bytes,
-    );
-}
-
 impl StepReading {
-    /// The reading in one readback slot's words (metrics, then counters).
-    pub(super) fn from_words(words: &[u32], epoch: usize, batch: usize, step: u64) -> Self {
-        let metrics: Vec<f32> = words[..METRICS_LEN].iter().map(|&w| f32::from_bits(w)).collect();
+    /// The GAN's reading of one step as the loop read it back.
+    pub(super) fn from_raw(raw: &RawReading) -> Self {
         StepReading {
-            epoch,
-            batch,
-            step,
-            metrics: metrics_from(&metrics),
-            first_nonfinite: crate::engine::kernels::adam::first_nonfinite_step(&words[METRICS_LEN..]),
+            epoch: raw.epoch,
+            batch: raw.batch,
+            step: raw.step,
+            metrics: metrics_from(&raw.metrics),
+            first_nonfinite: raw.first_nonfinite,
         }
     }
 }

@@ -1,18 +1,17 @@
-//! The one stepping loop: a training run that its host drives a few steps
-//! at a time and awaits. The CLI's `train` blocks on it (pollster) between
-//! its files and log lines; a browser page awaits it between frames. Epoch
-//! rollover, per-step readback of the losses and the divergence check live
-//! here, once. No files, no clock (the host times it).
+//! A GAN training run that its host drives a few steps at a time and
+//! awaits. The CLI's `train` blocks on it (pollster) between its files and
+//! log lines; a browser page awaits it between frames. It steps through the
+//! one loop (`stepping::Stepper`) and adds what a GAN run has besides: its
+//! grids, its checkpoints and the loss checks of divergence. No files, no
+//! clock (the host times it).
 
+use super::stepping::{Stepped, Stepper};
 use super::{
-    images_from_outputs, readback, Gan, GanConfig, GanError, GpuContext, GridInputs, ImageSet, Progress, Result,
-    Sampler, SavedState, StepReading, READBACK_BYTES,
+    images_from_outputs, Gan, GanConfig, GanError, GpuContext, GridInputs, ImageSet, Progress, Result, Sampler,
+    SavedState, StepReading,
 };
+use crate::engine::tensor::GpuTensor;
 use rand::SeedableRng;
-
-/// Steps one `run_steps` call submits at most (its metrics staging holds one
-/// readback slot per step).
-pub const MAX_STEPS_PER_CALL: usize = 64;
 
 pub struct Session {
     pub gan: Gan,
@@ -24,8 +23,7 @@ pub struct Session {
     /// Where the run stands; `batch_in_epoch` reaches the epoch's steps at
     /// its end, and the next `run_steps` starts the next epoch.
     pub progress: Progress,
-    /// MAX_STEPS_PER_CALL readback slots: each step's metrics and counters.
-    staging: wgpu::Buffer,
+    stepper: Stepper,
 }
 
 /// The first `limit` images of `data` (all of them, not copied, without a
@@ -64,7 +62,7 @@ impl Session {
     /// a saved state (parameters, Adam moments, running statistics, position).
     pub(super) fn start(ctx: &GpuContext, cfg: GanConfig, data: &ImageSet, state: Option<&SavedState>) -> Result<Self> {
         let data = first_images(data, None, cfg.batch)?;
-        let gan = match state {
+        let mut gan = match state {
             Some(s) => {
                 let gan = Gan::new(ctx, cfg, &data, &s.g_params, &s.d_params)?;
                 gan.g.m.write_f32(ctx, &s.g_m)?;
@@ -95,15 +93,9 @@ impl Session {
         let fixed = GridInputs::fixed(cfg.latent, gan.classes());
         let sampler = Sampler::new(ctx, &gan.g, fixed.len())?;
         let averaged_sampler = gan.g_ema.as_ref().map(|avg| Sampler::new(ctx, avg, fixed.len())).transpose()?;
-        gan.start_epoch(ctx, progress.epoch, progress.batch_in_epoch, progress.steps_done)?;
-        let staging = ctx.device.create_buffer(&wgpu::BufferDescriptor {
-            label: Some("session metrics staging"),
-            size: READBACK_BYTES * MAX_STEPS_PER_CALL as u64,
-            usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
-            mapped_at_creation: false,
-        });
+        let stepper = Stepper::new(ctx, &mut gan, progress, "session metrics staging")?;
         ctx.check_health("building the training graph")?;
-        Ok(Session { sampler, averaged_sampler, fixed, progress, staging, gan })
+        Ok(Session { sampler, averaged_sampler, fixed, progress, stepper, gan })
     }
 
     pub fn steps_per_epoch(&self) -> usize {
@@ -115,38 +107,8 @@ impl Session {
     /// submission and returns every step's losses. A step that went
     /// non-finite ends the run with `GanError::Diverged` naming it.
     pub async fn run_steps(&mut self, ctx: &GpuContext, n: usize) -> Result<Vec<StepReading>> {
-        let spe = self.gan.steps_per_epoch();
-        if self.progress.batch_in_epoch == spe {
-            self.progress.epoch += 1;
-            self.progress.batch_in_epoch = 0;
-            self.gan.start_epoch(ctx, self.progress.epoch, 0, self.progress.steps_done)?;
-        }
-        let n = n.min(MAX_STEPS_PER_CALL).min(spe - self.progress.batch_in_epoch);
-        if n == 0 {
-            return Ok(Vec::new());
-        }
-        let mut enc = ctx.device.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("train steps") });
-        for i in 0..n as u64 {
-            self.gan.record_step_at(&mut enc, self.progress.steps_done + i + 1);
-            readback::record_reading_copy(
-                &mut enc,
-                &self.gan.metrics,
-                &self.gan.counters,
-                &self.staging,
-                i * READBACK_BYTES,
-            );
-        }
-        ctx.queue.submit([enc.finish()]);
-        let words =
-            crate::engine::tensor::map_read(ctx, &self.staging, READBACK_BYTES * n as u64, "training steps").await?;
-        ctx.check_health("training steps")?;
-        let mut out = Vec::with_capacity(n);
-        for (i, slot) in words.chunks_exact(READBACK_BYTES as usize / 4).enumerate() {
-            let p = self.progress;
-            out.push(StepReading::from_words(slot, p.epoch, p.batch_in_epoch + i, p.steps_done + i as u64 + 1));
-        }
-        self.progress.batch_in_epoch += n;
-        self.progress.steps_done += n as u64;
+        let raw = self.stepper.run_steps(ctx, &mut self.gan, &mut self.progress, n).await?;
+        let out: Vec<StepReading> = raw.iter().map(StepReading::from_raw).collect();
         for r in &out {
             if let Some(step) = r.first_nonfinite {
                 return Err(self.diverged(step));
@@ -215,5 +177,24 @@ impl Session {
     /// named for the epoch in progress.
     pub async fn checkpoint_files(&self, ctx: &GpuContext) -> Result<(Vec<u8>, Vec<u8>)> {
         self.gan.checkpoint_files_async(ctx, self.progress.epoch, self.progress.steps_done).await
+    }
+}
+
+/// The GAN as the stepping loop sees it.
+impl Stepped for Gan {
+    fn steps_per_epoch(&self) -> usize {
+        Gan::steps_per_epoch(self)
+    }
+
+    fn start_epoch(&mut self, ctx: &GpuContext, epoch: usize, batch_in_epoch: usize, steps_done: u64) -> Result<()> {
+        Gan::start_epoch(self, ctx, epoch, batch_in_epoch, steps_done)
+    }
+
+    fn record_step_at(&self, enc: &mut wgpu::CommandEncoder, step: u64) {
+        Gan::record_step_at(self, enc, step)
+    }
+
+    fn readback(&self) -> (&GpuTensor, &GpuTensor) {
+        (&self.metrics, &self.counters)
     }
 }

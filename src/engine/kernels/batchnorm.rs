@@ -292,18 +292,22 @@ pub struct CpuBnForward {
     pub invstd: Vec<f32>,
 }
 
-/// CPU reference of the training forward; updates running_mean/var in place.
-#[allow(clippy::too_many_arguments)]
-pub fn cpu_forward_train(
-    x: &[f32],
-    rows: usize,
-    cols: usize,
-    gamma: &[f32],
-    beta: &[f32],
-    running_mean: &mut [f32],
-    running_var: &mut [f32],
-    act: Act,
-) -> CpuBnForward {
+/// A batch norm as its CPU references see it: input [rows, cols], the
+/// per-column scale `gamma` and shift `beta` [cols], then `act`.
+#[derive(Clone, Copy)]
+pub struct CpuBn<'a> {
+    pub rows: usize,
+    pub cols: usize,
+    pub gamma: &'a [f32],
+    pub beta: &'a [f32],
+    pub act: Act,
+}
+
+/// CPU reference of the training forward; updates the running statistics
+/// (mean, var) [cols] in place.
+pub fn cpu_forward_train(x: &[f32], bn: CpuBn, running: (&mut [f32], &mut [f32])) -> CpuBnForward {
+    let CpuBn { rows, cols, gamma, beta, act } = bn;
+    let (running_mean, running_var) = running;
     let mut out = CpuBnForward { xhat: vec![0.0; rows * cols], y: vec![0.0; rows * cols], invstd: vec![0.0; cols] };
     let n = rows as f64;
     for c in 0..cols {
@@ -325,18 +329,11 @@ pub fn cpu_forward_train(
     out
 }
 
-/// CPU reference of the evaluation forward.
-#[allow(clippy::too_many_arguments)]
-pub fn cpu_forward_eval(
-    x: &[f32],
-    rows: usize,
-    cols: usize,
-    gamma: &[f32],
-    beta: &[f32],
-    running_mean: &[f32],
-    running_var: &[f32],
-    act: Act,
-) -> Vec<f32> {
+/// CPU reference of the evaluation forward from the running statistics
+/// (mean, var) [cols].
+pub fn cpu_forward_eval(x: &[f32], bn: CpuBn, running: (&[f32], &[f32])) -> Vec<f32> {
+    let CpuBn { rows, cols, gamma, beta, act } = bn;
+    let (running_mean, running_var) = running;
     let mut y = vec![0.0; rows * cols];
     for r in 0..rows {
         for c in 0..cols {
@@ -348,18 +345,16 @@ pub fn cpu_forward_eval(
     y
 }
 
-/// CPU reference of the backward: (dx, dgamma, dbeta, dbias).
-#[allow(clippy::too_many_arguments)]
+/// CPU reference of the backward from the training forward's saved
+/// (y, xhat) [rows, cols] and invstd [cols]: (dx, dgamma, dbeta, dbias).
 pub fn cpu_backward(
     dy: &[f32],
-    y: &[f32],
-    xhat: &[f32],
-    gamma: &[f32],
+    saved: (&[f32], &[f32]),
     invstd: &[f32],
-    rows: usize,
-    cols: usize,
-    act: Act,
+    bn: CpuBn,
 ) -> (Vec<f32>, Vec<f32>, Vec<f32>, Vec<f32>) {
+    let CpuBn { rows, cols, gamma, act, .. } = bn;
+    let (y, xhat) = saved;
     let mut dx = vec![0.0; rows * cols];
     let (mut dgamma, mut dbeta, mut dbias) = (vec![0.0; cols], vec![0.0; cols], vec![0.0; cols]);
     let n = rows as f64;
