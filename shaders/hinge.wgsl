@@ -6,6 +6,9 @@
 //     ds   = w_fake [1 + s > 0]  on a fake row,  -w_real [1 - s > 0]  on a real row
 //   generator (mode 1): every row a fake (n_zero = 0),
 //     loss = -mean s,  ds = -1 / n
+//   critic (mode 2, WGAN's, Arjovsky et al. 2017, no margin): rows as mode 0,
+//     loss = mean_{fake} s - mean_{real} s
+//     ds   = w_fake on a fake row,  -w_real on a real row
 // with w = 1 / (rows in the segment) (one mean when a segment is empty).
 // At a kink (s = 1 on a real row, s = -1 on a fake one) the gradient is 0, as
 // PyTorch's relu'(0) = 0.
@@ -16,7 +19,7 @@
 //
 // Shapes: score [n] (or [n, 1]), dscore [n]; n = 2B for the D step, B for the G step.
 // Bindings, group 0:
-//   0  uniform  p: Params {n, n_zero, out, mode}
+//   0  uniform  p: Params {n, n_zero, out, mode (0 D, 1 G, 2 critic)}
 //   1  storage  score   read        [n]
 //   2  storage  dscore  read_write  [n]
 //   3  storage  metrics read_write  metrics[out] = loss,
@@ -51,6 +54,14 @@ fn hinge_row(i: u32, w_zero: f32, w_one: f32) -> vec4<f32> {
     if (p.mode == 1u) {
         dscore[i] = -w_one;
         return vec4(0.0, -s, s, 0.0);
+    }
+    if (p.mode == 2u) {
+        if (i >= p.n_zero) {
+            dscore[i] = -w_one;
+            return vec4(0.0, -s, s, 0.0);
+        }
+        dscore[i] = w_zero;
+        return vec4(s, 0.0, 0.0, s);
     }
     if (i >= p.n_zero) {
         let margin = 1.0 - s;

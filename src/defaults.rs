@@ -22,6 +22,10 @@ pub const EPS: f32 = 1e-8;
 pub const EMA_DECAY: f32 = 0.999;
 /// Discriminator steps per generator step (`--n-critic`; the tutorial's 1).
 pub const N_CRITIC: usize = 1;
+/// Critic steps per generator step under `--loss wgan-gp` (the paper's 5).
+pub const N_CRITIC_WGAN_GP: usize = 5;
+/// The gradient penalty's weight lambda (`--gp-weight`; the paper's 10).
+pub const GP_WEIGHT: f32 = 10.0;
 /// Seed of the initial weights, the shuffles and the latent codes (also
 /// `sample`'s and `eval`'s latent-code seed).
 pub const SEED: u64 = 0;

@@ -486,6 +486,7 @@ fn hinge_matches_reference_on_all_sizes() {
         hinge_case(&score, HingeSide::Discriminator, 0, &format!("hinge D n={n} all real"));
         hinge_case(&score, HingeSide::Discriminator, n, &format!("hinge D n={n} all fake"));
         hinge_case(&score, HingeSide::Generator, 0, &format!("hinge G n={n}"));
+        hinge_case(&score, HingeSide::Critic, n / 2, &format!("critic n={n} half fake"));
     }
     hinge_case(&[0.5, f32::NAN, -0.5], HingeSide::Discriminator, 1, "hinge NaN score");
     // At the kinks the gradient is 0 (relu'(0) = 0, as PyTorch), the loss 0.

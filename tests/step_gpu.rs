@@ -217,6 +217,45 @@ fn three_dcgan_32_rgb_gpu_steps_match_the_cpu_reference_phase_by_phase() {
     three_steps_on(WhichModel::Dcgan, (Loss::Bce, 1), ImageShape { height: 32, width: 32, channels: 3 }, 16);
 }
 
+/// WGAN-GP: the critic's loss, the gradient penalty's phases (eps, x_hat,
+/// norms, the penalty and its weight gradients added to the loss's) and
+/// G's step every second step.
+#[test]
+fn three_wgan_gp_gpu_steps_match_the_cpu_reference_phase_by_phase() {
+    three_steps_phase_by_phase(WhichModel::Gan, Loss::WganGp, 2);
+}
+
+const PENALTY_PHASES: [&str; 6] =
+    ["GP interpolates", "GP D forward (x_hat)", "GP D backward to x_hat", "GP norms", "GP double backward", "GP add"];
+
+/// After the penalty's phases of 1-based `step`: its draws and interpolates
+/// against the CPU's, then (from the GPU's x_hat) the norms, the penalty in
+/// the metrics and loss_d, and D's gradients = the loss's (`loss_grads`) +
+/// the penalty's.
+fn check_penalty(
+    ctx: &GpuContext,
+    (what, step): (&str, u32),
+    gan: &Gan,
+    (p, d): (&gan_wgpu::nn::penalty::Penalty, &CpuNet),
+    (d_in, loss_grads, loss_d): (&[f32], &[f32], f32),
+) {
+    use gan_wgpu::engine::kernels::gradient_penalty as gp;
+    let (batch, dim) = (gan.cfg.batch, gan.dim);
+    let eps = gp::cpu_eps(batch, gan.cfg.seed, step - 1);
+    assert_eq!(read(ctx, &p.eps), eps, "{what}: eps");
+    let x_hat = read(ctx, &p.x_hat);
+    assert_close(&format!("{what} x_hat"), &x_hat, &gp::cpu_mix(d_in, &eps, dim), 1e-6, 1e-6);
+    let cpu = gan_wgpu::nn::penalty::cpu_penalty(&d.spec, &d.params, &x_hat, batch, gan.cfg.gp_weight);
+    close(&format!("{what} gradient norms"), &read(ctx, &p.norms), &cpu.norms, 1e-4);
+    let m = read(ctx, &gan.metrics);
+    let at = gan_wgpu::nn::penalty::METRICS_AT;
+    assert_close(&format!("{what} penalty, mean norm"), &m[at..at + 2], &[cpu.penalty, cpu.mean_norm], 1e-5, 1e-4);
+    assert_close(&format!("{what} loss_d with the penalty"), &[m[0]], &[loss_d + cpu.penalty], 1e-5, 1e-4);
+    close(&format!("{what} penalty gradients"), &read(ctx, &p.grads), &cpu.grads, 1e-4);
+    let want: Vec<f32> = loss_grads.iter().zip(&cpu.grads).map(|(a, b)| a + b).collect();
+    check_grads(&format!("{what} (loss + penalty)"), &gan.d, &read(ctx, &gan.d.grads), &want);
+}
+
 fn three_steps_phase_by_phase(model: WhichModel, loss: Loss, n_critic: usize) {
     three_steps_on(model, (loss, n_critic), ImageShape::grey(28, 28), 64);
 }
@@ -247,24 +286,17 @@ fn three_steps_on(model: WhichModel, (loss, n_critic): (Loss, usize), shape: Ima
     let mut d = CpuNet::new(d_spec, dp.clone());
     gan.start_epoch(ctx, 0, 0, 0).unwrap();
     let names: Vec<&str> = gan.phases.iter().map(|(n, _)| *n).collect();
-    assert_eq!(
-        names,
-        [
-            "latent + batch",
-            "G forward",
-            "D forward (2B)",
-            "loss D",
-            "D backward",
-            "Adam D",
-            "D forward (B)",
-            "loss G",
-            "D backward to G(z)",
-            "G backward",
-            "Adam G",
-            "G average",
-            "counters"
-        ]
-    );
+    let penalty_phases: &[&str] = match loss.has_gradient_penalty() {
+        true => &PENALTY_PHASES,
+        false => &[],
+    };
+    let want_names = [
+        &["latent + batch", "G forward", "D forward (2B)", "loss D", "D backward"][..],
+        penalty_phases,
+        &["Adam D", "D forward (B)", "loss G", "D backward to G(z)", "G backward", "Adam G", "G average", "counters"],
+    ]
+    .concat();
+    assert_eq!(names, want_names);
     let next = std::cell::Cell::new(0usize);
     let run_phase = |name: &str| {
         assert_eq!(names.get(next.get()), Some(&name), "phases run in the step's order");
@@ -338,6 +370,10 @@ fn three_steps_on(model: WhichModel, (loss, n_critic): (Loss, usize), shape: Ima
         run_phase("D backward");
         let (d_grads, _) = d.backward_grouped(&d_gpu, &dprob_gpu, 2 * batch, 2);
         check_grads(&what, &gan.d, &read(ctx, &gan.d.grads), &d_grads);
+        if let Some(p) = &gan.penalty {
+            PENALTY_PHASES.iter().for_each(|name| run_phase(name));
+            check_penalty(ctx, (&what, step), &gan, (p, &d), (&d_in, &d_grads, loss_d));
+        }
 
         run_phase("Adam D");
         check_adam(ctx, &format!("{what} Adam D"), &gan.d, &mut d, cfg.adam, step);

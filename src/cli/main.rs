@@ -105,12 +105,15 @@ struct TrainArgs {
     /// dcgan's base channel count W (ngf = ndf): 28x28 G 2W, W; 32x32 G 4W, 2W, W; 64x64 G 8W, 4W, 2W, W (D the mirror).
     #[arg(long, value_name = "W", default_value_t = defaults::DCGAN_WIDTH)]
     width: usize,
-    /// The loss: bce (the tutorial's, on D's sigmoid) or hinge (on D's raw score: D minimises E[relu(1 - D(x))] + E[relu(1 + D(G(z)))], G minimises -E[D(G(z))]).
+    /// The loss: bce (the tutorial's, on D's sigmoid), hinge (on D's raw score: D minimises E[relu(1 - D(x))] + E[relu(1 + D(G(z)))], G minimises -E[D(G(z))]) or wgan-gp (Wasserstein with gradient penalty on the critic's raw score: D minimises E[D(G(z))] - E[D(x)] + lambda E[(||grad D(x_hat)|| - 1)^2]; --model gan).
     #[arg(long, value_name = "LOSS", default_value_t = Loss::default())]
     loss: Loss,
-    /// Discriminator steps per generator step: every batch trains D, and G trains every N-th batch.
-    #[arg(long, value_name = "N", default_value_t = defaults::N_CRITIC)]
-    n_critic: usize,
+    /// Discriminator steps per generator step: every batch trains D, and G trains every N-th batch [default: 1, 5 with --loss wgan-gp].
+    #[arg(long, value_name = "N")]
+    n_critic: Option<usize>,
+    /// The gradient penalty's weight lambda under --loss wgan-gp.
+    #[arg(long, value_name = "LAMBDA", default_value_t = defaults::GP_WEIGHT)]
+    gp_weight: f32,
     /// Decay of an exponential moving average of the generator, in [0, 1): checkpoints/generator_ema_N.safetensors and images/test_ema_N.png, scored by --eval-every beside the trained one; 0: none.
     #[arg(long, value_name = "DECAY", default_value_t = defaults::EMA_DECAY)]
     ema_decay: f32,

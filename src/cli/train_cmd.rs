@@ -40,7 +40,13 @@ fn take_recorded_settings(a: &mut TrainArgs, given: &HashSet<String>, rec: &trai
     take(&mut a.beta2, "beta2", rec.beta2, given, &mut taken);
     take(&mut a.ema_decay, "ema_decay", rec.ema_decay, given, &mut taken);
     take(&mut a.loss, "loss", rec.loss, given, &mut taken);
-    take(&mut a.n_critic, "n_critic", rec.n_critic, given, &mut taken);
+    if let Some(v) = rec.n_critic.filter(|_| !given.contains("n_critic")) {
+        if v != a.n_critic.unwrap_or(a.loss.default_n_critic()) {
+            taken.push(format!("--n-critic {v}"));
+        }
+        a.n_critic = Some(v);
+    }
+    take(&mut a.gp_weight, "gp_weight", rec.gp_weight, given, &mut taken);
     for (field, id, recorded) in
         [(&mut a.data.image_size, "image_size", rec.image_size), (&mut a.data.channels, "channels", rec.channels)]
     {
@@ -95,7 +101,8 @@ pub(super) fn train(
             dcgan_width: a.width,
             ema_decay: a.ema_decay,
             loss: a.loss,
-            n_critic: a.n_critic,
+            n_critic: a.n_critic.unwrap_or(a.loss.default_n_critic()),
+            gp_weight: a.gp_weight,
             classes: defaults::CLASSES,
             data_shard_bytes: a.data_shard_bytes,
         },

@@ -5,9 +5,10 @@
 use crate::engine::kernels::adam::{cpu_adam_update, AdamConfig};
 use crate::engine::kernels::bias_act::{self, Act};
 use crate::engine::kernels::dropout::{self, DropoutDraw};
-use crate::engine::kernels::{batchnorm, conv, embedding, matmul};
+use crate::engine::kernels::{batchnorm, conv, embedding, gradient_penalty, matmul};
 use crate::engine::tensor::FlatLayout;
 use crate::nn::loss::Loss;
+use crate::nn::penalty;
 use crate::nn::spec::BnStats;
 use crate::nn::spec::LayerKind;
 use crate::nn::spec::NetSpec;
@@ -285,6 +286,8 @@ pub struct CpuStepInput<'a> {
     pub loss: Loss,
     /// G trains on steps n_critic, 2 n_critic, ...; its Adam counts its own steps.
     pub n_critic: u32,
+    /// WGAN-GP's penalty weight (other losses ignore it).
+    pub gp_weight: f32,
 }
 
 /// One training step on the CPU, as the GPU trainer records it: G forward
@@ -292,7 +295,7 @@ pub struct CpuStepInput<'a> {
 /// the same fake batch and the updated D. A D-only step leaves G, and
 /// `g_grads` empty and loss_g NaN.
 pub fn cpu_train_step(g: &mut CpuNet, d: &mut CpuNet, input: &CpuStepInput) -> CpuStep {
-    let CpuStepInput { real, z, labels, batch, adam, t, seed, loss, n_critic } = *input;
+    let CpuStepInput { real, z, labels, batch, adam, t, seed, loss, n_critic, gp_weight } = *input;
     let masks = |stream| Some((DropoutDraw { seed, stream }, t - 1));
     let (d_step, g_step) = (masks(dropout::D_STEP_STREAM), masks(dropout::G_STEP_STREAM));
     let dim = d.spec.input_dim();
@@ -304,8 +307,15 @@ pub fn cpu_train_step(g: &mut CpuNet, d: &mut CpuNet, input: &CpuStepInput) -> C
     d_in.extend_from_slice(real);
     let d_caches = d.forward_grouped(&d_in, both_labels.as_deref(), 2 * batch, true, 2, d_step);
     let out = &d_caches.last().expect("d output").out;
-    let (loss_d, dout, d_real, d_fake) = loss.cpu_d_step(out, batch);
-    let (d_grads, _) = d.backward_grouped(&d_caches, &dout, 2 * batch, 2);
+    let (mut loss_d, dout, d_real, d_fake) = loss.cpu_d_step(out, batch);
+    let (mut d_grads, _) = d.backward_grouped(&d_caches, &dout, 2 * batch, 2);
+    if loss.has_gradient_penalty() {
+        let eps = gradient_penalty::cpu_eps(batch, seed, t - 1);
+        let x_hat = gradient_penalty::cpu_mix(&d_in, &eps, dim);
+        let p = penalty::cpu_penalty(&d.spec, &d.params, &x_hat, batch, gp_weight);
+        d_grads.iter_mut().zip(&p.grads).for_each(|(g, extra)| *g += extra);
+        loss_d += p.penalty;
+    }
     d.adam_step(adam, t, &d_grads);
     if !t.is_multiple_of(n_critic.max(1)) {
         let metrics = StepMetrics { loss_d, loss_g: f32::NAN, d_real, d_fake };

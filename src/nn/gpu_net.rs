@@ -160,7 +160,9 @@ impl GpuNet {
         self.params.bytes() + self.padded_first.as_ref().map_or(0, |(w, _)| w.bytes()) + bn
     }
 
-    fn view_of(&self, flat: &GpuTensor, name: &str) -> Result<GpuTensor> {
+    /// Tensor `name` (a `layout` entry) of `flat`: params, grads, or a
+    /// buffer of the same layout.
+    pub fn view_of(&self, flat: &GpuTensor, name: &str) -> Result<GpuTensor> {
         let (_, shape, off) = self
             .layout
             .find(name)

@@ -1,4 +1,4 @@
-//! The GAN's objective, in one place: which kernels compute each side's
+//! The GAN's objective, in one place (BCE, hinge, WGAN-GP): which kernels compute each side's
 //! loss and its gradient with respect to D's output, what D's output layer
 //! is (a probability for BCE, a raw score for hinge), and the same in plain
 //! loops for the CPU reference step. The step (`train::gan`) and the CPU
@@ -7,7 +7,8 @@
 //! Metrics, for either loss (`METRICS`): the D step writes slots 0..3 =
 //! (loss_d, mean D(x), mean D(G(z))), the G step slots 3..6 = (loss_g, mean
 //! D(G(z)) after the D step, 0). For BCE the means are probabilities, for
-//! hinge raw scores.
+//! hinge and WGAN-GP raw scores. WGAN-GP's penalty writes slots 6..8
+//! (`nn::penalty::METRICS_AT`) and adds itself to loss_d.
 //!
 //! May import: `engine` (the loss kernels), `error`.
 
@@ -28,6 +29,10 @@ pub enum Loss {
     /// Hinge (Lim & Ye 2017; Miyato et al. 2018) on D's raw score: D
     /// minimises E[relu(1 - D(x))] + E[relu(1 + D(G(z)))]; G minimises -E[D(G(z))].
     Hinge,
+    /// WGAN-GP (Gulrajani et al. 2017) on the critic's raw score: D minimises
+    /// E[D(G(z))] - E[D(x)] + lambda E[(||grad_x D(x_hat)|| - 1)^2] (the
+    /// penalty is `nn::penalty`'s); G minimises -E[D(G(z))].
+    WganGp,
 }
 
 /// Where each side's loss writes in the metrics buffer.
@@ -39,12 +44,13 @@ pub const G_METRICS: usize = 3;
 pub type CpuLoss = (f32, Vec<f32>, f32, f32);
 
 impl Loss {
-    pub const ALL: [Loss; 2] = [Loss::Bce, Loss::Hinge];
+    pub const ALL: [Loss; 3] = [Loss::Bce, Loss::Hinge, Loss::WganGp];
 
     pub fn name(self) -> &'static str {
         match self {
             Loss::Bce => "bce",
             Loss::Hinge => "hinge",
+            Loss::WganGp => "wgan-gp",
         }
     }
 
@@ -52,7 +58,28 @@ impl Loss {
     pub fn d_output(self) -> Act {
         match self {
             Loss::Bce => Act::Sigmoid,
-            Loss::Hinge => Act::Identity,
+            Loss::Hinge | Loss::WganGp => Act::Identity,
+        }
+    }
+
+    /// Whether D's step adds the gradient penalty (`nn::penalty`).
+    pub fn has_gradient_penalty(self) -> bool {
+        self == Loss::WganGp
+    }
+
+    /// D steps per G step when `--n-critic` is not given.
+    pub fn default_n_critic(self) -> usize {
+        match self {
+            Loss::WganGp => crate::defaults::N_CRITIC_WGAN_GP,
+            Loss::Bce | Loss::Hinge => crate::defaults::N_CRITIC,
+        }
+    }
+
+    /// The hinge kernel's side for D's step (BCE has its own kernel).
+    fn d_side(self) -> HingeSide {
+        match self {
+            Loss::WganGp => HingeSide::Critic,
+            Loss::Bce | Loss::Hinge => HingeSide::Discriminator,
         }
     }
 
@@ -68,10 +95,10 @@ impl Loss {
     ) -> Result<Vec<Dispatch>> {
         match self {
             Loss::Bce => bce::forward_backward(ctx, (out, grad), fakes, (metrics, D_METRICS), counters),
-            Loss::Hinge => Ok(vec![hinge::forward_backward(
+            Loss::Hinge | Loss::WganGp => Ok(vec![hinge::forward_backward(
                 ctx,
                 (out, grad),
-                HingeSide::Discriminator,
+                self.d_side(),
                 fakes,
                 (metrics, D_METRICS),
                 counters,
@@ -90,7 +117,7 @@ impl Loss {
     ) -> Result<Vec<Dispatch>> {
         match self {
             Loss::Bce => bce::forward_backward(ctx, (out, grad), 0, (metrics, G_METRICS), counters),
-            Loss::Hinge => Ok(vec![hinge::forward_backward(
+            Loss::Hinge | Loss::WganGp => Ok(vec![hinge::forward_backward(
                 ctx,
                 (out, grad),
                 HingeSide::Generator,
@@ -105,7 +132,7 @@ impl Loss {
     pub fn cpu_d_step(self, out: &[f32], fakes: usize) -> CpuLoss {
         match self {
             Loss::Bce => bce::cpu_forward_backward(out, fakes),
-            Loss::Hinge => hinge::cpu_forward_backward(out, HingeSide::Discriminator, fakes),
+            Loss::Hinge | Loss::WganGp => hinge::cpu_forward_backward(out, self.d_side(), fakes),
         }
     }
 
@@ -113,7 +140,7 @@ impl Loss {
     pub fn cpu_g_step(self, out: &[f32]) -> CpuLoss {
         match self {
             Loss::Bce => bce::cpu_forward_backward(out, 0),
-            Loss::Hinge => hinge::cpu_forward_backward(out, HingeSide::Generator, 0),
+            Loss::Hinge | Loss::WganGp => hinge::cpu_forward_backward(out, HingeSide::Generator, 0),
         }
     }
 }

@@ -10,6 +10,8 @@
 //!   GEMM or im2col around the matmul);
 //! - `loss`: the GAN objective (BCE or hinge): its kernels, D's output
 //!   activation, and the same on the CPU;
+//! - `penalty`: WGAN-GP's gradient penalty through a dense critic and its
+//!   double backward, on the GPU and in plain loops;
 //! - `cpu_reference`: the whole training step in plain loops, the
 //!   reference the GPU step is tested against.
 //!
@@ -21,5 +23,6 @@ pub mod conv_layer;
 pub mod cpu_reference;
 pub mod gpu_net;
 pub mod loss;
+pub mod penalty;
 pub mod spec;
 pub mod spec_json;

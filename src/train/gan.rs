@@ -8,6 +8,7 @@ use super::{
 };
 use crate::nn::gpu_net::Backward;
 use crate::nn::loss::Loss;
+use crate::nn::penalty::Penalty;
 use crate::nn::spec::ImageShape;
 use rand::SeedableRng;
 
@@ -29,6 +30,9 @@ pub struct GanConfig {
     /// D steps per G step (`--n-critic`): every step trains D, and G trains
     /// on steps N, 2N, ... (1-based), as PyTorch-GAN and Burn's wgan count.
     pub n_critic: usize,
+    /// The gradient penalty's weight lambda under `--loss wgan-gp`
+    /// (`--gp-weight`); other losses ignore it.
+    pub gp_weight: f32,
     /// The classes a conditional model draws labels of: the data's
     /// (`ImageSet::class_names`), MNIST's 10 by default.
     pub classes: usize,
@@ -52,6 +56,7 @@ impl Default for GanConfig {
             ema_decay: defaults::EMA_DECAY,
             loss: Loss::default(),
             n_critic: defaults::N_CRITIC,
+            gp_weight: defaults::GP_WEIGHT,
             classes: defaults::CLASSES,
             data_shard_bytes: None,
         }
@@ -75,6 +80,12 @@ impl GanConfig {
             .map_err(|why| GanError::Flag { flag: "--model", why })?;
         if let Some(last) = arch.discriminator.layers.last_mut() {
             last.act = self.loss.d_output();
+        }
+        if self.loss.has_gradient_penalty() {
+            crate::nn::penalty::check_critic(&arch.discriminator).map_err(|e| GanError::Flag {
+                flag: "--loss",
+                why: format!("wgan-gp with --model {}: {e}", self.model),
+            })?;
         }
         Ok(arch)
     }
@@ -127,6 +138,12 @@ impl GanConfig {
             }
         }
         positive("--n-critic", self.n_critic as f64)?;
+        if !(self.gp_weight >= 0.0 && self.gp_weight.is_finite()) {
+            return Err(GanError::Flag {
+                flag: "--gp-weight",
+                why: format!("must be finite and >= 0, got {}", self.gp_weight),
+            });
+        }
         crate::engine::kernels::ema::check_decay(self.ema_decay)
             .map_err(|why| GanError::Flag { flag: "--ema-decay", why })
     }
@@ -292,6 +309,8 @@ pub struct Gan {
     pub d_prob_grad: GpuTensor,
     /// Gradient of loss_g w.r.t. G(z), [B, dim].
     pub d_fake_grad: GpuTensor,
+    /// WGAN-GP's gradient penalty: its buffers (None for other losses).
+    pub penalty: Option<Penalty>,
     activation_bytes: u64,
     step: Vec<Dispatch>,
     /// Named, contiguous ranges of `step`, for the benchmark's breakdown.
@@ -338,6 +357,10 @@ impl Gan {
         let d_labels = classes.map(|_| GpuTensor::zeros(ctx, &[2 * b], "labels [fake; real]"));
         let d_prob_grad = GpuTensor::zeros(ctx, &[2 * b, 1], "d_prob_grad");
         let (acts, views) = StepViews::alloc(ctx, (&g, &d), (&d_input, &d_prob_grad), d_labels.as_ref(), variant)?;
+        let penalty = match cfg.loss.has_gradient_penalty() {
+            true => Some(Penalty::alloc(ctx, &d, b, cfg.gp_weight)?),
+            false => None,
+        };
         let gan = Gan {
             cfg,
             data: DataIdentity::of(data, None),
@@ -362,6 +385,7 @@ impl Gan {
             d_acts: acts.1,
             d_prob_grad,
             d_fake_grad: GpuTensor::zeros(ctx, &[b, dim], "d_fake_grad"),
+            penalty,
             activation_bytes: 0,
             step: Vec::new(),
             phases: Vec::new(),
@@ -445,6 +469,12 @@ impl Gan {
         };
         let backward = backward.dispatches(ctx)?;
         graph.phase("D backward", backward);
+        if let Some(penalty) = &self.penalty {
+            let counters = (&self.metrics, &self.counters);
+            for (name, dispatches) in penalty.phases(ctx, d, (&self.d_input, self.cfg.seed), counters, variant)? {
+                graph.phase(name, dispatches);
+            }
+        }
         graph.phase("Adam D", vec![d.adam.dispatch.clone()]);
         Ok(())
     }

@@ -215,6 +215,8 @@ pub struct RecordedRun {
     pub ema_decay: Option<f32>,
     pub loss: Option<crate::nn::loss::Loss>,
     pub n_critic: Option<usize>,
+    /// The gradient penalty's weight (recorded by wgan-gp runs).
+    pub gp_weight: Option<f32>,
     /// The data folder the run read (`--data`), when the state names one
     /// that exists here; None for the embedded MNIST.
     pub data_dir: Option<PathBuf>,
@@ -249,6 +251,7 @@ pub fn recorded_run(resume: &Path) -> Result<RecordedRun> {
         ema_decay: meta_value(&meta, "ema_decay", &path)?,
         loss: meta_value(&meta, "loss", &path)?,
         n_critic: meta_value(&meta, "n_critic", &path)?,
+        gp_weight: meta_value(&meta, "gp_weight", &path)?,
         data_dir: meta
             .get("data_source")
             .and_then(|source| crate::io::data::data_dir_of(Path::new(source)))
@@ -324,6 +327,7 @@ pub(super) fn save_state(
     ]
     .into_iter()
     .chain((g.model == WhichModel::Dcgan).then(|| ("dcgan_width", g.dcgan_width.to_string())))
+    .chain(g.loss.has_gradient_penalty().then(|| ("gp_weight", g.gp_weight.to_string())))
     .chain(identity.meta())
     .map(|(k, v)| (k.to_string(), v))
     .collect();

@@ -69,3 +69,24 @@ pub fn assert_close(what: &str, gpu: &[f32], cpu: &[f32], atol: f32, rtol: f32) 
         panic!("{msg}");
     }
 }
+
+/// A dense critic of odd widths (no width divides a tile): `widths[0]`
+/// inputs, hidden layers with `hidden` activations, one raw score.
+pub fn odd_critic(widths: &[usize], hidden: gan_wgpu::engine::kernels::bias_act::Act) -> gan_wgpu::nn::spec::NetSpec {
+    use gan_wgpu::engine::kernels::bias_act::Act;
+    use gan_wgpu::nn::spec::{InitScheme, LayerKind, LayerSpec, NetSpec};
+    let last = widths.len() - 2;
+    let layers = (0..=last)
+        .map(|i| LayerSpec {
+            name: format!("model.{}", 2 * i),
+            kind: LayerKind::Dense,
+            inp: widths[i],
+            out: widths[i + 1],
+            bias: true,
+            bn: None,
+            act: if i == last { Act::Identity } else { hidden },
+            dropout: None,
+        })
+        .collect();
+    NetSpec { name: "critic", layers, embedding: None, init: InitScheme::PyTorch }
+}

@@ -197,6 +197,8 @@ impl Engine {
             adam: AdamConfig { lr, ..AdamConfig::default() },
             model,
             loss,
+            // As the CLI without --n-critic: 5 critic steps a G step for wgan-gp.
+            n_critic: loss.default_n_critic(),
             // The page draws and scores the trained generator, and its runs
             // are short: it keeps no average (`train --ema-decay 0`).
             ema_decay: 0.0,

@@ -1,4 +1,5 @@
-//! The hinge loss on raw scores (shaders/hinge.wgsl): launcher and CPU reference.
+//! The hinge loss and WGAN's critic loss on raw scores (shaders/hinge.wgsl):
+//! launcher, CPU reference and self-check.
 
 use super::{kernel, uniform, Dispatch, Slot};
 use crate::engine::context::GpuContext;
@@ -14,6 +15,8 @@ pub enum HingeSide {
     Discriminator,
     /// -s on every row.
     Generator,
+    /// WGAN's critic: s on the first `n_zero` rows (fakes), -s on the rest.
+    Critic,
 }
 
 #[repr(C)]
@@ -38,7 +41,7 @@ pub fn forward_backward(
     counters: &GpuTensor,
 ) -> Result<Dispatch> {
     let n = score.numel();
-    let generator_rows_ok = side == HingeSide::Discriminator || n_zero == 0;
+    let generator_rows_ok = side != HingeSide::Generator || n_zero == 0;
     if dscore.numel() != n || n_zero > n || out + 3 > metrics.numel() || !generator_rows_ok {
         return Err(GanError::shape(
             &score.label,
@@ -53,7 +56,11 @@ pub fn forward_backward(
             ),
         ));
     }
-    let mode = u32::from(side == HingeSide::Generator);
+    let mode = match side {
+        HingeSide::Discriminator => 0,
+        HingeSide::Generator => 1,
+        HingeSide::Critic => 2,
+    };
     let p = uniform(ctx, &score.label, &Params { n: n as u32, n_zero: n_zero as u32, out: out as u32, mode });
     use Slot::*;
     let kern = kernel(
@@ -88,6 +95,16 @@ pub fn cpu_forward_backward(score: &[f32], side: HingeSide, n_zero: usize) -> (f
                 s_one += s64;
                 dscore[i] = -w_one as f32;
             }
+            HingeSide::Critic if i >= n_zero => {
+                loss -= w_one * s64;
+                s_one += s64;
+                dscore[i] = -w_one as f32;
+            }
+            HingeSide::Critic => {
+                loss += w_zero * s64;
+                s_zero += s64;
+                dscore[i] = w_zero as f32;
+            }
             HingeSide::Discriminator if i >= n_zero => {
                 let margin = 1.0 - s;
                 loss += w_one * margin.max(0.0) as f64;
@@ -107,7 +124,7 @@ pub fn cpu_forward_backward(score: &[f32], side: HingeSide, n_zero: usize) -> (f
 
 /// The self-test's check of this family (`engine::selftest::run_all`).
 pub const SELF_CHECK: super::checks::SelfCheck =
-    ("D's and G's hinge loss and gradient on 257 scores", |ctx| Box::pin(self_check(ctx)));
+    ("D's and G's hinge loss, WGAN's critic loss, and their gradients on 257 scores", |ctx| Box::pin(self_check(ctx)));
 
 /// The hinge loss: D's two segments over 257 scores around the kinks (the
 /// gradient over NaN), then G's side.
@@ -122,7 +139,7 @@ async fn self_check(ctx: &GpuContext) -> Result<()> {
     let metrics = nan_tensor(ctx, &[8], "metrics").await?;
     let counters = GpuTensor::zeros(ctx, &[4], "counters");
     let err = mismatch("hinge");
-    for (side, n_zero) in [(HingeSide::Discriminator, 128), (HingeSide::Generator, 0)] {
+    for (side, n_zero) in [(HingeSide::Discriminator, 128), (HingeSide::Generator, 0), (HingeSide::Critic, 128)] {
         let d = forward_backward(ctx, (&gs, &gd), side, n_zero, (&metrics, 0), &counters)?;
         super::run(ctx, &[&d])?;
         let (loss, ds, s_one, s_zero) = cpu_forward_backward(&score, side, n_zero);

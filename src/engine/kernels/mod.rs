@@ -18,6 +18,7 @@ pub mod dropout;
 pub mod ema;
 pub mod embedding;
 pub mod gather;
+pub mod gradient_penalty;
 pub mod hinge;
 pub mod matmul;
 pub mod reduce;
@@ -83,6 +84,13 @@ pub const SHADERS: &[ShaderFile] = &[
     shader("batchnorm.wgsl", batchnorm::FILE, batchnorm::SOURCE),
     shader("bce.wgsl", bce::SOURCE, bce::SOURCE),
     checked("hinge.wgsl", hinge::SOURCE, hinge::SELF_CHECK),
+    ShaderFile {
+        name: "gradient_penalty.wgsl",
+        file: gradient_penalty::FILE,
+        source: gradient_penalty::SOURCE,
+        features: wgpu::Features::empty(),
+        check: Some(gradient_penalty::SELF_CHECK),
+    },
     shader("conv.wgsl", conv::SOURCE, conv::SOURCE),
     shader("adam.wgsl", adam::SOURCE, adam::SOURCE),
     shader("ema.wgsl", ema::SOURCE, ema::SOURCE),
