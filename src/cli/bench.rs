@@ -550,7 +550,7 @@ fn is_gemm(label: &str) -> bool {
 /// is when the program started (for the time to the first step).
 pub fn run_step_bench(
     ctx: &GpuContext,
-    model: gan_wgpu::models::WhichModel,
+    (model, loss): (gan_wgpu::models::WhichModel, gan_wgpu::nn::loss::Loss),
     batch: usize,
     steps: usize,
     launch: Instant,
@@ -561,7 +561,7 @@ pub fn run_step_bench(
     }
     use gan_wgpu::train::{GanConfig, Session};
     let data = random_mnist_shaped(batch);
-    let cfg = GanConfig { batch, seed: 1, model, ..GanConfig::default() };
+    let cfg = GanConfig { batch, seed: 1, model, loss, n_critic: loss.default_n_critic(), ..GanConfig::default() };
     if warmup {
         gan_wgpu::train::warm_up_pipelines(ctx, cfg, gan_wgpu::nn::spec::ImageShape::grey(28, 28));
     }

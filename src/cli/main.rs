@@ -73,6 +73,9 @@ enum Command {
         /// The model whose training step is timed (the kernel and convolution tables are the same for every model).
         #[arg(long, value_name = "MODEL", default_value_t = WhichModel::default())]
         model: WhichModel,
+        /// The loss of the timed step, with its default --n-critic (the step's time is the mean over D-only and full steps).
+        #[arg(long, value_name = "LOSS", default_value_t = Loss::default())]
+        loss: Loss,
     },
 }
 
@@ -241,7 +244,7 @@ fn run(
             print!("{}", context::describe_adapters()?);
             Ok(())
         }
-        Command::Bench { quick, json, device, batch_size, model } => {
+        Command::Bench { quick, json, device, batch_size, model, loss } => {
             positive("--batch-size", batch_size as f64)?;
             let choice = settings.device_choice(device.as_deref())?;
             let ctx = gan_wgpu::engine::autotune::open(&choice, &Requirements::default(), &settings)?;
@@ -255,7 +258,7 @@ fn run(
             println!("matmul variant: {}", ctx.matmul_choice().describe());
             println!("reductions: {}", ctx.reduce_choice().describe());
             let steps = if quick { 20 } else { 100 };
-            let step = bench::run_step_bench(&ctx, model, batch_size, steps, launch, settings.warmup)?;
+            let step = bench::run_step_bench(&ctx, (model, loss), batch_size, steps, launch, settings.warmup)?;
             print!("{}", bench::format_step(&step));
             println!(
                 "kernels: {}, median over trials ('*' = variant the trainer uses)",
