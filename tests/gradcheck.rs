@@ -159,26 +159,55 @@ fn softmax_cross_entropy_gradient_matches_finite_differences() {
     check("softmax_ce", &z, &dz, &|zv| softmax_ce::cpu_softmax_ce(zv, &labels, rows, classes).0 as f64);
 }
 
+/// Critic parameters and inputs in [-1, 1) (from the first of seeds 34,
+/// 35, ... that gives them) whose hidden pre-activations all lie more than
+/// 0.011 from the activations' kink at 0: a difference step of 1e-2 on one
+/// weight moves a pre-activation by less than that (inputs and hidden
+/// outputs are below 1), so no gate flips between the two evaluations of a
+/// central difference.
+fn away_from_kinks(spec: &gan_wgpu::nn::spec::NetSpec, rows: usize) -> (Vec<f32>, Vec<f32>) {
+    use gan_wgpu::nn::cpu_reference::CpuNet;
+    for seed in 34..2034 {
+        let mut r = rng(seed);
+        let params = spec.init_params(&mut r);
+        let x = uniform_vec(&mut r, rows * spec.input_dim(), -1.0, 1.0);
+        // Layer i's pre-activation: the critic cut after layer i, without
+        // its activation (the layout is the full one's prefix).
+        let clear = (0..spec.layers.len() - 1).all(|i| {
+            let mut cut = spec.clone();
+            cut.layers.truncate(i + 1);
+            cut.layers[i].act = Act::Identity;
+            let n = cut.layout().len;
+            let z = CpuNet::new(cut, params[..n].to_vec()).forward(&x, rows, false).pop().unwrap().out;
+            z.iter().all(|v| v.abs() > 0.011)
+        });
+        if clear {
+            return (params, x);
+        }
+    }
+    panic!("{}: no seed in 34..2034 keeps the pre-activations away from 0", spec.name);
+}
+
 /// WGAN-GP's penalty P(W) = lambda mean_r (||grad_x D(x_hat_r)|| - 1)^2:
 /// its gradient w.r.t. every critic parameter (the double backward of
 /// nn::penalty, in plain loops) against central differences of P, on a
-/// critic of odd widths with each hidden activation. The biases' gradient
+/// dense and a convolutional critic of odd widths with each hidden activation. The biases' gradient
 /// is 0 (P sees them only through phi', constant between kinks) and the
 /// differences agree.
 #[test]
 fn gradient_penalty_weight_gradients_match_finite_differences() {
     use gan_wgpu::nn::penalty;
-    for hidden in [Act::LeakyRelu, Act::Relu, Act::Identity] {
-        let spec = common::odd_critic(&[7, 5, 3, 1], hidden);
-        let mut r = rng(34);
-        let params = spec.init_params(&mut r);
-        let rows = 3;
-        let x_hat = uniform_vec(&mut r, rows * 7, -1.0, 1.0);
+    let critics = [Act::LeakyRelu, Act::Relu, Act::Identity]
+        .into_iter()
+        .flat_map(|hidden| [common::odd_critic(&[7, 5, 3, 1], hidden), common::odd_conv_critic(hidden)]);
+    for spec in critics {
+        let hidden = spec.layers[0].act;
+        let rows = 2;
+        let (params, x_hat) = away_from_kinks(&spec, rows);
         let lambda = 10.0;
         let got = penalty::cpu_penalty(&spec, &params, &x_hat, rows, lambda);
         assert!(got.penalty > 0.0 && got.grads.iter().any(|&g| g.abs() > 1e-3), "{hidden:?}: a penalty to check");
-        check(&format!("gradient penalty, {} critic", hidden.name()), &params, &got.grads, &|p| {
-            penalty::cpu_penalty_value(&spec, p, &x_hat, rows, lambda)
-        });
+        let what = format!("gradient penalty, {} critic, first layer {:?}", hidden.name(), spec.layers[0].kind);
+        check(&what, &params, &got.grads, &|p| penalty::cpu_penalty_value(&spec, p, &x_hat, rows, lambda));
     }
 }

@@ -5,7 +5,7 @@
 //! phase in step_gpu.rs.
 
 mod common;
-use common::{assert_close, ctx, odd_critic, rng, uniform_vec};
+use common::{assert_close, ctx, odd_conv_critic, odd_critic, rng, uniform_vec};
 use gan_wgpu::engine::kernels::adam::AdamConfig;
 use gan_wgpu::engine::kernels::bias_act::Act;
 use gan_wgpu::engine::kernels::gradient_penalty as gp;
@@ -18,9 +18,14 @@ use gan_wgpu::GpuTensor;
 #[test]
 fn the_penalty_and_its_weight_gradients_match_the_cpu_reference_on_odd_shapes() {
     let Some(ctx) = ctx() else { return };
-    for (widths, rows, hidden) in [(&[45, 13, 7, 1][..], 5, Act::LeakyRelu), (&[33, 17, 1][..], 3, Act::Relu)] {
-        let what = format!("critic {widths:?}, {rows} rows, {}", hidden.name());
-        let spec = odd_critic(widths, hidden);
+    let critics = [
+        (odd_critic(&[45, 13, 7, 1], Act::LeakyRelu), 5),
+        (odd_critic(&[33, 17, 1], Act::Relu), 3),
+        (odd_conv_critic(Act::LeakyRelu), 5),
+    ];
+    for (spec, rows) in critics {
+        let dim = spec.input_dim();
+        let what = format!("critic {:?}, {rows} rows", spec.layers.iter().map(|l| (l.kind, l.out)).collect::<Vec<_>>());
         let mut r = rng(rows as u64);
         let params = spec.init_params(&mut r);
         let steps_done = 3;
@@ -37,8 +42,8 @@ fn the_penalty_and_its_weight_gradients_match_the_cpu_reference_on_odd_shapes() 
         }
         let loss_grads = uniform_vec(&mut r, net.layout.len, -0.1, 0.1);
         net.grads.write_f32(ctx, &loss_grads).unwrap();
-        let d_input = uniform_vec(&mut r, 2 * rows * widths[0], -1.0, 1.0);
-        let d_in = GpuTensor::from_f32(ctx, &[2 * rows, widths[0]], "d_input", &d_input).unwrap();
+        let d_input = uniform_vec(&mut r, 2 * rows * dim, -1.0, 1.0);
+        let d_in = GpuTensor::from_f32(ctx, &[2 * rows, dim], "d_input", &d_input).unwrap();
         let metrics = GpuTensor::from_f32(ctx, &[8], "metrics", &[0.25; 8]).unwrap();
         let seed = 77;
         let phases = p.phases(ctx, &net, (&d_in, seed), (&metrics, &counters), Variant::for_adapter(ctx)).unwrap();
@@ -47,7 +52,7 @@ fn the_penalty_and_its_weight_gradients_match_the_cpu_reference_on_odd_shapes() 
 
         let eps = gp::cpu_eps(rows, seed, steps_done);
         assert_eq!(p.eps.read_f32(ctx).unwrap(), eps, "{what}: eps");
-        let x_hat = gp::cpu_mix(&d_input, &eps, widths[0]);
+        let x_hat = gp::cpu_mix(&d_input, &eps, dim);
         assert_close(&format!("{what} x_hat"), &p.x_hat.read_f32(ctx).unwrap(), &x_hat, 1e-6, 1e-6);
         let cpu = penalty::cpu_penalty(&spec, &params, &x_hat, rows, lambda);
         assert!(cpu.penalty > 0.1 && cpu.grads.iter().any(|g| g.abs() > 1e-3), "{what}: a penalty to compare");
@@ -63,20 +68,22 @@ fn the_penalty_and_its_weight_gradients_match_the_cpu_reference_on_odd_shapes() 
 }
 
 /// Critics the double backward is not written for are refused in one line
-/// naming the layer and what it has.
+/// naming the layer and what it has; dcgan's critic is D without its batch
+/// norm, and cgan's label embedding is refused with the flag named.
 #[test]
-fn critics_with_convolutions_or_batch_norm_are_refused() {
+fn critics_with_batch_norm_or_an_embedding_are_refused() {
+    use gan_wgpu::models::WhichModel;
     let mut spec = odd_critic(&[9, 5, 1], Act::LeakyRelu);
     spec.layers[0].bn = Some("model.1".into());
     let err = penalty::check_critic(&spec).unwrap_err().to_string();
-    assert!(err.contains("model.0 has batch norm") && err.contains("dense critics"), "{err}");
-    let cfg = gan_wgpu::train::GanConfig {
-        model: gan_wgpu::models::WhichModel::Dcgan,
-        loss: gan_wgpu::nn::loss::Loss::WganGp,
-        ..Default::default()
-    };
-    let err = cfg.architecture(gan_wgpu::nn::spec::ImageShape::grey(28, 28)).unwrap_err().to_string();
-    assert!(err.contains("--loss") && err.contains("is a convolution"), "{err}");
+    assert!(err.contains("model.0 has batch norm") && err.contains("without batch norm"), "{err}");
+    let cfg =
+        |model| gan_wgpu::train::GanConfig { model, loss: gan_wgpu::nn::loss::Loss::WganGp, ..Default::default() };
+    let shape = gan_wgpu::nn::spec::ImageShape::grey(28, 28);
+    let dcgan = cfg(WhichModel::Dcgan).architecture(shape).unwrap();
+    assert!(dcgan.discriminator.layers.iter().all(|l| l.bn.is_none()), "dcgan's critic keeps no batch norm");
+    let err = cfg(WhichModel::Cgan).architecture(shape).unwrap_err().to_string();
+    assert!(err.contains("--loss") && err.contains("a label embedding"), "{err}");
 }
 
 /// The critic's whole WGAN-GP loss on the GPU (its Wasserstein part, the
@@ -128,7 +135,11 @@ fn the_critic_loss_and_its_weight_gradients_match_pytorch_autograd() {
     }
     kernels::run(ctx, &step.iter().collect::<Vec<_>>()).unwrap();
 
-    assert_eq!(p.eps.read_f32(ctx).unwrap(), tensor("eps", &[rows]), "eps: the engine's draw, as the script computes it");
+    assert_eq!(
+        p.eps.read_f32(ctx).unwrap(),
+        tensor("eps", &[rows]),
+        "eps: the engine's draw, as the script computes it"
+    );
     assert_close("x_hat", &p.x_hat.read_f32(ctx).unwrap(), &tensor("x_hat", &[rows, widths[0]]), 1e-6, 1e-6);
     let m = metrics.read_f32(ctx).unwrap();
     let want = [tensor("critic_loss", &[1])[0], tensor("penalty", &[1])[0], tensor("mean_norm", &[1])[0]];

@@ -225,6 +225,13 @@ fn three_wgan_gp_gpu_steps_match_the_cpu_reference_phase_by_phase() {
     three_steps_phase_by_phase(WhichModel::Gan, Loss::WganGp, 2);
 }
 
+/// WGAN-GP with dcgan's critic (D's convolutions without batch norm): the
+/// double backward through the convolutions.
+#[test]
+fn three_dcgan_wgan_gp_gpu_steps_match_the_cpu_reference_phase_by_phase() {
+    three_steps_phase_by_phase(WhichModel::Dcgan, Loss::WganGp, 2);
+}
+
 const PENALTY_PHASES: [&str; 6] =
     ["GP interpolates", "GP D forward (x_hat)", "GP D backward to x_hat", "GP norms", "GP double backward", "GP add"];
 

@@ -19,20 +19,27 @@
 //! The penalty's gradients go to a buffer of D's layout (`Penalty::grads`)
 //! and are added to the loss's (`gradient_penalty::add`) before Adam.
 //!
-//! Dense layers without batch norm, dropout or label embedding only: batch
-//! norm mixes the samples (the paper drops it), and the convolutional
-//! critic's double backward is not written yet (`check_critic` says so).
+//! A convolution is a dense layer on its patches (z = im2col(h) W^T), so the
+//! same two products apply with the convolution's own passes: v_{i+1} is
+//! the convolution of v_i (its columns written on the way), dP/dW_i its
+//! weight gradient with input v_i and output gradient e_i.
+//!
+//! Dense and Conv2d layers without batch norm, dropout or label embedding:
+//! batch norm mixes the samples, so the paper drops it (`GanConfig::architecture`
+//! drops dcgan's), and `check_critic` refuses the rest.
 //!
 //! May import: `engine`, `error`, `nn`.
 
 use crate::engine::context::GpuContext;
 use crate::engine::kernels::bias_act::{self, Act};
+use crate::engine::kernels::conv;
 use crate::engine::kernels::matmul::{Form, Matmul, Variant};
 use crate::engine::kernels::{gradient_penalty as gp, matmul, Dispatch};
 use crate::engine::tensor::GpuTensor;
 use crate::error::{GanError, Result};
+use crate::nn::conv_layer::ConvPass;
 use crate::nn::gpu_net::{self, Activations, Backward, GpuNet};
-use crate::nn::spec::{LayerKind, NetSpec};
+use crate::nn::spec::{LayerKind, LayerSpec, NetSpec};
 
 /// Where the penalty writes in the step's metrics: (penalty, mean norm of
 /// grad_x D(x_hat)); the penalty is also added to loss_d (slot 0).
@@ -43,15 +50,15 @@ pub fn check_critic(spec: &NetSpec) -> Result<()> {
     let why = |what: String| {
         Err(GanError::shape(
             spec.name,
-            format!("{what}: the gradient penalty's double backward is written for dense critics (--model gan)"),
+            format!("{what}: the gradient penalty's double backward is written for critics of dense and Conv2d layers without batch norm"),
         ))
     };
     if spec.embedding.is_some() {
         return why("a label embedding".into());
     }
     for l in &spec.layers {
-        if l.kind != LayerKind::Dense {
-            return why(format!("{} is a convolution", l.name));
+        if matches!(l.kind, LayerKind::ConvTranspose { .. }) {
+            return why(format!("{} is a transposed convolution", l.name));
         }
         if l.bn.is_some() || l.dropout.is_some() {
             return why(format!("{} has batch norm or dropout", l.name));
@@ -60,7 +67,7 @@ pub fn check_critic(spec: &NetSpec) -> Result<()> {
             return why(format!("{} ends in {}, not piecewise linear", l.name, l.act.name()));
         }
     }
-    if spec.layers.last().is_some_and(|l| l.act != Act::Identity || l.out != 1) {
+    if spec.layers.last().is_some_and(|l| l.act != Act::Identity || spec.output_dim() != 1) {
         return why("the critic's last layer is not one raw score".into());
     }
     Ok(())
@@ -145,15 +152,28 @@ impl Penalty {
         for (i, l) in layers.iter().enumerate() {
             let v = if i == 0 { self.g.clone() } else { self.adjoints.layers[i - 1].out.clone() };
             let e = if i == last { self.ones.clone() } else { self.d_acts.layers[i].out.clone() };
-            let dw = critic.view_of(&self.grads, &format!("{}.weight", l.name))?;
-            out.push(Matmul::new(ctx, Form::TN, variant, &e, &v, &dw)?.dispatch);
-            if i < last {
-                let w = critic.param(&format!("{}.weight", l.name))?;
-                let next = &self.adjoints.layers[i].out;
-                out.push(Matmul::new(ctx, Form::NT, variant, &v, &w, next)?.dispatch);
-                if l.act != Act::Identity {
-                    out.push(bias_act::backward(ctx, l.act, &self.acts.layers[i].out, next, None)?);
+            let weight =
+                |flat: &GpuTensor| critic.view_of(flat, &format!("{}.weight", l.name))?.reshaped(&l.weight_matrix());
+            let (w, dw) = (weight(&critic.params)?, weight(&self.grads)?);
+            let next = &self.adjoints.layers[i].out;
+            match l.geometry(self.x_hat.dims2()?[0]) {
+                Some(geometry) => {
+                    let cols = self.adjoints.layers[i].cols.as_ref();
+                    let rows = self.x_hat.dims2()?[0];
+                    let pass = ConvPass { layer: l, geometry, rows, weight: &w, cols, variant };
+                    // The weight gradient reads v's columns, which the forward writes.
+                    out.extend(pass.forward(ctx, &v, next, None, Act::Identity)?);
+                    out.extend(pass.backward(ctx, &v, &e, Some(&dw), None, None)?);
                 }
+                None => {
+                    out.push(Matmul::new(ctx, Form::TN, variant, &e, &v, &dw)?.dispatch);
+                    if i < last {
+                        out.push(Matmul::new(ctx, Form::NT, variant, &v, &w, next)?.dispatch);
+                    }
+                }
+            }
+            if i < last && l.act != Act::Identity {
+                out.push(bias_act::backward(ctx, l.act, &self.acts.layers[i].out, next, None)?);
             }
         }
         Ok(out)
@@ -172,17 +192,54 @@ pub struct CpuPenalty {
     pub grads: Vec<f32>,
 }
 
-/// The critic's layer i as the CPU reference reads it: (W [out, inp], bias).
-fn cpu_layer<'a>(spec: &NetSpec, params: &'a [f32], i: usize) -> (&'a [f32], Option<&'a [f32]>) {
-    let layout = spec.layout();
-    let l = &spec.layers[i];
-    let get = |suffix: &str| {
-        layout.find(&format!("{}.{suffix}", l.name)).map(|(_, shape, off)| {
-            let n: usize = shape.iter().product();
-            &params[*off..off + n]
-        })
-    };
-    (get("weight").expect("a dense layer's weight"), get("bias"))
+/// A critic layer's linear part in plain loops: z = lin(h) (no bias), the
+/// input's gradient from dz, the weight's from (h, dz). A Conv2d is a
+/// dense layer on im2col(h).
+struct CpuLinear<'a> {
+    l: &'a LayerSpec,
+    w: &'a [f32],
+    bias: Option<&'a [f32]>,
+    /// Samples, and rows of z (samples x output positions).
+    samples: usize,
+    rows: usize,
+}
+
+impl<'a> CpuLinear<'a> {
+    fn new(spec: &'a NetSpec, params: &'a [f32], i: usize, samples: usize) -> Self {
+        let layout = spec.layout();
+        let l = &spec.layers[i];
+        let get = |suffix: &str| {
+            layout.find(&format!("{}.{suffix}", l.name)).map(|(_, shape, off)| {
+                let n: usize = shape.iter().product();
+                &params[*off..off + n]
+            })
+        };
+        let w = get("weight").expect("a layer's weight");
+        CpuLinear { l, w, bias: get("bias"), samples, rows: samples * l.out_positions() }
+    }
+
+    fn forward(&self, h: &[f32]) -> Vec<f32> {
+        match self.l.geometry(self.samples) {
+            Some(g) => matmul::cpu_matmul(Form::NT, &conv::cpu_im2col(h, &g), self.w, self.rows, self.l.out, g.patch()),
+            None => matmul::cpu_matmul(Form::NT, h, self.w, self.rows, self.l.out, self.l.inp),
+        }
+    }
+
+    fn input_grad(&self, dz: &[f32]) -> Vec<f32> {
+        match self.l.geometry(self.samples) {
+            Some(g) => {
+                conv::cpu_col2im(&matmul::cpu_matmul(Form::NN, dz, self.w, self.rows, g.patch(), self.l.out), &g)
+            }
+            None => matmul::cpu_matmul(Form::NN, dz, self.w, self.rows, self.l.inp, self.l.out),
+        }
+    }
+
+    fn weight_grad(&self, h: &[f32], dz: &[f32]) -> Vec<f32> {
+        match self.l.geometry(self.samples) {
+            Some(g) => matmul::cpu_matmul(Form::TN, dz, &conv::cpu_im2col(h, &g), self.l.out, g.patch(), self.rows),
+            None => matmul::cpu_matmul(Form::TN, dz, h, self.l.out, self.l.inp, self.rows),
+        }
+    }
 }
 
 /// grad_x D(x_hat) [rows, dim] in plain loops, with what the double
@@ -193,24 +250,21 @@ fn cpu_input_gradient(
     x_hat: &[f32],
     rows: usize,
 ) -> (Vec<f32>, Vec<Vec<f32>>, Vec<Vec<f32>>) {
+    let lin: Vec<CpuLinear> = (0..spec.layers.len()).map(|i| CpuLinear::new(spec, params, i, rows)).collect();
     let mut h = vec![x_hat.to_vec()];
     for (i, l) in spec.layers.iter().enumerate() {
-        let (w, b) = cpu_layer(spec, params, i);
-        let z = matmul::cpu_matmul(Form::NT, &h[i], w, rows, l.out, l.inp);
-        h.push(bias_act::cpu_forward(l.act, &z, b, rows, l.out));
+        let z = lin[i].forward(&h[i]);
+        h.push(bias_act::cpu_forward(l.act, &z, lin[i].bias, lin[i].rows, l.out));
     }
     let last = spec.layers.len() - 1;
     let mut e = vec![Vec::new(); spec.layers.len()];
     e[last] = vec![1.0; rows];
     for i in (1..=last).rev() {
-        let (w, _) = cpu_layer(spec, params, i);
-        let l = &spec.layers[i];
-        let delta = matmul::cpu_matmul(Form::NN, &e[i], w, rows, l.inp, l.out);
-        e[i - 1] = bias_act::cpu_backward(spec.layers[i - 1].act, &h[i], &delta, rows, l.inp).0;
+        let delta = lin[i].input_grad(&e[i]);
+        let below = &lin[i - 1];
+        e[i - 1] = bias_act::cpu_backward(below.l.act, &h[i], &delta, below.rows, below.l.out).0;
     }
-    let l0 = &spec.layers[0];
-    let g = matmul::cpu_matmul(Form::NN, &e[0], cpu_layer(spec, params, 0).0, rows, l0.inp, l0.out);
-    (g, h, e)
+    (lin[0].input_grad(&e[0]), h, e)
 }
 
 /// The penalty and its gradient w.r.t. the critic's parameters on `x_hat`
@@ -222,13 +276,12 @@ pub fn cpu_penalty(spec: &NetSpec, params: &[f32], x_hat: &[f32], rows: usize, l
     let mut grads = vec![0.0; layout.len];
     let last = spec.layers.len() - 1;
     for (i, l) in spec.layers.iter().enumerate() {
-        let dw = matmul::cpu_matmul(Form::TN, &e[i], &v, l.out, l.inp, rows);
+        let lin = CpuLinear::new(spec, params, i, rows);
+        let dw = lin.weight_grad(&v, &e[i]);
         let (_, _, off) = layout.find(&format!("{}.weight", l.name)).expect("weight");
         grads[*off..off + dw.len()].copy_from_slice(&dw);
         if i < last {
-            let (w, _) = cpu_layer(spec, params, i);
-            let next = matmul::cpu_matmul(Form::NT, &v, w, rows, l.out, l.inp);
-            v = bias_act::cpu_backward(l.act, &h[i + 1], &next, rows, l.out).0;
+            v = bias_act::cpu_backward(l.act, &h[i + 1], &lin.forward(&v), lin.rows, l.out).0;
         }
     }
     CpuPenalty { penalty, mean_norm, g, norms, grads }

@@ -82,6 +82,10 @@ impl GanConfig {
             last.act = self.loss.d_output();
         }
         if self.loss.has_gradient_penalty() {
+            // A critic without batch norm: the penalty is per sample (the paper's).
+            for l in &mut arch.discriminator.layers {
+                l.bn = None;
+            }
             crate::nn::penalty::check_critic(&arch.discriminator).map_err(|e| GanError::Flag {
                 flag: "--loss",
                 why: format!("wgan-gp with --model {}: {e}", self.model),

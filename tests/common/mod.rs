@@ -90,3 +90,28 @@ pub fn odd_critic(widths: &[usize], hidden: gan_wgpu::engine::kernels::bias_act:
         .collect();
     NetSpec { name: "critic", layers, embedding: None, init: InitScheme::PyTorch }
 }
+
+/// A convolutional critic on 7x7 images of 2 channels that divides no tile:
+/// Conv2d(2, 3, 4, stride 2, pad 1) -> 3x3 with `hidden`, Conv2d(3, 4, 3,
+/// pad 1) -> 3x3 with `hidden`, Conv2d(4, 1, 3) over the whole 3x3 -> one
+/// raw score; no biases (dcgan's).
+pub fn odd_conv_critic(hidden: gan_wgpu::engine::kernels::bias_act::Act) -> gan_wgpu::nn::spec::NetSpec {
+    use gan_wgpu::engine::kernels::bias_act::Act;
+    use gan_wgpu::nn::spec::{InitScheme, LayerKind, LayerSpec, NetSpec};
+    let conv = |i: usize, (h, k, stride, pad): (usize, usize, usize, usize), inp, out, act| LayerSpec {
+        name: format!("main.{i}"),
+        kind: LayerKind::Conv { h, w: h, k, stride, pad },
+        inp,
+        out,
+        bias: false,
+        bn: None,
+        act,
+        dropout: None,
+    };
+    let layers = vec![
+        conv(0, (7, 4, 2, 1), 2, 3, hidden),
+        conv(2, (3, 3, 1, 1), 3, 4, hidden),
+        conv(4, (3, 3, 1, 0), 4, 1, Act::Identity),
+    ];
+    NetSpec { name: "critic", layers, embedding: None, init: InitScheme::PyTorch }
+}
