@@ -89,36 +89,48 @@ fn critics_with_batch_norm_or_an_embedding_are_refused() {
 /// The critic's whole WGAN-GP loss on the GPU (its Wasserstein part, the
 /// penalty with eps drawn by the engine, and the weight gradients of both)
 /// against PyTorch's autograd (`torch.autograd.grad(create_graph=True)`),
-/// stored by scripts/make-gp-fixture.py for a 49-23-11-1 LeakyReLU critic on
-/// 6 real and 6 fake rows.
+/// stored by scripts/make-gp-fixture.py: a 49-23-11-1 LeakyReLU critic on 6
+/// real and 6 fake rows.
 #[test]
-fn the_critic_loss_and_its_weight_gradients_match_pytorch_autograd() {
+fn the_dense_critic_loss_and_its_weight_gradients_match_pytorch_autograd() {
+    matches_pytorch_fixture("wgan_gp_dense", &odd_critic(&[49, 23, 11, 1], Act::LeakyRelu));
+}
+
+/// The same for a convolutional critic (tests/common's odd_conv_critic) on
+/// 5 real and 5 fake 7x7 images of 2 channels.
+#[test]
+fn the_conv_critic_loss_and_its_weight_gradients_match_pytorch_autograd() {
+    matches_pytorch_fixture("wgan_gp_conv", &odd_conv_critic(Act::LeakyRelu));
+}
+
+fn matches_pytorch_fixture(name: &str, spec: &gan_wgpu::nn::spec::NetSpec) {
     use gan_wgpu::io::checkpoint::Loaded;
     use gan_wgpu::nn::gpu_net::{self, Activations, Backward};
     let Some(ctx) = ctx() else { return };
-    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/wgan_gp_dense.safetensors");
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("tests/fixtures/{name}.safetensors"));
     let file = Loaded::open(&path).unwrap();
     let meta = file.metadata().unwrap();
     let number = |k: &str| meta[k].parse::<f64>().unwrap();
     let (seed, steps_done, lambda) = (number("seed") as u64, number("steps_done") as u32, number("gp_weight") as f32);
-    let (widths, rows) = ([49, 23, 11, 1], 6);
-    let spec = odd_critic(&widths, Act::LeakyRelu);
+    // Every tensor as stored (the script writes the engine's layouts).
+    let tensor = |name: &str| file.f32(name, &file.shape_of(name).unwrap()).unwrap();
+    let (rows, dim) = (tensor("eps").len(), spec.input_dim());
     let layout = spec.layout();
     let (mut params, mut want_grads) = (vec![0.0; layout.len], vec![0.0; layout.len]);
     for (name, shape, off) in &layout.entries {
         let n: usize = shape.iter().product();
-        params[*off..off + n].copy_from_slice(&file.f32(name, shape).unwrap());
-        want_grads[*off..off + n].copy_from_slice(&file.f32(&format!("grad.{name}"), shape).unwrap());
+        params[*off..off + n].copy_from_slice(&tensor(name));
+        want_grads[*off..off + n].copy_from_slice(&tensor(&format!("grad.{name}")));
     }
-    let tensor = |name: &str, shape: &[usize]| file.f32(name, shape).unwrap();
-    let d_input = [tensor("fake", &[rows, widths[0]]), tensor("real", &[rows, widths[0]])].concat();
+    let d_input = [tensor("fake"), tensor("real")].concat();
+    assert_eq!(d_input.len(), 2 * rows * dim, "{name}: the fixture's images fit the critic");
 
     let counters = GpuTensor::from_u32(ctx, &[4], "counters", &[steps_done, 0, 0, 0]).unwrap();
     let net = GpuNet::new(ctx, spec.clone(), &params, &counters, AdamConfig::default()).unwrap();
-    let d_in = GpuTensor::from_f32(ctx, &[2 * rows, widths[0]], "[fake; real]", &d_input).unwrap();
+    let d_in = GpuTensor::from_f32(ctx, &[2 * rows, dim], "[fake; real]", &d_input).unwrap();
     let (acts, d_acts) = (
-        Activations::alloc(ctx, &spec, 2 * rows, "critic", None).unwrap(),
-        Activations::alloc(ctx, &spec, 2 * rows, "critic_grad", None).unwrap(),
+        Activations::alloc(ctx, spec, 2 * rows, "critic", None).unwrap(),
+        Activations::alloc(ctx, spec, 2 * rows, "critic_grad", None).unwrap(),
     );
     let dscore = GpuTensor::zeros(ctx, &[2 * rows, 1], "dscore");
     let metrics = GpuTensor::zeros(ctx, &[8], "metrics");
@@ -135,20 +147,16 @@ fn the_critic_loss_and_its_weight_gradients_match_pytorch_autograd() {
     }
     kernels::run(ctx, &step.iter().collect::<Vec<_>>()).unwrap();
 
-    assert_eq!(
-        p.eps.read_f32(ctx).unwrap(),
-        tensor("eps", &[rows]),
-        "eps: the engine's draw, as the script computes it"
-    );
-    assert_close("x_hat", &p.x_hat.read_f32(ctx).unwrap(), &tensor("x_hat", &[rows, widths[0]]), 1e-6, 1e-6);
+    assert_eq!(p.eps.read_f32(ctx).unwrap(), tensor("eps"), "{name}: eps, the engine's draw as the script computes it");
+    assert_close(&format!("{name} x_hat"), &p.x_hat.read_f32(ctx).unwrap(), &tensor("x_hat"), 1e-6, 1e-6);
     let m = metrics.read_f32(ctx).unwrap();
-    let want = [tensor("critic_loss", &[1])[0], tensor("penalty", &[1])[0], tensor("mean_norm", &[1])[0]];
-    assert_close("critic loss, penalty, mean norm", &[m[0], m[6], m[7]], &want, 1e-5, 1e-5);
+    let want = [tensor("critic_loss")[0], tensor("penalty")[0], tensor("mean_norm")[0]];
+    assert_close(&format!("{name} critic loss, penalty, mean norm"), &[m[0], m[6], m[7]], &want, 1e-5, 1e-5);
     // f32 on both sides, sums of at most 49 terms: a few ulp of the largest.
     // Each tensor apart: the layout pads each to 256 bytes.
     let grads = net.grads.read_f32(ctx).unwrap();
-    for (name, shape, off) in &layout.entries {
+    for (t, shape, off) in &layout.entries {
         let range = *off..off + shape.iter().product::<usize>();
-        assert_close(&format!("{name} gradient"), &grads[range.clone()], &want_grads[range], 1e-5, 1e-4);
+        assert_close(&format!("{name} {t} gradient"), &grads[range.clone()], &want_grads[range], 1e-5, 1e-4);
     }
 }
