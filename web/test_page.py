@@ -382,6 +382,25 @@ def check_own_colour_images(cdp, a, tmp, server):
             "native_first_loss_d": native[0], "coloured_grid_pixels": coloured}
 
 
+def check_wgan_gp(cdp, a, tmp, server):
+    """The page trains gan with the WGAN-GP loss chosen (its critic's double
+    backward in the browser, 5 critic steps a G step as the CLI's default):
+    the first step's losses equal `gan-wgpu train --loss wgan-gp`'s, and the
+    later ones stay finite."""
+    steps, batch = 10, 32
+    url = (f"http://127.0.0.1:{server.server_address[1]}/index.html?autostart=1&steps={steps}&seed={a.seed}"
+           f"&batch={batch}&limit={a.limit}&model=gan&loss=wgan-gp&quality_every=0")
+    cdp.call("Page.navigate", url=url)
+    status = wait_for(cdp, lambda s: s.get("done") and s.get("steps") == steps
+                      and (s.get("settings") or {}).get("loss") == "wgan-gp", f"{steps} WGAN-GP steps", a.timeout)
+    native = native_first_losses(a.cli, "gan", a.seed, batch, a.limit, tmp, ("--loss", "wgan-gp"))
+    dd, dg = abs(status["first_loss_d"] - native[0]), abs(status["first_loss_g"] - native[1])
+    check(dd <= 1e-4 * max(1.0, abs(native[0])) and dg <= 1e-4 * max(1.0, abs(native[1])),
+          f"first WGAN-GP step's losses: page {status['first_loss_d']}, {status['first_loss_g']}; CLI {native}")
+    return {"loss": "wgan-gp", "steps": status["steps"], "first_loss_d": status["first_loss_d"],
+            "native_first_loss_d": native[0]}
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--adapter", choices=sorted(ADAPTER_FLAGS), required=True)
@@ -396,6 +415,7 @@ def main():
     ap.add_argument("--timeout", type=int, default=900, help="seconds for the page's training")
     ap.add_argument("--screenshot", help="save a PNG of the page after training (the first model)")
     ap.add_argument("--own-images", type=int, default=1, help="1: also train on a generated colour folder chosen in the page")
+    ap.add_argument("--wgan-gp", type=int, default=1, help="1: also train gan with the WGAN-GP loss chosen in the page")
     ap.add_argument("--window", default="1366,768", help="browser window size, W,H (the layout's target screen)")
     a = ap.parse_args()
 
@@ -422,6 +442,8 @@ def main():
             print(json.dumps(check_model(cdp, a, model, i == 0, tmp, server, downloads)))
         if a.own_images:
             print(json.dumps(check_own_colour_images(cdp, a, tmp, server)))
+        if a.wgan_gp:
+            print(json.dumps(check_wgan_gp(cdp, a, tmp, server)))
     finally:
         if proc is not None:
             proc.kill()

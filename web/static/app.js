@@ -1,7 +1,7 @@
 // The page: drives the engine (gan_wgpu_web.wasm) one call at a time and
 // draws what it returns. State for tests is in <pre id="status"> as JSON.
 // Query parameters: autostart=1, steps=N (stop after N steps), model
-// (gan|cgan|dcgan), loss (bce|hinge), seed, batch, lr, limit (images), selftest=1 (run the
+// (gan|cgan|dcgan), loss (bce|hinge|wgan-gp), seed, batch, lr, limit (images), selftest=1 (run the
 // kernel self-test first), quality_every=N (score the generator every N
 // steps; 0: never).
 // This module: start-up and the form's wiring. The others: state.js (the
