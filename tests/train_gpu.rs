@@ -120,6 +120,32 @@ fn resume_gives_bit_identical_losses_and_files() {
     );
 }
 
+/// A WGAN-GP run (its critic's penalty draws eps from the step counter, so
+/// the state needs nothing new) stopped mid-epoch and resumed gives the
+/// uninterrupted run's losses bit for bit, and its state records the loss,
+/// the critic count and the penalty's weight for `--resume` to take.
+#[test]
+fn a_wgan_gp_run_resumes_bit_for_bit_and_records_its_settings() {
+    if ctx().is_none() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let config = |out: &std::path::Path, from: Option<&std::path::Path>, stop_after| {
+        let mut cfg = small_config(out, 3, from, stop_after);
+        cfg.gan.loss = gan_wgpu::nn::loss::Loss::WganGp;
+        (cfg.gan.n_critic, cfg.gan.gp_weight) = (2, 7.5);
+        cfg
+    };
+    let full = run_config(&config(&dir.path().join("full"), None, None));
+    assert!(full.losses.iter().all(|r| r.loss_d.is_finite() && r.loss_g.is_finite()));
+    let part = dir.path().join("part");
+    assert!(run_config(&config(&part, None, Some(4))).interrupted);
+    let rec = train::recorded_run(&part).unwrap();
+    assert_eq!((rec.loss, rec.n_critic, rec.gp_weight), (Some(gan_wgpu::nn::loss::Loss::WganGp), Some(2), Some(7.5)));
+    let rest = run_config(&config(&part, Some(&part), None));
+    assert_same_losses(&rest.losses, &full.losses);
+}
+
 /// State files sort by epoch and batch as numbers: past epoch 9999 the
 /// names no longer sort as strings.
 #[test]

@@ -71,6 +71,9 @@ impl Session {
                 gan.d.v.write_f32(ctx, &s.d_v)?;
                 gan.g.write_bn(ctx, &s.g_bn)?;
                 gan.d.write_bn(ctx, &s.d_bn)?;
+                if let Some(m) = &s.metrics {
+                    gan.metrics.write_f32(ctx, m)?;
+                }
                 if let Some(avg) = &gan.g_ema {
                     // Without a saved average (the state's run kept none),
                     // it restarts from the generator.

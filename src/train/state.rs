@@ -3,7 +3,7 @@
 
 use super::{
     checkpoint, first_images, BnStats, Gan, GanError, GpuContext, ImageSet, Loaded, OwnedTensor, Path, PathBuf,
-    Progress, Result, TrainConfig, WhichModel, STATE_FORMAT, STATE_FORMAT_PYTORCH_ORDER,
+    Progress, Result, TrainConfig, WhichModel, METRICS_LEN, STATE_FORMAT, STATE_FORMAT_PYTORCH_ORDER,
 };
 
 fn state_path(out: &Path, epoch: usize, batch: usize) -> PathBuf {
@@ -110,6 +110,10 @@ pub(super) struct SavedState {
     /// The generator's average (parameters, running statistics), when the
     /// run that wrote the state kept one.
     pub(super) g_ema: Option<(Vec<f32>, Vec<Option<BnStats>>)>,
+    /// The metrics buffer as the last step left it: with `--n-critic` above
+    /// 1, a D-only step reports the last G step's loss_g from it (None in
+    /// states written before it was saved).
+    pub(super) metrics: Option<Vec<f32>>,
     pub(super) progress: Progress,
 }
 
@@ -287,6 +291,7 @@ pub(super) fn save_state(
             tensors.push((format!("{prefix}.{name}"), OwnedTensor::f32(vec![t.numel()], &t.read_f32(ctx)?)));
         }
     }
+    tensors.push(("metrics".to_string(), OwnedTensor::f32(vec![METRICS_LEN], &gan.metrics.read_f32(ctx)?)));
     if let Some(avg) = &gan.g_ema {
         tensors
             .push(("g_ema.params".to_string(), OwnedTensor::f32(vec![avg.params.numel()], &avg.params.read_f32(ctx)?)));
@@ -461,8 +466,10 @@ pub(super) fn load_state(
         Some(_) => Some((flat("g_ema.params", g)?, bn_of("g_ema", g)?)),
         None => None,
     };
+    let metrics = f.shape_of("metrics").map(|_| f.f32("metrics", &[METRICS_LEN])).transpose()?;
     Ok(SavedState {
         g_ema,
+        metrics,
         g_params: flat("g.params", g)?,
         d_params: flat("d.params", d)?,
         g_m: flat("g.m", g)?,
