@@ -1,6 +1,7 @@
 """What bench/torch_cgan.py and bench/torch_dcgan.py share: reading IDX
 files and writing a PyTorch generator as a checkpoint `gan-wgpu eval` reads."""
 import gzip
+import os
 import struct
 
 import numpy as np
@@ -28,3 +29,22 @@ def save_generator(g, path, metadata, epoch, steps):
     """g's state_dict with the template's metadata, epoch and steps: `eval` rebuilds it."""
     tensors = {k: v.detach().contiguous() for k, v in g.state_dict().items()}
     save_file(tensors, path, metadata={**metadata, "epoch": str(epoch), "steps_done": str(steps)})
+
+
+def add_run_args(ap, threads):
+    """The arguments every reference run takes: threads, a limit, the data, the template and the output prefix."""
+    ap.add_argument("--threads", type=int, default=threads)
+    ap.add_argument("--limit", type=int, default=0, help="train on the first N images only (a smoke test)")
+    ap.add_argument("--data", default=os.path.join(os.path.dirname(__file__), "..", "assets", "mnist"))
+    ap.add_argument("--template", required=True, help="a generator checkpoint of the same model whose metadata is copied")
+    ap.add_argument("--out", required=True, help="prefix of the files written: PREFIX_g{epoch}.safetensors, ...")
+
+
+def start_run(a):
+    """Sets torch's threads and seed; MNIST's training images (the first --limit) as uint8 [n, 28, 28]."""
+    import torch
+
+    torch.set_num_threads(a.threads)
+    torch.manual_seed(a.seed)
+    images = read_idx(os.path.join(a.data, "train", "train-images-idx3-ubyte.gz"))
+    return images[: a.limit] if a.limit else images

@@ -21,7 +21,6 @@ are written as IDX for `gan-wgpu eval --samples`:
     gan-wgpu eval --samples /tmp/pt_dcgan_g4_train_mode.idx
 """
 import argparse
-import os
 import struct
 import time
 
@@ -29,7 +28,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from torch_common import read_idx, save_generator, template_metadata
+from torch_common import add_run_args, save_generator, start_run, template_metadata
 
 
 
@@ -80,17 +79,9 @@ def main():
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--epochs", type=int, default=5)
     ap.add_argument("--save", default="0,1,2,3,4", help="epochs after which the generator is written")
-    ap.add_argument("--threads", type=int, default=1)
-    ap.add_argument("--limit", type=int, default=0, help="train on the first N images only (a smoke test)")
-    ap.add_argument("--data", default=os.path.join(os.path.dirname(__file__), "..", "assets", "mnist"))
-    ap.add_argument("--template", required=True, help="a dcgan generator checkpoint whose metadata is copied")
-    ap.add_argument("--out", required=True, help="prefix: PREFIX_g{epoch}.safetensors, PREFIX_g{epoch}_train_mode.idx")
+    add_run_args(ap, threads=1)
     a = ap.parse_args()
-    torch.set_num_threads(a.threads)
-    torch.manual_seed(a.seed)
-    images = read_idx(os.path.join(a.data, "train", "train-images-idx3-ubyte.gz"))
-    if a.limit:
-        images = images[: a.limit]
+    images = start_run(a)
     x_all = torch.from_numpy((images.astype(np.float32) - 127.5) / 127.5).unsqueeze(1)
     metadata = template_metadata(a.template)
     save = {int(e) for e in a.save.split(",")}

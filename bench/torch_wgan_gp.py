@@ -29,7 +29,7 @@ import torch
 from torch import nn
 
 sys.path.insert(0, os.path.dirname(__file__))
-from torch_common import read_idx, save_generator, template_metadata  # noqa: E402
+from torch_common import add_run_args, save_generator, start_run, template_metadata  # noqa: E402
 
 
 def mlp_pair():
@@ -79,17 +79,9 @@ def main():
     ap.add_argument("--lr", type=float, default=2e-4)
     ap.add_argument("--beta1", type=float, default=0.5)
     ap.add_argument("--beta2", type=float, default=0.999)
-    ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--limit", type=int, default=0, help="train on the first N images only (a smoke test)")
-    ap.add_argument("--data", default=os.path.join(os.path.dirname(__file__), "..", "assets", "mnist"))
-    ap.add_argument("--template", required=True, help="a generator checkpoint of the same model whose metadata is copied")
-    ap.add_argument("--out", required=True, help="prefix: PREFIX_g{epoch}.safetensors")
+    add_run_args(ap, threads=2)
     a = ap.parse_args()
-    torch.set_num_threads(a.threads)
-    torch.manual_seed(a.seed)
-    images = read_idx(os.path.join(a.data, "train", "train-images-idx3-ubyte.gz"))
-    if a.limit:
-        images = images[: a.limit]
+    images = start_run(a)
     g, d, shape = mlp_pair() if a.model == "gan" else dcgan_pair()
     x_all = torch.from_numpy((images.astype(np.float32) - 127.5) / 127.5)
     x_all = x_all.reshape(len(x_all), -1) if a.model == "gan" else x_all.unsqueeze(1)
