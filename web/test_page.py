@@ -165,8 +165,9 @@ def check_no_webgpu(cdp):
     print(json.dumps({"adapter": "none", "error": error}))
 
 
-def native_first_losses(cli, model, seed, batch, limit, tmp, data=()):
-    out = os.path.join(tmp, f"native-run-{model}{'-own' if data else ''}")
+def native_first_losses(cli, model, seed, batch, limit, tmp, data=(), run="default"):
+    """The first step's (loss_d, loss_g) of the CLI's run; `run` names its folder among the others of this model."""
+    out = os.path.join(tmp, f"native-run-{model}-{run}")
     subprocess.run(
         [cli, "train", "--model", model, "--epochs", "1", "--limit", str(limit), "--batch-size", str(batch),
          "--seed", str(seed), "--log-every", "1", "--eval-every", "0", "--stop-after-steps", "2", "--out", out,
@@ -368,7 +369,7 @@ def check_own_colour_images(cdp, a, tmp, server):
     status = wait_for(cdp, lambda s: s.get("done") and s.get("steps") == steps, f"{steps} steps on the chosen images", a.timeout)
     check((status.get("settings") or {}).get("loss") == "hinge", f"the page trained with {status.get('settings')}")
     native = native_first_losses(a.cli, "gan", a.seed, batch, 48, tmp,
-                                 ("--data", folder, "--image-size", "32", "--loss", "hinge"))
+                                 ("--data", folder, "--image-size", "32", "--loss", "hinge"), run="own-images")
     dd, dg = abs(status["first_loss_d"] - native[0]), abs(status["first_loss_g"] - native[1])
     check(dd <= 1e-4 and dg <= 1e-4,
           f"first-step losses on the chosen images: page {status['first_loss_d']}, {status['first_loss_g']}; CLI {native}")
@@ -393,7 +394,7 @@ def check_wgan_gp(cdp, a, tmp, server):
     cdp.call("Page.navigate", url=url)
     status = wait_for(cdp, lambda s: s.get("done") and s.get("steps") == steps
                       and (s.get("settings") or {}).get("loss") == "wgan-gp", f"{steps} WGAN-GP steps", a.timeout)
-    native = native_first_losses(a.cli, "gan", a.seed, batch, a.limit, tmp, ("--loss", "wgan-gp"))
+    native = native_first_losses(a.cli, "gan", a.seed, batch, a.limit, tmp, ("--loss", "wgan-gp"), run="wgan-gp")
     dd, dg = abs(status["first_loss_d"] - native[0]), abs(status["first_loss_g"] - native[1])
     check(dd <= 1e-4 * max(1.0, abs(native[0])) and dg <= 1e-4 * max(1.0, abs(native[1])),
           f"first WGAN-GP step's losses: page {status['first_loss_d']}, {status['first_loss_g']}; CLI {native}")
