@@ -8,7 +8,7 @@
 //! - `activations`: the per-layer activation buffers a forward writes;
 //! - `conv_layer`: a convolutional layer's forward and backward (implicit
 //!   GEMM or im2col around the matmul);
-//! - `loss`: the GAN objective (BCE or hinge): its kernels, D's output
+//! - `loss`: the GAN objective (BCE, hinge, WGAN-GP): its kernels, D's output
 //!   activation, and the same on the CPU;
 //! - `penalty`: WGAN-GP's gradient penalty through a dense critic and its
 //!   double backward, on the GPU and in plain loops;
