@@ -147,7 +147,7 @@ impl Penalty {
     /// Step 4 of the module header, first layer first.
     fn double_backward(&self, ctx: &GpuContext, critic: &GpuNet, variant: Variant) -> Result<Vec<Dispatch>> {
         let layers = &critic.spec.layers;
-        let last = layers.len() - 1;
+        let (last, rows) = (layers.len() - 1, self.x_hat.dims2()?[0]);
         let mut out = Vec::new();
         for (i, l) in layers.iter().enumerate() {
             let v = if i == 0 { self.g.clone() } else { self.adjoints.layers[i - 1].out.clone() };
@@ -156,13 +156,17 @@ impl Penalty {
                 |flat: &GpuTensor| critic.view_of(flat, &format!("{}.weight", l.name))?.reshaped(&l.weight_matrix());
             let (w, dw) = (weight(&critic.params)?, weight(&self.grads)?);
             let next = &self.adjoints.layers[i].out;
-            match l.geometry(self.x_hat.dims2()?[0]) {
+            match l.geometry(rows) {
                 Some(geometry) => {
                     let cols = self.adjoints.layers[i].cols.as_ref();
-                    let rows = self.x_hat.dims2()?[0];
+                    // The weight gradient reads v's columns, which the forward
+                    // writes; the last layer's output (v_L) is needed only
+                    // for them, and a whole-image kernel has none.
+                    let needs_forward = i < last || !geometry.is_whole();
                     let pass = ConvPass { layer: l, geometry, rows, weight: &w, cols, variant };
-                    // The weight gradient reads v's columns, which the forward writes.
-                    out.extend(pass.forward(ctx, &v, next, None, Act::Identity)?);
+                    if needs_forward {
+                        out.extend(pass.forward(ctx, &v, next, None, Act::Identity)?);
+                    }
                     out.extend(pass.backward(ctx, &v, &e, Some(&dw), None, None)?);
                 }
                 None => {
