@@ -69,3 +69,44 @@ impl GanError {
         GanError::Shape { tensor: tensor.into(), why: why.into() }
     }
 }
+
+/// The process's exit codes, one per way a run ends (docs/runs.md).
+pub mod exit_code {
+    /// The command did what it was asked (a run: every epoch trained).
+    pub const DONE: u8 = 0;
+    /// Anything else went wrong: the device, a file, a limit.
+    pub const FAILURE: u8 = 1;
+    /// A flag, an environment variable, the data or a checkpoint was
+    /// refused (clap's usage errors use 2 as well).
+    pub const BAD_INPUT: u8 = 2;
+    /// The model went non-finite; the last epoch's files are kept.
+    pub const DIVERGED: u8 = 3;
+    /// Ctrl-C or SIGTERM: a resumable state was saved (128 + SIGINT).
+    pub const INTERRUPTED: u8 = 130;
+}
+
+impl GanError {
+    /// The process exit code this error ends a command with.
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            GanError::Flag { .. }
+            | GanError::Env { .. }
+            | GanError::Data { .. }
+            | GanError::Checkpoint { .. }
+            | GanError::DeviceChoice { .. } => exit_code::BAD_INPUT,
+            GanError::Diverged(_) => exit_code::DIVERGED,
+            GanError::Interrupted => exit_code::INTERRUPTED,
+            _ => exit_code::FAILURE,
+        }
+    }
+
+    /// A word for how the run ended (summary.json's `exit_reason`).
+    pub fn exit_reason(&self) -> &'static str {
+        match self.exit_code() {
+            exit_code::BAD_INPUT => "bad_input",
+            exit_code::DIVERGED => "diverged",
+            exit_code::INTERRUPTED => "interrupted",
+            _ => "failed",
+        }
+    }
+}

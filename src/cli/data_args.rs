@@ -60,7 +60,7 @@ impl DataArgs {
                 0 => "unlabelled".to_string(),
                 k => format!("{k} classes"),
             };
-            println!("read {} images ({}, {classes}) from {}, {how}", set.count, set.shape().describe(), set.source);
+            say!("read {} images ({}, {classes}) from {}, {how}", set.count, set.shape().describe(), set.source);
             if let Some(line) = r.skipped_line() {
                 eprintln!("warning: {line}");
             }

@@ -6,6 +6,7 @@ use super::{
     Requirements, Settings,
 };
 use std::io::IsTerminal;
+use gan_wgpu::io::run_log::{QualityPoint, Track};
 
 /// Prints the classifier's training progress on stderr: a bar on a
 /// terminal, a line per epoch otherwise.
@@ -129,17 +130,17 @@ impl QualityHook {
         gan: &train::Gan,
         epoch: usize,
         steps: u64,
-    ) -> gan_wgpu::Result<()> {
+    ) -> gan_wgpu::Result<Vec<QualityPoint>> {
         if self.every == 0 || self.disabled || !(epoch + 1).is_multiple_of(self.every) {
-            return Ok(());
+            return Ok(Vec::new());
         }
         if self.evaluator.is_none() {
             let made = (|| -> gan_wgpu::Result<evaluate::Evaluator> {
                 classifier::classes_of(&self.train_set)?;
                 let splits = data::eval_splits(self.data.as_deref(), &self.train_set)?;
                 let c = classifier_for(ctx, None, &splits.train, &splits.reference, self.cache_dir.as_deref())?;
-                println!("quality: classifier {}", describe_classifier(&c, splits.accuracy_name()));
-                println!("quality: reference {}", splits.describe());
+                say!("quality: classifier {}", describe_classifier(&c, splits.accuracy_name()));
+                say!("quality: reference {}", splits.describe());
                 evaluate::Evaluator::new(ctx, c, &splits.reference)
             })();
             match made {
@@ -147,12 +148,13 @@ impl QualityHook {
                 Err(e) => {
                     eprintln!("warning: --eval-every is off for this run: {e}");
                     self.disabled = true;
-                    return Ok(());
+                    return Ok(Vec::new());
                 }
             }
         }
         let ev = self.evaluator.as_ref().expect("made above");
         let tracks = [("quality", "", Some(&gan.g)), ("quality_ema", " (averaged generator)", gan.g_ema.as_ref())];
+        let mut points = Vec::new();
         for (i, (stem, which, net)) in tracks.into_iter().enumerate() {
             let Some(net) = net else { continue };
             if self.rows[i].is_none() {
@@ -164,8 +166,19 @@ impl QualityHook {
             }
             let rows = self.rows[i].as_mut().expect("read above");
             score_into(ctx, ev, net, rows, (epoch, steps), (&self.out, stem, which))?;
+            let r = rows.last().expect("scored above");
+            points.push(QualityPoint {
+                epoch,
+                step: steps,
+                track: if i == 0 { Track::Trained } else { Track::Averaged },
+                fid: r.fid,
+                inception_score: r.inception_score,
+                classes_covered: r.classes_covered,
+                conditional_accuracy: r.conditional.map(|c| c.0),
+                seconds: r.seconds,
+            });
         }
-        Ok(())
+        Ok(points)
     }
 }
 
@@ -198,7 +211,7 @@ fn score_into(
     let conditional = s.conditional.as_ref().map_or(String::new(), |c| {
         format!(", conditional accuracy {:.2}%, mean class FID {:.2}", 100.0 * c.accuracy, c.mean_fid())
     });
-    println!(
+    say!(
         "quality after epoch {epoch}{which}: FID {:.2}, IS {:.2}, {}/{} classes covered{conditional} ({} samples, {:.1} s)",
         s.fid, s.inception_score, s.classes_covered, ev.classifier.classes, s.n, seconds
     );

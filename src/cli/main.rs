@@ -1,7 +1,23 @@
 //! gan-wgpu command line.
 
+/// Set by `train --log-format json`: stdout carries only the JSON lines,
+/// and every other line the CLI writes goes to stderr.
+static JSON_STDOUT: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// println!, or eprintln! while stdout carries the JSON stream.
+macro_rules! say {
+    ($($arg:tt)*) => {
+        if crate::JSON_STDOUT.load(std::sync::atomic::Ordering::Relaxed) {
+            eprintln!($($arg)*)
+        } else {
+            println!($($arg)*)
+        }
+    };
+}
+
 mod bench;
 mod bench_conv;
+mod compare;
 mod data_args;
 mod eval;
 mod sample;
@@ -56,6 +72,8 @@ enum Command {
     },
     /// List every GPU adapter with the limits and features that matter here.
     Devices,
+    /// Compare runs side by side: a table of their differing settings, FID, time and status, a figure of their curves and a sheet of their latest grids.
+    Compare(compare::CompareArgs),
     /// Time every kernel and variant at the model's real shapes.
     Bench {
         /// Fewer repetitions (20 timed steps instead of 100); skips the naive reference matmul.
@@ -146,6 +164,12 @@ struct TrainArgs {
     /// Hold the data set in GPU buffers of at most N bytes each (tests; default: the device's largest storage binding).
     #[arg(long, hide = true, value_name = "N")]
     data_shard_bytes: Option<u64>,
+    /// What stdout carries: text (the log lines) or json (metrics.jsonl's lines as they are written; every other line goes to stderr).
+    #[arg(long, value_name = "FORMAT", default_value = "text", value_parser = ["text", "json"])]
+    log_format: String,
+    /// Write no TensorBoard event file (tensorboard/); metrics.jsonl and summary.json are always written.
+    #[arg(long)]
+    no_tensorboard: bool,
     /// Stop after N steps of this run, saving a resumable state.
     #[arg(long, hide = true)]
     stop_after_steps: Option<u64>,
@@ -298,6 +322,7 @@ fn run(
             Ok(())
         }
         Command::Train(a) => train_cmd::train(a, given, &settings, &interrupt),
+        Command::Compare(a) => compare::compare(a),
         Command::Sample(a) => sample::sample(a, &settings),
         Command::Eval(a) => eval::eval(a, &settings),
     }
@@ -334,17 +359,17 @@ fn main() -> ExitCode {
         let _ = ctrlc::set_handler(move || {
             if flag.swap(true, Ordering::SeqCst) {
                 eprintln!("second interrupt: exiting now");
-                std::process::exit(130);
+                std::process::exit(gan_wgpu::error::exit_code::INTERRUPTED.into());
             }
             eprintln!("interrupt: finishing the current step and saving a resumable state...");
         });
     }
     match run(cli, &given, interrupt, launch) {
         Ok(()) => ExitCode::SUCCESS,
-        Err(GanError::Interrupted) => ExitCode::from(130),
+        Err(GanError::Interrupted) => ExitCode::from(gan_wgpu::error::exit_code::INTERRUPTED),
         Err(e) => {
             eprintln!("error: {e}");
-            ExitCode::FAILURE
+            ExitCode::from(e.exit_code())
         }
     }
 }

@@ -76,11 +76,14 @@ pub(super) fn train(
     settings: &Settings,
     interrupt: &Arc<AtomicBool>,
 ) -> gan_wgpu::Result<()> {
+    if a.log_format == "json" {
+        crate::JSON_STDOUT.store(true, Ordering::Relaxed);
+    }
     if let Some(r) = &a.resume {
         let rec = trainer::recorded_run(r)?;
         let taken = take_recorded_settings(&mut a, given, &rec);
         if !taken.is_empty() {
-            println!("settings of the resumed run: {}", taken.join(" "));
+            say!("settings of the resumed run: {}", taken.join(" "));
         }
     }
     let data_dir = a.data.data.clone();
@@ -114,11 +117,12 @@ pub(super) fn train(
         pause_after_steps: a.pause_after_steps,
         warmup: settings.warmup,
         overwrite: a.overwrite,
+        tensorboard: !a.no_tensorboard,
     };
     cfg.validate()?;
     match &cfg.resume {
-        Some(r) => println!("outputs in {} (resuming {})", cfg.out.display(), r.display()),
-        None => println!("outputs in {}", cfg.out.display()),
+        Some(r) => say!("outputs in {} (resuming {})", cfg.out.display(), r.display()),
+        None => say!("outputs in {}", cfg.out.display()),
     }
     // Every check that can refuse the run comes before the output folder is
     // made: the folder (another run's lock, a run already there), then the
@@ -142,7 +146,7 @@ pub(super) fn train(
         set.clone(),
         settings.cache_dir.clone(),
     );
-    let mut report = train_reporter();
+    let mut report = train_reporter(a.log_format == "json");
     let summary = trainer::train_with_hook(
         &ctx,
         &cfg,
@@ -154,7 +158,7 @@ pub(super) fn train(
     if summary.interrupted && interrupt.load(Ordering::Relaxed) {
         return Err(GanError::Interrupted);
     }
-    println!(
+    say!(
         "done: {} epochs, {} steps; outputs in {}",
         summary.progress.epoch,
         summary.progress.steps_done,
@@ -163,17 +167,24 @@ pub(super) fn train(
     Ok(())
 }
 
-/// Prints the trainer's events: notes and logged steps on stdout, and on a
-/// terminal a progress bar per epoch on stderr.
-fn train_reporter() -> impl FnMut(trainer::TrainEvent) {
+/// Prints the trainer's events: notes and logged steps on stdout (on
+/// stderr with `json`, where stdout carries metrics.jsonl's lines), and on
+/// a terminal a progress bar per epoch on stderr.
+fn train_reporter(json: bool) -> impl FnMut(trainer::TrainEvent) {
     use trainer::TrainEvent;
     let terminal = std::io::stderr().is_terminal();
     let mut bar: Option<indicatif::ProgressBar> = None;
     move |event: TrainEvent| match event {
         TrainEvent::Note(line) | TrainEvent::Logged(line) => match &bar {
             Some(b) => b.println(line),
+            None => say!("{line}"),
+        },
+        // The bar is cleared while the line is written, then redrawn.
+        TrainEvent::Metrics(line) if json => match &bar {
+            Some(b) => b.suspend(|| println!("{line}")),
             None => println!("{line}"),
         },
+        TrainEvent::Metrics(_) => {}
         TrainEvent::EpochStart { epoch, epochs, steps, done } => {
             if terminal {
                 let b = indicatif::ProgressBar::new(steps as u64);
@@ -202,7 +213,7 @@ fn train_reporter() -> impl FnMut(trainer::TrainEvent) {
                 }
             }
             if finished {
-                println!("time of epoch {epoch} is {seconds:.2}s");
+                say!("time of epoch {epoch} is {seconds:.2}s");
             }
         }
     }

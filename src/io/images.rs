@@ -79,7 +79,7 @@ pub fn grid_scale(shape: ImageShape) -> usize {
 }
 
 /// The plots' font, registered once per process.
-fn register_font() {
+pub(crate) fn register_font() {
     // In a browser page plotters draws with the browser's fonts.
     #[cfg(not(target_arch = "wasm32"))]
     static REGISTER: std::sync::Once = std::sync::Once::new();
@@ -90,7 +90,7 @@ fn register_font() {
 }
 
 /// Encodes an RGB buffer (w x h) as PNG and writes it atomically.
-fn save_rgb_png(path: &Path, rgb: &[u8], w: u32, h: u32) -> Result<()> {
+pub(crate) fn save_rgb_png(path: &Path, rgb: &[u8], w: u32, h: u32) -> Result<()> {
     let mut out = Vec::new();
     image::codecs::png::PngEncoder::new(&mut out)
         .write_image(rgb, w, h, image::ExtendedColorType::Rgb8)

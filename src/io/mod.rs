@@ -6,7 +6,10 @@
 //!   classes) decoded, resized and cached; `folder::load` picks the reader;
 //! - `checkpoint`: safetensors files (networks in PyTorch's names, training
 //!   states), `.npy` latent codes;
-//! - `images`: PNG grids, loss and quality plots, the progress GIF.
+//! - `images`: PNG grids, loss and quality plots, the progress GIF;
+//! - `tfevents`: TensorBoard's event records;
+//! - `run_log`: a run's metrics.jsonl, event file and summary.json,
+//!   written by a thread of their own.
 //!
 //! May import: `nn` (a checkpoint holds a network spec), `engine`, `fs`,
 //! `error`, `defaults`. Nothing that trains or scores.
@@ -15,3 +18,5 @@ pub mod checkpoint;
 pub mod data;
 pub mod folder;
 pub mod images;
+pub mod run_log;
+pub mod tfevents;

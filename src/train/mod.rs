@@ -26,6 +26,7 @@ use crate::error::{GanError, Result};
 use crate::io::checkpoint::{self, Loaded, OwnedTensor};
 use crate::io::data::{DataIdentity, ImageSet};
 use crate::io::images::{self, LossRow};
+use crate::io::run_log::{Entry, QualityPoint, RunLog, RunLogConfig};
 use crate::models::WhichModel;
 use crate::nn::cpu_reference::StepMetrics;
 use crate::nn::gpu_net::{self, Activations, ColumnUse, DropoutMasks, GpuNet};
@@ -50,7 +51,7 @@ pub use gan::{
 use outputs::{copy_epoch_grids, losses_csv, read_losses_csv, same_dir, write_epoch_outputs};
 pub use readback::StepReading;
 use run_dir::{check_fresh_out_dir, check_not_in_use};
-pub use run_dir::{lock_out_dir, open_run_dir, OutDirLock, RunDir, LOCK_FILE};
+pub use run_dir::{is_in_use, lock_out_dir, open_run_dir, OutDirLock, RunDir, LOCK_FILE};
 pub use session::{first_images, initial_params, Session};
 use state::SavedState;
 pub use state::{
@@ -91,6 +92,8 @@ pub struct TrainConfig {
     /// A new run into a folder that holds a run moves that run's files into
     /// `out/previous-<time>/` instead of refusing (`--overwrite`).
     pub overwrite: bool,
+    /// Write TensorBoard's event file beside metrics.jsonl (`io::run_log`).
+    pub tensorboard: bool,
 }
 
 impl TrainConfig {
@@ -153,6 +156,8 @@ pub enum TrainEvent {
     Position(usize),
     /// The epoch ended after `seconds`, or was left unfinished (a stop).
     EpochEnd { epoch: usize, seconds: f64, finished: bool },
+    /// A line just queued for metrics.jsonl (`--log-format json` prints it).
+    Metrics(String),
 }
 
 /// Where a run's events go.
@@ -175,13 +180,13 @@ pub struct RunSummary {
 
 /// What runs after each epoch's outputs are written: (context, the GAN,
 /// the 0-based epoch just finished, steps done). `train --eval-every` scores
-/// the generator here.
-pub type EpochHook<'a> = dyn FnMut(&GpuContext, &Gan, usize, u64) -> Result<()> + 'a;
+/// the generator here; its scores go into the run's log.
+pub type EpochHook<'a> = dyn FnMut(&GpuContext, &Gan, usize, u64) -> Result<Vec<QualityPoint>> + 'a;
 
 /// Runs (or resumes) training. Returns when all epochs are done, or early
 /// with `interrupted` set when `interrupt` was raised (state saved).
 pub fn train(ctx: &GpuContext, cfg: &TrainConfig, data: &ImageSet, interrupt: &AtomicBool) -> Result<RunSummary> {
-    train_with_hook(ctx, cfg, data, interrupt, &mut |_, _, _, _| Ok(()), &mut |_| {})
+    train_with_hook(ctx, cfg, data, interrupt, &mut |_, _, _, _| Ok(Vec::new()), &mut |_| {})
 }
 
 /// `train`, calling `after_epoch` once each epoch's files are written and
@@ -222,21 +227,73 @@ pub fn train_with_hook(
     run_dir.keep();
     report_setup(ctx, &session, &data, t0, report);
     let losses = carried_losses(cfg, session.progress)?;
-    let mut run = Run { ctx, cfg, identity, session, losses, steps_this_run: 0, interrupt, report };
-    let mut epoch = run.session.progress.epoch;
-    while epoch < cfg.epochs {
-        let epoch_start = Instant::now();
-        if let Some(stopped) = run.epoch_steps(epoch, epoch_start)? {
-            return Ok(stopped);
-        }
-        let p = run.finish_epoch(epoch, epoch_start, after_epoch)?;
-        epoch += 1;
-        if run.asked_to_stop() {
-            return Ok(RunSummary { progress: p, losses: run.losses, interrupted: p.epoch < cfg.epochs });
-        }
-    }
-    let p = Progress { epoch, batch_in_epoch: 0, steps_done: run.session.progress.steps_done };
-    Ok(RunSummary { progress: p, losses: run.losses, interrupted: false })
+    let log = open_run_log(cfg, &data, session.progress.steps_done, report)?;
+    let mut run = Run { ctx, cfg, identity, session, losses, steps_this_run: 0, interrupt, report, log };
+    let result = run.epochs(after_epoch);
+    let summary = summary_json(cfg, &run, &data, &result);
+    // The run's own error comes first; the log's, after a finished run.
+    let finished = run.log.take().map_or(Ok(()), |log| log.finish(&summary));
+    let out = result?;
+    finished.map(|()| out)
+}
+
+/// Opens the run's log (metrics.jsonl, TensorBoard) at `steps_done`,
+/// carrying a resumed run's, and logs the start with the settings.
+fn open_run_log(cfg: &TrainConfig, data: &ImageSet, steps_done: u64, report: &mut Reporter) -> Result<Option<RunLog>> {
+    let log_cfg = RunLogConfig {
+        dir: cfg.out.clone(),
+        carry_from: cfg.resume.as_deref().map(run_dir_of),
+        up_to_step: steps_done,
+        tensorboard: cfg.tensorboard,
+    };
+    let mut log = RunLog::open(&log_cfg)?;
+    let resumed_from = cfg.resume.as_ref().map(|r| r.display().to_string());
+    let line = log.log(Entry::Start { step: steps_done, settings: settings_json(cfg, data), resumed_from });
+    report(TrainEvent::Metrics(line));
+    Ok(Some(log))
+}
+
+/// The run's settings as summary.json and the log's start record them;
+/// the keys are `train`'s flags.
+pub fn settings_json(cfg: &TrainConfig, data: &ImageSet) -> serde_json::Value {
+    let g = &cfg.gan;
+    // f32 flags as the shortest decimal that reads back as the same f32.
+    let f = |v: f32| format!("{v}").parse::<f64>().map_or(serde_json::Value::Null, serde_json::Value::from);
+    serde_json::json!({
+        "model": g.model.name(), "loss": g.loss.to_string(), "n_critic": g.n_critic, "gp_weight": f(g.gp_weight),
+        "epochs": cfg.epochs, "batch_size": g.batch, "latent_size": g.latent, "lr": f(g.adam.lr),
+        "beta1": f(g.adam.beta1), "beta2": f(g.adam.beta2), "seed": g.seed, "ema_decay": f(g.ema_decay),
+        "width": g.dcgan_width, "limit": cfg.limit, "data": data.source,
+        "image": data.shape().describe(), "images": data.count, "log_every": cfg.log_every,
+    })
+}
+
+/// summary.json: how the run ended (`exit_reason`, and the process's
+/// `exit_code`), where it stands, its time and its FIDs.
+fn summary_json(cfg: &TrainConfig, run: &Run, data: &ImageSet, result: &Result<RunSummary>) -> serde_json::Value {
+    use crate::error::exit_code;
+    let (reason, code, error) = match result {
+        Ok(s) if !s.interrupted => ("done", exit_code::DONE, None),
+        Ok(_) if run.interrupt.load(Ordering::Relaxed) => ("interrupted", exit_code::INTERRUPTED, None),
+        Ok(_) => ("stopped", exit_code::DONE, None),
+        Err(e) => (e.exit_reason(), e.exit_code(), Some(e.to_string())),
+    };
+    let p = result.as_ref().map_or(run.session.progress, |s| s.progress);
+    let log = run.log.as_ref();
+    let fid = |i: usize| {
+        let t = log.map(|l| l.fid[i]).unwrap_or_default();
+        serde_json::json!({"final": t.last.map(|x| x.1), "final_step": t.last.map(|x| x.0),
+            "best": t.best.map(|x| x.1), "best_step": t.best.map(|x| x.0), "classes_covered": t.classes_covered})
+    };
+    let steps_per_s: Vec<f64> = run.losses.iter().rev().take(20).map(|r| 1.0 / r.seconds).collect();
+    serde_json::json!({
+        "exit_reason": reason, "exit_code": code, "error": error,
+        "epochs": cfg.epochs, "epochs_done": p.epoch, "step_in_epoch": p.batch_in_epoch, "steps": p.steps_done,
+        "steps_per_epoch": run.session.steps_per_epoch(),
+        "seconds": log.map(RunLog::elapsed), "steps_per_s": (!steps_per_s.is_empty()).then(|| steps_per_s.iter().sum::<f64>() / steps_per_s.len() as f64),
+        "fid": fid(0), "fid_averaged": fid(1),
+        "settings": settings_json(cfg, data),
+    })
 }
 
 /// The state a resumed run goes on from (checked against this run), or None.
@@ -344,9 +401,39 @@ struct Run<'a, 'r> {
     steps_this_run: u64,
     interrupt: &'a AtomicBool,
     report: &'a mut Reporter<'r>,
+    /// metrics.jsonl and TensorBoard (None once finished).
+    log: Option<RunLog>,
 }
 
 impl Run<'_, '_> {
+    /// The epochs left, each's steps then its files; returns at the end or
+    /// at a stop.
+    fn epochs(&mut self, after_epoch: &mut EpochHook) -> Result<RunSummary> {
+        let mut epoch = self.session.progress.epoch;
+        while epoch < self.cfg.epochs {
+            let epoch_start = Instant::now();
+            if let Some(stopped) = self.epoch_steps(epoch, epoch_start)? {
+                return Ok(stopped);
+            }
+            let p = self.finish_epoch(epoch, epoch_start, after_epoch)?;
+            epoch += 1;
+            if self.asked_to_stop() {
+                let losses = self.losses.clone();
+                return Ok(RunSummary { progress: p, losses, interrupted: p.epoch < self.cfg.epochs });
+            }
+        }
+        let p = Progress { epoch, batch_in_epoch: 0, steps_done: self.session.progress.steps_done };
+        Ok(RunSummary { progress: p, losses: self.losses.clone(), interrupted: false })
+    }
+
+    /// Queues `entry` for the run's log and reports its line.
+    fn log_entry(&mut self, entry: Entry) {
+        if let Some(log) = &mut self.log {
+            let line = log.log(entry);
+            (self.report)(TrainEvent::Metrics(line));
+        }
+    }
+
     /// Whether the run was interrupted or reached `--stop-after-steps`.
     fn asked_to_stop(&self) -> bool {
         self.interrupt.load(Ordering::Relaxed) || self.cfg.stop_after_steps.is_some_and(|n| self.steps_this_run >= n)
@@ -400,7 +487,7 @@ impl Run<'_, '_> {
             let secs = last_log.0.elapsed().as_secs_f64() / (r.step - last_log.1).max(1) as f64;
             *last_log = (Instant::now(), r.step);
             let m = r.metrics;
-            self.losses.push(LossRow {
+            let row = LossRow {
                 epoch: r.epoch,
                 step: r.step,
                 loss_d: m.loss_d,
@@ -408,7 +495,9 @@ impl Run<'_, '_> {
                 d_real: m.d_real,
                 d_fake: m.d_fake,
                 seconds: secs,
-            });
+            };
+            self.losses.push(row);
+            self.log_entry(Entry::Step(row));
             (self.report)(TrainEvent::Logged(format!(
                 "Epoch:[{:>3}/{:>3}], step:[{:>4}/{:>4}], loss_d:{:.6} , loss_g:{:.6} , time:{:.6}s, lr:{:.6}",
                 r.epoch,
@@ -436,7 +525,7 @@ impl Run<'_, '_> {
             p.batch_in_epoch,
             path.display()
         )));
-        Ok(RunSummary { progress: p, losses: std::mem::take(&mut self.losses), interrupted: true })
+        Ok(RunSummary { progress: p, losses: self.losses.clone(), interrupted: true })
     }
 
     /// After epoch `epoch`'s last step: its files, the state (as the start
@@ -448,7 +537,11 @@ impl Run<'_, '_> {
         write_epoch_outputs(self.ctx, self.cfg, &self.session, &self.losses, epoch, p.steps_done)?;
         save_state(self.ctx, &self.session.gan, self.cfg, &self.identity, &p)?;
         (self.report)(TrainEvent::EpochEnd { epoch, seconds, finished: true });
-        after_epoch(self.ctx, &self.session.gan, epoch, p.steps_done)?;
+        let grids = outputs::grid_files(epoch, self.session.gan.g_ema.is_some());
+        self.log_entry(Entry::Epoch { epoch, step: p.steps_done, seconds, grids });
+        for point in after_epoch(self.ctx, &self.session.gan, epoch, p.steps_done)? {
+            self.log_entry(Entry::Quality(point));
+        }
         Ok(p)
     }
 }

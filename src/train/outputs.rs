@@ -66,6 +66,16 @@ pub(super) fn copy_epoch_grids(from: &Path, to: &Path, epochs: usize) -> Result<
     Ok(())
 }
 
+/// An epoch's grids inside the run folder with their TensorBoard tags: the
+/// trained generator's, and its average's when the run keeps one.
+pub(super) fn grid_files(epoch: usize, averaged: bool) -> Vec<(&'static str, PathBuf)> {
+    let mut grids = vec![("grid/trained", Path::new("images").join(format!("test_{epoch}.png")))];
+    if averaged {
+        grids.push(("grid/averaged", Path::new("images").join(format!("test_ema_{epoch}.png"))));
+    }
+    grids
+}
+
 /// The averaged generator's checkpoint after epoch `epoch` (`--ema-decay`),
 /// beside `generator_{epoch}.safetensors`.
 fn averaged_generator_file(epoch: usize) -> String {
@@ -86,15 +96,11 @@ pub(super) fn write_epoch_outputs(
     let out = &cfg.out;
     let gan = &session.gan;
     let shape = gan.shape();
+    let grids = grid_files(epoch, gan.g_ema.is_some());
     let samples = pollster::block_on(session.grid_outputs(ctx))?;
-    images::save_grid(
-        &out.join("images").join(format!("test_{epoch}.png")),
-        &images_from_outputs(&samples, gan.dim),
-        shape,
-    )?;
-    if let Some(samples) = pollster::block_on(session.averaged_grid_outputs(ctx))? {
-        let path = out.join("images").join(format!("test_ema_{epoch}.png"));
-        images::save_grid(&path, &images_from_outputs(&samples, gan.dim), shape)?;
+    images::save_grid(&out.join(&grids[0].1), &images_from_outputs(&samples, gan.dim), shape)?;
+    if let (Some(samples), Some(averaged)) = (pollster::block_on(session.averaged_grid_outputs(ctx))?, grids.get(1)) {
+        images::save_grid(&out.join(&averaged.1), &images_from_outputs(&samples, gan.dim), shape)?;
     }
     let (g_bytes, d_bytes) = pollster::block_on(gan.checkpoint_files_async(ctx, epoch, steps_done))?;
     checkpoint::atomic_write(&out.join("checkpoints").join(format!("generator_{epoch}.safetensors")), &g_bytes)?;

@@ -65,6 +65,12 @@ fn in_use(out: &Path, file: &mut std::fs::File) -> GanError {
     )
 }
 
+/// Whether a live process (this one or another) holds `out`'s lock: a run
+/// is training into it now.
+pub fn is_in_use(out: &Path) -> bool {
+    out.join(LOCK_FILE).is_file() && check_not_in_use(out).is_err()
+}
+
 /// Refuses `out` if another process holds its lock, creating nothing: a
 /// folder without a lock file is free. Checked before a run loads its data.
 pub(super) fn check_not_in_use(out: &Path) -> Result<()> {
@@ -135,6 +141,9 @@ const RUN_OUTPUTS: &[&str] = &[
     "quality.png",
     "quality_ema.csv",
     "quality_ema.png",
+    "metrics.jsonl",
+    "summary.json",
+    "tensorboard",
 ];
 
 /// The prefix of the folder `--overwrite` moves an earlier run into.
