@@ -51,7 +51,7 @@ fn devices_lists_adapters_with_limits() {
 fn bad_device_index_names_the_flag_and_the_count() {
     let out = gan().args(["bench", "--quick", "--device", "99"]).output().unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
     assert!(stderr.contains("--device 99") && stderr.contains("gan-wgpu devices"), "{stderr}");
     let out = gan().args(["bench", "--device", "fastest"]).output().unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
@@ -71,10 +71,10 @@ fn stderr_of(args: &[&str]) -> (Option<i32>, String) {
     (out.status.code(), String::from_utf8_lossy(&out.stderr).into_owned())
 }
 
-/// One line on stderr, exit code 1, no panic, and every needle present.
+/// One line on stderr, exit code 2 (bad input), no panic, and every needle present.
 fn assert_clean_error(args: &[&str], needles: &[&str]) {
     let (code, stderr) = stderr_of(args);
-    assert_eq!(code, Some(1), "{args:?}: {stderr}");
+    assert_eq!(code, Some(2), "{args:?}: {stderr}");
     assert!(!stderr.contains("panicked") && !stderr.contains("RUST_BACKTRACE"), "{args:?}: {stderr}");
     assert_eq!(stderr.trim().lines().count(), 1, "{args:?}: one line expected: {stderr}");
     for n in needles {
@@ -424,7 +424,7 @@ fn bad_environment_settings_are_errors_that_list_valid_values() {
     ] {
         let out = gan().args(["bench", "--quick"]).env(var, value).output().unwrap();
         let stderr = String::from_utf8_lossy(&out.stderr);
-        assert_eq!(out.status.code(), Some(1), "{var}={value}: {stderr}");
+        assert_eq!(out.status.code(), Some(2), "{var}={value}: {stderr}");
         assert_eq!(stderr.trim().lines().count(), 1, "{stderr}");
         assert!(stderr.contains(var) && stderr.contains(value) && stderr.contains(valid), "{stderr}");
     }

@@ -225,7 +225,7 @@ fn dcgan_refuses_images_it_cannot_shape() {
         .output()
         .unwrap();
     let err = String::from_utf8_lossy(&bad.stderr);
-    assert_eq!(bad.status.code(), Some(1), "{err}");
+    assert_eq!(bad.status.code(), Some(2), "{err}");
     assert_eq!(err.trim().lines().count(), 1, "one line: {err}");
     assert!(err.contains("--model") && err.contains("30x30"), "{err}");
 }

@@ -231,7 +231,7 @@ fn eval_and_train_eval_every_end_to_end() {
     // Nothing to score: one clear line.
     let o = gan().arg("eval").output().unwrap();
     let stderr = String::from_utf8_lossy(&o.stderr);
-    assert_eq!(o.status.code(), Some(1), "{stderr}");
+    assert_eq!(o.status.code(), Some(2), "{stderr}");
     assert!(stderr.contains("--samples") && stderr.trim().lines().count() == 1, "{stderr}");
 }
 

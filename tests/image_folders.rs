@@ -377,7 +377,7 @@ fn eval_scores_on_a_class_folder_and_refuses_an_unlabelled_one() {
     assert!(said.contains("samples") && said.contains("FID"), "{said}");
     let refused = eval(&flat, &["--checkpoint", g.to_str().unwrap()]);
     let err = text(&refused.stderr);
-    assert_eq!(refused.status.code(), Some(1), "{err}");
+    assert_eq!(refused.status.code(), Some(2), "{err}");
     assert_eq!(err.trim().lines().filter(|l| !l.starts_with("warning")).count(), 1, "{err}");
     assert!(err.contains("unlabelled data cannot be scored"), "{err}");
 }

@@ -163,7 +163,7 @@ fn cgan_writes_class_rows_and_samples_the_class_asked_for() {
     // Errors: a class past the model's, and --class on an unconditional checkpoint.
     let bad = gan().args(["sample", "--class", "10", "--out", "x.png", "--checkpoint"]).arg(&g).output().unwrap();
     let err = String::from_utf8_lossy(&bad.stderr);
-    assert_eq!(bad.status.code(), Some(1), "{err}");
+    assert_eq!(bad.status.code(), Some(2), "{err}");
     assert!(err.contains("--class") && err.contains("0..9"), "{err}");
 }
 
@@ -190,7 +190,7 @@ fn class_flags_are_refused_for_an_unconditional_generator_and_cgan_needs_labels(
         .output()
         .unwrap();
     let err = String::from_utf8_lossy(&bad.stderr);
-    assert_eq!(bad.status.code(), Some(1), "{err}");
+    assert_eq!(bad.status.code(), Some(2), "{err}");
     assert_eq!(err.trim().lines().count(), 1, "one line: {err}");
     assert!(err.contains("--class") && err.contains("unconditional"), "{err}");
 
@@ -210,7 +210,7 @@ fn class_flags_are_refused_for_an_unconditional_generator_and_cgan_needs_labels(
         .output()
         .unwrap();
     let err = String::from_utf8_lossy(&bad.stderr);
-    assert_eq!(bad.status.code(), Some(1), "{err}");
+    assert_eq!(bad.status.code(), Some(2), "{err}");
     assert!(err.contains("--model cgan needs the images' labels") && err.contains("unlabelled"), "{err}");
 }
 

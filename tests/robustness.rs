@@ -96,6 +96,12 @@ fn sigterm_saves_state_exits_130_and_resume_is_exact() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(130), "{stderr}");
     assert!(stderr.contains("saving a resumable state"), "{stderr}");
+    let summary: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(part.join("summary.json")).unwrap()).unwrap();
+    assert_eq!(
+        (&summary["exit_reason"], &summary["exit_code"], &summary["steps"]),
+        (&"interrupted".into(), &130.into(), &12.into())
+    );
     assert!(rest.contains("stopped at epoch 1, step 4 of the epoch"), "{rest}");
     assert!(part.join("checkpoints/state_0001_00004.safetensors").is_file());
     let resumed = small_train(&part, 3).arg("--resume").arg(&part).output().unwrap();
@@ -151,8 +157,14 @@ fn divergence_stops_with_the_step_and_keeps_the_last_checkpoint() {
     // A learning rate of 1e30 blows the weights up within a few steps.
     let r = small_train(&out, 3).args(["--resume", out.to_str().unwrap(), "--lr", "1e30"]).output().unwrap();
     let stderr = String::from_utf8_lossy(&r.stderr);
-    assert_eq!(r.status.code(), Some(1), "{stderr}");
+    assert_eq!(r.status.code(), Some(3), "{stderr}");
     assert!(stderr.contains("training diverged: the model went non-finite (inf or NaN) at epoch 1, step"), "{stderr}");
+    // summary.json says so, with the step the run stands at.
+    let summary: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("summary.json")).unwrap()).unwrap();
+    assert_eq!(summary["exit_reason"], "diverged", "{summary}");
+    assert_eq!(summary["exit_code"], 3, "{summary}");
+    assert!(summary["error"].as_str().unwrap().contains("non-finite"), "{summary}");
     assert!(stderr.contains("the last good checkpoints are epoch 0's"), "{stderr}");
     assert_eq!(std::fs::read(out.join("checkpoints/generator_0.safetensors")).unwrap(), before);
     assert_eq!(std::fs::read(out.join("checkpoints/state_0001_00000.safetensors")).unwrap(), state_before);
@@ -177,7 +189,7 @@ fn divergence_between_readbacks_writes_nothing() {
         .output()
         .unwrap();
     let stderr = String::from_utf8_lossy(&r.stderr);
-    assert_eq!(r.status.code(), Some(1), "{stderr}");
+    assert_eq!(r.status.code(), Some(3), "{stderr}");
     assert!(!String::from_utf8_lossy(&r.stdout).contains("done"));
     // The first step moves every weight by about lr (finite, 1e30); the
     // second overflows. The flag names the first non-finite step.

@@ -36,10 +36,10 @@ fn ok(out: Output) -> String {
     text(&out.stdout)
 }
 
-/// One line on stderr, exit 1, and every needle in it.
+/// One line on stderr, exit 2 (bad input), and every needle in it.
 fn assert_one_line_error(out: &Output, needles: &[&str]) {
     let stderr = text(&out.stderr);
-    assert_eq!(out.status.code(), Some(1), "{}{stderr}", text(&out.stdout));
+    assert_eq!(out.status.code(), Some(2), "{}{stderr}", text(&out.stdout));
     assert_eq!(stderr.trim().lines().count(), 1, "one line expected: {stderr}");
     for n in needles {
         assert!(stderr.contains(n), "missing '{n}' in: {stderr}");

@@ -5,8 +5,8 @@ use super::{
     checkpoint, classifier, data, defaults, evaluate, images, positive, train, EvalArgs, GanError, GpuContext, PathBuf,
     Requirements, Settings,
 };
-use std::io::IsTerminal;
 use gan_wgpu::io::run_log::{QualityPoint, Track};
+use std::io::IsTerminal;
 
 /// Prints the classifier's training progress on stderr: a bar on a
 /// terminal, a line per epoch otherwise.

@@ -85,7 +85,11 @@ pub fn read_run(dir: &Path) -> Result<RunRecord> {
         match v["kind"].as_str() {
             Some("start") => r.settings = v["settings"].as_object().cloned().unwrap_or_default(),
             Some("step") => {
-                r.losses.push((step, v["loss_d"].as_f64().unwrap_or(f64::NAN), v["loss_g"].as_f64().unwrap_or(f64::NAN)));
+                r.losses.push((
+                    step,
+                    v["loss_d"].as_f64().unwrap_or(f64::NAN),
+                    v["loss_g"].as_f64().unwrap_or(f64::NAN),
+                ));
                 rates.extend(v["steps_per_s"].as_f64());
                 r.seconds = v["elapsed"].as_f64().or(r.seconds);
             }
@@ -231,9 +235,10 @@ pub fn save_curves(path: &Path, runs: &[RunRecord]) -> Result<()> {
             for (i, (r, points)) in runs.iter().zip(all).enumerate() {
                 let c = colour(i);
                 let drawn = chart.draw_series(LineSeries::new(points, c.stroke_width(2)));
-                drawn.map_err(|e| draw_err(e.to_string()))?.label(r.name.clone()).legend(move |(x, y)| {
-                    PathElement::new(vec![(x, y), (x + 20, y)], c.stroke_width(2))
-                });
+                drawn
+                    .map_err(|e| draw_err(e.to_string()))?
+                    .label(r.name.clone())
+                    .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], c.stroke_width(2)));
             }
             chart
                 .configure_series_labels()

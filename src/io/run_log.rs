@@ -69,13 +69,22 @@ pub struct QualityPoint {
 #[derive(Clone, Debug)]
 pub enum Entry {
     /// A run starts (or resumes) at `step` with these settings.
-    Start { step: u64, settings: Value, resumed_from: Option<String> },
+    Start {
+        step: u64,
+        settings: Value,
+        resumed_from: Option<String>,
+    },
     /// A logged step (a row of losses.csv).
     Step(LossRow),
     Quality(QualityPoint),
     /// An epoch ended at `step`: its grids, as paths inside the run folder,
     /// with their TensorBoard tags.
-    Epoch { epoch: usize, step: u64, seconds: f64, grids: Vec<(&'static str, PathBuf)> },
+    Epoch {
+        epoch: usize,
+        step: u64,
+        seconds: f64,
+        grids: Vec<(&'static str, PathBuf)>,
+    },
 }
 
 /// A JSON number, or null for a non-finite one.
@@ -392,7 +401,8 @@ impl Files {
             )],
             Entry::Quality(q) => {
                 let p = q.track.scalar_prefix();
-                let (fid, cov, acc) = (format!("{p}/fid"), format!("{p}/coverage"), format!("{p}/conditional_accuracy"));
+                let (fid, cov, acc) =
+                    (format!("{p}/fid"), format!("{p}/coverage"), format!("{p}/conditional_accuracy"));
                 let mut scalars = vec![(fid.as_str(), q.fid as f32), (cov.as_str(), q.classes_covered as f32)];
                 if let Some(a) = q.conditional_accuracy {
                     scalars.push((acc.as_str(), a as f32));
