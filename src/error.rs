@@ -76,8 +76,8 @@ pub mod exit_code {
     pub const DONE: u8 = 0;
     /// Anything else went wrong: the device, a file, a limit.
     pub const FAILURE: u8 = 1;
-    /// A flag, an environment variable, the data or a checkpoint was
-    /// refused (clap's usage errors use 2 as well).
+    /// A flag, an environment variable, the data, a checkpoint or a path
+    /// was refused or not found (clap's usage errors use 2 as well).
     pub const BAD_INPUT: u8 = 2;
     /// The model went non-finite; the last epoch's files are kept.
     pub const DIVERGED: u8 = 3;
@@ -94,6 +94,8 @@ impl GanError {
             | GanError::Data { .. }
             | GanError::Checkpoint { .. }
             | GanError::DeviceChoice { .. } => exit_code::BAD_INPUT,
+            // A file or folder named on the command line that is not there.
+            GanError::Io { source, .. } if source.kind() == std::io::ErrorKind::NotFound => exit_code::BAD_INPUT,
             GanError::Diverged(_) => exit_code::DIVERGED,
             GanError::Interrupted => exit_code::INTERRUPTED,
             _ => exit_code::FAILURE,

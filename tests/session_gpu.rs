@@ -25,6 +25,8 @@ fn session_steps_equal_the_trainers_losses_and_checkpoints() {
         pause_after_steps: None,
         warmup: true,
         overwrite: false,
+        tensorboard: true,
+        run_log: true,
     };
     let run = train::train(ctx, &cfg, &set, &AtomicBool::new(false)).unwrap();
     assert_eq!(run.losses.len(), 6, "3 steps an epoch, 2 epochs");

@@ -49,6 +49,8 @@ fn small_config(
         pause_after_steps: None,
         warmup: true,
         overwrite: false,
+        tensorboard: true,
+        run_log: true,
     }
 }
 

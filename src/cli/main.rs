@@ -170,6 +170,9 @@ struct TrainArgs {
     /// Write no TensorBoard event file (tensorboard/); metrics.jsonl and summary.json are always written.
     #[arg(long)]
     no_tensorboard: bool,
+    /// Write no metrics.jsonl, event file or summary.json (measuring what they cost: docs/performance.md).
+    #[arg(long, hide = true)]
+    no_run_log: bool,
     /// Stop after N steps of this run, saving a resumable state.
     #[arg(long, hide = true)]
     stop_after_steps: Option<u64>,

@@ -118,6 +118,7 @@ pub(super) fn train(
         warmup: settings.warmup,
         overwrite: a.overwrite,
         tensorboard: !a.no_tensorboard,
+        run_log: !a.no_run_log,
     };
     cfg.validate()?;
     match &cfg.resume {

@@ -364,11 +364,12 @@ impl Files {
     fn write(&mut self, entry: &Entry, time: f64, elapsed: f64) -> Result<()> {
         let line = entry.json_line(time, elapsed);
         writeln!(self.metrics, "{line}").map_err(|e| GanError::io(&self.metrics_path, e))?;
-        if self.events.is_some() {
-            for event in self.events_of(entry, time)? {
-                let events = self.events.as_mut().expect("checked above");
-                events.write_all(&tfevents::record(&event)).map_err(|e| GanError::io(&self.dir, e))?;
-            }
+        if self.events.is_none() {
+            return Ok(());
+        }
+        let records: Vec<u8> = self.events_of(entry, time)?.iter().flat_map(tfevents::record).collect();
+        if let Some(events) = &mut self.events {
+            events.write_all(&records).map_err(|e| GanError::io(self.dir.join(TENSORBOARD_DIR), e))?;
         }
         Ok(())
     }

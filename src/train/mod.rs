@@ -94,6 +94,9 @@ pub struct TrainConfig {
     pub overwrite: bool,
     /// Write TensorBoard's event file beside metrics.jsonl (`io::run_log`).
     pub tensorboard: bool,
+    /// Write the run log at all (metrics.jsonl, the event file,
+    /// summary.json); off only to measure what it costs.
+    pub run_log: bool,
 }
 
 impl TrainConfig {
@@ -240,6 +243,9 @@ pub fn train_with_hook(
 /// Opens the run's log (metrics.jsonl, TensorBoard) at `steps_done`,
 /// carrying a resumed run's, and logs the start with the settings.
 fn open_run_log(cfg: &TrainConfig, data: &ImageSet, steps_done: u64, report: &mut Reporter) -> Result<Option<RunLog>> {
+    if !cfg.run_log {
+        return Ok(None);
+    }
     let log_cfg = RunLogConfig {
         dir: cfg.out.clone(),
         carry_from: cfg.resume.as_deref().map(run_dir_of),
