@@ -529,6 +529,9 @@ pub struct StepBench {
     pub memory_after_warmup: (isize, isize),
     pub memory_after_run: (isize, isize),
     pub dispatches: usize,
+    /// The run log's cost of one logged step, microseconds: (queueing on
+    /// the trainer's thread, writing on its own thread).
+    pub run_log_us: (f64, f64),
 }
 
 impl StepBench {
@@ -607,6 +610,7 @@ pub fn run_step_bench(
         memory_after_warmup,
         memory_after_run,
         dispatches: gan.dispatch_count(),
+        run_log_us: super::bench_log::run_log_cost_us()?,
     })
 }
 
@@ -756,6 +760,14 @@ pub fn format_step(s: &StepBench) -> String {
         s.host_encode_us, s.host_encode_best_us
     );
     let _ = writeln!(out, "  loss readback latency (copy + map + wait, idle device): {:.1} us", s.readback_latency_us);
+    let (queue_us, write_us) = s.run_log_us;
+    let _ = writeln!(
+        out,
+        "  run log (metrics.jsonl + TensorBoard) a logged step: {queue_us:.2} us to queue on the trainer's thread ({:.4}% of a step \
+         at --log-every 1), {write_us:.2} us to write on its own thread ({:.3}%)",
+        100.0 * queue_us / (step_ms * 1e3),
+        100.0 * write_us / (step_ms * 1e3)
+    );
     let _ = writeln!(
         out,
         "  GPU buffers after warm-up: {} ({:.2} MiB); after {} more steps: {} ({:.2} MiB)",

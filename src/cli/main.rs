@@ -17,6 +17,7 @@ macro_rules! say {
 
 mod bench;
 mod bench_conv;
+mod bench_log;
 mod compare;
 mod data_args;
 mod eval;

@@ -70,30 +70,15 @@ fn take_recorded_settings(a: &mut TrainArgs, given: &HashSet<String>, rec: &trai
     taken
 }
 
-pub(super) fn train(
-    mut a: TrainArgs,
-    given: &HashSet<String>,
-    settings: &Settings,
-    interrupt: &Arc<AtomicBool>,
-) -> gan_wgpu::Result<()> {
-    if a.log_format == "json" {
-        crate::JSON_STDOUT.store(true, Ordering::Relaxed);
-    }
-    if let Some(r) = &a.resume {
-        let rec = trainer::recorded_run(r)?;
-        let taken = take_recorded_settings(&mut a, given, &rec);
-        if !taken.is_empty() {
-            say!("settings of the resumed run: {}", taken.join(" "));
-        }
-    }
-    let data_dir = a.data.data.clone();
+/// The run the flags describe (after `take_recorded_settings`).
+fn train_config(a: &TrainArgs, settings: &Settings) -> TrainConfig {
     // A resumed run goes on in its own folder unless told otherwise.
     let out = match (&a.out, &a.resume) {
         (Some(o), _) => o.clone(),
         (None, Some(r)) => trainer::run_dir_of(r),
         (None, None) => PathBuf::from(defaults::OUT_DIR),
     };
-    let mut cfg = TrainConfig {
+    TrainConfig {
         epochs: a.epochs,
         gan: GanConfig {
             batch: a.batch_size,
@@ -111,7 +96,7 @@ pub(super) fn train(
         },
         log_every: a.log_every,
         out,
-        resume: a.resume,
+        resume: a.resume.clone(),
         limit: a.limit,
         stop_after_steps: a.stop_after_steps,
         pause_after_steps: a.pause_after_steps,
@@ -119,7 +104,27 @@ pub(super) fn train(
         overwrite: a.overwrite,
         tensorboard: !a.no_tensorboard,
         run_log: !a.no_run_log,
-    };
+    }
+}
+
+pub(super) fn train(
+    mut a: TrainArgs,
+    given: &HashSet<String>,
+    settings: &Settings,
+    interrupt: &Arc<AtomicBool>,
+) -> gan_wgpu::Result<()> {
+    if a.log_format == "json" {
+        crate::JSON_STDOUT.store(true, Ordering::Relaxed);
+    }
+    if let Some(r) = &a.resume {
+        let rec = trainer::recorded_run(r)?;
+        let taken = take_recorded_settings(&mut a, given, &rec);
+        if !taken.is_empty() {
+            say!("settings of the resumed run: {}", taken.join(" "));
+        }
+    }
+    let data_dir = a.data.data.clone();
+    let mut cfg = train_config(&a, settings);
     cfg.validate()?;
     match &cfg.resume {
         Some(r) => say!("outputs in {} (resuming {})", cfg.out.display(), r.display()),
