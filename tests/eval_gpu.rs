@@ -172,6 +172,17 @@ fn eval_and_train_eval_every_end_to_end() {
     assert_eq!(averaged.iter().map(|r| (r.epoch, r.step)).collect::<Vec<_>>(), [(0, 8), (1, 16)]);
     assert_ne!(averaged[1].fid, rows[1].fid, "the average scored as the trained generator");
     assert!(run.join("quality_ema.png").is_file());
+    // summary.json and metrics.jsonl carry the same scores: final and best
+    // of each generator, a quality line per score.
+    let summary: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(run.join("summary.json")).unwrap()).unwrap();
+    let best = rows.iter().map(|r| r.fid).fold(f64::INFINITY, f64::min);
+    let close = |v: &serde_json::Value, want: f64| (v.as_f64().unwrap() - want).abs() <= 1e-3 * want.max(1.0);
+    assert!(close(&summary["fid"]["final"], rows[1].fid) && close(&summary["fid"]["best"], best), "{summary}");
+    assert_eq!(summary["fid"]["final_step"], 16);
+    assert!(close(&summary["fid_averaged"]["final"], averaged[1].fid), "{summary}");
+    let metrics = std::fs::read_to_string(run.join("metrics.jsonl")).unwrap();
+    assert_eq!(metrics.lines().filter(|l| l.contains("\"kind\":\"quality\"")).count(), 4, "{metrics}");
 
     let ck = run.join("checkpoints/generator_1.safetensors");
     let json = dir.path().join("eval.json");

@@ -10,7 +10,17 @@ use gan_wgpu::io::run_log::{self, Entry, QualityPoint, RunLog, RunLogConfig, Tra
 use gan_wgpu::io::tfevents;
 use serde_json::Value;
 use std::path::Path;
-use std::process::Command;
+use std::process::{Command, Stdio};
+
+/// A child process killed when the test ends, failed or not.
+struct KillOnDrop(std::process::Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
 
 fn gan() -> Command {
     Command::new(env!("CARGO_BIN_EXE_gan-wgpu"))
@@ -209,8 +219,9 @@ fn json_stdout_is_the_metrics_file_and_the_summary_says_done() {
     assert_eq!(std::fs::read_to_string(plain.join(run_log::METRICS_FILE)).unwrap().lines().count(), 1 + 8 + 2);
 }
 
-/// compare over a finished, a stopped and a diverged run: one row each
-/// with its status and the setting that differs; the figure and the sheet.
+/// compare over a finished, a stopped, a diverged and a running run: one
+/// row each with its status and the setting that differs; the figure and
+/// the sheet.
 #[test]
 fn compare_lists_each_run_with_its_status() {
     if common::ctx().is_none() {
@@ -227,6 +238,16 @@ fn compare_lists_each_run_with_its_status() {
     let (code, err) = run("diverged", &["--lr", "1e30"]);
     assert_eq!(code, Some(3), "{err}");
     std::fs::create_dir_all(runs.join("not-a-run")).unwrap();
+    // A run paused after 3 steps holds its folder's lock: running.
+    let mut paused = KillOnDrop(
+        small_train(&runs.join("going")).args(["--pause-after-steps", "3"]).stdout(Stdio::piped()).spawn().unwrap(),
+    );
+    let mut stdout = std::io::BufReader::new(paused.0.stdout.take().unwrap());
+    let mut line = String::new();
+    while !line.starts_with("paused after 3 steps") {
+        line.clear();
+        assert!(std::io::BufRead::read_line(&mut stdout, &mut line).unwrap() > 0, "the paused run ended");
+    }
     let cmp = dir.path().join("cmp");
     let pattern = format!("{}/*", runs.display());
     let o = gan().args(["compare", &pattern, "--out"]).arg(&cmp).output().unwrap();
@@ -235,21 +256,71 @@ fn compare_lists_each_run_with_its_status() {
     assert!(text(&o.stderr).contains("not-a-run holds no metrics.jsonl"), "{}", text(&o.stderr));
     let header = stdout.lines().next().unwrap();
     assert!(header.starts_with("| run | lr | status |"), "only lr differs: {header}");
-    for (name, lr, status) in
-        [("done", "0.0002", "done"), ("stopped", "0.0001", "resumable"), ("diverged", "1e30", "diverged")]
-    {
+    let expected = [
+        ("done", "0.0002", "done"),
+        ("stopped", "0.0001", "resumable"),
+        ("diverged", "1e30", "diverged"),
+        ("going", "0.0002", "running"),
+    ];
+    for (name, lr, status) in expected {
         let line = stdout.lines().find(|l| l.starts_with(&format!("| {name} |"))).unwrap_or_else(|| panic!("{stdout}"));
         let lr_shown = line.split(" | ").nth(1).unwrap();
         assert_eq!(lr_shown.parse::<f64>().unwrap(), lr.parse::<f64>().unwrap(), "{line}");
         assert!(line.contains(&format!("| {status} |")), "{line}");
     }
-    assert!(stdout.contains("3 runs (1 done, 1 resumable, 1 diverged)"), "{stdout}");
-    assert_eq!(
-        std::fs::read_to_string(cmp.join("table.md")).unwrap(),
-        stdout.lines().take(5).collect::<Vec<_>>().join("\n") + "\n"
-    );
+    assert!(stdout.contains("4 runs (1 done, 1 running, 1 resumable, 1 diverged)"), "{stdout}");
+    let table: Vec<&str> = stdout.lines().take(6).collect();
+    assert_eq!(std::fs::read_to_string(cmp.join("table.md")).unwrap(), table.join("\n") + "\n");
     let curves = image::open(cmp.join("compare.png")).unwrap();
     assert_eq!((curves.width(), curves.height()), (1000, 900));
     let sheet = image::open(cmp.join("grids.png")).unwrap();
-    assert_eq!(sheet.height(), 3 * 244, "one row per run");
+    assert_eq!(sheet.height(), 4 * 244, "one row per run");
+}
+
+/// Removes ANSI escape sequences (ESC [ ... letter) and keeps what a
+/// terminal shows of each line: the text after its last carriage return.
+fn terminal_lines(raw: &str) -> Vec<String> {
+    let mut plain = String::new();
+    let mut chars = raw.chars().peekable();
+    while let Some(c) = chars.next() {
+        if c == '\u{1b}' && chars.peek() == Some(&'[') {
+            chars.next();
+            for d in chars.by_ref() {
+                if d.is_ascii_alphabetic() {
+                    break;
+                }
+            }
+        } else {
+            plain.push(c);
+        }
+    }
+    plain.split('\n').map(|l| l.trim_end_matches('\r').rsplit('\r').next().unwrap_or("").to_string()).collect()
+}
+
+/// On a terminal (util-linux's `script` gives the run a pseudo-terminal),
+/// the progress bar is drawn on stderr and the JSON lines still reach the
+/// terminal whole, each on its own line, equal to metrics.jsonl.
+#[cfg(target_os = "linux")]
+#[test]
+fn json_lines_stay_whole_beside_the_progress_bar_on_a_terminal() {
+    if common::ctx().is_none() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("run");
+    let typescript = dir.path().join("typescript");
+    let cmd = format!(
+        "{} train --epochs 2 --limit 1024 --batch-size 64 --log-every 2 --log-format json --out {}",
+        env!("CARGO_BIN_EXE_gan-wgpu"),
+        out.display()
+    );
+    let o = Command::new("script").arg("-qec").arg(&cmd).arg(&typescript).output().expect("util-linux's script");
+    assert!(o.status.success(), "{}{}", text(&o.stdout), text(&o.stderr));
+    let raw = String::from_utf8_lossy(&std::fs::read(&typescript).unwrap()).into_owned();
+    assert!(raw.contains("steps, "), "no progress bar was drawn: {raw}");
+    let lines = terminal_lines(&raw);
+    let json: Vec<&String> = lines.iter().filter(|l| l.starts_with('{')).collect();
+    let file = std::fs::read_to_string(out.join(run_log::METRICS_FILE)).unwrap();
+    assert_eq!(json, file.lines().collect::<Vec<_>>(), "the terminal's JSON lines differ from metrics.jsonl");
+    assert!(lines.iter().all(|l| l.starts_with('{') || !l.contains("{\"")), "a JSON line was cut by the bar");
 }

@@ -188,15 +188,27 @@ pub fn table(runs: &[RunRecord]) -> String {
     s
 }
 
-/// A run's colour in the figure and the sheet.
+/// A run's colour in the figure and the sheet: matplotlib's ten, dark
+/// enough for text on white, then around again.
 fn colour(i: usize) -> plotters::style::RGBColor {
-    use plotters::style::{Color, Palette};
-    let (r, g, b) = plotters::style::Palette99::pick(i).rgb();
+    const TEN: [(u8, u8, u8); 10] = [
+        (31, 119, 180),
+        (255, 127, 14),
+        (44, 160, 44),
+        (214, 39, 40),
+        (148, 103, 189),
+        (140, 86, 75),
+        (227, 119, 194),
+        (127, 127, 127),
+        (188, 189, 34),
+        (23, 190, 207),
+    ];
+    let (r, g, b) = TEN[i % TEN.len()];
     plotters::style::RGBColor(r, g, b)
 }
 
 /// compare.png: FID (top), loss_d (middle) and loss_g (bottom) against
-/// steps, one colour per run, named in the legend.
+/// steps, one colour per run, named in the top panel's legend.
 pub fn save_curves(path: &Path, runs: &[RunRecord]) -> Result<()> {
     use plotters::prelude::*;
     images::register_font();
@@ -240,13 +252,17 @@ pub fn save_curves(path: &Path, runs: &[RunRecord]) -> Result<()> {
                     .label(r.name.clone())
                     .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], c.stroke_width(2)));
             }
-            chart
-                .configure_series_labels()
-                .label_font(("sans-serif", 14))
-                .background_style(WHITE.mix(0.8))
-                .border_style(BLACK)
-                .draw()
-                .map_err(|e| draw_err(e.to_string()))?;
+            // One legend, in the top panel.
+            if label == "FID" {
+                chart
+                    .configure_series_labels()
+                    .position(SeriesLabelPosition::UpperRight)
+                    .label_font(("sans-serif", 14))
+                    .background_style(WHITE.mix(0.8))
+                    .border_style(BLACK)
+                    .draw()
+                    .map_err(|e| draw_err(e.to_string()))?;
+            }
         }
         root.present().map_err(|e| draw_err(e.to_string()))?;
     }
@@ -258,7 +274,7 @@ pub fn save_curves(path: &Path, runs: &[RunRecord]) -> Result<()> {
 pub fn save_sheet(path: &Path, runs: &[RunRecord]) -> Result<()> {
     use plotters::prelude::*;
     const ROW: u32 = 240;
-    const LABEL: u32 = 300;
+    const LABEL: u32 = 240;
     images::register_font();
     let grids: Vec<Option<image::RgbImage>> = runs
         .iter()

@@ -94,7 +94,7 @@ fn num(v: f64) -> Value {
 
 /// An f32 as the shortest decimal that reads back as the same f32 (as
 /// losses.csv writes it), or null for a non-finite one.
-fn num32(v: f32) -> Value {
+pub fn json_f32(v: f32) -> Value {
     format!("{v}").parse::<f64>().map_or(Value::Null, num)
 }
 
@@ -107,8 +107,8 @@ impl Entry {
                 json!({"kind": "start", "step": step, "time": time, "settings": settings, "resumed_from": resumed_from})
             }
             Entry::Step(r) => json!({
-                "kind": "step", "epoch": r.epoch, "step": r.step, "loss_d": num32(r.loss_d),
-                "loss_g": num32(r.loss_g), "d_x": num32(r.d_real), "d_g_z": num32(r.d_fake),
+                "kind": "step", "epoch": r.epoch, "step": r.step, "loss_d": json_f32(r.loss_d),
+                "loss_g": json_f32(r.loss_g), "d_x": json_f32(r.d_real), "d_g_z": json_f32(r.d_fake),
                 "seconds_per_step": num(r.seconds), "steps_per_s": num(1.0 / r.seconds),
                 "time": time, "elapsed": num(elapsed)
             }),

@@ -26,17 +26,20 @@ use crate::error::{GanError, Result};
 use crate::io::checkpoint::{self, Loaded, OwnedTensor};
 use crate::io::data::{DataIdentity, ImageSet};
 use crate::io::images::{self, LossRow};
-use crate::io::run_log::{Entry, QualityPoint, RunLog, RunLogConfig};
+use crate::io::run_log::{Entry, QualityPoint, RunLog};
 use crate::models::WhichModel;
 use crate::nn::cpu_reference::StepMetrics;
 use crate::nn::gpu_net::{self, Activations, ColumnUse, DropoutMasks, GpuNet};
 use crate::nn::spec::BnStats;
 use crate::nn::spec::NetSpec;
+pub use logging::settings_json;
+use logging::{open_run_log, summary_json};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
 mod gan;
+mod logging;
 mod outputs;
 mod readback;
 mod run_dir;
@@ -238,68 +241,6 @@ pub fn train_with_hook(
     let finished = run.log.take().map_or(Ok(()), |log| log.finish(&summary));
     let out = result?;
     finished.map(|()| out)
-}
-
-/// Opens the run's log (metrics.jsonl, TensorBoard) at `steps_done`,
-/// carrying a resumed run's, and logs the start with the settings.
-fn open_run_log(cfg: &TrainConfig, data: &ImageSet, steps_done: u64, report: &mut Reporter) -> Result<Option<RunLog>> {
-    if !cfg.run_log {
-        return Ok(None);
-    }
-    let log_cfg = RunLogConfig {
-        dir: cfg.out.clone(),
-        carry_from: cfg.resume.as_deref().map(run_dir_of),
-        up_to_step: steps_done,
-        tensorboard: cfg.tensorboard,
-    };
-    let mut log = RunLog::open(&log_cfg)?;
-    let resumed_from = cfg.resume.as_ref().map(|r| r.display().to_string());
-    let line = log.log(Entry::Start { step: steps_done, settings: settings_json(cfg, data), resumed_from });
-    report(TrainEvent::Metrics(line));
-    Ok(Some(log))
-}
-
-/// The run's settings as summary.json and the log's start record them;
-/// the keys are `train`'s flags.
-pub fn settings_json(cfg: &TrainConfig, data: &ImageSet) -> serde_json::Value {
-    let g = &cfg.gan;
-    // f32 flags as the shortest decimal that reads back as the same f32.
-    let f = |v: f32| format!("{v}").parse::<f64>().map_or(serde_json::Value::Null, serde_json::Value::from);
-    serde_json::json!({
-        "model": g.model.name(), "loss": g.loss.to_string(), "n_critic": g.n_critic, "gp_weight": f(g.gp_weight),
-        "epochs": cfg.epochs, "batch_size": g.batch, "latent_size": g.latent, "lr": f(g.adam.lr),
-        "beta1": f(g.adam.beta1), "beta2": f(g.adam.beta2), "seed": g.seed, "ema_decay": f(g.ema_decay),
-        "width": g.dcgan_width, "limit": cfg.limit, "data": data.source,
-        "image": data.shape().describe(), "images": data.count, "log_every": cfg.log_every,
-    })
-}
-
-/// summary.json: how the run ended (`exit_reason`, and the process's
-/// `exit_code`), where it stands, its time and its FIDs.
-fn summary_json(cfg: &TrainConfig, run: &Run, data: &ImageSet, result: &Result<RunSummary>) -> serde_json::Value {
-    use crate::error::exit_code;
-    let (reason, code, error) = match result {
-        Ok(s) if !s.interrupted => ("done", exit_code::DONE, None),
-        Ok(_) if run.interrupt.load(Ordering::Relaxed) => ("interrupted", exit_code::INTERRUPTED, None),
-        Ok(_) => ("stopped", exit_code::DONE, None),
-        Err(e) => (e.exit_reason(), e.exit_code(), Some(e.to_string())),
-    };
-    let p = result.as_ref().map_or(run.session.progress, |s| s.progress);
-    let log = run.log.as_ref();
-    let fid = |i: usize| {
-        let t = log.map(|l| l.fid[i]).unwrap_or_default();
-        serde_json::json!({"final": t.last.map(|x| x.1), "final_step": t.last.map(|x| x.0),
-            "best": t.best.map(|x| x.1), "best_step": t.best.map(|x| x.0), "classes_covered": t.classes_covered})
-    };
-    let steps_per_s: Vec<f64> = run.losses.iter().rev().take(20).map(|r| 1.0 / r.seconds).collect();
-    serde_json::json!({
-        "exit_reason": reason, "exit_code": code, "error": error,
-        "epochs": cfg.epochs, "epochs_done": p.epoch, "step_in_epoch": p.batch_in_epoch, "steps": p.steps_done,
-        "steps_per_epoch": run.session.steps_per_epoch(),
-        "seconds": log.map(RunLog::elapsed), "steps_per_s": (!steps_per_s.is_empty()).then(|| steps_per_s.iter().sum::<f64>() / steps_per_s.len() as f64),
-        "fid": fid(0), "fid_averaged": fid(1),
-        "settings": settings_json(cfg, data),
-    })
 }
 
 /// The state a resumed run goes on from (checked against this run), or None.
