@@ -47,6 +47,7 @@ fn take_recorded_settings(a: &mut TrainArgs, given: &HashSet<String>, rec: &trai
         a.n_critic = Some(v);
     }
     take(&mut a.gp_weight, "gp_weight", rec.gp_weight, given, &mut taken);
+    take(&mut a.log_every, "log_every", rec.log_every, given, &mut taken);
     for (field, id, recorded) in
         [(&mut a.data.image_size, "image_size", rec.image_size), (&mut a.data.channels, "channels", rec.channels)]
     {

@@ -221,6 +221,8 @@ pub struct RecordedRun {
     pub n_critic: Option<usize>,
     /// The gradient penalty's weight (recorded by wgan-gp runs).
     pub gp_weight: Option<f32>,
+    /// How often the run logged its losses (`--log-every`).
+    pub log_every: Option<u64>,
     /// The data folder the run read (`--data`), when the state names one
     /// that exists here; None for the embedded MNIST.
     pub data_dir: Option<PathBuf>,
@@ -256,6 +258,7 @@ pub fn recorded_run(resume: &Path) -> Result<RecordedRun> {
         loss: meta_value(&meta, "loss", &path)?,
         n_critic: meta_value(&meta, "n_critic", &path)?,
         gp_weight: meta_value(&meta, "gp_weight", &path)?,
+        log_every: meta_value(&meta, "log_every", &path)?,
         data_dir: meta
             .get("data_source")
             .and_then(|source| crate::io::data::data_dir_of(Path::new(source)))
@@ -329,6 +332,7 @@ pub(super) fn save_state(
         ("ema_decay", g.ema_decay.to_string()),
         ("loss", g.loss.name().to_string()),
         ("n_critic", g.n_critic.to_string()),
+        ("log_every", cfg.log_every.to_string()),
     ]
     .into_iter()
     .chain((g.model == WhichModel::Dcgan).then(|| ("dcgan_width", g.dcgan_width.to_string())))
