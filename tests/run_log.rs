@@ -219,9 +219,9 @@ fn json_stdout_is_the_metrics_file_and_the_summary_says_done() {
     assert_eq!(std::fs::read_to_string(plain.join(run_log::METRICS_FILE)).unwrap().lines().count(), 1 + 8 + 2);
 }
 
-/// compare over a finished, a stopped, a diverged and a running run: one
-/// row each with its status and the setting that differs; the figure and
-/// the sheet.
+/// compare over a finished, a stopped, a diverged, a running run and one
+/// without metrics.jsonl: one row each with its status and the setting
+/// that differs; the figure and the sheet.
 #[test]
 fn compare_lists_each_run_with_its_status() {
     if common::ctx().is_none() {
@@ -234,6 +234,10 @@ fn compare_lists_each_run_with_its_status() {
         (o.status.code(), text(&o.stderr))
     };
     assert_eq!(run("done", &[]).0, Some(0));
+    // A run folder as engines before metrics.jsonl wrote it: read from its
+    // losses.csv and state.
+    assert_eq!(run("older", &["--lr", "0.0003", "--no-run-log"]).0, Some(0));
+    assert!(!runs.join("older/metrics.jsonl").exists());
     assert_eq!(run("stopped", &["--lr", "0.0001", "--stop-after-steps", "5"]).0, Some(0));
     let (code, err) = run("diverged", &["--lr", "1e30"]);
     assert_eq!(code, Some(3), "{err}");
@@ -253,7 +257,7 @@ fn compare_lists_each_run_with_its_status() {
     let o = gan().args(["compare", &pattern, "--out"]).arg(&cmp).output().unwrap();
     let stdout = text(&o.stdout);
     assert!(o.status.success(), "{}{}", stdout, text(&o.stderr));
-    assert!(text(&o.stderr).contains("not-a-run holds no metrics.jsonl"), "{}", text(&o.stderr));
+    assert!(text(&o.stderr).contains("not-a-run holds no metrics.jsonl or losses.csv"), "{}", text(&o.stderr));
     let header = stdout.lines().next().unwrap();
     assert!(header.starts_with("| run | lr | status |"), "only lr differs: {header}");
     let expected = [
@@ -261,6 +265,7 @@ fn compare_lists_each_run_with_its_status() {
         ("stopped", "0.0001", "resumable"),
         ("diverged", "1e30", "diverged"),
         ("going", "0.0002", "running"),
+        ("older", "0.0003", "done"),
     ];
     for (name, lr, status) in expected {
         let line = stdout.lines().find(|l| l.starts_with(&format!("| {name} |"))).unwrap_or_else(|| panic!("{stdout}"));
@@ -268,13 +273,13 @@ fn compare_lists_each_run_with_its_status() {
         assert_eq!(lr_shown.parse::<f64>().unwrap(), lr.parse::<f64>().unwrap(), "{line}");
         assert!(line.contains(&format!("| {status} |")), "{line}");
     }
-    assert!(stdout.contains("4 runs (1 done, 1 running, 1 resumable, 1 diverged)"), "{stdout}");
-    let table: Vec<&str> = stdout.lines().take(6).collect();
+    assert!(stdout.contains("5 runs (2 done, 1 running, 1 resumable, 1 diverged)"), "{stdout}");
+    let table: Vec<&str> = stdout.lines().take(7).collect();
     assert_eq!(std::fs::read_to_string(cmp.join("table.md")).unwrap(), table.join("\n") + "\n");
     let curves = image::open(cmp.join("compare.png")).unwrap();
     assert_eq!((curves.width(), curves.height()), (1000, 900));
     let sheet = image::open(cmp.join("grids.png")).unwrap();
-    assert_eq!(sheet.height(), 4 * 244, "one row per run");
+    assert_eq!(sheet.height(), 5 * 244, "one row per run");
 }
 
 /// Removes ANSI escape sequences (ESC [ ... letter) and keeps what a

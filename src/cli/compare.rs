@@ -7,7 +7,7 @@ use gan_wgpu::eval::compare;
 
 #[derive(clap::Args)]
 pub(super) struct CompareArgs {
-    /// Run folders (train --out), or glob patterns of them such as 'sweep/*'; folders without a metrics.jsonl are skipped with a note.
+    /// Run folders (train --out), or glob patterns of them such as 'sweep/*'; folders without a metrics.jsonl or losses.csv are skipped with a note.
     #[arg(required = true, value_name = "DIR")]
     runs: Vec<String>,
     /// Folder for table.md, compare.png (FID and loss curves) and grids.png (the latest grids, a row per run).
@@ -45,8 +45,8 @@ pub(super) fn compare(a: CompareArgs) -> gan_wgpu::Result<()> {
         if dir.canonicalize().ok() == out_dir && out_dir.is_some() {
             continue;
         }
-        if !dir.join(gan_wgpu::io::run_log::METRICS_FILE).is_file() {
-            eprintln!("note: {} holds no metrics.jsonl: not a run folder, skipped", dir.display());
+        if !compare::is_run(&dir) {
+            eprintln!("note: {} holds no metrics.jsonl or losses.csv: not a run folder, skipped", dir.display());
             continue;
         }
         runs.push(compare::read_run(&dir)?);

@@ -1,7 +1,8 @@
 //! Runs side by side (`gan-wgpu compare`): each run folder read from its
-//! metrics.jsonl, summary.json, lock and states; a table of what differs
-//! and how each did; a figure of their curves; a sheet of their latest
-//! grids, one row per run.
+//! metrics.jsonl, summary.json, lock and states (a folder written before
+//! metrics.jsonl existed, from its losses.csv, quality.csv and newest
+//! state); a table of what differs and how each did; a figure of their
+//! curves; a sheet of their latest grids, one row per run.
 
 use crate::error::{GanError, Result};
 use crate::io::images;
@@ -57,14 +58,16 @@ pub struct RunRecord {
     pub latest_grid: Option<PathBuf>,
 }
 
-/// Reads the run in `dir`; an error when it holds no metrics.jsonl.
-pub fn read_run(dir: &Path) -> Result<RunRecord> {
-    let metrics = dir.join(METRICS_FILE);
-    let text = std::fs::read_to_string(&metrics).map_err(|e| GanError::io(&metrics, e))?;
-    let summary: Option<Value> =
-        std::fs::read_to_string(dir.join(SUMMARY_FILE)).ok().and_then(|t| serde_json::from_str(&t).ok());
+/// Whether `dir` holds a run compare can read: a metrics.jsonl, or an
+/// older run's losses.csv.
+pub fn is_run(dir: &Path) -> bool {
+    dir.join(METRICS_FILE).is_file() || dir.join("losses.csv").is_file()
+}
+
+/// A record of the run in `dir` with nothing read yet.
+fn empty_record(dir: &Path) -> RunRecord {
     let name = dir.file_name().map_or_else(|| dir.display().to_string(), |n| n.to_string_lossy().into_owned());
-    let mut r = RunRecord {
+    RunRecord {
         dir: dir.to_path_buf(),
         name,
         status: RunStatus::Failed,
@@ -77,7 +80,19 @@ pub fn read_run(dir: &Path) -> Result<RunRecord> {
         seconds: None,
         steps_per_s: None,
         latest_grid: None,
-    };
+    }
+}
+
+/// Reads the run in `dir` (`is_run`); errors name the file.
+pub fn read_run(dir: &Path) -> Result<RunRecord> {
+    let metrics = dir.join(METRICS_FILE);
+    if !metrics.is_file() {
+        return read_csv_run(dir);
+    }
+    let text = std::fs::read_to_string(&metrics).map_err(|e| GanError::io(&metrics, e))?;
+    let summary: Option<Value> =
+        std::fs::read_to_string(dir.join(SUMMARY_FILE)).ok().and_then(|t| serde_json::from_str(&t).ok());
+    let mut r = empty_record(dir);
     let mut rates = Vec::new();
     for v in text.lines().filter_map(|l| serde_json::from_str::<Value>(l).ok()) {
         let step = v["step"].as_u64().unwrap_or(0);
@@ -116,6 +131,65 @@ pub fn read_run(dir: &Path) -> Result<RunRecord> {
     Ok(r)
 }
 
+/// A run written before metrics.jsonl: its losses.csv, quality.csv and
+/// the settings its newest state records.
+fn read_csv_run(dir: &Path) -> Result<RunRecord> {
+    let mut r = empty_record(dir);
+    let rows = crate::train::read_losses(dir)?;
+    r.losses = rows.iter().map(|l| (l.step, l.loss_d as f64, l.loss_g as f64)).collect();
+    let rates: Vec<f64> = rows.iter().rev().take(20).map(|l| 1.0 / l.seconds).collect();
+    r.steps_per_s = (!rates.is_empty()).then(|| rates.iter().sum::<f64>() / rates.len() as f64);
+    let quality = crate::eval::evaluate::read_quality_csv(&dir.join("quality.csv"), u64::MAX)?;
+    r.fid = quality.iter().map(|q| (q.step, q.fid, q.classes_covered)).collect();
+    if let Some(newest) = state_files(&dir.join("checkpoints")).unwrap_or_default().last() {
+        let meta = crate::io::checkpoint::metadata_of(newest)?;
+        for (key, setting) in SETTINGS_IN_STATES {
+            if let Some(v) = meta.get(*key) {
+                r.settings.insert(setting.to_string(), setting_value(v));
+            }
+        }
+        r.steps = meta.get("steps_done").and_then(|s| s.parse().ok()).unwrap_or(0);
+        r.epochs_done = meta.get("epoch").and_then(|s| s.parse().ok()).unwrap_or(0);
+    }
+    r.steps = r.steps.max(rows.last().map_or(0, |l| l.step));
+    r.epochs = r.settings.get("epochs").and_then(Value::as_f64).map(|e| e as u64);
+    r.status = match status_of(dir, None) {
+        // Without a summary, a state at the last epoch's end is a finished run.
+        RunStatus::Resumable if r.epochs.is_some_and(|e| r.epochs_done >= e) => RunStatus::Done,
+        other => other,
+    };
+    r.latest_grid = latest_grid(dir);
+    Ok(r)
+}
+
+/// A state's metadata value as metrics.jsonl writes the setting: an
+/// integer, a number, or text.
+fn setting_value(v: &str) -> Value {
+    if let Ok(i) = v.parse::<u64>() {
+        return Value::from(i);
+    }
+    v.parse::<f64>().ok().and_then(serde_json::Number::from_f64).map_or_else(|| Value::from(v), Value::Number)
+}
+
+/// (a state's metadata key, the setting's name in metrics.jsonl).
+const SETTINGS_IN_STATES: &[(&str, &str)] = &[
+    ("model", "model"),
+    ("loss", "loss"),
+    ("n_critic", "n_critic"),
+    ("gp_weight", "gp_weight"),
+    ("epochs", "epochs"),
+    ("batch_size", "batch_size"),
+    ("latent_size", "latent_size"),
+    ("lr", "lr"),
+    ("beta1", "beta1"),
+    ("beta2", "beta2"),
+    ("seed", "seed"),
+    ("ema_decay", "ema_decay"),
+    ("dcgan_width", "width"),
+    ("limit", "limit"),
+    ("log_every", "log_every"),
+];
+
 fn status_of(dir: &Path, summary: Option<&Value>) -> RunStatus {
     if is_in_use(dir) {
         return RunStatus::Running;
@@ -142,12 +216,17 @@ fn latest_grid(dir: &Path) -> Option<PathBuf> {
         .map(|(_, p)| p)
 }
 
-/// The settings whose values are not the same in every run.
+/// The settings with two different values among the runs that record
+/// them (a run that does not, an older one, differs from none).
 pub fn differing_settings(runs: &[RunRecord]) -> Vec<String> {
     let mut keys: Vec<String> = runs.iter().flat_map(|r| r.settings.keys().cloned()).collect();
     keys.sort();
     keys.dedup();
-    keys.retain(|k| runs.iter().any(|r| r.settings.get(k) != runs[0].settings.get(k)));
+    keys.retain(|k| {
+        let mut values = runs.iter().filter_map(|r| r.settings.get(k));
+        let first = values.next();
+        values.any(|v| Some(v) != first)
+    });
     keys
 }
 

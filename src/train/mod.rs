@@ -243,6 +243,11 @@ pub fn train_with_hook(
     finished.map(|()| out)
 }
 
+/// The rows of the losses.csv in the run folder `dir` (none without one).
+pub fn read_losses(dir: &Path) -> Result<Vec<LossRow>> {
+    read_losses_csv(&dir.join("losses.csv"), u64::MAX)
+}
+
 /// The state a resumed run goes on from (checked against this run), or None.
 fn load_resumed_state(
     cfg: &TrainConfig,
