@@ -73,10 +73,18 @@ stop_daemons() {
   rm -rf "$root"
 }
 trap stop_daemons EXIT
-if ! pgrep -x munged >/dev/null; then
+# A munged that answers (a credential it encodes decodes) is used as it is;
+# otherwise one is started for the test (and stopped at its end).
+munge_answers() { munge -n 2>/dev/null | unmunge >/dev/null 2>&1; }
+if ! munge_answers; then
   mkdir -p /run/munge && chown munge:munge /run/munge
-  runuser -u munge -- /usr/sbin/munged
+  runuser -u munge -- /usr/sbin/munged --force
   started_munge=1
+  for _ in $(seq 20); do
+    munge_answers && break
+    sleep 0.5
+  done
+  munge_answers || die "munged does not answer"
 fi
 slurmctld
 slurmd
