@@ -6,7 +6,7 @@
 
 use crate::error::{GanError, Result};
 use crate::io::images;
-use crate::io::run_log::{METRICS_FILE, SUMMARY_FILE};
+use crate::io::run_log::{recent_steps_per_s, METRICS_FILE, SUMMARY_FILE};
 use crate::train::{is_in_use, state_files};
 use serde_json::Value;
 use std::path::{Path, PathBuf};
@@ -93,7 +93,7 @@ pub fn read_run(dir: &Path) -> Result<RunRecord> {
     let summary: Option<Value> =
         std::fs::read_to_string(dir.join(SUMMARY_FILE)).ok().and_then(|t| serde_json::from_str(&t).ok());
     let mut r = empty_record(dir);
-    let mut rates = Vec::new();
+    let mut seconds_per_step = Vec::new();
     for v in text.lines().filter_map(|l| serde_json::from_str::<Value>(l).ok()) {
         let step = v["step"].as_u64().unwrap_or(0);
         r.steps = r.steps.max(step);
@@ -105,7 +105,7 @@ pub fn read_run(dir: &Path) -> Result<RunRecord> {
                     v["loss_d"].as_f64().unwrap_or(f64::NAN),
                     v["loss_g"].as_f64().unwrap_or(f64::NAN),
                 ));
-                rates.extend(v["steps_per_s"].as_f64());
+                seconds_per_step.extend(v["seconds_per_step"].as_f64());
                 r.seconds = v["elapsed"].as_f64().or(r.seconds);
             }
             Some("epoch") => {
@@ -119,8 +119,7 @@ pub fn read_run(dir: &Path) -> Result<RunRecord> {
             _ => {}
         }
     }
-    let last: Vec<f64> = rates.iter().rev().take(20).copied().collect();
-    r.steps_per_s = (!last.is_empty()).then(|| last.iter().sum::<f64>() / last.len() as f64);
+    r.steps_per_s = recent_steps_per_s(seconds_per_step.into_iter());
     r.epochs = r.settings.get("epochs").and_then(Value::as_u64);
     if let Some(s) = &summary {
         r.seconds = s["seconds"].as_f64().or(r.seconds);
@@ -137,8 +136,7 @@ fn read_csv_run(dir: &Path) -> Result<RunRecord> {
     let mut r = empty_record(dir);
     let rows = crate::train::read_losses(dir)?;
     r.losses = rows.iter().map(|l| (l.step, l.loss_d as f64, l.loss_g as f64)).collect();
-    let rates: Vec<f64> = rows.iter().rev().take(20).map(|l| 1.0 / l.seconds).collect();
-    r.steps_per_s = (!rates.is_empty()).then(|| rates.iter().sum::<f64>() / rates.len() as f64);
+    r.steps_per_s = recent_steps_per_s(rows.iter().map(|l| l.seconds));
     let quality = crate::eval::evaluate::read_quality_csv(&dir.join("quality.csv"), u64::MAX)?;
     r.fid = quality.iter().map(|q| (q.step, q.fid, q.classes_covered)).collect();
     if let Some(newest) = state_files(&dir.join("checkpoints")).unwrap_or_default().last() {

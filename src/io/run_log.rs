@@ -170,7 +170,12 @@ impl FidTally {
 }
 
 enum Message {
-    Write { entry: Entry, time: f64, elapsed: f64 },
+    /// An entry with its metrics.jsonl line (made once, by `RunLog::log`).
+    Write {
+        entry: Entry,
+        line: String,
+        time: f64,
+    },
     Close,
 }
 
@@ -198,7 +203,7 @@ impl RunLog {
         let carried = carried_lines(cfg)?;
         let mut fid = [FidTally::default(); 2];
         let mut carried_elapsed = 0.0f64;
-        for v in carried.iter().filter_map(|l| serde_json::from_str::<Value>(l).ok()) {
+        for (_, v) in &carried {
             carried_elapsed = carried_elapsed.max(v["elapsed"].as_f64().unwrap_or(0.0));
             if v["kind"] == "quality" {
                 let i = usize::from(v["generator"] == "averaged");
@@ -206,9 +211,9 @@ impl RunLog {
                 fid[i].add(step, f, v["classes_covered"].as_u64().unwrap_or(0) as usize);
             }
         }
-        let mut text: String = carried.iter().map(|l| format!("{l}\n")).collect();
+        let text: String = carried.iter().map(|(l, _)| format!("{l}\n")).collect();
         let metrics_path = cfg.dir.join(METRICS_FILE);
-        atomic_write(&metrics_path, std::mem::take(&mut text).as_bytes())?;
+        atomic_write(&metrics_path, text.as_bytes())?;
         let metrics = std::fs::OpenOptions::new().append(true).open(&metrics_path);
         let metrics = std::io::BufWriter::new(metrics.map_err(|e| GanError::io(&metrics_path, e))?);
         let events = if cfg.tensorboard { Some(open_event_file(cfg)?) } else { None };
@@ -242,7 +247,7 @@ impl RunLog {
         }
         let line = entry.json_line(time, elapsed);
         // A writer that stopped on an error reports it at `finish`.
-        let _ = self.sender.send(Message::Write { entry, time, elapsed });
+        let _ = self.sender.send(Message::Write { entry, line: line.clone(), time });
         line
     }
 
@@ -271,23 +276,30 @@ impl Drop for RunLog {
 }
 
 /// The lines of the resumed folder's metrics.jsonl at steps up to
-/// `up_to_step` (a start line at that very step is replaced by this run's).
-fn carried_lines(cfg: &RunLogConfig) -> Result<Vec<String>> {
+/// `up_to_step`, each with its parsed object (a start line at that very
+/// step is replaced by this run's; a line that does not parse is dropped).
+fn carried_lines(cfg: &RunLogConfig) -> Result<Vec<(String, Value)>> {
     let Some(from) = &cfg.carry_from else { return Ok(Vec::new()) };
     let Some(text) = read_text_if_exists(&from.join(METRICS_FILE))? else { return Ok(Vec::new()) };
     Ok(text
         .lines()
-        .filter(|l| {
-            let Ok(v) = serde_json::from_str::<Value>(l) else { return false };
+        .filter_map(|l| Some((l.to_string(), serde_json::from_str::<Value>(l).ok()?)))
+        .filter(|(_, v)| {
             let step = v["step"].as_u64().unwrap_or(u64::MAX);
             step < cfg.up_to_step || (step == cfg.up_to_step && v["kind"] != "start")
         })
-        .map(str::to_string)
         .collect())
 }
 
+/// The mean of the last 20 logged steps' rates (steps a second), from each
+/// logged step's seconds a step, newest last; None without any.
+pub fn recent_steps_per_s(seconds_per_step: impl DoubleEndedIterator<Item = f64>) -> Option<f64> {
+    let rates: Vec<f64> = seconds_per_step.rev().take(20).map(|s| 1.0 / s).collect();
+    (!rates.is_empty()).then(|| rates.iter().sum::<f64>() / rates.len() as f64)
+}
+
 /// Whether `name` is a TensorBoard event file.
-pub fn is_event_file(name: &str) -> bool {
+fn is_event_file(name: &str) -> bool {
     name.contains("tfevents")
 }
 
@@ -352,7 +364,7 @@ impl Files {
         while let Ok(first) = receiver.recv() {
             for message in std::iter::once(first).chain(receiver.try_iter()) {
                 match message {
-                    Message::Write { entry, time, elapsed } => self.write(&entry, time, elapsed)?,
+                    Message::Write { entry, line, time } => self.write(&entry, &line, time)?,
                     Message::Close => return self.flush(),
                 }
             }
@@ -361,8 +373,7 @@ impl Files {
         self.flush()
     }
 
-    fn write(&mut self, entry: &Entry, time: f64, elapsed: f64) -> Result<()> {
-        let line = entry.json_line(time, elapsed);
+    fn write(&mut self, entry: &Entry, line: &str, time: f64) -> Result<()> {
         writeln!(self.metrics, "{line}").map_err(|e| GanError::io(&self.metrics_path, e))?;
         if self.events.is_none() {
             return Ok(());

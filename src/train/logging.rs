@@ -2,7 +2,7 @@
 //! log, and summary.json when it ends.
 
 use super::{ImageSet, Reporter, Result, Run, RunSummary, TrainConfig, TrainEvent};
-use crate::io::run_log::{json_f32, Entry, RunLog, RunLogConfig};
+use crate::io::run_log::{json_f32, recent_steps_per_s, Entry, RunLog, RunLogConfig};
 use std::sync::atomic::Ordering;
 
 /// Opens the run's log (metrics.jsonl, TensorBoard) at `steps_done`,
@@ -64,9 +64,7 @@ pub(super) fn summary_json(
         serde_json::json!({"final": t.last.map(|x| x.1), "final_step": t.last.map(|x| x.0),
             "best": t.best.map(|x| x.1), "best_step": t.best.map(|x| x.0), "classes_covered": t.classes_covered})
     };
-    // The mean rate of the last 20 logged steps.
-    let rates: Vec<f64> = run.losses.iter().rev().take(20).map(|r| 1.0 / r.seconds).collect();
-    let steps_per_s = (!rates.is_empty()).then(|| rates.iter().sum::<f64>() / rates.len() as f64);
+    let steps_per_s = recent_steps_per_s(run.losses.iter().map(|r| r.seconds));
     serde_json::json!({
         "exit_reason": reason, "exit_code": code, "error": error,
         "epochs": cfg.epochs, "epochs_done": p.epoch, "step_in_epoch": p.batch_in_epoch, "steps": p.steps_done,
